@@ -1,0 +1,5 @@
+//! switchboard: a rule-driven agent for the Band platform, and an in-memory
+//! sandbox of the platform to run it against offline.
+
+pub mod platform;
+pub mod sandbox;
