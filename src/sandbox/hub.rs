@@ -179,3 +179,15 @@ impl Hub {
         out
     }
 }
+
+/// What the socket endpoint (`ws.rs`) needs from the rest of the sandbox.
+/// `Sandbox` implements it; tests may implement it with a tiny backend.
+pub trait SocketBackend: Send + Sync + 'static {
+    /// The principal an API key belongs to (user or agent), if any.
+    fn authenticate(&self, api_key: &str) -> Option<Principal>;
+    /// Whether `who` may join `topic`: `Ok(response)` with the join reply's
+    /// `response` object, or `Err(reason)` for a refusal (`{"reason": ...}`).
+    fn can_join(&self, who: &Principal, topic: &str) -> Result<Value, String>;
+    /// The hub pushes are published on.
+    fn hub(&self) -> &Hub;
+}
