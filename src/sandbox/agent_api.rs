@@ -12,7 +12,9 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{created, cursor_page, ok, ok_meta, offset_page, parse_body, ApiError, ApiResult, Query};
+use super::http::{
+    created, cursor_page, offset_page, ok, ok_meta, parse_body, ApiError, ApiResult, Query,
+};
 use super::world::{Mark, Respond};
 use super::Sandbox;
 use crate::platform::model::EntityType;
@@ -26,19 +28,40 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/agent/peers", get(peers))
         .route("/api/v1/agent/chats", get(list_chats).post(create_chat))
         .route("/api/v1/agent/chats/{chat}", get(get_chat))
-        .route("/api/v1/agent/chats/{chat}/messages", get(list_messages).post(send_message))
+        .route(
+            "/api/v1/agent/chats/{chat}/messages",
+            get(list_messages).post(send_message),
+        )
         .route("/api/v1/agent/chats/{chat}/messages/next", get(next))
-        .route("/api/v1/agent/chats/{chat}/messages/{msg}/processing", post(processing))
-        .route("/api/v1/agent/chats/{chat}/messages/{msg}/processed", post(processed))
-        .route("/api/v1/agent/chats/{chat}/messages/{msg}/failed", post(failed))
+        .route(
+            "/api/v1/agent/chats/{chat}/messages/{msg}/processing",
+            post(processing),
+        )
+        .route(
+            "/api/v1/agent/chats/{chat}/messages/{msg}/processed",
+            post(processed),
+        )
+        .route(
+            "/api/v1/agent/chats/{chat}/messages/{msg}/failed",
+            post(failed),
+        )
         .route("/api/v1/agent/chats/{chat}/events", post(post_event))
-        .route("/api/v1/agent/chats/{chat}/participants", get(list_participants).post(add_participant))
-        .route("/api/v1/agent/chats/{chat}/participants/{pid}", delete(remove_participant))
+        .route(
+            "/api/v1/agent/chats/{chat}/participants",
+            get(list_participants).post(add_participant),
+        )
+        .route(
+            "/api/v1/agent/chats/{chat}/participants/{pid}",
+            delete(remove_participant),
+        )
         .route("/api/v1/agent/chats/{chat}/context", get(context))
         .route("/api/v1/agent/contacts", get(contacts))
         .route("/api/v1/agent/contacts/requests", get(contact_requests))
         .route("/api/v1/agent/contacts/add", post(contact_add))
-        .route("/api/v1/agent/contacts/requests/respond", post(contact_respond))
+        .route(
+            "/api/v1/agent/contacts/requests/respond",
+            post(contact_respond),
+        )
         .route("/api/v1/agent/contacts/remove", post(contact_remove))
 }
 
@@ -54,7 +77,9 @@ async fn me(State(sb): Sb, h: HeaderMap) -> ApiResult {
 async fn peers(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
     let who = agent(&sb, &h)?;
     let q = Query::parse(q.as_deref());
-    let rows = sb.world().peers(&who, q.get("not_in_chat"), q.get("type"), sb.hub());
+    let rows = sb
+        .world()
+        .peers(&who, q.get("not_in_chat"), q.get("type"), sb.hub());
     let (page, meta) = offset_page(&rows, &q, 50)?;
     ok_meta(json!(page), meta)
 }
@@ -105,12 +130,19 @@ fn page_messages(rows: Vec<Value>, q: &Query, default_limit: u64) -> ApiResult {
     let (page, meta) = if q.get("page").is_some() || q.get("page_size").is_some() {
         offset_page(&rows, q, default_limit)?
     } else {
-        cursor_page(&rows, q, default_limit, |m: &Value| m["id"].as_str().unwrap_or_default())?
+        cursor_page(&rows, q, default_limit, |m: &Value| {
+            m["id"].as_str().unwrap_or_default()
+        })?
     };
     ok_meta(json!(page), meta)
 }
 
-async fn list_messages(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
+async fn list_messages(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     let q = Query::parse(q.as_deref());
     let rows = sb.world().agent_messages(&who, &chat, q.get("status"))?;
@@ -123,7 +155,12 @@ struct MessageBody {
     message: Value,
 }
 
-async fn send_message(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
+async fn send_message(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     let b: MessageBody = parse_body(&body)?;
     created(sb.world().send_message(&who, &chat, &b.message, sb.hub())?)
@@ -138,12 +175,20 @@ async fn next(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiResul
     }
 }
 
-async fn processing(State(sb): Sb, h: HeaderMap, Path((chat, msg)): Path<(String, String)>) -> ApiResult {
+async fn processing(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, msg)): Path<(String, String)>,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     ok(sb.world().mark(&who, &chat, &msg, Mark::Processing, None)?)
 }
 
-async fn processed(State(sb): Sb, h: HeaderMap, Path((chat, msg)): Path<(String, String)>) -> ApiResult {
+async fn processed(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, msg)): Path<(String, String)>,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     ok(sb.world().mark(&who, &chat, &msg, Mark::Processed, None)?)
 }
@@ -154,7 +199,12 @@ struct FailedBody {
     error: Option<String>,
 }
 
-async fn failed(State(sb): Sb, h: HeaderMap, Path((chat, msg)): Path<(String, String)>, body: Bytes) -> ApiResult {
+async fn failed(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, msg)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     let b: FailedBody = parse_body(&body)?;
     ok(sb.world().mark(&who, &chat, &msg, Mark::Failed, b.error)?)
@@ -166,7 +216,12 @@ struct EventBody {
     event: Value,
 }
 
-async fn post_event(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
+async fn post_event(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     let b: EventBody = parse_body(&body)?;
     created(sb.world().post_event(&who, &chat, &b.event, sb.hub())?)
@@ -174,7 +229,12 @@ async fn post_event(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body:
 
 async fn list_participants(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiResult {
     let who = agent(&sb, &h)?;
-    ok(json!(sb.world().list_participants(&who, &chat, None, sb.hub())?))
+    ok(json!(sb.world().list_participants(
+        &who,
+        &chat,
+        None,
+        sb.hub()
+    )?))
 }
 
 #[derive(Deserialize)]
@@ -189,19 +249,39 @@ pub(crate) struct ParticipantFields {
     pub(crate) role: Option<String>,
 }
 
-async fn add_participant(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
+async fn add_participant(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     let b: ParticipantBody = parse_body(&body)?;
     let p = b.participant;
-    created(sb.world().add_participant(&who, &chat, &p.participant_id, p.role.as_deref(), sb.hub())?)
+    created(sb.world().add_participant(
+        &who,
+        &chat,
+        &p.participant_id,
+        p.role.as_deref(),
+        sb.hub(),
+    )?)
 }
 
-async fn remove_participant(State(sb): Sb, h: HeaderMap, Path((chat, pid)): Path<(String, String)>) -> ApiResult {
+async fn remove_participant(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, pid)): Path<(String, String)>,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     ok(sb.world().remove_participant(&who, &chat, &pid, sb.hub())?)
 }
 
-async fn context(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
+async fn context(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let who = agent(&sb, &h)?;
     let q = Query::parse(q.as_deref());
     let rows = sb.world().context(&who, &chat)?;
@@ -250,8 +330,12 @@ struct AddBody {
 async fn contact_add(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
     let who = agent(&sb, &h)?;
     let b: AddBody = parse_body(&body)?;
-    let handle = b.handle.ok_or_else(|| ApiError::bad_request("handle is required"))?;
-    let r = sb.world().request_contact(&who, &handle, b.message, sb.hub())?;
+    let handle = b
+        .handle
+        .ok_or_else(|| ApiError::bad_request("handle is required"))?;
+    let r = sb
+        .world()
+        .request_contact(&who, &handle, b.message, sb.hub())?;
     ok(json!({"id": r["id"], "status": r["status"]}))
 }
 
@@ -271,11 +355,20 @@ async fn contact_respond(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult 
         "approve" => Respond::Approve,
         "reject" => Respond::Reject,
         "cancel" => Respond::Cancel,
-        _ => return Err(ApiError::invalid("/action", "must be approve, reject or cancel")),
+        _ => {
+            return Err(ApiError::invalid(
+                "/action",
+                "must be approve, reject or cancel",
+            ))
+        }
     };
-    ok(sb
-        .world()
-        .respond(&who, b.request_id.as_deref(), b.handle.as_deref(), action, sb.hub())?)
+    ok(sb.world().respond(
+        &who,
+        b.request_id.as_deref(),
+        b.handle.as_deref(),
+        action,
+        sb.hub(),
+    )?)
 }
 
 #[derive(Deserialize)]

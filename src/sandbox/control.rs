@@ -81,7 +81,10 @@ struct FaultRequest {
 }
 
 fn matches(method: &Option<String>, path: &str, req_method: &Method, req_path: &str) -> bool {
-    method.as_ref().is_none_or(|m| m.eq_ignore_ascii_case(req_method.as_str())) && req_path.contains(path)
+    method
+        .as_ref()
+        .is_none_or(|m| m.eq_ignore_ascii_case(req_method.as_str()))
+        && req_path.contains(path)
 }
 
 impl Faults {
@@ -92,27 +95,36 @@ impl Faults {
 
     /// Takes one use of the first matching delay rule.
     fn take_delay(&mut self, method: &Method, path: &str) -> Option<Duration> {
-        let i = self.delay.iter().position(|r| matches(&r.method, &r.path, method, path))?;
+        let i = self
+            .delay
+            .iter()
+            .position(|r| matches(&r.method, &r.path, method, path))?;
         let rule = &mut self.delay[i];
         rule.count -= 1;
         let ms = rule.ms;
         if rule.count == 0 {
             self.delay.remove(i);
         }
-        self.fired.push(json!({"kind": "delay", "method": method.as_str(), "path": path, "ms": ms}));
+        self.fired
+            .push(json!({"kind": "delay", "method": method.as_str(), "path": path, "ms": ms}));
         Some(Duration::from_millis(ms))
     }
 
     /// Takes one use of the first matching fail rule.
     fn take_fail(&mut self, method: &Method, path: &str) -> Option<ApiError> {
-        let i = self.fail.iter().position(|r| matches(&r.method, &r.path, method, path))?;
+        let i = self
+            .fail
+            .iter()
+            .position(|r| matches(&r.method, &r.path, method, path))?;
         let rule = &mut self.fail[i];
         rule.count -= 1;
         let (status, retry_after) = (rule.status, rule.retry_after);
         if rule.count == 0 {
             self.fail.remove(i);
         }
-        self.fired.push(json!({"kind": "fail", "method": method.as_str(), "path": path, "status": status}));
+        self.fired.push(
+            json!({"kind": "fail", "method": method.as_str(), "path": path, "status": status}),
+        );
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let code = match status.as_u16() {
             429 => "rate_limited",
@@ -208,7 +220,8 @@ async fn post_faults(State(sb): State<Arc<Sandbox>>, body: Bytes) -> Response {
     };
     if let Some(f) = &req.fail {
         if StatusCode::from_u16(f.status).is_err() || f.status < 400 || f.count == 0 {
-            return ApiError::invalid("/fail", "status must be 4xx/5xx and count at least 1").into_response();
+            return ApiError::invalid("/fail", "status must be 4xx/5xx and count at least 1")
+                .into_response();
         }
     }
     if req.delay.as_ref().is_some_and(|d| d.count == 0) {
@@ -218,7 +231,9 @@ async fn post_faults(State(sb): State<Arc<Sandbox>>, body: Bytes) -> Response {
         None => None,
         Some("ignore") => Some(true),
         Some("answer") => Some(false),
-        Some(_) => return ApiError::invalid("/heartbeats", "must be ignore or answer").into_response(),
+        Some(_) => {
+            return ApiError::invalid("/heartbeats", "must be ignore or answer").into_response()
+        }
     };
     if req.clear {
         sb.faults().clear();

@@ -19,8 +19,8 @@ pub struct ApiError {
     pub code: String,
     /// Human-readable message.
     pub message: String,
-    /// JSON pointer → messages, for validation errors.
-    pub details: Option<Value>,
+    /// JSON pointer → messages, for validation errors (boxed: keeps `Result`s small).
+    pub details: Option<Box<Value>>,
     /// Seconds, sent as `Retry-After` and `error.retry_after`.
     pub retry_after: Option<u64>,
 }
@@ -65,7 +65,7 @@ impl ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "validation_error".into(),
             message,
-            details: Some(Value::Object(details)),
+            details: Some(Box::new(Value::Object(details))),
             retry_after: None,
         }
     }
@@ -86,7 +86,7 @@ impl IntoResponse for ApiError {
             "request_id": request_id(),
         });
         if let Some(d) = self.details {
-            error["details"] = d;
+            error["details"] = *d;
         }
         if let Some(r) = self.retry_after {
             error["retry_after"] = json!(r);
@@ -116,7 +116,11 @@ pub fn created(data: Value) -> ApiResult {
 
 /// 200 `{"data": data, "metadata": metadata}`.
 pub fn ok_meta(data: Value, metadata: Value) -> ApiResult {
-    Ok((StatusCode::OK, Json(json!({ "data": data, "metadata": metadata }))).into_response())
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "data": data, "metadata": metadata })),
+    )
+        .into_response())
 }
 
 /// Parses a JSON body into `T`; an empty body counts as `{}`. Bad JSON or a
@@ -125,9 +129,11 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::invalid("", format!("malformed JSON body: {e}")))?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::invalid("", format!("malformed JSON body: {e}")))?
     };
-    serde_json::from_value(value).map_err(|e| ApiError::invalid("", format!("invalid request body: {e}")))
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid("", format!("invalid request body: {e}")))
 }
 
 /// Query parameters as a map (the last value wins for repeated keys, except
@@ -140,13 +146,21 @@ impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Query {
         let pairs = raw
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         Query { pairs }
     }
     /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
     /// Every comma-separated value across repeated `key`s.
     pub fn list(&self, key: &str) -> Vec<String> {
@@ -163,23 +177,38 @@ impl Query {
             None | Some("") => Ok(default),
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if n >= 1 && n <= max => Ok(n),
-                _ => Err(ApiError::invalid(&format!("/{key}"), format!("must be an integer between 1 and {max}"))),
+                _ => Err(ApiError::invalid(
+                    &format!("/{key}"),
+                    format!("must be an integer between 1 and {max}"),
+                )),
             },
         }
     }
     /// All pairs, for handlers that need raw access.
     pub fn as_map(&self) -> HashMap<&str, &str> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        self.pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 }
 
 /// Offset paging: the slice for `page`/`page_size` and its metadata.
-pub fn offset_page<T: Clone>(rows: &[T], q: &Query, default_size: u64) -> Result<(Vec<T>, Value), ApiError> {
+pub fn offset_page<T: Clone>(
+    rows: &[T],
+    q: &Query,
+    default_size: u64,
+) -> Result<(Vec<T>, Value), ApiError> {
     let page = q.int("page", 1, u64::MAX)?;
     let size = q.int("page_size", default_size, 100)?;
     let total = rows.len() as u64;
     let start = (page - 1).saturating_mul(size);
-    let slice = rows.iter().skip(start as usize).take(size as usize).cloned().collect();
+    let slice = rows
+        .iter()
+        .skip(start as usize)
+        .take(size as usize)
+        .cloned()
+        .collect();
     let meta = json!({
         "page": page,
         "page_size": size,
@@ -205,9 +234,18 @@ pub fn cursor_page<T: Clone>(
             None => return Err(ApiError::invalid("/cursor", "unknown cursor")),
         },
     };
-    let page: Vec<T> = rows.iter().skip(start).take(limit as usize).cloned().collect();
+    let page: Vec<T> = rows
+        .iter()
+        .skip(start)
+        .take(limit as usize)
+        .cloned()
+        .collect();
     let has_more = start + page.len() < rows.len();
-    let next = if has_more { page.last().map(|r| id(r).to_string()) } else { None };
+    let next = if has_more {
+        page.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
     let meta = json!({ "has_more": has_more, "limit": limit, "next_cursor": next });
     Ok((page, meta))
 }

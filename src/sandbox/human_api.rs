@@ -12,7 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::agent_api::{ParticipantBody, RemoveBody};
-use super::http::{created, cursor_page, ok, ok_meta, offset_page, parse_body, ApiError, ApiResult, Query};
+use super::http::{
+    created, cursor_page, offset_page, ok, ok_meta, parse_body, ApiError, ApiResult, Query,
+};
 use super::hub::Principal;
 use super::world::Respond;
 use super::Sandbox;
@@ -26,11 +28,23 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/me/profile", get(profile))
         .route("/api/v1/me/chats", get(list_chats).post(create_chat))
         .route("/api/v1/me/chats/{chat}", get(get_chat))
-        .route("/api/v1/me/chats/{chat}/messages", get(list_messages).post(send_message))
-        .route("/api/v1/me/chats/{chat}/participants", get(list_participants).post(add_participant))
-        .route("/api/v1/me/chats/{chat}/participants/{pid}", delete(remove_participant))
+        .route(
+            "/api/v1/me/chats/{chat}/messages",
+            get(list_messages).post(send_message),
+        )
+        .route(
+            "/api/v1/me/chats/{chat}/participants",
+            get(list_participants).post(add_participant),
+        )
+        .route(
+            "/api/v1/me/chats/{chat}/participants/{pid}",
+            delete(remove_participant),
+        )
         .route("/api/v1/me/contacts", get(contacts))
-        .route("/api/v1/me/contacts/requests", get(received).post(create_request))
+        .route(
+            "/api/v1/me/contacts/requests",
+            get(received).post(create_request),
+        )
         .route("/api/v1/me/contacts/requests/sent", get(sent))
         .route("/api/v1/me/contacts/requests/{id}", delete(cancel))
         .route("/api/v1/me/contacts/requests/{id}/approve", post(approve))
@@ -49,7 +63,9 @@ fn page(rows: Vec<Value>, q: &Query, default: u64, id_key: &'static str) -> ApiR
     let (page, meta) = if q.get("page").is_some() || q.get("page_size").is_some() {
         offset_page(&rows, q, default)?
     } else {
-        cursor_page(&rows, q, default, |v: &Value| v[id_key].as_str().unwrap_or_default())?
+        cursor_page(&rows, q, default, |v: &Value| {
+            v[id_key].as_str().unwrap_or_default()
+        })?
     };
     ok_meta(json!(page), meta)
 }
@@ -96,12 +112,19 @@ async fn get_chat(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiR
     ok(sb.world().get_room(&who, &chat)?)
 }
 
-async fn list_messages(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
+async fn list_messages(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let who = user(&sb, &h)?;
     let q = Query::parse(q.as_deref());
     let mut types = q.list("message_types");
     types.extend(q.list("message_type"));
-    let rows = sb.world().user_messages(&who, &chat, q.get("after"), &types)?;
+    let rows = sb
+        .world()
+        .user_messages(&who, &chat, q.get("after"), &types)?;
     page(rows, &q, 20, "id")
 }
 
@@ -111,27 +134,54 @@ struct MessageBody {
     message: Value,
 }
 
-async fn send_message(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
+async fn send_message(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let who = user(&sb, &h)?;
     let b: MessageBody = parse_body(&body)?;
     created(sb.world().send_message(&who, &chat, &b.message, sb.hub())?)
 }
 
-async fn list_participants(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
+async fn list_participants(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
     let who = user(&sb, &h)?;
     let q = Query::parse(q.as_deref());
-    let rows = sb.world().list_participants(&who, &chat, q.get("participant_type"), sb.hub())?;
+    let rows = sb
+        .world()
+        .list_participants(&who, &chat, q.get("participant_type"), sb.hub())?;
     page(rows, &q, 20, "id")
 }
 
-async fn add_participant(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
+async fn add_participant(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let who = user(&sb, &h)?;
     let b: ParticipantBody = parse_body(&body)?;
     let p = b.participant;
-    created(sb.world().add_participant(&who, &chat, &p.participant_id, p.role.as_deref(), sb.hub())?)
+    created(sb.world().add_participant(
+        &who,
+        &chat,
+        &p.participant_id,
+        p.role.as_deref(),
+        sb.hub(),
+    )?)
 }
 
-async fn remove_participant(State(sb): Sb, h: HeaderMap, Path((chat, pid)): Path<(String, String)>) -> ApiResult {
+async fn remove_participant(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, pid)): Path<(String, String)>,
+) -> ApiResult {
     let who = user(&sb, &h)?;
     ok(sb.world().remove_participant(&who, &chat, &pid, sb.hub())?)
 }
@@ -180,7 +230,10 @@ async fn create_request(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
     let who = user(&sb, &h)?;
     let b: RequestBody = parse_body(&body)?;
     let r = b.contact_request;
-    created(sb.world().request_contact(&who, &r.recipient_handle, r.message, sb.hub())?)
+    created(
+        sb.world()
+            .request_contact(&who, &r.recipient_handle, r.message, sb.hub())?,
+    )
 }
 
 async fn act(sb: &Sandbox, h: &HeaderMap, id: &str, action: Respond) -> ApiResult {
@@ -217,16 +270,23 @@ struct ResolveBody {
 async fn resolve(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
     user(&sb, &h)?;
     let b: ResolveBody = parse_body(&body)?;
-    let handle = b.handle.filter(|s| !s.trim().is_empty()).ok_or_else(|| ApiError::bad_request("handle is required"))?;
+    let handle = b
+        .handle
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("handle is required"))?;
     let w = sb.world();
-    let e = w.by_handle(&handle).ok_or_else(|| ApiError::not_found("no entity with that handle"))?;
+    let e = w
+        .by_handle(&handle)
+        .ok_or_else(|| ApiError::not_found("no entity with that handle"))?;
     ok(json!({"type": e.kind.as_str(), "handle": e.handle, "name": e.name}))
 }
 
 async fn peers(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
     let who = user(&sb, &h)?;
     let q = Query::parse(q.as_deref());
-    let rows = sb.world().peers(&who, q.get("not_in_chat"), q.get("type"), sb.hub());
+    let rows = sb
+        .world()
+        .peers(&who, q.get("not_in_chat"), q.get("type"), sb.hub());
     let (p, meta) = offset_page(&rows, &q, 50)?;
     ok_meta(json!(p), meta)
 }

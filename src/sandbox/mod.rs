@@ -7,8 +7,8 @@
 pub mod agent_api;
 pub mod control;
 pub mod http;
-pub mod human_api;
 pub mod hub;
+pub mod human_api;
 pub mod seed;
 pub mod world;
 
@@ -42,7 +42,11 @@ impl Sandbox {
     /// Builds a sandbox from a seed (validated again, so hand-built seeds are safe).
     pub fn new(seed: Seed) -> Result<Arc<Sandbox>, SeedError> {
         // Re-validate: a Seed may have been built in code rather than parsed.
-        let origin = if seed.origin.is_empty() { "<seed>" } else { seed.origin.as_str() };
+        let origin = if seed.origin.is_empty() {
+            "<seed>"
+        } else {
+            seed.origin.as_str()
+        };
         seed::validate_seed(&seed, origin)?;
         let initial = World::from_seed(&seed);
         Ok(Arc::new(Sandbox {
@@ -64,7 +68,10 @@ impl Sandbox {
             .merge(control::routes())
             .fallback(not_found)
             .method_not_allowed_fallback(not_found)
-            .layer(axum::middleware::from_fn_with_state(self.clone(), control::fault_layer))
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                control::fault_layer,
+            ))
             .with_state(self.clone())
     }
 
@@ -99,7 +106,11 @@ impl Sandbox {
 
     /// The caller of a REST request, which must be of `kind`: a missing or
     /// unknown key is 401, a key of the other kind is 403.
-    pub(crate) fn caller(&self, headers: &HeaderMap, kind: EntityType) -> Result<Principal, ApiError> {
+    pub(crate) fn caller(
+        &self,
+        headers: &HeaderMap,
+        kind: EntityType,
+    ) -> Result<Principal, ApiError> {
         let key = headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
@@ -146,5 +157,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = sandbox.router();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }

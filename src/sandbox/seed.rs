@@ -159,6 +159,12 @@ pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SeedError> {
             // The rendered error repeats the position and a snippet; keep its first line.
             let rendered = e.to_string();
             let first = rendered.lines().next().unwrap_or("invalid seed").trim();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // Drop the library's own "line N column M: " since we print file:line:column.
+            let first = match first.split_once(": ") {
+                Some((pos, rest)) if pos.starts_with("line ") => rest,
+                _ => first,
+            };
             SeedError::at(origin, loc, first.to_string())
         })?
     };
@@ -191,7 +197,11 @@ pub(crate) fn validate_seed(seed: &Seed, o: &str) -> Result<(), SeedError> {
                 return Err(SeedError::at(o, id.referenced, "id must not be empty"));
             }
             if !ids.insert(id.value.clone()) {
-                return Err(SeedError::at(o, id.referenced, format!("duplicate id {:?}", id.value)));
+                return Err(SeedError::at(
+                    o,
+                    id.referenced,
+                    format!("duplicate id {:?}", id.value),
+                ));
             }
         }
         Ok(())
@@ -199,41 +209,85 @@ pub(crate) fn validate_seed(seed: &Seed, o: &str) -> Result<(), SeedError> {
     for u in &seed.users {
         let h = strip_at(&u.handle.value);
         if h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace) {
-            return Err(SeedError::at(o, u.handle.referenced, format!("invalid user handle {h:?}")));
+            return Err(SeedError::at(
+                o,
+                u.handle.referenced,
+                format!("invalid user handle {h:?}"),
+            ));
         }
         if !users.insert(h.to_string()) {
-            return Err(SeedError::at(o, u.handle.referenced, format!("duplicate user handle {h:?}")));
+            return Err(SeedError::at(
+                o,
+                u.handle.referenced,
+                format!("duplicate user handle {h:?}"),
+            ));
         }
         if u.api_key.value.is_empty() || !keys.insert(u.api_key.value.clone()) {
-            return Err(SeedError::at(o, u.api_key.referenced, "api_key must be non-empty and unique"));
+            return Err(SeedError::at(
+                o,
+                u.api_key.referenced,
+                "api_key must be non-empty and unique",
+            ));
         }
         check_id(&u.id)?;
     }
     for a in &seed.agents {
         let h = strip_at(&a.handle.value);
         let Some((owner, slug)) = h.split_once('/') else {
-            return Err(SeedError::at(o, a.handle.referenced, format!("agent handle {h:?} is not owner/slug")));
+            return Err(SeedError::at(
+                o,
+                a.handle.referenced,
+                format!("agent handle {h:?} is not owner/slug"),
+            ));
         };
-        if owner.is_empty() || slug.is_empty() || slug.contains('/') || h.chars().any(char::is_whitespace) {
-            return Err(SeedError::at(o, a.handle.referenced, format!("agent handle {h:?} is not owner/slug")));
+        if owner.is_empty()
+            || slug.is_empty()
+            || slug.contains('/')
+            || h.chars().any(char::is_whitespace)
+        {
+            return Err(SeedError::at(
+                o,
+                a.handle.referenced,
+                format!("agent handle {h:?} is not owner/slug"),
+            ));
         }
         if !agents.insert(h.to_string()) {
-            return Err(SeedError::at(o, a.handle.referenced, format!("duplicate agent handle {h:?}")));
+            return Err(SeedError::at(
+                o,
+                a.handle.referenced,
+                format!("duplicate agent handle {h:?}"),
+            ));
         }
         match &a.owner {
             Some(ow) if !users.contains(strip_at(&ow.value)) => {
-                return Err(SeedError::at(o, ow.referenced, format!("unknown owner {:?}", ow.value)));
+                return Err(SeedError::at(
+                    o,
+                    ow.referenced,
+                    format!("unknown owner {:?}", ow.value),
+                ));
             }
             None if !users.contains(owner) => {
-                return Err(SeedError::at(o, a.handle.referenced, format!("unknown owner {owner:?}")));
+                return Err(SeedError::at(
+                    o,
+                    a.handle.referenced,
+                    format!("unknown owner {owner:?}"),
+                ));
             }
             _ => {}
         }
         if a.description.value.trim().is_empty() {
-            return Err(SeedError::at(o, a.description.referenced, "description must not be empty"));
+            return Err(SeedError::at(
+                o,
+                a.description.referenced,
+                "description must not be empty",
+            ));
         }
         if a.api_key.value.is_empty() || !keys.insert(a.api_key.value.clone()) {
-            return Err(SeedError::at(o, a.api_key.referenced, "api_key must be non-empty and unique"));
+            return Err(SeedError::at(
+                o,
+                a.api_key.referenced,
+                "api_key must be non-empty and unique",
+            ));
         }
         check_id(&a.id)?;
     }
@@ -242,7 +296,11 @@ pub(crate) fn validate_seed(seed: &Seed, o: &str) -> Result<(), SeedError> {
         if users.contains(s) || agents.contains(s) {
             Ok(())
         } else {
-            Err(SeedError::at(o, h.referenced, format!("unknown handle {:?}", h.value)))
+            Err(SeedError::at(
+                o,
+                h.referenced,
+                format!("unknown handle {:?}", h.value),
+            ))
         }
     };
     for r in &seed.rooms {
@@ -251,19 +309,31 @@ pub(crate) fn validate_seed(seed: &Seed, o: &str) -> Result<(), SeedError> {
         for p in &r.participants {
             known(p)?;
             if !seen.insert(strip_at(&p.value).to_string()) {
-                return Err(SeedError::at(o, p.referenced, format!("{:?} is listed twice", p.value)));
+                return Err(SeedError::at(
+                    o,
+                    p.referenced,
+                    format!("{:?} is listed twice", p.value),
+                ));
             }
         }
         check_id(&r.id)?;
     }
     for pair in &seed.contacts {
         if pair.value.len() != 2 {
-            return Err(SeedError::at(o, pair.referenced, "a contact is a pair of two handles"));
+            return Err(SeedError::at(
+                o,
+                pair.referenced,
+                "a contact is a pair of two handles",
+            ));
         }
         known(&pair.value[0])?;
         known(&pair.value[1])?;
         if strip_at(&pair.value[0].value) == strip_at(&pair.value[1].value) {
-            return Err(SeedError::at(o, pair.referenced, "a contact pair needs two different handles"));
+            return Err(SeedError::at(
+                o,
+                pair.referenced,
+                "a contact pair needs two different handles",
+            ));
         }
     }
     Ok(())
@@ -277,7 +347,10 @@ mod tests {
     fn embedded_seed_is_valid() {
         let s = default_seed();
         assert!(s.users.iter().any(|u| u.handle.value == "alice"));
-        assert!(s.agents.iter().any(|a| a.handle.value == "alice/triage-bot"));
+        assert!(s
+            .agents
+            .iter()
+            .any(|a| a.handle.value == "alice/triage-bot"));
     }
 
     #[test]

@@ -25,7 +25,14 @@ const MAX_EVENT_CHARS: usize = 16_384;
 /// Serialized size limit for event metadata.
 const MAX_EVENT_METADATA_BYTES: usize = 65_536;
 /// Event types an agent may post.
-const EVENT_TYPES: &[&str] = &["tool_call", "tool_result", "thought", "error", "task", "attention"];
+const EVENT_TYPES: &[&str] = &[
+    "tool_call",
+    "tool_result",
+    "thought",
+    "error",
+    "task",
+    "attention",
+];
 
 /// Current time in the platform's ISO-8601 form.
 pub fn now() -> String {
@@ -255,7 +262,11 @@ impl World {
         for u in &seed.users {
             let handle = strip_at(&u.handle.value).to_string();
             w.entities.push(Entity {
-                id: u.id.as_ref().map(|i| i.value.clone()).unwrap_or_else(new_id),
+                id: u
+                    .id
+                    .as_ref()
+                    .map(|i| i.value.clone())
+                    .unwrap_or_else(new_id),
                 kind: EntityType::User,
                 name: u.name.clone().unwrap_or_else(|| handle.clone()),
                 handle,
@@ -273,7 +284,11 @@ impl World {
             };
             let owner_id = w.by_handle(&owner_handle).map(|e| e.id.clone());
             w.entities.push(Entity {
-                id: a.id.as_ref().map(|i| i.value.clone()).unwrap_or_else(new_id),
+                id: a
+                    .id
+                    .as_ref()
+                    .map(|i| i.value.clone())
+                    .unwrap_or_else(new_id),
                 kind: EntityType::Agent,
                 handle,
                 name: a.name.clone(),
@@ -302,7 +317,11 @@ impl World {
                 }
             }
             w.rooms.push(Room {
-                id: r.id.as_ref().map(|i| i.value.clone()).unwrap_or_else(new_id),
+                id: r
+                    .id
+                    .as_ref()
+                    .map(|i| i.value.clone())
+                    .unwrap_or_else(new_id),
                 title: r.title.clone(),
                 task_id: None,
                 inserted_at: t.clone(),
@@ -334,10 +353,13 @@ impl World {
 
     /// The principal an API key belongs to.
     pub fn authenticate(&self, key: &str) -> Option<Principal> {
-        self.entities.iter().find(|e| !key.is_empty() && e.api_key == key).map(|e| Principal {
-            id: e.id.clone(),
-            kind: e.kind,
-        })
+        self.entities
+            .iter()
+            .find(|e| !key.is_empty() && e.api_key == key)
+            .map(|e| Principal {
+                id: e.id.clone(),
+                kind: e.kind,
+            })
     }
 
     /// An entity by id.
@@ -348,7 +370,9 @@ impl World {
     /// An entity by handle (with or without `@`, case-insensitive).
     pub fn by_handle(&self, handle: &str) -> Option<&Entity> {
         let h = strip_at(handle);
-        self.entities.iter().find(|e| e.handle.eq_ignore_ascii_case(h))
+        self.entities
+            .iter()
+            .find(|e| e.handle.eq_ignore_ascii_case(h))
     }
 
     fn room(&self, id: &str) -> Option<&Room> {
@@ -374,7 +398,8 @@ impl World {
             EntityType::Agent => Self::member(room, &who.id).is_some(),
             EntityType::User => room.members.iter().any(|m| {
                 (m.id == who.id && m.status == "active")
-                    || self.entity(&m.id).and_then(|e| e.owner_id.as_deref()) == Some(who.id.as_str())
+                    || self.entity(&m.id).and_then(|e| e.owner_id.as_deref())
+                        == Some(who.id.as_str())
             }),
         }
     }
@@ -525,10 +550,19 @@ impl World {
     }
 
     fn room_list_item(&self, room: &Room, participants: bool, hub: &Hub, human: bool) -> Value {
-        let mut v = if human { self.me_room_json(room) } else { self.room_json(room) };
+        let mut v = if human {
+            self.me_room_json(room)
+        } else {
+            self.room_json(room)
+        };
         v["participant_count"] = json!(room.members.len());
         if participants {
-            let list: Vec<Value> = room.members.iter().take(100).map(|m| self.participant_json(m, hub)).collect();
+            let list: Vec<Value> = room
+                .members
+                .iter()
+                .take(100)
+                .map(|m| self.participant_json(m, hub))
+                .collect();
             v["participants"] = json!(list);
             v["participants_truncated"] = json!(room.members.len() > 100);
         }
@@ -541,7 +575,8 @@ impl World {
             .mentions
             .iter()
             .map(|x| {
-                let mut v = json!({"id": x.id, "handle": x.handle, "name": x.name, "username": x.handle});
+                let mut v =
+                    json!({"id": x.id, "handle": x.handle, "name": x.name, "username": x.handle});
                 if x.reference {
                     v["kind"] = json!("reference");
                 }
@@ -608,7 +643,10 @@ impl World {
         let human = who.kind == EntityType::User;
         self.rooms
             .iter()
-            .filter(|r| Self::member(r, &who.id).is_some() || (human && agent_rooms && self.can_read(who, r)))
+            .filter(|r| {
+                Self::member(r, &who.id).is_some()
+                    || (human && agent_rooms && self.can_read(who, r))
+            })
             .map(|r| self.room_list_item(r, participants, hub, human))
             .collect()
     }
@@ -623,13 +661,25 @@ impl World {
     }
 
     /// Creates a room owned by the caller; pushes `room_added` to them.
-    pub fn create_room(&mut self, who: &Principal, title: Option<String>, task_id: Option<String>, hub: &Hub) -> Result<Value, ApiError> {
+    pub fn create_room(
+        &mut self,
+        who: &Principal,
+        title: Option<String>,
+        task_id: Option<String>,
+        hub: &Hub,
+    ) -> Result<Value, ApiError> {
         let title = match title.map(|t| t.trim().to_string()) {
             Some(t) if t.chars().any(|c| c.is_control()) => {
-                return Err(ApiError::invalid("/chat/title", "must not contain control characters"))
+                return Err(ApiError::invalid(
+                    "/chat/title",
+                    "must not contain control characters",
+                ))
             }
             Some(t) if t.chars().count() > 120 => {
-                return Err(ApiError::invalid("/chat/title", "should be at most 120 character(s)"))
+                return Err(ApiError::invalid(
+                    "/chat/title",
+                    "should be at most 120 character(s)",
+                ))
             }
             Some(t) if t.is_empty() => None,
             other => other,
@@ -648,7 +698,12 @@ impl World {
             }],
         };
         if let Some(e) = self.entity(&who.id) {
-            hub.publish(&Self::rooms_topic(e), "room_added", self.room_event_payload(&room, &who.id), &Audience::All);
+            hub.publish(
+                &Self::rooms_topic(e),
+                "room_added",
+                self.room_event_payload(&room, &who.id),
+                &Audience::All,
+            );
         }
         let out = match who.kind {
             EntityType::Agent => self.room_json(&room),
@@ -659,7 +714,13 @@ impl World {
     }
 
     /// Participant rows of a readable room, optionally filtered by type.
-    pub fn list_participants(&self, who: &Principal, room_id: &str, kind: Option<&str>, hub: &Hub) -> Result<Vec<Value>, ApiError> {
+    pub fn list_participants(
+        &self,
+        who: &Principal,
+        room_id: &str,
+        kind: Option<&str>,
+        hub: &Hub,
+    ) -> Result<Vec<Value>, ApiError> {
         let room = self.readable_room(who, room_id)?;
         Ok(room
             .members
@@ -680,15 +741,21 @@ impl World {
         hub: &Hub,
     ) -> Result<Value, ApiError> {
         let room = self.writable_room(who, room_id)?;
-        let my_role = Self::member(room, &who.id).map(|m| m.role.clone()).unwrap_or_default();
+        let my_role = Self::member(room, &who.id)
+            .map(|m| m.role.clone())
+            .unwrap_or_default();
         let role = role.unwrap_or("member");
         if !["owner", "admin", "member"].contains(&role) {
             return Err(ApiError::invalid("/participant/role", "is invalid"));
         }
         if role != "member" && my_role == "member" {
-            return Err(ApiError::forbidden("only an owner or admin may grant that role"));
+            return Err(ApiError::forbidden(
+                "only an owner or admin may grant that role",
+            ));
         }
-        let me = self.entity(&who.id).ok_or_else(|| ApiError::unauthorized("unknown caller"))?;
+        let me = self
+            .entity(&who.id)
+            .ok_or_else(|| ApiError::unauthorized("unknown caller"))?;
         let other = self
             .entity(participant_id)
             .ok_or_else(|| ApiError::not_found("participant not found"))?
@@ -697,7 +764,10 @@ impl World {
             return Err(ApiError::forbidden("you cannot add this participant"));
         }
         if Self::member(room, participant_id).is_some() {
-            return Err(ApiError::invalid("/participant/participant_id", "is already a participant"));
+            return Err(ApiError::invalid(
+                "/participant/participant_id",
+                "is already a participant",
+            ));
         }
         let member = Member {
             id: participant_id.to_string(),
@@ -709,21 +779,42 @@ impl World {
             r.members.push(member.clone());
             r.updated_at = t;
         }
-        let room = self.room(room_id).cloned().ok_or_else(|| ApiError::not_found("chat room not found"))?;
+        let room = self
+            .room(room_id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("chat room not found"))?;
         let row = self.participant_json(&member, hub);
         let mut added = json!({"id": other.id, "name": other.name, "type": other.kind.as_str(), "handle": other.handle, "role": role});
         if let Some(d) = &other.description {
             added["description"] = json!(d);
         }
-        hub.publish(&format!("room_participants:{room_id}"), "participant_added", added, &Audience::All);
-        hub.publish(&Self::rooms_topic(&other), "room_added", self.room_event_payload(&room, &other.id), &Audience::All);
+        hub.publish(
+            &format!("room_participants:{room_id}"),
+            "participant_added",
+            added,
+            &Audience::All,
+        );
+        hub.publish(
+            &Self::rooms_topic(&other),
+            "room_added",
+            self.room_event_payload(&room, &other.id),
+            &Audience::All,
+        );
         Ok(row)
     }
 
     /// Removes a participant (owner/admin only; anyone may remove itself).
-    pub fn remove_participant(&mut self, who: &Principal, room_id: &str, participant_id: &str, hub: &Hub) -> Result<Value, ApiError> {
+    pub fn remove_participant(
+        &mut self,
+        who: &Principal,
+        room_id: &str,
+        participant_id: &str,
+        hub: &Hub,
+    ) -> Result<Value, ApiError> {
         let room = self.writable_room(who, room_id)?;
-        let my_role = Self::member(room, &who.id).map(|m| m.role.clone()).unwrap_or_default();
+        let my_role = Self::member(room, &who.id)
+            .map(|m| m.role.clone())
+            .unwrap_or_default();
         let target = Self::member(room, participant_id)
             .cloned()
             .ok_or_else(|| ApiError::not_found("participant not found"))?;
@@ -746,7 +837,12 @@ impl World {
             json!({"id": e.id, "name": e.name, "type": e.kind.as_str()}),
             &Audience::All,
         );
-        hub.publish(&Self::rooms_topic(&e), "room_removed", payload_room, &Audience::All);
+        hub.publish(
+            &Self::rooms_topic(&e),
+            "room_removed",
+            payload_room,
+            &Audience::All,
+        );
         // A user who still reads the room through an own agent keeps the topics.
         let p = Principal {
             id: e.id.clone(),
@@ -762,29 +858,51 @@ impl World {
     // ---------------------------------------------------------------- messages
 
     /// Posts a text message (agent or user). `body` is the `message` object.
-    pub fn send_message(&mut self, who: &Principal, room_id: &str, body: &Value, hub: &Hub) -> Result<Value, ApiError> {
+    pub fn send_message(
+        &mut self,
+        who: &Principal,
+        room_id: &str,
+        body: &Value,
+        hub: &Hub,
+    ) -> Result<Value, ApiError> {
         let room = self.writable_room(who, room_id)?.clone();
         let Some(body) = body.as_object() else {
             return Err(ApiError::invalid("/message", "is required"));
         };
         let content = match body.get("content") {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => return Err(ApiError::invalid("/message/content", "can't be blank")),
+            Some(Value::Null) | None => {
+                return Err(ApiError::invalid("/message/content", "can't be blank"))
+            }
             Some(_) => return Err(ApiError::invalid("/message/content", "is invalid")),
         };
         if !content.chars().any(is_visible) {
-            return Err(ApiError::invalid("/message/content", "content can't be blank"));
+            return Err(ApiError::invalid(
+                "/message/content",
+                "content can't be blank",
+            ));
         }
         if content.len() > MAX_CONTENT_BYTES {
-            return Err(ApiError::invalid("/message/content", "content is too long (maximum is 512 KiB)"));
+            return Err(ApiError::invalid(
+                "/message/content",
+                "content is too long (maximum is 512 KiB)",
+            ));
         }
         match body.get("attachment_ids") {
             None => {}
             Some(Value::Array(a)) if a.is_empty() => {}
             Some(Value::Array(a)) if a.len() > 10 => {
-                return Err(ApiError::invalid("/message/attachment_ids", "at most 10 attachments"))
+                return Err(ApiError::invalid(
+                    "/message/attachment_ids",
+                    "at most 10 attachments",
+                ))
             }
-            Some(Value::Array(_)) => return Err(ApiError::invalid("/message/attachment_ids", "unknown_attachment")),
+            Some(Value::Array(_)) => {
+                return Err(ApiError::invalid(
+                    "/message/attachment_ids",
+                    "unknown_attachment",
+                ))
+            }
             Some(_) => return Err(ApiError::invalid("/message/attachment_ids", "is invalid")),
         }
         let raw = match body.get("mentions") {
@@ -808,14 +926,27 @@ impl World {
                 Some(Value::String(k)) if k == "reference" => true,
                 Some(_) => return Err(ApiError::invalid(&format!("{ptr}/kind"), "is invalid")),
             };
-            let id = obj.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
-            let handle = obj.get("handle").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let id = obj
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            let handle = obj
+                .get("handle")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
             let target = match (id, handle) {
-                (Some(id), _) => room.members.iter().find(|m| m.id == id).map(|m| m.id.clone()),
+                (Some(id), _) => room
+                    .members
+                    .iter()
+                    .find(|m| m.id == id)
+                    .map(|m| m.id.clone()),
                 (None, Some(h)) => room
                     .members
                     .iter()
-                    .find(|m| self.entity(&m.id).is_some_and(|e| e.handle.eq_ignore_ascii_case(strip_at(h))))
+                    .find(|m| {
+                        self.entity(&m.id)
+                            .is_some_and(|e| e.handle.eq_ignore_ascii_case(strip_at(h)))
+                    })
                     .map(|m| m.id.clone()),
                 (None, None) => return Err(ApiError::invalid(&ptr, "id or handle is required")),
             };
@@ -848,7 +979,12 @@ impl World {
         }
         let delivery: BTreeMap<String, Delivery> = mentions
             .iter()
-            .filter(|m| !m.reference && self.entity(&m.id).is_some_and(|e| e.kind == EntityType::Agent))
+            .filter(|m| {
+                !m.reference
+                    && self
+                        .entity(&m.id)
+                        .is_some_and(|e| e.kind == EntityType::Agent)
+            })
             .map(|m| {
                 (
                     m.id.clone(),
@@ -869,7 +1005,10 @@ impl World {
             room_id: room_id.to_string(),
             sender_id: who.id.clone(),
             sender_kind: who.kind,
-            sender_name: self.entity(&who.id).map(|e| e.name.clone()).unwrap_or_default(),
+            sender_name: self
+                .entity(&who.id)
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
             message_type: "text".into(),
             content: format!("{prefix}{content}"),
             mentions,
@@ -895,7 +1034,13 @@ impl World {
 
     /// Posts an agent event (thought, tool_call, ...): stored as a message of
     /// that type, pushed to people as `event_created`, never delivered.
-    pub fn post_event(&mut self, who: &Principal, room_id: &str, body: &Value, hub: &Hub) -> Result<Value, ApiError> {
+    pub fn post_event(
+        &mut self,
+        who: &Principal,
+        room_id: &str,
+        body: &Value,
+        hub: &Hub,
+    ) -> Result<Value, ApiError> {
         let room = self.writable_room(who, room_id)?.clone();
         let Some(body) = body.as_object() else {
             return Err(ApiError::invalid("/event", "is required"));
@@ -905,7 +1050,10 @@ impl World {
             _ => return Err(ApiError::invalid("/event/content", "is required")),
         };
         if content.chars().count() > MAX_EVENT_CHARS {
-            return Err(ApiError::invalid("/event/content", "should be at most 16384 character(s)"));
+            return Err(ApiError::invalid(
+                "/event/content",
+                "should be at most 16384 character(s)",
+            ));
         }
         let message_type = match body.get("message_type").and_then(Value::as_str) {
             Some(t) if EVENT_TYPES.contains(&t) => t.to_string(),
@@ -914,7 +1062,8 @@ impl World {
         let metadata = match body.get("metadata") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => {
-                if serde_json::to_string(m).map(|s| s.len()).unwrap_or(0) > MAX_EVENT_METADATA_BYTES {
+                if serde_json::to_string(m).map(|s| s.len()).unwrap_or(0) > MAX_EVENT_METADATA_BYTES
+                {
                     return Err(ApiError::invalid("/event/metadata", "is too large"));
                 }
                 m.clone()
@@ -926,7 +1075,10 @@ impl World {
             room_id: room_id.to_string(),
             sender_id: who.id.clone(),
             sender_kind: who.kind,
-            sender_name: self.entity(&who.id).map(|e| e.name.clone()).unwrap_or_default(),
+            sender_name: self
+                .entity(&who.id)
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
             message_type: message_type.clone(),
             content,
             mentions: Vec::new(),
@@ -946,20 +1098,33 @@ impl World {
     }
 
     /// The oldest message for `agent` in the room that is not processed.
-    pub fn next_message(&self, agent: &Principal, room_id: &str) -> Result<Option<Value>, ApiError> {
+    pub fn next_message(
+        &self,
+        agent: &Principal,
+        room_id: &str,
+    ) -> Result<Option<Value>, ApiError> {
         self.readable_room(agent, room_id)?;
         Ok(self
             .messages
             .iter()
             .find(|m| {
                 m.room_id == room_id
-                    && m.delivery.get(&agent.id).is_some_and(|d| d.status != DeliveryStatus::Processed)
+                    && m.delivery
+                        .get(&agent.id)
+                        .is_some_and(|d| d.status != DeliveryStatus::Processed)
             })
             .map(|m| self.message_json(m, Some(&agent.id))))
     }
 
     /// `/processing`, `/processed`, `/failed`.
-    pub fn mark(&mut self, agent: &Principal, room_id: &str, msg_id: &str, mark: Mark, error: Option<String>) -> Result<Value, ApiError> {
+    pub fn mark(
+        &mut self,
+        agent: &Principal,
+        room_id: &str,
+        msg_id: &str,
+        mark: Mark,
+        error: Option<String>,
+    ) -> Result<Value, ApiError> {
         self.readable_room(agent, room_id)?;
         let d = self
             .messages
@@ -984,7 +1149,10 @@ impl World {
             }
             Mark::Processed | Mark::Failed => {
                 if d.status != DeliveryStatus::Processing {
-                    return Err(ApiError::invalid("/processing_attempt", "no active processing attempt"));
+                    return Err(ApiError::invalid(
+                        "/processing_attempt",
+                        "no active processing attempt",
+                    ));
                 }
                 let status = if mark == Mark::Processed {
                     DeliveryStatus::Processed
@@ -995,7 +1163,11 @@ impl World {
                     a.status = status;
                     a.finished_at = Some(t);
                     if mark == Mark::Failed {
-                        a.error = Some(error.filter(|e| !e.trim().is_empty()).unwrap_or_else(|| "Unknown error".into()));
+                        a.error = Some(
+                            error
+                                .filter(|e| !e.trim().is_empty())
+                                .unwrap_or_else(|| "Unknown error".into()),
+                        );
                     }
                 }
                 d.status = status;
@@ -1011,7 +1183,12 @@ impl World {
 
     /// Messages delivered to `agent` in the room, oldest first, filtered by
     /// status (`None` = everything not processed; `all`; `pending` = delivered).
-    pub fn agent_messages(&self, agent: &Principal, room_id: &str, status: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    pub fn agent_messages(
+        &self,
+        agent: &Principal,
+        room_id: &str,
+        status: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
         self.readable_room(agent, room_id)?;
         let want: Option<DeliveryStatus> = match status {
             None | Some("") => None,
@@ -1046,7 +1223,8 @@ impl World {
             .iter()
             .filter(|m| m.room_id == room_id)
             .filter(|m| {
-                m.sender_id == agent.id || (m.message_type == "text" && m.mentions.iter().any(|x| x.id == agent.id))
+                m.sender_id == agent.id
+                    || (m.message_type == "text" && m.mentions.iter().any(|x| x.id == agent.id))
             })
             .map(|m| self.message_json(m, Some(&agent.id)))
             .collect())
@@ -1054,7 +1232,13 @@ impl World {
 
     /// Every message of a readable room, newest first (`after` anchor:
     /// messages after it, oldest first).
-    pub fn user_messages(&self, who: &Principal, room_id: &str, after: Option<&str>, types: &[String]) -> Result<Vec<Value>, ApiError> {
+    pub fn user_messages(
+        &self,
+        who: &Principal,
+        room_id: &str,
+        after: Option<&str>,
+        types: &[String],
+    ) -> Result<Vec<Value>, ApiError> {
         self.readable_room(who, room_id)?;
         let rows: Vec<&Message> = self
             .messages
@@ -1067,15 +1251,28 @@ impl World {
                 .iter()
                 .position(|m| m.id == a)
                 .ok_or_else(|| ApiError::not_found("anchor message not found"))?;
-            return Ok(rows[pos + 1..].iter().map(|m| self.message_json(m, None)).collect());
+            return Ok(rows[pos + 1..]
+                .iter()
+                .map(|m| self.message_json(m, None))
+                .collect());
         }
-        Ok(rows.iter().rev().map(|m| self.message_json(m, None)).collect())
+        Ok(rows
+            .iter()
+            .rev()
+            .map(|m| self.message_json(m, None))
+            .collect())
     }
 
     // ---------------------------------------------------------------- peers
 
     /// Entities the caller can reach, registry first then contact-only.
-    pub fn peers(&self, who: &Principal, not_in_chat: Option<&str>, kind: Option<&str>, hub: &Hub) -> Vec<Value> {
+    pub fn peers(
+        &self,
+        who: &Principal,
+        not_in_chat: Option<&str>,
+        kind: Option<&str>,
+        hub: &Hub,
+    ) -> Vec<Value> {
         let Some(me) = self.entity(&who.id) else {
             return Vec::new();
         };
@@ -1127,7 +1324,11 @@ impl World {
     }
 
     fn user_contact_json(&self, e: &Entity, c: &Contact, hub: &Hub) -> Value {
-        let key = if e.kind == EntityType::Agent { "agent" } else { "user" };
+        let key = if e.kind == EntityType::Agent {
+            "agent"
+        } else {
+            "user"
+        };
         let mut v = json!({
             "id": c.id,
             "contact_id": e.id,
@@ -1226,12 +1427,21 @@ impl World {
 
     /// Sends a contact request to `handle`; an inverse pending request is
     /// approved instead. Returns the request (now pending or approved).
-    pub fn request_contact(&mut self, who: &Principal, handle: &str, message: Option<String>, hub: &Hub) -> Result<Value, ApiError> {
+    pub fn request_contact(
+        &mut self,
+        who: &Principal,
+        handle: &str,
+        message: Option<String>,
+        hub: &Hub,
+    ) -> Result<Value, ApiError> {
         if strip_at(handle).is_empty() {
             return Err(ApiError::bad_request("handle is required"));
         }
         if message.as_ref().is_some_and(|m| m.chars().count() > 500) {
-            return Err(ApiError::invalid("/contact_request/message", "should be at most 500 character(s)"));
+            return Err(ApiError::invalid(
+                "/contact_request/message",
+                "should be at most 500 character(s)",
+            ));
         }
         let other = self
             .by_handle(handle)
@@ -1243,8 +1453,14 @@ impl World {
         if self.are_contacts(&who.id, &other.id) {
             return Err(ApiError::conflict("already contacts"));
         }
-        if self.requests.iter().any(|r| r.from == who.id && r.to == other.id && r.status == "pending") {
-            return Err(ApiError::conflict("a request to this recipient is already pending"));
+        if self
+            .requests
+            .iter()
+            .any(|r| r.from == who.id && r.to == other.id && r.status == "pending")
+        {
+            return Err(ApiError::conflict(
+                "a request to this recipient is already pending",
+            ));
         }
         if let Some(inverse) = self
             .requests
@@ -1267,7 +1483,12 @@ impl World {
             EntityType::Agent => self.request_received_json(&r),
             EntityType::User => self.request_user_json(&r),
         };
-        hub.publish(&Self::contacts_topic(&other), "contact_request_received", push, &Self::only(&other.id));
+        hub.publish(
+            &Self::contacts_topic(&other),
+            "contact_request_received",
+            push,
+            &Self::only(&other.id),
+        );
         let out = self.request_user_json(&r);
         self.requests.push(r);
         Ok(out)
@@ -1287,7 +1508,10 @@ impl World {
             Respond::Approve | Respond::Reject => r.to == who.id,
             Respond::Cancel => r.from == who.id,
         };
-        let idx = match (request_id.filter(|s| !s.is_empty()), handle.filter(|s| !s.is_empty())) {
+        let idx = match (
+            request_id.filter(|s| !s.is_empty()),
+            handle.filter(|s| !s.is_empty()),
+        ) {
             (Some(id), _) => self
                 .requests
                 .iter()
@@ -1336,7 +1560,12 @@ impl World {
         let updated = json!({"id": r.id, "status": status});
         match action {
             Respond::Approve => {
-                hub.publish(&Self::contacts_topic(&from), "contact_request_updated", updated, &Self::only(&from.id));
+                hub.publish(
+                    &Self::contacts_topic(&from),
+                    "contact_request_updated",
+                    updated,
+                    &Self::only(&from.id),
+                );
                 if !self.are_contacts(&from.id, &to.id) {
                     let c = Contact {
                         id: new_id(),
@@ -1352,7 +1581,12 @@ impl World {
                         if let Some(d) = &other.description {
                             added["description"] = json!(d);
                         }
-                        hub.publish(&Self::contacts_topic(me), "contact_added", added, &Self::only(&me.id));
+                        hub.publish(
+                            &Self::contacts_topic(me),
+                            "contact_added",
+                            added,
+                            &Self::only(&me.id),
+                        );
                     }
                     self.contacts.push(c);
                 }
@@ -1361,19 +1595,35 @@ impl World {
             Respond::Reject => {}
             // The recipient's pending list changed: tell them.
             Respond::Cancel => {
-                hub.publish(&Self::contacts_topic(&to), "contact_request_updated", updated, &Self::only(&to.id));
+                hub.publish(
+                    &Self::contacts_topic(&to),
+                    "contact_request_updated",
+                    updated,
+                    &Self::only(&to.id),
+                );
             }
         }
         Ok(json!({"id": r.id, "status": status}))
     }
 
     /// Removes a contact (both directions), by record id, entity id or handle.
-    pub fn remove_contact(&mut self, who: &Principal, contact_id: Option<&str>, handle: Option<&str>, hub: &Hub) -> Result<Value, ApiError> {
-        let other_id = match (contact_id.filter(|s| !s.is_empty()), handle.filter(|s| !s.is_empty())) {
+    pub fn remove_contact(
+        &mut self,
+        who: &Principal,
+        contact_id: Option<&str>,
+        handle: Option<&str>,
+        hub: &Hub,
+    ) -> Result<Value, ApiError> {
+        let other_id = match (
+            contact_id.filter(|s| !s.is_empty()),
+            handle.filter(|s| !s.is_empty()),
+        ) {
             (Some(cid), _) => self
                 .contacts
                 .iter()
-                .find(|c| c.other(&who.id).is_some() && (c.id == cid || c.other(&who.id) == Some(cid)))
+                .find(|c| {
+                    c.other(&who.id).is_some() && (c.id == cid || c.other(&who.id) == Some(cid))
+                })
                 .and_then(|c| c.other(&who.id).map(str::to_string)),
             (None, Some(h)) => self.by_handle(h).map(|e| e.id.clone()),
             (None, None) => return Err(ApiError::bad_request("contact_id or handle is required")),
@@ -1381,10 +1631,19 @@ impl World {
         let other_id = other_id
             .filter(|o| self.are_contacts(&who.id, o))
             .ok_or_else(|| ApiError::not_found("contact not found"))?;
-        self.contacts.retain(|c| c.other(&who.id) != Some(other_id.as_str()));
-        for (me, other) in [(who.id.as_str(), other_id.as_str()), (other_id.as_str(), who.id.as_str())] {
+        self.contacts
+            .retain(|c| c.other(&who.id) != Some(other_id.as_str()));
+        for (me, other) in [
+            (who.id.as_str(), other_id.as_str()),
+            (other_id.as_str(), who.id.as_str()),
+        ] {
             if let Some(e) = self.entity(me) {
-                hub.publish(&Self::contacts_topic(e), "contact_removed", json!({"id": other}), &Self::only(me));
+                hub.publish(
+                    &Self::contacts_topic(e),
+                    "contact_removed",
+                    json!({"id": other}),
+                    &Self::only(me),
+                );
             }
         }
         Ok(json!({"status": "removed"}))
@@ -1482,8 +1741,16 @@ impl World {
                 })
             })
             .collect();
-        let handle = |id: &str| self.entity(id).map(|e| e.handle.clone()).unwrap_or_else(|| id.to_string());
-        let contacts: Vec<Value> = self.contacts.iter().map(|c| json!([handle(&c.a), handle(&c.b)])).collect();
+        let handle = |id: &str| {
+            self.entity(id)
+                .map(|e| e.handle.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let contacts: Vec<Value> = self
+            .contacts
+            .iter()
+            .map(|c| json!([handle(&c.a), handle(&c.b)]))
+            .collect();
         let requests: Vec<Value> = self
             .requests
             .iter()
