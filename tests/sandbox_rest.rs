@@ -202,6 +202,7 @@ async fn user_message_reaches_the_agent_via_next_and_socket() {
     assert_eq!(event, "message_created");
     assert_eq!(payload["id"], msg_id.as_str());
     assert_eq!(payload["metadata"]["mentions"][0]["id"], triage.as_str());
+    switchboard::platform::events::Event::decode(&event, payload.clone()).unwrap();
     assert!(rx.try_recv().is_err());
 
     let (s, v) = env
@@ -884,4 +885,184 @@ async fn seed_errors_carry_line_and_column() {
 
     let ok = parse_seed("users:\n  - handle: a\n    api_key: k\n", "y").unwrap();
     assert!(Sandbox::new(ok).is_ok());
+}
+
+/// Drains pushes already queued for a connection, checking each against the
+/// client's validator, and returns (topic, event, payload).
+fn drain(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<ConnCommand>,
+) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        if let ConnCommand::Push {
+            topic,
+            event,
+            payload,
+        } = cmd
+        {
+            switchboard::platform::events::Event::decode(&event, payload.clone())
+                .unwrap_or_else(|e| panic!("{event} payload fails validation: {e:?} {payload}"));
+            out.push((topic, event, payload));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn socket_pushes_and_join_rules() {
+    use switchboard::sandbox::hub::SocketBackend;
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let billing = env.id("alice/billing-agent").await;
+    let carol = env.id("carol").await;
+    let sb = env.sb.clone();
+
+    let agent = |id: &str| Principal {
+        id: id.to_string(),
+        kind: EntityType::Agent,
+    };
+    let user = |id: &str| Principal {
+        id: id.to_string(),
+        kind: EntityType::User,
+    };
+    assert_eq!(sb.authenticate("billing-key"), Some(agent(&billing)));
+    assert!(sb.authenticate("wrong").is_none());
+    assert_eq!(
+        sb.can_join(&agent(&triage), &format!("agent_rooms:{triage}")),
+        Ok(json!({}))
+    );
+    assert!(sb
+        .can_join(&agent(&triage), &format!("agent_rooms:{billing}"))
+        .is_err());
+    assert!(sb
+        .can_join(&agent(&triage), &format!("chat_room:{room}"))
+        .is_ok());
+    assert!(sb
+        .can_join(&agent(&billing), &format!("chat_room:{room}"))
+        .is_err());
+    assert!(sb
+        .can_join(&user(&carol), &format!("room_participants:{room}"))
+        .is_err());
+    assert!(sb
+        .can_join(&user(&carol), &format!("user_contacts:{carol}"))
+        .is_ok());
+    assert!(sb
+        .can_join(&user(&carol), &format!("agent_rooms:{carol}"))
+        .is_err());
+    assert!(sb.can_join(&agent(&triage), "tasks:x").is_err());
+
+    let (bc, mut brx) = sb.hub().register(agent(&billing));
+    for t in [
+        format!("agent_rooms:{billing}"),
+        format!("agent_contacts:{billing}"),
+    ] {
+        sb.hub().joined(bc, &t);
+    }
+    let (tc, mut trx) = sb.hub().register(agent(&triage));
+    for t in [
+        format!("room_participants:{room}"),
+        format!("agent_contacts:{triage}"),
+    ] {
+        sb.hub().joined(tc, &t);
+    }
+    let (cc, mut crx) = sb.hub().register(user(&carol));
+    sb.hub().joined(cc, &format!("user_contacts:{carol}"));
+
+    // Adding billing: room_added to it, participant_added to the room.
+    env.post(
+        "triage-key",
+        &format!("/api/v1/agent/chats/{room}/participants"),
+        json!({"participant": {"participant_id": billing}}),
+    )
+    .await;
+    let got = drain(&mut brx);
+    assert!(
+        got.iter()
+            .any(|(t, e, p)| t == &format!("agent_rooms:{billing}")
+                && e == "room_added"
+                && p["id"] == room.as_str()),
+        "{got:?}"
+    );
+    let got = drain(&mut trx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "participant_added" && p["id"] == billing.as_str()),
+        "{got:?}"
+    );
+    sb.hub().joined(bc, &format!("chat_room:{room}"));
+
+    // Removing it: participant_removed, room_removed, and its room topics are left.
+    env.delete(
+        "alice-key",
+        &format!("/api/v1/me/chats/{room}/participants/{billing}"),
+    )
+    .await;
+    let got = drain(&mut trx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "participant_removed" && p["id"] == billing.as_str()),
+        "{got:?}"
+    );
+    let got = drain(&mut brx);
+    assert!(got.iter().any(|(_, e, _)| e == "room_removed"), "{got:?}");
+    let topics = sb
+        .hub()
+        .connections()
+        .into_iter()
+        .find(|(p, _)| p.id == billing)
+        .unwrap()
+        .1;
+    assert!(!topics.contains(&format!("chat_room:{room}")), "{topics:?}");
+
+    // Contacts: agent → user request, approve: received, updated, added both sides.
+    env.post(
+        "triage-key",
+        "/api/v1/agent/contacts/add",
+        json!({"handle": "carol", "message": "hi"}),
+    )
+    .await;
+    let got = drain(&mut crx);
+    let (_, e, p) = &got[0];
+    assert_eq!(e, "contact_request_received");
+    assert_eq!(p["requester"]["handle"], "alice/triage-bot");
+    let req = p["id"].as_str().unwrap().to_string();
+    env.post(
+        "carol-key",
+        &format!("/api/v1/me/contacts/requests/{req}/approve"),
+        json!(null),
+    )
+    .await;
+    let got = drain(&mut trx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "contact_request_updated" && p["status"] == "approved"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|(_, e, p)| e == "contact_added"
+            && p["id"] == carol.as_str()
+            && p["handle"] == "carol"),
+        "{got:?}"
+    );
+    let got = drain(&mut crx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "contact_added" && p["id"] == triage.as_str()),
+        "{got:?}"
+    );
+
+    // An agent-side received push is the compact flat form.
+    env.post(
+        "carol-key",
+        "/api/v1/me/contacts/requests",
+        json!({"contact_request": {"recipient_handle": "alice/billing-agent"}}),
+    )
+    .await;
+    let got = drain(&mut brx);
+    let (_, e, p) = &got[0];
+    assert_eq!(e, "contact_request_received");
+    assert_eq!(p["from_handle"], "carol");
+    assert!(p.get("message").is_none(), "no null keys: {p}");
+    assert!(sb.hub().is_connected(&carol));
 }

@@ -1,7 +1,6 @@
 //! HTTP helpers shared by the sandbox's REST modules: the platform's error
 //! body, success envelopes, lenient JSON body parsing, and query parsing.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::{HeaderValue, StatusCode};
@@ -183,13 +182,6 @@ impl Query {
                 )),
             },
         }
-    }
-    /// All pairs, for handlers that need raw access.
-    pub fn as_map(&self) -> HashMap<&str, &str> {
-        self.pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
     }
 }
 
