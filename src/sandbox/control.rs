@@ -175,10 +175,14 @@ pub async fn fault_layer(State(sb): State<Arc<Sandbox>>, req: Request, next: Nex
         (delay, fail)
     };
     if let Some(d) = delay {
+        tracing::info!(%method, %path, ms = d.as_millis() as u64, "sandbox fault: delaying request");
         tokio::time::sleep(d).await;
     }
     match fail {
-        Some(e) => e.into_response(),
+        Some(e) => {
+            tracing::info!(%method, %path, status = e.status.as_u16(), "sandbox fault: failing request");
+            e.into_response()
+        }
         None => next.run(req).await,
     }
 }

@@ -98,6 +98,7 @@ impl Sandbox {
     /// Back to the seed: same ids, no messages or requests beyond it, no
     /// faults, every socket dropped.
     pub fn reset(&self) {
+        tracing::info!("sandbox reset to its seed");
         *self.world() = self.initial.clone();
         self.faults().clear();
         self.hub.set_heartbeats_ignored(false);
