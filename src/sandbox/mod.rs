@@ -1,4 +1,164 @@
 //! In-memory emulator of the platform: the agent REST API, a subset of the
 //! human API, the Phoenix sockets, and `/_sandbox/*` control endpoints.
+//!
+//! Public surface: [`Sandbox`] (state + hub + faults), [`Sandbox::router`],
+//! [`serve`], and the seed loaders re-exported from [`seed`].
 
+pub mod agent_api;
+pub mod control;
+pub mod http;
 pub mod hub;
+pub mod human_api;
+pub mod seed;
+pub mod world;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::platform::model::EntityType;
+use control::Faults;
+use http::ApiError;
+use hub::{Hub, Principal, SocketBackend};
+use world::World;
+
+pub use seed::{default_seed, load_seed, parse_seed, Seed, SeedError};
+
+/// The sandbox: platform state, the socket hub, armed faults, and the seed
+/// it was built from (for `/_sandbox/reset`).
+pub struct Sandbox {
+    world: Mutex<World>,
+    initial: World,
+    hub: Hub,
+    faults: Mutex<Faults>,
+    seed: Seed,
+}
+
+impl Sandbox {
+    /// Builds a sandbox from a seed (validated again, so hand-built seeds are safe).
+    pub fn new(seed: Seed) -> Result<Arc<Sandbox>, SeedError> {
+        // Re-validate: a Seed may have been built in code rather than parsed.
+        let origin = if seed.origin.is_empty() {
+            "<seed>"
+        } else {
+            seed.origin.as_str()
+        };
+        seed::validate_seed(&seed, origin)?;
+        let initial = World::from_seed(&seed);
+        Ok(Arc::new(Sandbox {
+            world: Mutex::new(initial.clone()),
+            initial,
+            hub: Hub::default(),
+            faults: Mutex::new(Faults::default()),
+            seed,
+        }))
+    }
+
+    /// All routes: `/api/v1/agent/*`, `/api/v1/me/*`, `/_sandbox/*`, with the
+    /// fault middleware on `/api/v1/*` and the platform's 404 for the rest.
+    pub fn router(self: &Arc<Self>) -> Router {
+        // ws::routes() is merged here by the coordinator, before the layer.
+        Router::new()
+            .merge(agent_api::routes())
+            .merge(human_api::routes())
+            .merge(control::routes())
+            .fallback(not_found)
+            .method_not_allowed_fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                control::fault_layer,
+            ))
+            .with_state(self.clone())
+    }
+
+    /// The hub pushes are published on.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The seed this sandbox was built from.
+    pub fn seed(&self) -> &Seed {
+        &self.seed
+    }
+
+    /// The platform state (never hold the guard across an `.await`).
+    pub(crate) fn world(&self) -> MutexGuard<'_, World> {
+        // A panicked handler must not wedge the sandbox.
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Back to the seed: same ids, no messages or requests beyond it, no
+    /// faults, every socket dropped.
+    pub fn reset(&self) {
+        tracing::info!("sandbox reset to its seed");
+        *self.world() = self.initial.clone();
+        self.faults().clear();
+        self.hub.set_heartbeats_ignored(false);
+        self.hub.drop_all();
+    }
+
+    /// The caller of a REST request, which must be of `kind`: a missing or
+    /// unknown key is 401, a key of the other kind is 403.
+    pub(crate) fn caller(
+        &self,
+        headers: &HeaderMap,
+        kind: EntityType,
+    ) -> Result<Principal, ApiError> {
+        let key = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?;
+        let who = self
+            .world()
+            .authenticate(key)
+            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        if who.kind != kind {
+            let msg = match kind {
+                EntityType::Agent => "this endpoint needs an agent API key",
+                EntityType::User => "this endpoint needs a user API key",
+            };
+            return Err(ApiError::forbidden(msg));
+        }
+        Ok(who)
+    }
+}
+
+impl SocketBackend for Sandbox {
+    fn authenticate(&self, api_key: &str) -> Option<Principal> {
+        self.world().authenticate(api_key)
+    }
+
+    fn can_join(&self, who: &Principal, topic: &str) -> Result<Value, String> {
+        self.world().can_join(who, topic).map(|()| json!({}))
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
+}
+
+/// Serves the sandbox on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sandbox: Arc<Sandbox>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = sandbox.router();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,243 @@
+//! HTTP helpers shared by the sandbox's REST modules: the platform's error
+//! body, success envelopes, lenient JSON body parsing, and query parsing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Map, Value};
+
+/// An error the sandbox answers with, in the platform's `{"error": ...}` shape.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// JSON pointer → messages, for validation errors (boxed: keeps `Result`s small).
+    pub details: Option<Box<Value>>,
+    /// Seconds, sent as `Retry-After` and `error.retry_after`.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// Any status and code.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "conflict", message)
+    }
+    /// 422 `validation_error` with one pointer → message detail.
+    pub fn invalid(pointer: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        let mut details = Map::new();
+        details.insert(pointer.to_string(), json!([message.clone()]));
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_error".into(),
+            message,
+            details: Some(Box::new(Value::Object(details))),
+            retry_after: None,
+        }
+    }
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh `req_…` id for an error body.
+pub fn request_id() -> String {
+    format!("req_{:012}", REQUEST_SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id(),
+        });
+        if let Some(d) = self.details {
+            error["details"] = *d;
+        }
+        if let Some(r) = self.retry_after {
+            error["retry_after"] = json!(r);
+        }
+        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(r) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&r.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+/// Result of a REST handler.
+pub type ApiResult = Result<Response, ApiError>;
+
+/// 200 `{"data": data}`.
+pub fn ok(data: Value) -> ApiResult {
+    Ok((StatusCode::OK, Json(json!({ "data": data }))).into_response())
+}
+
+/// 201 `{"data": data}`.
+pub fn created(data: Value) -> ApiResult {
+    Ok((StatusCode::CREATED, Json(json!({ "data": data }))).into_response())
+}
+
+/// 200 `{"data": data, "metadata": metadata}`.
+pub fn ok_meta(data: Value, metadata: Value) -> ApiResult {
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "data": data, "metadata": metadata })),
+    )
+        .into_response())
+}
+
+/// Parses a JSON body into `T`; an empty body counts as `{}`. Bad JSON or a
+/// wrong shape is a 422 with the error body, never a panic.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::invalid("", format!("malformed JSON body: {e}")))?
+    };
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid("", format!("invalid request body: {e}")))
+}
+
+/// Query parameters as a map (the last value wins for repeated keys, except
+/// where the caller reads `all`).
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Query {
+        let pairs = raw
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Query { pairs }
+    }
+    /// The last value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    /// Every comma-separated value across repeated `key`s.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_string()))
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+    /// A positive integer in `1..=max`, or `default` when absent; 422 otherwise.
+    pub fn int(&self, key: &str, default: u64, max: u64) -> Result<u64, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n >= 1 && n <= max => Ok(n),
+                _ => Err(ApiError::invalid(
+                    &format!("/{key}"),
+                    format!("must be an integer between 1 and {max}"),
+                )),
+            },
+        }
+    }
+}
+
+/// Offset paging: the slice for `page`/`page_size` and its metadata.
+pub fn offset_page<T: Clone>(
+    rows: &[T],
+    q: &Query,
+    default_size: u64,
+) -> Result<(Vec<T>, Value), ApiError> {
+    let page = q.int("page", 1, u64::MAX)?;
+    let size = q.int("page_size", default_size, 100)?;
+    let total = rows.len() as u64;
+    let start = (page - 1).saturating_mul(size);
+    let slice = rows
+        .iter()
+        .skip(start as usize)
+        .take(size as usize)
+        .cloned()
+        .collect();
+    let meta = json!({
+        "page": page,
+        "page_size": size,
+        "total_count": total,
+        "total_pages": total.div_ceil(size),
+    });
+    Ok((slice, meta))
+}
+
+/// Cursor paging over rows already in the wanted order: the cursor is the id
+/// of the last row of the previous page. `id` extracts a row's id.
+pub fn cursor_page<T: Clone>(
+    rows: &[T],
+    q: &Query,
+    default_limit: u64,
+    id: impl Fn(&T) -> &str,
+) -> Result<(Vec<T>, Value), ApiError> {
+    let limit = q.int("limit", default_limit, 100)?;
+    let start = match q.get("cursor").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => match rows.iter().position(|r| id(r) == c) {
+            Some(i) => i + 1,
+            None => return Err(ApiError::invalid("/cursor", "unknown cursor")),
+        },
+    };
+    let page: Vec<T> = rows
+        .iter()
+        .skip(start)
+        .take(limit as usize)
+        .cloned()
+        .collect();
+    let has_more = start + page.len() < rows.len();
+    let next = if has_more {
+        page.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    let meta = json!({ "has_more": has_more, "limit": limit, "next_cursor": next });
+    Ok((page, meta))
+}

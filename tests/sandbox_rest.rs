@@ -1,0 +1,1068 @@
+//! The sandbox's REST surface over loopback: auth, messages and their
+//! lifecycle, participants, contacts, control endpoints, seed errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use switchboard::platform::model::EntityType;
+use switchboard::sandbox::hub::{ConnCommand, Principal};
+use switchboard::sandbox::{default_seed, load_seed, parse_seed, serve, Sandbox, SeedError};
+use tokio::sync::oneshot;
+
+struct Env {
+    base: String,
+    http: Client,
+    sb: Arc<Sandbox>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start() -> Env {
+    let sb = Sandbox::new(default_seed()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, sb.clone(), async move {
+        let _ = rx.await;
+    }));
+    Env {
+        base: format!("http://{addr}"),
+        http: Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        sb,
+        _stop: tx,
+    }
+}
+
+impl Env {
+    /// Sends a request; returns status, headers and parsed body (Null when empty).
+    async fn call(
+        &self,
+        method: Method,
+        key: Option<&str>,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, headers, v)
+    }
+    async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::GET, Some(key), path, None).await;
+        (s, v)
+    }
+    async fn post(&self, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::POST, Some(key), path, Some(body)).await;
+        (s, v)
+    }
+    async fn delete(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::DELETE, Some(key), path, None).await;
+        (s, v)
+    }
+    async fn state(&self) -> Value {
+        self.call(Method::GET, None, "/_sandbox/state", None)
+            .await
+            .2
+    }
+    /// Id of a user or agent by handle.
+    async fn id(&self, handle: &str) -> String {
+        let st = self.state().await;
+        for list in ["users", "agents"] {
+            for e in st[list].as_array().unwrap() {
+                if e["handle"] == handle {
+                    return e["id"].as_str().unwrap().to_string();
+                }
+            }
+        }
+        panic!("no {handle}");
+    }
+    async fn support(&self) -> String {
+        let st = self.state().await;
+        st["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["title"] == "Support")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn assert_error(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert!(
+        v["error"]["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn auth_is_checked_per_surface() {
+    let env = start().await;
+    let (s, _, v) = env.call(Method::GET, None, "/api/v1/agent/me", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error(&v, "unauthorized");
+    let (s, v) = env.get("nope", "/api/v1/agent/me").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error(&v, "unauthorized");
+    let (s, v) = env.get("triage-key", "/api/v1/me/profile").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_error(&v, "forbidden");
+    let (s, _) = env.get("alice-key", "/api/v1/agent/me").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = env.get("triage-key", "/api/v1/agent/me").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["handle"], "alice/triage-bot");
+    assert!(v["data"]["description"]
+        .as_str()
+        .is_some_and(|d| !d.is_empty()));
+    let (s, v) = env.get("alice-key", "/api/v1/me/profile").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["handle"], "alice");
+}
+
+#[tokio::test]
+async fn user_message_reaches_the_agent_via_next_and_socket() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    // The agent's socket, registered straight on the hub (ws.rs is elsewhere).
+    let me = Principal {
+        id: triage.clone(),
+        kind: EntityType::Agent,
+    };
+    let (conn, mut rx) = env.sb.hub().register(me);
+    env.sb.hub().joined(conn, &format!("chat_room:{room}"));
+
+    // bob mentions alice only: not delivered to the agent.
+    let (s, _) = env
+        .post(
+            "bob-key",
+            &format!("/api/v1/me/chats/{room}/messages"),
+            json!({"message": {"content": "hi alice", "mentions": [{"handle": "@alice"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages/next"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+
+    let (s, v) = env
+        .post(
+            "bob-key",
+            &format!("/api/v1/me/chats/{room}/messages"),
+            json!({"message": {"content": "my invoice is wrong", "mentions": [{"handle": "alice/triage-bot"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["success"], true);
+    assert_eq!(v["data"]["recipients"][0]["id"], triage.as_str());
+    let msg_id = v["data"]["id"].as_str().unwrap().to_string();
+
+    // Only the message that mentions it is pushed to the agent.
+    let cmd = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let ConnCommand::Push {
+        topic,
+        event,
+        payload,
+    } = cmd
+    else {
+        panic!("unexpected {cmd:?}")
+    };
+    assert_eq!(topic, format!("chat_room:{room}"));
+    assert_eq!(event, "message_created");
+    assert_eq!(payload["id"], msg_id.as_str());
+    assert_eq!(payload["metadata"]["mentions"][0]["id"], triage.as_str());
+    switchboard::platform::events::Event::decode(&event, payload.clone()).unwrap();
+    assert!(rx.try_recv().is_err());
+
+    let (s, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages/next"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["id"], msg_id.as_str());
+    assert_eq!(
+        v["data"]["content"],
+        format!("@[[{triage}]] my invoice is wrong")
+    );
+    assert_eq!(v["data"]["sender_type"], "User");
+    assert_eq!(
+        v["data"]["metadata"]["delivery_status"][&triage]["status"],
+        "delivered"
+    );
+
+    // The default list shows it; context shows it; the person sees it newest first.
+    let (_, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages"),
+        )
+        .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    assert_eq!(v["metadata"]["has_more"], false);
+    let (_, v) = env
+        .get("triage-key", &format!("/api/v1/agent/chats/{room}/context"))
+        .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let (_, v) = env
+        .get("alice-key", &format!("/api/v1/me/chats/{room}/messages"))
+        .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["data"][0]["id"], msg_id.as_str());
+}
+
+#[tokio::test]
+async fn lifecycle_processing_processed_failed() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let (_, v) = env
+        .post(
+            "alice-key",
+            &format!("/api/v1/me/chats/{room}/messages"),
+            json!({"message": {"content": "help", "mentions": [{"id": triage}]}}),
+        )
+        .await;
+    let m = v["data"]["id"].as_str().unwrap().to_string();
+    let base = format!("/api/v1/agent/chats/{room}/messages/{m}");
+
+    let (s, v) = env
+        .post("triage-key", &format!("{base}/processed"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&v, "validation_error");
+    assert!(
+        v["error"]["details"]["/processing_attempt"].is_array(),
+        "{v}"
+    );
+
+    let (s, v) = env
+        .post("triage-key", &format!("{base}/processing"), json!(null))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v["data"],
+        json!({"id": m, "status": "processing", "attempt_number": 1, "success": true})
+    );
+    let (_, v) = env
+        .post("triage-key", &format!("{base}/processing"), json!(null))
+        .await;
+    assert_eq!(v["data"]["attempt_number"], 1, "processing is idempotent");
+
+    // Still served while processing (crash recovery).
+    let (s, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages/next"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["id"], m.as_str());
+
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("{base}/failed"),
+            json!({"error": "boom"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["status"], "failed");
+    let (s, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages/next"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "failed is re-served");
+    assert_eq!(v["data"]["id"], m.as_str());
+    let (_, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages?status=failed"),
+        )
+        .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+
+    let (_, v) = env
+        .post("triage-key", &format!("{base}/processing"), json!(null))
+        .await;
+    assert_eq!(v["data"]["attempt_number"], 2);
+    let (s, v) = env
+        .post("triage-key", &format!("{base}/processed"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["status"], "processed");
+    assert_eq!(v["data"]["attempt_number"], 2);
+
+    let (s, _, v) = env
+        .call(
+            Method::GET,
+            Some("triage-key"),
+            &format!("/api/v1/agent/chats/{room}/messages/next"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(v, Value::Null, "204 has an empty body");
+    let (_, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages"),
+        )
+        .await;
+    assert_eq!(
+        v["data"].as_array().unwrap().len(),
+        0,
+        "processed leaves the default list"
+    );
+
+    // The control state shows the delivery and both attempts.
+    let st = env.state().await;
+    let msg = st["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == m.as_str())
+        .unwrap();
+    assert_eq!(msg["delivery"][&triage]["status"], "processed");
+    let attempts = msg["delivery"][&triage]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["status"], "failed");
+    assert_eq!(attempts[0]["error"], "boom");
+
+    // Another agent, or a message id it does not have: 404 not_found.
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages/nope/processing"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found");
+    let (s, _) = env
+        .post("billing-key", &format!("{base}/processing"), json!(null))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn message_validation() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let billing = env.id("alice/billing-agent").await;
+    let path = format!("/api/v1/agent/chats/{room}/messages");
+
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &path,
+            json!({"message": {"content": "me", "mentions": [{"id": triage}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "self-mention");
+    assert_error(&v, "validation_error");
+
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &path,
+            json!({"message": {"content": "hey", "mentions": [{"id": billing}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["message"], "mentioned_participant_not_in_room");
+
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &path,
+            json!({"message": {"content": " \u{200b}\n", "mentions": [{"handle": "bob"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("can't be blank"),
+        "{v}"
+    );
+
+    let (s, _) = env
+        .post(
+            "triage-key",
+            &path,
+            json!({"message": {"content": "x", "mentions": []}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "mentions required");
+    let (s, _) = env
+        .post(
+            "triage-key",
+            &path,
+            json!({"message": {"content": "x", "mentions": [{"name": "bob"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "id or handle required");
+    let big = "a".repeat(512 * 1024 + 1);
+    let (s, _) = env
+        .post(
+            "triage-key",
+            &path,
+            json!({"message": {"content": big, "mentions": [{"handle": "bob"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "too long");
+
+    // Malformed JSON: the error body, not a crash.
+    let resp = env
+        .http
+        .post(format!("{}{path}", env.base))
+        .header("X-API-Key", "triage-key")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&resp.json::<Value>().await.unwrap(), "validation_error");
+
+    // A good one, with a reference that is not a recipient.
+    let (s, v) = env
+        .post("triage-key", &path, json!({"message": {"content": "see alice", "mentions": [{"handle": "bob"}, {"handle": "alice", "kind": "reference"}]}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["recipients"].as_array().unwrap().len(), 1);
+
+    // Events are stored with their type and never delivered.
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/events"),
+            json!({"event": {"content": "thinking", "message_type": "thought"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["message_type"], "thought");
+    let (s, _) = env
+        .post(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/events"),
+            json!({"event": {"content": "x", "message_type": "text"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, v) = env
+        .get("triage-key", &format!("/api/v1/agent/chats/{room}/context"))
+        .await;
+    assert_eq!(
+        v["data"].as_array().unwrap().len(),
+        2,
+        "context has what it sent, events included"
+    );
+
+    // Not a participant: 404.
+    let (s, _) = env
+        .post(
+            "billing-key",
+            &path,
+            json!({"message": {"content": "x", "mentions": [{"handle": "bob"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn participants_add_remove_with_roles() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let billing = env.id("alice/billing-agent").await;
+    let carol = env.id("carol").await;
+    let path = format!("/api/v1/me/chats/{room}/participants");
+
+    let (s, v) = env.delete("bob-key", &format!("{path}/{triage}")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "members cannot remove others");
+    assert_error(&v, "forbidden");
+    let (s, _) = env
+        .post(
+            "bob-key",
+            &path,
+            json!({"participant": {"participant_id": carol, "role": "admin"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "members cannot grant admin");
+
+    // The agent recruits a sibling agent as a member.
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/participants"),
+            json!({"participant": {"participant_id": billing}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["role"], "member");
+    assert_eq!(v["data"]["type"], "Agent");
+    let (_, v) = env.get("billing-key", "/api/v1/agent/chats").await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let (s, _) = env
+        .post(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/participants"),
+            json!({"participant": {"participant_id": billing}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "already there");
+
+    let (s, _) = env
+        .delete(
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/participants/{billing}"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = env.delete("alice-key", &format!("{path}/{billing}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["id"], billing.as_str());
+    let (_, v) = env.get("alice-key", &path).await;
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(!ids.contains(&billing.as_str()));
+    assert_eq!(ids.len(), 3);
+    let (s, _) = env
+        .get("billing-key", &format!("/api/v1/agent/chats/{room}"))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "rooms the agent is not in are 404"
+    );
+
+    // Peers: not_in_chat leaves room members out.
+    let (_, v) = env
+        .get(
+            "triage-key",
+            &format!("/api/v1/agent/peers?not_in_chat={room}"),
+        )
+        .await;
+    let handles: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["handle"].as_str().unwrap())
+        .collect();
+    assert!(
+        handles.contains(&"alice/billing-agent") && handles.contains(&"carol"),
+        "{handles:?}"
+    );
+    assert!(
+        !handles.contains(&"bob") && !handles.contains(&"alice"),
+        "{handles:?}"
+    );
+}
+
+#[tokio::test]
+async fn contacts_state_machine() {
+    let env = start().await;
+    // Human side: bob → carol.
+    let (s, v) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/requests",
+            json!({"contact_request": {"recipient_handle": "@carol", "message": "hi"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["status"], "pending");
+    let req = v["data"]["id"].as_str().unwrap().to_string();
+    let (s, v) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/requests",
+            json!({"contact_request": {"recipient_handle": "carol"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "duplicate pending");
+    assert_error(&v, "conflict");
+    let (s, _) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/requests",
+            json!({"contact_request": {"recipient_handle": "bob"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "to yourself");
+    let (s, _) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/requests",
+            json!({"contact_request": {"recipient_handle": "nobody"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (_, v) = env.get("carol-key", "/api/v1/me/contacts/requests").await;
+    assert_eq!(v["data"][0]["id"], req.as_str());
+    assert_eq!(v["data"][0]["requester"]["handle"], "bob");
+    let (s, _) = env
+        .post(
+            "bob-key",
+            &format!("/api/v1/me/contacts/requests/{req}/approve"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "only the recipient approves");
+    let (s, v) = env
+        .post(
+            "carol-key",
+            &format!("/api/v1/me/contacts/requests/{req}/approve"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"], json!({"id": req, "status": "approved"}));
+    let (s, _) = env
+        .post(
+            "carol-key",
+            &format!("/api/v1/me/contacts/requests/{req}/reject"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "terminal");
+    for (key, other) in [("bob-key", "carol"), ("carol-key", "bob")] {
+        let (_, v) = env.get(key, "/api/v1/me/contacts").await;
+        assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["data"][0]["handle"], other);
+    }
+
+    // Agent side: triage → bob, then cancel.
+    let (s, v) = env
+        .post(
+            "triage-key",
+            "/api/v1/agent/contacts/add",
+            json!({"handle": "bob"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["status"], "pending");
+    let (_, v) = env
+        .get("triage-key", "/api/v1/agent/contacts/requests")
+        .await;
+    assert_eq!(v["data"]["sent"][0]["to_handle"], "bob");
+    let (s, v) = env
+        .post(
+            "triage-key",
+            "/api/v1/agent/contacts/requests/respond",
+            json!({"action": "cancel", "handle": "bob"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["status"], "cancelled");
+    let (s, _) = env
+        .post(
+            "triage-key",
+            "/api/v1/agent/contacts/requests/respond",
+            json!({"action": "cancel", "handle": "bob"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // Inverse pending request auto-approves; contacts both ways.
+    let (_, v) = env
+        .post(
+            "billing-key",
+            "/api/v1/agent/contacts/add",
+            json!({"handle": "alice/faq-bot", "message": "hello"}),
+        )
+        .await;
+    assert_eq!(v["data"]["status"], "pending");
+    let (_, v) = env.get("faq-key", "/api/v1/agent/contacts/requests").await;
+    assert_eq!(
+        v["data"]["received"][0]["from_handle"],
+        "alice/billing-agent"
+    );
+    let (s, v) = env
+        .post(
+            "faq-key",
+            "/api/v1/agent/contacts/add",
+            json!({"handle": "@alice/billing-agent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["status"], "approved");
+    let (_, v) = env.get("billing-key", "/api/v1/agent/contacts").await;
+    assert_eq!(v["data"][0]["handle"], "alice/faq-bot");
+    let (s, v) = env
+        .post(
+            "faq-key",
+            "/api/v1/agent/contacts/remove",
+            json!({"handle": "alice/billing-agent"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["status"], "removed");
+    let (_, v) = env.get("billing-key", "/api/v1/agent/contacts").await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 0);
+    let (s, _) = env
+        .post("faq-key", "/api/v1/agent/contacts/remove", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn faults_fail_then_recover() {
+    let env = start().await;
+    let (s, _, _) = env
+        .call(Method::POST, None, "/_sandbox/faults", Some(json!({"fail": {"method": "GET", "path": "/agent/me", "status": 503, "count": 2, "retry_after": 1}})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for _ in 0..2 {
+        let (s, h, v) = env
+            .call(Method::GET, Some("triage-key"), "/api/v1/agent/me", None)
+            .await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(h.get("retry-after").unwrap(), "1");
+        assert_error(&v, "service_unavailable");
+    }
+    let (s, _) = env.get("triage-key", "/api/v1/agent/me").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, v) = env.call(Method::GET, None, "/_sandbox/faults", None).await;
+    assert_eq!(v["armed"]["fail"].as_array().unwrap().len(), 0);
+    assert_eq!(v["fired"].as_array().unwrap().len(), 2);
+
+    // Delay applies, then clear removes what is armed.
+    env.call(
+        Method::POST,
+        None,
+        "/_sandbox/faults",
+        Some(
+            json!({"delay": {"path": "/agent/me", "ms": 300, "count": 5}, "heartbeats": "ignore"}),
+        ),
+    )
+    .await;
+    let t = std::time::Instant::now();
+    env.get("triage-key", "/api/v1/agent/me").await;
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert!(env.sb.hub().heartbeats_ignored());
+    let (_, _, v) = env
+        .call(
+            Method::POST,
+            None,
+            "/_sandbox/faults",
+            Some(json!({"clear": true})),
+        )
+        .await;
+    assert_eq!(v["armed"]["delay"].as_array().unwrap().len(), 0);
+    assert!(!env.sb.hub().heartbeats_ignored());
+    let (s, _, _) = env
+        .call(
+            Method::POST,
+            None,
+            "/_sandbox/faults",
+            Some(json!({"bogus": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn reset_and_unknown_paths() {
+    let env = start().await;
+    let room = env.support().await;
+    let (s, _) = env
+        .post(
+            "alice-key",
+            "/api/v1/me/chats",
+            json!({"chat": {"title": "Scratch"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    env.post(
+        "alice-key",
+        &format!("/api/v1/me/chats/{room}/messages"),
+        json!({"message": {"content": "x", "mentions": [{"handle": "bob"}]}}),
+    )
+    .await;
+    let st = env.state().await;
+    assert_eq!(st["rooms"].as_array().unwrap().len(), 2);
+    assert_eq!(st["messages"].as_array().unwrap().len(), 1);
+    assert!(st["connections"].is_array());
+
+    let (s, _, _) = env.call(Method::POST, None, "/_sandbox/reset", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let st = env.state().await;
+    assert_eq!(st["rooms"].as_array().unwrap().len(), 1);
+    assert_eq!(st["rooms"][0]["id"], room.as_str(), "ids survive a reset");
+    assert_eq!(st["messages"].as_array().unwrap().len(), 0);
+    assert_eq!(st["contacts"].as_array().unwrap().len(), 1);
+
+    for path in [
+        "/api/v1/agent/nope",
+        &format!("/api/v1/agent/chats/{room}/tasks"),
+        "/api/v1/agent/memories",
+        "/whatever",
+    ] {
+        let (s, v) = env.get("triage-key", path).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+        assert_error(&v, "not_found");
+    }
+    let (s, _, v) = env
+        .call(Method::PATCH, Some("triage-key"), "/api/v1/agent/me", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found");
+}
+
+#[tokio::test]
+async fn seed_errors_carry_line_and_column() {
+    let err = parse_seed(
+        "users:\n  - handle: alice\n    api_key: k\n    colour: red\n",
+        "x.yaml",
+    )
+    .unwrap_err();
+    let SeedError::Invalid {
+        line,
+        column,
+        ref origin,
+        ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((origin.as_str(), line), ("x.yaml", 4), "{err}");
+    assert!(column > 0, "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.yaml");
+    std::fs::write(
+        &path,
+        "users:\n  - handle: alice\n    api_key: k\ncontacts:\n  - [alice, ghost]\n",
+    )
+    .unwrap();
+    let msg = load_seed(&path).unwrap_err().to_string();
+    assert!(msg.starts_with(&format!("{}:5:", path.display())), "{msg}");
+    assert!(msg.contains("ghost"), "{msg}");
+
+    let ok = parse_seed("users:\n  - handle: a\n    api_key: k\n", "y").unwrap();
+    assert!(Sandbox::new(ok).is_ok());
+}
+
+/// Drains pushes already queued for a connection, checking each against the
+/// client's validator, and returns (topic, event, payload).
+fn drain(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<ConnCommand>,
+) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        if let ConnCommand::Push {
+            topic,
+            event,
+            payload,
+        } = cmd
+        {
+            switchboard::platform::events::Event::decode(&event, payload.clone())
+                .unwrap_or_else(|e| panic!("{event} payload fails validation: {e:?} {payload}"));
+            out.push((topic, event, payload));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn socket_pushes_and_join_rules() {
+    use switchboard::sandbox::hub::SocketBackend;
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let billing = env.id("alice/billing-agent").await;
+    let carol = env.id("carol").await;
+    let sb = env.sb.clone();
+
+    let agent = |id: &str| Principal {
+        id: id.to_string(),
+        kind: EntityType::Agent,
+    };
+    let user = |id: &str| Principal {
+        id: id.to_string(),
+        kind: EntityType::User,
+    };
+    assert_eq!(sb.authenticate("billing-key"), Some(agent(&billing)));
+    assert!(sb.authenticate("wrong").is_none());
+    assert_eq!(
+        sb.can_join(&agent(&triage), &format!("agent_rooms:{triage}")),
+        Ok(json!({}))
+    );
+    assert!(sb
+        .can_join(&agent(&triage), &format!("agent_rooms:{billing}"))
+        .is_err());
+    assert!(sb
+        .can_join(&agent(&triage), &format!("chat_room:{room}"))
+        .is_ok());
+    assert!(sb
+        .can_join(&agent(&billing), &format!("chat_room:{room}"))
+        .is_err());
+    assert!(sb
+        .can_join(&user(&carol), &format!("room_participants:{room}"))
+        .is_err());
+    assert!(sb
+        .can_join(&user(&carol), &format!("user_contacts:{carol}"))
+        .is_ok());
+    assert!(sb
+        .can_join(&user(&carol), &format!("agent_rooms:{carol}"))
+        .is_err());
+    assert!(sb.can_join(&agent(&triage), "tasks:x").is_err());
+
+    let (bc, mut brx) = sb.hub().register(agent(&billing));
+    for t in [
+        format!("agent_rooms:{billing}"),
+        format!("agent_contacts:{billing}"),
+    ] {
+        sb.hub().joined(bc, &t);
+    }
+    let (tc, mut trx) = sb.hub().register(agent(&triage));
+    for t in [
+        format!("room_participants:{room}"),
+        format!("agent_contacts:{triage}"),
+    ] {
+        sb.hub().joined(tc, &t);
+    }
+    let (cc, mut crx) = sb.hub().register(user(&carol));
+    sb.hub().joined(cc, &format!("user_contacts:{carol}"));
+
+    // Adding billing: room_added to it, participant_added to the room.
+    env.post(
+        "triage-key",
+        &format!("/api/v1/agent/chats/{room}/participants"),
+        json!({"participant": {"participant_id": billing}}),
+    )
+    .await;
+    let got = drain(&mut brx);
+    assert!(
+        got.iter()
+            .any(|(t, e, p)| t == &format!("agent_rooms:{billing}")
+                && e == "room_added"
+                && p["id"] == room.as_str()),
+        "{got:?}"
+    );
+    let got = drain(&mut trx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "participant_added" && p["id"] == billing.as_str()),
+        "{got:?}"
+    );
+    sb.hub().joined(bc, &format!("chat_room:{room}"));
+
+    // Removing it: participant_removed, room_removed, and its room topics are left.
+    env.delete(
+        "alice-key",
+        &format!("/api/v1/me/chats/{room}/participants/{billing}"),
+    )
+    .await;
+    let got = drain(&mut trx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "participant_removed" && p["id"] == billing.as_str()),
+        "{got:?}"
+    );
+    let got = drain(&mut brx);
+    assert!(got.iter().any(|(_, e, _)| e == "room_removed"), "{got:?}");
+    let topics = sb
+        .hub()
+        .connections()
+        .into_iter()
+        .find(|(p, _)| p.id == billing)
+        .unwrap()
+        .1;
+    assert!(!topics.contains(&format!("chat_room:{room}")), "{topics:?}");
+
+    // Contacts: agent → user request, approve: received, updated, added both sides.
+    env.post(
+        "triage-key",
+        "/api/v1/agent/contacts/add",
+        json!({"handle": "carol", "message": "hi"}),
+    )
+    .await;
+    let got = drain(&mut crx);
+    let (_, e, p) = &got[0];
+    assert_eq!(e, "contact_request_received");
+    assert_eq!(p["requester"]["handle"], "alice/triage-bot");
+    let req = p["id"].as_str().unwrap().to_string();
+    env.post(
+        "carol-key",
+        &format!("/api/v1/me/contacts/requests/{req}/approve"),
+        json!(null),
+    )
+    .await;
+    let got = drain(&mut trx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "contact_request_updated" && p["status"] == "approved"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter().any(|(_, e, p)| e == "contact_added"
+            && p["id"] == carol.as_str()
+            && p["handle"] == "carol"),
+        "{got:?}"
+    );
+    let got = drain(&mut crx);
+    assert!(
+        got.iter()
+            .any(|(_, e, p)| e == "contact_added" && p["id"] == triage.as_str()),
+        "{got:?}"
+    );
+
+    // An agent-side received push is the compact flat form.
+    env.post(
+        "carol-key",
+        "/api/v1/me/contacts/requests",
+        json!({"contact_request": {"recipient_handle": "alice/billing-agent"}}),
+    )
+    .await;
+    let got = drain(&mut brx);
+    let (_, e, p) = &got[0];
+    assert_eq!(e, "contact_request_received");
+    assert_eq!(p["from_handle"], "carol");
+    assert!(p.get("message").is_none(), "no null keys: {p}");
+    assert!(sb.hub().is_connected(&carol));
+}
