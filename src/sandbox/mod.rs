@@ -2,3 +2,4 @@
 //! human API, the Phoenix sockets, and `/_sandbox/*` control endpoints.
 
 pub mod hub;
+pub mod ws;
