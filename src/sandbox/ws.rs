@@ -43,9 +43,30 @@ const NORMAL_CLOSE: u16 = 1000;
 
 /// The socket endpoint's routes, for merging into the sandbox's router.
 pub fn routes<B: SocketBackend>(backend: Arc<B>) -> Router {
+    routes_with_idle_timeout(backend, IDLE_TIMEOUT)
+}
+
+/// Like [`routes`], with a custom idle timeout (tests use a short one).
+pub fn routes_with_idle_timeout<B: SocketBackend>(backend: Arc<B>, idle: Duration) -> Router {
     Router::new()
         .route(SOCKET_PATH, get(upgrade::<B>))
-        .with_state(backend)
+        .with_state(Endpoint { backend, idle })
+}
+
+/// Shared state of the endpoint's handler.
+struct Endpoint<B> {
+    backend: Arc<B>,
+    idle: Duration,
+}
+
+// Derive would demand `B: Clone`; only the Arc is cloned.
+impl<B> Clone for Endpoint<B> {
+    fn clone(&self) -> Self {
+        Endpoint {
+            backend: self.backend.clone(),
+            idle: self.idle,
+        }
+    }
 }
 
 /// The platform's error body: `{"error":{"code","message","request_id"}}`.
@@ -62,7 +83,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// Checks the handshake before upgrading: version, key, agent id, conflict policy.
 async fn upgrade<B: SocketBackend>(
-    State(backend): State<Arc<B>>,
+    State(Endpoint { backend, idle }): State<Endpoint<B>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -125,7 +146,7 @@ async fn upgrade<B: SocketBackend>(
     }
 
     match ws {
-        Ok(ws) => ws.on_upgrade(move |socket| serve(backend, principal, socket)),
+        Ok(ws) => ws.on_upgrade(move |socket| serve(backend, principal, socket, idle)),
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -147,10 +168,16 @@ struct Conn<B: SocketBackend> {
     id: ConnId,
     joins: HashMap<String, String>,
     out: Vec<Frame>,
+    idle: Duration,
 }
 
 /// Runs one upgraded socket until it ends, then unregisters it.
-async fn serve<B: SocketBackend>(backend: Arc<B>, principal: Principal, socket: WebSocket) {
+async fn serve<B: SocketBackend>(
+    backend: Arc<B>,
+    principal: Principal,
+    socket: WebSocket,
+    idle: Duration,
+) {
     let (id, rx) = backend.hub().register(principal.clone());
     tracing::debug!(conn = id, who = %principal.id, "socket connected");
     let mut conn = Conn {
@@ -159,6 +186,7 @@ async fn serve<B: SocketBackend>(backend: Arc<B>, principal: Principal, socket: 
         id,
         joins: HashMap::new(),
         out: Vec::new(),
+        idle,
     };
     let end = conn.run(socket, rx).await;
     backend.hub().unregister(id);
@@ -177,12 +205,12 @@ impl<B: SocketBackend> Conn<B> {
         mut rx: mpsc::UnboundedReceiver<ConnCommand>,
     ) -> End {
         let (mut sink, mut stream) = socket.split();
-        let mut deadline = Instant::now() + IDLE_TIMEOUT;
+        let mut deadline = Instant::now() + self.idle;
         let end = loop {
             let end = tokio::select! {
                 msg = stream.next() => match msg {
                     Some(Ok(msg)) => {
-                        deadline = Instant::now() + IDLE_TIMEOUT;
+                        deadline = Instant::now() + self.idle;
                         match msg {
                             Message::Text(text) => {
                                 self.handle_text(text.as_str());
