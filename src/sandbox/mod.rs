@@ -11,6 +11,7 @@ pub mod hub;
 pub mod human_api;
 pub mod seed;
 pub mod world;
+pub mod ws;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -61,18 +62,19 @@ impl Sandbox {
     /// All routes: `/api/v1/agent/*`, `/api/v1/me/*`, `/_sandbox/*`, with the
     /// fault middleware on `/api/v1/*` and the platform's 404 for the rest.
     pub fn router(self: &Arc<Self>) -> Router {
-        // ws::routes() is merged here by the coordinator, before the layer.
         Router::new()
             .merge(agent_api::routes())
             .merge(human_api::routes())
             .merge(control::routes())
             .fallback(not_found)
             .method_not_allowed_fallback(not_found)
+            .with_state(self.clone())
+            .merge(ws::routes(self.clone()))
+            // Outermost, so faults reach the socket upgrade too.
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 control::fault_layer,
             ))
-            .with_state(self.clone())
     }
 
     /// The hub pushes are published on.
