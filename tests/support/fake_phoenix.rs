@@ -194,7 +194,10 @@ impl FakePhoenix {
 
     /// The current join_ref of `topic` on connection `conn`.
     pub fn join_ref(&self, conn: usize, topic: &str) -> Option<String> {
-        self.with().join_refs.get(&(conn, topic.to_string())).cloned()
+        self.with()
+            .join_refs
+            .get(&(conn, topic.to_string()))
+            .cloned()
     }
 
     /// Sends raw text on connection `conn`.
@@ -222,14 +225,23 @@ impl FakePhoenix {
         let jr = self.join_ref(conn, topic);
         self.send_frame(
             conn,
-            Frame::new(jr.clone(), jr, topic, "phx_error", json!({"reason": "channel_crash"})),
+            Frame::new(
+                jr.clone(),
+                jr,
+                topic,
+                "phx_error",
+                json!({"reason": "channel_crash"}),
+            ),
         );
     }
 
     /// Sends `phx_close` for the topic's current join.
     pub fn phx_close(&self, conn: usize, topic: &str) {
         let jr = self.join_ref(conn, topic);
-        self.send_frame(conn, Frame::new(jr.clone(), jr, topic, "phx_close", json!({})));
+        self.send_frame(
+            conn,
+            Frame::new(jr.clone(), jr, topic, "phx_close", json!({})),
+        );
     }
 
     /// Closes connection `conn` with a close frame.
@@ -254,6 +266,8 @@ async fn serve(tcp: TcpStream, state: Arc<Mutex<State>>) {
     let st = state.clone();
     let index = Arc::new(Mutex::new(0usize));
     let idx = index.clone();
+    // The error type is tungstenite's callback contract, not ours to shrink.
+    #[allow(clippy::result_large_err)]
     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let mut s = st.lock().unwrap();
         let uri = req.uri().to_string();

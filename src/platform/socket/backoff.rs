@@ -34,7 +34,10 @@ impl Backoff {
     /// Channel rejoins: 1, 2, 5, then 10 s, equal jitter, at most 10 refusals in a row.
     pub fn rejoin_default() -> Backoff {
         Backoff {
-            steps: [1, 2, 5, 10].iter().map(|s| Duration::from_secs(*s)).collect(),
+            steps: [1, 2, 5, 10]
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
             jitter: 0.5,
             max_attempts: Some(10),
             reset_after: Duration::from_secs(60),

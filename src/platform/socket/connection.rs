@@ -748,7 +748,9 @@ impl Driver {
             // Restart: come back soon, spread over 1–5× the base.
             1012 => Outcome::Retry {
                 reason: why,
-                delay: Some(self.config.restart_delay + jittered(self.config.restart_delay * 4, 1.0)),
+                delay: Some(
+                    self.config.restart_delay + jittered(self.config.restart_delay * 4, 1.0),
+                ),
             },
             // Try again later: a long cooldown, spread over 1–2× the base.
             1013 => Outcome::Retry {
@@ -818,9 +820,7 @@ impl Driver {
                 }
                 fail_topic_pending(conn, &frame.topic, SocketError::Closed(frame.topic.clone()));
                 self.forget_in_batch(conn, &frame.topic);
-                self.emit(SocketEvent::ChannelClosed {
-                    topic: frame.topic,
-                });
+                self.emit(SocketEvent::ChannelClosed { topic: frame.topic });
                 None
             }
             _ => self.on_event(frame),
@@ -909,16 +909,13 @@ impl Driver {
         for b in buffered {
             self.send_push(conn, name, b);
         }
-        let in_batch = conn
-            .batch
-            .as_mut()
-            .is_some_and(|(waiting, done)| {
-                let hit = waiting.remove(name);
-                if hit {
-                    done.push(name.to_string());
-                }
-                hit
-            });
+        let in_batch = conn.batch.as_mut().is_some_and(|(waiting, done)| {
+            let hit = waiting.remove(name);
+            if hit {
+                done.push(name.to_string());
+            }
+            hit
+        });
         if in_batch {
             self.settle_batch(conn);
         } else if !told_someone {
@@ -942,7 +939,10 @@ impl Driver {
         if refused && self.config.rejoin.exhausted(t.failures) {
             let failures = t.failures;
             self.topics.remove(name);
-            warn!(topic = name, failures, "socket: join refused too often, giving up");
+            warn!(
+                topic = name,
+                failures, "socket: join refused too often, giving up"
+            );
             let reason = match err {
                 SocketError::Refused { reason, .. } => reason,
                 other => other.to_string(),

@@ -145,6 +145,8 @@ pub enum StopReason {
 }
 
 /// What the connection task reports.
+// `Event` is big, but it is the common case; boxing it would only make every match noisier.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SocketEvent {
     /// After every successful upgrade; `reconnect` is false only the first time.
@@ -363,7 +365,12 @@ impl Socket {
 
     /// Pushes `event` on a registered topic and waits for the reply's `response`.
     /// Pushes made while the topic is (re)joining are held until the join succeeds.
-    pub async fn push(&self, topic: &str, event: &str, payload: Value) -> Result<Value, SocketError> {
+    pub async fn push(
+        &self,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> Result<Value, SocketError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Push {
             topic: topic.to_string(),
