@@ -27,8 +27,8 @@ pub enum ApiError {
         method: String,
         /// Request path (relative to the base URL).
         path: String,
-        /// The platform's error body, when it parsed.
-        body: Option<ErrorBody>,
+        /// The platform's error body, when it parsed (boxed to keep the error small).
+        body: Option<Box<ErrorBody>>,
         /// The raw response body.
         raw: String,
     },
@@ -58,7 +58,7 @@ pub enum ApiError {
     },
 }
 
-fn describe_body(body: &Option<ErrorBody>) -> String {
+fn describe_body(body: &Option<Box<ErrorBody>>) -> String {
     match body {
         Some(b) => format!(" {}: {}", b.error.code, b.error.message),
         None => String::new(),
@@ -87,7 +87,7 @@ impl ApiError {
     /// The platform's error body, when there was one and it parsed.
     pub fn error_body(&self) -> Option<&ErrorBody> {
         match self {
-            ApiError::Status { body, .. } => body.as_ref(),
+            ApiError::Status { body, .. } => body.as_deref(),
             _ => None,
         }
     }
@@ -362,8 +362,8 @@ impl RestClient {
         if status.is_success() {
             return parse_success(method, path, status, raw).map_err(|e| (e, None));
         }
-        let parsed: Option<ErrorBody> = serde_json::from_str(&raw).ok();
-        let delay = server_delay(&headers, parsed.as_ref());
+        let parsed: Option<Box<ErrorBody>> = serde_json::from_str(&raw).ok();
+        let delay = server_delay(&headers, parsed.as_deref());
         Err((
             ApiError::Status {
                 status: status.as_u16(),
