@@ -407,3 +407,112 @@ pub struct PageMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// The caller's own user (`GET /me/profile`). There is no `name`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UserDetails {
+    /// User id (for `user_rooms:{id}`).
+    pub id: String,
+    /// Email address.
+    #[serde(default)]
+    pub email: String,
+    /// Handle, without `@`.
+    pub handle: String,
+    /// `user`, `business` or `admin`.
+    #[serde(default)]
+    pub role: String,
+    /// First name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Last name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// Unknown keys.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The other party of a human-side [`Contact`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ContactUser {
+    /// Entity id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Handle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Unknown keys.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A contact of a person (`GET /me/contacts`), the human-side shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Contact {
+    /// Contact record id (what `contacts/remove` takes as `contact_id`).
+    pub id: String,
+    /// The other party's user or agent id.
+    pub contact_id: String,
+    /// User or Agent.
+    pub contact_type: EntityType,
+    /// Creation time.
+    #[serde(default)]
+    pub inserted_at: String,
+    /// Presence.
+    #[serde(default)]
+    pub online: bool,
+    /// `active`.
+    #[serde(default)]
+    pub status: String,
+    /// `request`, when made through a contact request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The other party.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ContactUser>,
+    /// Unknown keys.
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A contact request, the human-side shape (lists and create).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContactRequest {
+    /// Request id.
+    pub id: String,
+    /// pending, approved, rejected, expired or cancelled.
+    pub status: String,
+    /// Creation time.
+    #[serde(default)]
+    pub inserted_at: String,
+    /// Who asked.
+    #[serde(default)]
+    pub requester_id: String,
+    /// Who was asked.
+    #[serde(default)]
+    pub recipient_id: String,
+    /// Note from the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responded_at: Option<String>,
+    /// User or Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_type: Option<EntityType>,
+    /// User or Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_type: Option<EntityType>,
+    /// Requester summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<ContactUser>,
+    /// Recipient summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<ContactUser>,
+    /// Unknown keys.
+    #[serde(flatten)]
+    pub extra: Extra,
+}

@@ -1,1 +1,0 @@
-//! Typed REST client of the agent API (see issue 2, item 3).
