@@ -1,5 +1,6 @@
 //! switchboard: a rule-driven agent for the Band platform, and an in-memory
 //! sandbox of the platform to run it against offline.
 
+pub mod cli;
 pub mod platform;
 pub mod sandbox;

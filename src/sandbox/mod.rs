@@ -164,3 +164,91 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+/// A sandbox served in the background: for the CLI, the demo and tests.
+pub struct RunningSandbox {
+    addr: std::net::SocketAddr,
+    sandbox: Arc<Sandbox>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningSandbox {
+    /// Binds `addr` (port 0 picks a free port) and serves `seed` in a background task.
+    pub async fn start(
+        addr: std::net::SocketAddr,
+        seed: Seed,
+    ) -> Result<RunningSandbox, StartError> {
+        let sandbox = Sandbox::new(seed)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, sandbox.clone(), async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningSandbox {
+            addr,
+            sandbox,
+            stop: Some(tx),
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Base URL for REST clients, e.g. `http://127.0.0.1:4000`.
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The WebSocket endpoint, e.g. `ws://127.0.0.1:4000/api/v1/socket/websocket`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, ws::SOCKET_PATH)
+    }
+
+    /// The sandbox state, for in-process inspection.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Stops accepting, drops every socket and waits for the server to end.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.sandbox.hub().drop_all();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+impl Drop for RunningSandbox {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why a sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The seed is invalid.
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}

@@ -108,7 +108,7 @@ impl fmt::Debug for SeedAgent {
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("cannot read seed file {path}")]
     Io {
         /// The path.
         path: String,

@@ -1,0 +1,68 @@
+//! The command line: one module per subcommand; `anyhow` lives only here.
+
+mod logging;
+mod sandbox;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// switchboard: a rule-driven agent for the Band platform, written as YAML workflows.
+///
+/// It listens to the platform's WebSocket channels, matches each event against
+/// rules, and answers through the platform's REST API inside the message
+/// processing lifecycle. `switchboard sandbox` serves an in-memory emulator of
+/// the platform on localhost, for trying workflows and running tests offline.
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+
+    /// More log detail (-v: debug, -vv: trace). RUST_LOG, when set, wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the platform emulator (agent API, human API, sockets) on localhost.
+    Sandbox(sandbox::SandboxArgs),
+}
+
+/// Runs the CLI and turns errors into an exit code with a readable message.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sandbox(args) => sandbox::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
