@@ -46,6 +46,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
             post(failed),
         )
         .route("/api/v1/agent/chats/{chat}/events", post(post_event))
+        .route("/api/v1/agent/chats/{chat}/activity", post(activity))
         .route(
             "/api/v1/agent/chats/{chat}/participants",
             get(list_participants).post(add_participant),
@@ -225,6 +226,20 @@ async fn post_event(
     let who = agent(&sb, &h)?;
     let b: EventBody = parse_body(&body)?;
     created(sb.world().post_event(&who, &chat, &b.event, sb.hub())?)
+}
+
+#[derive(Deserialize)]
+struct ActivityBody {
+    working: bool,
+}
+
+/// The working indicator: echoed back, since the sandbox never stops a room.
+/// (The platform answers `working:false` to a `true` only while execution is stopped.)
+async fn activity(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
+    let who = agent(&sb, &h)?;
+    let b: ActivityBody = parse_body(&body)?;
+    sb.world().get_room(&who, &chat)?;
+    ok(json!({ "working": b.working }))
 }
 
 async fn list_participants(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiResult {
