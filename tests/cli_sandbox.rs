@@ -1,0 +1,88 @@
+//! `switchboard sandbox` run as a process: it prints its address once ready,
+//! serves the seed it was given, reports bad seeds with a location, and stops
+//! cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+#[tokio::test]
+async fn serves_the_seed_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "users:\n  - { handle: dora, api_key: dora-key }\nagents:\n  - handle: dora/helper\n    name: Helper\n    description: Helps\n    api_key: helper-key\n",
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--seed"])
+        .arg(&seed)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let me = reqwest::Client::new()
+        .get(format!("{url}/api/v1/agent/me"))
+        .header("X-API-Key", "helper-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let body: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(body["data"]["handle"], "dora/helper");
+
+    // SIGTERM → clean exit 0.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "sandbox did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_seed_is_reported_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "users:\n  - handle: a\n    api_key: k\n    colour: blue\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--seed"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:4:5", seed.display())),
+        "no file:line:column in {err}"
+    );
+    assert!(err.contains("colour"), "{err}");
+}
