@@ -2,5 +2,7 @@
 //! sandbox of the platform to run it against offline.
 
 pub mod cli;
+pub mod engine;
 pub mod platform;
+pub mod runtime;
 pub mod sandbox;

@@ -1,0 +1,4 @@
+//! Pure matching and rendering of rules against events, and the execution of
+//! the rendered actions through an [`action::Executor`].
+
+pub mod action;
