@@ -2,3 +2,4 @@
 //! the rendered actions through an [`action::Executor`].
 
 pub mod action;
+pub mod execute;
