@@ -541,6 +541,33 @@ async fn messages_sent_while_disconnected_are_handled_once_after_reconnect() {
 }
 
 #[tokio::test]
+async fn a_failed_message_does_not_hide_the_outage_backlog_behind_it() {
+    let w = World::start().await;
+    let (handle, task) = w.spawn_with(w.config(Duration::from_millis(600)));
+    w.wait("started", |w| w.count("started") == 1).await;
+    let failed = w.say(&w.bob, &w.room, "please fail").await;
+    w.wait_status(&failed, "failed").await;
+    // `/next` keeps serving the failed message first; the resync must look past it.
+    w.post("/_sandbox/faults", json!({"drop_sockets": true}))
+        .await;
+    let during = w.say(&w.bob, &w.room, "during the outage").await;
+    w.wait_status(&during, "processed").await;
+    sleep(Duration::from_millis(300)).await;
+    let msgs = w.recorder.messages();
+    assert_eq!(ids(&msgs), vec![failed.clone(), during]);
+    assert!(msgs[1].from_backlog, "{msgs:#?}");
+    // The failed one was not run again.
+    assert_eq!(
+        w.delivery(&failed).await["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
 async fn contact_requests_reach_the_handler() {
     let w = World::start().await;
     let (handle, task) = w.run().await;
