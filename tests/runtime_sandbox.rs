@@ -568,6 +568,74 @@ async fn a_failed_message_does_not_hide_the_outage_backlog_behind_it() {
 }
 
 #[tokio::test]
+async fn participant_events_keep_the_room_info_current() {
+    let w = World::start().await;
+    let (handle, task) = w.run().await;
+    let carol_id = w.carol.profile().await.unwrap().id;
+    let first = w.say(&w.bob, &w.room, "who is here").await;
+    w.wait_status(&first, "processed").await;
+    assert!(!w.recorder.messages()[0].participants.contains(&carol_id));
+    w.alice
+        .add_participant(&w.room, &carol_id, None)
+        .await
+        .unwrap();
+    w.wait("participant_added", |w| w.count("participant_added") == 1)
+        .await;
+    let second = w.say(&w.bob, &w.room, "and now").await;
+    w.wait_status(&second, "processed").await;
+    let msgs = w.recorder.messages();
+    assert!(msgs[1].participants.contains(&carol_id), "{msgs:#?}");
+    w.alice
+        .remove_participant(&w.room, &carol_id)
+        .await
+        .unwrap();
+    w.wait("participant_removed", |w| {
+        w.count("participant_removed") == 1
+    })
+    .await;
+    let removed = w
+        .recorder
+        .records()
+        .into_iter()
+        .find(|r| r.event == "participant_removed")
+        .unwrap();
+    assert!(!removed.participants.contains(&carol_id), "{removed:#?}");
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn agent_me_is_retried_on_server_errors() {
+    let w = World::start().await;
+    // More failures than the REST client retries on its own.
+    w.post(
+        "/_sandbox/faults",
+        json!({"fail": {"method": "GET", "path": "/agent/me", "status": 503, "count": 6}}),
+    )
+    .await;
+    let (handle, task) = w.spawn();
+    w.wait("started", |w| w.count("started") == 1).await;
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn run_until_stops_gracefully_when_the_future_completes() {
+    let w = World::start().await;
+    let rt = Runtime::new(w.config(Duration::from_millis(50)), w.recorder.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(rt.run_until(async move {
+        let _ = rx.await;
+    }));
+    w.wait("started", |w| w.count("started") == 1).await;
+    tx.send(()).unwrap();
+    timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !w.agent_topics().await.is_empty() {
+        assert!(Instant::now() < deadline, "agent still connected");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn contact_requests_reach_the_handler() {
     let w = World::start().await;
     let (handle, task) = w.run().await;
