@@ -1,0 +1,98 @@
+//! What the runtime needs to reach the platform, and its tunables.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::platform::rest::RestConfig;
+use crate::platform::socket::SocketConfig;
+
+/// How to reach the platform and how patient to be.
+#[derive(Clone)]
+pub struct RuntimeConfig {
+    /// REST client settings (base URL, key, retry policy, timeout).
+    pub rest: RestConfig,
+    /// Socket settings; `agent_id` is filled in from `/agent/me`.
+    pub socket: SocketConfig,
+    /// When set, startup fails unless `/agent/me` returns this id.
+    pub expected_agent_id: Option<String>,
+    /// Knobs with sane defaults.
+    pub tunables: Tunables,
+}
+
+impl RuntimeConfig {
+    /// A config with default tunables: `rest_url` is the base URL without
+    /// `api/v1`, `ws_url` the socket endpoint.
+    pub fn new(
+        rest_url: impl Into<String>,
+        ws_url: impl Into<String>,
+        api_key: impl Into<String>,
+    ) -> RuntimeConfig {
+        let key = api_key.into();
+        RuntimeConfig {
+            rest: RestConfig::new(rest_url, key.clone()),
+            socket: SocketConfig::new(ws_url, key),
+            expected_agent_id: None,
+            tunables: Tunables::default(),
+        }
+    }
+}
+
+impl fmt::Debug for RuntimeConfig {
+    // Both inner configs redact the key themselves.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("rest", &self.rest)
+            .field("socket", &self.socket)
+            .field("expected_agent_id", &self.expected_agent_id)
+            .field("tunables", &self.tunables)
+            .finish()
+    }
+}
+
+/// Runtime knobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tunables {
+    /// Tries of `GET /agent/me` on retryable errors, on top of the REST client's own retries.
+    pub me_attempts: u32,
+    /// First pause between `/me` tries; doubles, capped at 16 s (as the SDK does).
+    pub me_retry_delay: Duration,
+    /// How many handled message ids are remembered (shared by every room).
+    pub completed_capacity: usize,
+    /// Tries of `POST /processed` after the handler succeeded; the handler is never re-run.
+    pub ack_attempts: u32,
+    /// Pause between `/processed` tries.
+    pub ack_retry_delay: Duration,
+    /// Most messages one drain handles before it yields (a guard against a runaway `/next`).
+    pub drain_limit: usize,
+    /// Events a room (or the contacts queue) may hold before the router waits.
+    pub queue_capacity: usize,
+    /// On shutdown, how long the messages in hand may take before they are abandoned.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            me_attempts: 5,
+            me_retry_delay: Duration::from_secs(1),
+            completed_capacity: 4096,
+            ack_attempts: 3,
+            ack_retry_delay: Duration::from_millis(500),
+            drain_limit: 10_000,
+            queue_capacity: 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_api_key() {
+        let c = RuntimeConfig::new("http://x", "ws://x", "sk-secret-key");
+        let s = format!("{c:?}");
+        assert!(!s.contains("sk-secret-key"), "{s}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The `/next` drain of one room: handle the backlog, oldest first, until the
+//! platform has nothing more (204) or keeps re-serving something we cannot
+//! move past (a failed message, a lost ack). `/next` is a cursor stuck on
+//! that message, so the drain then sweeps the room's unprocessed list to
+//! reach what lies behind it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::handler::RoomInfo;
+use super::lifecycle::{ack_processed, process_message, MessageResult, Shared};
+use crate::platform::rest::MessageQuery;
+
+/// Page size of the sweep (the list endpoint's maximum).
+const SWEEP_PAGE: u32 = 100;
+
+/// Why a drain ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DrainEnd {
+    /// `/next` answered 204.
+    Empty,
+    /// `/next` served a message again that this process already dealt with
+    /// (failed, skipped, or its ack would not go through): it would loop.
+    Stuck(String),
+    /// The room's execution is stopped.
+    RoomStopped,
+    /// A REST call failed; a later drain will pick up from here.
+    Error,
+    /// Shutdown was requested.
+    ShuttingDown,
+    /// [`super::config::Tunables::drain_limit`] messages in one go.
+    Limit,
+}
+
+/// Drains `room`; returns how many messages the handler ran for and why it stopped.
+pub(crate) async fn drain_room(
+    shared: &Shared,
+    room: &Arc<RoomInfo>,
+    stopping: impl Fn() -> bool,
+) -> (usize, DrainEnd) {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut handled = 0usize;
+    let end = loop {
+        if stopping() {
+            break DrainEnd::ShuttingDown;
+        }
+        if seen.len() >= shared.tunables.drain_limit {
+            break DrainEnd::Limit;
+        }
+        let msg = match shared.api.next_message(&room.id).await {
+            Ok(None) => break DrainEnd::Empty,
+            Ok(Some(m)) => m,
+            Err(e) => {
+                tracing::warn!(room = %room.id, error = %e, "GET /next failed; drain stops");
+                break DrainEnd::Error;
+            }
+        };
+        let id = msg.id.clone();
+        if shared.completed.ack_pending(&id) {
+            // The handler ran; only the ack is owed.
+            if ack_processed(shared, &room.id, &id).await && seen.insert(id.clone()) {
+                continue;
+            }
+            break DrainEnd::Stuck(id);
+        }
+        if !seen.insert(id.clone()) || shared.completed.contains(&id) {
+            // `/next` is a cursor: it will keep serving this one.
+            break DrainEnd::Stuck(id);
+        }
+        match process_message(shared, room.clone(), msg, true).await {
+            MessageResult::Handled(_) => handled += 1,
+            // Skipped ones come back next turn and end the drain as Stuck.
+            MessageResult::Skipped(_) => {}
+            MessageResult::RoomStopped => break DrainEnd::RoomStopped,
+            MessageResult::ClaimFailed => break DrainEnd::Error,
+        }
+    };
+    if let DrainEnd::Stuck(id) = &end {
+        tracing::debug!(room = %room.id, message = %id, "/next is stuck; sweeping the unprocessed list");
+        let (more, sweep_end) = sweep_room(shared, room, &stopping).await;
+        handled += more;
+        if let Some(e) = sweep_end {
+            tracing::debug!(room = %room.id, handled, end = ?e, "drain finished");
+            return (handled, e);
+        }
+    }
+    tracing::debug!(room = %room.id, handled, end = ?end, "drain finished");
+    (handled, end)
+}
+
+/// Walks `GET /messages` (not processed, oldest first) and handles what this
+/// process has not dealt with yet. Returns how many ran, and a new end
+/// when the sweep itself was cut short.
+async fn sweep_room(
+    shared: &Shared,
+    room: &Arc<RoomInfo>,
+    stopping: &impl Fn() -> bool,
+) -> (usize, Option<DrainEnd>) {
+    let mut handled = 0usize;
+    let mut looked = 0usize;
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = MessageQuery {
+            cursor: cursor.take(),
+            limit: Some(SWEEP_PAGE),
+            sort_order: Some("asc".into()),
+            ..MessageQuery::default()
+        };
+        let page = match shared.api.list_messages(&room.id, &query).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(room = %room.id, error = %e, "cannot list unprocessed messages");
+                return (handled, Some(DrainEnd::Error));
+            }
+        };
+        for msg in page.items {
+            if stopping() {
+                return (handled, Some(DrainEnd::ShuttingDown));
+            }
+            looked += 1;
+            if looked > shared.tunables.drain_limit {
+                return (handled, Some(DrainEnd::Limit));
+            }
+            if shared.completed.ack_pending(&msg.id) {
+                ack_processed(shared, &room.id, &msg.id).await;
+                continue;
+            }
+            match process_message(shared, room.clone(), msg, true).await {
+                MessageResult::Handled(_) => handled += 1,
+                MessageResult::Skipped(_) => {}
+                MessageResult::RoomStopped => return (handled, Some(DrainEnd::RoomStopped)),
+                MessageResult::ClaimFailed => return (handled, Some(DrainEnd::Error)),
+            }
+        }
+        match (page.meta.has_more, page.meta.next_cursor) {
+            (Some(true), Some(next)) => cursor = Some(next),
+            _ => return (handled, None),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! One task per room: its events run one at a time, in arrival order, after
+//! the room's drain; it keeps the room's [`RoomInfo`] current.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::drain::drain_room;
+use super::handler::{Delivery, RoomInfo};
+use super::lifecycle::{deliver_event, process_message, Shared};
+use crate::platform::events::{Event, ParticipantAdded};
+use crate::platform::model::ChatParticipant;
+use crate::platform::socket::Socket;
+
+/// `chat_room:<id>`.
+pub(crate) fn chat_topic(room_id: &str) -> String {
+    format!("chat_room:{room_id}")
+}
+
+/// `room_participants:<id>`.
+pub(crate) fn participants_topic(room_id: &str) -> String {
+    format!("room_participants:{room_id}")
+}
+
+/// Work for a room's queue.
+#[derive(Debug)]
+pub(crate) enum RoomCmd {
+    /// Drain the backlog; `done` is told when it is over.
+    Drain {
+        /// Signalled after the drain (dropped if the room stops first).
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// A live event for this room.
+    Event(Event),
+    /// The chat list has a (new) title for the room.
+    Retitle(Option<String>),
+    /// Hand over the event (if any), leave the room's topics and stop.
+    Close(Option<Event>),
+}
+
+/// The supervisor's end of a room task.
+#[derive(Debug)]
+pub(crate) struct RoomHandle {
+    /// The room's queue.
+    pub(crate) tx: mpsc::Sender<RoomCmd>,
+    /// The task, to await on shutdown or before re-adding the room.
+    pub(crate) task: JoinHandle<()>,
+}
+
+/// Starts the task for room `id`; its first job is a drain (signalling `drained`).
+pub(crate) fn spawn_room(
+    shared: Shared,
+    socket: Socket,
+    id: String,
+    title: Option<String>,
+    shutdown: watch::Receiver<bool>,
+    drained: Option<oneshot::Sender<()>>,
+) -> RoomHandle {
+    let (tx, rx) = mpsc::channel(shared.tunables.queue_capacity.max(1));
+    // The drain goes first so live events queue up behind it; capacity is at least 1.
+    let _ = tx.try_send(RoomCmd::Drain { done: drained });
+    let worker = RoomWorker {
+        shared,
+        socket,
+        info: RoomInfo {
+            id,
+            title,
+            participants: Vec::new(),
+        },
+        participants_loaded: false,
+    };
+    let task = tokio::spawn(worker.run(rx, shutdown));
+    RoomHandle { tx, task }
+}
+
+struct RoomWorker {
+    shared: Shared,
+    socket: Socket,
+    info: RoomInfo,
+    participants_loaded: bool,
+}
+
+impl RoomWorker {
+    async fn run(mut self, mut rx: mpsc::Receiver<RoomCmd>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            // Shutdown is checked only between jobs: the one in hand always finishes.
+            let cmd = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => break,
+                cmd = rx.recv() => match cmd {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            match cmd {
+                RoomCmd::Drain { done } => {
+                    let info = self.snapshot().await;
+                    let stop = shutdown.clone();
+                    drain_room(&self.shared, &info, move || *stop.borrow()).await;
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
+                }
+                RoomCmd::Event(event) => self.on_event(event).await,
+                RoomCmd::Retitle(title) => self.info.title = title,
+                RoomCmd::Close(event) => {
+                    if let Some(event) = event {
+                        self.on_event(event).await;
+                    }
+                    self.leave_topics().await;
+                    break;
+                }
+            }
+        }
+        tracing::debug!(room = %self.info.id, "room queue stopped");
+    }
+
+    /// The room as the handler should see it, loading participants on first need.
+    async fn snapshot(&mut self) -> Arc<RoomInfo> {
+        if !self.participants_loaded {
+            match self.shared.api.list_participants(&self.info.id).await {
+                Ok(list) => {
+                    self.info.participants = list;
+                    self.participants_loaded = true;
+                }
+                Err(e) => {
+                    // Try again on the next event; the handler gets what we have.
+                    tracing::warn!(room = %self.info.id, error = %e, "cannot load participants");
+                }
+            }
+        }
+        Arc::new(self.info.clone())
+    }
+
+    async fn on_event(&mut self, event: Event) {
+        match &event {
+            Event::ParticipantAdded(p) => self.participant_added(p),
+            Event::ParticipantRemoved(p) => self.info.participants.retain(|x| x.id != p.id),
+            Event::RoomAdded(r) => self.info.title = r.title.clone(),
+            _ => {}
+        }
+        let room = self.snapshot().await;
+        match event {
+            Event::MessageCreated(msg) => {
+                process_message(&self.shared, room, msg, false).await;
+            }
+            event => {
+                let delivery = Delivery {
+                    event,
+                    room: Some(room),
+                    from_backlog: false,
+                };
+                deliver_event(&self.shared, delivery).await;
+            }
+        }
+    }
+
+    fn participant_added(&mut self, p: &ParticipantAdded) {
+        if !self.participants_loaded {
+            return; // the first load will include them
+        }
+        let role = p
+            .extra
+            .get("role")
+            .and_then(|r| r.as_str())
+            .unwrap_or("member");
+        let row = json!({
+            "id": p.id, "role": role, "status": "active", "type": p.kind,
+            "name": p.name, "handle": p.handle,
+        });
+        match serde_json::from_value::<ChatParticipant>(row) {
+            Ok(participant) => {
+                self.info.participants.retain(|x| x.id != participant.id);
+                self.info.participants.push(participant);
+            }
+            // An entity type we do not model: reload the list instead of guessing.
+            Err(_) => self.participants_loaded = false,
+        }
+    }
+
+    async fn leave_topics(&self) {
+        for topic in [chat_topic(&self.info.id), participants_topic(&self.info.id)] {
+            match self.socket.leave(&topic).await {
+                Ok(()) => tracing::debug!(%topic, "left topic"),
+                Err(e) => tracing::debug!(%topic, error = %e, "leave did not complete"),
+            }
+        }
+    }
+}
