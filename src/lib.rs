@@ -6,3 +6,4 @@ pub mod engine;
 pub mod platform;
 pub mod runtime;
 pub mod sandbox;
+pub mod workflow;

@@ -1,0 +1,70 @@
+//! An [`Executor`] that performs nothing: it records each action and answers
+//! with a plausible result, for `switchboard test`, `explain` and the
+//! engine's own tests.
+
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::action::{ActionFuture, Executor, RenderedAction, Scope};
+
+/// Records actions instead of performing them.
+#[derive(Debug, Default)]
+pub struct RecordingExecutor {
+    done: Mutex<Vec<RenderedAction>>,
+    fail: Mutex<Vec<(&'static str, String)>>,
+}
+
+impl RecordingExecutor {
+    /// A new recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes every action named `name` fail with `message`.
+    pub fn fail_on(&self, name: &'static str, message: &str) {
+        self.lock_fail().push((name, message.to_owned()));
+    }
+
+    /// The actions performed so far.
+    pub fn actions(&self) -> Vec<RenderedAction> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn lock_fail(&self) -> std::sync::MutexGuard<'_, Vec<(&'static str, String)>> {
+        self.fail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Executor for RecordingExecutor {
+    fn execute<'a>(&'a self, action: &'a RenderedAction, _scope: &'a Scope) -> ActionFuture<'a> {
+        Box::pin(async move {
+            if let Some((_, message)) = self.lock_fail().iter().find(|(n, _)| *n == action.name()) {
+                return Err(super::action::ActionError {
+                    action: action.name(),
+                    message: message.clone(),
+                });
+            }
+            let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+            done.push(action.clone());
+            let n = done.len();
+            Ok(synthetic_result(action, n))
+        })
+    }
+}
+
+fn synthetic_result(action: &RenderedAction, n: usize) -> Value {
+    match action {
+        RenderedAction::Reply { .. } | RenderedAction::SendMessage { .. } => {
+            json!({"id": format!("dry-run-message-{n}"), "success": true})
+        }
+        RenderedAction::CreateChat { title, .. } => {
+            json!({"id": format!("dry-run-chat-{n}"), "title": title})
+        }
+        RenderedAction::PostEvent { kind, .. } => {
+            json!({"id": format!("dry-run-event-{n}"), "message_type": kind, "success": true})
+        }
+        RenderedAction::Http { .. } => json!({"status": 200, "body": null}),
+        _ => json!({"success": true}),
+    }
+}

@@ -1,0 +1,18 @@
+//! Workflows: YAML files in, a compiled, immutable [`Ruleset`] out.
+//!
+//! `load` finds and reads files, `yaml` parses them keeping positions,
+//! `compile` checks and compiles every rule, `schema` holds the format's
+//! types (and the JSON Schema), `template` the minijinja environment.
+
+pub mod compile;
+pub mod error;
+pub mod load;
+pub mod ruleset;
+pub mod schema;
+pub mod template;
+pub mod yaml;
+
+pub use error::{LoadError, LoadErrors};
+pub use load::{load_dir, load_sources, load_str};
+pub use ruleset::Ruleset;
+pub use schema::json_schema;

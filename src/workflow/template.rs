@@ -1,0 +1,346 @@
+//! Templates: every string a workflow renders is compiled once, at load, into
+//! one sandboxed minijinja environment (no loader: templates cannot read files
+//! or reach the network), with our filters and a fuel limit so a template that
+//! loops forever fails instead of hanging the agent.
+
+use minijinja::value::{Kwargs, Value as JValue};
+use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
+use serde_json::Value;
+
+/// Work one render may do before it is stopped.
+const FUEL: u64 = 100_000;
+
+/// A compiled piece of text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Text {
+    /// No template syntax: used as is.
+    Literal(String),
+    /// A template; renders to a string.
+    Template(String),
+    /// Exactly one `{{ expression }}`: renders to the expression's own value
+    /// (a number stays a number, a list a list).
+    Expr(String),
+}
+
+impl Text {
+    /// The literal, when the text has no template syntax.
+    pub fn literal(&self) -> Option<&str> {
+        match self {
+            Text::Literal(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// All templates of a ruleset, in one environment.
+pub struct Templates {
+    env: Environment<'static>,
+    count: usize,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Templates({})", self.count)
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// An empty environment with switchboard's filters.
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(FUEL));
+        env.add_filter("mention", mention);
+        env.add_filter("strip_mentions", strip_mentions);
+        env.add_filter("truncate", truncate);
+        env.add_filter("slug", slug);
+        env.add_filter("json", json);
+        Templates { env, count: 0 }
+    }
+
+    /// Compiles `source`; the error is minijinja's description of the syntax problem.
+    pub fn compile(&mut self, source: &str) -> Result<Text, String> {
+        if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
+            return Ok(Text::Literal(source.to_owned()));
+        }
+        self.count += 1;
+        let name = format!("t{}", self.count);
+        if let Some(expr) = single_expression(source) {
+            // Check the expression alone first, so errors quote what the user wrote.
+            self.env
+                .compile_expression(expr)
+                .map_err(|e| describe(&e))?;
+            let wrapped = format!("{{{{ ({expr}) | tojson }}}}");
+            self.env
+                .add_template_owned(name.clone(), wrapped)
+                .map_err(|e| describe(&e))?;
+            return Ok(Text::Expr(name));
+        }
+        self.env
+            .add_template_owned(name.clone(), source.to_owned())
+            .map_err(|e| describe(&e))?;
+        Ok(Text::Template(name))
+    }
+
+    /// Renders a compiled text against a context.
+    pub fn render(&self, text: &Text, ctx: &JValue) -> Result<Value, String> {
+        match text {
+            Text::Literal(s) => Ok(Value::String(s.clone())),
+            Text::Template(name) => self.render_str(name, ctx).map(Value::String),
+            Text::Expr(name) => {
+                let out = self.render_str(name, ctx)?;
+                // `tojson` of an undefined value renders nothing.
+                if out.trim().is_empty() {
+                    return Ok(Value::Null);
+                }
+                serde_json::from_str(&out).map_err(|e| format!("expression result: {e}"))
+            }
+        }
+    }
+
+    /// Renders to text: strings as they are, other values as JSON.
+    pub fn render_text(&self, text: &Text, ctx: &JValue) -> Result<String, String> {
+        Ok(match self.render(text, ctx)? {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+
+    fn render_str(&self, name: &str, ctx: &JValue) -> Result<String, String> {
+        let tmpl = self.env.get_template(name).map_err(|e| describe(&e))?;
+        tmpl.render(ctx).map_err(|e| describe(&e))
+    }
+}
+
+/// True for values a condition counts as "yes": not null, false, 0, "" or empty.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => {
+            let s = s.trim();
+            !(s.is_empty() || s.eq_ignore_ascii_case("false") || s == "0" || s == "none")
+        }
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// `"{{ expr }}"` → `expr`, when the source is exactly one expression.
+fn single_expression(source: &str) -> Option<&str> {
+    let s = source.trim();
+    let inner = s.strip_prefix("{{")?.strip_suffix("}}")?;
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    Some(inner.trim()).filter(|e| !e.is_empty())
+}
+
+/// minijinja's error in one readable line.
+fn describe(e: &minijinja::Error) -> String {
+    let what = match e.kind() {
+        ErrorKind::OutOfFuel => "the template did too much work (a loop that never ends?)".into(),
+        _ => e
+            .detail()
+            .map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind())),
+    };
+    match e.line() {
+        Some(line) if line > 1 => format!("{what} (template line {line})"),
+        _ => what,
+    }
+}
+
+/// `@[[id]]` for a participant of the room (by id or handle), else `@handle`.
+fn mention(state: &State, who: String) -> String {
+    let wanted = who.trim().trim_start_matches('@');
+    if uuid::Uuid::parse_str(wanted).is_ok() {
+        return format!("@[[{wanted}]]");
+    }
+    let participants = state
+        .lookup("chat")
+        .and_then(|chat| chat.get_attr("participants").ok());
+    if let Some(list) = participants {
+        if let Ok(iter) = list.try_iter() {
+            for p in iter {
+                let handle = p.get_attr("handle").ok().map(|h| h.to_string());
+                let matches =
+                    handle.is_some_and(|h| h.trim_start_matches('@').eq_ignore_ascii_case(wanted));
+                if matches {
+                    if let Ok(id) = p.get_attr("id") {
+                        if !id.is_undefined() && !id.is_none() {
+                            return format!("@[[{id}]]");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    format!("@{wanted}")
+}
+
+/// Removes the platform's `@[[id]]` mention markers.
+fn strip_mentions(text: String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("@[[") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("]]") {
+            Some(end) => {
+                rest = &rest[start + end + 2..];
+                rest = rest.strip_prefix(' ').unwrap_or(rest);
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+/// Shortens to `length` characters (default 80), ending with `end` (default `…`).
+fn truncate(
+    text: String,
+    length: Option<usize>,
+    kwargs: Kwargs,
+) -> Result<String, minijinja::Error> {
+    let length = length.unwrap_or(80);
+    let end: Option<String> = kwargs.get("end")?;
+    kwargs.assert_all_used()?;
+    let end = end.unwrap_or_else(|| "…".into());
+    if text.chars().count() <= length {
+        return Ok(text);
+    }
+    let keep = length.saturating_sub(end.chars().count());
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(&end);
+    Ok(out)
+}
+
+/// `"Refund for Order #12"` → `"refund-for-order-12"`.
+fn slug(text: String) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}
+
+/// The value as compact JSON.
+fn json(value: JValue) -> Result<String, minijinja::Error> {
+    serde_json::to_string(&value)
+        .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(src: &str, ctx: Value) -> Result<Value, String> {
+        let mut t = Templates::new();
+        let text = t.compile(src)?;
+        t.render(&text, &JValue::from(minijinja::value::Serde(&ctx)))
+    }
+
+    #[test]
+    fn literals_templates_and_typed_expressions() {
+        assert_eq!(render("plain", json!({})).unwrap(), json!("plain"));
+        assert_eq!(
+            render("Hi {{ name }}!", json!({"name": "Ann"})).unwrap(),
+            json!("Hi Ann!")
+        );
+        assert_eq!(render("{{ n + 1 }}", json!({"n": 2})).unwrap(), json!(3));
+        assert_eq!(
+            render("{{ xs }}", json!({"xs": [1, 2]})).unwrap(),
+            json!([1, 2])
+        );
+        assert_eq!(
+            render("{{ missing.deeper }}", json!({})).unwrap(),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_compile_errors() {
+        let mut t = Templates::new();
+        let e = t.compile("Hi {{ name ").unwrap_err();
+        assert!(e.contains("syntax error"), "{e}");
+        assert!(t.compile("{% for x in y %}").is_err());
+    }
+
+    #[test]
+    fn endless_loops_run_out_of_fuel() {
+        let e = render(
+            "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}",
+            json!({}),
+        )
+        .unwrap_err();
+        assert!(e.contains("too much work"), "{e}");
+    }
+
+    #[test]
+    fn templates_cannot_include_files() {
+        let e = render("{% include '/etc/passwd' %}", json!({})).unwrap_err();
+        assert!(e.contains("not found") || e.contains("template"), "{e}");
+    }
+
+    #[test]
+    fn filters() {
+        let chat = json!({"chat": {"participants": [{"id": "3b4f0c8e-2c1a-4a57-9a55-0d6f4a1f2b3c", "handle": "alice/billing-agent"}]}});
+        assert_eq!(
+            render("{{ 'alice/billing-agent' | mention }}", chat.clone()).unwrap(),
+            json!("@[[3b4f0c8e-2c1a-4a57-9a55-0d6f4a1f2b3c]]")
+        );
+        assert_eq!(
+            render("{{ '@carol' | mention }}", chat).unwrap(),
+            json!("@carol")
+        );
+        assert_eq!(
+            render(
+                "{{ t | strip_mentions }}",
+                json!({"t": "@[[abc]] hello @[[def]] there"})
+            )
+            .unwrap(),
+            json!("hello there")
+        );
+        assert_eq!(
+            render("{{ 'abcdefghij' | truncate(5) }}", json!({})).unwrap(),
+            json!("abcd…")
+        );
+        assert_eq!(
+            render("{{ 'Refund for Order #12' | slug }}", json!({})).unwrap(),
+            json!("refund-for-order-12")
+        );
+        assert_eq!(
+            render("x={{ v | json }}", json!({"v": {"a": 1}})).unwrap(),
+            json!("x={\"a\":1}")
+        );
+    }
+
+    #[test]
+    fn truthiness() {
+        assert!(truthy(&json!("yes")));
+        assert!(!truthy(&json!("false")));
+        assert!(!truthy(&json!("")));
+        assert!(!truthy(&json!(0)));
+        assert!(truthy(&json!([1])));
+        assert!(!truthy(&Value::Null));
+    }
+}

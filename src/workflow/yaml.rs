@@ -1,0 +1,247 @@
+//! YAML text → a tree of nodes that remember their line and column, so every
+//! later error (unknown key, bad regex, template syntax) can point at the
+//! exact place. Parsing is serde-saphyr with YAML 1.2 booleans (`on:` stays a
+//! string key), duplicate keys rejected and a budget against YAML bombs.
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+/// A 1-based position in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Loc {
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub col: u32,
+}
+
+/// One YAML node with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Where the node starts.
+    pub loc: Loc,
+    /// What it holds.
+    pub kind: Kind,
+}
+
+/// A node's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    /// `~`, `null` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string (quoted or plain).
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in file order.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// The node's kind in words, for "expected a list, found a string".
+    pub fn describe(&self) -> &'static str {
+        match self.kind {
+            Kind::Null => "nothing",
+            Kind::Bool(_) => "a boolean",
+            Kind::Int(_) | Kind::Float(_) => "a number",
+            Kind::Str(_) => "a string",
+            Kind::Seq(_) => "a list",
+            Kind::Map(_) => "a mapping",
+        }
+    }
+
+    /// The string, when the node is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The node as plain JSON (positions dropped).
+    pub fn to_json(&self) -> Value {
+        match &self.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Int(i) => Value::from(*i),
+            Kind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            Kind::Str(s) => Value::String(s.clone()),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.key_text(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A mapping key as text (non-string keys are written as YAML would show them).
+    pub fn key_text(&self) -> String {
+        match &self.kind {
+            Kind::Str(s) => s.clone(),
+            Kind::Null => "null".into(),
+            Kind::Bool(b) => b.to_string(),
+            Kind::Int(i) => i.to_string(),
+            Kind::Float(f) => f.to_string(),
+            Kind::Seq(_) | Kind::Map(_) => "<complex key>".into(),
+        }
+    }
+}
+
+/// A YAML syntax error with its position.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    /// Where, when known.
+    pub loc: Option<Loc>,
+    /// What.
+    pub message: String,
+}
+
+/// Parses one YAML document into a [`Node`] tree.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: serde_saphyr::budget! {
+            // Workflows need about a dozen levels; each costs stack while parsing.
+            max_depth: 32,
+            max_nodes: 200_000,
+            max_total_scalar_bytes: 8 * 1024 * 1024,
+            max_aliases: 1_000,
+        },
+    };
+    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
+        let loc = e.location().map(|l| Loc {
+            line: l.line() as u32,
+            col: l.column() as u32,
+        });
+        SyntaxError {
+            loc,
+            message: first_line(&e.to_string()),
+        }
+    })
+}
+
+/// serde-saphyr's messages carry their own snippet; we print ours.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    // "line 2 column 2: illegal ..." → "illegal ..."
+    match line.split_once(": ") {
+        Some((head, rest)) if head.starts_with("line ") => rest.to_owned(),
+        _ => line.to_owned(),
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<Kind>::deserialize(d)?;
+        Ok(Node {
+            loc: Loc {
+                line: s.referenced.line() as u32,
+                col: s.referenced.column() as u32,
+            },
+            kind: s.value,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KindVisitor)
+    }
+}
+
+struct KindVisitor;
+
+impl<'de> Visitor<'de> for KindVisitor {
+    type Value = Kind;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Kind, E> {
+        Ok(Kind::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Kind, E> {
+        Ok(Kind::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Kind, E> {
+        Ok(i64::try_from(v).map_or(Kind::Float(v as f64), Kind::Int))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Kind, E> {
+        Ok(Kind::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Kind, E> {
+        Ok(Kind::Str(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Kind, E> {
+        Ok(Kind::Str(v))
+    }
+    fn visit_unit<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_none<E>(self) -> Result<Kind, E> {
+        Ok(Kind::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Kind, D::Error> {
+        d.deserialize_any(KindVisitor)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Kind, A::Error> {
+        let mut items = Vec::new();
+        while let Some(n) = seq.next_element::<Node>()? {
+            items.push(n);
+        }
+        Ok(Kind::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Kind, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<Node>()? {
+            let v = map.next_value::<Node>()?;
+            entries.push((k, v));
+        }
+        Ok(Kind::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_know_where_they_are_and_on_stays_a_string() {
+        let n = parse("version: 1\nrules:\n  - on: message_created\n").unwrap();
+        let Kind::Map(top) = &n.kind else { panic!() };
+        let Kind::Seq(rules) = &top[1].1.kind else {
+            panic!()
+        };
+        let Kind::Map(rule) = &rules[0].kind else {
+            panic!()
+        };
+        assert_eq!(rule[0].0.as_str(), Some("on"));
+        assert_eq!(rule[0].1.loc, Loc { line: 3, col: 9 });
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(e.loc, Some(Loc { line: 2, col: 2 }));
+        assert!(!e.message.contains("-->"), "{}", e.message);
+    }
+
+    #[test]
+    fn duplicate_keys_and_deep_nesting_are_rejected() {
+        assert!(parse("a: 1\na: 2\n").is_err());
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(&deep).is_err());
+    }
+}

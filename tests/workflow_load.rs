@@ -1,0 +1,179 @@
+//! The loader: every kind of mistake is a load error at the exact place,
+//! rendered like a compiler error; good files compile into indexed rules.
+
+use switchboard::workflow::{load_dir, load_str};
+
+fn errors(text: &str) -> String {
+    match load_str("w.yaml", text) {
+        Ok(_) => panic!("expected errors for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn unknown_key_points_at_the_key_and_suggests_the_right_one() {
+    let text = "version: 1\nrules:\n  - name: a\n    on: message_created\n    descriptoin: x\n    do: []\n";
+    assert_eq!(
+        errors(text),
+        "error: unknown key `descriptoin` in rule\n  --> w.yaml:5:5\n  |\n5 |     descriptoin: x\n  |     ^ did you mean `description`?\n"
+    );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_with_its_position() {
+    let text = r#"version: 1
+rules:
+  - name: a
+    on: message_creatd
+    if:
+      - event.content: { matches: '(unclosed' }
+      - event.sender_name: { startswith: x }
+    do:
+      - rpely: hi
+  - name: b
+    on: contact_request_received
+    do:
+      - reply: "Hi {{ event.from_handle "
+      - post_event: { type: musing, content: x }
+      - send_message: { text: x }
+"#;
+    let out = errors(text);
+    assert!(
+        !out.contains("missing its `text`"),
+        "a broken argument is not also missing:\n{out}"
+    );
+    assert!(!out.contains("error: error"), "{out}");
+    for expected in [
+        "unknown event type `message_creatd`\n  --> w.yaml:4:9",
+        "did you mean `message_created`?",
+        "bad regular expression",
+        "--> w.yaml:6:35",
+        "unknown key `startswith` in the operators\n  --> w.yaml:7:30",
+        "did you mean `starts_with`?",
+        "unknown action `rpely`\n  --> w.yaml:9:9",
+        "did you mean `reply`?",
+        "template error: syntax error: unexpected end of input",
+        "--> w.yaml:13:16",
+        "`type` must be one of thought, tool_call, tool_result, error, task\n  --> w.yaml:14:29",
+        "`send_message` is missing its `chat` argument",
+        "`send_message` is missing its `mentions` argument",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn structural_mistakes() {
+    assert!(errors("rules: []\n").contains("missing `version: 1`"));
+    assert!(errors("version: 2\nrules: []\n").contains("unsupported version"));
+    let dup = "version: 1\nrules:\n  - name: a\n    on: room_added\n    do: []\n  - name: a\n    on: room_added\n    do: []\n";
+    let out = errors(dup);
+    assert!(
+        out.contains("duplicate rule name `a` (first at line 3)") && out.contains("w.yaml:6:11"),
+        "{out}"
+    );
+    let no_do = "version: 1\nrules:\n  - name: a\n    on: room_added\n";
+    assert!(errors(no_do).contains("rule has no `do:`"));
+    let two = "version: 1\nrules:\n  - name: a\n    on: room_added\n    do:\n      - log: x\n        reply: y\n";
+    assert!(errors(two).contains("one action per list item"));
+    let bad_yaml = "version: 1\nrules: [\n";
+    assert!(errors(bad_yaml).starts_with("error: invalid YAML"));
+    let unknown_use = "version: 1\nconditions:\n  from_user: { event.sender_type: User }\nrules:\n  - name: a\n    on: message_created\n    if: [{ use: from_usr }]\n    do: []\n";
+    let out = errors(unknown_use);
+    assert!(
+        out.contains("no condition named `from_usr`") && out.contains("did you mean `from_user`?"),
+        "{out}"
+    );
+    let unknown_var = "version: 1\nvars: { allow: [a] }\nrules:\n  - name: a\n    on: message_created\n    if: [{ event.x: { in: { var: allwo } } }]\n    do: []\n";
+    assert!(errors(unknown_var).contains("no var named `allwo`"));
+    let sched = "version: 1\nrules:\n  - name: a\n    on: schedule\n    do: []\n";
+    assert!(errors(sched).contains("needs `every: 10m` or `cron"));
+    let cron =
+        "version: 1\nrules:\n  - name: a\n    on: schedule\n    cron: 'not a cron'\n    do: []\n";
+    assert!(errors(cron).contains("bad cron expression"));
+    let throttle = "version: 1\nrules:\n  - name: a\n    on: room_added\n    throttle: { max: 1, per: soon }\n    do: []\n";
+    assert!(errors(throttle).contains("`throttle.per`: bad duration `soon`"));
+}
+
+#[test]
+fn a_good_file_compiles_and_is_indexed_by_event_type_and_priority() {
+    let text = r#"version: 1
+vars: { team: [a, b] }
+defaults: { priority: 5 }
+rules:
+  - name: low
+    on: message_created
+    priority: 1
+    do: [ { log: low } ]
+  - name: high
+    on: [message_created, room_added]
+    do: [ { log: high } ]
+  - name: tick
+    on: schedule
+    every: 10m
+    do: [ { log: tick } ]
+"#;
+    let rs = load_str("flows/w.yaml", text).unwrap();
+    assert_eq!(rs.len(), 3);
+    let ids: Vec<&str> = rs
+        .rules_for("message_created")
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(ids, ["w/high", "w/low"]);
+    assert_eq!(rs.rules_for("room_added").count(), 1);
+    assert_eq!(rs.rules_for("contact_added").count(), 0);
+    assert_eq!(rs.schedules().len(), 1);
+}
+
+#[test]
+fn a_folder_loads_in_path_order_skipping_tests_and_reports_all_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let rule = |name: &str| {
+        format!("version: 1\nrules:\n  - name: {name}\n    on: room_added\n    do: []\n")
+    };
+    std::fs::write(dir.path().join("b.yaml"), rule("second")).unwrap();
+    std::fs::write(dir.path().join("a.yml"), rule("first")).unwrap();
+    std::fs::write(dir.path().join("sub/c.yaml"), rule("third")).unwrap();
+    std::fs::write(dir.path().join("a.test.yaml"), "tests: []\n").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let rs = load_dir(dir.path()).unwrap();
+    assert_eq!(
+        rs.rule_ids().collect::<Vec<_>>(),
+        ["a/first", "b/second", "c/third"]
+    );
+
+    std::fs::write(dir.path().join("b.yaml"), "version: 1\nrules: 5\n").unwrap();
+    std::fs::write(dir.path().join("d.yaml"), [0x76, 0x3a, 0xff, 0xfe]).unwrap();
+    let err = load_dir(dir.path()).unwrap_err();
+    assert_eq!(err.len(), 2, "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("b.yaml:2:8") && text.contains("not valid UTF-8"),
+        "{text}"
+    );
+}
+
+#[test]
+fn yaml_bombs_are_refused() {
+    let mut laughs = String::from("version: 1\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut prev = 'a';
+    for name in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] {
+        laughs.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        prev = name;
+    }
+    laughs.push_str("rules: []\n");
+    assert!(errors(&laughs).contains("error"));
+    let deep = format!(
+        "version: 1\nrules: {}{}\n",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    assert!(errors(&deep).contains("invalid YAML"));
+}
+
+#[test]
+fn shipped_workflows_compile() {
+    let rs = load_dir(std::path::Path::new("workflows")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(rs.len() >= 4, "{} rules", rs.len());
+}
