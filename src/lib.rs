@@ -1,6 +1,7 @@
 //! switchboard: a rule-driven agent for the Band platform, and an in-memory
 //! sandbox of the platform to run it against offline.
 
+pub mod agent;
 pub mod cli;
 pub mod engine;
 pub mod platform;

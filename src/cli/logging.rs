@@ -11,9 +11,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the verbosity flags.
-pub fn init(format: LogFormat, verbose: u8) {
+/// Installs the global subscriber. `RUST_LOG` overrides the verbosity flags;
+/// `quiet` (the demo, whose transcript is its output) starts at warnings.
+pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",

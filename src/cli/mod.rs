@@ -1,7 +1,11 @@
 //! The command line: one module per subcommand; `anyhow` lives only here.
 
+mod check;
+mod demo;
 mod logging;
+mod run;
 mod sandbox;
+mod schema;
 
 use std::process::ExitCode;
 
@@ -35,6 +39,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Play a scripted conversation against the sandbox and show what the rules did.
+    Demo(demo::DemoArgs),
+    /// Run the agent: connect, follow every room, answer events with the workflows.
+    Run(run::RunArgs),
+    /// Validate a workflows folder; lists every error with file:line:column.
+    Check(check::CheckArgs),
+    /// Print the JSON Schema of the workflow format.
+    Schema,
     /// Serve the platform emulator (agent API, human API, sockets) on localhost.
     Sandbox(sandbox::SandboxArgs),
 }
@@ -42,7 +54,8 @@ enum Command {
 /// Runs the CLI and turns errors into an exit code with a readable message.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format, cli.verbose);
+    let quiet = matches!(cli.command, Command::Demo(_));
+    logging::init(cli.log_format, cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +68,10 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Check(args) => check::run(args),
+            Command::Schema => schema::run(),
             Command::Sandbox(args) => sandbox::run(args).await,
         }
     });

@@ -122,7 +122,8 @@ pub(crate) async fn process_message(
             }
         },
     };
-    tracing::info!(
+    // The handler logs the event's line at info; this one is the lifecycle's detail.
+    tracing::debug!(
         event = "message_created",
         room = %room_id,
         message = %msg_id,
@@ -169,7 +170,7 @@ pub(crate) async fn deliver_event(shared: &Shared, delivery: Delivery) {
     let name = delivery.event.name().to_string();
     let room = delivery.room.as_ref().map(|r| r.id.clone());
     let outcome = run_handler(&shared.handler, delivery).await;
-    tracing::info!(
+    tracing::debug!(
         event = %name,
         room = room.as_deref().unwrap_or("-"),
         outcome = %describe(&outcome),

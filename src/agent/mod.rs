@@ -1,0 +1,161 @@
+//! A switchboard agent assembled from its parts: the workflows loaded and
+//! compiled, the engine with its state, the REST executor, the rules handler
+//! and the runtime. The CLI's `run` and `demo` and the end-to-end tests all
+//! start agents through here.
+
+pub mod rules;
+pub mod schedule;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::engine::execute::RestExecutor;
+use crate::engine::state::StateError;
+use crate::engine::{Engine, StateStore};
+use crate::platform::rest::{AgentApi, ApiError, BuildError, RestConfig};
+use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
+use crate::workflow::{self, LoadErrors};
+
+pub use rules::{Handled, RulesHandler};
+
+/// What an agent needs to run.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// REST base URL (`https://app.band.ai`, or the sandbox's).
+    pub rest_url: String,
+    /// WebSocket URL (`wss://app.band.ai/api/v1/socket/websocket`).
+    pub ws_url: String,
+    /// The agent's API key.
+    pub api_key: String,
+    /// The agent id the key must belong to, when given.
+    pub agent_id: Option<String>,
+    /// The workflows folder.
+    pub workflows: PathBuf,
+    /// Where state is saved, when it should survive a restart.
+    pub state_file: Option<PathBuf>,
+    /// Environment variables templates may read as `env.NAME`.
+    pub allow_env: Vec<String>,
+    /// Hosts the `http` action may reach.
+    pub allow_http_hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("rest_url", &self.rest_url)
+            .field("ws_url", &self.ws_url)
+            .field("api_key", &"<redacted>")
+            .field("agent_id", &self.agent_id)
+            .field("workflows", &self.workflows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an agent could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The workflows did not load.
+    #[error("the workflows in {dir} do not load:\n{errors}")]
+    Workflows {
+        /// The folder.
+        dir: PathBuf,
+        /// Every error.
+        errors: LoadErrors,
+    },
+    /// The state file is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// `/agent/me` failed.
+    #[error("cannot identify the agent (GET /agent/me): {0}")]
+    Me(#[source] ApiError),
+    /// The runtime stopped with an error.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// An agent ready to run.
+pub struct Agent {
+    runtime: Runtime,
+    engine: Arc<Engine>,
+    handler: Arc<RulesHandler>,
+}
+
+impl Agent {
+    /// Loads the workflows, opens the state, identifies the agent and builds
+    /// the runtime; `watch` receives every handled event.
+    pub async fn prepare(
+        config: &AgentConfig,
+        watch: Option<mpsc::UnboundedSender<Handled>>,
+    ) -> Result<Agent, AgentError> {
+        let ruleset =
+            workflow::load_dir(&config.workflows).map_err(|errors| AgentError::Workflows {
+                dir: config.workflows.clone(),
+                errors,
+            })?;
+        tracing::info!(
+            rules = ruleset.len(),
+            files = ruleset.files(),
+            dir = %config.workflows.display(),
+            "workflows loaded"
+        );
+        let state = match &config.state_file {
+            Some(path) => StateStore::open(path)?,
+            None => StateStore::in_memory(),
+        };
+        let env: Map<String, Value> = config
+            .allow_env
+            .iter()
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .map(|v| (name.clone(), Value::String(v)))
+            })
+            .collect();
+        let engine = Arc::new(Engine::new(Arc::new(ruleset), Arc::new(state)).with_env(env));
+        let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
+        let me = api.me().await.map_err(AgentError::Me)?;
+        let executor = Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()));
+        let mut handler = RulesHandler::new(engine.clone(), executor, &me);
+        if let Some(tx) = watch {
+            handler = handler.with_watch(tx);
+        }
+        let handler = Arc::new(handler);
+        let mut runtime_config =
+            RuntimeConfig::new(&config.rest_url, &config.ws_url, &config.api_key);
+        runtime_config.expected_agent_id = config.agent_id.clone();
+        let runtime = Runtime::new(runtime_config, handler.clone());
+        Ok(Agent {
+            runtime,
+            engine,
+            handler,
+        })
+    }
+
+    /// A handle to stop the agent.
+    pub fn handle(&self) -> RuntimeHandle {
+        self.runtime.handle()
+    }
+
+    /// The engine (its ruleset can be swapped while running).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Runs until `stop` resolves (then finishes the event in hand) or the
+    /// runtime fails.
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
+        let timers = schedule::start(&self.engine, self.handler.clone());
+        let result = self.runtime.run_until(stop).await;
+        for t in timers {
+            t.abort();
+        }
+        Ok(result?)
+    }
+}

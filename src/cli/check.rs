@@ -1,0 +1,39 @@
+//! `switchboard check`: load and compile a workflows folder, report every error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::workflow;
+
+/// Arguments of `switchboard check`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Exit status: 0 when every workflow loads and compiles, 1 when any does not
+(all errors are listed, each with file:line:column and the offending line).")]
+pub struct CheckArgs {
+    /// Workflows folder (every *.yaml / *.yml under it, recursively, except *.test.yaml).
+    #[arg(default_value = "workflows")]
+    dir: PathBuf,
+}
+
+/// Loads the folder; prints a summary or the errors.
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    match workflow::load_dir(&args.dir) {
+        Ok(ruleset) => {
+            println!("ok: {} rules in {}", ruleset.len(), args.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprint!("{errors}");
+            eprintln!(
+                "\n{} error{} in {}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                args.dir.display()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

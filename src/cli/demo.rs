@@ -1,0 +1,293 @@
+//! `switchboard demo`: the sandbox in-process, the agent on the shipped
+//! workflows, and a short scripted conversation played through the human
+//! API, printed as a live transcript of what happened and which rule did it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use tokio::sync::mpsc;
+
+use crate::agent::{Agent, AgentConfig, Handled};
+use crate::engine::run::ActionStatus;
+use crate::engine::Outcome;
+use crate::platform::model::{ChatMessage, Mention};
+use crate::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
+use crate::sandbox::{default_seed, load_seed, RunningSandbox};
+
+/// How long one step may wait for the agent.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The agent the demo runs as (from the example seed).
+const AGENT_KEY: &str = "triage-key";
+
+/// Arguments of `switchboard demo`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The demo needs no network: the sandbox listens on a free loopback port and
+stops with the demo. It runs as alice/triage-bot from the example seed, with
+people bob, carol and alice acting through the sandbox's human API.")]
+pub struct DemoArgs {
+    /// Workflows folder the agent runs.
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+
+    /// Seed for the sandbox (default: the built-in example seed).
+    #[arg(long)]
+    seed: Option<PathBuf>,
+}
+
+/// Plays the script; exit 1 if the agent did not do what the script expects.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let seed = match &args.seed {
+        Some(p) => load_seed(p)?,
+        None => default_seed(),
+    };
+    let sandbox = RunningSandbox::start("127.0.0.1:0".parse()?, seed)
+        .await
+        .context("cannot start the sandbox")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let config = AgentConfig {
+        rest_url: sandbox.rest_url(),
+        ws_url: sandbox.ws_url(),
+        api_key: AGENT_KEY.into(),
+        agent_id: None,
+        workflows: args.workflows.clone(),
+        state_file: None,
+        allow_env: Vec::new(),
+        allow_http_hosts: Vec::new(),
+    };
+    let agent = Agent::prepare(&config, Some(tx)).await?;
+    let rules = agent.engine().ruleset();
+    let handle = agent.handle();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(agent.run_until(async {
+        let _ = stop_rx.await;
+    }));
+    println!(
+        "switchboard demo: sandbox on {}, agent alice/triage-bot, {} rules from {} workflow files in {}\n",
+        sandbox.rest_url(),
+        rules.len(),
+        rules.files(),
+        args.workflows.display()
+    );
+    let mut script = Script::new(&sandbox, rx)?;
+    let result = script.play().await;
+    handle.shutdown();
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(STEP_TIMEOUT, running).await {
+        Ok(Ok(Err(e))) => eprintln!("agent stopped with an error: {e}"),
+        Ok(Err(e)) => eprintln!("agent task failed: {e}"),
+        Err(_) => eprintln!("agent did not stop in time"),
+        Ok(Ok(Ok(()))) => {}
+    }
+    let _ = sandbox.shutdown().await;
+    result?;
+    println!(
+        "\ndone in {:.1}s: {} events handled, {} actions, {} failed",
+        started.elapsed().as_secs_f64(),
+        script.events,
+        script.actions,
+        script.failures
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The scripted people and what they saw.
+struct Script {
+    rx: mpsc::UnboundedReceiver<Handled>,
+    bob: HumanApi,
+    carol: HumanApi,
+    alice: HumanApi,
+    /// Handles by id, to show mention markers as @handles.
+    names: HashMap<String, String>,
+    last_seen: Option<String>,
+    events: usize,
+    actions: usize,
+    failures: usize,
+}
+
+impl Script {
+    fn new(sandbox: &RunningSandbox, rx: mpsc::UnboundedReceiver<Handled>) -> anyhow::Result<Self> {
+        let human = |key: &str| HumanApi::new(RestConfig::new(sandbox.rest_url(), key));
+        Ok(Script {
+            rx,
+            bob: human("bob-key")?,
+            carol: human("carol-key")?,
+            alice: human("alice-key")?,
+            names: HashMap::new(),
+            last_seen: None,
+            events: 0,
+            actions: 0,
+            failures: 0,
+        })
+    }
+
+    async fn play(&mut self) -> anyhow::Result<()> {
+        self.wait_for(|h| h.event_type == "agent_started").await?;
+
+        println!("1. Contact requests to @alice/triage-bot (workflow: contacts)");
+        println!("   bob asks to connect: \"Hi, I'm Bob from the support team.\"");
+        self.bob
+            .send_contact_request(
+                "alice/triage-bot",
+                Some("Hi, I'm Bob from the support team."),
+            )
+            .await?;
+        self.wait_for(|h| h.event_type == "contact_request_received")
+            .await?;
+        println!("   carol asks to connect: \"Let's connect!\"");
+        self.carol
+            .send_contact_request("alice/triage-bot", Some("Let's connect!"))
+            .await?;
+        self.wait_for(|h| h.event_type == "contact_request_received")
+            .await?;
+
+        let room = self
+            .bob
+            .list_chats(None, Some(100))
+            .await?
+            .items
+            .into_iter()
+            .find(|r| r.title.as_deref() == Some("Support"))
+            .ok_or_else(|| anyhow!("the seed has no Support room for bob"))?;
+        let bot = self.refresh_names(&room.id).await?;
+        let mention = [Mention {
+            id: Some(bot),
+            ..Mention::default()
+        }];
+
+        println!("\n2. A refund question in the Support room (workflow: triage)");
+        self.say(
+            &room.id,
+            "I was charged twice for order 1042, can I get a refund?",
+            &mention,
+        )
+        .await?;
+        println!("\n3. A frequently asked question (workflow: faq)");
+        self.say(&room.id, "What are your opening hours?", &mention)
+            .await?;
+        println!("\n4. Three questions no rule can answer (workflow: escalation)");
+        for text in [
+            "Can you explain the warranty terms for refurbished items?",
+            "Hello? Is anyone there?",
+            "I really need to talk to a person.",
+        ] {
+            self.say(&room.id, text, &mention).await?;
+        }
+        if self.failures > 0 {
+            bail!("{} events failed; see the transcript above", self.failures);
+        }
+        Ok(())
+    }
+
+    /// Bob says something in the room; waits for the agent, shows the replies.
+    async fn say(&mut self, room: &str, text: &str, mentions: &[Mention]) -> anyhow::Result<()> {
+        let sent = self.bob.send_message(room, text, mentions).await?;
+        let id = sent.id.clone();
+        // Show Bob's line now; the agent's answers are read after it.
+        println!("   Bob Jones: @alice/triage-bot {text}");
+        self.last_seen = Some(id.clone());
+        self.wait_for(|h| {
+            h.event_type == "message_created"
+                && h.event.get("id").and_then(|v| v.as_str()) == Some(id.as_str())
+        })
+        .await?;
+        // Joins cause participant events; let them land before reading.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        while let Ok(h) = self.rx.try_recv() {
+            self.show(&h);
+        }
+        self.refresh_names(room).await?;
+        self.show_new_messages(room).await
+    }
+
+    /// Waits for a handled event matching `pred`, showing it (and any before it).
+    async fn wait_for(&mut self, pred: impl Fn(&Handled) -> bool) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        loop {
+            let h = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .map_err(|_| anyhow!("the agent did not react within {}s", STEP_TIMEOUT.as_secs()))?
+                .ok_or_else(|| anyhow!("the agent stopped"))?;
+            self.show(&h);
+            if pred(&h) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One line per rule that did something.
+    fn show(&mut self, h: &Handled) {
+        if h.event_type == "agent_started" {
+            return;
+        }
+        self.events += 1;
+        let r = &h.report;
+        let rules = r
+            .matched
+            .iter()
+            .map(|m| (m, ""))
+            .chain(r.else_ran.iter().map(|m| (m, " (else)")));
+        for (rule, branch) in rules {
+            let done: Vec<String> = r
+                .actions
+                .iter()
+                .filter(|a| &a.rule == rule && a.status != ActionStatus::Skipped)
+                .map(|a| match a.status {
+                    ActionStatus::Failed => format!("{} FAILED", a.name),
+                    _ => a.name.to_owned(),
+                })
+                .collect();
+            self.actions += done.len();
+            println!("     ⚙ {rule}{branch} → {}", done.join(", "));
+        }
+        if let Outcome::Failed { reason } = &r.outcome {
+            self.failures += 1;
+            println!("     ✗ failed: {reason}");
+        }
+    }
+
+    /// Loads the room's participants; returns the triage bot's id.
+    async fn refresh_names(&mut self, room: &str) -> anyhow::Result<String> {
+        let people = self.alice.list_participants(room).await?;
+        let mut bot = None;
+        for p in people {
+            let handle = p.handle.clone().unwrap_or_else(|| p.id.clone());
+            if handle == "alice/triage-bot" {
+                bot = Some(p.id.clone());
+            }
+            self.names.insert(p.id, handle);
+        }
+        bot.ok_or_else(|| anyhow!("alice/triage-bot is not in the room"))
+    }
+
+    async fn show_new_messages(&mut self, room: &str) -> anyhow::Result<()> {
+        let query = HumanMessageQuery {
+            after: self.last_seen.clone(),
+            limit: Some(100),
+            ..HumanMessageQuery::default()
+        };
+        let page = self.alice.list_messages(room, &query).await?;
+        for m in page.items {
+            self.print_message(&m);
+            self.last_seen = Some(m.id);
+        }
+        Ok(())
+    }
+
+    fn print_message(&self, m: &ChatMessage) {
+        let who = m.sender_name.clone().unwrap_or_else(|| m.sender_id.clone());
+        let mut text = m.content.clone();
+        for (id, handle) in &self.names {
+            text = text.replace(&format!("@[[{id}]]"), &format!("@{handle}"));
+        }
+        match m.message_type.as_str() {
+            "text" => println!("   {who}: {text}"),
+            kind => println!("   {who} ({kind}): {text}"),
+        }
+    }
+}

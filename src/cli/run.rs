@@ -1,0 +1,77 @@
+//! `switchboard run`: the agent, on the real platform or the sandbox.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::agent::{Agent, AgentConfig};
+
+/// The platform's defaults, as the official SDK has them.
+const DEFAULT_REST_URL: &str = "https://app.band.ai";
+const DEFAULT_WS_URL: &str = "wss://app.band.ai/api/v1/socket/websocket";
+
+/// Arguments of `switchboard run`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Every flag also reads the environment variable the official tools use.
+Against the sandbox (`switchboard sandbox` in another terminal):
+  switchboard run --rest-url http://127.0.0.1:4000 \\
+      --ws-url ws://127.0.0.1:4000/api/v1/socket/websocket --api-key triage-key
+
+The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.")]
+pub struct RunArgs {
+    /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+
+    /// The agent's API key.
+    #[arg(long, env = "BAND_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+
+    /// The agent's id; when given, the key must belong to it.
+    #[arg(long, env = "BAND_AGENT_ID")]
+    agent_id: Option<String>,
+
+    /// REST base URL.
+    #[arg(long, env = "BAND_REST_URL", default_value = DEFAULT_REST_URL)]
+    rest_url: String,
+
+    /// WebSocket URL.
+    #[arg(long, env = "BAND_WS_URL", default_value = DEFAULT_WS_URL)]
+    ws_url: String,
+
+    /// Save rule state (counters) to this file so it survives restarts.
+    #[arg(long)]
+    state_file: Option<PathBuf>,
+
+    /// Let templates read this environment variable as `env.NAME` (repeatable).
+    #[arg(long = "allow-env", value_name = "NAME")]
+    allow_env: Vec<String>,
+
+    /// Let the `http` action reach this host (repeatable).
+    #[arg(long = "allow-http-host", value_name = "HOST")]
+    allow_http_hosts: Vec<String>,
+}
+
+/// Runs the agent until Ctrl-C / SIGTERM.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(api_key) = args.api_key.filter(|k| !k.trim().is_empty()) else {
+        bail!("no API key: pass --api-key or set BAND_API_KEY");
+    };
+    let config = AgentConfig {
+        rest_url: args.rest_url,
+        ws_url: args.ws_url,
+        api_key,
+        agent_id: args.agent_id.filter(|a| !a.is_empty()),
+        workflows: args.workflows,
+        state_file: args.state_file,
+        allow_env: args.allow_env,
+        allow_http_hosts: args.allow_http_hosts,
+    };
+    let agent = Agent::prepare(&config, None).await?;
+    agent.run_until(super::sandbox::shutdown_signal()).await?;
+    tracing::info!("agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
