@@ -161,46 +161,41 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match &node.kind {
-            Kind::Str(s) => Some(s.clone()),
-            _ => {
-                self.error(
-                    node.loc,
-                    format!("{what} must be a string, found {}", node.describe()),
-                    None,
-                );
-                None
-            }
+    /// The node's value when `get` accepts it; else an error "WHAT must be EXPECTED".
+    fn scalar<T>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        expected: &str,
+        get: impl Fn(&Kind) -> Option<T>,
+    ) -> Option<T> {
+        let value = get(&node.kind);
+        if value.is_none() {
+            let msg = format!("{what} must be {expected}, found {}", node.describe());
+            self.error(node.loc, msg, None);
         }
+        value
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.scalar(node, what, "a string", |k| match k {
+            Kind::Str(s) => Some(s.clone()),
+            _ => None,
+        })
     }
 
     fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match node.kind {
-            Kind::Bool(b) => Some(b),
-            _ => {
-                self.error(
-                    node.loc,
-                    format!("{what} must be true or false, found {}", node.describe()),
-                    None,
-                );
-                None
-            }
-        }
+        self.scalar(node, what, "true or false", |k| match k {
+            Kind::Bool(b) => Some(*b),
+            _ => None,
+        })
     }
 
     fn integer(&mut self, node: &Node, what: &str) -> Option<i64> {
-        match node.kind {
-            Kind::Int(i) => Some(i),
-            _ => {
-                self.error(
-                    node.loc,
-                    format!("{what} must be a whole number, found {}", node.describe()),
-                    None,
-                );
-                None
-            }
-        }
+        self.scalar(node, what, "a whole number", |k| match k {
+            Kind::Int(i) => Some(*i),
+            _ => None,
+        })
     }
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
@@ -223,12 +218,7 @@ impl<'a> Compiler<'a> {
             return Vec::new();
         };
         self.check_keys(entries, file_keys(), "the workflow file");
-        let get = |k: &str| {
-            entries
-                .iter()
-                .find(|(key, _)| key.as_str() == Some(k))
-                .map(|(_, v)| v)
-        };
+        let get = |k: &str| field(entries, k);
         match get("version") {
             None => self.error(root.loc, "missing `version: 1`", None),
             Some(v) if v.kind == Kind::Int(1) => {}
@@ -303,12 +293,7 @@ impl<'a> Compiler<'a> {
         let entries = self.map(node, "a rule")?;
         let before = self.errors.len();
         self.check_keys(entries, rule_keys(), "rule");
-        let get = |k: &str| {
-            entries
-                .iter()
-                .find(|(key, _)| key.as_str() == Some(k))
-                .map(|(_, v)| v)
-        };
+        let get = |k: &str| field(entries, k);
         let name_node = get("name");
         let name = match name_node {
             Some(n) => self.string(n, "`name`"),
@@ -450,12 +435,7 @@ impl<'a> Compiler<'a> {
     fn throttle(&mut self, node: &Node) -> Option<Throttle> {
         let entries = self.map(node, "`throttle`")?;
         self.check_keys(entries, throttle_keys(), "`throttle`");
-        let get = |k: &str| {
-            entries
-                .iter()
-                .find(|(key, _)| key.as_str() == Some(k))
-                .map(|(_, v)| v)
-        };
+        let get = |k: &str| field(entries, k);
         let key = match get("key") {
             Some(k) => {
                 let s = self.string(k, "`throttle.key`")?;
@@ -965,6 +945,14 @@ impl<'a> Compiler<'a> {
             _ => Some(Arg::Value(node.to_json())),
         }
     }
+}
+
+/// The value under `key` in a mapping's entries.
+fn field<'n>(entries: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
+    entries
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(_, v)| v)
 }
 
 fn arg_loc(at: &Node, key: &str) -> Option<Loc> {
