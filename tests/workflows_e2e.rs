@@ -29,6 +29,10 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Harness {
+        Self::start_with("workflows".into(), Vec::new()).await
+    }
+
+    async fn start_with(workflows: std::path::PathBuf, allow_http_hosts: Vec<String>) -> Harness {
         let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
             .await
             .unwrap();
@@ -38,10 +42,10 @@ impl Harness {
             ws_url: sb.ws_url(),
             api_key: "triage-key".into(),
             agent_id: None,
-            workflows: "workflows".into(),
+            workflows,
             state_file: None,
             allow_env: Vec::new(),
-            allow_http_hosts: Vec::new(),
+            allow_http_hosts,
         };
         let agent = Agent::prepare(&config, Some(tx)).await.unwrap();
         let handle = agent.handle();
@@ -350,5 +354,132 @@ async fn escalation_pulls_in_a_person_after_three_unanswered_mentions() {
         .find(|a| a.name == "incr")
         .unwrap();
     assert_eq!(incr.result, Some(serde_json::json!(1)));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn agent_started_and_schedules_run_rules_with_no_event() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("timers.yaml"),
+        format!(
+            r#"version: 1
+rules:
+  - name: hello
+    on: agent_started
+    do:
+      - set: {{ key: started, value: "{{{{ agent.handle }}}}" }}
+  - name: tick
+    on: schedule
+    every: 200ms
+    do:
+      - incr: ticks
+      - log: "tick {{{{ state.ticks }}}} for {{{{ state.started }}}}"
+"#
+        ),
+    )
+    .unwrap();
+    let mut h = Harness::start_with(dir.path().to_owned(), Vec::new()).await;
+    let first = h.next_handled(|e| e.event_type == "schedule").await;
+    assert_eq!(first.report.matched, ["timers/tick"]);
+    let second = h.next_handled(|e| e.event_type == "schedule").await;
+    let ticks = |r: &Handled| {
+        r.report
+            .actions
+            .iter()
+            .find(|a| a.name == "incr")
+            .unwrap()
+            .result
+            .clone()
+    };
+    assert_eq!(ticks(&first), Some(serde_json::json!(1)));
+    assert_eq!(ticks(&second), Some(serde_json::json!(2)));
+    let logged = second
+        .report
+        .actions
+        .iter()
+        .find(|a| a.name == "log")
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(logged.action.as_ref().unwrap()).unwrap(),
+        serde_json::json!({"log": {"message": "tick 2 for alice/triage-bot", "level": "info"}}),
+        "agent_started ran first and set state"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn http_reaches_allowed_hosts_only_and_a_refusal_fails_the_message() {
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook = {
+        let seen = seen.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(body);
+                    axum::Json(serde_json::json!({"ticket": 7}))
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hooks.yaml"),
+        format!(
+            r#"version: 1
+rules:
+  - name: ticket
+    on: message_created
+    if: [ {{ event.content: {{ contains: ticket }} }} ]
+    do:
+      - http: {{ url: "http://127.0.0.1:{port}/hook", json: {{ text: "{{{{ event.content }}}}" }} }}
+        as: created
+      - reply: "Ticket {{{{ created.body.ticket }}}} opened."
+  - name: elsewhere
+    on: message_created
+    if: [ {{ event.content: {{ contains: elsewhere }} }} ]
+    do:
+      - http: "http://localhost:{port}/hook"
+"#
+        ),
+    )
+    .unwrap();
+    let mut h = Harness::start_with(dir.path().to_owned(), vec!["127.0.0.1".into()]).await;
+    let (id, report) = h.bob_says("please open a ticket").await;
+    assert_eq!(
+        report.report.outcome,
+        Outcome::Done,
+        "{:?}",
+        report.report.actions
+    );
+    assert_eq!(h.settled_status(&id).await, "processed");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let reply = h.bot_messages_after(&id).await;
+    assert!(
+        reply[0].content.contains("Ticket 7 opened."),
+        "{}",
+        reply[0].content
+    );
+
+    let (id, report) = h.bob_says("send it elsewhere").await;
+    match &report.report.outcome {
+        Outcome::Failed { reason } => {
+            assert!(reason.contains("host localhost is not allowed"), "{reason}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(h.settled_status(&id).await, "failed");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "nothing was sent to a host not allowed"
+    );
     h.stop().await;
 }
