@@ -362,21 +362,19 @@ async fn agent_started_and_schedules_run_rules_with_no_event() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("timers.yaml"),
-        format!(
-            r#"version: 1
+        r#"version: 1
 rules:
   - name: hello
     on: agent_started
     do:
-      - set: {{ key: started, value: "{{{{ agent.handle }}}}" }}
+      - set: { key: started, value: "{{ agent.handle }}" }
   - name: tick
     on: schedule
     every: 200ms
     do:
       - incr: ticks
-      - log: "tick {{{{ state.ticks }}}} for {{{{ state.started }}}}"
-"#
-        ),
+      - log: "tick {{ state.ticks }} for {{ state.started }}"
+"#,
     )
     .unwrap();
     let mut h = Harness::start_with(dir.path().to_owned(), Vec::new()).await;
