@@ -1,0 +1,401 @@
+//! The agent's subcommands run as processes: `check` reports every workflow
+//! error with its location, `schema` prints the committed schema, `run`
+//! answers on the sandbox and stops cleanly on SIGTERM, and `demo` plays its
+//! script to the end.
+
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cli::{output_within, strip_ansi, switchboard, Running};
+use serde_json::Value;
+use switchboard::platform::model::Mention;
+use switchboard::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
+use switchboard::sandbox::{default_seed, RunningSandbox};
+
+/// Bound for commands that only read files.
+const QUICK: Duration = Duration::from_secs(20);
+/// Bound for one step that waits on the running agent.
+const STEP: Duration = Duration::from_secs(15);
+
+fn workflows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+/// A folder with two broken workflow files: a bad regex and an unknown event
+/// type in one, a misspelt rule key in the other.
+fn broken_workflows() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "version: 1\n\
+         rules:\n\
+         \x20 - name: one\n\
+         \x20   on: message_created\n\
+         \x20   if:\n\
+         \x20     - event.content: { matches: '(unclosed' }\n\
+         \x20   do:\n\
+         \x20     - reply: \"hi\"\n\
+         \x20 - name: two\n\
+         \x20   on: mesage_created\n\
+         \x20   do:\n\
+         \x20     - reply: \"x\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "version: 1\n\
+         rules:\n\
+         \x20 - name: three\n\
+         \x20   on: message_created\n\
+         \x20   stopp: true\n\
+         \x20   do:\n\
+         \x20     - reply: \"y\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Asserts `report` has the error `message` at `file:line:col`, followed by
+/// the offending source line and a caret under column `col` (with `hint`
+/// after the caret when given).
+fn assert_error_at(
+    report: &str,
+    message: &str,
+    file: &Path,
+    (line, col): (usize, usize),
+    source: &str,
+    hint: Option<&str>,
+) {
+    let lines: Vec<&str> = report.lines().collect();
+    let location = format!("--> {}:{line}:{col}", file.display());
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == location)
+        .unwrap_or_else(|| panic!("no `{location}` in:\n{report}"));
+    assert!(
+        at > 0 && lines[at - 1].starts_with("error: ") && lines[at - 1].contains(message),
+        "the line before `{location}` is not `error: ...{message}...`:\n{report}"
+    );
+    let quoted = lines
+        .get(at + 2)
+        .unwrap_or_else(|| panic!("no source line after `{location}`:\n{report}"));
+    let (number, code) = quoted
+        .split_once(" | ")
+        .unwrap_or_else(|| panic!("source line `{quoted}` has no gutter"));
+    assert_eq!(number.trim(), line.to_string(), "line number in `{quoted}`");
+    assert_eq!(code, source, "quoted source line");
+    let caret_line = lines
+        .get(at + 3)
+        .unwrap_or_else(|| panic!("no caret line after `{quoted}`:\n{report}"));
+    let gutter = caret_line
+        .find('|')
+        .unwrap_or_else(|| panic!("caret line `{caret_line}` has no gutter"));
+    assert_eq!(gutter, number.len() + 1, "gutters line up in:\n{report}");
+    let caret = caret_line
+        .find('^')
+        .unwrap_or_else(|| panic!("no caret in `{caret_line}`"));
+    assert_eq!(
+        caret - (gutter + 2),
+        col - 1,
+        "caret not under column {col}:\n{quoted}\n{caret_line}"
+    );
+    if let Some(hint) = hint {
+        assert!(
+            caret_line[caret..].contains(hint),
+            "`{hint}` not after the caret in `{caret_line}`"
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_accepts_the_shipped_workflows() {
+    let dir = workflows_dir();
+    let out = output_within(switchboard().arg("check").arg(&dir), QUICK).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let count = stdout
+        .trim_end()
+        .strip_prefix("ok: ")
+        .and_then(|rest| rest.strip_suffix(&format!(" rules in {}", dir.display())))
+        .unwrap_or_else(|| panic!("unexpected summary {stdout:?}"));
+    assert!(count.parse::<usize>().unwrap() > 0, "{stdout}");
+}
+
+#[tokio::test]
+async fn check_lists_every_error_with_its_location() {
+    let dir = broken_workflows();
+    let out = output_within(switchboard().arg("check").arg(dir.path()), QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    let report = text(&out.stderr);
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    assert_error_at(
+        &report,
+        "regular expression",
+        &a,
+        (6, 35),
+        "      - event.content: { matches: '(unclosed' }",
+        None,
+    );
+    assert_error_at(
+        &report,
+        "unknown event type `mesage_created`",
+        &a,
+        (10, 9),
+        "    on: mesage_created",
+        Some("did you mean `message_created`?"),
+    );
+    assert_error_at(
+        &report,
+        "unknown key `stopp`",
+        &b,
+        (5, 5),
+        "    stopp: true",
+        Some("did you mean `stop`?"),
+    );
+    assert_eq!(report.matches("error: ").count(), 3, "{report}");
+    assert_eq!(
+        report.lines().last(),
+        Some(format!("3 errors in {}", dir.path().display()).as_str()),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn schema_prints_the_committed_schema() {
+    let out = output_within(switchboard().arg("schema"), QUICK).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("schema output is JSON");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/workflow.schema.json");
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(printed, committed);
+    assert_eq!(printed["title"], "switchboard workflow");
+}
+
+#[tokio::test]
+async fn run_without_a_key_names_band_api_key() {
+    let out = output_within(switchboard().arg("run"), QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("BAND_API_KEY"), "stderr: {err}");
+
+    // An empty key counts as none.
+    let out = output_within(switchboard().arg("run").env("BAND_API_KEY", ""), QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("BAND_API_KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_broken_workflows_with_their_location() {
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
+        .await
+        .unwrap();
+    let dir = broken_workflows();
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--workflows")
+        .arg(dir.path())
+        .args(["--api-key", "triage-key", "--rest-url"])
+        .arg(sb.rest_url())
+        .arg("--ws-url")
+        .arg(sb.ws_url());
+    let out = output_within(&mut cmd, QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    for at in [
+        format!("{}:6:35", dir.path().join("a.yaml").display()),
+        format!("{}:10:9", dir.path().join("a.yaml").display()),
+        format!("{}:5:5", dir.path().join("b.yaml").display()),
+    ] {
+        assert!(err.contains(&at), "no {at} in stderr:\n{err}");
+    }
+    sb.shutdown().await.unwrap();
+}
+
+/// What one `switchboard run` session against the sandbox left behind.
+struct Session {
+    /// Id of the message Bob sent.
+    question: String,
+    /// Every stderr line of the process.
+    stderr: Vec<String>,
+}
+
+/// Runs the agent as a process on the shipped workflows, asks the triage bot
+/// for the opening hours as Bob, waits for its answer in the room, then stops
+/// the process with SIGTERM and expects exit 0.
+async fn ask_opening_hours(extra_args: &[&str]) -> Session {
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
+        .await
+        .unwrap();
+    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
+    let room = bob
+        .list_chats(None, Some(100))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|r| r.title.as_deref() == Some("Support"))
+        .expect("the seed has a Support room")
+        .id;
+    let bot = bob
+        .list_participants(&room)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
+        .expect("the triage bot is in the Support room")
+        .id;
+
+    let mut cmd = switchboard();
+    cmd.args(extra_args)
+        .arg("run")
+        .arg("--workflows")
+        .arg(workflows_dir())
+        .args(["--api-key", "triage-key", "--rest-url"])
+        .arg(sb.rest_url())
+        .arg("--ws-url")
+        .arg(sb.ws_url());
+    let mut agent = Running::spawn(&mut cmd);
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+
+    let mention = [Mention {
+        id: Some(bot.clone()),
+        ..Mention::default()
+    }];
+    let question = bob
+        .send_message(&room, "What are your opening hours?", &mention)
+        .await
+        .unwrap()
+        .id;
+    let query = HumanMessageQuery {
+        after: Some(question.clone()),
+        limit: Some(100),
+        ..HumanMessageQuery::default()
+    };
+    let answer = tokio::time::timeout(STEP, async {
+        loop {
+            let page = bob.list_messages(&room, &query).await.unwrap();
+            if let Some(m) = page
+                .items
+                .into_iter()
+                .find(|m| m.sender_id == bot && m.message_type == "text")
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no reply from the agent within {STEP:?}; stderr:\n{}",
+            agent.stderr_lines().join("\n")
+        )
+    });
+    assert!(
+        answer.content.contains("Monday to Friday"),
+        "not the opening hours: {}",
+        answer.content
+    );
+
+    agent.terminate();
+    let (status, stderr) = agent.wait_exit(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "exit {status} after SIGTERM; stderr:\n{}",
+        stderr.join("\n")
+    );
+    sb.shutdown().await.unwrap();
+    Session { question, stderr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_answers_on_the_sandbox_and_stops_on_sigterm() {
+    let session = ask_opening_hours(&[]).await;
+    let lines: Vec<String> = session.stderr.iter().map(|l| strip_ansi(l)).collect();
+    // Matched on the message id alone: the field's key is not asserted.
+    let handled = lines
+        .iter()
+        .find(|l| l.contains("rules=") && l.contains(&session.question))
+        .unwrap_or_else(|| {
+            panic!(
+                "no log line for message {}:\n{}",
+                session.question,
+                lines.join("\n")
+            )
+        });
+    for part in [
+        " INFO ",
+        "handled",
+        "event=message_created",
+        "rules=faq/opening-hours",
+        "actions=reply",
+    ] {
+        assert!(handled.contains(part), "`{part}` not in `{handled}`");
+    }
+    assert!(
+        lines.last().is_some_and(|l| l.contains("agent stopped")),
+        "the last line is not `agent stopped`:\n{}",
+        lines.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_logs_json_lines() {
+    let session = ask_opening_hours(&["--log-format", "json"]).await;
+    assert!(!session.stderr.is_empty());
+    let records: Vec<Value> = session
+        .stderr
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("stderr line is not JSON ({e}): {l}"));
+            assert!(v.is_object(), "not a JSON object: {l}");
+            v
+        })
+        .collect();
+    let (line, handled) = session
+        .stderr
+        .iter()
+        .zip(&records)
+        .find(|(_, r)| r["event"] == "message_created" && r["rules"] == "faq/opening-hours")
+        .unwrap_or_else(|| panic!("no record for the rule:\n{}", session.stderr.join("\n")));
+    assert!(line.contains(&session.question), "message id not in {line}");
+    assert_eq!(handled["level"], "INFO", "{handled}");
+    assert_eq!(handled["actions"], "reply", "{handled}");
+}
+
+#[tokio::test]
+async fn demo_plays_every_section() {
+    let out = output_within(switchboard().arg("demo"), Duration::from_secs(60)).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    for rule in [
+        "⚙ contacts/approve-known",
+        "⚙ triage/refunds-to-billing → add_participant, reply",
+        "⚙ faq/opening-hours → reply",
+        "⚙ escalation/count-unanswered",
+    ] {
+        assert!(stdout.contains(rule), "`{rule}` not in:\n{stdout}");
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("done in ") && last.ends_with(" 0 failed"),
+        "unexpected last line {last:?}"
+    );
+}
