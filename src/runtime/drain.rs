@@ -76,7 +76,7 @@ pub(crate) async fn drain_room(
         }
     };
     if let DrainEnd::Stuck(id) = &end {
-        tracing::debug!(room = %room.id, message = %id, "/next is stuck; sweeping the unprocessed list");
+        tracing::debug!(room = %room.id, message_id = %id, "/next is stuck; sweeping the unprocessed list");
         let (more, sweep_end) = sweep_room(shared, room, &stopping).await;
         handled += more;
         if let Some(e) = sweep_end {

@@ -86,18 +86,18 @@ pub(crate) async fn process_message(
     from_backlog: bool,
 ) -> MessageResult {
     if let Some(skip) = skip_reason(&msg, &shared.me_id, &shared.completed) {
-        tracing::debug!(room = %room.id, message = %msg.id, ?skip, from_backlog, "message skipped");
+        tracing::debug!(room = %room.id, message_id = %msg.id, ?skip, from_backlog, "message skipped");
         return MessageResult::Skipped(skip);
     }
     let started = Instant::now();
     match shared.api.mark_processing(&room.id, &msg.id).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            tracing::info!(room = %room.id, message = %msg.id, "room execution is stopped; message left for later");
+            tracing::info!(room = %room.id, message_id = %msg.id, "room execution is stopped; message left for later");
             return MessageResult::RoomStopped;
         }
         Err(e) => {
-            tracing::warn!(room = %room.id, message = %msg.id, error = %e, "cannot claim message; left for a later drain");
+            tracing::warn!(room = %room.id, message_id = %msg.id, error = %e, "cannot claim message; left for a later drain");
             return MessageResult::ClaimFailed;
         }
     }
@@ -117,7 +117,7 @@ pub(crate) async fn process_message(
         {
             Ok(_) => true,
             Err(e) => {
-                tracing::warn!(room = %room_id, message = %msg_id, error = %e, "cannot mark message failed");
+                tracing::warn!(room = %room_id, message_id = %msg_id, error = %e, "cannot mark message failed");
                 false
             }
         },
@@ -126,7 +126,7 @@ pub(crate) async fn process_message(
     tracing::debug!(
         event = "message_created",
         room = %room_id,
-        message = %msg_id,
+        message_id = %msg_id,
         outcome = %describe(&outcome),
         acked,
         from_backlog,
@@ -148,12 +148,12 @@ pub(crate) async fn ack_processed(shared: &Shared, room_id: &str, msg_id: &str) 
             }
             // No live attempt: an earlier try went through but its answer was lost.
             Err(e) if e.is_missing_processing_attempt() => {
-                tracing::debug!(room = %room_id, message = %msg_id, "processed already recorded");
+                tracing::debug!(room = %room_id, message_id = %msg_id, "processed already recorded");
                 shared.completed.set_ack_pending(msg_id, false);
                 return true;
             }
             Err(e) => {
-                tracing::warn!(room = %room_id, message = %msg_id, attempt, error = %e, "cannot mark message processed");
+                tracing::warn!(room = %room_id, message_id = %msg_id, attempt, error = %e, "cannot mark message processed");
                 if attempt < attempts {
                     tokio::time::sleep(shared.tunables.ack_retry_delay).await;
                 }

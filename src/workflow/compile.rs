@@ -575,7 +575,11 @@ impl<'a> Compiler<'a> {
                         return None;
                     }
                 };
-                let checks = self.operators(&entries[1..], node)?;
+                // Without operators: true when the query finds something.
+                let checks = match entries.len() {
+                    1 => Vec::new(),
+                    _ => self.operators(&entries[1..], node)?,
+                };
                 Some(Cond::JsonPath {
                     source,
                     query,
