@@ -3,6 +3,9 @@
 //! answers on the sandbox and stops cleanly on SIGTERM, and `demo` plays its
 //! script to the end.
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 #[path = "support/cli.rs"]
 mod cli;
 
@@ -236,15 +239,7 @@ async fn ask_opening_hours(extra_args: &[&str]) -> Session {
         .await
         .unwrap();
     let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-    let room = bob
-        .list_chats(None, Some(100))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|r| r.title.as_deref() == Some("Support"))
-        .expect("the seed has a Support room")
-        .id;
+    let room = seeded::support_room(&bob).await;
     let bot = bob
         .list_participants(&room)
         .await

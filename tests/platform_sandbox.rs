@@ -2,6 +2,9 @@
 //! sandbox over loopback: delivery by mention, the lifecycle, reconnects,
 //! heartbeat-timeout detection, rate-limit retries and supersede.
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -32,15 +35,7 @@ impl World {
         let agent = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key")).unwrap();
         let agent_id = agent.me().await.unwrap().id;
         let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-        let room = bob
-            .list_chats(None, None)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|r| r.title.as_deref() == Some("Support"))
-            .unwrap()
-            .id;
+        let room = seeded::support_room(&bob).await;
         World {
             sb,
             agent,

@@ -2,6 +2,9 @@
 //! live handling, the lifecycle marks, rooms coming and going, reconnects,
 //! contacts, `started`, and graceful shutdown.
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,15 +141,7 @@ impl World {
         let agent_id = api.me().await.unwrap().id;
         let human = |key: &str| HumanApi::new(RestConfig::new(sb.rest_url(), key)).unwrap();
         let (alice, bob, carol) = (human("alice-key"), human("bob-key"), human("carol-key"));
-        let room = bob
-            .list_chats(None, None)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|r| r.title.as_deref() == Some("Support"))
-            .unwrap()
-            .id;
+        let room = seeded::support_room(&bob).await;
         let recorder = Arc::new(Recorder {
             api,
             log: Mutex::new(Vec::new()),

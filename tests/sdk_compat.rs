@@ -6,6 +6,9 @@
 //! Needs `python3` (≥ 3.11) with `venv`; `tests/compat/setup-venv.sh` creates
 //! `.venv/` and installs the pinned SDK on first run.
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -46,14 +49,7 @@ async fn official_sdk_agent_processes_and_replies() {
     let agent = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key")).unwrap();
     let me = agent.me().await.unwrap();
     let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-    let room = bob
-        .list_chats(None, None)
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .find(|r| r.title.as_deref() == Some("Support"))
-        .expect("seeded Support room");
+    let room = seeded::support_room(&bob).await;
 
     let mut child = Command::new(&python)
         .arg(repo().join("tests/compat/sdk_agent.py"))
@@ -107,7 +103,7 @@ async fn official_sdk_agent_processes_and_replies() {
         ..Mention::default()
     };
     let sent = bob
-        .send_message(&room.id, "hello from bob", &[mention])
+        .send_message(&room, "hello from bob", &[mention])
         .await
         .unwrap();
     assert_eq!(sent.recipients.len(), 1);
@@ -142,7 +138,7 @@ async fn official_sdk_agent_processes_and_replies() {
 
     // Bob sees the SDK's reply, and the message is processed after one attempt.
     let messages = bob
-        .list_messages(&room.id, &HumanMessageQuery::default())
+        .list_messages(&room, &HumanMessageQuery::default())
         .await
         .unwrap()
         .items;

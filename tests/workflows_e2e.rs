@@ -2,6 +2,9 @@
 //! agent (runtime + engine + REST executor) on `workflows/`, and people
 //! acting through the human API.
 
+#[path = "support/seeded.rs"]
+mod seeded;
+
 use std::time::Duration;
 
 use serde_json::Value;
@@ -53,15 +56,7 @@ impl Harness {
             agent.run_until(std::future::pending()).await.unwrap();
         });
         let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-        let room = bob
-            .list_chats(None, None)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .find(|r| r.title.as_deref() == Some("Support"))
-            .unwrap()
-            .id;
+        let room = seeded::support_room(&bob).await;
         let bot_id = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key"))
             .unwrap()
             .me()
