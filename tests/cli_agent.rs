@@ -405,3 +405,97 @@ async fn demo_plays_every_section() {
         "unexpected last line {last:?}"
     );
 }
+
+/// Bob says `text` to the triage bot; returns the bot's text replies after it.
+async fn bot_replies(bob: &HumanApi, room: &str, bot: &str, text: &str) -> Vec<String> {
+    let mention = [Mention {
+        id: Some(bot.to_owned()),
+        ..Mention::default()
+    }];
+    let id = bob.send_message(room, text, &mention).await.unwrap().id;
+    let query = HumanMessageQuery {
+        after: Some(id),
+        limit: Some(100),
+        ..HumanMessageQuery::default()
+    };
+    // Every rule here answers, so wait for the first reply.
+    tokio::time::timeout(STEP, async {
+        loop {
+            let replies: Vec<String> = bob
+                .list_messages(room, &query)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|m| m.sender_id == bot && m.message_type == "text")
+                .map(|m| m.content)
+                .collect();
+            if !replies.is_empty() {
+                return replies;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the agent answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_run_with_no_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ping.yaml");
+    let rule = |answer: &str| {
+        format!("version: 1\nrules:\n  - name: ping\n    on: message_created\n    do:\n      - reply: \"{answer}\"\n")
+    };
+    std::fs::write(&file, rule("before")).unwrap();
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
+        .await
+        .unwrap();
+    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
+    let room = seeded::support_room(&bob).await;
+    let bot = bob
+        .list_participants(&room)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
+        .unwrap()
+        .id;
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--no-watch")
+        .arg("--workflows")
+        .arg(dir.path())
+        .args(["--api-key", "triage-key", "--rest-url"])
+        .arg(sb.rest_url())
+        .arg("--ws-url")
+        .arg(sb.ws_url());
+    let mut agent = Running::spawn(&mut cmd);
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    assert_eq!(bot_replies(&bob, &room, &bot, "one").await.len(), 1);
+
+    std::fs::write(&file, rule("after")).unwrap();
+    let replies = bot_replies(&bob, &room, &bot, "two").await;
+    assert!(
+        replies.iter().all(|r| r.contains("before")),
+        "--no-watch did not reload: {replies:?}"
+    );
+
+    agent.signal("HUP");
+    agent
+        .wait_for_stderr("the reload", STEP, |l| l.contains("workflows reloaded"))
+        .await;
+    let replies = bot_replies(&bob, &room, &bot, "three").await;
+    assert!(replies.iter().any(|r| r.contains("after")), "{replies:?}");
+
+    agent.terminate();
+    let (status, stderr) = agent.wait_exit(Duration::from_secs(5)).await;
+    assert!(
+        status.success(),
+        "exit {status}; stderr:\n{}",
+        stderr.join("\n")
+    );
+    sb.shutdown().await.unwrap();
+}

@@ -3,6 +3,7 @@
 //! and the runtime. The CLI's `run` and `demo` and the end-to-end tests all
 //! start agents through here.
 
+pub mod reload;
 pub mod rules;
 pub mod schedule;
 
@@ -41,6 +42,8 @@ pub struct AgentConfig {
     pub allow_env: Vec<String>,
     /// Hosts the `http` action may reach.
     pub allow_http_hosts: Vec<String>,
+    /// Reload when a workflow file changes (SIGHUP reloads either way).
+    pub watch: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -75,6 +78,14 @@ pub enum AgentError {
     /// `/agent/me` failed.
     #[error("cannot identify the agent (GET /agent/me): {0}")]
     Me(#[source] ApiError),
+    /// The workflows folder cannot be watched.
+    #[error("cannot watch {dir} for changes: {source}")]
+    Watch {
+        /// The folder.
+        dir: PathBuf,
+        /// Cause.
+        source: notify::Error,
+    },
     /// The runtime stopped with an error.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -85,6 +96,9 @@ pub struct Agent {
     runtime: Runtime,
     engine: Arc<Engine>,
     handler: Arc<RulesHandler>,
+    workflows: PathBuf,
+    watch: bool,
+    reloads: Option<mpsc::UnboundedSender<reload::ReloadReport>>,
 }
 
 impl Agent {
@@ -135,7 +149,16 @@ impl Agent {
             runtime,
             engine,
             handler,
+            workflows: config.workflows.clone(),
+            watch: config.watch,
+            reloads: None,
         })
+    }
+
+    /// Also sends a report of every reload to `tx`.
+    pub fn with_reload_reports(mut self, tx: mpsc::UnboundedSender<reload::ReloadReport>) -> Self {
+        self.reloads = Some(tx);
+        self
     }
 
     /// A handle to stop the agent.
@@ -151,11 +174,25 @@ impl Agent {
     /// Runs until `stop` resolves (then finishes the event in hand) or the
     /// runtime fails.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> Result<(), AgentError> {
-        let timers = schedule::start(&self.engine, self.handler.clone());
+        let timers = Arc::new(schedule::Timers::start(
+            self.engine.clone(),
+            self.handler.clone(),
+        ));
+        let restart = timers.clone();
+        let reloader = reload::spawn(
+            self.engine.clone(),
+            self.workflows.clone(),
+            self.watch,
+            self.reloads,
+            Box::new(move || restart.restart()),
+        )
+        .map_err(|e| AgentError::Watch {
+            dir: self.workflows.clone(),
+            source: e,
+        })?;
         let result = self.runtime.run_until(stop).await;
-        for t in timers {
-            t.abort();
-        }
+        reloader.abort();
+        timers.stop();
         Ok(result?)
     }
 }

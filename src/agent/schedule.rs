@@ -1,7 +1,8 @@
-//! `on: schedule` rules: one timer task per rule, started when the agent
-//! runs, each running its rule with an empty event at every tick.
+//! `on: schedule` rules: one timer task per rule, each running its rule with
+//! an empty event at every tick; restarted after a reload so added, changed
+//! and removed schedules take effect.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -9,17 +10,37 @@ use tokio::task::JoinHandle;
 use super::rules::RulesHandler;
 use crate::engine::Engine;
 
-/// Starts a timer per schedule rule of the engine's current ruleset.
-pub fn start(engine: &Engine, handler: Arc<RulesHandler>) -> Vec<JoinHandle<()>> {
-    let ruleset = engine.ruleset();
-    ruleset
-        .schedules()
-        .into_iter()
-        .map(|(id, schedule)| {
+/// The running timers.
+pub struct Timers {
+    engine: Arc<Engine>,
+    handler: Arc<RulesHandler>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Timers {
+    /// Starts a timer per schedule rule of the engine's current ruleset.
+    pub fn start(engine: Arc<Engine>, handler: Arc<RulesHandler>) -> Self {
+        let timers = Timers {
+            engine,
+            handler,
+            tasks: Mutex::new(Vec::new()),
+        };
+        timers.restart();
+        timers
+    }
+
+    /// Stops every timer and starts them again from the current ruleset.
+    pub fn restart(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+        let ruleset = self.engine.ruleset();
+        for (id, schedule) in ruleset.schedules() {
             let id = id.to_owned();
             let schedule = schedule.clone();
-            let handler = handler.clone();
-            tokio::spawn(async move {
+            let handler = self.handler.clone();
+            tasks.push(tokio::spawn(async move {
                 loop {
                     let now = chrono::Utc::now();
                     let Some(next) = schedule.next_after(now) else {
@@ -30,7 +51,15 @@ pub fn start(engine: &Engine, handler: Arc<RulesHandler>) -> Vec<JoinHandle<()>>
                     tokio::time::sleep(wait).await;
                     handler.run_scheduled(&id, json!({})).await;
                 }
-            })
-        })
-        .collect()
+            }));
+        }
+    }
+
+    /// Stops every timer.
+    pub fn stop(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tasks.drain(..) {
+            t.abort();
+        }
+    }
 }

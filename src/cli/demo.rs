@@ -59,6 +59,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         state_file: None,
         allow_env: Vec::new(),
         allow_http_hosts: Vec::new(),
+        watch: false,
     };
     let agent = Agent::prepare(&config, Some(tx)).await?;
     let rules = agent.engine().ruleset();

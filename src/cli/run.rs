@@ -20,7 +20,9 @@ Against the sandbox (`switchboard sandbox` in another terminal):
   switchboard run --rest-url http://127.0.0.1:4000 \\
       --ws-url ws://127.0.0.1:4000/api/v1/socket/websocket --api-key triage-key
 
-The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.")]
+The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.
+It reloads its workflows when a file in the folder changes, and on SIGHUP; a
+folder that does not compile leaves the running rules in place (errors logged).")]
 pub struct RunArgs {
     /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).
     #[arg(long, default_value = "workflows")]
@@ -53,6 +55,10 @@ pub struct RunArgs {
     /// Let the `http` action reach this host (repeatable).
     #[arg(long = "allow-http-host", value_name = "HOST")]
     allow_http_hosts: Vec<String>,
+
+    /// Do not reload when workflow files change (SIGHUP still reloads).
+    #[arg(long)]
+    no_watch: bool,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -69,6 +75,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         state_file: args.state_file,
         allow_env: args.allow_env,
         allow_http_hosts: args.allow_http_hosts,
+        watch: !args.no_watch,
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

@@ -44,6 +44,7 @@ pub fn compile_file(
         templates,
         vars: Arc::new(Value::Object(Map::new())),
         named: HashMap::new(),
+        shared_source: String::new(),
     };
     c.file_root(root, &stem)
 }
@@ -62,6 +63,8 @@ struct Compiler<'a> {
     templates: &'a mut Templates,
     vars: Arc<Value>,
     named: HashMap<String, Vec<Cond>>,
+    /// vars, conditions and defaults as written: part of every rule's fingerprint.
+    shared_source: String,
 }
 
 /// Defaults a file gives its rules.
@@ -219,6 +222,10 @@ impl<'a> Compiler<'a> {
         };
         self.check_keys(entries, file_keys(), "the workflow file");
         let get = |k: &str| field(entries, k);
+        self.shared_source = ["vars", "conditions", "defaults"]
+            .iter()
+            .map(|k| get(k).map(Node::to_json).unwrap_or(Value::Null).to_string())
+            .collect();
         match get("version") {
             None => self.error(root.loc, "missing `version: 1`", None),
             Some(v) if v.kind == Kind::Int(1) => {}
@@ -364,6 +371,7 @@ impl<'a> Compiler<'a> {
             priority: priority.unwrap_or(0),
             enabled: enabled.unwrap_or(true),
             vars: self.vars.clone(),
+            fingerprint: fingerprint(&self.shared_source, node),
         })
     }
 
@@ -949,6 +957,15 @@ impl<'a> Compiler<'a> {
             _ => Some(Arg::Value(node.to_json())),
         }
     }
+}
+
+/// A stable hash of a rule's source with its file's shared parts.
+fn fingerprint(shared: &str, rule: &Node) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    shared.hash(&mut h);
+    rule.to_json().to_string().hash(&mut h);
+    h.finish()
 }
 
 /// The value under `key` in a mapping's entries.

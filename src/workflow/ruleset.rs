@@ -139,6 +139,9 @@ pub struct Rule {
     pub enabled: bool,
     /// The file's vars.
     pub vars: Arc<Value>,
+    /// Hash of the rule's source and its file's vars, named conditions and
+    /// defaults: equal fingerprints mean an unchanged rule across reloads.
+    pub fingerprint: u64,
 }
 
 /// When a schedule rule runs.

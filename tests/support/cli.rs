@@ -131,12 +131,17 @@ impl Running {
 
     /// Sends SIGTERM through `kill(1)` (no signal crate is a dependency).
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `HUP`) through `kill(1)`.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().expect("the child is still running");
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{name}"), &pid.to_string()])
             .status()
             .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM {pid} failed: {status}");
+        assert!(status.success(), "kill -{name} {pid} failed: {status}");
     }
 
     /// Waits for the exit within `limit` and returns the status and all of

@@ -1,0 +1,159 @@
+//! Hot reload against the sandbox: an edited rule answers the next message,
+//! a broken save changes nothing (and says why), a deleted file's rules stop,
+//! and SIGHUP reloads a running `switchboard run --no-watch`.
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::path::Path;
+use std::time::Duration;
+
+use harness::{Harness, WAIT};
+use switchboard::agent::reload::{ReloadOutcome, ReloadReport};
+use switchboard::engine::Outcome;
+
+fn ping_rule(answer: &str) -> String {
+    format!(
+        "version: 1\nrules:\n  - name: ping\n    on: message_created\n    if: [ {{ event.content: {{ contains: ping }} }} ]\n    do:\n      - reply: \"{answer}\"\n"
+    )
+}
+
+/// Writes like an editor that saves atomically: a temp file renamed over the target.
+fn save(path: &Path, text: &str) {
+    let tmp = path.with_extension("yaml.swp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn next_reload(h: &mut Harness) -> ReloadReport {
+    tokio::time::timeout(WAIT, h.reloads.recv())
+        .await
+        .expect("a reload within the time limit")
+        .expect("the agent is running")
+}
+
+async fn reply_to_ping(h: &mut Harness) -> Vec<String> {
+    let (id, report) = h.bob_says("ping").await;
+    assert_eq!(report.report.outcome, Outcome::Done);
+    assert_eq!(h.settled_status(&id).await, "processed");
+    h.bot_messages_after(&id)
+        .await
+        .into_iter()
+        .map(|m| m.content)
+        .collect()
+}
+
+fn contains(texts: &[String], needle: &str) -> bool {
+    texts.iter().any(|t| t.contains(needle))
+}
+
+#[tokio::test]
+async fn edits_take_effect_broken_saves_change_nothing_and_deletes_remove_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.yaml");
+    std::fs::write(&file, ping_rule("pong v1")).unwrap();
+    let mut h = Harness::start_full(dir.path().to_owned(), Vec::new(), true).await;
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v1"));
+
+    // An edit: the next message gets the new reply.
+    save(&file, &ping_rule("pong v2"));
+    match next_reload(&mut h).await.outcome {
+        ReloadOutcome::Reloaded {
+            changed,
+            added,
+            removed,
+            ..
+        } => {
+            assert_eq!(changed, ["w/ping"]);
+            assert!(added.is_empty() && removed.is_empty());
+        }
+        other => panic!("expected a reload, got {other:?}"),
+    }
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v2"));
+
+    // A broken save: reported with its position, the old rule keeps answering.
+    save(&file, &ping_rule("pong v3").replace("reply:", "rpely:"));
+    match next_reload(&mut h).await.outcome {
+        ReloadOutcome::Failed { errors } => {
+            let text = errors.to_string();
+            assert!(
+                text.contains("w.yaml:7:9") && text.contains("did you mean `reply`?"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a failed reload, got {other:?}"),
+    }
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v2"));
+
+    // The next good save recovers; a new file adds its rules.
+    save(&file, &ping_rule("pong v4"));
+    std::fs::write(
+        dir.path().join("extra.yaml"),
+        ping_rule("extra").replace("name: ping", "name: also"),
+    )
+    .unwrap();
+    let mut seen_extra = false;
+    while !seen_extra {
+        if let ReloadOutcome::Reloaded { added, .. } = next_reload(&mut h).await.outcome {
+            seen_extra = added.contains(&"extra/also".to_string());
+        }
+    }
+    let replies = reply_to_ping(&mut h).await;
+    assert!(
+        contains(&replies, "pong v4") && contains(&replies, "extra"),
+        "{replies:?}"
+    );
+
+    // Deleting files removes their rules: no reply, message still processed.
+    std::fs::remove_file(dir.path().join("extra.yaml")).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    loop {
+        if let ReloadOutcome::Reloaded { rules: 0, .. } = next_reload(&mut h).await.outcome {
+            break;
+        }
+    }
+    assert!(reply_to_ping(&mut h).await.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn state_survives_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("count.yaml");
+    let rule = |word: &str| {
+        format!("version: 1\nrules:\n  - name: count\n    on: message_created\n    do:\n      - incr: n\n        as: n\n      - reply: \"{word} {{{{ n }}}}\"\n")
+    };
+    std::fs::write(&file, rule("count")).unwrap();
+    let mut h = Harness::start_full(dir.path().to_owned(), Vec::new(), true).await;
+    assert!(contains(&reply_to_ping(&mut h).await, "count 1"));
+    save(&file, &rule("total"));
+    assert!(matches!(
+        next_reload(&mut h).await.outcome,
+        ReloadOutcome::Reloaded { .. }
+    ));
+    assert!(contains(&reply_to_ping(&mut h).await, "total 2"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_writes_gives_one_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.yaml");
+    std::fs::write(&file, ping_rule("one")).unwrap();
+    let mut h = Harness::start_full(dir.path().to_owned(), Vec::new(), true).await;
+    for i in 0..5 {
+        save(&file, &ping_rule(&format!("burst {i}")));
+    }
+    assert!(matches!(
+        next_reload(&mut h).await.outcome,
+        ReloadOutcome::Reloaded { .. }
+    ));
+    // Nothing else is queued once the burst has settled.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        h.reloads.try_recv().is_err(),
+        "more than one reload for one burst"
+    );
+    assert!(contains(&reply_to_ping(&mut h).await, "burst 4"));
+    h.stop().await;
+}
