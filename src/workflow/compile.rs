@@ -695,11 +695,7 @@ impl<'a> Compiler<'a> {
                     );
                     return None;
                 };
-                match regex::RegexBuilder::new(pattern)
-                    .case_insensitive(insensitive)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                {
+                match compiled_regex(pattern, insensitive) {
                     Ok(r) => check.regex = Some(r),
                     Err(e) => {
                         let msg = e.to_string();
@@ -957,6 +953,30 @@ impl<'a> Compiler<'a> {
             _ => Some(Arg::Value(node.to_json())),
         }
     }
+}
+
+/// Compiled regexes by (pattern, case-insensitive), shared across loads: a
+/// reload recompiles only patterns it has not seen (compiling is most of the
+/// cost of loading a large folder). Cleared when it grows past a bound.
+fn compiled_regex(pattern: &str, insensitive: bool) -> Result<regex::Regex, regex::Error> {
+    use std::sync::Mutex;
+    const MAX_CACHED: usize = 20_000;
+    static CACHE: OnceLock<Mutex<HashMap<(String, bool), regex::Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = (pattern.to_owned(), insensitive);
+    if let Some(r) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(r.clone());
+    }
+    let r = regex::RegexBuilder::new(pattern)
+        .case_insensitive(insensitive)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()?;
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, r.clone());
+    Ok(r)
 }
 
 /// A stable hash of a rule's source with its file's shared parts.

@@ -51,7 +51,7 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     for (path, text) in files {
-        match yaml::parse(text) {
+        match yaml::parse_cached(text) {
             Ok(root) => rules.extend(compile_file(path, text, &root, &mut templates, &mut errors)),
             Err(e) => {
                 let loc = e.loc.unwrap_or_default();

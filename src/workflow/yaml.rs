@@ -131,6 +131,30 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     })
 }
 
+/// Like [`parse`], but an unchanged text (same hash) reuses its earlier
+/// tree: a reload re-parses only the files that changed.
+pub fn parse_cached(text: &str) -> Result<Node, SyntaxError> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Mutex, OnceLock};
+    const MAX_CACHED: usize = 4_096;
+    static CACHE: OnceLock<Mutex<HashMap<(u64, usize), Node>>> = OnceLock::new();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    let key = (h.finish(), text.len());
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(node) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(node.clone());
+    }
+    let node = parse(text)?;
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, node.clone());
+    Ok(node)
+}
+
 /// serde-saphyr's messages carry their own snippet; we print ours.
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message).trim();
