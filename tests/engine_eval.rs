@@ -363,3 +363,28 @@ rules:
     let (_, actions) = run(&e, &message("order 42")).await;
     assert_eq!(replies(&actions), ["first"]);
 }
+
+#[tokio::test]
+async fn throttle_windows_carry_over_a_swap_for_rules_that_remain() {
+    let yaml = |reply: &str| {
+        format!("version: 1\nrules:\n  - name: greet\n    on: message_created\n    throttle: {{ key: \"{{{{ event.chat_room_id }}}}\", max: 1, per: 10m }}\n    do: [ {{ reply: {reply} }} ]\n")
+    };
+    let e = engine(&yaml("hello"));
+    assert_eq!(
+        run(&e, &message("hi")).await.0.trace[0].verdict,
+        Verdict::Matched
+    );
+    e.swap(Arc::new(load_str("w.yaml", &yaml("changed")).unwrap()));
+    assert_eq!(
+        run(&e, &message("hi")).await.0.trace[0].verdict,
+        Verdict::Throttled,
+        "window kept"
+    );
+    let renamed = yaml("x").replace("name: greet", "name: other");
+    e.swap(Arc::new(load_str("w.yaml", &renamed).unwrap()));
+    assert_eq!(
+        run(&e, &message("hi")).await.0.trace[0].verdict,
+        Verdict::Matched,
+        "a new rule starts fresh"
+    );
+}

@@ -180,7 +180,12 @@ impl Engine {
     }
 
     /// Replaces the ruleset; events already running finish on the old one.
+    /// Throttle windows of rules that still exist carry over; others are dropped.
     pub fn swap(&self, ruleset: Arc<Ruleset>) {
+        self.throttles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(rule, _), _| ruleset.rule(rule).is_some_and(|r| r.throttle.is_some()));
         *self.ruleset.write().unwrap_or_else(|p| p.into_inner()) = ruleset;
     }
 
