@@ -231,10 +231,8 @@ struct Session {
     stderr: Vec<String>,
 }
 
-/// Runs the agent as a process on the shipped workflows, asks the triage bot
-/// for the opening hours as Bob, waits for its answer in the room, then stops
-/// the process with SIGTERM and expects exit 0.
-async fn ask_opening_hours(extra_args: &[&str]) -> Session {
+/// A sandbox on the example seed, bob, the Support room and the triage bot's id.
+async fn seeded_sandbox() -> (RunningSandbox, HumanApi, String, String) {
     let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
         .await
         .unwrap();
@@ -248,16 +246,29 @@ async fn ask_opening_hours(extra_args: &[&str]) -> Session {
         .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
         .expect("the triage bot is in the Support room")
         .id;
+    (sb, bob, room, bot)
+}
 
+/// `switchboard run` as the triage bot on `workflows`, against `sb`.
+fn run_command(sb: &RunningSandbox, workflows: &Path) -> tokio::process::Command {
     let mut cmd = switchboard();
-    cmd.args(extra_args)
-        .arg("run")
+    cmd.arg("run")
         .arg("--workflows")
-        .arg(workflows_dir())
+        .arg(workflows)
         .args(["--api-key", "triage-key", "--rest-url"])
         .arg(sb.rest_url())
         .arg("--ws-url")
         .arg(sb.ws_url());
+    cmd
+}
+
+/// Runs the agent as a process on the shipped workflows, asks the triage bot
+/// for the opening hours as Bob, waits for its answer in the room, then stops
+/// the process with SIGTERM and expects exit 0.
+async fn ask_opening_hours(extra_args: &[&str]) -> Session {
+    let (sb, bob, room, bot) = seeded_sandbox().await;
+    let mut cmd = run_command(&sb, &workflows_dir());
+    cmd.args(extra_args);
     let mut agent = Running::spawn(&mut cmd);
     agent
         .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
@@ -448,28 +459,9 @@ async fn sighup_reloads_a_run_with_no_watch() {
         format!("version: 1\nrules:\n  - name: ping\n    on: message_created\n    do:\n      - reply: \"{answer}\"\n")
     };
     std::fs::write(&file, rule("before")).unwrap();
-    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
-        .await
-        .unwrap();
-    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-    let room = seeded::support_room(&bob).await;
-    let bot = bob
-        .list_participants(&room)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
-        .unwrap()
-        .id;
-    let mut cmd = switchboard();
-    cmd.arg("run")
-        .arg("--no-watch")
-        .arg("--workflows")
-        .arg(dir.path())
-        .args(["--api-key", "triage-key", "--rest-url"])
-        .arg(sb.rest_url())
-        .arg("--ws-url")
-        .arg(sb.ws_url());
+    let (sb, bob, room, bot) = seeded_sandbox().await;
+    let mut cmd = run_command(&sb, dir.path());
+    cmd.arg("--no-watch");
     let mut agent = Running::spawn(&mut cmd);
     agent
         .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
