@@ -114,10 +114,10 @@ impl RulesHandler {
 impl Handler for RulesHandler {
     fn started<'a>(&'a self, _me: &'a AgentMe) -> HandlerFuture<'a> {
         Box::pin(async move {
-            match self.run("agent_started", json!({}), None).await.outcome {
-                EngineOutcome::Done => Outcome::Done,
-                EngineOutcome::Failed { reason } => Outcome::Failed { reason },
-            }
+            self.run("agent_started", json!({}), None)
+                .await
+                .outcome
+                .into()
         })
     }
 
@@ -134,11 +134,18 @@ impl Handler for RulesHandler {
                     delivery.room.as_deref(),
                 )
                 .await;
-            match report.outcome {
-                EngineOutcome::Done => Outcome::Done,
-                EngineOutcome::Failed { reason } => Outcome::Failed { reason },
-            }
+            report.outcome.into()
         })
+    }
+}
+
+/// The engine's verdict as the runtime's lifecycle outcome.
+impl From<EngineOutcome> for Outcome {
+    fn from(o: EngineOutcome) -> Self {
+        match o {
+            EngineOutcome::Done => Outcome::Done,
+            EngineOutcome::Failed { reason } => Outcome::Failed { reason },
+        }
     }
 }
 

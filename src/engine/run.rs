@@ -341,11 +341,11 @@ impl Engine {
                         return Flow::End;
                     }
                     // The rule's fallback runs with the error in `error`.
-                    bindings.insert("error".into(), Value::String(reason.clone()));
                     if let Value::Object(m) = &mut ctx {
                         m.insert("error".into(), Value::String(reason));
                     }
-                    let flow = Box::pin(self.run_actions(
+                    // Whatever the fallback does, the event ends here.
+                    Box::pin(self.run_actions(
                         rule,
                         &rule.on_error,
                         ruleset,
@@ -357,7 +357,6 @@ impl Engine {
                         report,
                     ))
                     .await;
-                    let _ = flow;
                     return Flow::End;
                 }
             }
