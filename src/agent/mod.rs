@@ -138,7 +138,7 @@ impl Agent {
         let executor = Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()));
         let mut handler = RulesHandler::new(engine.clone(), executor, &me);
         if let Some(tx) = watch {
-            handler = handler.with_watch(tx);
+            handler = handler.with_sink(Arc::new(tx));
         }
         let handler = Arc::new(handler);
         let mut runtime_config =

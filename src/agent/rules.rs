@@ -3,8 +3,9 @@
 //! logged as one line saying which rules matched and what they did.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -24,8 +25,30 @@ pub struct Handled {
     pub event: Value,
     /// The room, when it had one.
     pub room: Option<String>,
+    /// The room's details as the rules saw them (id, title, participants).
+    pub chat: Option<Value>,
+    /// The scheduled rule, for `schedule` events.
+    pub rule: Option<String>,
+    /// When it was handled.
+    pub now: DateTime<Utc>,
+    /// How long the engine took.
+    pub elapsed: Duration,
     /// What the engine did.
     pub report: Report,
+}
+
+/// Something told about every handled event: the demo's transcript, tests,
+/// `--explain`, `--record`, metrics.
+pub trait Sink: Send + Sync {
+    /// Called once per event, after the engine finished with it.
+    fn handled(&self, handled: &Handled);
+}
+
+impl Sink for mpsc::UnboundedSender<Handled> {
+    fn handled(&self, handled: &Handled) {
+        // The receiver going away (a finished test) is no error for the agent.
+        let _ = self.send(handled.clone());
+    }
 }
 
 /// Runs the rules for the runtime's events.
@@ -33,7 +56,7 @@ pub struct RulesHandler {
     engine: Arc<Engine>,
     executor: Arc<dyn Executor>,
     agent: Value,
-    watch: Option<mpsc::UnboundedSender<Handled>>,
+    sinks: Vec<Arc<dyn Sink>>,
 }
 
 impl RulesHandler {
@@ -43,14 +66,19 @@ impl RulesHandler {
             engine,
             executor,
             agent: serde_json::to_value(me).unwrap_or(Value::Null),
-            watch: None,
+            sinks: Vec::new(),
         }
     }
 
-    /// Also sends every handled event to `tx`.
-    pub fn with_watch(mut self, tx: mpsc::UnboundedSender<Handled>) -> Self {
-        self.watch = Some(tx);
+    /// Also tells `sink` about every handled event.
+    pub fn with_sink(mut self, sink: Arc<dyn Sink>) -> Self {
+        self.sinks.push(sink);
         self
+    }
+
+    /// Our identity as the rules see it (`agent` in templates).
+    pub fn agent(&self) -> &Value {
+        &self.agent
     }
 
     /// Runs one `on: schedule` rule.
@@ -71,41 +99,35 @@ impl RulesHandler {
         only_rule: Option<&str>,
     ) -> Report {
         let started = Instant::now();
-        let sender = sender_of(event_type, &event, room);
-        let scope = Scope {
-            chat_id: room
-                .map(|r| r.id.clone())
-                .or_else(|| chat_of(event_type, &event)),
-            message_id: (event_type == "message_created")
-                .then(|| text(&event, "id"))
-                .flatten(),
-            sender: sender.clone(),
-            contact_request_id: event_type
-                .starts_with("contact_request")
-                .then(|| text(&event, "id"))
-                .flatten(),
-        };
-        let input = EventInput {
-            event_type: event_type.to_owned(),
+        let chat = room.map(room_json);
+        let (input, scope) = event_input(
+            event_type,
             event,
-            agent: self.agent.clone(),
-            chat: room.map(room_json),
-            sender: sender.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
-            now: chrono::Utc::now(),
-        };
+            self.agent.clone(),
+            chat,
+            chrono::Utc::now(),
+        );
         let executor = self.executor.as_ref();
         let report = match only_rule {
             Some(id) => self.engine.run_rule(id, &input, &scope, executor).await,
             None => self.engine.handle(&input, &scope, executor).await,
         };
-        log(&report, &scope, started);
-        if let Some(tx) = &self.watch {
-            let _ = tx.send(Handled {
+        let elapsed = started.elapsed();
+        log(&report, &scope, elapsed);
+        if !self.sinks.is_empty() {
+            let handled = Handled {
                 event_type: input.event_type,
                 event: input.event,
                 room: scope.chat_id,
+                chat: input.chat,
+                rule: only_rule.map(str::to_owned),
+                now: input.now,
+                elapsed,
                 report: report.clone(),
-            });
+            };
+            for sink in &self.sinks {
+                sink.handled(&handled);
+            }
         }
         report
     }
@@ -162,7 +184,7 @@ fn is_rule_event(event: &Event) -> bool {
 }
 
 /// One line per event: what matched, what ran, how it ended.
-fn log(report: &Report, scope: &Scope, started: Instant) {
+fn log(report: &Report, scope: &Scope, elapsed: Duration) {
     let actions: Vec<String> = report
         .actions
         .iter()
@@ -182,7 +204,7 @@ fn log(report: &Report, scope: &Scope, started: Instant) {
             .collect::<Vec<_>>()
             .join(","),
     };
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let ms = elapsed.as_secs_f64() * 1000.0;
     let room = scope.chat_id.as_deref().unwrap_or("-");
     let message_id = scope.message_id.as_deref().unwrap_or("-");
     match &report.outcome {
@@ -213,22 +235,64 @@ fn chat_of(event_type: &str, event: &Value) -> Option<String> {
     }
 }
 
-/// A message's sender, with the handle looked up among the participants.
-fn sender_of(event_type: &str, event: &Value, room: Option<&RoomInfo>) -> Option<Sender> {
+/// A message's sender, with the handle looked up among the room's participants.
+fn sender_of(event_type: &str, event: &Value, chat: Option<&Value>) -> Option<Sender> {
     if event_type != "message_created" {
         return None;
     }
     let id = text(event, "sender_id")?;
-    let known = room.and_then(|r| r.participants.iter().find(|p| p.id == id));
+    let known = chat
+        .and_then(|c| c.get("participants"))
+        .and_then(Value::as_array)
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p.get("id").and_then(Value::as_str) == Some(&id))
+        });
     Some(Sender {
         kind: text(event, "sender_type").unwrap_or_default(),
-        name: text(event, "sender_name").or_else(|| known.and_then(|p| p.name.clone())),
-        handle: known.and_then(|p| p.handle.clone()),
+        name: text(event, "sender_name").or_else(|| known.and_then(|p| text(p, "name"))),
+        handle: known.and_then(|p| text(p, "handle")),
         id,
     })
 }
 
-fn room_json(room: &RoomInfo) -> Value {
+/// One event as the engine takes it, and the scope its actions run in: the
+/// same for live events, workflow tests, `explain` and `replay`.
+pub fn event_input(
+    event_type: &str,
+    event: Value,
+    agent: Value,
+    chat: Option<Value>,
+    now: DateTime<Utc>,
+) -> (EventInput, Scope) {
+    let sender = sender_of(event_type, &event, chat.as_ref());
+    let scope = Scope {
+        chat_id: chat
+            .as_ref()
+            .and_then(|c| text(c, "id"))
+            .or_else(|| chat_of(event_type, &event)),
+        message_id: (event_type == "message_created")
+            .then(|| text(&event, "id"))
+            .flatten(),
+        sender: sender.clone(),
+        contact_request_id: event_type
+            .starts_with("contact_request")
+            .then(|| text(&event, "id"))
+            .flatten(),
+    };
+    let input = EventInput {
+        event_type: event_type.to_owned(),
+        event,
+        agent,
+        chat,
+        sender: sender.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+        now,
+    };
+    (input, scope)
+}
+
+/// A room as the rules see it (`chat` in templates).
+pub fn room_json(room: &RoomInfo) -> Value {
     json!({
         "id": room.id,
         "title": room.title,
