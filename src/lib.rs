@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod dryrun;
 pub mod engine;
 pub mod platform;
 pub mod runtime;

@@ -1,11 +1,28 @@
-//! The committed JSON Schema must be what the loader's types generate.
+//! The committed JSON Schemas must be what the loader's types generate.
 
 #[test]
 fn committed_schema_is_current() {
-    let generated =
-        serde_json::to_string_pretty(&switchboard::workflow::json_schema()).unwrap() + "\n";
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/workflow.schema.json");
+    check_current(
+        switchboard::workflow::json_schema(),
+        "workflow.schema.json",
+        "",
+    );
+}
+
+#[test]
+fn committed_test_schema_is_current() {
+    check_current(
+        switchboard::dryrun::spec::json_schema(),
+        "workflow-test.schema.json",
+        " --tests",
+    );
+}
+
+fn check_current(schema: serde_json::Value, name: &str, flag: &str) {
+    let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &generated).unwrap();
@@ -13,7 +30,7 @@ fn committed_schema_is_current() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == generated,
-        "schemas/workflow.schema.json is stale; regenerate it with\n  cargo run -- schema > schemas/workflow.schema.json"
+        "schemas/{name} is stale; regenerate it with\n  cargo run -- schema{flag} > schemas/{name}"
     );
 }
 
@@ -22,8 +39,15 @@ fn shipped_workflows_point_editors_at_the_schema() {
     for entry in std::fs::read_dir("workflows").unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        let schema = match name.ends_with(".test.yaml") {
+            true => "workflow-test.schema.json",
+            false => "workflow.schema.json",
+        };
         assert!(
-            text.starts_with("# yaml-language-server: $schema=../schemas/workflow.schema.json"),
+            text.starts_with(&format!(
+                "# yaml-language-server: $schema=../schemas/{schema}"
+            )),
             "{} lacks the schema comment",
             path.display()
         );

@@ -6,6 +6,7 @@ mod logging;
 mod run;
 mod sandbox;
 mod schema;
+mod test;
 
 use std::process::ExitCode;
 
@@ -45,8 +46,10 @@ enum Command {
     Run(run::RunArgs),
     /// Validate a workflows folder; lists every error with file:line:column.
     Check(check::CheckArgs),
-    /// Print the JSON Schema of the workflow format.
-    Schema,
+    /// Run the workflow tests (*.test.yaml) with no network; reports like `cargo test`.
+    Test(test::TestArgs),
+    /// Print the JSON Schema of the workflow format (--tests: of test files).
+    Schema(schema::SchemaArgs),
     /// Serve the platform emulator (agent API, human API, sockets) on localhost.
     Sandbox(sandbox::SandboxArgs),
 }
@@ -71,7 +74,8 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Check(args) => check::run(args),
-            Command::Schema => schema::run(),
+            Command::Test(args) => test::run(args).await,
+            Command::Schema(args) => schema::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
         }
     });

@@ -13,6 +13,7 @@ use super::action::{ActionFuture, Executor, RenderedAction, Scope};
 pub struct RecordingExecutor {
     done: Mutex<Vec<RenderedAction>>,
     fail: Mutex<Vec<(&'static str, String)>>,
+    results: Mutex<Vec<(&'static str, Value)>>,
 }
 
 impl RecordingExecutor {
@@ -24,6 +25,15 @@ impl RecordingExecutor {
     /// Makes every action named `name` fail with `message`.
     pub fn fail_on(&self, name: &'static str, message: &str) {
         self.lock_fail().push((name, message.to_owned()));
+    }
+
+    /// Makes every action named `name` answer `result` (what an `http`
+    /// call returned, say) instead of the made-up default.
+    pub fn respond_with(&self, name: &'static str, result: Value) {
+        self.results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, result));
     }
 
     /// The actions performed so far.
@@ -48,7 +58,11 @@ impl Executor for RecordingExecutor {
             let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
             done.push(action.clone());
             let n = done.len();
-            Ok(synthetic_result(action, n))
+            let given = self.results.lock().unwrap_or_else(|p| p.into_inner());
+            match given.iter().find(|(name, _)| *name == action.name()) {
+                Some((_, result)) => Ok(result.clone()),
+                None => Ok(synthetic_result(action, n)),
+            }
         })
     }
 }

@@ -103,7 +103,7 @@ fn operator_keys() -> &'static [String] {
 }
 
 /// Argument names of each action, from the schema's definitions.
-fn action_arg_keys(name: &str) -> &'static [String] {
+pub(crate) fn action_arg_keys(name: &str) -> &'static [String] {
     static K: OnceLock<HashMap<String, Vec<String>>> = OnceLock::new();
     let all = K.get_or_init(|| {
         let schema = schema::json_schema();

@@ -122,7 +122,8 @@ pub fn is_workflow(path: &Path) -> bool {
     yaml && !test && !name.starts_with('.')
 }
 
-fn read(path: &Path) -> Result<String, LoadError> {
+/// Reads a workflow-folder file: size-capped, UTF-8 checked, errors with a position.
+pub(crate) fn read(path: &Path) -> Result<String, LoadError> {
     let meta =
         std::fs::metadata(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
