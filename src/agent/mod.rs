@@ -14,6 +14,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::dryrun::explain::ExplainLog;
+use crate::dryrun::record::Recorder;
 use crate::engine::execute::RestExecutor;
 use crate::engine::state::StateError;
 use crate::engine::{Engine, StateStore};
@@ -44,6 +46,10 @@ pub struct AgentConfig {
     pub allow_http_hosts: Vec<String>,
     /// Reload when a workflow file changes (SIGHUP reloads either way).
     pub watch: bool,
+    /// Log each event's trace (every condition and what it saw).
+    pub explain: bool,
+    /// Append every handled event to this file (JSON lines, for `replay`).
+    pub record: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -78,6 +84,14 @@ pub enum AgentError {
     /// `/agent/me` failed.
     #[error("cannot identify the agent (GET /agent/me): {0}")]
     Me(#[source] ApiError),
+    /// The recording file cannot be opened.
+    #[error("cannot open {path} to record events: {source}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// The workflows folder cannot be watched.
     #[error("cannot watch {dir} for changes: {source}")]
     Watch {
@@ -139,6 +153,18 @@ impl Agent {
         let mut handler = RulesHandler::new(engine.clone(), executor, &me);
         if let Some(tx) = watch {
             handler = handler.with_sink(Arc::new(tx));
+        }
+        if config.explain {
+            handler = handler.with_sink(Arc::new(ExplainLog::new(engine.clone())));
+        }
+        if let Some(path) = &config.record {
+            let recorder = Recorder::open(path, handler.agent().clone()).map_err(|source| {
+                AgentError::Record {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            handler = handler.with_sink(recorder);
         }
         let handler = Arc::new(handler);
         let mut runtime_config =

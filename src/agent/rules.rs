@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::engine::action::{Executor, Scope, Sender};
-use crate::engine::run::ActionStatus;
 use crate::engine::{Engine, EventInput, Outcome as EngineOutcome, Report};
 use crate::platform::events::Event;
 use crate::platform::model::AgentMe;
@@ -185,25 +184,8 @@ fn is_rule_event(event: &Event) -> bool {
 
 /// One line per event: what matched, what ran, how it ended.
 fn log(report: &Report, scope: &Scope, elapsed: Duration) {
-    let actions: Vec<String> = report
-        .actions
-        .iter()
-        .map(|a| match a.status {
-            ActionStatus::Ok => a.name.to_owned(),
-            ActionStatus::Skipped => format!("{}(skipped)", a.name),
-            ActionStatus::Failed => format!("{}(failed)", a.name),
-        })
-        .collect();
-    let matched = match (report.matched.is_empty(), report.else_ran.is_empty()) {
-        (true, true) => "-".to_owned(),
-        _ => report
-            .matched
-            .iter()
-            .cloned()
-            .chain(report.else_ran.iter().map(|r| format!("{r}(else)")))
-            .collect::<Vec<_>>()
-            .join(","),
-    };
+    let matched = report.rules_summary();
+    let actions = report.actions_summary();
     let ms = elapsed.as_secs_f64() * 1000.0;
     let room = scope.chat_id.as_deref().unwrap_or("-");
     let message_id = scope.message_id.as_deref().unwrap_or("-");
@@ -214,11 +196,11 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
         ),
         EngineOutcome::Done => tracing::info!(
             event = %report.event_type, room, message_id, rules = %matched,
-            actions = %actions.join(","), ms = format!("{ms:.1}"), "handled"
+            actions = %actions, ms = format!("{ms:.1}"), "handled"
         ),
         EngineOutcome::Failed { reason } => tracing::warn!(
             event = %report.event_type, room, message_id, rules = %matched,
-            actions = %actions.join(","), ms = format!("{ms:.1}"), %reason, "failed"
+            actions = %actions, ms = format!("{ms:.1}"), %reason, "failed"
         ),
     }
 }

@@ -1,11 +1,11 @@
 //! `switchboard check`: load and compile a workflows folder, report every error.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::workflow;
+use crate::workflow::{self, Ruleset};
 
 /// Arguments of `switchboard check`.
 #[derive(Debug, Args)]
@@ -20,20 +20,28 @@ pub struct CheckArgs {
 
 /// Loads the folder; prints a summary or the errors.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    match workflow::load_dir(&args.dir) {
-        Ok(ruleset) => {
+    match load(&args.dir) {
+        Some(ruleset) => {
             println!("ok: {} rules in {}", ruleset.len(), args.dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        None => Ok(ExitCode::FAILURE),
+    }
+}
+
+/// Loads a workflows folder, or prints every error (and their count) to stderr.
+pub fn load(dir: &Path) -> Option<Ruleset> {
+    match workflow::load_dir(dir) {
+        Ok(ruleset) => Some(ruleset),
         Err(errors) => {
             eprint!("{errors}");
             eprintln!(
                 "\n{} error{} in {}",
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" },
-                args.dir.display()
+                dir.display()
             );
-            Ok(ExitCode::FAILURE)
+            None
         }
     }
 }

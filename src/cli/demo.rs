@@ -60,6 +60,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         allow_env: Vec::new(),
         allow_http_hosts: Vec::new(),
         watch: false,
+        explain: false,
+        record: None,
     };
     let agent = Agent::prepare(&config, Some(tx)).await?;
     let rules = agent.engine().ruleset();

@@ -2,7 +2,10 @@
 
 mod check;
 mod demo;
+mod explain;
+mod init;
 mod logging;
+mod replay;
 mod run;
 mod sandbox;
 mod schema;
@@ -46,8 +49,14 @@ enum Command {
     Run(run::RunArgs),
     /// Validate a workflows folder; lists every error with file:line:column.
     Check(check::CheckArgs),
+    /// Create a starter workflows folder: one rule, its tests, the schemas.
+    Init(init::InitArgs),
     /// Run the workflow tests (*.test.yaml) with no network; reports like `cargo test`.
     Test(test::TestArgs),
+    /// Show why the rules do what they do with one event: every condition, what it saw, the actions.
+    Explain(explain::ExplainArgs),
+    /// Run a recorded event stream (`run --record`) through the workflows, dry.
+    Replay(replay::ReplayArgs),
     /// Print the JSON Schema of the workflow format (--tests: of test files).
     Schema(schema::SchemaArgs),
     /// Serve the platform emulator (agent API, human API, sockets) on localhost.
@@ -58,6 +67,17 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Demo(_));
+    if matches!(
+        cli.command,
+        Command::Check(_)
+            | Command::Init(_)
+            | Command::Test(_)
+            | Command::Explain(_)
+            | Command::Replay(_)
+            | Command::Schema(_)
+    ) {
+        die_quietly_on_closed_pipe();
+    }
     logging::init(cli.log_format, cli.verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -74,7 +94,10 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Check(args) => check::run(args),
+            Command::Init(args) => init::run(args),
             Command::Test(args) => test::run(args).await,
+            Command::Explain(args) => explain::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
             Command::Schema(args) => schema::run(args),
             Command::Sandbox(args) => sandbox::run(args).await,
         }
@@ -85,5 +108,17 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Commands that print and exit (`explain ... | head`) end silently when the
+/// reader goes away, like other Unix tools, instead of panicking in `println!`.
+/// Not for `run` and `sandbox`: they own sockets and must never die of SIGPIPE.
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // is started; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -59,6 +59,14 @@ pub struct RunArgs {
     /// Do not reload when workflow files change (SIGHUP still reloads).
     #[arg(long)]
     no_watch: bool,
+
+    /// Log every event's trace: each rule's conditions, what they saw, the actions.
+    #[arg(long)]
+    explain: bool,
+
+    /// Append every handled event to FILE (JSON lines) for `switchboard replay`.
+    #[arg(long, value_name = "FILE.jsonl")]
+    record: Option<PathBuf>,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -76,6 +84,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         allow_env: args.allow_env,
         allow_http_hosts: args.allow_http_hosts,
         watch: !args.no_watch,
+        explain: args.explain,
+        record: args.record,
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

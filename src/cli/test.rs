@@ -11,7 +11,6 @@ use clap::Args;
 
 use crate::dryrun::spec::{load_test_file, test_files};
 use crate::dryrun::suite::{run_file, CaseResult};
-use crate::workflow;
 
 /// Arguments of `switchboard test`.
 #[derive(Debug, Args)]
@@ -46,18 +45,9 @@ pub struct TestArgs {
 /// Runs the tests; exit 1 when any fails or a file does not load.
 pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let ruleset = match workflow::load_dir(&args.dir) {
-        Ok(r) => Arc::new(r),
-        Err(errors) => {
-            eprint!("{errors}");
-            eprintln!(
-                "\nthe workflows in {} do not load ({} error{}); no test ran",
-                args.dir.display(),
-                errors.len(),
-                plural(errors.len())
-            );
-            return Ok(ExitCode::FAILURE);
-        }
+    let Some(ruleset) = super::check::load(&args.dir).map(Arc::new) else {
+        eprintln!("no test ran: the workflows must load first");
+        return Ok(ExitCode::FAILURE);
     };
     let files = match test_files(&args.dir) {
         Ok(f) => f,

@@ -117,3 +117,33 @@ pub fn short(v: &Value) -> String {
     let cut: String = s.chars().take(SAW_WIDTH - 1).collect();
     format!("{cut}…")
 }
+
+/// `run --explain`: logs each handled event's trace.
+pub struct ExplainLog {
+    engine: std::sync::Arc<crate::engine::Engine>,
+}
+
+impl ExplainLog {
+    /// Explains against `engine`'s current rules (to name rules a `stop` skipped).
+    pub fn new(engine: std::sync::Arc<crate::engine::Engine>) -> Self {
+        ExplainLog { engine }
+    }
+}
+
+impl crate::agent::rules::Sink for ExplainLog {
+    fn handled(&self, h: &crate::agent::rules::Handled) {
+        if h.report.trace.is_empty() {
+            return;
+        }
+        let ruleset = self.engine.ruleset();
+        let trace = explain(&h.report, Some(&ruleset));
+        let message_id = h.event.get("id").and_then(Value::as_str).unwrap_or("-");
+        tracing::info!(
+            event = %h.event_type,
+            room = h.room.as_deref().unwrap_or("-"),
+            message_id,
+            "explain\n{}",
+            trace.trim_end()
+        );
+    }
+}

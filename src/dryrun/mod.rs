@@ -3,5 +3,6 @@
 //! as text, [`explain`]), and `replay` / `run --record` ([`record`]).
 
 pub mod explain;
+pub mod record;
 pub mod spec;
 pub mod suite;

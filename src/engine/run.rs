@@ -123,6 +123,32 @@ pub struct Report {
 }
 
 impl Report {
+    /// The rules that ran, for one-line summaries: `faq/hours,contacts/x(else)`, or `-`.
+    pub fn rules_summary(&self) -> String {
+        if self.matched.is_empty() && self.else_ran.is_empty() {
+            return "-".to_owned();
+        }
+        self.matched
+            .iter()
+            .cloned()
+            .chain(self.else_ran.iter().map(|r| format!("{r}(else)")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The actions, for one-line summaries: `add_participant(failed),reply`.
+    pub fn actions_summary(&self) -> String {
+        self.actions
+            .iter()
+            .map(|a| match a.status {
+                ActionStatus::Ok => a.name.to_owned(),
+                ActionStatus::Skipped => format!("{}(skipped)", a.name),
+                ActionStatus::Failed => format!("{}(failed)", a.name),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     fn new(event_type: &str) -> Self {
         Report {
             event_type: event_type.to_owned(),

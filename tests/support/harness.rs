@@ -63,6 +63,8 @@ impl Harness {
             allow_env: Vec::new(),
             allow_http_hosts,
             watch,
+            explain: false,
+            record: None,
         };
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         let agent = Agent::prepare(&config, Some(tx))
