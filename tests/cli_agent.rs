@@ -491,3 +491,81 @@ async fn sighup_reloads_a_run_with_no_watch() {
     );
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_records_and_explains_and_replay_reads_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("events.jsonl");
+    let session = ask_opening_hours(&["--explain", "--record", recording.to_str().unwrap()]).await;
+    let lines: Vec<String> = session.stderr.iter().map(|l| strip_ansi(l)).collect();
+    let logs = lines.join("\n");
+    // The trace of the question: the matching rule with what its regex saw.
+    let at = lines
+        .iter()
+        .position(|l| l.contains("explain") && l.contains(&session.question))
+        .unwrap_or_else(|| panic!("no explain line for the question:\n{logs}"));
+    let trace = lines[at + 1..].join("\n");
+    assert!(trace.contains("  ✓ faq/opening-hours: matched"), "{trace}");
+    assert!(
+        trace.contains(" What are your opening hours?\")"),
+        "{trace}"
+    );
+    assert!(trace.contains("→ reply {\"text\":\"We're open"), "{trace}");
+
+    // The recording has the question with its room and our identity.
+    let recorded = std::fs::read_to_string(&recording).unwrap();
+    let events: Vec<Value> = recorded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let question = events
+        .iter()
+        .find(|e| e["type"] == "message_created" && e["payload"]["id"] == session.question.as_str())
+        .unwrap_or_else(|| panic!("the question was not recorded:\n{recorded}"));
+    assert_eq!(question["chat"]["title"], "Support", "{question}");
+    assert_eq!(
+        question["agent"]["handle"], "alice/triage-bot",
+        "{question}"
+    );
+    assert!(question["now"].is_string(), "{question}");
+
+    // Replayed on the shipped workflows: the same rule and action, nothing sent.
+    let out = output_within(
+        switchboard()
+            .args(["replay", "--events"])
+            .arg(&recording)
+            .arg(workflows_dir()),
+        QUICK,
+    )
+    .await;
+    let replayed = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{replayed}");
+    assert!(
+        replayed
+            .lines()
+            .any(|l| l.contains(&format!("message={}", session.question))
+                && l.contains("rules=faq/opening-hours actions=reply")),
+        "{replayed}"
+    );
+    // Replayed without the FAQ: the escalation counter would have taken it.
+    let changed = tempfile::tempdir().unwrap();
+    for name in ["contacts.yaml", "triage.yaml", "escalation.yaml"] {
+        std::fs::copy(workflows_dir().join(name), changed.path().join(name)).unwrap();
+    }
+    let out = output_within(
+        switchboard()
+            .args(["replay", "--events"])
+            .arg(&recording)
+            .arg(changed.path()),
+        QUICK,
+    )
+    .await;
+    let replayed = text(&out.stdout);
+    assert!(
+        replayed
+            .lines()
+            .any(|l| l.contains(&format!("message={}", session.question))
+                && l.contains("rules=escalation/count-unanswered actions=incr,post_event")),
+        "{replayed}"
+    );
+}

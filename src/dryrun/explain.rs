@@ -138,12 +138,14 @@ impl crate::agent::rules::Sink for ExplainLog {
         let ruleset = self.engine.ruleset();
         let trace = explain(&h.report, Some(&ruleset));
         let message_id = h.event.get("id").and_then(Value::as_str).unwrap_or("-");
+        // The trace last, from a new line: text logs stay readable and JSON
+        // logs keep it as one field.
         tracing::info!(
             event = %h.event_type,
             room = h.room.as_deref().unwrap_or("-"),
             message_id,
-            "explain\n{}",
-            trace.trim_end()
+            trace = %format!("\n{}", trace.trim_end()),
+            "explain"
         );
     }
 }

@@ -25,7 +25,7 @@ pub struct RecordedEvent {
     pub kind: String,
     /// The payload as received.
     #[serde(default)]
-    pub payload: Value,
+    pub payload: Map<String, Value>,
     /// The room as the rules saw it (id, title, participants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<Value>,
@@ -59,7 +59,7 @@ impl RecordedEvent {
             .unwrap_or_else(|| Value::Object(default_agent()));
         let (input, scope) = event_input(
             &self.kind,
-            self.payload.clone(),
+            Value::Object(self.payload.clone()),
             agent,
             self.chat.clone(),
             now,
@@ -96,7 +96,7 @@ impl Sink for Recorder {
     fn handled(&self, h: &Handled) {
         let line = RecordedEvent {
             kind: h.event_type.clone(),
-            payload: h.event.clone(),
+            payload: h.event.as_object().cloned().unwrap_or_default(),
             chat: h.chat.clone(),
             agent: Some(self.agent.clone()),
             now: Some(h.now),

@@ -1,0 +1,362 @@
+//! The dry-run subcommands as processes, with no network: `test` passes on
+//! the shipped workflows and fails with a diff when a workflow changes,
+//! `explain` shows every condition and action, `replay` runs a recording on
+//! one state, `init` writes a folder that passes its own tests.
+
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use cli::{output_within, switchboard};
+use serde_json::Value;
+
+/// Bound for one dry-run command.
+const QUICK: Duration = Duration::from_secs(20);
+
+fn workflows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+async fn run(args: &[&str]) -> Output {
+    output_within(switchboard().args(args), QUICK).await
+}
+
+/// A copy of the shipped workflows and their tests.
+fn shipped_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(workflows_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn test_passes_on_the_shipped_workflows() {
+    let out = run(&["test", "workflows"]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let results: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("test ") && l.contains(" ... "))
+        .collect();
+    // Every shipped workflow has tests, and each one passed.
+    for stem in ["contacts", "escalation", "faq", "triage"] {
+        assert!(
+            results
+                .iter()
+                .any(|l| l.starts_with(&format!("test {stem}: "))),
+            "no test of {stem}.yaml ran:\n{text}"
+        );
+    }
+    assert!(results.iter().all(|l| l.ends_with("... ok")), "{text}");
+    let summary = text.lines().last().unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "test result: ok. {} passed, 0 failed",
+            results.len()
+        )),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_workflow_fails_its_test_with_a_diff_and_the_trace() {
+    let dir = shipped_copy();
+    let faq = dir.path().join("faq.yaml");
+    let text = std::fs::read_to_string(&faq).unwrap();
+    std::fs::write(&faq, text.replace("Monday to Friday", "Tuesday to Friday")).unwrap();
+    // and the shipping rule no longer matches "tracking"
+    let text = std::fs::read_to_string(&faq).unwrap();
+    std::fs::write(&faq, text.replace("delivery|tracking", "delivery")).unwrap();
+
+    let out = run(&["test", dir.path().to_str().unwrap()]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("test faq: opening hours are answered ... FAILED"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test faq: a password question gets the reset steps ... ok"),
+        "{text}"
+    );
+    // The reply's diff: expected text minus, rendered text plus.
+    assert!(
+        text.contains(
+            "  - reply {\"text\":\"We're open Monday to Friday, 9:00 to 17:00 CET, and on Saturdays until noon.\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  + reply {\"text\":\"We're open Tuesday to Friday, 9:00 to 17:00 CET, and on Saturdays until noon.\"}"
+        ),
+        "{text}"
+    );
+    // The shipping test: the rule that was expected, then why it did not match.
+    let block = text
+        .split("---- ")
+        .find(|b| b.starts_with("faq: shipping questions match case-insensitively"))
+        .unwrap_or_else(|| panic!("no failure block for the shipping test:\n{text}"));
+    assert!(block.contains("  - faq/shipping"), "{block}");
+    assert!(block.contains("+ escalation/count-unanswered"), "{block}");
+    assert!(
+        block.contains("✗ event.content matches \"(?i)\\\\b(shipping|delivery)\\\\b\"  (saw \"Where is my TRACKING number?\")"),
+        "{block}"
+    );
+    let summary = text.lines().last().unwrap();
+    let total = text
+        .lines()
+        .filter(|l| l.starts_with("test ") && l.contains(" ... "))
+        .count();
+    assert!(
+        summary.starts_with(&format!(
+            "test result: FAILED. {} passed, 2 failed",
+            total - 2
+        )),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn sequences_check_state_and_a_wrong_count_fails() {
+    let dir = shipped_copy();
+    let tests = dir.path().join("escalation.test.yaml");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    // The second of three unanswered questions does not leave the count at 3.
+    std::fs::write(
+        &tests,
+        text.replacen(
+            "- state: { \"unanswered:r1\": 2 }",
+            "- state: { \"unanswered:r1\": 3 }",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap(), "--filter", "third"]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("event 2 of 3 (message_created):"), "{text}");
+    assert!(
+        text.contains("state differs (- expected, + got):"),
+        "{text}"
+    );
+    assert!(text.contains("  - unanswered:r1: 3"), "{text}");
+    assert!(text.contains("  + unanswered:r1: 2"), "{text}");
+    assert!(text.contains("filtered out"), "{text}");
+}
+
+#[tokio::test]
+async fn a_broken_test_file_is_reported_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        workflows_dir().join("faq.yaml"),
+        dir.path().join("faq.yaml"),
+    )
+    .unwrap();
+    let file = dir.path().join("faq.test.yaml");
+    std::fs::write(
+        &file,
+        "tests:\n  - name: typo\n    event: { type: message_created }\n    expect:\n      actions:\n        - replay: hi\n",
+    )
+    .unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: unknown action `replay`"), "{err}");
+    assert!(
+        err.contains(&format!("--> {}:6:11", file.display())),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `reply`?"), "{err}");
+    assert!(
+        stdout(&out).contains("1 test file did not load"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+fn write_event(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("event.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const REFUND: &str = "type: message_created\n\
+payload: { id: m1, chat_room_id: r1, content: \"I was charged twice\", sender_id: u-bob, sender_type: User, sender_name: Bob }\n\
+chat: { id: r1, title: Support, participants: [ { id: u-bob, handle: bob, name: Bob, type: User } ] }\n";
+
+#[tokio::test]
+async fn explain_shows_every_rule_condition_and_action() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = write_event(dir.path(), REFUND);
+    let out = run(&["explain", "--event", event.to_str().unwrap(), "workflows"]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for line in [
+        "message_created event in room r1 from Bob: 6 rules listening",
+        "  ✗ faq/opening-hours: not matched",
+        "      ✓ event.sender_type equals \"User\"  (saw \"User\")",
+        "      ✗ event.content matches \"(?i)\\\\b(opening hours|when are you open|office hours)\\\\b\"  (saw \"I was charged twice\")",
+        "  ✓ triage/refunds-to-billing: matched",
+        "      → add_participant {\"handle\":\"alice/billing-agent\"}",
+        "      → reply {\"text\":\"I've asked alice/billing-agent to help you with this.\",\"mentions\":[\"u-bob\",\"alice/billing-agent\"]}",
+        "  · escalation/count-unanswered: not reached (ended by triage/refunds-to-billing)",
+        "  outcome: done",
+        "(dry run: nothing was sent)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line `{line}` in:\n{text}");
+    }
+
+    let out = run(&[
+        "explain",
+        "--event",
+        event.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
+    .await;
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["matched"],
+        serde_json::json!(["triage/refunds-to-billing"])
+    );
+    assert_eq!(
+        report["actions"][1]["action"]["reply"]["mentions"][1],
+        "alice/billing-agent"
+    );
+    assert_eq!(report["trace"][0]["conditions"][1]["passed"], false);
+}
+
+#[tokio::test]
+async fn explain_exits_1_when_the_event_would_fail_and_names_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf");
+    std::fs::create_dir(&wf).unwrap();
+    std::fs::write(
+        wf.join("strict.yaml"),
+        "version: 1\nrules:\n  - name: no-refunds\n    on: message_created\n    if:\n      - event.content: { contains: charged }\n    do:\n      - fail: \"refunds are handled by phone\"\n",
+    )
+    .unwrap();
+    let event = write_event(dir.path(), REFUND);
+    let out = run(&[
+        "explain",
+        "-e",
+        event.to_str().unwrap(),
+        wf.to_str().unwrap(),
+    ])
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("  outcome: failed: strict/no-refunds: refunds are handled by phone"),
+        "{text}"
+    );
+
+    std::fs::write(&event, "type: message_created\npayload: [not, a, map]\n").unwrap();
+    let out = run(&["explain", "-e", event.to_str().unwrap(), "workflows"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not an event"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn replay_runs_a_recording_on_one_state_and_skips_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let chat = r#"{"id":"r1","title":"Support","participants":[{"id":"u-dave","handle":"dave","name":"Dave","type":"User"}]}"#;
+    let line = |id: &str, content: &str, at: &str| {
+        format!(
+            r#"{{"type":"message_created","payload":{{"id":"{id}","chat_room_id":"r1","content":"{content}","sender_id":"u-dave","sender_type":"User","sender_name":"Dave"}},"chat":{chat},"now":"{at}"}}"#
+        )
+    };
+    let recording = [
+        line("m1", "is the moon made of cheese?", "2026-01-05T09:00:00Z"),
+        line("m2", "what are your opening hours?", "2026-01-05T09:01:00Z"),
+        "{ this is not json".to_owned(),
+        line("m3", "why is the sky blue?", "2026-01-05T09:02:00Z"),
+        String::new(),
+        line("m4", "and the sea?", "2026-01-05T09:03:00Z"),
+    ]
+    .join("\n");
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, recording).unwrap();
+
+    let out = run(&["replay", "--events", file.to_str().unwrap(), "workflows"]).await;
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a bad line makes exit 1:\n{text}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("line 1: 2026-01-05T09:00:00+00:00 message_created room=r1 message=m1 rules=escalation/count-unanswered actions=incr,post_event,"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("message=m2 rules=faq/opening-hours actions=reply"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with("line 3: skipped, not a recorded event"),
+        "{text}"
+    );
+    // The count carried over from line 1: the third unanswered one calls carol.
+    assert!(
+        lines[4].starts_with("line 6:")
+            && lines[4].contains("actions=incr,post_event(skipped),add_participant,reply,unset"),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 events replayed: 4 matched a rule, ")
+            && text.contains("1 unreadable lines"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn init_writes_a_folder_that_passes_its_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("bot");
+    let out = run(&["init", wf.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let hello = std::fs::read_to_string(wf.join("hello.yaml")).unwrap();
+    let first = hello.lines().next().unwrap();
+    let schema = first
+        .strip_prefix("# yaml-language-server: $schema=")
+        .expect("the schema comment comes first");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(wf.join(schema)).unwrap()).unwrap();
+    assert_eq!(schema, switchboard::workflow::json_schema());
+
+    let out = run(&["test", wf.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 passed, 0 failed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["check", wf.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // A second init leaves the user's edits alone.
+    std::fs::write(wf.join("hello.yaml"), "# mine\n").unwrap();
+    let out = run(&["init", wf.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(wf.join("hello.yaml")).unwrap(),
+        "# mine\n"
+    );
+}
