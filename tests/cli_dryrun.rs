@@ -303,7 +303,7 @@ async fn replay_runs_a_recording_on_one_state_and_skips_bad_lines() {
     );
     let lines: Vec<&str> = text.lines().collect();
     assert!(
-        lines[0].starts_with("line 1: 2026-01-05T09:00:00+00:00 message_created room=r1 message=m1 rules=escalation/count-unanswered actions=incr,post_event,"),
+        lines[0].starts_with("line 1: 2026-01-05T09:00:00Z message_created room=r1 message=m1 rules=escalation/count-unanswered actions=incr,post_event,"),
         "{text}"
     );
     assert!(

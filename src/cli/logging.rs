@@ -11,11 +11,23 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` overrides the verbosity flags;
-/// `quiet` (the demo, whose transcript is its output) starts at warnings.
-pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
+/// How much a command logs when no `-v` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quiet {
+    /// Everything from info up (the agent, the sandbox).
+    No,
+    /// Warnings and errors (the demo, whose transcript is its output).
+    Warnings,
+    /// Errors only (dry runs: the workflows' own `log` lines and the
+    /// failures a test provokes on purpose are part of the result, not news).
+    Errors,
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides the verbosity flags.
+pub fn init(format: LogFormat, verbose: u8, quiet: Quiet) {
     let default = match verbose {
-        0 if quiet => "warn",
+        0 if quiet == Quiet::Warnings => "warn",
+        0 if quiet == Quiet::Errors => "error",
         0 => "info",
         1 => "debug",
         _ => "trace",

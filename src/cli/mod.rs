@@ -66,7 +66,11 @@ enum Command {
 /// Runs the CLI and turns errors into an exit code with a readable message.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Demo(_));
+    let quiet = match cli.command {
+        Command::Demo(_) => logging::Quiet::Warnings,
+        Command::Test(_) | Command::Explain(_) | Command::Replay(_) => logging::Quiet::Errors,
+        _ => logging::Quiet::No,
+    };
     if matches!(
         cli.command,
         Command::Check(_)

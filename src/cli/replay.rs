@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::dryrun::explain::explain;
 use crate::dryrun::record::{read_lines, Line};
+use crate::engine::run::ActionStatus;
 use crate::engine::{Engine, Outcome, RecordingExecutor, StateStore};
 
 /// Arguments of `switchboard replay`.
@@ -65,7 +66,11 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         let report = event.run(&engine, &executor).await;
         events += 1;
         matched += usize::from(!report.matched.is_empty() || !report.else_ran.is_empty());
-        actions += report.actions.len();
+        actions += report
+            .actions
+            .iter()
+            .filter(|a| a.status != ActionStatus::Skipped)
+            .count();
         let room = event
             .chat
             .as_ref()
@@ -85,7 +90,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 format!(" FAILED: {reason}")
             }
         };
-        let at = event.now.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let at = event
+            .now
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_default();
         println!(
             "line {n}: {at} {} room={room} message={message} rules={} actions={}{end}",
             event.kind,
