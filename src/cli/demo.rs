@@ -60,6 +60,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         allow_env: Vec::new(),
         allow_http_hosts: Vec::new(),
         watch: false,
+        metrics_addr: None,
     };
     let agent = Agent::prepare(&config, Some(tx)).await?;
     let rules = agent.engine().ruleset();

@@ -1,5 +1,6 @@
 //! `switchboard run`: the agent, on the real platform or the sandbox.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,6 +60,11 @@ pub struct RunArgs {
     /// Do not reload when workflow files change (SIGHUP still reloads).
     #[arg(long)]
     no_watch: bool,
+
+    /// Serve Prometheus metrics (/metrics) and a health check (/healthz) on
+    /// this address, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "BAND_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -76,6 +82,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         allow_env: args.allow_env,
         allow_http_hosts: args.allow_http_hosts,
         watch: !args.no_watch,
+        metrics_addr: args.metrics_addr,
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

@@ -63,6 +63,7 @@ impl Harness {
             allow_env: Vec::new(),
             allow_http_hosts,
             watch,
+            metrics_addr: None,
         };
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         let agent = Agent::prepare(&config, Some(tx))
