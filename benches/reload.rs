@@ -95,7 +95,7 @@ fn save_to_effective(c: &mut Criterion) {
         engine.clone(),
         dir.path().to_owned(),
         true,
-        None,
+        Vec::new(),
         Box::new(|| {}),
     )
     .unwrap();

@@ -8,4 +8,5 @@ pub mod engine;
 pub mod platform;
 pub mod runtime;
 pub mod sandbox;
+pub mod telemetry;
 pub mod workflow;

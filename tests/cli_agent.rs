@@ -12,10 +12,11 @@ mod cli;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cli::{output_within, strip_ansi, switchboard, Running};
+use cli::{output_within, run_command, strip_ansi, switchboard, Running};
+use seeded::seeded_sandbox;
 use serde_json::Value;
 use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
+use switchboard::platform::rest::{HumanApi, HumanMessageQuery};
 use switchboard::sandbox::{default_seed, RunningSandbox};
 
 /// Bound for commands that only read files.
@@ -229,37 +230,6 @@ struct Session {
     question: String,
     /// Every stderr line of the process.
     stderr: Vec<String>,
-}
-
-/// A sandbox on the example seed, bob, the Support room and the triage bot's id.
-async fn seeded_sandbox() -> (RunningSandbox, HumanApi, String, String) {
-    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
-        .await
-        .unwrap();
-    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-    let room = seeded::support_room(&bob).await;
-    let bot = bob
-        .list_participants(&room)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
-        .expect("the triage bot is in the Support room")
-        .id;
-    (sb, bob, room, bot)
-}
-
-/// `switchboard run` as the triage bot on `workflows`, against `sb`.
-fn run_command(sb: &RunningSandbox, workflows: &Path) -> tokio::process::Command {
-    let mut cmd = switchboard();
-    cmd.arg("run")
-        .arg("--workflows")
-        .arg(workflows)
-        .args(["--api-key", "triage-key", "--rest-url"])
-        .arg(sb.rest_url())
-        .arg("--ws-url")
-        .arg(sb.ws_url());
-    cmd
 }
 
 /// Runs the agent as a process on the shipped workflows, asks the triage bot

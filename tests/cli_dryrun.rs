@@ -3,8 +3,6 @@
 //! `explain` shows every condition and action, `replay` runs a recording on
 //! one state, `init` writes a folder that passes its own tests.
 
-// Only the one-shot helpers are used here.
-#[allow(dead_code)]
 #[path = "support/cli.rs"]
 mod cli;
 

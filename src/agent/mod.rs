@@ -8,19 +8,23 @@ pub mod rules;
 pub mod schedule;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
+use crate::engine::action::Executor;
 use crate::engine::execute::RestExecutor;
 use crate::engine::state::StateError;
 use crate::engine::{Engine, StateStore};
 use crate::platform::rest::{AgentApi, ApiError, BuildError, RestConfig};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
+use crate::telemetry::{self, Telemetry, TimedExecutor};
 use crate::workflow::{self, LoadErrors};
 
 pub use rules::{Handled, RulesHandler};
@@ -50,6 +54,8 @@ pub struct AgentConfig {
     pub explain: bool,
     /// Append every handled event to this file (JSON lines, for `replay`).
     pub record: Option<PathBuf>,
+    /// Serve `/metrics` and `/healthz` on this address, when given.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -60,6 +66,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("api_key", &"<redacted>")
             .field("agent_id", &self.agent_id)
             .field("workflows", &self.workflows)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +107,14 @@ pub enum AgentError {
         /// Cause.
         source: notify::Error,
     },
+    /// The metrics address cannot be listened on (taken, not local, ...).
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
     /// The runtime stopped with an error.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -112,7 +127,9 @@ pub struct Agent {
     handler: Arc<RulesHandler>,
     workflows: PathBuf,
     watch: bool,
-    reloads: Option<mpsc::UnboundedSender<reload::ReloadReport>>,
+    reloads: Vec<Arc<dyn reload::Listener>>,
+    /// The bound metrics listener and what it serves, until `run_until` starts it.
+    metrics: Option<(TcpListener, Arc<Telemetry>)>,
 }
 
 impl Agent {
@@ -133,6 +150,18 @@ impl Agent {
             dir = %config.workflows.display(),
             "workflows loaded"
         );
+        let metrics = match config.metrics_addr {
+            None => None,
+            Some(addr) => {
+                let listener = telemetry::server::bind(addr)
+                    .await
+                    .map_err(|source| AgentError::Metrics { addr, source })?;
+                let bound = listener.local_addr().unwrap_or(addr);
+                tracing::info!(addr = %bound, "metrics listening");
+                Some((listener, Arc::new(Telemetry::new(ruleset.len()))))
+            }
+        };
+        let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
         let state = match &config.state_file {
             Some(path) => StateStore::open(path)?,
             None => StateStore::in_memory(),
@@ -149,7 +178,11 @@ impl Agent {
         let engine = Arc::new(Engine::new(Arc::new(ruleset), Arc::new(state)).with_env(env));
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
         let me = api.me().await.map_err(AgentError::Me)?;
-        let executor = Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()));
+        let mut executor: Arc<dyn Executor> =
+            Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()));
+        if let Some(t) = &telemetry {
+            executor = Arc::new(TimedExecutor::new(executor, t.clone()));
+        }
         let mut handler = RulesHandler::new(engine.clone(), executor, &me);
         if let Some(tx) = watch {
             handler = handler.with_sink(Arc::new(tx));
@@ -166,10 +199,18 @@ impl Agent {
             })?;
             handler = handler.with_sink(recorder);
         }
+        if let Some(t) = &telemetry {
+            handler = handler.with_sink(t.clone());
+        }
         let handler = Arc::new(handler);
         let mut runtime_config =
             RuntimeConfig::new(&config.rest_url, &config.ws_url, &config.api_key);
         runtime_config.expected_agent_id = config.agent_id.clone();
+        let mut reloads: Vec<Arc<dyn reload::Listener>> = Vec::new();
+        if let Some(t) = telemetry {
+            runtime_config.observer = Some(t.clone());
+            reloads.push(t);
+        }
         let runtime = Runtime::new(runtime_config, handler.clone());
         Ok(Agent {
             runtime,
@@ -177,13 +218,14 @@ impl Agent {
             handler,
             workflows: config.workflows.clone(),
             watch: config.watch,
-            reloads: None,
+            reloads,
+            metrics,
         })
     }
 
     /// Also sends a report of every reload to `tx`.
     pub fn with_reload_reports(mut self, tx: mpsc::UnboundedSender<reload::ReloadReport>) -> Self {
-        self.reloads = Some(tx);
+        self.reloads.push(Arc::new(tx));
         self
     }
 
@@ -216,7 +258,17 @@ impl Agent {
             dir: self.workflows.clone(),
             source: e,
         })?;
+        let server = self.metrics.map(|(listener, telemetry)| {
+            tokio::spawn(async move {
+                if let Err(e) = telemetry::server::serve(listener, telemetry).await {
+                    tracing::error!(error = %e, "metrics server stopped");
+                }
+            })
+        });
         let result = self.runtime.run_until(stop).await;
+        if let Some(server) = server {
+            server.abort();
+        }
         reloader.abort();
         timers.stop();
         Ok(result?)

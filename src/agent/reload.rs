@@ -139,13 +139,26 @@ fn log(report: &ReloadReport, dir: &Path) {
 /// Called after a successful swap (e.g. to restart schedule timers).
 pub type AfterSwap = Box<dyn Fn() + Send + Sync>;
 
+/// Something told about every reload: tests (through a channel), metrics.
+pub trait Listener: Send + Sync {
+    /// Called once per reload, after the swap (or the refusal).
+    fn reloaded(&self, report: &ReloadReport);
+}
+
+impl Listener for mpsc::UnboundedSender<ReloadReport> {
+    fn reloaded(&self, report: &ReloadReport) {
+        // The receiver going away (a finished test) is no error for the agent.
+        let _ = self.send(report.clone());
+    }
+}
+
 /// Starts the reload task: folder changes (when `watch`) and SIGHUP trigger
-/// a reload; each report also goes to `reports`.
+/// a reload; each report also goes to every listener.
 pub fn spawn(
     engine: Arc<Engine>,
     dir: PathBuf,
     watch: bool,
-    reports: Option<mpsc::UnboundedSender<ReloadReport>>,
+    listeners: Vec<Arc<dyn Listener>>,
     after_swap: AfterSwap,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut changes) = mpsc::unbounded_channel::<()>();
@@ -193,8 +206,8 @@ pub fn spawn(
             if matches!(report.outcome, ReloadOutcome::Reloaded { .. }) {
                 after_swap();
             }
-            if let Some(tx) = &reports {
-                let _ = tx.send(report);
+            for listener in &listeners {
+                listener.reloaded(&report);
             }
         }
     }))

@@ -62,6 +62,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         watch: false,
         explain: false,
         record: None,
+        metrics_addr: None,
     };
     let agent = Agent::prepare(&config, Some(tx)).await?;
     let rules = agent.engine().ruleset();

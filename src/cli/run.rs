@@ -1,5 +1,6 @@
 //! `switchboard run`: the agent, on the real platform or the sandbox.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -67,6 +68,10 @@ pub struct RunArgs {
     /// Append every handled event to FILE (JSON lines) for `switchboard replay`.
     #[arg(long, value_name = "FILE.jsonl")]
     record: Option<PathBuf>,
+    /// Serve Prometheus metrics (/metrics) and a health check (/healthz) on
+    /// this address, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "BAND_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -86,6 +91,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         watch: !args.no_watch,
         explain: args.explain,
         record: args.record,
+        metrics_addr: args.metrics_addr,
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

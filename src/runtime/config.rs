@@ -1,10 +1,13 @@
 //! What the runtime needs to reach the platform, and its tunables.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::platform::rest::RestConfig;
 use crate::platform::socket::SocketConfig;
+
+use super::Observer;
 
 /// How to reach the platform and how patient to be.
 #[derive(Clone)]
@@ -17,6 +20,8 @@ pub struct RuntimeConfig {
     pub expected_agent_id: Option<String>,
     /// Knobs with sane defaults.
     pub tunables: Tunables,
+    /// Told about socket and lifecycle changes (metrics), when set.
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl RuntimeConfig {
@@ -33,6 +38,7 @@ impl RuntimeConfig {
             socket: SocketConfig::new(ws_url, key),
             expected_agent_id: None,
             tunables: Tunables::default(),
+            observer: None,
         }
     }
 }
@@ -45,6 +51,7 @@ impl fmt::Debug for RuntimeConfig {
             .field("socket", &self.socket)
             .field("expected_agent_id", &self.expected_agent_id)
             .field("tunables", &self.tunables)
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::config::Tunables;
 use super::dedupe::Completed;
 use super::handler::{Delivery, Handler, Outcome, RoomInfo};
+use super::observer::{Mark, Observer};
 use crate::platform::events::Event;
 use crate::platform::model::ChatMessage;
 use crate::platform::rest::AgentApi;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) completed: Completed,
     /// Knobs.
     pub(crate) tunables: Tunables,
+    /// Told about lifecycle marks and the socket (a no-op when nobody watches).
+    pub(crate) observer: Arc<dyn Observer>,
 }
 
 /// Why a message is not handled.
@@ -90,7 +93,12 @@ pub(crate) async fn process_message(
         return MessageResult::Skipped(skip);
     }
     let started = Instant::now();
-    match shared.api.mark_processing(&room.id, &msg.id).await {
+    let claim = shared.api.mark_processing(&room.id, &msg.id).await;
+    // A 204 (room stopped) is an answer, not a failed POST.
+    shared
+        .observer
+        .lifecycle_mark(Mark::Processing, claim.is_ok());
+    match claim {
         Ok(Some(_)) => {}
         Ok(None) => {
             tracing::info!(room = %room.id, message_id = %msg.id, "room execution is stopped; message left for later");
@@ -113,14 +121,17 @@ pub(crate) async fn process_message(
     shared.completed.insert(&msg_id);
     let acked = match &outcome {
         Outcome::Done => ack_processed(shared, &room_id, &msg_id).await,
-        Outcome::Failed { reason } => match shared.api.mark_failed(&room_id, &msg_id, reason).await
-        {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::warn!(room = %room_id, message_id = %msg_id, error = %e, "cannot mark message failed");
-                false
+        Outcome::Failed { reason } => {
+            let marked = shared.api.mark_failed(&room_id, &msg_id, reason).await;
+            shared.observer.lifecycle_mark(Mark::Failed, marked.is_ok());
+            match marked {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(room = %room_id, message_id = %msg_id, error = %e, "cannot mark message failed");
+                    false
+                }
             }
-        },
+        }
     };
     // The handler logs the event's line at info; this one is the lifecycle's detail.
     tracing::debug!(
@@ -141,7 +152,14 @@ pub(crate) async fn process_message(
 pub(crate) async fn ack_processed(shared: &Shared, room_id: &str, msg_id: &str) -> bool {
     let attempts = shared.tunables.ack_attempts.max(1);
     for attempt in 1..=attempts {
-        match shared.api.mark_processed(room_id, msg_id).await {
+        let marked = shared.api.mark_processed(room_id, msg_id).await;
+        // "No live attempt" means an earlier try went through: the mark is recorded.
+        let recorded = match &marked {
+            Ok(_) => true,
+            Err(e) => e.is_missing_processing_attempt(),
+        };
+        shared.observer.lifecycle_mark(Mark::Processed, recorded);
+        match marked {
             Ok(_) => {
                 shared.completed.set_ack_pending(msg_id, false);
                 return true;

@@ -12,6 +12,7 @@ mod drain;
 mod error;
 pub mod handler;
 mod lifecycle;
+mod observer;
 mod rooms;
 mod supervisor;
 
@@ -24,9 +25,11 @@ use tokio::sync::watch;
 pub use config::{RuntimeConfig, Tunables};
 pub use error::RuntimeError;
 pub use handler::{Delivery, Handler, HandlerFuture, Outcome, RoomInfo};
+pub use observer::{Mark, Observer};
 
 use dedupe::Completed;
 use lifecycle::Shared;
+use observer::Unobserved;
 use supervisor::{fetch_me, Supervisor};
 
 use crate::platform::rest::AgentApi;
@@ -134,6 +137,11 @@ impl Runtime {
             me_id: me.id.clone(),
             completed: Completed::new(tunables.completed_capacity),
             tunables,
+            observer: self
+                .config
+                .observer
+                .clone()
+                .unwrap_or_else(|| Arc::new(Unobserved)),
         };
         let mut sup = Supervisor::new(shared, me, socket, self.shutdown.clone(), self.rooms);
         let result = tokio::select! {

@@ -135,8 +135,14 @@ impl Supervisor {
                 ev = events.recv() => ev,
             };
             match ev {
-                None => return Err(RuntimeError::Stopped(self.stop_reason())),
-                Some(SocketEvent::Stopped { reason }) => return Err(RuntimeError::Stopped(reason)),
+                None => {
+                    self.shared.observer.socket_disconnected();
+                    return Err(RuntimeError::Stopped(self.stop_reason()));
+                }
+                Some(SocketEvent::Stopped { reason }) => {
+                    self.shared.observer.socket_disconnected();
+                    return Err(RuntimeError::Stopped(reason));
+                }
                 Some(SocketEvent::Event { topic, event }) => self.route(&topic, event).await,
                 Some(SocketEvent::Rejoined { topics }) => {
                     tracing::info!(topics = topics.len(), "topics rejoined; resyncing rooms");
@@ -146,9 +152,11 @@ impl Supervisor {
                     // Resync waits for `Rejoined`: draining before the rooms are
                     // joined again could miss messages sent in between.
                     tracing::info!(reconnect, "socket connected");
+                    self.shared.observer.socket_connected(reconnect);
                 }
                 Some(SocketEvent::Disconnected { reason }) => {
                     tracing::warn!(%reason, "socket disconnected; reconnecting");
+                    self.shared.observer.socket_disconnected();
                 }
                 Some(SocketEvent::JoinGaveUp { topic, reason }) => {
                     tracing::warn!(%topic, %reason, "gave up rejoining topic");
@@ -181,6 +189,7 @@ impl Supervisor {
             aborts.iter().for_each(|a| a.abort());
         }
         self.socket.shutdown().await;
+        self.shared.observer.socket_disconnected();
         self.publish_view();
         tracing::info!("runtime stopped");
     }

@@ -1,7 +1,10 @@
 //! Running the `switchboard` binary as a child process in tests: a clean
 //! environment, stderr collected line by line, bounded waits, SIGTERM, and a
 //! kill whenever a test gives up on the child (`kill_on_drop`).
+// Each test file that includes this module uses only some of its helpers.
+#![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,13 +13,16 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use switchboard::sandbox::RunningSandbox;
+
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.
-const BAND_VARS: [&str; 4] = [
+const BAND_VARS: [&str; 5] = [
     "BAND_API_KEY",
     "BAND_AGENT_ID",
     "BAND_REST_URL",
     "BAND_WS_URL",
+    "BAND_METRICS_ADDR",
 ];
 
 /// The binary, run from the crate root with `BAND_*` and `RUST_LOG` removed.
@@ -29,6 +35,19 @@ pub fn switchboard() -> Command {
     for var in BAND_VARS {
         cmd.env_remove(var);
     }
+    cmd
+}
+
+/// `switchboard run` as the triage bot on `workflows`, against `sb`.
+pub fn run_command(sb: &RunningSandbox, workflows: &Path) -> Command {
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--workflows")
+        .arg(workflows)
+        .args(["--api-key", "triage-key", "--rest-url"])
+        .arg(sb.rest_url())
+        .arg("--ws-url")
+        .arg(sb.ws_url());
     cmd
 }
 

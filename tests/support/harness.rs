@@ -65,6 +65,7 @@ impl Harness {
             watch,
             explain: false,
             record: None,
+            metrics_addr: None,
         };
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         let agent = Agent::prepare(&config, Some(tx))

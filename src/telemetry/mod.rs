@@ -1,0 +1,462 @@
+//! Metrics and health of a running agent: Prometheus counters, gauges and
+//! histograms fed by the rules handler ([`Sink`]), the runtime
+//! ([`Observer`]), hot reload ([`reload::Listener`]) and a timing wrapper
+//! around the REST executor; [`server`] serves them with `/healthz`.
+//!
+//! Nothing here decides anything: every hook only counts, so an agent
+//! without `--metrics-addr` runs exactly the same code minus these calls.
+
+pub mod server;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use serde::Serialize;
+
+use crate::agent::reload::{self, ReloadOutcome, ReloadReport};
+use crate::agent::rules::{Handled, Sink};
+use crate::engine::action::{ActionFuture, Executor, RenderedAction, Scope};
+use crate::engine::run::ActionStatus;
+use crate::runtime::{Mark, Observer};
+
+/// Label set of the per-event-type families.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: String,
+}
+
+/// Label set of `switchboard_rule_matches_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MatchLabels {
+    rule: String,
+    branch: &'static str,
+}
+
+/// Label set of `switchboard_actions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+    status: &'static str,
+}
+
+/// Label set of `switchboard_action_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
+}
+
+/// Label set of `switchboard_lifecycle_marks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MarkLabels {
+    mark: &'static str,
+    result: &'static str,
+}
+
+/// Label set of `switchboard_reloads_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// A histogram family whose buckets come from [`duration_histogram`].
+type Durations<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Buckets from 0.5 ms to about 16 s: an event with no REST call takes well
+/// under a millisecond, a REST call tens of ms, a retried one seconds.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// What `/healthz` needs beyond the metrics themselves.
+#[derive(Debug, Default)]
+struct HealthState {
+    connected: bool,
+    last_reload: Option<LastReload>,
+}
+
+/// The last reload's outcome, for `/healthz`.
+#[derive(Debug, Clone)]
+struct LastReload {
+    ok: bool,
+    at: DateTime<Utc>,
+    errors: usize,
+}
+
+/// The registry, every metric family, and the health state of one agent.
+pub struct Telemetry {
+    registry: Registry,
+    events: Family<TypeLabel, Counter>,
+    rule_matches: Family<MatchLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    event_duration: Durations<TypeLabel>,
+    action_duration: Durations<ActionLabel>,
+    lifecycle_marks: Family<MarkLabels, Counter>,
+    socket_connected: Gauge,
+    socket_reconnects: Counter,
+    reloads: Family<OutcomeLabel, Counter>,
+    rules: Gauge,
+    health: Mutex<HealthState>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("health", &self.health())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Every family registered under `switchboard_`, with `rules` loaded now.
+    pub fn new(rules: usize) -> Telemetry {
+        let mut t = Telemetry {
+            registry: Registry::with_prefix("switchboard"),
+            events: Family::default(),
+            rule_matches: Family::default(),
+            actions: Family::default(),
+            event_duration: Family::new_with_constructor(duration_histogram),
+            action_duration: Family::new_with_constructor(duration_histogram),
+            lifecycle_marks: Family::default(),
+            socket_connected: Gauge::default(),
+            socket_reconnects: Counter::default(),
+            reloads: Family::default(),
+            rules: Gauge::default(),
+            health: Mutex::new(HealthState::default()),
+        };
+        // Counters get their `_total` suffix from the encoder.
+        t.registry.register(
+            "events",
+            "Events the rules handler received, by type",
+            t.events.clone(),
+        );
+        t.registry.register(
+            "rule_matches",
+            "Rules whose do (or else) branch ran, by rule and branch",
+            t.rule_matches.clone(),
+        );
+        t.registry.register(
+            "actions",
+            "Actions by name and status (ok, failed, skipped)",
+            t.actions.clone(),
+        );
+        t.registry.register_with_unit(
+            "event_duration",
+            "Time the engine took per event, by type",
+            Unit::Seconds,
+            t.event_duration.clone(),
+        );
+        t.registry.register_with_unit(
+            "action_duration",
+            "Time of each action that leaves the process, by action",
+            Unit::Seconds,
+            t.action_duration.clone(),
+        );
+        t.registry.register(
+            "lifecycle_marks",
+            "Lifecycle POSTs (processing, processed, failed) by result (ok, error)",
+            t.lifecycle_marks.clone(),
+        );
+        t.registry.register(
+            "socket_connected",
+            "1 while the platform socket is connected",
+            t.socket_connected.clone(),
+        );
+        t.registry.register(
+            "socket_reconnects",
+            "Successful reconnections of the platform socket",
+            t.socket_reconnects.clone(),
+        );
+        t.registry.register(
+            "reloads",
+            "Workflow reloads by outcome (ok, failed)",
+            t.reloads.clone(),
+        );
+        t.registry
+            .register("rules", "Rules loaded now", t.rules.clone());
+        t.rules.set(gauge_value(rules));
+        // Known label values start at 0, so rate() and alerts see them before the first one.
+        for outcome in ["ok", "failed"] {
+            let _ = t.reloads.get_or_create(&OutcomeLabel { outcome });
+        }
+        for mark in [Mark::Processing, Mark::Processed, Mark::Failed] {
+            for result in ["ok", "error"] {
+                let labels = MarkLabels {
+                    mark: mark.as_str(),
+                    result,
+                };
+                let _ = t.lifecycle_marks.get_or_create(&labels);
+            }
+        }
+        t
+    }
+
+    /// The metrics in the OpenMetrics text format (what Prometheus scrapes).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// The agent's health as `/healthz` reports it.
+    pub fn health(&self) -> HealthReport {
+        let state = self.lock();
+        let last_reload = match &state.last_reload {
+            None => ReloadHealth {
+                status: "none",
+                at: None,
+                errors: 0,
+            },
+            Some(r) => ReloadHealth {
+                status: if r.ok { "ok" } else { "failed" },
+                at: Some(r.at.to_rfc3339_opts(SecondsFormat::Secs, true)),
+                errors: r.errors,
+            },
+        };
+        let status = match (state.connected, &state.last_reload) {
+            (false, _) => HealthStatus::Down,
+            (true, Some(r)) if !r.ok => HealthStatus::Degraded,
+            (true, _) => HealthStatus::Ok,
+        };
+        HealthReport {
+            status,
+            socket: SocketHealth {
+                connected: state.connected,
+                reconnects: self.socket_reconnects.get(),
+            },
+            ruleset: RulesetHealth {
+                loaded: true,
+                rules: u64::try_from(self.rules.get()).unwrap_or(0),
+            },
+            last_reload,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        // Counting must go on even if a panicking thread held the lock.
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_connected(&self, connected: bool) {
+        self.lock().connected = connected;
+        self.socket_connected.set(i64::from(connected));
+    }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Sink for Telemetry {
+    fn handled(&self, handled: &Handled) {
+        let kind = TypeLabel {
+            r#type: handled.event_type.clone(),
+        };
+        self.events.get_or_create(&kind).inc();
+        self.event_duration
+            .get_or_create(&kind)
+            .observe(handled.elapsed.as_secs_f64());
+        let report = &handled.report;
+        let branches = (report.matched.iter().map(|r| (r, "do")))
+            .chain(report.else_ran.iter().map(|r| (r, "else")));
+        for (rule, branch) in branches {
+            let labels = MatchLabels {
+                rule: rule.clone(),
+                branch,
+            };
+            self.rule_matches.get_or_create(&labels).inc();
+        }
+        for action in &report.actions {
+            let status = match action.status {
+                ActionStatus::Ok => "ok",
+                ActionStatus::Failed => "failed",
+                ActionStatus::Skipped => "skipped",
+            };
+            let labels = ActionLabels {
+                action: action.name,
+                status,
+            };
+            self.actions.get_or_create(&labels).inc();
+        }
+    }
+}
+
+impl Observer for Telemetry {
+    fn socket_connected(&self, reconnect: bool) {
+        if reconnect {
+            self.socket_reconnects.inc();
+        }
+        self.set_connected(true);
+    }
+
+    fn socket_disconnected(&self) {
+        self.set_connected(false);
+    }
+
+    fn lifecycle_mark(&self, mark: Mark, ok: bool) {
+        let labels = MarkLabels {
+            mark: mark.as_str(),
+            result: if ok { "ok" } else { "error" },
+        };
+        self.lifecycle_marks.get_or_create(&labels).inc();
+    }
+}
+
+impl reload::Listener for Telemetry {
+    fn reloaded(&self, report: &ReloadReport) {
+        let (outcome, errors) = match &report.outcome {
+            ReloadOutcome::Reloaded { rules, .. } => {
+                self.rules.set(gauge_value(*rules));
+                ("ok", 0)
+            }
+            ReloadOutcome::Failed { errors } => ("failed", errors.len()),
+        };
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+        self.lock().last_reload = Some(LastReload {
+            ok: outcome == "ok",
+            at: Utc::now(),
+            errors,
+        });
+    }
+}
+
+/// Times every action that leaves the process, then hands it to the real
+/// executor: the engine stays unaware of metrics.
+pub struct TimedExecutor {
+    inner: Arc<dyn Executor>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl TimedExecutor {
+    /// Wraps `inner`, recording into `telemetry`.
+    pub fn new(inner: Arc<dyn Executor>, telemetry: Arc<Telemetry>) -> TimedExecutor {
+        TimedExecutor { inner, telemetry }
+    }
+}
+
+impl Executor for TimedExecutor {
+    fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.inner.execute(action, scope).await;
+            let labels = ActionLabel {
+                action: action.name(),
+            };
+            self.telemetry
+                .action_duration
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            result
+        })
+    }
+}
+
+/// Overall health: `ok`, `degraded` (connected, but the last reload
+/// failed and the previous rules keep running) or `down` (no socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Connected and running the current rules.
+    Ok,
+    /// Connected; the last reload failed.
+    Degraded,
+    /// The socket is not connected.
+    Down,
+}
+
+/// The body of `/healthz`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// The platform socket.
+    pub socket: SocketHealth,
+    /// The rules in use.
+    pub ruleset: RulesetHealth,
+    /// The last hot reload.
+    pub last_reload: ReloadHealth,
+}
+
+impl HealthReport {
+    /// Whether the agent can serve events (`/healthz` answers 200, else 503).
+    pub fn is_up(&self) -> bool {
+        self.status != HealthStatus::Down
+    }
+}
+
+/// The socket part of [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SocketHealth {
+    /// Whether the socket is connected now.
+    pub connected: bool,
+    /// Successful reconnections since start.
+    pub reconnects: u64,
+}
+
+/// The ruleset part of [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RulesetHealth {
+    /// Always true: an agent whose workflows do not load does not start.
+    pub loaded: bool,
+    /// Rules loaded now.
+    pub rules: u64,
+}
+
+/// The reload part of [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReloadHealth {
+    /// `none` (no reload yet), `ok` or `failed`.
+    pub status: &'static str,
+    /// When it happened (RFC 3339), if it did.
+    pub at: Option<String>,
+    /// How many errors a failed reload had (0 otherwise).
+    pub errors: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_follows_the_socket() {
+        let t = Telemetry::new(3);
+        let h = t.health();
+        assert_eq!(h.status, HealthStatus::Down);
+        assert!(!h.is_up());
+        assert_eq!(h.ruleset.rules, 3);
+        assert_eq!(h.last_reload.status, "none");
+
+        t.socket_connected(false);
+        assert_eq!(t.health().status, HealthStatus::Ok);
+        t.socket_disconnected();
+        assert_eq!(t.health().status, HealthStatus::Down);
+        t.socket_connected(true);
+        let h = t.health();
+        assert_eq!((h.status, h.socket.reconnects), (HealthStatus::Ok, 1));
+    }
+
+    #[test]
+    fn families_have_their_final_names() {
+        let t = Telemetry::new(2);
+        t.lifecycle_mark(Mark::Processed, true);
+        let text = t.encode();
+        for line in [
+            "switchboard_rules 2",
+            "switchboard_socket_connected 0",
+            "switchboard_socket_reconnects_total 0",
+            "switchboard_reloads_total{outcome=\"failed\"} 0",
+            "switchboard_lifecycle_marks_total{mark=\"processed\",result=\"ok\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
+}
