@@ -91,6 +91,14 @@ pub enum AgentError {
     /// `/agent/me` failed.
     #[error("cannot identify the agent (GET /agent/me): {0}")]
     Me(#[source] ApiError),
+    /// `--allow-env` names the variable holding the API key.
+    #[error(
+        "--allow-env {name} would let templates render the API key; it is never given to templates"
+    )]
+    SecretInTemplates {
+        /// The variable.
+        name: String,
+    },
     /// The recording file cannot be opened.
     #[error("cannot open {path} to record events: {source}")]
     Record {
@@ -166,6 +174,15 @@ impl Agent {
             Some(path) => StateStore::open(path)?,
             None => StateStore::in_memory(),
         };
+        // The key reaches templates only if someone allows its variable by
+        // name; refuse that rather than let a reply leak it.
+        if let Some(name) = config
+            .allow_env
+            .iter()
+            .find(|name| std::env::var(name).is_ok_and(|v| v.trim() == config.api_key.trim()))
+        {
+            return Err(AgentError::SecretInTemplates { name: name.clone() });
+        }
         let env: Map<String, Value> = config
             .allow_env
             .iter()

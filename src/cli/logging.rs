@@ -33,6 +33,12 @@ pub fn init(format: LogFormat, verbose: u8, quiet: Quiet) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // tungstenite traces the raw upgrade request, API key header included;
+    // this directive is more specific than any RUST_LOG target, so it holds.
+    let filter = match "tungstenite::handshake=debug".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

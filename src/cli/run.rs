@@ -1,10 +1,10 @@
 //! `switchboard run`: the agent, on the real platform or the sandbox.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::agent::{Agent, AgentConfig};
@@ -29,9 +29,19 @@ pub struct RunArgs {
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
 
-    /// The agent's API key.
+    /// The agent's API key. Prefer --api-key-file or the environment: a flag
+    /// is visible to other users in the process list.
     #[arg(long, env = "BAND_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+
+    /// Read the API key from this file (surrounding whitespace ignored).
+    #[arg(
+        long,
+        env = "BAND_API_KEY_FILE",
+        value_name = "PATH",
+        conflicts_with = "api_key"
+    )]
+    api_key_file: Option<PathBuf>,
 
     /// The agent's id; when given, the key must belong to it.
     #[arg(long, env = "BAND_AGENT_ID")]
@@ -76,8 +86,12 @@ pub struct RunArgs {
 
 /// Runs the agent until Ctrl-C / SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let Some(api_key) = args.api_key.filter(|k| !k.trim().is_empty()) else {
-        bail!("no API key: pass --api-key or set BAND_API_KEY");
+    let api_key = match (&args.api_key_file, args.api_key) {
+        (Some(path), _) => read_key_file(path)?,
+        (None, Some(key)) if !key.trim().is_empty() => key,
+        (None, _) => bail!(
+            "no API key: set BAND_API_KEY, or pass --api-key-file (BAND_API_KEY_FILE) or --api-key"
+        ),
     };
     let config = AgentConfig {
         rest_url: args.rest_url,
@@ -97,4 +111,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     agent.run_until(super::sandbox::shutdown_signal()).await?;
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key from a file; warns when others may read it.
+fn read_key_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the API key file {}", path.display()))?;
+    let key = text.trim();
+    if key.is_empty() {
+        bail!("the API key file {} is empty", path.display());
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    "the API key file can be read by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+    Ok(key.to_owned())
 }

@@ -17,12 +17,13 @@ use switchboard::sandbox::RunningSandbox;
 
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.
-const BAND_VARS: [&str; 5] = [
+const BAND_VARS: [&str; 6] = [
     "BAND_API_KEY",
     "BAND_AGENT_ID",
     "BAND_REST_URL",
     "BAND_WS_URL",
     "BAND_METRICS_ADDR",
+    "BAND_API_KEY_FILE",
 ];
 
 /// The binary, run from the crate root with `BAND_*` and `RUST_LOG` removed.

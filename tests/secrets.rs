@@ -1,0 +1,168 @@
+//! The API key never shows up: not in the logs of a full run at the most
+//! verbose level, not in a recording, not in templates.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/seeded.rs"]
+mod seeded;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cli::{output_within, switchboard, Running};
+use switchboard::platform::model::Mention;
+use switchboard::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
+use switchboard::sandbox::{default_seed, RunningSandbox};
+
+/// The triage bot's key in these tests: long and unlike anything else in a log.
+const SECRET: &str = "sk-live-7f3c1e9a5b2d4c6e8f0a1b3c5d7e9f1124680ace";
+const STEP: Duration = Duration::from_secs(15);
+
+fn workflows() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")
+}
+
+async fn sandbox_with_secret_key() -> RunningSandbox {
+    let mut seed = default_seed();
+    for agent in &mut seed.agents {
+        if agent.api_key.value == "triage-key" {
+            agent.api_key.value = SECRET.to_owned();
+        }
+    }
+    RunningSandbox::start("127.0.0.1:0".parse().unwrap(), seed)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_never_logs_or_records_the_key() {
+    let sb = sandbox_with_secret_key().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{SECRET}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let recording = dir.path().join("events.jsonl");
+    let mut cmd = switchboard();
+    cmd.args(["-vv", "run", "--explain", "--workflows"])
+        .arg(workflows())
+        .arg("--api-key-file")
+        .arg(&key_file)
+        .arg("--record")
+        .arg(&recording)
+        .arg("--rest-url")
+        .arg(sb.rest_url())
+        .arg("--ws-url")
+        .arg(sb.ws_url());
+    let mut agent = Running::spawn(&mut cmd);
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+
+    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
+    let room = seeded::support_room(&bob).await;
+    let bot = bob
+        .list_participants(&room)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
+        .unwrap()
+        .id;
+    let mention = [Mention {
+        id: Some(bot.clone()),
+        ..Mention::default()
+    }];
+    let question = bob
+        .send_message(&room, "What are your opening hours?", &mention)
+        .await
+        .unwrap()
+        .id;
+    let query = HumanMessageQuery {
+        after: Some(question),
+        limit: Some(100),
+        ..HumanMessageQuery::default()
+    };
+    tokio::time::timeout(STEP, async {
+        loop {
+            let page = bob.list_messages(&room, &query).await.unwrap();
+            if page.items.iter().any(|m| m.sender_id == bot) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the bot answers");
+    // A dropped socket makes the client reconnect (and log the attempt).
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/faults", sb.rest_url()))
+        .json(&serde_json::json!({"drop_sockets": true}))
+        .send()
+        .await
+        .unwrap();
+    agent
+        .wait_for_stderr("reconnect", STEP, |l| l.contains("reconnect=true"))
+        .await;
+    agent.terminate();
+    let (status, stderr) = agent.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{}", stderr.join("\n"));
+    assert!(stderr.len() > 20, "a -vv run logs plenty: {}", stderr.len());
+    let leaked: Vec<&String> = stderr.iter().filter(|l| l.contains(SECRET)).collect();
+    assert!(leaked.is_empty(), "the key is in the logs:\n{leaked:?}");
+    let recorded = std::fs::read_to_string(&recording).unwrap();
+    assert!(!recorded.is_empty());
+    assert!(!recorded.contains(SECRET), "the key is in the recording");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn templates_cannot_be_given_the_key() {
+    let sb = sandbox_with_secret_key().await;
+    let out = output_within(
+        switchboard()
+            .env("BAND_API_KEY", SECRET)
+            .args(["run", "--allow-env", "BAND_API_KEY", "--workflows"])
+            .arg(workflows())
+            .arg("--rest-url")
+            .arg(sb.rest_url())
+            .arg("--ws-url")
+            .arg(sb.ws_url()),
+        STEP,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--allow-env BAND_API_KEY would let templates render the API key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_or_empty_key_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = output_within(
+        switchboard().arg("run").arg("--api-key-file").arg(&missing),
+        STEP,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read the API key file"), "{stderr}");
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = output_within(
+        switchboard().arg("run").arg("--api-key-file").arg(&empty),
+        STEP,
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is empty"), "{stderr}");
+}
