@@ -46,7 +46,7 @@ enum Command {
     /// Play a scripted conversation against the sandbox and show what the rules did.
     Demo(demo::DemoArgs),
     /// Run the agent: connect, follow every room, answer events with the workflows.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Validate a workflows folder; lists every error with file:line:column.
     Check(check::CheckArgs),
     /// Create a starter workflows folder: one rule, its tests, the schemas.
@@ -96,7 +96,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(*args).await,
             Command::Check(args) => check::run(args),
             Command::Init(args) => init::run(args),
             Command::Test(args) => test::run(args).await,
