@@ -99,6 +99,19 @@ impl Handler for Recorder {
                     reason: "asked to fail".into(),
                 };
             }
+            // "flaky": fails on its first run only.
+            let runs = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|r| r.message_id.as_deref() == Some(m.id.as_str()))
+                .count();
+            if m.content.contains("flaky") && runs == 1 {
+                return Outcome::Failed {
+                    reason: "flaky the first time".into(),
+                };
+            }
             if m.content.contains("slow") {
                 self.slow_entered.notify_one();
                 sleep(Duration::from_millis(1500)).await;
@@ -169,6 +182,9 @@ impl World {
         c.tunables.me_retry_delay = Duration::from_millis(50);
         c.tunables.ack_retry_delay = Duration::from_millis(50);
         c.tunables.shutdown_grace = Duration::from_secs(5);
+        // One attempt unless a test is about retries.
+        c.tunables.max_attempts = 1;
+        c.tunables.retry_delay = Duration::from_millis(100);
         c
     }
 
@@ -426,6 +442,47 @@ async fn failed_outcome_marks_the_message_failed_with_the_reason() {
         "{}",
         msgs[0].content
     );
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn a_failing_message_is_retried_up_to_the_limit_and_a_flaky_one_recovers() {
+    let w = World::start().await;
+    let mut config = w.config(Duration::from_millis(600));
+    config.tunables.max_attempts = 3;
+    let (handle, task) = w.spawn_with(config);
+    w.wait("started", |w| w.count("started") == 1).await;
+    let flaky = w.say(&w.bob, &w.room, "flaky one").await;
+    let bad = w.say(&w.bob, &w.room, "please fail").await;
+    let d = w.wait_status(&flaky, "processed").await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2, "{d}");
+    // Three attempts, each failed with the reason; then it is left alone.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let d = w.delivery(&bad).await;
+        let attempts = d["attempts"].as_array().unwrap().len();
+        if attempts == 3 && d["status"] == "failed" {
+            assert!(d["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["error"] == "asked to fail"));
+            break;
+        }
+        assert!(attempts <= 3, "{d}");
+        assert!(Instant::now() < deadline, "not tried 3 times: {d}");
+        sleep(Duration::from_millis(50)).await;
+    }
+    sleep(Duration::from_millis(500)).await;
+    let runs = |id: &str| {
+        w.recorder
+            .messages()
+            .iter()
+            .filter(|m| m.message_id.as_deref() == Some(id))
+            .count()
+    };
+    assert_eq!(runs(&bad), 3, "no fourth attempt");
+    assert_eq!(runs(&flaky), 2);
     w.stop(handle, task).await;
 }
 

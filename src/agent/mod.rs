@@ -20,6 +20,7 @@ use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::engine::action::Executor;
 use crate::engine::execute::RestExecutor;
+use crate::engine::journal::{Journal, JournalError};
 use crate::engine::state::StateError;
 use crate::engine::{Engine, StateStore};
 use crate::platform::rest::{AgentApi, ApiError, BuildError, RestConfig};
@@ -50,6 +51,11 @@ pub struct AgentConfig {
     pub allow_http_hosts: Vec<String>,
     /// Reload when a workflow file changes (SIGHUP reloads either way).
     pub watch: bool,
+    /// The action journal's file: messages resume after a crash without
+    /// repeating what they did. `None`: in memory (retries still resume).
+    pub journal: Option<PathBuf>,
+    /// Attempts a failing message gets before it is left failed.
+    pub max_attempts: u64,
     /// Log each event's trace (every condition and what it saw).
     pub explain: bool,
     /// Append every handled event to this file (JSON lines, for `replay`).
@@ -85,6 +91,9 @@ pub enum AgentError {
     /// The state file is unusable.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The journal file is unusable.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -192,11 +201,25 @@ impl Agent {
                     .map(|v| (name.clone(), Value::String(v)))
             })
             .collect();
-        let engine = Arc::new(Engine::new(Arc::new(ruleset), Arc::new(state)).with_env(env));
+        let journal = match &config.journal {
+            Some(path) => Journal::open(path)?,
+            None => Journal::in_memory(),
+        };
+        if journal.open_messages() > 0 {
+            tracing::info!(
+                messages = journal.open_messages(),
+                "action journal has unfinished messages; they resume when served again"
+            );
+        }
+        let engine = Arc::new(
+            Engine::new(Arc::new(ruleset), Arc::new(state))
+                .with_env(env)
+                .with_journal(Arc::new(journal)),
+        );
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
         let me = api.me().await.map_err(AgentError::Me)?;
         let mut executor: Arc<dyn Executor> =
-            Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()));
+            Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()).with_identity(&me.id));
         if let Some(t) = &telemetry {
             executor = Arc::new(TimedExecutor::new(executor, t.clone()));
         }
@@ -223,6 +246,7 @@ impl Agent {
         let mut runtime_config =
             RuntimeConfig::new(&config.rest_url, &config.ws_url, &config.api_key);
         runtime_config.expected_agent_id = config.agent_id.clone();
+        runtime_config.tunables.max_attempts = config.max_attempts.max(1);
         let mut reloads: Vec<Arc<dyn reload::Listener>> = Vec::new();
         if let Some(t) = telemetry {
             runtime_config.observer = Some(t.clone());

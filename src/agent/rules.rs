@@ -142,6 +142,12 @@ impl Handler for RulesHandler {
         })
     }
 
+    fn settled(&self, message_id: &str) {
+        if let Some(journal) = self.engine.journal() {
+            journal.settled(message_id);
+        }
+    }
+
     fn handle(&self, delivery: Delivery) -> HandlerFuture<'_> {
         Box::pin(async move {
             let event_type = delivery.event.name().to_owned();

@@ -60,6 +60,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         allow_env: Vec::new(),
         allow_http_hosts: Vec::new(),
         watch: false,
+        journal: None,
+        max_attempts: 5,
         explain: false,
         record: None,
         metrics_addr: None,

@@ -71,6 +71,16 @@ pub struct RunArgs {
     #[arg(long)]
     no_watch: bool,
 
+    /// Keep the action journal in this file, so a message served again after a
+    /// crash resumes without repeating replies (exactly-once); without it the
+    /// journal lives in memory and only protects retries within one run.
+    #[arg(long, env = "BAND_JOURNAL", value_name = "PATH")]
+    journal: Option<PathBuf>,
+
+    /// Attempts a failing message gets (retried after a pause) before it is left failed.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    max_attempts: u64,
+
     /// Log every event's trace: each rule's conditions, what they saw, the actions.
     #[arg(long)]
     explain: bool,
@@ -103,6 +113,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         allow_env: args.allow_env,
         allow_http_hosts: args.allow_http_hosts,
         watch: !args.no_watch,
+        journal: args.journal,
+        max_attempts: args.max_attempts,
         explain: args.explain,
         record: args.record,
         metrics_addr: args.metrics_addr,

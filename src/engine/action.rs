@@ -192,6 +192,21 @@ impl RenderedAction {
         }
     }
 
+    /// True for actions that must not run twice: repeating them shows (a
+    /// second message) or costs (an outside call). The journal guards them
+    /// with a "sent" record before they go out.
+    pub fn must_not_repeat(&self) -> bool {
+        matches!(
+            self,
+            RenderedAction::Reply { .. }
+                | RenderedAction::SendMessage { .. }
+                | RenderedAction::PostEvent { .. }
+                | RenderedAction::CreateChat { .. }
+                | RenderedAction::AddContact { .. }
+                | RenderedAction::Http { .. }
+        )
+    }
+
     /// True for actions the engine performs itself (state, log, fail).
     pub fn is_local(&self) -> bool {
         matches!(
@@ -264,4 +279,17 @@ pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ActionErro
 pub trait Executor: Send + Sync {
     /// Performs one non-local action (see [`RenderedAction::is_local`]).
     fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a>;
+
+    /// For an action sent before a crash whose outcome was never recorded:
+    /// its result if it did land (found on the platform), `None` if it did
+    /// not and may be sent again, an error when that cannot be told (then the
+    /// message fails and is retried later rather than risk a duplicate).
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
+        let _ = (action, scope);
+        Box::pin(async { Ok(None) })
+    }
 }
+
+/// What [`Executor::landed`] answers.
+pub type LandedFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Value>, ActionError>> + Send + 'a>>;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::action::{ActionError, ActionFuture, Executor, RenderedAction, Scope};
+use super::action::{ActionError, ActionFuture, Executor, LandedFuture, RenderedAction, Scope};
 use crate::platform::model::{ChatParticipant, Mention};
 use crate::platform::rest::{AgentApi, ApiError, ContactAction};
 
@@ -14,6 +14,8 @@ use crate::platform::rest::{AgentApi, ApiError, ContactAction};
 const PEER_PAGE_SIZE: u64 = 100;
 /// Upper bound on peer pages read for one lookup.
 const MAX_PEER_PAGES: u64 = 20;
+/// Most `/context` pages read when looking for a message sent before a crash.
+const MAX_CONTEXT_PAGES: usize = 100;
 
 /// The production [`Executor`]: the agent API over REST.
 #[derive(Clone)]
@@ -21,6 +23,7 @@ pub struct RestExecutor {
     api: AgentApi,
     http: reqwest::Client,
     http_allow: Vec<String>,
+    me: Option<String>,
 }
 
 impl RestExecutor {
@@ -30,7 +33,56 @@ impl RestExecutor {
             api,
             http: reqwest::Client::new(),
             http_allow,
+            me: None,
         }
+    }
+
+    /// Our agent id: how messages we sent are told apart in `/context`.
+    pub fn with_identity(mut self, agent_id: &str) -> Self {
+        self.me = Some(agent_id.to_owned());
+        self
+    }
+
+    /// Looks in the room's `/context` for a message or event we sent after
+    /// the source message with exactly this content.
+    async fn find_sent(
+        &self,
+        chat: &str,
+        kind: &str,
+        content: &str,
+        scope: &Scope,
+    ) -> Result<Option<Value>, String> {
+        let Some(me) = self.me.as_deref() else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_CONTEXT_PAGES {
+            let page = self
+                .api
+                .context(chat, cursor.as_deref(), Some(100))
+                .await
+                .map_err(api)?;
+            items.extend(page.items);
+            match (page.meta.has_more, page.meta.next_cursor) {
+                (Some(true), Some(next)) => cursor = Some(next),
+                _ => break,
+            }
+        }
+        // Only what came after the source message counts (an earlier, identical
+        // answer belongs to an earlier question); if the source is not in
+        // the context, anything counts: a missed duplicate beats a double post.
+        let start = scope
+            .message_id
+            .as_deref()
+            .and_then(|id| items.iter().position(|m| m.id == id))
+            .map_or(0, |i| i + 1);
+        let found = items[start..].iter().find(|m| {
+            m.sender_id == me
+                && m.message_type == kind
+                && (m.content == content || m.content.ends_with(&format!(" {content}")))
+        });
+        Ok(found.map(|m| json!({ "id": m.id, "success": true, "found_after_restart": true })))
     }
 
     async fn run(&self, action: &RenderedAction, scope: &Scope) -> Result<Value, String> {
@@ -251,6 +303,35 @@ impl Executor for RestExecutor {
                     action: action.name(),
                     message,
                 })
+        })
+    }
+
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
+        Box::pin(async move {
+            let found = match action {
+                RenderedAction::Reply { text, .. } => match event_chat(scope, None) {
+                    Ok(chat) => self.find_sent(&chat, "text", text, scope).await,
+                    Err(e) => Err(e),
+                },
+                RenderedAction::SendMessage { chat, text, .. } => {
+                    self.find_sent(chat, "text", text, scope).await
+                }
+                RenderedAction::PostEvent {
+                    chat,
+                    kind,
+                    content,
+                    ..
+                } => match event_chat(scope, chat.as_deref()) {
+                    Ok(chat) => self.find_sent(&chat, kind, content, scope).await,
+                    Err(e) => Err(e),
+                },
+                // Nothing on the platform tells these apart: sent again.
+                _ => Ok(None),
+            };
+            found.map_err(|message| ActionError {
+                action: action.name(),
+                message,
+            })
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod action;
 pub mod dry_run;
 pub mod evaluate;
 pub mod execute;
+pub mod journal;
 pub mod render;
 pub mod run;
 pub mod state;

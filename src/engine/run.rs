@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::action::{Executor, RenderedAction, Scope};
 use super::evaluate::{self, Captures, CondTrace, Scene};
+use super::journal::{Journal, Step};
 use super::render::render_action;
 use super::state::StateStore;
 use crate::workflow::ruleset::{Action, OnError, Rule};
@@ -171,6 +172,7 @@ pub struct Engine {
     state: Arc<StateStore>,
     throttles: Mutex<Windows>,
     env: Value,
+    journal: Option<Arc<Journal>>,
 }
 
 /// How a rule's actions ended.
@@ -188,7 +190,20 @@ impl Engine {
             state,
             throttles: Mutex::new(HashMap::new()),
             env: Value::Object(Map::new()),
+            journal: None,
         }
+    }
+
+    /// Records each message's finished actions in `journal`, so a message
+    /// served again resumes instead of repeating them.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The journal, when there is one.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
     }
 
     /// Makes these environment variables visible to templates as `env`.
@@ -339,11 +354,20 @@ impl Engine {
     ) -> Flow {
         let mut bindings = Map::new();
         let mut ctx = ctx;
-        for action in actions {
+        let branch = if std::ptr::eq(actions, rule.actions.as_slice()) {
+            "do"
+        } else if std::ptr::eq(actions, rule.else_actions.as_slice()) {
+            "else"
+        } else {
+            "on_error"
+        };
+        for (index, action) in actions.iter().enumerate() {
+            let step = format!("{}#{branch}{index}", rule.id);
             match self
                 .run_action(
                     rule,
                     action,
+                    &step,
                     ruleset,
                     &mut ctx,
                     caps,
@@ -395,6 +419,7 @@ impl Engine {
         &self,
         rule: &Rule,
         action: &Action,
+        step: &str,
         ruleset: &Ruleset,
         ctx: &mut Value,
         caps: &Captures,
@@ -456,11 +481,11 @@ impl Engine {
                 };
                 return Ok(Flow::End);
             }
-            local if local.is_local() => self.run_local(rule, local, input.now),
-            remote => executor
-                .execute(remote, scope)
-                .await
-                .map_err(|e| e.to_string()),
+            action => {
+                let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
+                self.perform(action, rule, step, journal, input, scope, executor)
+                    .await
+            }
         };
         match result {
             Ok(value) => {
@@ -479,6 +504,55 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Runs one action, through the journal when the message has one: a
+    /// finished step is not run again (its result is reused), a step sent but
+    /// never confirmed is looked for on the platform first.
+    #[allow(clippy::too_many_arguments)]
+    async fn perform(
+        &self,
+        action: &RenderedAction,
+        rule: &Rule,
+        step: &str,
+        journal: Option<(&Journal, &str)>,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Result<Value, String> {
+        let journal_err = |e: super::journal::JournalError| e.to_string();
+        if let Some((j, message)) = journal {
+            match j.step(message, step) {
+                Some(Step::Done(result)) => {
+                    tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "already done before; not repeated");
+                    return Ok(result);
+                }
+                Some(Step::Sent) => match executor.landed(action, scope).await {
+                    Ok(Some(result)) => {
+                        tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "sent before a restart and found on the platform; not repeated");
+                        j.done(message, step, &result).map_err(journal_err)?;
+                        return Ok(result);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("cannot tell whether it was sent already: {e}")),
+                },
+                None => {}
+            }
+            if action.must_not_repeat() {
+                j.sent(message, step).map_err(journal_err)?;
+            }
+        }
+        let result = match action {
+            local if local.is_local() => self.run_local(rule, local, input.now),
+            remote => executor
+                .execute(remote, scope)
+                .await
+                .map_err(|e| e.to_string()),
+        }?;
+        if let Some((j, message)) = journal {
+            j.done(message, step, &result).map_err(journal_err)?;
+        }
+        Ok(result)
     }
 
     fn run_local(

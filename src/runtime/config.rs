@@ -75,6 +75,11 @@ pub struct Tunables {
     pub queue_capacity: usize,
     /// On shutdown, how long the messages in hand may take before they are abandoned.
     pub shutdown_grace: Duration,
+    /// A message whose handling failed is tried again (the platform counts
+    /// attempts) until this many attempts failed; then it is left failed.
+    pub max_attempts: u64,
+    /// Pause before a room with a failed message is drained again.
+    pub retry_delay: Duration,
 }
 
 impl Default for Tunables {
@@ -88,6 +93,8 @@ impl Default for Tunables {
             drain_limit: 10_000,
             queue_capacity: 1024,
             shutdown_grace: Duration::from_secs(30),
+            max_attempts: 5,
+            retry_delay: Duration::from_secs(5),
         }
     }
 }

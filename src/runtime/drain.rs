@@ -32,14 +32,39 @@ pub(crate) enum DrainEnd {
     Limit,
 }
 
-/// Drains `room`; returns how many messages the handler ran for and why it stopped.
+/// What a drain did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Drained {
+    /// Messages the handler ran for.
+    pub(crate) handled: usize,
+    /// Why it stopped.
+    pub(crate) end: DrainEnd,
+    /// Some message failed and has attempts left: drain again later.
+    pub(crate) retry: bool,
+}
+
+/// Drains `room`.
 pub(crate) async fn drain_room(
     shared: &Shared,
     room: &Arc<RoomInfo>,
     stopping: impl Fn() -> bool,
-) -> (usize, DrainEnd) {
+) -> Drained {
+    let (handled, end, retry) = drain_inner(shared, room, stopping).await;
+    Drained {
+        handled,
+        end,
+        retry,
+    }
+}
+
+async fn drain_inner(
+    shared: &Shared,
+    room: &Arc<RoomInfo>,
+    stopping: impl Fn() -> bool,
+) -> (usize, DrainEnd, bool) {
     let mut seen: HashSet<String> = HashSet::new();
     let mut handled = 0usize;
+    let mut retry = false;
     let end = loop {
         if stopping() {
             break DrainEnd::ShuttingDown;
@@ -69,6 +94,12 @@ pub(crate) async fn drain_room(
         }
         match process_message(shared, room.clone(), msg, true).await {
             MessageResult::Handled(_) => handled += 1,
+            // Failed with attempts left: `/next` serves it again at once, which
+            // ends this drain as Stuck; the retry comes from a later drain.
+            MessageResult::WillRetry => {
+                handled += 1;
+                retry = true;
+            }
             // Skipped ones come back next turn and end the drain as Stuck.
             MessageResult::Skipped(_) => {}
             MessageResult::RoomStopped => break DrainEnd::RoomStopped,
@@ -77,26 +108,30 @@ pub(crate) async fn drain_room(
     };
     if let DrainEnd::Stuck(id) = &end {
         tracing::debug!(room = %room.id, message_id = %id, "/next is stuck; sweeping the unprocessed list");
-        let (more, sweep_end) = sweep_room(shared, room, &stopping).await;
+        let (more, sweep_end, sweep_retry) = sweep_room(shared, room, &stopping, &seen).await;
         handled += more;
+        retry |= sweep_retry;
         if let Some(e) = sweep_end {
             tracing::debug!(room = %room.id, handled, end = ?e, "drain finished");
-            return (handled, e);
+            return (handled, e, retry);
         }
     }
     tracing::debug!(room = %room.id, handled, end = ?end, "drain finished");
-    (handled, end)
+    (handled, end, retry)
 }
 
 /// Walks `GET /messages` (not processed, oldest first) and handles what this
-/// process has not dealt with yet. Returns how many ran, and a new end
-/// when the sweep itself was cut short.
+/// process has not dealt with yet (nor tried in this drain, `tried`).
+/// Returns how many ran, a new end when the sweep itself was cut short, and
+/// whether one failed with attempts left.
 async fn sweep_room(
     shared: &Shared,
     room: &Arc<RoomInfo>,
     stopping: &impl Fn() -> bool,
-) -> (usize, Option<DrainEnd>) {
+    tried: &HashSet<String>,
+) -> (usize, Option<DrainEnd>, bool) {
     let mut handled = 0usize;
+    let mut retry = false;
     let mut looked = 0usize;
     let mut cursor: Option<String> = None;
     loop {
@@ -110,31 +145,39 @@ async fn sweep_room(
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(room = %room.id, error = %e, "cannot list unprocessed messages");
-                return (handled, Some(DrainEnd::Error));
+                return (handled, Some(DrainEnd::Error), retry);
             }
         };
         for msg in page.items {
             if stopping() {
-                return (handled, Some(DrainEnd::ShuttingDown));
+                return (handled, Some(DrainEnd::ShuttingDown), retry);
             }
             looked += 1;
             if looked > shared.tunables.drain_limit {
-                return (handled, Some(DrainEnd::Limit));
+                return (handled, Some(DrainEnd::Limit), retry);
             }
             if shared.completed.ack_pending(&msg.id) {
                 ack_processed(shared, &room.id, &msg.id).await;
                 continue;
             }
+            if tried.contains(&msg.id) {
+                retry = true;
+                continue;
+            }
             match process_message(shared, room.clone(), msg, true).await {
                 MessageResult::Handled(_) => handled += 1,
+                MessageResult::WillRetry => {
+                    handled += 1;
+                    retry = true;
+                }
                 MessageResult::Skipped(_) => {}
-                MessageResult::RoomStopped => return (handled, Some(DrainEnd::RoomStopped)),
-                MessageResult::ClaimFailed => return (handled, Some(DrainEnd::Error)),
+                MessageResult::RoomStopped => return (handled, Some(DrainEnd::RoomStopped), retry),
+                MessageResult::ClaimFailed => return (handled, Some(DrainEnd::Error), retry),
             }
         }
         match (page.meta.has_more, page.meta.next_cursor) {
             (Some(true), Some(next)) => cursor = Some(next),
-            _ => return (handled, None),
+            _ => return (handled, None, retry),
         }
     }
 }

@@ -56,4 +56,9 @@ pub trait Handler: Send + Sync + 'static {
     /// Called for every event except the agent's own messages. For
     /// `message_created` it runs between `/processing` and `/processed`.
     fn handle(&self, delivery: Delivery) -> HandlerFuture<'_>;
+    /// Called once the platform has a message as processed (or the runtime
+    /// gave up on it): whatever was kept to resume it can go.
+    fn settled(&self, message_id: &str) {
+        let _ = message_id;
+    }
 }

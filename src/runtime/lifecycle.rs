@@ -55,6 +55,8 @@ pub(crate) enum MessageResult {
     ClaimFailed,
     /// The handler ran; its outcome (the ack may still be pending).
     Handled(Outcome),
+    /// The handler failed and the message will be tried again (later drain).
+    WillRetry,
 }
 
 /// Whether `msg` should be left alone, and why.
@@ -98,8 +100,8 @@ pub(crate) async fn process_message(
     shared
         .observer
         .lifecycle_mark(Mark::Processing, claim.is_ok());
-    match claim {
-        Ok(Some(_)) => {}
+    let attempt = match claim {
+        Ok(Some(status)) => status.attempt_number,
         Ok(None) => {
             tracing::info!(room = %room.id, message_id = %msg.id, "room execution is stopped; message left for later");
             return MessageResult::RoomStopped;
@@ -108,17 +110,33 @@ pub(crate) async fn process_message(
             tracing::warn!(room = %room.id, message_id = %msg.id, error = %e, "cannot claim message; left for a later drain");
             return MessageResult::ClaimFailed;
         }
-    }
+    };
     let msg_id = msg.id.clone();
     let room_id = room.id.clone();
+    let limit = shared.tunables.max_attempts.max(1);
+    if attempt > limit {
+        // Served again after its last allowed attempt (e.g. by a restart).
+        let reason = format!("gave up after {limit} failed attempts");
+        tracing::warn!(room = %room_id, message_id = %msg_id, attempt, "{reason}; left failed");
+        let marked = shared.api.mark_failed(&room_id, &msg_id, &reason).await;
+        shared.observer.lifecycle_mark(Mark::Failed, marked.is_ok());
+        shared.completed.insert(&msg_id);
+        shared.handler.settled(&msg_id);
+        return MessageResult::Handled(Outcome::Failed { reason });
+    }
     let delivery = Delivery {
         event: Event::MessageCreated(msg),
         room: Some(room),
         from_backlog,
     };
     let outcome = run_handler(&shared.handler, delivery).await;
-    // Remember it before acking: whatever the ack does, the handler must not run again.
-    shared.completed.insert(&msg_id);
+    // Remember it before acking: whatever the ack does, the handler must not
+    // run again — unless it failed and has attempts left (then a later drain
+    // retries it, and the action journal keeps what already succeeded).
+    let retry = matches!(outcome, Outcome::Failed { .. }) && attempt < limit;
+    if !retry {
+        shared.completed.insert(&msg_id);
+    }
     let acked = match &outcome {
         Outcome::Done => ack_processed(shared, &room_id, &msg_id).await,
         Outcome::Failed { reason } => {
@@ -144,6 +162,14 @@ pub(crate) async fn process_message(
         duration_ms = millis(started.elapsed()),
         "handled event"
     );
+    if retry {
+        tracing::info!(room = %room_id, message_id = %msg_id, attempt, limit, "message failed; it will be tried again");
+        return MessageResult::WillRetry;
+    }
+    if matches!(outcome, Outcome::Failed { .. }) {
+        tracing::warn!(room = %room_id, message_id = %msg_id, attempt, "message failed on its last allowed attempt; left failed");
+        shared.handler.settled(&msg_id);
+    }
     MessageResult::Handled(outcome)
 }
 
@@ -162,12 +188,14 @@ pub(crate) async fn ack_processed(shared: &Shared, room_id: &str, msg_id: &str) 
         match marked {
             Ok(_) => {
                 shared.completed.set_ack_pending(msg_id, false);
+                shared.handler.settled(msg_id);
                 return true;
             }
             // No live attempt: an earlier try went through but its answer was lost.
             Err(e) if e.is_missing_processing_attempt() => {
                 tracing::debug!(room = %room_id, message_id = %msg_id, "processed already recorded");
                 shared.completed.set_ack_pending(msg_id, false);
+                shared.handler.settled(msg_id);
                 return true;
             }
             Err(e) => {

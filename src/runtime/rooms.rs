@@ -9,7 +9,7 @@ use tokio::task::JoinHandle;
 
 use super::drain::drain_room;
 use super::handler::{Delivery, RoomInfo};
-use super::lifecycle::{deliver_event, process_message, Shared};
+use super::lifecycle::{deliver_event, process_message, MessageResult, Shared};
 use crate::platform::events::{Event, ParticipantAdded};
 use crate::platform::model::ChatParticipant;
 use crate::platform::socket::Socket;
@@ -64,6 +64,8 @@ pub(crate) fn spawn_room(
     let worker = RoomWorker {
         shared,
         socket,
+        myself: tx.downgrade(),
+        retry_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         info: RoomInfo {
             id,
             title,
@@ -78,6 +80,10 @@ pub(crate) fn spawn_room(
 struct RoomWorker {
     shared: Shared,
     socket: Socket,
+    /// The room's own queue, for retry drains (weak: it must not keep the room alive).
+    myself: mpsc::WeakSender<RoomCmd>,
+    /// A retry drain is scheduled already.
+    retry_pending: Arc<std::sync::atomic::AtomicBool>,
     info: RoomInfo,
     participants_loaded: bool,
 }
@@ -98,7 +104,10 @@ impl RoomWorker {
                 RoomCmd::Drain { done } => {
                     let info = self.snapshot().await;
                     let stop = shutdown.clone();
-                    drain_room(&self.shared, &info, move || *stop.borrow()).await;
+                    let drained = drain_room(&self.shared, &info, move || *stop.borrow()).await;
+                    if drained.retry || drained.end == super::drain::DrainEnd::Error {
+                        self.retry_later();
+                    }
                     if let Some(done) = done {
                         let _ = done.send(());
                     }
@@ -118,6 +127,25 @@ impl RoomWorker {
     }
 
     /// The room as the handler should see it, loading participants on first need.
+    /// Drains the room again after [`super::config::Tunables::retry_delay`]
+    /// (once, however many failures asked for it).
+    fn retry_later(&self) {
+        use std::sync::atomic::Ordering;
+        if self.retry_pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let delay = self.shared.tunables.retry_delay;
+        let queue = self.myself.clone();
+        let pending = self.retry_pending.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            pending.store(false, Ordering::SeqCst);
+            if let Some(tx) = queue.upgrade() {
+                let _ = tx.send(RoomCmd::Drain { done: None }).await;
+            }
+        });
+    }
+
     async fn snapshot(&mut self) -> Arc<RoomInfo> {
         if !self.participants_loaded {
             match self.shared.api.list_participants(&self.info.id).await {
@@ -144,7 +172,13 @@ impl RoomWorker {
         let room = self.snapshot().await;
         match event {
             Event::MessageCreated(msg) => {
-                process_message(&self.shared, room, msg, false).await;
+                let result = process_message(&self.shared, room, msg, false).await;
+                if matches!(
+                    result,
+                    MessageResult::WillRetry | MessageResult::ClaimFailed
+                ) {
+                    self.retry_later();
+                }
             }
             event => {
                 let delivery = Delivery {

@@ -17,13 +17,14 @@ use switchboard::sandbox::RunningSandbox;
 
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.
-const BAND_VARS: [&str; 6] = [
+const BAND_VARS: [&str; 7] = [
     "BAND_API_KEY",
     "BAND_AGENT_ID",
     "BAND_REST_URL",
     "BAND_WS_URL",
     "BAND_METRICS_ADDR",
     "BAND_API_KEY_FILE",
+    "BAND_JOURNAL",
 ];
 
 /// The binary, run from the crate root with `BAND_*` and `RUST_LOG` removed.

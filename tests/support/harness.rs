@@ -63,6 +63,8 @@ impl Harness {
             allow_env: Vec::new(),
             allow_http_hosts,
             watch,
+            journal: None,
+            max_attempts: 5,
             explain: false,
             record: None,
             metrics_addr: None,
