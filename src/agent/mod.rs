@@ -56,6 +56,8 @@ pub struct AgentConfig {
     pub journal: Option<PathBuf>,
     /// Attempts a failing message gets before it is left failed.
     pub max_attempts: u64,
+    /// Pause before a room with a failed message is drained again.
+    pub retry_delay: std::time::Duration,
     /// Log each event's trace (every condition and what it saw).
     pub explain: bool,
     /// Append every handled event to this file (JSON lines, for `replay`).
@@ -247,6 +249,7 @@ impl Agent {
             RuntimeConfig::new(&config.rest_url, &config.ws_url, &config.api_key);
         runtime_config.expected_agent_id = config.agent_id.clone();
         runtime_config.tunables.max_attempts = config.max_attempts.max(1);
+        runtime_config.tunables.retry_delay = config.retry_delay;
         let mut reloads: Vec<Arc<dyn reload::Listener>> = Vec::new();
         if let Some(t) = telemetry {
             runtime_config.observer = Some(t.clone());

@@ -62,6 +62,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         watch: false,
         journal: None,
         max_attempts: 5,
+        retry_delay: std::time::Duration::from_secs(5),
         explain: false,
         record: None,
         metrics_addr: None,

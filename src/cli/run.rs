@@ -81,6 +81,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     max_attempts: u64,
 
+    /// Pause before a room with a failed message is drained again (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_delay, value_name = "DURATION")]
+    retry_delay: std::time::Duration,
+
     /// Log every event's trace: each rule's conditions, what they saw, the actions.
     #[arg(long)]
     explain: bool,
@@ -115,6 +119,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         watch: !args.no_watch,
         journal: args.journal,
         max_attempts: args.max_attempts,
+        retry_delay: args.retry_delay,
         explain: args.explain,
         record: args.record,
         metrics_addr: args.metrics_addr,
@@ -146,4 +151,8 @@ fn read_key_file(path: &Path) -> anyhow::Result<String> {
         }
     }
     Ok(key.to_owned())
+}
+
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    crate::workflow::compile::parse_duration(s)
 }

@@ -65,6 +65,7 @@ impl Harness {
             watch,
             journal: None,
             max_attempts: 5,
+            retry_delay: std::time::Duration::from_secs(5),
             explain: false,
             record: None,
             metrics_addr: None,

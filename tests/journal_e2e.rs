@@ -1,0 +1,183 @@
+//! The action journal across a restart, made deterministic: a message is
+//! served again with the journal saying its reply was sent (and the reply is
+//! on the platform, or not), or finished. The agent, run as a process against
+//! the sandbox, must then reply exactly once in total.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/seeded.rs"]
+mod seeded;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cli::{run_command, Running};
+use serde_json::{json, Value};
+use switchboard::platform::model::Mention;
+use switchboard::platform::rest::{AgentApi, RestConfig};
+use switchboard::sandbox::RunningSandbox;
+
+const STEP: Duration = Duration::from_secs(15);
+const HOURS: &str = "We're open Monday to Friday, 9:00 to 17:00 CET, and on Saturdays until noon.";
+
+fn workflows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")
+}
+
+async fn state(sb: &RunningSandbox) -> Value {
+    reqwest::get(format!("{}/_sandbox/state", sb.rest_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Bot replies with the opening hours in `room`.
+async fn hours_replies(sb: &RunningSandbox, bot: &str) -> usize {
+    state(sb).await["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["sender_id"] == bot && m["content"].as_str().unwrap().ends_with(HOURS))
+        .count()
+}
+
+/// Runs the agent with `journal` until `message` is processed; its logs.
+async fn run_until_processed(
+    sb: &RunningSandbox,
+    journal: &Path,
+    message: &str,
+    bot: &str,
+) -> Vec<String> {
+    let mut cmd = run_command(sb, &workflows());
+    cmd.arg("--journal").arg(journal);
+    let agent = Running::spawn(&mut cmd);
+    tokio::time::timeout(STEP, async {
+        loop {
+            let s = state(sb).await;
+            let m = s["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == message)
+                .cloned()
+                .unwrap();
+            if m["delivery"][bot]["status"] == "processed" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not processed; logs:\n{}", agent.stderr_lines().join("\n")));
+    agent.terminate();
+    let (status, lines) = agent.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{}", lines.join("\n"));
+    lines
+}
+
+/// Bob asks for the opening hours while the agent is down.
+async fn question(sb: &RunningSandbox) -> (String, String, String) {
+    let (bob, room, bot) = seeded::world(sb).await;
+    let id = bob
+        .send_message(
+            &room,
+            "What are your opening hours?",
+            &[Mention {
+                id: Some(bot.clone()),
+                ..Mention::default()
+            }],
+        )
+        .await
+        .unwrap()
+        .id;
+    (room, bot, id)
+}
+
+fn write_journal(path: &Path, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_sent_before_a_crash_is_found_and_not_sent_again() {
+    let (sb, ..) = seeded::seeded_sandbox().await;
+    let (room, bot, id) = question(&sb).await;
+    // The crashed process had posted the reply but not recorded it.
+    let api = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key")).unwrap();
+    let bob_id = state(&sb).await["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["handle"] == "bob")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.send_message(
+        &room,
+        HOURS,
+        &[Mention {
+            id: Some(bob_id),
+            ..Mention::default()
+        }],
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    write_journal(
+        &journal,
+        &[json!({"m": id, "k": "faq/opening-hours#do0", "sent": true, "at": chrono::Utc::now()})],
+    );
+    let logs = run_until_processed(&sb, &journal, &id, &bot).await;
+    assert_eq!(hours_replies(&sb, &bot).await, 1, "{}", logs.join("\n"));
+    assert!(
+        logs.iter().any(|l| l.contains("found on the platform")),
+        "{}",
+        logs.join("\n")
+    );
+    // Settled: the journal no longer holds the message.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.contains("\"settled\":true"), "{text}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_sent_but_lost_is_sent_once() {
+    let (sb, ..) = seeded::seeded_sandbox().await;
+    let (_, bot, id) = question(&sb).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    write_journal(
+        &journal,
+        &[json!({"m": id, "k": "faq/opening-hours#do0", "sent": true, "at": chrono::Utc::now()})],
+    );
+    run_until_processed(&sb, &journal, &id, &bot).await;
+    assert_eq!(hours_replies(&sb, &bot).await, 1);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_reply_is_not_repeated() {
+    let (sb, ..) = seeded::seeded_sandbox().await;
+    let (_, bot, id) = question(&sb).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    write_journal(
+        &journal,
+        &[
+            json!({"m": id, "k": "faq/opening-hours#do0", "done": {"id": "earlier", "success": true}, "at": chrono::Utc::now()}),
+        ],
+    );
+    let logs = run_until_processed(&sb, &journal, &id, &bot).await;
+    // The journal said done; the platform is trusted to have it already.
+    assert_eq!(hours_replies(&sb, &bot).await, 0);
+    assert!(
+        logs.iter().any(|l| l.contains("already done before")),
+        "{}",
+        logs.join("\n")
+    );
+    sb.shutdown().await.unwrap();
+}
