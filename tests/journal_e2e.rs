@@ -181,3 +181,44 @@ async fn a_finished_reply_is_not_repeated() {
     );
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_someone_already_in_the_room_is_not_a_failure() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("add.yaml"),
+        "version: 1\nrules:\n  - name: always-add\n    on: message_created\n    if:\n      - event.sender_type: User\n    do:\n      - add_participant: alice/billing-agent\n      - reply: added\n",
+    )
+    .unwrap();
+    let mut cmd = run_command(&sb, dir.path());
+    let agent = Running::spawn(&mut cmd);
+    let mention = [Mention {
+        id: Some(bot.clone()),
+        ..Mention::default()
+    }];
+    let mut ids = Vec::new();
+    for text in ["first", "second"] {
+        ids.push(bob.send_message(&room, text, &mention).await.unwrap().id);
+    }
+    tokio::time::timeout(STEP, async {
+        loop {
+            let s = state(&sb).await;
+            let done = s["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| ids.contains(&m["id"].as_str().unwrap().to_owned()))
+                .all(|m| m["delivery"][&bot]["status"] == "processed");
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not both processed:\n{}", agent.stderr_lines().join("\n")));
+    agent.terminate();
+    agent.wait_exit(Duration::from_secs(10)).await;
+    sb.shutdown().await.unwrap();
+}

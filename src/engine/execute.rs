@@ -150,8 +150,17 @@ impl RestExecutor {
                     (None, Some(handle)) => self.resolve(handle).await?,
                     (None, None) => return Err("give `handle` or `id`".into()),
                 };
-                let added = self.api.add_participant(&chat, &id, role.as_deref()).await;
-                to_value(added.map_err(api)?)
+                match self.api.add_participant(&chat, &id, role.as_deref()).await {
+                    Ok(added) => to_value(added),
+                    // Adding is idempotent in effect: a resumed message (or a
+                    // race) finding them there already has what it wanted.
+                    Err(ApiError::Status {
+                        status: 422, raw, ..
+                    }) if raw.contains("already a participant") => {
+                        Ok(json!({ "id": id, "already_participant": true }))
+                    }
+                    Err(e) => Err(api(e)),
+                }
             }
             RenderedAction::RemoveParticipant { chat, handle, id } => {
                 let chat = event_chat(scope, chat.as_deref())?;
