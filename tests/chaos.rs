@@ -40,6 +40,12 @@ rules:
 "#;
 
 fn agent_command(sb: &RunningSandbox, dir: &Path) -> tokio::process::Command {
+    agent_command_at(&sb.rest_url(), &sb.ws_url(), dir)
+}
+
+/// The agent on the echo workflow with a journal file, fast retries and
+/// attempts to spare (a message may fail many times while faults fly).
+fn agent_command_at(rest: &str, ws: &str, dir: &Path) -> tokio::process::Command {
     let mut cmd = switchboard();
     cmd.arg("run")
         .arg("--workflows")
@@ -54,9 +60,9 @@ fn agent_command(sb: &RunningSandbox, dir: &Path) -> tokio::process::Command {
             "--no-watch",
         ])
         .args(["--api-key", "triage-key", "--rest-url"])
-        .arg(sb.rest_url())
+        .arg(rest)
         .arg("--ws-url")
-        .arg(sb.ws_url());
+        .arg(ws);
     cmd
 }
 
@@ -158,23 +164,7 @@ async fn every_message_gets_exactly_one_reply_through_kills_and_faults() {
                     kills.fetch_add(1, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
-                let mut cmd = switchboard();
-                cmd.arg("run")
-                    .arg("--workflows")
-                    .arg(dir.join("workflows"))
-                    .arg("--journal")
-                    .arg(dir.join("journal"))
-                    .args([
-                        "--max-attempts",
-                        "1000",
-                        "--retry-delay",
-                        "200ms",
-                        "--no-watch",
-                    ])
-                    .args(["--api-key", "triage-key", "--rest-url"])
-                    .arg(&sb_urls.0)
-                    .arg("--ws-url")
-                    .arg(&sb_urls.1);
+                let mut cmd = agent_command_at(&sb_urls.0, &sb_urls.1, &dir);
                 *slot = Some(Running::spawn(&mut cmd));
             }
         })
