@@ -716,7 +716,22 @@ impl<'a> Compiler<'a> {
                     .literal_separator(false)
                     .build()
                 {
-                    Ok(g) => check.glob = Some(g.compile_matcher()),
+                    // `compile_matcher` panics when the regex globset made from
+                    // the glob does not compile (alternates nested too deep, too
+                    // large: found with `fuzz/`), so compile it the same way first.
+                    Ok(g) => match regex::bytes::RegexBuilder::new(g.regex())
+                        .dot_matches_new_line(true)
+                        .build()
+                    {
+                        Ok(_) => check.glob = Some(g.compile_matcher()),
+                        Err(e) => {
+                            let msg = e.to_string();
+                            let msg = msg.lines().last().unwrap_or_default().trim();
+                            let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+                            self.error(node.loc, format!("bad glob: too complex ({msg})"), None);
+                            return None;
+                        }
+                    },
                     Err(e) => {
                         self.error(node.loc, format!("bad glob: {e}"), None);
                         return None;
@@ -1030,4 +1045,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration `{s}` must be more than zero"));
     }
     Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::workflow::load_str;
+
+    fn with_condition(cond: &str) -> String {
+        format!("version: 1\nrules:\n  - name: r\n    on: message_created\n    if:\n      - {cond}\n    do:\n      - reply: hi\n")
+    }
+
+    #[test]
+    fn a_glob_too_complex_for_its_regex_is_an_error_not_a_panic() {
+        // globset accepts these but panicked compiling its regex (found with fuzz/).
+        let nested = format!("{}{}", "{a,".repeat(200), "}".repeat(200));
+        let large = "?".repeat(400_000);
+        for glob in [nested, large] {
+            let text = with_condition(&format!("event.content: {{ glob: '{glob}' }}"));
+            let e = load_str("g.yaml", &text).unwrap_err().to_string();
+            assert!(
+                e.contains("bad glob: too complex"),
+                "{}",
+                &e[..e.len().min(300)]
+            );
+        }
+        let fine = with_condition("event.content: { glob: '{a,{b,c}}*' }");
+        assert!(load_str("g.yaml", &fine).is_ok());
+    }
 }
