@@ -272,6 +272,7 @@ impl Engine {
     ) -> Report {
         let mut report = Report::new(&input.event_type);
         let base = self.base_context(input);
+        let mut shared: Option<(Arc<Value>, Value, JValue)> = None;
         for rule in rules {
             if !rule.enabled {
                 report.trace.push(RuleTrace {
@@ -281,16 +282,27 @@ impl Engine {
                 });
                 continue;
             }
-            let mut ctx = base.clone();
-            ctx.insert("vars".into(), (*rule.vars).clone());
-            ctx.insert("state".into(), self.state.snapshot(input.now));
-            let ctx = Value::Object(ctx);
+            // The context is the same for every rule of a file until some
+            // rule's actions run (they may change state): build it once per
+            // file, not once per rule (a rule that cannot match costs only
+            // its conditions).
+            let (ctx, jctx) = match &shared {
+                Some((v, ctx, jctx)) if Arc::ptr_eq(v, &rule.vars) => (ctx, jctx),
+                _ => {
+                    let mut ctx = base.clone();
+                    ctx.insert("vars".into(), (*rule.vars).clone());
+                    ctx.insert("state".into(), self.state.snapshot(input.now));
+                    let ctx = Value::Object(ctx);
+                    let jctx = template_context(&ctx, &Captures::default(), &Map::new());
+                    let (_, ctx, jctx) = shared.insert((rule.vars.clone(), ctx, jctx));
+                    (&*ctx, &*jctx)
+                }
+            };
             let mut caps = Captures::default();
             let (passed, conditions) = {
-                let jctx = template_context(&ctx, &caps, &Map::new());
                 let scene = Scene {
-                    ctx: &ctx,
-                    jctx: &jctx,
+                    ctx,
+                    jctx,
                     templates: ruleset.templates(),
                 };
                 evaluate::all(&rule.conditions, &scene, &mut caps)
@@ -300,7 +312,7 @@ impl Engine {
             } else {
                 Verdict::NotMatched
             };
-            if passed && !self.throttle_allows(rule, ruleset, &ctx, &caps, input.now) {
+            if passed && !self.throttle_allows(rule, ruleset, ctx, &caps, input.now) {
                 verdict = Verdict::Throttled;
             }
             report.trace.push(RuleTrace {
@@ -319,6 +331,9 @@ impl Engine {
                 }
                 _ => continue,
             };
+            let ctx = ctx.clone();
+            // Actions may change state: the next rule builds a fresh context.
+            shared = None;
             let flow = self
                 .run_actions(
                     rule,
