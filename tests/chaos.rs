@@ -8,6 +8,8 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/seeded.rs"]
+mod seeded;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -76,15 +78,6 @@ async fn post(sb: &RunningSandbox, path: &str, body: Value) {
     assert!(resp.status().is_success(), "{path}: {}", resp.status());
 }
 
-async fn state(sb: &RunningSandbox) -> Value {
-    reqwest::get(format!("{}/_sandbox/state", sb.rest_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_gets_exactly_one_reply_through_kills_and_faults() {
     let seed: u64 = std::env::var("CHAOS_SEED")
@@ -101,7 +94,7 @@ async fn every_message_gets_exactly_one_reply_through_kills_and_faults() {
 
     // Rooms: alice's, each with the bot.
     let alice = HumanApi::new(RestConfig::new(sb.rest_url(), "alice-key")).unwrap();
-    let seeded = state(&sb).await;
+    let seeded = seeded::sandbox_state(&sb).await;
     let bot = seeded["agents"]
         .as_array()
         .unwrap()
@@ -237,7 +230,7 @@ async fn every_message_gets_exactly_one_reply_through_kills_and_faults() {
     let started = Instant::now();
     let (mut processed, mut other) = (0, Vec::new());
     while started.elapsed() < SETTLE {
-        let s = state(&sb).await;
+        let s = seeded::sandbox_state(&sb).await;
         let statuses: Vec<String> = s["messages"]
             .as_array()
             .unwrap()
@@ -261,7 +254,7 @@ async fn every_message_gets_exactly_one_reply_through_kills_and_faults() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let s = state(&sb).await;
+    let s = seeded::sandbox_state(&sb).await;
     let mut replies: HashMap<String, usize> = HashMap::new();
     for m in s["messages"].as_array().unwrap() {
         if m["sender_id"] == bot.as_str() && m["message_type"] == "text" {

@@ -244,40 +244,15 @@ async fn ask_opening_hours(extra_args: &[&str]) -> Session {
         .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
         .await;
 
-    let mention = [Mention {
-        id: Some(bot.clone()),
-        ..Mention::default()
-    }];
-    let question = bob
-        .send_message(&room, "What are your opening hours?", &mention)
+    let question = seeded::ask(&bob, &room, &bot, "What are your opening hours?").await;
+    let answer = seeded::reply_after(&bob, &room, &bot, &question, STEP)
         .await
-        .unwrap()
-        .id;
-    let query = HumanMessageQuery {
-        after: Some(question.clone()),
-        limit: Some(100),
-        ..HumanMessageQuery::default()
-    };
-    let answer = tokio::time::timeout(STEP, async {
-        loop {
-            let page = bob.list_messages(&room, &query).await.unwrap();
-            if let Some(m) = page
-                .items
-                .into_iter()
-                .find(|m| m.sender_id == bot && m.message_type == "text")
-            {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "no reply from the agent within {STEP:?}; stderr:\n{}",
-            agent.stderr_lines().join("\n")
-        )
-    });
+        .unwrap_or_else(|| {
+            panic!(
+                "no reply from the agent within {STEP:?}; stderr:\n{}",
+                agent.stderr_lines().join("\n")
+            )
+        });
     assert!(
         answer.content.contains("Monday to Friday"),
         "not the opening hours: {}",

@@ -24,18 +24,9 @@ fn workflows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows")
 }
 
-async fn state(sb: &RunningSandbox) -> Value {
-    reqwest::get(format!("{}/_sandbox/state", sb.rest_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Bot replies with the opening hours in `room`.
 async fn hours_replies(sb: &RunningSandbox, bot: &str) -> usize {
-    state(sb).await["messages"]
+    seeded::sandbox_state(sb).await["messages"]
         .as_array()
         .unwrap()
         .iter()
@@ -55,7 +46,7 @@ async fn run_until_processed(
     let agent = Running::spawn(&mut cmd);
     tokio::time::timeout(STEP, async {
         loop {
-            let s = state(sb).await;
+            let s = seeded::sandbox_state(sb).await;
             let m = s["messages"]
                 .as_array()
                 .unwrap()
@@ -106,7 +97,7 @@ async fn a_reply_sent_before_a_crash_is_found_and_not_sent_again() {
     let (room, bot, id) = question(&sb).await;
     // The crashed process had posted the reply but not recorded it.
     let api = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key")).unwrap();
-    let bob_id = state(&sb).await["users"]
+    let bob_id = seeded::sandbox_state(&sb).await["users"]
         .as_array()
         .unwrap()
         .iter()
@@ -203,7 +194,7 @@ async fn adding_someone_already_in_the_room_is_not_a_failure() {
     }
     tokio::time::timeout(STEP, async {
         loop {
-            let s = state(&sb).await;
+            let s = seeded::sandbox_state(&sb).await;
             let done = s["messages"]
                 .as_array()
                 .unwrap()

@@ -10,8 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use cli::{output_within, switchboard, Running};
-use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use switchboard::sandbox::{default_seed, RunningSandbox};
 
 /// The triage bot's key in these tests: long and unlike anything else in a log.
@@ -62,41 +60,11 @@ async fn a_full_run_never_logs_or_records_the_key() {
         .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
         .await;
 
-    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-    let room = seeded::support_room(&bob).await;
-    let bot = bob
-        .list_participants(&room)
+    let (bob, room, bot) = seeded::world(&sb).await;
+    let question = seeded::ask(&bob, &room, &bot, "What are your opening hours?").await;
+    seeded::reply_after(&bob, &room, &bot, &question, STEP)
         .await
-        .unwrap()
-        .into_iter()
-        .find(|p| p.handle.as_deref() == Some("alice/triage-bot"))
-        .unwrap()
-        .id;
-    let mention = [Mention {
-        id: Some(bot.clone()),
-        ..Mention::default()
-    }];
-    let question = bob
-        .send_message(&room, "What are your opening hours?", &mention)
-        .await
-        .unwrap()
-        .id;
-    let query = HumanMessageQuery {
-        after: Some(question),
-        limit: Some(100),
-        ..HumanMessageQuery::default()
-    };
-    tokio::time::timeout(STEP, async {
-        loop {
-            let page = bob.list_messages(&room, &query).await.unwrap();
-            if page.items.iter().any(|m| m.sender_id == bot) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the bot answers");
+        .expect("the bot answers");
     // A dropped socket makes the client reconnect (and log the attempt).
     reqwest::Client::new()
         .post(format!("{}/_sandbox/faults", sb.rest_url()))

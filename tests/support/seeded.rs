@@ -1,6 +1,10 @@
 //! Fixtures of the example seed that several test files need.
 
-use switchboard::platform::rest::{HumanApi, RestConfig};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::platform::model::{ChatMessage, Mention};
+use switchboard::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use switchboard::sandbox::{default_seed, RunningSandbox};
 
 /// The id of the seeded "Support" room, as `person` sees it.
@@ -40,4 +44,61 @@ pub async fn seeded_sandbox() -> (RunningSandbox, HumanApi, String, String) {
         .unwrap();
     let (bob, room, bot) = world(&sb).await;
     (sb, bob, room, bot)
+}
+
+/// `person` says `text` in `room`, mentioning `bot`; the message's id.
+#[allow(dead_code)]
+pub async fn ask(person: &HumanApi, room: &str, bot: &str, text: &str) -> String {
+    let mention = [Mention {
+        id: Some(bot.to_owned()),
+        ..Mention::default()
+    }];
+    person
+        .send_message(room, text, &mention)
+        .await
+        .expect("send the question")
+        .id
+}
+
+/// The bot's first text message in `room` after message `after`, waited for
+/// up to `limit`; `None` when none came.
+#[allow(dead_code)]
+pub async fn reply_after(
+    person: &HumanApi,
+    room: &str,
+    bot: &str,
+    after: &str,
+    limit: Duration,
+) -> Option<ChatMessage> {
+    let query = HumanMessageQuery {
+        after: Some(after.to_owned()),
+        limit: Some(100),
+        ..HumanMessageQuery::default()
+    };
+    tokio::time::timeout(limit, async {
+        loop {
+            let page = person.list_messages(room, &query).await.unwrap();
+            if let Some(m) = page
+                .items
+                .into_iter()
+                .find(|m| m.sender_id == bot && m.message_type == "text")
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .ok()
+}
+
+/// The sandbox's whole state (`GET /_sandbox/state`).
+#[allow(dead_code)]
+pub async fn sandbox_state(sb: &RunningSandbox) -> Value {
+    reqwest::get(format!("{}/_sandbox/state", sb.rest_url()))
+        .await
+        .expect("GET /_sandbox/state")
+        .json()
+        .await
+        .expect("the state is JSON")
 }
