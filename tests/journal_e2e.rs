@@ -86,9 +86,16 @@ async fn question(sb: &RunningSandbox) -> (String, String, String) {
     (room, bot, id)
 }
 
-fn write_journal(path: &Path, lines: &[Value]) {
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text).unwrap();
+/// A journal in `dir` whose one line says the opening-hours reply to
+/// message `id` was `state` (`{"sent": true}` or `{"done": result}`).
+fn journal_with(dir: &Path, id: &str, state: Value) -> PathBuf {
+    let mut line = json!({"m": id, "k": "faq/opening-hours#do0", "at": chrono::Utc::now()});
+    if let (Some(line), Some(state)) = (line.as_object_mut(), state.as_object()) {
+        line.extend(state.clone());
+    }
+    let path = dir.join("journal");
+    std::fs::write(&path, format!("{line}\n")).unwrap();
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,11 +124,7 @@ async fn a_reply_sent_before_a_crash_is_found_and_not_sent_again() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("journal");
-    write_journal(
-        &journal,
-        &[json!({"m": id, "k": "faq/opening-hours#do0", "sent": true, "at": chrono::Utc::now()})],
-    );
+    let journal = journal_with(dir.path(), &id, json!({"sent": true}));
     let logs = run_until_processed(&sb, &journal, &id, &bot).await;
     assert_eq!(hours_replies(&sb, &bot).await, 1, "{}", logs.join("\n"));
     assert!(
@@ -140,11 +143,7 @@ async fn a_reply_sent_but_lost_is_sent_once() {
     let (sb, ..) = seeded::seeded_sandbox().await;
     let (_, bot, id) = question(&sb).await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("journal");
-    write_journal(
-        &journal,
-        &[json!({"m": id, "k": "faq/opening-hours#do0", "sent": true, "at": chrono::Utc::now()})],
-    );
+    let journal = journal_with(dir.path(), &id, json!({"sent": true}));
     run_until_processed(&sb, &journal, &id, &bot).await;
     assert_eq!(hours_replies(&sb, &bot).await, 1);
     sb.shutdown().await.unwrap();
@@ -155,12 +154,10 @@ async fn a_finished_reply_is_not_repeated() {
     let (sb, ..) = seeded::seeded_sandbox().await;
     let (_, bot, id) = question(&sb).await;
     let dir = tempfile::tempdir().unwrap();
-    let journal = dir.path().join("journal");
-    write_journal(
-        &journal,
-        &[
-            json!({"m": id, "k": "faq/opening-hours#do0", "done": {"id": "earlier", "success": true}, "at": chrono::Utc::now()}),
-        ],
+    let journal = journal_with(
+        dir.path(),
+        &id,
+        json!({"done": {"id": "earlier", "success": true}}),
     );
     let logs = run_until_processed(&sb, &journal, &id, &bot).await;
     // The journal said done; the platform is trusted to have it already.

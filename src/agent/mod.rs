@@ -66,6 +66,32 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
 }
 
+impl AgentConfig {
+    /// An agent on `workflows` with every option at its default: no state
+    /// file, journal in memory, the runtime's retry limits, nothing extra
+    /// reachable from templates, no watching, no metrics.
+    pub fn new(rest_url: String, ws_url: String, api_key: String, workflows: PathBuf) -> Self {
+        let tunables = crate::runtime::Tunables::default();
+        AgentConfig {
+            rest_url,
+            ws_url,
+            api_key,
+            agent_id: None,
+            workflows,
+            state_file: None,
+            allow_env: Vec::new(),
+            allow_http_hosts: Vec::new(),
+            watch: false,
+            journal: None,
+            max_attempts: tunables.max_attempts,
+            retry_delay: tunables.retry_delay,
+            explain: false,
+            record: None,
+            metrics_addr: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentConfig")

@@ -50,23 +50,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the sandbox")?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let config = AgentConfig {
-        rest_url: sandbox.rest_url(),
-        ws_url: sandbox.ws_url(),
-        api_key: AGENT_KEY.into(),
-        agent_id: None,
-        workflows: args.workflows.clone(),
-        state_file: None,
-        allow_env: Vec::new(),
-        allow_http_hosts: Vec::new(),
-        watch: false,
-        journal: None,
-        max_attempts: 5,
-        retry_delay: std::time::Duration::from_secs(5),
-        explain: false,
-        record: None,
-        metrics_addr: None,
-    };
+    let config = AgentConfig::new(
+        sandbox.rest_url(),
+        sandbox.ws_url(),
+        AGENT_KEY.into(),
+        args.workflows.clone(),
+    );
     let agent = Agent::prepare(&config, Some(tx)).await?;
     let rules = agent.engine().ruleset();
     let handle = agent.handle();

@@ -53,23 +53,10 @@ impl Harness {
             .await
             .unwrap();
         let (tx, handled) = tokio::sync::mpsc::unbounded_channel();
-        let config = AgentConfig {
-            rest_url: sb.rest_url(),
-            ws_url: sb.ws_url(),
-            api_key: "triage-key".into(),
-            agent_id: None,
-            workflows,
-            state_file: None,
-            allow_env: Vec::new(),
-            allow_http_hosts,
-            watch,
-            journal: None,
-            max_attempts: 5,
-            retry_delay: std::time::Duration::from_secs(5),
-            explain: false,
-            record: None,
-            metrics_addr: None,
-        };
+        let mut config =
+            AgentConfig::new(sb.rest_url(), sb.ws_url(), "triage-key".into(), workflows);
+        config.allow_http_hosts = allow_http_hosts;
+        config.watch = watch;
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         let agent = Agent::prepare(&config, Some(tx))
             .await
