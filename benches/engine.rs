@@ -65,14 +65,16 @@ fn workflow(range: std::ops::Range<usize>) -> String {
 fn message(content: &str) -> EventInput {
     EventInput {
         event_type: "message_created".into(),
-        event: json!({
+        event: Arc::new(json!({
             "id": "m1", "chat_room_id": "r1", "content": content,
             "sender_id": "u1", "sender_type": "User", "sender_name": "Ann",
             "message_type": "text", "metadata": {"mentions": [{"id": "a1"}]},
-        }),
-        agent: json!({"id": "a1", "name": "Bot", "handle": "acme/bot"}),
-        chat: Some(json!({"id": "r1", "title": "Support", "participants": []})),
-        sender: Some(json!({"id": "u1", "type": "User", "name": "Ann"})),
+        })),
+        agent: Arc::new(json!({"id": "a1", "name": "Bot", "handle": "acme/bot"})),
+        chat: Some(Arc::new(
+            json!({"id": "r1", "title": "Support", "participants": []}),
+        )),
+        sender: Some(Arc::new(json!({"id": "u1", "type": "User", "name": "Ann"}))),
         now: chrono::Utc::now(),
     }
 }

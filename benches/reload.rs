@@ -38,8 +38,10 @@ fn ping(answer: &str) -> String {
 fn event() -> EventInput {
     EventInput {
         event_type: "message_created".into(),
-        event: json!({"id": "m1", "content": "ping", "sender_type": "User", "sender_id": "u1", "sender_name": "ann", "chat_room_id": "r1"}),
-        agent: json!({"id": "a1"}),
+        event: Arc::new(
+            json!({"id": "m1", "content": "ping", "sender_type": "User", "sender_id": "u1", "sender_name": "ann", "chat_room_id": "r1"}),
+        ),
+        agent: Arc::new(json!({"id": "a1"})),
         chat: None,
         sender: None,
         now: chrono::Utc::now(),

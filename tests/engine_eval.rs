@@ -11,20 +11,27 @@ use switchboard::workflow::load_str;
 
 fn engine(yaml: &str) -> Engine {
     let rs = load_str("w.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
-    Engine::new(Arc::new(rs), Arc::new(StateStore::in_memory()))
+    // These tests read traces of rules that could not match too.
+    Engine::new(Arc::new(rs), Arc::new(StateStore::in_memory())).tracing_every_rule()
 }
 
 fn message(content: &str) -> EventInput {
     EventInput {
         event_type: "message_created".into(),
-        event: json!({"id": "m1", "content": content, "sender_type": "User", "sender_id": "u1",
+        event: Arc::new(
+            json!({"id": "m1", "content": content, "sender_type": "User", "sender_id": "u1",
                       "sender_name": "Ann", "chat_room_id": "r1", "message_type": "text",
                       "metadata": {"mentions": [{"id": "a1", "handle": "acme/bot"}]}}),
-        agent: json!({"id": "a1", "handle": "acme/bot", "name": "Bot"}),
-        chat: Some(json!({"id": "r1", "title": "Support", "participants": [
+        ),
+        agent: Arc::new(json!({"id": "a1", "handle": "acme/bot", "name": "Bot"})),
+        chat: Some(Arc::new(
+            json!({"id": "r1", "title": "Support", "participants": [
             {"id": "u1", "handle": "ann", "type": "User"},
-            {"id": "a1", "handle": "acme/bot", "type": "Agent"}]})),
-        sender: Some(json!({"id": "u1", "type": "User", "name": "Ann", "handle": "ann"})),
+            {"id": "a1", "handle": "acme/bot", "type": "Agent"}]}),
+        )),
+        sender: Some(Arc::new(
+            json!({"id": "u1", "type": "User", "name": "Ann", "handle": "ann"}),
+        )),
         now: chrono::Utc::now(),
     }
 }
@@ -196,13 +203,13 @@ rules:
         verdicts,
         [Verdict::Matched, Verdict::Matched, Verdict::Throttled]
     );
-    input.event["chat_room_id"] = json!("r2");
+    Arc::make_mut(&mut input.event)["chat_room_id"] = json!("r2");
     assert_eq!(
         run(&e, &input).await.0.trace[0].verdict,
         Verdict::Matched,
         "another key"
     );
-    input.event["chat_room_id"] = json!("r1");
+    Arc::make_mut(&mut input.event)["chat_room_id"] = json!("r1");
     input.now += chrono::Duration::minutes(11);
     assert_eq!(
         run(&e, &input).await.0.trace[0].verdict,

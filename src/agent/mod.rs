@@ -239,11 +239,13 @@ impl Agent {
                 "action journal has unfinished messages; they resume when served again"
             );
         }
-        let engine = Arc::new(
-            Engine::new(Arc::new(ruleset), Arc::new(state))
-                .with_env(env)
-                .with_journal(Arc::new(journal)),
-        );
+        let mut engine = Engine::new(Arc::new(ruleset), Arc::new(state))
+            .with_env(env)
+            .with_journal(Arc::new(journal));
+        if config.explain {
+            engine = engine.tracing_every_rule();
+        }
+        let engine = Arc::new(engine);
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
         let me = api.me().await.map_err(AgentError::Me)?;
         let mut executor: Arc<dyn Executor> =

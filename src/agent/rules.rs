@@ -116,9 +116,9 @@ impl RulesHandler {
         if !self.sinks.is_empty() {
             let handled = Handled {
                 event_type: input.event_type,
-                event: input.event,
+                event: Arc::unwrap_or_clone(input.event),
                 room: scope.chat_id,
-                chat: input.chat,
+                chat: input.chat.map(Arc::unwrap_or_clone),
                 rule: only_rule.map(str::to_owned),
                 now: input.now,
                 elapsed,
@@ -198,7 +198,7 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
     match &report.outcome {
         // Events no rule listens for are routine: keep them out of the info log.
         EngineOutcome::Done if report.trace.is_empty() => tracing::debug!(
-            event = %report.event_type, room, message_id, ms = format!("{ms:.1}"), "no rules for event"
+            event = %report.event_type, room, message_id, ms = format!("{ms:.1}"), "no rule could apply"
         ),
         EngineOutcome::Done => tracing::info!(
             event = %report.event_type, room, message_id, rules = %matched,
@@ -270,10 +270,10 @@ pub fn event_input(
     };
     let input = EventInput {
         event_type: event_type.to_owned(),
-        event,
-        agent,
-        chat,
-        sender: sender.map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+        event: Arc::new(event),
+        agent: Arc::new(agent),
+        chat: chat.map(Arc::new),
+        sender: sender.map(|s| Arc::new(serde_json::to_value(s).unwrap_or(Value::Null))),
         now,
     };
     (input, scope)

@@ -68,7 +68,8 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("no rule `{rule}` in {}", args.dir.display());
         }
     }
-    let engine = Engine::new(ruleset.clone(), Arc::new(StateStore::in_memory()));
+    let engine =
+        Engine::new(ruleset.clone(), Arc::new(StateStore::in_memory())).tracing_every_rule();
     let executor = RecordingExecutor::new();
     let report = event.run(&engine, &executor).await;
     match args.format {

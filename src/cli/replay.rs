@@ -45,7 +45,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let Some(ruleset) = super::check::load(&args.dir).map(Arc::new) else {
         return Ok(ExitCode::FAILURE);
     };
-    let engine = Engine::new(ruleset.clone(), Arc::new(StateStore::in_memory()));
+    let engine =
+        Engine::new(ruleset.clone(), Arc::new(StateStore::in_memory())).tracing_every_rule();
     let executor = RecordingExecutor::new();
     let (mut events, mut matched, mut actions, mut failed, mut bad) = (0, 0, 0, 0, 0);
     for (n, line) in lines {

@@ -107,7 +107,9 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
         state.set(k, v.clone(), None, now);
     }
     let env = given.env.clone().unwrap_or_default();
-    let engine = Engine::new(ruleset.clone(), Arc::new(state)).with_env(env);
+    let engine = Engine::new(ruleset.clone(), Arc::new(state))
+        .with_env(env)
+        .tracing_every_rule();
     let executor = RecordingExecutor::new();
     for (name, message) in given.failures.iter().flatten() {
         if let Some(name) = static_action_name(name) {

@@ -9,17 +9,19 @@ use minijinja::value::{Enumerator, Object, Value as JValue};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::context::Context;
 use crate::workflow::ruleset::{Check, Cond, Op};
 use crate::workflow::template::{truthy, Templates};
 
 /// What one condition decided.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CondTrace {
-    /// The condition, as written (`event.content matches '(?i)refund'`).
+    /// The condition, as written (`event.content matches '(?i)refund'`); empty
+    /// unless the engine traces every rule (see `Engine::tracing_every_rule`).
     pub condition: String,
     /// Whether it held.
     pub passed: bool,
-    /// The value it looked at.
+    /// The value it looked at (when traced in detail).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saw: Option<Value>,
     /// Errors while evaluating (a template that failed counts as false).
@@ -80,15 +82,45 @@ impl Object for Captures {
     }
 }
 
-/// What conditions read: the context as JSON, the same context for
-/// templates, and the event alone for JSONPath.
+/// What conditions read: the rule's context (its template form made only
+/// when a template condition asks) and the compiled templates.
 pub struct Scene<'a> {
-    /// The template context as JSON.
-    pub ctx: &'a Value,
-    /// The same, for minijinja.
-    pub jctx: &'a JValue,
+    /// The rule's context.
+    pub ctx: &'a Context,
     /// The compiled templates.
     pub templates: &'a Templates,
+    /// Describe each condition and keep what it saw (for traces people read).
+    pub detail: bool,
+    jctx: std::cell::OnceCell<JValue>,
+}
+
+impl<'a> Scene<'a> {
+    /// A scene over `ctx`; `detail`: see [`Scene::detail`].
+    pub fn new(ctx: &'a Context, templates: &'a Templates, detail: bool) -> Self {
+        Scene {
+            ctx,
+            templates,
+            detail,
+            jctx: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The condition's description, when traces are detailed (empty otherwise:
+    /// formatting every condition costs more than evaluating most of them).
+    fn describe(&self, text: impl FnOnce() -> String) -> String {
+        match self.detail {
+            true => text(),
+            false => String::new(),
+        }
+    }
+
+    /// The template context (conditions' templates do not see `match`).
+    fn jctx(&self) -> &JValue {
+        self.jctx.get_or_init(|| {
+            self.ctx
+                .template(&Captures::default(), &serde_json::Map::new())
+        })
+    }
 }
 
 /// Evaluates a list (all must hold), collecting traces and captures. Stops
@@ -114,19 +146,19 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
             segments,
             checks,
         } => {
-            let actual = lookup(scene.ctx, segments);
+            let actual = scene.ctx.lookup(segments);
             let passed = checks.iter().all(|c| check(c, actual, caps));
             CondTrace {
-                condition: format!("{path} {}", describe_checks(checks)),
+                condition: scene.describe(|| format!("{path} {}", describe_checks(checks))),
                 passed,
-                saw: Some(actual.cloned().unwrap_or(Value::Null)),
+                saw: scene.detail.then(|| actual.cloned().unwrap_or(Value::Null)),
                 error: None,
                 children: Vec::new(),
             }
         }
         Cond::All(list) => {
             let (passed, children) = all(list, scene, caps);
-            group("all", passed, children)
+            group(scene, "all", passed, children)
         }
         Cond::Any(list) => {
             let mut children = Vec::new();
@@ -139,25 +171,26 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
                     break;
                 }
             }
-            group("any", passed, children)
+            group(scene, "any", passed, children)
         }
         Cond::Not(inner) => {
             // Captures from inside a `not` would describe a failed match.
             let mut scratch = Captures::default();
             let t = eval(inner, scene, &mut scratch);
-            group("not", !t.passed, vec![t])
+            group(scene, "not", !t.passed, vec![t])
         }
         Cond::Named(name, list) => {
             let (passed, children) = all(list, scene, caps);
-            group(&format!("use {name}"), passed, children)
+            let name = scene.describe(|| format!("use {name}"));
+            group(scene, &name, passed, children)
         }
         Cond::Template { source, text } => {
-            let (passed, saw, error) = match scene.templates.render(text, scene.jctx) {
+            let (passed, saw, error) = match scene.templates.render(text, scene.jctx()) {
                 Ok(v) => (truthy(&v), Some(v), None),
                 Err(e) => (false, None, Some(e)),
             };
             CondTrace {
-                condition: format!("template {source}"),
+                condition: scene.describe(|| format!("template {source}")),
                 passed,
                 saw,
                 error,
@@ -179,9 +212,10 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
                 false => checks.iter().all(|c| check_list(c, &list, caps)),
             };
             CondTrace {
-                condition: format!("jsonpath {source} {}", describe_checks(checks)),
+                condition: scene
+                    .describe(|| format!("jsonpath {source} {}", describe_checks(checks))),
                 passed,
-                saw: Some(list),
+                saw: scene.detail.then_some(list),
                 error: None,
                 children: Vec::new(),
             }
@@ -189,9 +223,9 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
     }
 }
 
-fn group(name: &str, passed: bool, children: Vec<CondTrace>) -> CondTrace {
+fn group(scene: &Scene, name: &str, passed: bool, children: Vec<CondTrace>) -> CondTrace {
     CondTrace {
-        condition: name.to_owned(),
+        condition: scene.describe(|| name.to_owned()),
         passed,
         saw: None,
         error: None,

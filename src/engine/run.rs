@@ -7,15 +7,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
-use minijinja::value::Value as JValue;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::action::{Executor, RenderedAction, Scope};
+use super::context::{Context, EventPart};
 use super::evaluate::{self, Captures, CondTrace, Scene};
 use super::journal::{Journal, Step};
 use super::render::render_action;
 use super::state::StateStore;
+use crate::workflow::prefilter::Field;
 use crate::workflow::ruleset::{Action, OnError, Rule};
 use crate::workflow::Ruleset;
 
@@ -25,15 +26,31 @@ pub struct EventInput {
     /// Event type (`message_created`, `schedule`, ...).
     pub event_type: String,
     /// The payload as received.
-    pub event: Value,
+    pub event: Arc<Value>,
     /// Our identity (`/agent/me`).
-    pub agent: Value,
+    pub agent: Arc<Value>,
     /// The room, when the event belongs to one: id, title, participants.
-    pub chat: Option<Value>,
+    pub chat: Option<Arc<Value>>,
     /// The sender of a message: id, type, name, handle.
-    pub sender: Option<Value>,
+    pub sender: Option<Arc<Value>>,
     /// The time the event is handled.
     pub now: DateTime<Utc>,
+}
+
+impl EventInput {
+    /// The value at a dotted path (root first) among the parts that stay
+    /// the same while the event is handled: `event`, `sender`, `chat`, `agent`.
+    pub fn field(&self, path: &[String]) -> Option<&Value> {
+        let (root, rest) = path.split_first()?;
+        let root = match root.as_str() {
+            "event" => &self.event,
+            "agent" => &self.agent,
+            "sender" => self.sender.as_deref()?,
+            "chat" => self.chat.as_deref()?,
+            _ => return None,
+        };
+        evaluate::lookup(root, rest)
+    }
 }
 
 /// The verdict on one rule.
@@ -117,7 +134,9 @@ pub struct Report {
     pub else_ran: Vec<String>,
     /// Every action, in order.
     pub actions: Vec<ActionRecord>,
-    /// Every rule that listened, with its conditions.
+    /// The rules evaluated, with their conditions: every rule that listened
+    /// when the engine traces every rule (then with each condition described
+    /// and what it saw), else those the prefilter let through.
     pub trace: Vec<RuleTrace>,
     /// The end.
     pub outcome: Outcome,
@@ -171,8 +190,9 @@ pub struct Engine {
     ruleset: RwLock<Arc<Ruleset>>,
     state: Arc<StateStore>,
     throttles: Mutex<Windows>,
-    env: Value,
+    env: Arc<Value>,
     journal: Option<Arc<Journal>>,
+    every_rule: bool,
 }
 
 /// How a rule's actions ended.
@@ -189,9 +209,18 @@ impl Engine {
             ruleset: RwLock::new(ruleset),
             state,
             throttles: Mutex::new(HashMap::new()),
-            env: Value::Object(Map::new()),
+            env: Arc::new(Value::Object(Map::new())),
             journal: None,
+            every_rule: false,
         }
+    }
+
+    /// Evaluates (and traces) every rule listening for an event, not only
+    /// those the literal prefilter lets through: for `explain`, tests and
+    /// `--explain`, where the rules that could not match are part of the story.
+    pub fn tracing_every_rule(mut self) -> Self {
+        self.every_rule = true;
+        self
     }
 
     /// Records each message's finished actions in `journal`, so a message
@@ -208,7 +237,7 @@ impl Engine {
 
     /// Makes these environment variables visible to templates as `env`.
     pub fn with_env(mut self, env: Map<String, Value>) -> Self {
-        self.env = Value::Object(env);
+        self.env = Arc::new(Value::Object(env));
         self
     }
 
@@ -243,7 +272,10 @@ impl Engine {
         executor: &dyn Executor,
     ) -> Report {
         let ruleset = self.ruleset();
-        let rules: Vec<&Rule> = ruleset.rules_for(&input.event_type).collect();
+        let rules: Vec<&Rule> = match self.every_rule {
+            true => ruleset.rules_for(&input.event_type).collect(),
+            false => ruleset.candidates(&input.event_type, |path| Field::of(input.field(path))),
+        };
         self.run_rules(&ruleset, &rules, input, scope, executor)
             .await
     }
@@ -271,8 +303,11 @@ impl Engine {
         executor: &dyn Executor,
     ) -> Report {
         let mut report = Report::new(&input.event_type);
-        let base = self.base_context(input);
-        let mut shared: Option<(Arc<Value>, Value, JValue)> = None;
+        // The event's part of the context is built once; `vars` and the
+        // state snapshot are shared, the snapshot renewed only after a
+        // rule's actions ran (they may change state).
+        let mut base: Option<Arc<EventPart>> = None;
+        let mut state: Option<Arc<Value>> = None;
         for rule in rules {
             if !rule.enabled {
                 report.trace.push(RuleTrace {
@@ -282,29 +317,16 @@ impl Engine {
                 });
                 continue;
             }
-            // The context is the same for every rule of a file until some
-            // rule's actions run (they may change state): build it once per
-            // file, not once per rule (a rule that cannot match costs only
-            // its conditions).
-            let (ctx, jctx) = match &shared {
-                Some((v, ctx, jctx)) if Arc::ptr_eq(v, &rule.vars) => (ctx, jctx),
-                _ => {
-                    let mut ctx = base.clone();
-                    ctx.insert("vars".into(), (*rule.vars).clone());
-                    ctx.insert("state".into(), self.state.snapshot(input.now));
-                    let ctx = Value::Object(ctx);
-                    let jctx = template_context(&ctx, &Captures::default(), &Map::new());
-                    let (_, ctx, jctx) = shared.insert((rule.vars.clone(), ctx, jctx));
-                    (&*ctx, &*jctx)
-                }
-            };
+            let snapshot = state
+                .get_or_insert_with(|| Arc::new(self.state.snapshot(input.now)))
+                .clone();
+            let base = base
+                .get_or_insert_with(|| Arc::new(self.base_context(input)))
+                .clone();
+            let ctx = Context::new(base, rule.vars.clone(), snapshot);
             let mut caps = Captures::default();
             let (passed, conditions) = {
-                let scene = Scene {
-                    ctx,
-                    jctx,
-                    templates: ruleset.templates(),
-                };
+                let scene = Scene::new(&ctx, ruleset.templates(), self.every_rule);
                 evaluate::all(&rule.conditions, &scene, &mut caps)
             };
             let mut verdict = if passed {
@@ -312,7 +334,7 @@ impl Engine {
             } else {
                 Verdict::NotMatched
             };
-            if passed && !self.throttle_allows(rule, ruleset, ctx, &caps, input.now) {
+            if passed && !self.throttle_allows(rule, ruleset, &ctx, &caps, input.now) {
                 verdict = Verdict::Throttled;
             }
             report.trace.push(RuleTrace {
@@ -331,9 +353,8 @@ impl Engine {
                 }
                 _ => continue,
             };
-            let ctx = ctx.clone();
-            // Actions may change state: the next rule builds a fresh context.
-            shared = None;
+            // Actions may change state: the next rule takes a new snapshot.
+            state = None;
             let flow = self
                 .run_actions(
                     rule,
@@ -360,7 +381,7 @@ impl Engine {
         rule: &Rule,
         actions: &[Action],
         ruleset: &Ruleset,
-        ctx: Value,
+        ctx: Context,
         caps: &Captures,
         input: &EventInput,
         scope: &Scope,
@@ -406,9 +427,7 @@ impl Engine {
                         return Flow::End;
                     }
                     // The rule's fallback runs with the error in `error`.
-                    if let Value::Object(m) = &mut ctx {
-                        m.insert("error".into(), Value::String(reason));
-                    }
+                    ctx.insert("error", Value::String(reason));
                     // Whatever the fallback does, the event ends here.
                     Box::pin(self.run_actions(
                         rule,
@@ -436,7 +455,7 @@ impl Engine {
         action: &Action,
         step: &str,
         ruleset: &Ruleset,
-        ctx: &mut Value,
+        ctx: &mut Context,
         caps: &Captures,
         bindings: &mut Map<String, Value>,
         input: &EventInput,
@@ -445,10 +464,8 @@ impl Engine {
         report: &mut Report,
     ) -> Result<Flow, String> {
         // State may have changed since the rule started (incr, set).
-        if let Value::Object(m) = ctx {
-            m.insert("state".into(), self.state.snapshot(input.now));
-        }
-        let jctx = template_context(ctx, caps, bindings);
+        ctx.set_state(Arc::new(self.state.snapshot(input.now)));
+        let jctx = ctx.template(caps, bindings);
         let mut record = ActionRecord {
             rule: rule.id.clone(),
             name: action.name,
@@ -461,15 +478,11 @@ impl Engine {
             let mut scratch = caps.clone();
             // Path conditions see what templates see: `match` and `as:` results too.
             let mut seen = ctx.clone();
-            if let Value::Object(m) = &mut seen {
-                m.insert("match".into(), caps.to_json());
-                m.extend(bindings.iter().map(|(k, v)| (k.clone(), v.clone())));
+            seen.insert("match", caps.to_json());
+            for (k, v) in bindings.iter() {
+                seen.insert(k, v.clone());
             }
-            let scene = Scene {
-                ctx: &seen,
-                jctx: &jctx,
-                templates: ruleset.templates(),
-            };
+            let scene = Scene::new(&seen, ruleset.templates(), false);
             let (ok, _) = evaluate::all(&action.when, &scene, &mut scratch);
             if !ok {
                 report.actions.push(record);
@@ -610,7 +623,7 @@ impl Engine {
         &self,
         rule: &Rule,
         ruleset: &Ruleset,
-        ctx: &Value,
+        ctx: &Context,
         caps: &Captures,
         now: DateTime<Utc>,
     ) -> bool {
@@ -619,7 +632,7 @@ impl Engine {
         };
         let key = match &t.key {
             Some(text) => {
-                let jctx = template_context(ctx, caps, &Map::new());
+                let jctx = ctx.template(caps, &Map::new());
                 ruleset
                     .templates()
                     .render_text(text, &jctx)
@@ -640,27 +653,15 @@ impl Engine {
         true
     }
 
-    fn base_context(&self, input: &EventInput) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("event".into(), input.event.clone());
-        m.insert("event_type".into(), Value::String(input.event_type.clone()));
-        m.insert("agent".into(), input.agent.clone());
-        m.insert("chat".into(), input.chat.clone().unwrap_or(Value::Null));
-        m.insert("sender".into(), input.sender.clone().unwrap_or(Value::Null));
-        m.insert("now".into(), Value::String(input.now.to_rfc3339()));
-        m.insert("env".into(), self.env.clone());
-        m
+    fn base_context(&self, input: &EventInput) -> EventPart {
+        EventPart {
+            event_type: Value::String(input.event_type.clone()),
+            event: input.event.clone(),
+            agent: input.agent.clone(),
+            chat: input.chat.clone(),
+            sender: input.sender.clone(),
+            now: Value::String(input.now.to_rfc3339()),
+            env: self.env.clone(),
+        }
     }
-}
-
-/// The minijinja context: the JSON context, `match`, and `as:` bindings.
-fn template_context(ctx: &Value, caps: &Captures, bindings: &Map<String, Value>) -> JValue {
-    let base = JValue::from(minijinja::value::Serde(ctx));
-    let extra = JValue::from(minijinja::value::Serde(bindings));
-    let captures = JValue::from(std::collections::BTreeMap::from([(
-        "match".to_owned(),
-        caps.to_template_value(),
-    )]));
-    // Earlier maps win: `match`, then `as:` results, then the event context.
-    minijinja::value::merge_maps([captures, extra, base])
 }

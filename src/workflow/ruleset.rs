@@ -12,6 +12,7 @@ use jsonpath_rust::parser::model::JpQuery;
 use regex::Regex;
 use serde_json::Value;
 
+use super::prefilter::{Field, Prefilter};
 use super::template::{Templates, Text};
 use super::yaml::Loc;
 
@@ -20,6 +21,7 @@ use super::yaml::Loc;
 pub struct Ruleset {
     rules: Vec<Rule>,
     index: HashMap<String, Vec<usize>>,
+    prefilter: Prefilter,
     templates: Templates,
     files: usize,
 }
@@ -38,9 +40,11 @@ impl Ruleset {
             // Stable sort: ties keep load order.
             list.sort_by_key(|&i| std::cmp::Reverse(rules[i].priority));
         }
+        let prefilter = Prefilter::new(&rules, &index);
         Ruleset {
             rules,
             index,
+            prefilter,
             templates,
             files,
         }
@@ -59,6 +63,30 @@ impl Ruleset {
             .unwrap_or(&[])
             .iter()
             .map(|&i| &self.rules[i])
+    }
+
+    /// The rules listening for `event_type` that could match, in the order
+    /// they run: those whose required literals (see [`Prefilter`]) occur in
+    /// the event, and those without any. `field` reads a path of the event.
+    pub fn candidates<'a, 'v>(
+        &'a self,
+        event_type: &str,
+        field: impl Fn(&[String]) -> Field<'v>,
+    ) -> Vec<&'a Rule> {
+        let list = self.index.get(event_type).map_or(&[][..], |v| v.as_slice());
+        match self.prefilter.candidates(event_type, field) {
+            Some(positions) => positions
+                .into_iter()
+                .filter_map(|p| list.get(p as usize))
+                .map(|&i| &self.rules[i])
+                .collect(),
+            None => list.iter().map(|&i| &self.rules[i]).collect(),
+        }
+    }
+
+    /// The literal prefilter.
+    pub fn prefilter(&self) -> &Prefilter {
+        &self.prefilter
     }
 
     /// A rule by id (`<file stem>/<name>`).
