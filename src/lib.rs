@@ -2,6 +2,7 @@
 //! sandbox of the platform to run it against offline.
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod dryrun;
 pub mod engine;

@@ -8,6 +8,8 @@
 
 #[path = "support/seeded.rs"]
 mod seeded;
+#[path = "support/venv.rs"]
+mod venv;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -20,25 +22,7 @@ use switchboard::sandbox::{default_seed, RunningSandbox};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs the idempotent venv setup; panics with its output when it fails.
-fn setup_venv() -> PathBuf {
-    let out = std::process::Command::new("bash")
-        .arg(repo().join("tests/compat/setup-venv.sh"))
-        .output()
-        .expect("bash runs");
-    assert!(
-        out.status.success(),
-        "setting up the Python venv failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    repo().join(".venv/bin/python")
-}
+use venv::{repo, setup_venv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_agent_processes_and_replies() {

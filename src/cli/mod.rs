@@ -1,5 +1,6 @@
 //! The command line: one module per subcommand; `anyhow` lives only here.
 
+mod bench;
 mod check;
 mod demo;
 mod explain;
@@ -61,13 +62,15 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Serve the platform emulator (agent API, human API, sockets) on localhost.
     Sandbox(sandbox::SandboxArgs),
+    /// Load test: people send messages, agents answer; latency, throughput, CPU and memory.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the CLI and turns errors into an exit code with a readable message.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = match cli.command {
-        Command::Demo(_) => logging::Quiet::Warnings,
+        Command::Demo(_) | Command::Bench(_) => logging::Quiet::Warnings,
         Command::Test(_) | Command::Explain(_) | Command::Replay(_) => logging::Quiet::Errors,
         _ => logging::Quiet::No,
     };
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Explain(args) => explain::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Schema(args) => schema::run(args),
+            Command::Bench(args) => bench::run(args).await,
             Command::Sandbox(args) => sandbox::run(args).await,
         }
     });

@@ -298,7 +298,9 @@ pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> bool {
         Op::StartsWith => strings(v, &c.operand, c.insensitive, |a, b| a.starts_with(b)),
         Op::EndsWith => strings(v, &c.operand, c.insensitive, |a, b| a.ends_with(b)),
         Op::Matches => {
-            let (Some(re), Some(text)) = (&c.regex, as_text(present)) else {
+            let (Some(re), Some(text)) =
+                (c.regex.as_ref().and_then(|p| p.regex()), as_text(present))
+            else {
                 return false;
             };
             match re.captures(&text) {

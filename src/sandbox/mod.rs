@@ -159,7 +159,16 @@ pub async fn serve(
     sandbox: Arc<Sandbox>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let app = sandbox.router();
+    // Socket pushes are small frames written one by one: with Nagle's
+    // algorithm on, a push behind an unacknowledged one waits for the
+    // peer's delayed ACK (up to 40 ms), as the platform's own servers do not.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -13,13 +13,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::error::{did_you_mean, LoadError};
+use super::pattern::Pattern;
 use super::ruleset::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
 use super::schema::{self, keys_of, ACTIONS, ACTION_MODIFIERS, EVENT_TYPES};
 use super::template::Templates;
 use super::yaml::{Kind, Loc, Node};
 
-/// Largest compiled regex (bytes); far above any sane pattern.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// Event types a post_event may have.
 const POST_EVENT_TYPES: &[&str] = &["thought", "tool_call", "tool_result", "error", "task"];
 /// Participant roles.
@@ -695,12 +694,9 @@ impl<'a> Compiler<'a> {
                     );
                     return None;
                 };
-                match compiled_regex(pattern, insensitive) {
-                    Ok(r) => check.regex = Some(r),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        let msg = msg.lines().last().unwrap_or_default().trim();
-                        let msg = msg.strip_prefix("error: ").unwrap_or(msg).to_owned();
+                match Pattern::new(pattern, insensitive) {
+                    Ok(p) => check.regex = Some(p),
+                    Err(msg) => {
                         self.error(node.loc, format!("bad regular expression: {msg}"), None);
                         return None;
                     }
@@ -968,30 +964,6 @@ impl<'a> Compiler<'a> {
             _ => Some(Arg::Value(node.to_json())),
         }
     }
-}
-
-/// Compiled regexes by (pattern, case-insensitive), shared across loads: a
-/// reload recompiles only patterns it has not seen (compiling is most of the
-/// cost of loading a large folder). Cleared when it grows past a bound.
-fn compiled_regex(pattern: &str, insensitive: bool) -> Result<regex::Regex, regex::Error> {
-    use std::sync::Mutex;
-    const MAX_CACHED: usize = 20_000;
-    static CACHE: OnceLock<Mutex<HashMap<(String, bool), regex::Regex>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    let key = (pattern.to_owned(), insensitive);
-    if let Some(r) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(r.clone());
-    }
-    let r = regex::RegexBuilder::new(pattern)
-        .case_insensitive(insensitive)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()?;
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= MAX_CACHED {
-        cache.clear();
-    }
-    cache.insert(key, r.clone());
-    Ok(r)
 }
 
 /// A stable hash of a rule's source with its file's shared parts.

@@ -326,7 +326,10 @@ fn literals_of(check: &Check) -> Option<Vec<Lit>> {
             let lits: Option<Vec<Lit>> = items.iter().map(string).collect();
             lits.filter(|l| !l.is_empty())
         }
-        Op::Matches => regex_literals(check.regex.as_ref()?.as_str(), check.insensitive),
+        Op::Matches => {
+            let p = check.regex.as_ref()?;
+            regex_literals(p.as_str(), p.insensitive())
+        }
         _ => None,
     }
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use globset::GlobMatcher;
 use jsonpath_rust::parser::model::JpQuery;
-use regex::Regex;
 use serde_json::Value;
 
+use super::pattern::Pattern;
 use super::prefilter::{Field, Prefilter};
 use super::template::{Templates, Text};
 use super::yaml::Loc;
@@ -250,7 +250,7 @@ pub struct Check {
     /// `case: insensitive`.
     pub insensitive: bool,
     /// For `matches`.
-    pub regex: Option<Regex>,
+    pub regex: Option<Pattern>,
     /// For `glob`.
     pub glob: Option<GlobMatcher>,
     /// For `length`.

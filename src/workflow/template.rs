@@ -1,7 +1,13 @@
-//! Templates: every string a workflow renders is compiled once, at load, into
-//! one sandboxed minijinja environment (no loader: templates cannot read files
-//! or reach the network), with our filters and a fuel limit so a template that
-//! loops forever fails instead of hanging the agent.
+//! Templates: every string a workflow renders is checked at load (compiled
+//! and dropped, so errors come with the file's position) and kept as source
+//! in one sandboxed minijinja environment, whose only loader serves those
+//! sources from memory (templates cannot read files or reach the network).
+//! A template is compiled for use on its first render: a compiled template
+//! holds ~10 KiB, and with thousands of rules most never render. Our filters
+//! are added, and a fuel limit stops a template that loops forever.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use minijinja::value::{Kwargs, Value as JValue};
 use minijinja::{Environment, ErrorKind, State, UndefinedBehavior};
@@ -42,6 +48,8 @@ impl Text {
 /// All templates of a ruleset, in one environment.
 pub struct Templates {
     env: Environment<'static>,
+    /// Name → source, read by the environment's loader.
+    sources: Arc<RwLock<HashMap<String, String>>>,
     count: usize,
 }
 
@@ -68,7 +76,29 @@ impl Templates {
         env.add_filter("truncate", truncate);
         env.add_filter("slug", slug);
         env.add_filter("json", json);
-        Templates { env, count: 0 }
+        let sources: Arc<RwLock<HashMap<String, String>>> = Arc::default();
+        let served = sources.clone();
+        env.set_loader(move |name| {
+            let sources = served.read().unwrap_or_else(|p| p.into_inner());
+            Ok(sources.get(name).cloned())
+        });
+        Templates {
+            env,
+            sources,
+            count: 0,
+        }
+    }
+
+    /// Checks `source` and keeps it under `name` for its first render.
+    fn add(&mut self, name: &str, source: String) -> Result<(), String> {
+        self.env
+            .template_from_str(&source)
+            .map_err(|e| describe(&e))?;
+        self.sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), source);
+        Ok(())
     }
 
     /// Compiles `source`; the error is minijinja's description of the syntax problem.
@@ -85,14 +115,10 @@ impl Templates {
                 .compile_expression(expr)
                 .map_err(|e| describe(&e))?;
             let wrapped = format!("{{{{ ({expr}) | tojson }}}}");
-            self.env
-                .add_template_owned(name.clone(), wrapped)
-                .map_err(|e| describe(&e))?;
+            self.add(&name, wrapped)?;
             return Ok(Text::Expr(name));
         }
-        self.env
-            .add_template_owned(name.clone(), source.to_owned())
-            .map_err(|e| describe(&e))?;
+        self.add(&name, source.to_owned())?;
         Ok(Text::Template(name))
     }
 

@@ -335,7 +335,10 @@ impl Driver {
     async fn connect(&mut self) -> Result<Result<Ws, Outcome>, StopReason> {
         let request = self.request().map_err(StopReason::BadConfig)?;
         let timeout = self.config.connect_timeout;
-        let attempt = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request));
+        // No Nagle: a join or heartbeat behind an unacknowledged frame would
+        // wait for the server's delayed ACK.
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+        let attempt = tokio::time::timeout(timeout, connect);
         tokio::pin!(attempt);
         loop {
             tokio::select! {

@@ -1,0 +1,401 @@
+//! `switchboard bench`: end-to-end load against the sandbox. Each
+//! contender — the floor (the driver making an agent's REST calls itself),
+//! switchboard (`switchboard run` as a child process) and the official
+//! Python SDK's echo agent (`tests/compat/sdk_agent.py`) — gets the same
+//! world, reset between runs, and the same load (see [`load`]); the agent's
+//! CPU time and memory are read from `/proc` ([`process`]).
+
+pub mod load;
+pub mod process;
+pub mod report;
+pub mod world;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::sandbox::{parse_seed, RunningSandbox};
+use load::{LoadResult, Pace};
+use process::ProcStats;
+use world::World;
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Building the world or the clients failed.
+    #[error("setup: {0}")]
+    Setup(String),
+    /// A child process would not start.
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        /// Which.
+        what: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The agent did not connect and join its rooms in time.
+    #[error("{who} was not ready after {secs} s (connected and in every room); {why}")]
+    NotReady {
+        /// Which agent.
+        who: &'static str,
+        /// How long we waited.
+        secs: u64,
+        /// The end of its log, or what we saw.
+        why: String,
+    },
+}
+
+/// Who answers the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contender {
+    /// No agent: the driver makes the agent's REST calls itself.
+    Floor,
+    /// `switchboard run`.
+    Switchboard,
+    /// The official Python SDK's echo agent.
+    Sdk,
+}
+
+impl Contender {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Contender::Floor => "floor",
+            Contender::Switchboard => "switchboard",
+            Contender::Sdk => "band-sdk",
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Messages per contender.
+    pub messages: usize,
+    /// Rooms (one person each).
+    pub rooms: usize,
+    /// How messages are sent.
+    pub pace: Pace,
+    /// Rules the switchboard agent loads (one answers; the rest never match).
+    pub rules: usize,
+    /// Bound on one contender's load.
+    pub limit: Duration,
+    /// In this order.
+    pub contenders: Vec<Contender>,
+    /// The switchboard binary.
+    pub exe: PathBuf,
+    /// Python with `band-sdk` installed.
+    pub python: PathBuf,
+    /// The SDK echo agent script.
+    pub sdk_script: PathBuf,
+    /// An already running sandbox (started with `--print-seed`'s seed); else one in-process.
+    pub sandbox: Option<String>,
+}
+
+/// One contender's figures.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Who.
+    pub contender: Contender,
+    /// The load's result.
+    pub load: LoadResult,
+    /// The agent at rest, connected, before the load.
+    pub idle: Option<ProcStats>,
+    /// The agent's CPU time during the load.
+    pub busy_cpu: Option<Duration>,
+    /// The agent's peak RSS by the end.
+    pub peak_rss: Option<u64>,
+    /// From process start to connected and in every room.
+    pub ready_in: Option<Duration>,
+}
+
+/// How long an agent may take to connect and join its rooms.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs every contender of `plan` in turn; `progress` hears what is going on.
+pub async fn run(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>, BenchError> {
+    let world = World::new(plan.rooms.max(1));
+    let embedded = match &plan.sandbox {
+        Some(_) => None,
+        None => {
+            let seed = parse_seed(&world.seed(), "bench world")
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            Some(
+                RunningSandbox::start(addr, seed)
+                    .await
+                    .map_err(|e| BenchError::Setup(format!("sandbox: {e}")))?,
+            )
+        }
+    };
+    let (rest_url, ws_url) = match (&embedded, &plan.sandbox) {
+        (Some(sb), _) => (sb.rest_url(), sb.ws_url()),
+        (None, Some(url)) => {
+            let rest = url.trim_end_matches('/').to_owned();
+            let ws = format!("{}/api/v1/socket/websocket", rest.replacen("http", "ws", 1));
+            (rest, ws)
+        }
+        (None, None) => unreachable!("one of the two is set"),
+    };
+    progress(&format!("sandbox: {rest_url}"));
+    let control = Control::new(&rest_url)?;
+    control.expect_world(&world).await?;
+    let dir = tempfile_dir()?;
+    world::write_workflows(dir.path(), plan.rules.max(1))
+        .map_err(|e| BenchError::Setup(format!("workflows: {e}")))?;
+
+    let mut outcomes = Vec::new();
+    for &contender in &plan.contenders {
+        control.reset().await?;
+        progress(&format!("{}: starting", contender.name()));
+        let mut agent = match contender {
+            Contender::Floor => None,
+            Contender::Switchboard => Some(spawn_switchboard(
+                plan,
+                &world,
+                &rest_url,
+                &ws_url,
+                dir.path(),
+            )?),
+            Contender::Sdk => Some(spawn_sdk(plan, &world, &rest_url, &ws_url, dir.path())?),
+        };
+        let mut ready_in = None;
+        if let Some(child) = &mut agent {
+            let started = Instant::now();
+            control
+                .wait_ready(&world, child, contender, dir.path())
+                .await?;
+            ready_in = Some(started.elapsed());
+            // Let start-up work (backlog drain, allocator) settle before the idle reading.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let pid = agent.as_ref().and_then(Child::id);
+        let idle = pid.and_then(process::read);
+        progress(&format!(
+            "{}: sending {} messages",
+            contender.name(),
+            plan.messages
+        ));
+        let load = load::run(
+            &world,
+            &rest_url,
+            &ws_url,
+            plan.messages,
+            plan.pace,
+            contender == Contender::Floor,
+            plan.limit,
+        )
+        .await?;
+        let after = pid.and_then(process::read);
+        if let Some(mut child) = agent {
+            let _ = child.kill().await;
+        }
+        outcomes.push(Outcome {
+            contender,
+            busy_cpu: idle.zip(after).map(|(a, b)| b.cpu.saturating_sub(a.cpu)),
+            peak_rss: after.map(|a| a.peak_rss),
+            idle,
+            load,
+            ready_in,
+        });
+    }
+    control.reset().await?;
+    if let Some(sb) = embedded {
+        let _ = sb.shutdown().await;
+    }
+    Ok(outcomes)
+}
+
+fn tempfile_dir() -> Result<tempfile::TempDir, BenchError> {
+    tempfile::Builder::new()
+        .prefix("switchboard-bench")
+        .tempdir()
+        .map_err(|e| BenchError::Setup(format!("temporary folder: {e}")))
+}
+
+fn spawn(what: &str, mut cmd: Command, log: &std::path::Path) -> Result<Child, BenchError> {
+    let spawn_err = |source| BenchError::Spawn {
+        what: what.to_owned(),
+        source,
+    };
+    let log = std::fs::File::create(log).map_err(spawn_err)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)
+}
+
+fn spawn_switchboard(
+    plan: &Plan,
+    world: &World,
+    rest_url: &str,
+    ws_url: &str,
+    dir: &std::path::Path,
+) -> Result<Child, BenchError> {
+    let mut cmd = Command::new(&plan.exe);
+    cmd.args(["run", "--no-watch", "--workflows"])
+        .arg(dir)
+        .args(["--rest-url", rest_url, "--ws-url", ws_url])
+        .env("BAND_API_KEY", &world.agent.api_key)
+        .env_remove("BAND_API_KEY_FILE")
+        .env_remove("BAND_JOURNAL")
+        .env_remove("BAND_METRICS_ADDR");
+    spawn("switchboard run", cmd, &dir.join("switchboard.log"))
+}
+
+fn spawn_sdk(
+    plan: &Plan,
+    world: &World,
+    rest_url: &str,
+    ws_url: &str,
+    dir: &std::path::Path,
+) -> Result<Child, BenchError> {
+    let mut cmd = Command::new(&plan.python);
+    cmd.arg(&plan.sdk_script)
+        .args(["--rest-url", rest_url, "--ws-url", ws_url])
+        .args([
+            "--agent-id",
+            &world.agent.id,
+            "--api-key",
+            &world.agent.api_key,
+        ])
+        // It exits after this many; stay up until measured and killed.
+        .args(["--messages", &(plan.messages * 10 + 1_000).to_string()])
+        .args(["--timeout", &(plan.limit.as_secs() + 60).to_string()]);
+    spawn("the band-sdk echo agent", cmd, &dir.join("band-sdk.log"))
+}
+
+/// The sandbox's control endpoints.
+struct Control {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Control {
+    fn new(base: &str) -> Result<Self, BenchError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        Ok(Control {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn state(&self) -> Result<Value, BenchError> {
+        let get = self
+            .http
+            .get(format!("{}/_sandbox/state", self.base))
+            .send();
+        let response = get
+            .await
+            .map_err(|e| BenchError::Setup(format!("sandbox state: {e}")))?;
+        response
+            .json()
+            .await
+            .map_err(|e| BenchError::Setup(format!("sandbox state: {e}")))
+    }
+
+    async fn reset(&self) -> Result<(), BenchError> {
+        self.http
+            .post(format!("{}/_sandbox/reset", self.base))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map(|_| ())
+            .map_err(|e| BenchError::Setup(format!("sandbox reset: {e}")))
+    }
+
+    /// The sandbox must serve the bench world (an external one may not).
+    async fn expect_world(&self, world: &World) -> Result<(), BenchError> {
+        let state = self.state().await?;
+        let has = |kind: &str, id: &str| {
+            state[kind]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x["id"] == id))
+        };
+        let ok = world.users.iter().all(|u| has("users", &u.id))
+            && has("agents", &world.agent.id)
+            && world.rooms.iter().all(|r| has("rooms", &r.id));
+        match ok {
+            true => Ok(()),
+            false => Err(BenchError::Setup(format!(
+                "the sandbox does not hold the bench world for {} rooms; start it with \
+                 `switchboard bench --rooms {} --print-seed > bench-seed.yaml` and \
+                 `switchboard sandbox --seed bench-seed.yaml`",
+                world.rooms.len(),
+                world.rooms.len()
+            ))),
+        }
+    }
+
+    /// Waits until the agent is connected and has joined every room's topic.
+    async fn wait_ready(
+        &self,
+        world: &World,
+        child: &mut Child,
+        contender: Contender,
+        dir: &std::path::Path,
+    ) -> Result<(), BenchError> {
+        let deadline = Instant::now() + READY_LIMIT;
+        let wanted: Vec<String> = world
+            .rooms
+            .iter()
+            .map(|r| format!("chat_room:{}", r.id))
+            .collect();
+        let not_ready = |why: String| BenchError::NotReady {
+            who: contender.name(),
+            secs: READY_LIMIT.as_secs(),
+            why,
+        };
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(not_ready(format!(
+                    "it exited ({status}); its log ends:\n{}",
+                    log_tail(&dir.join(format!("{}.log", log_name(contender))))
+                )));
+            }
+            let state = self.state().await?;
+            let joined = state["connections"].as_array().is_some_and(|conns| {
+                conns.iter().any(|c| {
+                    c["id"] == world.agent.id.as_str()
+                        && wanted.iter().all(|t| {
+                            c["topics"]
+                                .as_array()
+                                .is_some_and(|ts| ts.iter().any(|x| x == t.as_str()))
+                        })
+                })
+            });
+            if joined {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(not_ready(format!(
+                    "its log ends:\n{}",
+                    log_tail(&dir.join(format!("{}.log", log_name(contender))))
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn log_name(contender: Contender) -> &'static str {
+    match contender {
+        Contender::Sdk => "band-sdk",
+        _ => "switchboard",
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}

@@ -1,0 +1,178 @@
+//! Figures from outcomes: percentiles, throughput, per-message CPU, the
+//! table `switchboard bench` prints and its JSON form.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Contender, Outcome};
+
+/// One contender's figures, ready to print or serialize.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    /// Contender name.
+    pub agent: &'static str,
+    /// Messages sent.
+    pub sent: usize,
+    /// Messages answered.
+    pub answered: usize,
+    /// Sent but never answered (or failed to send).
+    pub lost: usize,
+    /// Answered twice.
+    pub duplicates: usize,
+    /// Answered messages per second, first send to last reply.
+    pub throughput: f64,
+    /// Latency percentiles, milliseconds.
+    pub p50_ms: f64,
+    /// 95th percentile.
+    pub p95_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// The agent's CPU time during the load, seconds.
+    pub cpu_s: Option<f64>,
+    /// That per answered message, microseconds.
+    pub cpu_per_message_us: Option<f64>,
+    /// RSS connected and idle, MiB.
+    pub idle_rss_mib: Option<f64>,
+    /// Peak RSS, MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// Process start to ready, seconds.
+    pub ready_s: Option<f64>,
+}
+
+/// The `q` quantile (0..=1) of sorted durations, nearest rank.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Figures {
+    /// The figures of one outcome.
+    pub fn of(o: &Outcome) -> Self {
+        let mut lat = o.load.latencies.clone();
+        lat.sort_unstable();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let secs = o.load.elapsed.as_secs_f64();
+        let answered = o.load.answered;
+        Figures {
+            agent: o.contender.name(),
+            sent: o.load.sent,
+            answered,
+            lost: o.load.sent.saturating_sub(answered),
+            duplicates: o.load.duplicates,
+            throughput: if secs > 0.0 {
+                answered as f64 / secs
+            } else {
+                0.0
+            },
+            p50_ms: ms(quantile(&lat, 0.50)),
+            p95_ms: ms(quantile(&lat, 0.95)),
+            p99_ms: ms(quantile(&lat, 0.99)),
+            max_ms: ms(lat.last().copied().unwrap_or_default()),
+            cpu_s: o.busy_cpu.map(|c| c.as_secs_f64()),
+            cpu_per_message_us: o
+                .busy_cpu
+                .filter(|_| answered > 0)
+                .map(|c| c.as_secs_f64() * 1e6 / answered as f64),
+            idle_rss_mib: o.idle.map(|p| p.rss as f64 / MIB),
+            peak_rss_mib: o.peak_rss.map(|b| b as f64 / MIB),
+            ready_s: o.ready_in.map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
+/// The table, then the ratios between contenders that ran.
+pub fn table(outcomes: &[Outcome]) -> String {
+    let figures: Vec<Figures> = outcomes.iter().map(Figures::of).collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+        "agent",
+        "done",
+        "lost",
+        "msg/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "CPU µs/msg",
+        "RSS idle",
+        "RSS peak"
+    );
+    let opt = |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"));
+    for f in &figures {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>6} {:>5} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>11} {:>9} {:>9}",
+            f.agent,
+            f.answered,
+            f.lost,
+            f.throughput,
+            f.p50_ms,
+            f.p95_ms,
+            f.p99_ms,
+            f.max_ms,
+            opt(f.cpu_per_message_us, ""),
+            opt(f.idle_rss_mib, " MiB"),
+            opt(f.peak_rss_mib, " MiB"),
+        );
+    }
+    let find = |c: Contender| figures.iter().find(|f| f.agent == c.name());
+    if let Some(sb) = find(Contender::Switchboard) {
+        if let Some(sdk) = find(Contender::Sdk) {
+            let _ = writeln!(
+                out,
+                "\nswitchboard vs band-sdk: {:.1}x the throughput, p50 {:.2}x, p99 {:.2}x, CPU per message {}",
+                ratio(sb.throughput, sdk.throughput),
+                ratio(sb.p50_ms, sdk.p50_ms),
+                ratio(sb.p99_ms, sdk.p99_ms),
+                match (sb.cpu_per_message_us, sdk.cpu_per_message_us) {
+                    (Some(a), Some(b)) => format!("{:.2}x", ratio(a, b)),
+                    _ => "-".to_owned(),
+                }
+            );
+        }
+        if let Some(floor) = find(Contender::Floor) {
+            let _ = writeln!(
+                out,
+                "switchboard vs floor: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+                ratio(sb.p50_ms, floor.p50_ms),
+                ratio(sb.p99_ms, floor.p99_ms),
+                ratio(sb.throughput, floor.throughput),
+            );
+        }
+    }
+    out
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&v, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&v, 1.0), Duration::from_millis(100));
+        assert_eq!(quantile(&v[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+}

@@ -1,0 +1,124 @@
+//! `matches` patterns: checked when a workflow loads (syntax and size, with
+//! the same messages the `regex` crate gives), compiled on first use. A
+//! compiled case-insensitive word pattern holds ~20 KiB (its DFA and literal
+//! prefilter); with the rule prefilter most patterns of a large folder are
+//! never run, so compiling them all would be memory spent on nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use regex::Regex;
+
+/// Largest compiled regex (bytes); far above any sane pattern.
+pub const SIZE_LIMIT: usize = 1 << 20;
+
+/// A checked pattern, compiled the first time it runs.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    source: String,
+    insensitive: bool,
+    compiled: Arc<OnceLock<Option<Regex>>>,
+}
+
+impl Pattern {
+    /// Checks `source`; the error reads like the `regex` crate's last line.
+    pub fn new(source: &str, insensitive: bool) -> Result<Self, String> {
+        check(source, insensitive)?;
+        Ok(Pattern {
+            source: source.to_owned(),
+            insensitive,
+            compiled: Arc::default(),
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// `case: insensitive`.
+    pub fn insensitive(&self) -> bool {
+        self.insensitive
+    }
+
+    /// The compiled regex (`None` only if compiling failed after the check
+    /// passed, which the check is there to prevent; it is logged).
+    pub fn regex(&self) -> Option<&Regex> {
+        self.compiled
+            .get_or_init(|| match compiled(&self.source, self.insensitive) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(pattern = %self.source, error = %e, "regex does not compile");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+/// Syntax (the parser `regex` uses, so the same messages) and the compiled
+/// size (the NFA that `regex` would build, against the same limit).
+fn check(source: &str, insensitive: bool) -> Result<(), String> {
+    use regex_automata::nfa::thompson;
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(insensitive)
+        .build()
+        .parse(source)
+        .map_err(|e| last_line(&e.to_string()))?;
+    thompson::Compiler::new()
+        .syntax(regex_automata::util::syntax::Config::new().case_insensitive(insensitive))
+        .configure(thompson::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
+        .build(source)
+        .map(drop)
+        .map_err(|_| format!("compiled regex exceeds size limit of {SIZE_LIMIT} bytes"))
+}
+
+/// The last line of a multi-line regex error, without its `error: ` prefix.
+fn last_line(text: &str) -> String {
+    let line = text.lines().last().unwrap_or_default().trim();
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// Compiled regexes by (pattern, case-insensitive), shared across loads: a
+/// reload does not recompile a pattern that already ran. Cleared when it
+/// grows past a bound.
+fn compiled(pattern: &str, insensitive: bool) -> Result<Regex, regex::Error> {
+    const MAX_CACHED: usize = 20_000;
+    static CACHE: OnceLock<Mutex<HashMap<(String, bool), Regex>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let key = (pattern.to_owned(), insensitive);
+    if let Some(r) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(r.clone());
+    }
+    let r = regex::RegexBuilder::new(pattern)
+        .case_insensitive(insensitive)
+        .size_limit(SIZE_LIMIT)
+        .build()?;
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED {
+        cache.clear();
+    }
+    cache.insert(key, r.clone());
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_like_the_regex_crate_and_compiles_on_use() {
+        // Built at run time: clippy rightly refuses a literal bad regex.
+        let unclosed = String::from("(") + "unclosed";
+        let bad = Pattern::new(&unclosed, false).unwrap_err();
+        let theirs = regex::Regex::new(&unclosed).unwrap_err().to_string();
+        assert_eq!(bad, last_line(&theirs));
+        let huge = Pattern::new(r"\w{1000}{1000}", false).unwrap_err();
+        assert!(huge.contains("size limit"), "{huge}");
+        let p = Pattern::new(r"(?P<n>\d+)", true).unwrap();
+        assert!(p.compiled.get().is_none(), "not compiled before use");
+        assert_eq!(&p.regex().unwrap().captures("a 42").unwrap()["n"], "42");
+        // Clones share the compiled regex.
+        assert!(p.clone().compiled.get().is_some());
+    }
+}

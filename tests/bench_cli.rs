@@ -1,0 +1,126 @@
+//! `switchboard bench` as a process: every contender's messages are all
+//! answered exactly once, the figures are sane, the agent's CPU and memory
+//! are read, and it runs against a sandbox started elsewhere from its seed.
+//! Small loads: this checks the tool, BENCHMARKS.md has the figures.
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/venv.rs"]
+mod venv;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::sandbox::{parse_seed, RunningSandbox};
+
+fn figures(stdout: &[u8]) -> Vec<Value> {
+    let text = String::from_utf8_lossy(stdout);
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v.as_array().cloned().expect("a list of figures")
+}
+
+fn assert_clean(f: &Value, messages: u64) {
+    let name = &f["agent"];
+    assert_eq!(f["answered"], messages, "{name}: {f}");
+    assert_eq!(f["lost"], 0, "{name}: {f}");
+    assert_eq!(f["duplicates"], 0, "{name}: {f}");
+    let (p50, p99, max) = (
+        f["p50_ms"].as_f64().unwrap(),
+        f["p99_ms"].as_f64().unwrap(),
+        f["max_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{name}: {f}");
+    assert!(f["throughput"].as_f64().unwrap() > 0.0, "{name}: {f}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_contender_answers_every_message_once() {
+    let python = tokio::task::spawn_blocking(venv::setup_venv).await.unwrap();
+    let out = cli::output_within(
+        cli::switchboard()
+            .args([
+                "bench",
+                "--messages",
+                "40",
+                "--rooms",
+                "2",
+                "--inflight",
+                "4",
+            ])
+            .args([
+                "--agents",
+                "floor,switchboard,sdk",
+                "--json",
+                "--limit",
+                "60s",
+            ])
+            .arg("--python")
+            .arg(&python),
+        Duration::from_secs(240),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = figures(&out.stdout);
+    let names: Vec<&str> = all.iter().map(|f| f["agent"].as_str().unwrap()).collect();
+    assert_eq!(names, ["floor", "switchboard", "band-sdk"]);
+    for f in &all {
+        assert_clean(f, 40);
+    }
+    // The floor has no agent process; the others were measured.
+    assert!(all[0]["idle_rss_mib"].is_null());
+    for f in &all[1..] {
+        assert!(f["idle_rss_mib"].as_f64().unwrap() > 1.0, "{f}");
+        assert!(f["peak_rss_mib"].as_f64().unwrap() >= f["idle_rss_mib"].as_f64().unwrap());
+        assert!(f["cpu_s"].as_f64().is_some(), "{f}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_against_a_sandbox_started_from_its_seed() {
+    let out = cli::output_within(
+        cli::switchboard().args(["bench", "--rooms", "2", "--print-seed"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(out.status.success());
+    let seed = parse_seed(&String::from_utf8_lossy(&out.stdout), "printed seed")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), seed)
+        .await
+        .unwrap();
+
+    let out = cli::output_within(
+        cli::switchboard()
+            .args(["bench", "--rooms", "2", "--messages", "20", "--rate", "200"])
+            .args(["--agents", "switchboard", "--json", "--sandbox"])
+            .arg(sb.rest_url()),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_clean(&figures(&out.stdout)[0], 20);
+
+    // A world of another size is not there: a clear error, no load.
+    let out = cli::output_within(
+        cli::switchboard()
+            .args(["bench", "--rooms", "3", "--agents", "floor", "--sandbox"])
+            .arg(sb.rest_url()),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not hold the bench world for 3 rooms"),
+        "{err}"
+    );
+    assert!(err.contains("--print-seed"), "{err}");
+}
