@@ -11,7 +11,6 @@ mod seeded;
 #[path = "support/venv.rs"]
 mod venv;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
