@@ -4,7 +4,7 @@
 //! prefilter); with the rule prefilter most patterns of a large folder are
 //! never run, so compiling them all would be memory spent on nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use regex::Regex;
@@ -23,7 +23,7 @@ pub struct Pattern {
 impl Pattern {
     /// Checks `source`; the error reads like the `regex` crate's last line.
     pub fn new(source: &str, insensitive: bool) -> Result<Self, String> {
-        check(source, insensitive)?;
+        check_once(source, insensitive)?;
         Ok(Pattern {
             source: source.to_owned(),
             insensitive,
@@ -54,6 +54,29 @@ impl Pattern {
             })
             .as_ref()
     }
+}
+
+/// [`check`], remembered for patterns that passed: a reload of a folder
+/// does not check its unchanged patterns again. Cleared past a bound.
+fn check_once(source: &str, insensitive: bool) -> Result<(), String> {
+    const MAX_REMEMBERED: usize = 50_000;
+    static PASSED: OnceLock<Mutex<HashSet<(String, bool)>>> = OnceLock::new();
+    let passed = PASSED.get_or_init(Mutex::default);
+    let key = (source.to_owned(), insensitive);
+    if passed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&key)
+    {
+        return Ok(());
+    }
+    check(source, insensitive)?;
+    let mut passed = passed.lock().unwrap_or_else(|p| p.into_inner());
+    if passed.len() >= MAX_REMEMBERED {
+        passed.clear();
+    }
+    passed.insert(key);
+    Ok(())
 }
 
 /// Syntax (the parser `regex` uses, so the same messages) and the compiled

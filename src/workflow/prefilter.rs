@@ -334,9 +334,30 @@ fn literals_of(check: &Check) -> Option<Vec<Lit>> {
     }
 }
 
+/// [`extract_regex_literals`], remembered by pattern: a reload does not parse
+/// unchanged patterns again. Cleared past a bound.
+fn regex_literals(pattern: &str, insensitive: bool) -> Option<Vec<Lit>> {
+    use std::sync::{Mutex, OnceLock};
+    type Memo = HashMap<(String, bool), Option<Vec<Lit>>>;
+    const MAX_REMEMBERED: usize = 50_000;
+    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
+    let memo = MEMO.get_or_init(Mutex::default);
+    let key = (pattern.to_owned(), insensitive);
+    if let Some(found) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let found = extract_regex_literals(pattern, insensitive);
+    let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
+    if memo.len() >= MAX_REMEMBERED {
+        memo.clear();
+    }
+    memo.insert(key, found.clone());
+    found
+}
+
 /// Literals one of which every match of the regex begins with (or ends
 /// with): whichever list has the longer shortest literal.
-fn regex_literals(pattern: &str, insensitive: bool) -> Option<Vec<Lit>> {
+fn extract_regex_literals(pattern: &str, insensitive: bool) -> Option<Vec<Lit>> {
     let hir = regex_syntax::ParserBuilder::new()
         .case_insensitive(insensitive)
         .build()
