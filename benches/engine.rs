@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::{json, Value};
+use switchboard::bench::world::filler;
 use switchboard::engine::action::{ActionFuture, Executor, RenderedAction, Scope};
 use switchboard::engine::{Engine, EventInput, StateStore};
 use switchboard::workflow::load_sources;
@@ -26,7 +27,7 @@ fn ruleset(n: usize) -> switchboard::workflow::Ruleset {
     let files: Vec<(String, String)> = (0..n.div_ceil(1_000))
         .map(|f| {
             let range = f * 1_000..((f + 1) * 1_000).min(n);
-            (format!("bench{f:02}.yaml"), workflow(range))
+            (format!("bench{f:02}.yaml"), filler(range))
         })
         .collect();
     let named: Vec<(&std::path::Path, &str)> = files
@@ -34,32 +35,6 @@ fn ruleset(n: usize) -> switchboard::workflow::Ruleset {
         .map(|(p, t)| (std::path::Path::new(p.as_str()), t.as_str()))
         .collect();
     load_sources(&named).unwrap()
-}
-
-/// Rules `range`: 70% on `message_created`, the rest on contact and room
-/// events; conditions alternate between a word regex and a substring, all
-/// behind a sender-type check; replies are templates.
-fn workflow(range: std::ops::Range<usize>) -> String {
-    let others = [
-        "contact_request_received",
-        "participant_added",
-        "room_added",
-    ];
-    let mut text = String::from("version: 1\nvars: { team: [ann, bob, carol] }\nrules:\n");
-    for i in range {
-        let on = match i % 10 {
-            0..=6 => "message_created",
-            k => others[k - 7],
-        };
-        let cond = match i % 2 {
-            0 => format!("event.content: {{ matches: '(?i)\\bword{i}\\b' }}"),
-            _ => format!("event.content: {{ contains: 'phrase {i} here', case: insensitive }}"),
-        };
-        text.push_str(&format!(
-            "  - name: rule-{i}\n    on: {on}\n    if:\n      - event.sender_type: User\n      - {cond}\n    do:\n      - reply: \"Hi {{{{ event.sender_name }}}}, rule {i} ({{{{ vars.team | length }}}} people) here.\"\n"
-        ));
-    }
-    text
 }
 
 fn message(content: &str) -> EventInput {

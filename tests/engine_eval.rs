@@ -1,8 +1,12 @@
 //! The engine with no network: conditions, rule order, actions and state,
 //! through the recording executor.
 
+#[path = "support/actions.rs"]
+mod actions;
+
 use std::sync::Arc;
 
+use actions::replies;
 use serde_json::{json, Value};
 use switchboard::engine::action::{RenderedAction, Scope};
 use switchboard::engine::run::{ActionStatus, Verdict};
@@ -40,16 +44,6 @@ async fn run(e: &Engine, input: &EventInput) -> (Report, Vec<RenderedAction>) {
     let ex = RecordingExecutor::new();
     let report = e.handle(input, &Scope::default(), &ex).await;
     (report, ex.actions())
-}
-
-fn replies(actions: &[RenderedAction]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            RenderedAction::Reply { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

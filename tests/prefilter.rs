@@ -3,12 +3,16 @@
 //! evaluates only the prefilter's candidates matches, falls to `else` and
 //! replies exactly like one that evaluates every rule — and evaluates fewer.
 
+#[path = "support/actions.rs"]
+mod actions;
+
 use std::sync::Arc;
 
+use actions::replies;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use switchboard::engine::action::{RenderedAction, Scope};
+use switchboard::engine::action::Scope;
 use switchboard::engine::{Engine, EventInput, RecordingExecutor, StateStore};
 use switchboard::workflow::load_str;
 
@@ -136,16 +140,6 @@ fn message(rng: &mut StdRng) -> EventInput {
         )),
         now: chrono::Utc::now(),
     }
-}
-
-fn replies(actions: &[RenderedAction]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            RenderedAction::Reply { text, .. } => Some(text.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -106,36 +106,42 @@ rules:
 "#;
 
 /// Writes the workflows into `dir`: the echo rule and `rules - 1` filler
-/// rules (70% on messages, with a word regex or a substring condition and a
-/// templated reply; the rest on contact and room events), in files of at
-/// most 1,000 rules.
+/// rules ([`filler`]) in files of at most 1,000 rules.
 pub fn write_workflows(dir: &Path, rules: usize) -> std::io::Result<()> {
     std::fs::write(dir.join("echo.yaml"), ECHO)?;
-    let filler = rules.saturating_sub(1);
+    let count = rules.saturating_sub(1);
+    for (f, start) in (0..count).step_by(1_000).enumerate() {
+        let text = filler(start..(start + 1_000).min(count));
+        std::fs::write(dir.join(format!("filler{f:02}.yaml")), text)?;
+    }
+    Ok(())
+}
+
+/// One workflow file of filler rules `range` (also the engine benchmark's
+/// rules): 70% on messages, the rest on contact and room events; a word
+/// regex or a substring condition behind a sender check; a templated reply.
+pub fn filler(range: std::ops::Range<usize>) -> String {
     let others = [
         "contact_request_received",
         "participant_added",
         "room_added",
     ];
-    for (f, start) in (0..filler).step_by(1_000).enumerate() {
-        let mut text = String::from("version: 1\nvars: { team: [ann, bob, carol] }\nrules:\n");
-        for i in start..(start + 1_000).min(filler) {
-            let on = match i % 10 {
-                0..=6 => "message_created",
-                k => others[k - 7],
-            };
-            let cond = match i % 2 {
-                0 => format!("event.content: {{ matches: '(?i)\\bword{i}\\b' }}"),
-                _ => format!("event.content: {{ contains: 'phrase {i} here', case: insensitive }}"),
-            };
-            let _ = write!(
-                text,
-                "  - name: rule-{i}\n    on: {on}\n    if:\n      - event.sender_type: User\n      - {cond}\n    do:\n      - reply: \"Hi {{{{ event.sender_name }}}}, rule {i} ({{{{ vars.team | length }}}} people) here.\"\n"
-            );
-        }
-        std::fs::write(dir.join(format!("filler{f:02}.yaml")), text)?;
+    let mut text = String::from("version: 1\nvars: { team: [ann, bob, carol] }\nrules:\n");
+    for i in range {
+        let on = match i % 10 {
+            0..=6 => "message_created",
+            k => others[k - 7],
+        };
+        let cond = match i % 2 {
+            0 => format!("event.content: {{ matches: '(?i)\\bword{i}\\b' }}"),
+            _ => format!("event.content: {{ contains: 'phrase {i} here', case: insensitive }}"),
+        };
+        let _ = write!(
+            text,
+            "  - name: rule-{i}\n    on: {on}\n    if:\n      - event.sender_type: User\n      - {cond}\n    do:\n      - reply: \"Hi {{{{ event.sender_name }}}}, rule {i} ({{{{ vars.team | length }}}} people) here.\"\n"
+        );
     }
-    Ok(())
+    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,14 @@
+//! Reading what a `RecordingExecutor` recorded.
+
+use switchboard::engine::action::RenderedAction;
+
+/// The texts of the replies, in order.
+pub fn replies(actions: &[RenderedAction]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            RenderedAction::Reply { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
