@@ -1,13 +1,15 @@
 //! Metrics and health of a running agent: Prometheus counters, gauges and
 //! histograms fed by the rules handler ([`Sink`]), the runtime
 //! ([`Observer`]), hot reload ([`reload::Listener`]) and a timing wrapper
-//! around the REST executor; [`server`] serves them with `/healthz`.
+//! around the REST executor; [`server`] serves them with `/healthz`, and the
+//! last handled events (which rules ran) as JSON on `/handled`.
 //!
 //! Nothing here decides anything: every hook only counts, so an agent
 //! without `--metrics-addr` runs exactly the same code minus these calls.
 
 pub mod server;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -23,7 +25,7 @@ use serde::Serialize;
 use crate::agent::reload::{self, ReloadOutcome, ReloadReport};
 use crate::agent::rules::{Handled, Sink};
 use crate::engine::action::{ActionFuture, Executor, RenderedAction, Scope};
-use crate::engine::run::ActionStatus;
+use crate::engine::run::{ActionStatus, Outcome};
 use crate::runtime::{Mark, Observer};
 
 /// Label set of the per-event-type families.
@@ -89,6 +91,78 @@ struct LastReload {
     errors: usize,
 }
 
+/// How many handled events `/handled` keeps (the oldest go first).
+pub const HANDLED_CAPACITY: usize = 500;
+
+/// One handled event as `/handled` shows it: which rules ran and what they
+/// did. The sandbox console joins these to messages by `message_id`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandledEntry {
+    /// When it was handled (RFC 3339, milliseconds).
+    pub at: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The room, when the event had one.
+    pub room: Option<String>,
+    /// The message's id, for `message_created`.
+    pub message_id: Option<String>,
+    /// The payload's `id` for any event (a contact request's, say).
+    pub event_id: Option<String>,
+    /// Rules whose branch ran, in order; an `else` branch as `rule(else)`.
+    pub rules: Vec<String>,
+    /// Actions in order, as `name`, `name(skipped)` or `name(failed)`.
+    pub actions: Vec<String>,
+    /// `done` or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl HandledEntry {
+    /// The entry for one handled event.
+    pub fn new(handled: &Handled) -> HandledEntry {
+        let report = &handled.report;
+        let rules = report
+            .matched
+            .iter()
+            .cloned()
+            .chain(report.else_ran.iter().map(|r| format!("{r}(else)")))
+            .collect();
+        let actions = report
+            .actions
+            .iter()
+            .map(|a| match a.status {
+                ActionStatus::Ok => a.name.to_owned(),
+                ActionStatus::Skipped => format!("{}(skipped)", a.name),
+                ActionStatus::Failed => format!("{}(failed)", a.name),
+            })
+            .collect();
+        let (outcome, reason) = match &report.outcome {
+            Outcome::Done => ("done", None),
+            Outcome::Failed { reason } => ("failed", Some(reason.clone())),
+        };
+        let event_id = handled
+            .event
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        HandledEntry {
+            at: handled.now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            event_type: handled.event_type.clone(),
+            room: handled.room.clone(),
+            message_id: event_id
+                .clone()
+                .filter(|_| handled.event_type == "message_created"),
+            event_id,
+            rules,
+            actions,
+            outcome,
+            reason,
+        }
+    }
+}
+
 /// The registry, every metric family, and the health state of one agent.
 pub struct Telemetry {
     registry: Registry,
@@ -103,6 +177,8 @@ pub struct Telemetry {
     reloads: Family<OutcomeLabel, Counter>,
     rules: Gauge,
     health: Mutex<HealthState>,
+    /// The last [`HANDLED_CAPACITY`] handled events, oldest first.
+    handled: Mutex<VecDeque<HandledEntry>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -129,6 +205,7 @@ impl Telemetry {
             reloads: Family::default(),
             rules: Gauge::default(),
             health: Mutex::new(HealthState::default()),
+            handled: Mutex::new(VecDeque::with_capacity(HANDLED_CAPACITY)),
         };
         // Counters get their `_total` suffix from the encoder.
         t.registry.register(
@@ -241,6 +318,25 @@ impl Telemetry {
         }
     }
 
+    /// The last handled events, oldest first (what `/handled` serves).
+    pub fn handled_log(&self) -> Vec<HandledEntry> {
+        self.handled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn remember(&self, entry: HandledEntry) {
+        // Same reasoning as `lock`: a poisoned log is still a log.
+        let mut log = self.handled.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() == HANDLED_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(entry);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
         // Counting must go on even if a panicking thread held the lock.
         self.health.lock().unwrap_or_else(|p| p.into_inner())
@@ -287,6 +383,7 @@ impl Sink for Telemetry {
             };
             self.actions.get_or_create(&labels).inc();
         }
+        self.remember(HandledEntry::new(handled));
     }
 }
 
