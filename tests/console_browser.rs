@@ -119,10 +119,25 @@ async fn console_in_headless_chromium() {
     })
     .await;
 
+    // The shipped workflows, plus a fixture rule that fails a message on
+    // purpose; one attempt, so that message stays failed for the page to show.
+    let workflows = tempfile::tempdir().unwrap();
+    for dir in [
+        repo().join("workflows"),
+        repo().join("tests/console/workflows"),
+    ] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, workflows.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
     let mut cmd = switchboard();
     cmd.arg("run")
         .arg("--workflows")
-        .arg(repo().join("workflows"))
+        .arg(workflows.path())
+        .args(["--max-attempts", "1"])
         .args(["--api-key", "triage-key", "--rest-url", &base])
         .args([
             "--ws-url",
@@ -140,12 +155,17 @@ async fn console_in_headless_chromium() {
     })
     .await;
 
-    let shots = tempfile::tempdir().unwrap();
+    // CONSOLE_SCREENSHOTS=$PWD/docs/console refreshes the README's pictures;
+    // by default they go to a temporary folder and are only checked.
+    let temp = tempfile::tempdir().unwrap();
+    let shots = std::env::var_os("CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_owned());
     let mut node = tokio::process::Command::new("node");
     node.arg(repo().join("tests/console/e2e.mjs"))
         .current_dir(repo().join("tests/console"))
         .env("CONSOLE_URL", format!("{base}/"))
-        .env("SCREENSHOT_DIR", shots.path())
+        .env("SCREENSHOT_DIR", &shots)
         .kill_on_drop(true);
     let out = tokio::time::timeout(BROWSER, node.output())
         .await
@@ -160,8 +180,8 @@ async fn console_in_headless_chromium() {
         agent.stderr_lines().join("\n")
     );
     assert!(stdout.contains("e2e: PASS"), "{stdout}\n{stderr}");
-    for view in ["users", "room", "contacts"] {
-        let png = shots.path().join(format!("{view}.png"));
+    for view in ["users", "mention", "room", "contacts"] {
+        let png = shots.join(format!("{view}.png"));
         let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "no screenshot of the {view} view at {png:?}");
     }

@@ -541,6 +541,73 @@ mod tests {
         assert_eq!((h.status, h.socket.reconnects), (HealthStatus::Ok, 1));
     }
 
+    fn handled(n: usize, outcome: Outcome) -> Handled {
+        use crate::engine::run::ActionRecord;
+        let action = |name: &'static str, status| ActionRecord {
+            rule: "triage/x".into(),
+            name,
+            action: None,
+            status,
+            error: None,
+            result: None,
+        };
+        Handled {
+            event_type: "message_created".into(),
+            event: serde_json::json!({"id": format!("m{n}")}),
+            room: Some("r1".into()),
+            chat: None,
+            rule: None,
+            now: Utc::now(),
+            elapsed: std::time::Duration::from_millis(1),
+            report: crate::engine::Report {
+                event_type: "message_created".into(),
+                matched: vec!["triage/x".into()],
+                else_ran: vec!["contacts/y".into()],
+                actions: vec![
+                    action("reply", ActionStatus::Ok),
+                    action("add_participant", ActionStatus::Skipped),
+                    action("log", ActionStatus::Failed),
+                ],
+                trace: Vec::new(),
+                outcome,
+            },
+        }
+    }
+
+    #[test]
+    fn the_handled_log_keeps_the_last_events_as_lists() {
+        let t = Telemetry::new(1);
+        let failed = Outcome::Failed {
+            reason: "triage/x: boom".into(),
+        };
+        t.handled(&handled(0, failed));
+        let first = &t.handled_log()[0];
+        assert_eq!(first.message_id.as_deref(), Some("m0"));
+        assert_eq!(first.rules, ["triage/x", "contacts/y(else)"]);
+        assert_eq!(
+            first.actions,
+            ["reply", "add_participant(skipped)", "log(failed)"]
+        );
+        assert_eq!(
+            (first.outcome, first.reason.as_deref()),
+            ("failed", Some("triage/x: boom"))
+        );
+
+        for n in 1..=HANDLED_CAPACITY {
+            t.handled(&handled(n, Outcome::Done));
+        }
+        let log = t.handled_log();
+        assert_eq!(log.len(), HANDLED_CAPACITY);
+        let ids = |i: usize| log[i].message_id.clone().unwrap_or_default();
+        assert_eq!(
+            (ids(0), ids(HANDLED_CAPACITY - 1)),
+            ("m1".into(), "m500".into())
+        );
+        let json = serde_json::to_value(&log[0]).unwrap_or_default();
+        assert!(json.get("reason").is_none(), "{json}");
+        assert_eq!(json["outcome"], "done");
+    }
+
     #[test]
     fn families_have_their_final_names() {
         let t = Telemetry::new(2);

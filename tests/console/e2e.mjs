@@ -9,10 +9,15 @@
 //
 // Scenario A: bob opens Support, mentions the triage bot through completion,
 //   asks for a refund; the agent's reply appears live, the message shows
-//   "processed" and the rule that handled it.
+//   "processed" and the rule that handled it. More questions show other
+//   rules (faq), an event row (the escalation rule's thought) and a message
+//   that ends failed, with its reason (the fixture workflows/compliance.yaml,
+//   which the test runs beside the shipped workflows with --max-attempts 1).
 // Scenario B: bob (no contact with the agent yet) sends the agent a contact
 //   request from the console; the shipped workflows/contacts.yaml approves it.
-//   Carol's request is rejected by the same rule (she is not on the allowlist).
+//   Carol's is rejected by the same rule (she is not on the allowlist).
+// Scenario C: carol asks alice to connect; alice approves in the console,
+//   creates a room, adds the triage bot and gets its answer there.
 //
 // Every wait is bounded (15 s); any failure exits non-zero with a message.
 
@@ -50,6 +55,50 @@ async function expect(message, fn) {
   } catch (e) {
     throw new Error(`${message}: ${e.message.split('\n')[0]}`);
   }
+}
+
+/**
+ * Mentions the triage bot, asks `text`, waits for the rule and a reply. With
+ * `keyboard`, only keys: `@tri`, Enter takes the completion, Enter sends.
+ */
+async function ask(page, text, rule, { keyboard = false } = {}) {
+  const input = page.getByRole('combobox', { name: 'Message' });
+  if (keyboard) {
+    await input.focus();
+    await input.pressSequentially('@tri');
+    await expect('the completion opens', () => page.getByRole('option', { name: /Triage Bot/ }).waitFor());
+    await input.press('Enter');
+    const taken = await input.inputValue();
+    if (taken !== '@alice/triage-bot ') throw new Error(`Enter took ${JSON.stringify(taken)}`);
+    await input.pressSequentially(text);
+    await input.press('Enter');
+  } else {
+    await input.fill(`@alice/triage-bot ${text}`);
+    await input.press('Escape');
+    await page.getByRole('button', { name: 'Send', exact: true }).click();
+  }
+  const messages = page.getByRole('list', { name: 'Messages' });
+  const mine = messages.locator('li.msg.mine', { hasText: text });
+  await expect(`"${text}" appears`, () => mine.waitFor());
+  await expect(`"${text}" is processed by ${rule}`, async () => {
+    await mine.locator('.state[data-agent="alice/triage-bot"][data-status="processed"]').waitFor();
+    await mine.locator(`.rule[data-rules="${rule}"]`).waitFor();
+  });
+  // The agent's answer (a reply or an event) follows the question.
+  await expect(`the agent answers "${text}"`, () =>
+    page.waitForFunction(([q]) => {
+      const items = [...document.querySelectorAll('#messages li.msg')];
+      const at = items.findIndex((li) => li.classList.contains('mine') && li.textContent.includes(q));
+      return at >= 0 && items.slice(at + 1).some((li) => li.querySelector('.sender')?.textContent === 'Triage Bot');
+    }, [text], { timeout: WAIT }));
+}
+
+/** Back to the user picker, then in as someone else. */
+async function switchTo(page, name) {
+  await page.getByRole('button', { name: 'Switch user' }).click();
+  await page.getByRole('button', { name }).click();
+  await expect('the socket connects', () =>
+    page.getByRole('status').filter({ hasText: 'socket connected' }).waitFor());
 }
 
 async function main() {
@@ -101,6 +150,7 @@ async function main() {
   await input.pressSequentially('@tri');
   const option = page.getByRole('option', { name: /Triage Bot/ });
   await expect('typing @tri offers the triage bot', () => option.waitFor());
+  await shot(page, 'mention');
   await option.click();
   const taken = await input.inputValue();
   if (taken !== '@alice/triage-bot ') throw new Error(`the completion wrote ${JSON.stringify(taken)}, not "@alice/triage-bot "`);
@@ -124,6 +174,22 @@ async function main() {
   if (!rule.includes('add_participant') || !rule.includes('reply')) throw new Error(`rule label without its actions: ${rule}`);
   await expect('the billing agent joined the room', () =>
     page.getByRole('list', { name: 'Participants' }).getByText('@alice/billing-agent').waitFor());
+
+  step = 'A: more questions, other rules';
+  await ask(page, 'What are your opening hours?', 'faq/opening-hours');
+  await ask(page, 'Can you explain the warranty terms?', 'escalation/count-unanswered');
+  await expect('the escalation rule\'s thought shows as an event row', () =>
+    messages.locator('li.msg.event', { hasText: 'No rule answered this' }).waitFor());
+
+  step = 'A: a message a rule refuses';
+  await input.fill('@alice/triage-bot Should I call a lawyer about this?');
+  await input.press('Escape');
+  await page.getByRole('button', { name: 'Send', exact: true }).click();
+  const refused = messages.locator('li.msg.mine', { hasText: 'lawyer' });
+  await expect('the refused message shows failed with the reason', () =>
+    refused.locator('.state[data-agent="alice/triage-bot"][data-status="failed"]', { hasText: 'legal questions need a person, not the bot' }).waitFor());
+  await expect('the refused message shows the failing rule', () =>
+    refused.locator('.rule.failed[data-rules="compliance/no-legal-advice"]').waitFor());
   await shot(page, 'room');
 
   // ---------------------------------------------------------------- B
@@ -136,22 +202,47 @@ async function main() {
     contacts.locator('#sent li[data-handle="alice/triage-bot"][data-status="approved"]').waitFor());
   await expect('the agent is now among bob\'s contacts', () =>
     contacts.locator('#contacts li[data-handle="alice/triage-bot"]').waitFor());
-  await shot(page, 'contacts');
 
   step = 'B: carol is turned down';
-  await page.getByRole('button', { name: 'Switch user' }).click();
-  await page.getByRole('button', { name: /Carol White/ }).click();
+  await switchTo(page, /Carol White/);
   await contacts.getByLabel('Send a contact request to').fill('alice/triage-bot');
   await contacts.getByRole('button', { name: 'Send request' }).click();
   await expect('carol\'s request is rejected (not on the allowlist)', () =>
     contacts.locator('#sent li[data-handle="alice/triage-bot"][data-status="rejected"]').waitFor());
+
+  // ---------------------------------------------------------------- C
+  step = 'C: carol asks alice, alice approves';
+  await contacts.getByLabel('Send a contact request to').fill('alice');
+  await contacts.getByRole('button', { name: 'Send request' }).click();
+  await expect('carol\'s request to alice is pending', () =>
+    contacts.locator('#sent li[data-handle="alice"][data-status="pending"]').waitFor());
+  await switchTo(page, /Alice Smith/);
+  const approve = contacts.getByRole('button', { name: /Approve Carol White/ });
+  await expect('alice sees carol\'s request', () => approve.waitFor());
+  await expect('alice sees the Support conversation', () =>
+    page.getByRole('list', { name: 'Messages' }).locator('li.msg', { hasText: 'lawyer' }).waitFor());
+  await shot(page, 'contacts');
+  await approve.click();
+  await expect('carol is among alice\'s contacts', () =>
+    contacts.locator('#contacts li[data-handle="carol"]').waitFor());
+
+  step = 'C: alice creates a room and adds the triage bot';
+  await page.getByLabel('New room').fill('Manuals');
+  await page.getByRole('button', { name: 'Create room' }).click();
+  await expect('the new room opens', () =>
+    page.getByRole('heading', { name: 'Manuals', level: 2 }).waitFor());
+  await page.getByLabel('Add an agent').selectOption({ label: 'Triage Bot (@alice/triage-bot)' });
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await expect('the triage bot joins the room', () =>
+    page.getByRole('list', { name: 'Participants' }).getByText('@alice/triage-bot').waitFor());
+  await ask(page, 'Where is the manual for the router?', 'triage/manuals-to-docs', { keyboard: true });
 
   if (pageErrors.length) throw new Error(`the page logged errors: ${pageErrors.join(' | ')}`);
 }
 
 try {
   await main();
-  console.log('e2e: PASS (scenario A: mention, reply, processed, rule; scenario B: contact approved, and rejected)');
+  console.log('e2e: PASS (A: mention, reply, processed, rules; B: contact approved and rejected by the workflow; C: approve in the console, new room, agent added and answering)');
   process.exitCode = 0;
 } catch (e) {
   console.error(`e2e: FAIL at "${step}": ${e.message}`);

@@ -288,7 +288,7 @@ function renderRooms() {
       type: 'button',
       'aria-current': r.id === state.roomId ? 'true' : 'false',
       onclick: () => openRoom(r.id).catch((e) => showError(e.message)),
-    }, el('span', { text: r.title || 'Untitled room' }), el('span', { class: 'muted', text: ` · ${r.participant_count ?? ''}` })))));
+    }, el('span', { text: r.title || 'Untitled room' }), el('span', { class: 'muted', text: ` · ${r.participant_count ?? '?'} members` })))));
 }
 
 async function openRoom(id) {
@@ -311,7 +311,9 @@ async function openRoom(id) {
     if (event === 'message_created' || event === 'event_created') addMessage(payload, true);
   }, () => loadHistory(id).catch((e) => showError(e.message)));
   state.socket.join(`room_participants:${id}`, (event) => {
-    if (event.startsWith('participant_')) loadParticipants(id).catch((e) => showError(e.message));
+    if (event.startsWith('participant_')) {
+      Promise.all([loadParticipants(id), loadRooms()]).catch((e) => showError(e.message));
+    }
   });
   await Promise.all([loadParticipants(id), loadHistory(id)]);
   pollLifecycle();
@@ -359,7 +361,8 @@ function addMessage(m, live) {
   // Keep time order even when a live push overtakes the history read.
   const later = [...list.children].find((li) => li.dataset.at > (m.inserted_at || ''));
   list.insertBefore(node, later || null);
-  if (stick || m.sender_id === state.me.id) node.scrollIntoView({ block: 'end' });
+  // Scroll the list only (scrollIntoView would move the page too).
+  if (stick || m.sender_id === state.me.id) list.scrollTop = list.scrollHeight;
   if (live && m.sender_id !== state.me.id) announce(`${m.sender_name || label(m.sender_id)}: ${plainText(m.content)}`);
 }
 
@@ -430,7 +433,8 @@ function fillStatus(li, id) {
   handled.replaceChildren(el('span', {
     class: `rule${failed ? ' failed' : ''}`,
     'data-rules': h.rules.join(','),
-    text: `⚙ ${rules}${actions}${failed && h.reason ? ` — failed: ${h.reason}` : ''}`,
+    // The reason is on the lifecycle chip (what the agent told the platform).
+    text: `⚙ ${rules}${actions}${failed ? ' — failed' : ''}`,
   }));
 }
 
@@ -454,7 +458,11 @@ async function pollLifecycle() {
     pollLifecycle.failed = true;
   }
   await pollFeed();
-  for (const li of $('messages').children) fillStatus(li, li.dataset.id);
+  const list = $('messages');
+  // Status lines make messages taller: stay at the bottom if we were there.
+  const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  for (const li of list.children) fillStatus(li, li.dataset.id);
+  if (stick) list.scrollTop = list.scrollHeight;
 }
 
 async function pollFeed() {
