@@ -4,7 +4,7 @@
 //! playwright-core (a person mentions the agent and sees the reply, the
 //! lifecycle and the rule; contact requests approved and rejected by the
 //! shipped workflow). Also, without a browser: the sandbox-only helpers the
-//! console reads and the agent's `/handled` feed.
+//! console reads, the agent's `/handled` feed, and `demo --keep-running`.
 //!
 //! Needs `/usr/bin/chromium`, node and npm; `tests/console/setup.sh` installs
 //! them (apt-get, npm ci) when missing. Their absence is a failure, never a skip.
@@ -380,4 +380,70 @@ async fn the_agent_feed_lists_handled_events_with_their_rules() {
         .expect("the agent stops")
         .unwrap()
         .unwrap();
+}
+
+/// `demo --keep-running`: after the script, the console's URL is printed, its
+/// config names the in-process agent's feed, which lists the demo's rules;
+/// SIGTERM ends it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_keeps_running_with_the_console_and_the_agent_feed() {
+    let mut cmd = switchboard();
+    cmd.args(["demo", "--keep-running"]);
+    let (demo, stdout) = Running::spawn_with_stdout(&mut cmd);
+    let deadline = tokio::time::Instant::now() + STEP;
+    let line = loop {
+        let lines = stdout.lock().unwrap().clone();
+        if let Some(line) = lines.iter().find(|l| l.starts_with("console at ")) {
+            break line.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no console URL within {STEP:?}; stdout:\n{}\nstderr:\n{}",
+            lines.join("\n"),
+            demo.stderr_lines().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // "console at http://127.0.0.1:P/ (agent feed http://127.0.0.1:Q); Ctrl-C to stop"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let console = words[2].trim_end_matches('/');
+    let feed = words[5].trim_end_matches(");");
+    assert!(console.starts_with("http://127.0.0.1:"), "{line}");
+    assert!(feed.starts_with("http://127.0.0.1:"), "{line}");
+
+    let config = wait_json(
+        "the console config",
+        &format!("{console}/_sandbox/console/config"),
+        |_| true,
+    )
+    .await;
+    assert_eq!(config, json!({"agent_feed": feed}));
+    let page = reqwest::get(format!("{console}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let handled = wait_json("the demo's events", &format!("{feed}/handled"), |v| {
+        v.as_array().is_some_and(|a| a.len() > 5)
+    })
+    .await;
+    let rules: Vec<&str> = handled
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["rules"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    for rule in [
+        "triage/refunds-to-billing",
+        "faq/opening-hours",
+        "contacts/approve-known(else)",
+    ] {
+        assert!(rules.contains(&rule), "no {rule} in {rules:?}");
+    }
+
+    demo.terminate();
+    let (status, stderr) = demo.wait_exit(STEP).await;
+    assert!(
+        status.success(),
+        "demo exit {status}; stderr:\n{}",
+        stderr.join("\n")
+    );
 }

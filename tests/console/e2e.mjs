@@ -36,6 +36,12 @@ if (!url) {
   process.exit(2);
 }
 
+// A last resort: whatever hangs, the script ends (each wait is bounded anyway).
+setTimeout(() => {
+  console.error(`e2e: FAIL at "${step}": the whole run took over 150 s`);
+  process.exit(1);
+}, 150_000).unref();
+
 const profile = mkdtempSync(join(tmpdir(), 'console-e2e-'));
 let browser;
 let step = 'start';
