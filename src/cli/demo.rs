@@ -93,6 +93,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut script = Script::new(&sandbox, rx)?;
     let result = script.play().await;
     if args.keep_running {
+        let stop = super::sandbox::shutdown_signal();
         report(&script, started, &result);
         println!(
             "\nconsole at {}/ (agent feed {}); Ctrl-C to stop",
@@ -101,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         // The transcript is over; the agent's sink ignores a closed channel.
         script.rx.close();
-        super::sandbox::shutdown_signal().await;
+        stop.await;
         println!("stopping");
     }
     handle.shutdown();

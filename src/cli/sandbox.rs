@@ -48,36 +48,45 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     };
     let running = RunningSandbox::start(args.listen, seed).await?;
     running.sandbox().set_agent_feed(args.agent_feed);
-    // Scripts wait for this exact line on stdout.
+    let stop = shutdown_signal();
+    // Scripts wait for this exact line on stdout, and may stop reading after
+    // it: anything more goes to the log (a closed pipe would fail a print).
     println!("listening on {}", running.rest_url());
-    println!("console at {}/", running.rest_url());
-    tracing::info!(ws = %running.ws_url(), "sandbox ready");
-    shutdown_signal().await;
+    tracing::info!(ws = %running.ws_url(), console = %format!("{}/", running.rest_url()), "sandbox ready");
+    stop.await;
     tracing::info!("stopping sandbox");
     running.shutdown().await.context("sandbox server failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives right
+/// after a ready line (scripts send one as soon as they read it) is not lost.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
