@@ -16,8 +16,9 @@
 // Scenario B: bob (no contact with the agent yet) sends the agent a contact
 //   request from the console; the shipped workflows/contacts.yaml approves it.
 //   Carol's is rejected by the same rule (she is not on the allowlist).
-// Scenario C: carol asks alice to connect; alice approves in the console,
-//   creates a room, adds the triage bot and gets its answer there.
+// Scenario C: bob and carol ask alice to connect; in the console alice
+//   approves carol and rejects bob, creates a room, adds the triage bot and
+//   gets its answer there (with keyboard-only mention completion).
 //
 // Every wait is bounded (15 s); any failure exits non-zero with a message.
 
@@ -208,6 +209,10 @@ async function main() {
     contacts.locator('#sent li[data-handle="alice/triage-bot"][data-status="approved"]').waitFor());
   await expect('the agent is now among bob\'s contacts', () =>
     contacts.locator('#contacts li[data-handle="alice/triage-bot"]').waitFor());
+  await contacts.getByLabel('Send a contact request to').fill('alice');
+  await contacts.getByRole('button', { name: 'Send request' }).click();
+  await expect('bob\'s request to alice is pending', () =>
+    contacts.locator('#sent li[data-handle="alice"][data-status="pending"]').waitFor());
 
   step = 'B: carol is turned down';
   await switchTo(page, /Carol White/);
@@ -217,7 +222,7 @@ async function main() {
     contacts.locator('#sent li[data-handle="alice/triage-bot"][data-status="rejected"]').waitFor());
 
   // ---------------------------------------------------------------- C
-  step = 'C: carol asks alice, alice approves';
+  step = 'C: alice approves carol, rejects bob';
   await contacts.getByLabel('Send a contact request to').fill('alice');
   await contacts.getByRole('button', { name: 'Send request' }).click();
   await expect('carol\'s request to alice is pending', () =>
@@ -231,6 +236,10 @@ async function main() {
   await approve.click();
   await expect('carol is among alice\'s contacts', () =>
     contacts.locator('#contacts li[data-handle="carol"]').waitFor());
+  await contacts.getByRole('button', { name: /Reject Bob Jones/ }).click();
+  await expect('bob\'s request is gone once rejected', () =>
+    contacts.locator('#received li[data-handle="bob"]').waitFor({ state: 'detached' }));
+  if (await contacts.locator('#contacts li[data-handle="bob"]').count()) throw new Error('a rejected bob became a contact');
 
   step = 'C: alice creates a room and adds the triage bot';
   await page.getByLabel('New room').fill('Manuals');
@@ -248,7 +257,7 @@ async function main() {
 
 try {
   await main();
-  console.log('e2e: PASS (A: mention, reply, processed, rules; B: contact approved and rejected by the workflow; C: approve in the console, new room, agent added and answering)');
+  console.log('e2e: PASS (A: mention, reply, processed, rules; B: contact approved and rejected by the workflow; C: approve and reject in the console, new room, agent added and answering)');
   process.exitCode = 0;
 } catch (e) {
   console.error(`e2e: FAIL at "${step}": ${e.message}`);

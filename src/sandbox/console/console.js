@@ -316,7 +316,15 @@ async function openRoom(id) {
     }
   });
   await Promise.all([loadParticipants(id), loadHistory(id)]);
-  pollLifecycle();
+  await pollLifecycle();
+  // A room opens on its latest messages.
+  $('messages').scrollTop = $('messages').scrollHeight;
+}
+
+/** Whether the message list is scrolled to (nearly) its end. */
+function atBottom() {
+  const list = $('messages');
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 40;
 }
 
 async function loadParticipants(id) {
@@ -328,8 +336,11 @@ async function loadParticipants(id) {
     class: p.type === 'Agent' ? 'agent' : '',
     text: `${p.name} (@${p.handle})`,
   })));
+  // The header may grow or shrink: keep the list's end in view if it was.
+  const stick = atBottom();
   await loadAgentChoices(id);
   rerenderAll();
+  if (stick) $('messages').scrollTop = $('messages').scrollHeight;
 }
 
 async function loadAgentChoices(id) {
@@ -356,7 +367,7 @@ function addMessage(m, live) {
   for (const x of (m.metadata || {}).mentions || []) remember(x);
   if (m.sender_id) remember({ id: m.sender_id, name: m.sender_name });
   const list = $('messages');
-  const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const stick = atBottom();
   const node = renderMessage(m);
   // Keep time order even when a live push overtakes the history read.
   const later = [...list.children].find((li) => li.dataset.at > (m.inserted_at || ''));
@@ -460,20 +471,25 @@ async function pollLifecycle() {
   await pollFeed();
   const list = $('messages');
   // Status lines make messages taller: stay at the bottom if we were there.
-  const stick = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  const stick = atBottom();
   for (const li of list.children) fillStatus(li, li.dataset.id);
   if (stick) list.scrollTop = list.scrollHeight;
 }
 
+/** Sets the feed's status line; only on a change, since it is a live region. */
+function feedStatus(text) {
+  const line = $('feed-state');
+  if (line.textContent !== text) line.textContent = text;
+}
+
 async function pollFeed() {
-  const feedState = $('feed-state');
-  if (!state.feed) { feedState.textContent = 'no agent feed: rules not shown'; return; }
+  if (!state.feed) { feedStatus('no agent feed: rules not shown'); return; }
   try {
     const entries = await getJson(`${state.feed}/handled`);
     for (const e of entries) if (e.message_id) state.handled.set(e.message_id, e);
-    feedState.textContent = `${entries.length} handled events`;
+    feedStatus('feed connected');
   } catch {
-    feedState.textContent = 'agent feed unreachable';
+    feedStatus('agent feed unreachable');
   }
 }
 
