@@ -3,6 +3,7 @@
 //! API, printed as a live transcript of what happened and which rule did it.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tokio::sync::mpsc;
 
-use crate::agent::{Agent, AgentConfig, Handled};
+use crate::agent::{Agent, AgentConfig, AgentError, Handled};
 use crate::engine::run::ActionStatus;
 use crate::engine::Outcome;
 use crate::platform::model::{ChatMessage, Mention};
@@ -28,7 +29,11 @@ const AGENT_KEY: &str = "triage-key";
 #[command(after_help = "\
 The demo needs no network: the sandbox listens on a free loopback port and
 stops with the demo. It runs as alice/triage-bot from the example seed, with
-people bob, carol and alice acting through the sandbox's human API.")]
+people bob, carol and alice acting through the sandbox's human API.
+
+With --keep-running, the sandbox and the agent stay up after the script: open
+the console URL it prints to be bob, carol or alice in a browser and watch the
+agent (and which rule handled each message) until Ctrl-C.")]
 pub struct DemoArgs {
     /// Workflows folder the agent runs.
     #[arg(long, default_value = "workflows")]
@@ -37,6 +42,15 @@ pub struct DemoArgs {
     /// Seed for the sandbox (default: the built-in example seed).
     #[arg(long)]
     seed: Option<PathBuf>,
+
+    /// After the script, keep the sandbox and the agent running (with the
+    /// sandbox console at `/`) until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+
+    /// Where the sandbox listens (port 0: a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
 }
 
 /// Plays the script; exit 1 if the agent did not do what the script expects.
@@ -46,17 +60,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(p) => load_seed(p)?,
         None => default_seed(),
     };
-    let sandbox = RunningSandbox::start("127.0.0.1:0".parse()?, seed)
+    let sandbox = RunningSandbox::start(args.listen, seed)
         .await
         .context("cannot start the sandbox")?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let config = AgentConfig::new(
+    let mut config = AgentConfig::new(
         sandbox.rest_url(),
         sandbox.ws_url(),
         AGENT_KEY.into(),
         args.workflows.clone(),
     );
-    let agent = Agent::prepare(&config, Some(tx)).await?;
+    let agent = if args.keep_running {
+        let (agent, feed) = prepare_with_feed(&mut config, tx).await?;
+        sandbox.sandbox().set_agent_feed(Some(feed));
+        agent
+    } else {
+        Agent::prepare(&config, Some(tx)).await?
+    };
     let rules = agent.engine().ruleset();
     let handle = agent.handle();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -72,6 +92,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let mut script = Script::new(&sandbox, rx)?;
     let result = script.play().await;
+    if args.keep_running {
+        let stop = super::sandbox::shutdown_signal();
+        report(&script, started, &result);
+        println!(
+            "\nconsole at {}/ (agent feed {}); Ctrl-C to stop",
+            sandbox.rest_url(),
+            sandbox.sandbox().agent_feed().unwrap_or_default()
+        );
+        // The transcript is over; the agent's sink ignores a closed channel.
+        script.rx.close();
+        stop.await;
+        println!("stopping");
+    }
     handle.shutdown();
     let _ = stop_tx.send(());
     match tokio::time::timeout(STEP_TIMEOUT, running).await {
@@ -81,15 +114,56 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(Ok(Ok(()))) => {}
     }
     let _ = sandbox.shutdown().await;
+    if !args.keep_running {
+        report(&script, started, &result);
+    }
     result?;
-    println!(
-        "\ndone in {:.1}s: {} events handled, {} actions, {} failed",
-        started.elapsed().as_secs_f64(),
-        script.events,
-        script.actions,
-        script.failures
-    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The closing line of a script that played to the end.
+fn report(script: &Script, started: Instant, result: &anyhow::Result<()>) {
+    if result.is_ok() {
+        println!(
+            "\ndone in {:.1}s: {} events handled, {} actions, {} failed",
+            started.elapsed().as_secs_f64(),
+            script.events,
+            script.actions,
+            script.failures
+        );
+    }
+}
+
+/// Prepares the agent with a metrics server on a free loopback port and
+/// returns it with that server's URL, the console's agent feed.
+async fn prepare_with_feed(
+    config: &mut AgentConfig,
+    tx: mpsc::UnboundedSender<Handled>,
+) -> anyhow::Result<(Agent, String)> {
+    // The agent binds the address itself and does not say which port port 0
+    // got, so we pick a free port first; another process may take it in
+    // between, hence a few tries.
+    let mut last = None;
+    for _ in 0..5 {
+        let addr = free_loopback_port()?;
+        config.metrics_addr = Some(addr);
+        match Agent::prepare(config, Some(tx.clone())).await {
+            Ok(agent) => return Ok((agent, format!("http://{addr}"))),
+            Err(e @ AgentError::Metrics { .. }) => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(anyhow!(
+        "cannot serve the agent feed: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+/// A loopback address with a port nobody listens on right now.
+fn free_loopback_port() -> anyhow::Result<SocketAddr> {
+    let probe = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free loopback port")?;
+    Ok(probe.local_addr()?)
 }
 
 /// The scripted people and what they saw.

@@ -1,11 +1,12 @@
-//! The `/_sandbox/*` control endpoints (state, reset, faults) and the
+//! The `/_sandbox/*` control endpoints (state, reset, faults, and the
+//! console's users and per-room lifecycle views) and the
 //! fault-injection middleware that applies armed faults to `/api/v1/*`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -193,6 +194,23 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/reset", axum::routing::post(reset))
         .route("/_sandbox/faults", get(get_faults).post(post_faults))
+        .route("/_sandbox/users", get(users))
+        .route("/_sandbox/rooms/{id}/messages", get(room_messages))
+}
+
+/// The seeded people with their API keys: the console picks one and acts as
+/// them through the human API. Sandbox fixtures on loopback, never real keys.
+async fn users(State(sb): State<Arc<Sandbox>>) -> Json<Value> {
+    Json(json!(sb.world().users_state()))
+}
+
+/// One room's messages with each agent's `delivery` (status, attempts and
+/// their errors), oldest first: what the console polls to show lifecycles.
+async fn room_messages(State(sb): State<Arc<Sandbox>>, Path(id): Path<String>) -> Response {
+    match sb.world().room_messages_state(&id) {
+        Some(rows) => Json(json!(rows)).into_response(),
+        None => ApiError::not_found("no such room").into_response(),
+    }
 }
 
 async fn state(State(sb): State<Arc<Sandbox>>) -> Json<Value> {

@@ -1,10 +1,12 @@
 //! In-memory emulator of the platform: the agent REST API, a subset of the
-//! human API, the Phoenix sockets, and `/_sandbox/*` control endpoints.
+//! human API, the Phoenix sockets, `/_sandbox/*` control endpoints, and a
+//! web console at `/`.
 //!
 //! Public surface: [`Sandbox`] (state + hub + faults), [`Sandbox::router`],
 //! [`serve`], and the seed loaders re-exported from [`seed`].
 
 pub mod agent_api;
+pub mod console;
 pub mod control;
 pub mod http;
 pub mod hub;
@@ -37,6 +39,8 @@ pub struct Sandbox {
     hub: Hub,
     faults: Mutex<Faults>,
     seed: Seed,
+    /// The console's default agent feed (an agent's metrics server), if known.
+    agent_feed: Mutex<Option<String>>,
 }
 
 impl Sandbox {
@@ -56,16 +60,18 @@ impl Sandbox {
             hub: Hub::default(),
             faults: Mutex::new(Faults::default()),
             seed,
+            agent_feed: Mutex::new(None),
         }))
     }
 
-    /// All routes: `/api/v1/agent/*`, `/api/v1/me/*`, `/_sandbox/*`, with the
+    /// All routes: `/api/v1/agent/*`, `/api/v1/me/*`, `/_sandbox/*`, the console, with the
     /// fault middleware on `/api/v1/*` and the platform's 404 for the rest.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .merge(agent_api::routes())
             .merge(human_api::routes())
             .merge(control::routes())
+            .merge(console::routes())
             .fallback(not_found)
             .method_not_allowed_fallback(not_found)
             .with_state(self.clone())
@@ -85,6 +91,20 @@ impl Sandbox {
     /// The seed this sandbox was built from.
     pub fn seed(&self) -> &Seed {
         &self.seed
+    }
+
+    /// The agent feed the console uses by default (see [`console`]).
+    pub fn agent_feed(&self) -> Option<String> {
+        self.agent_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sets the console's default agent feed: the base URL of an agent's
+    /// metrics server (`run --metrics-addr`), whose `/handled` it reads.
+    pub fn set_agent_feed(&self, url: Option<String>) {
+        *self.agent_feed.lock().unwrap_or_else(|e| e.into_inner()) = url;
     }
 
     /// The platform state (never hold the guard across an `.await`).

@@ -1675,6 +1675,60 @@ impl World {
         }
     }
 
+    /// One message as `/_sandbox/state` shows it, with its per-agent `delivery`.
+    fn message_state(m: &Message) -> Value {
+        let delivery: Map<String, Value> = m
+            .delivery
+            .iter()
+            .map(|(k, d)| {
+                let attempts = d.json()["attempts"].clone();
+                (
+                    k.clone(),
+                    json!({"status": d.status.as_str(), "attempts": attempts}),
+                )
+            })
+            .collect();
+        let mentions: Vec<Value> = m
+            .mentions
+            .iter()
+            .map(|x| json!({"id": x.id, "handle": x.handle, "name": x.name, "kind": if x.reference { "reference" } else { "mention" }}))
+            .collect();
+        json!({
+            "id": m.id,
+            "chat_room_id": m.room_id,
+            "sender_id": m.sender_id,
+            "sender_type": m.sender_kind.as_str(),
+            "message_type": m.message_type,
+            "content": m.content,
+            "mentions": mentions,
+            "inserted_at": m.inserted_at,
+            "delivery": delivery,
+        })
+    }
+
+    /// `GET /_sandbox/rooms/{id}/messages`: one room's messages, oldest first,
+    /// in the shape of `/_sandbox/state`; `None` when there is no such room.
+    pub fn room_messages_state(&self, room_id: &str) -> Option<Vec<Value>> {
+        self.room(room_id)?;
+        Some(
+            self.messages
+                .iter()
+                .filter(|m| m.room_id == room_id)
+                .map(Self::message_state)
+                .collect(),
+        )
+    }
+
+    /// `GET /_sandbox/users`: the seeded people with their keys, so the
+    /// console can act as them (sandbox fixtures on loopback, not secrets).
+    pub fn users_state(&self) -> Vec<Value> {
+        self.entities
+            .iter()
+            .filter(|e| e.kind == EntityType::User)
+            .map(|e| json!({"id": e.id, "handle": e.handle, "name": e.name, "api_key": e.api_key}))
+            .collect()
+    }
+
     /// `GET /_sandbox/state` (without `connections`, which the hub adds).
     pub fn state(&self) -> Value {
         let users: Vec<Value> = self
@@ -1711,36 +1765,7 @@ impl World {
                 json!({"id": r.id, "title": r.title, "inserted_at": r.inserted_at, "participants": parts})
             })
             .collect();
-        let messages: Vec<Value> = self
-            .messages
-            .iter()
-            .map(|m| {
-                let delivery: Map<String, Value> = m
-                    .delivery
-                    .iter()
-                    .map(|(k, d)| {
-                        let attempts = d.json()["attempts"].clone();
-                        (k.clone(), json!({"status": d.status.as_str(), "attempts": attempts}))
-                    })
-                    .collect();
-                let mentions: Vec<Value> = m
-                    .mentions
-                    .iter()
-                    .map(|x| json!({"id": x.id, "handle": x.handle, "name": x.name, "kind": if x.reference { "reference" } else { "mention" }}))
-                    .collect();
-                json!({
-                    "id": m.id,
-                    "chat_room_id": m.room_id,
-                    "sender_id": m.sender_id,
-                    "sender_type": m.sender_kind.as_str(),
-                    "message_type": m.message_type,
-                    "content": m.content,
-                    "mentions": mentions,
-                    "inserted_at": m.inserted_at,
-                    "delivery": delivery,
-                })
-            })
-            .collect();
+        let messages: Vec<Value> = self.messages.iter().map(Self::message_state).collect();
         let handle = |id: &str| {
             self.entity(id)
                 .map(|e| e.handle.clone())

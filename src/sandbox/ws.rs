@@ -103,6 +103,8 @@ async fn upgrade<B: SocketBackend>(
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty());
+    // Sandbox only (the platform takes the header alone): browsers cannot set
+    // headers on a WebSocket, so the console passes the key as `api_key`.
     let key = header_key.or_else(|| {
         params
             .get("api_key")

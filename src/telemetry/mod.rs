@@ -1,13 +1,15 @@
 //! Metrics and health of a running agent: Prometheus counters, gauges and
 //! histograms fed by the rules handler ([`Sink`]), the runtime
 //! ([`Observer`]), hot reload ([`reload::Listener`]) and a timing wrapper
-//! around the REST executor; [`server`] serves them with `/healthz`.
+//! around the REST executor; [`server`] serves them with `/healthz`, and the
+//! last handled events (which rules ran) as JSON on `/handled`.
 //!
 //! Nothing here decides anything: every hook only counts, so an agent
 //! without `--metrics-addr` runs exactly the same code minus these calls.
 
 pub mod server;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -23,7 +25,7 @@ use serde::Serialize;
 use crate::agent::reload::{self, ReloadOutcome, ReloadReport};
 use crate::agent::rules::{Handled, Sink};
 use crate::engine::action::{ActionFuture, Executor, RenderedAction, Scope};
-use crate::engine::run::ActionStatus;
+use crate::engine::run::{ActionStatus, Outcome};
 use crate::runtime::{Mark, Observer};
 
 /// Label set of the per-event-type families.
@@ -89,6 +91,78 @@ struct LastReload {
     errors: usize,
 }
 
+/// How many handled events `/handled` keeps (the oldest go first).
+pub const HANDLED_CAPACITY: usize = 500;
+
+/// One handled event as `/handled` shows it: which rules ran and what they
+/// did. The sandbox console joins these to messages by `message_id`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HandledEntry {
+    /// When it was handled (RFC 3339, milliseconds).
+    pub at: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The room, when the event had one.
+    pub room: Option<String>,
+    /// The message's id, for `message_created`.
+    pub message_id: Option<String>,
+    /// The payload's `id` for any event (a contact request's, say).
+    pub event_id: Option<String>,
+    /// Rules whose branch ran, in order; an `else` branch as `rule(else)`.
+    pub rules: Vec<String>,
+    /// Actions in order, as `name`, `name(skipped)` or `name(failed)`.
+    pub actions: Vec<String>,
+    /// `done` or `failed`.
+    pub outcome: &'static str,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl HandledEntry {
+    /// The entry for one handled event.
+    pub fn new(handled: &Handled) -> HandledEntry {
+        let report = &handled.report;
+        let rules = report
+            .matched
+            .iter()
+            .cloned()
+            .chain(report.else_ran.iter().map(|r| format!("{r}(else)")))
+            .collect();
+        let actions = report
+            .actions
+            .iter()
+            .map(|a| match a.status {
+                ActionStatus::Ok => a.name.to_owned(),
+                ActionStatus::Skipped => format!("{}(skipped)", a.name),
+                ActionStatus::Failed => format!("{}(failed)", a.name),
+            })
+            .collect();
+        let (outcome, reason) = match &report.outcome {
+            Outcome::Done => ("done", None),
+            Outcome::Failed { reason } => ("failed", Some(reason.clone())),
+        };
+        let event_id = handled
+            .event
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        HandledEntry {
+            at: handled.now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            event_type: handled.event_type.clone(),
+            room: handled.room.clone(),
+            message_id: event_id
+                .clone()
+                .filter(|_| handled.event_type == "message_created"),
+            event_id,
+            rules,
+            actions,
+            outcome,
+            reason,
+        }
+    }
+}
+
 /// The registry, every metric family, and the health state of one agent.
 pub struct Telemetry {
     registry: Registry,
@@ -103,6 +177,8 @@ pub struct Telemetry {
     reloads: Family<OutcomeLabel, Counter>,
     rules: Gauge,
     health: Mutex<HealthState>,
+    /// The last [`HANDLED_CAPACITY`] handled events, oldest first.
+    handled: Mutex<VecDeque<HandledEntry>>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -129,6 +205,7 @@ impl Telemetry {
             reloads: Family::default(),
             rules: Gauge::default(),
             health: Mutex::new(HealthState::default()),
+            handled: Mutex::new(VecDeque::with_capacity(HANDLED_CAPACITY)),
         };
         // Counters get their `_total` suffix from the encoder.
         t.registry.register(
@@ -241,6 +318,25 @@ impl Telemetry {
         }
     }
 
+    /// The last handled events, oldest first (what `/handled` serves).
+    pub fn handled_log(&self) -> Vec<HandledEntry> {
+        self.handled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn remember(&self, entry: HandledEntry) {
+        // Same reasoning as `lock`: a poisoned log is still a log.
+        let mut log = self.handled.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() == HANDLED_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(entry);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
         // Counting must go on even if a panicking thread held the lock.
         self.health.lock().unwrap_or_else(|p| p.into_inner())
@@ -287,6 +383,7 @@ impl Sink for Telemetry {
             };
             self.actions.get_or_create(&labels).inc();
         }
+        self.remember(HandledEntry::new(handled));
     }
 }
 
@@ -442,6 +539,73 @@ mod tests {
         t.socket_connected(true);
         let h = t.health();
         assert_eq!((h.status, h.socket.reconnects), (HealthStatus::Ok, 1));
+    }
+
+    fn handled(n: usize, outcome: Outcome) -> Handled {
+        use crate::engine::run::ActionRecord;
+        let action = |name: &'static str, status| ActionRecord {
+            rule: "triage/x".into(),
+            name,
+            action: None,
+            status,
+            error: None,
+            result: None,
+        };
+        Handled {
+            event_type: "message_created".into(),
+            event: serde_json::json!({"id": format!("m{n}")}),
+            room: Some("r1".into()),
+            chat: None,
+            rule: None,
+            now: Utc::now(),
+            elapsed: std::time::Duration::from_millis(1),
+            report: crate::engine::Report {
+                event_type: "message_created".into(),
+                matched: vec!["triage/x".into()],
+                else_ran: vec!["contacts/y".into()],
+                actions: vec![
+                    action("reply", ActionStatus::Ok),
+                    action("add_participant", ActionStatus::Skipped),
+                    action("log", ActionStatus::Failed),
+                ],
+                trace: Vec::new(),
+                outcome,
+            },
+        }
+    }
+
+    #[test]
+    fn the_handled_log_keeps_the_last_events_as_lists() {
+        let t = Telemetry::new(1);
+        let failed = Outcome::Failed {
+            reason: "triage/x: boom".into(),
+        };
+        t.handled(&handled(0, failed));
+        let first = &t.handled_log()[0];
+        assert_eq!(first.message_id.as_deref(), Some("m0"));
+        assert_eq!(first.rules, ["triage/x", "contacts/y(else)"]);
+        assert_eq!(
+            first.actions,
+            ["reply", "add_participant(skipped)", "log(failed)"]
+        );
+        assert_eq!(
+            (first.outcome, first.reason.as_deref()),
+            ("failed", Some("triage/x: boom"))
+        );
+
+        for n in 1..=HANDLED_CAPACITY {
+            t.handled(&handled(n, Outcome::Done));
+        }
+        let log = t.handled_log();
+        assert_eq!(log.len(), HANDLED_CAPACITY);
+        let ids = |i: usize| log[i].message_id.clone().unwrap_or_default();
+        assert_eq!(
+            (ids(0), ids(HANDLED_CAPACITY - 1)),
+            ("m1".into(), "m500".into())
+        );
+        let json = serde_json::to_value(&log[0]).unwrap_or_default();
+        assert!(json.get("reason").is_none(), "{json}");
+        assert_eq!(json["outcome"], "done");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The metrics server: a small axum app on its own address, apart from the
 //! platform connection, with `/metrics` for Prometheus and `/healthz` for
-//! load balancers and orchestrators.
+//! load balancers and orchestrators, and `/handled` (the last handled events
+//! as JSON) for the sandbox console.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,11 +18,12 @@ use super::Telemetry;
 /// What the encoder writes: OpenMetrics text, which Prometheus scrapes natively.
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `GET /metrics` and `GET /healthz` over `telemetry`.
+/// `GET /metrics`, `GET /healthz` and `GET /handled` over `telemetry`.
 pub fn router(telemetry: Arc<Telemetry>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/handled", get(handled))
         .with_state(telemetry)
 }
 
@@ -53,4 +55,18 @@ async fn healthz(State(telemetry): State<Arc<Telemetry>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(report)).into_response()
+}
+
+/// The last handled events, oldest first. Any origin may read it: the sandbox
+/// console, served from the sandbox's own port, fetches it across origins
+/// (the metrics address is meant for loopback or a private network).
+async fn handled(State(telemetry): State<Arc<Telemetry>>) -> Response {
+    (
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Json(telemetry.handled_log()),
+    )
+        .into_response()
 }

@@ -115,6 +115,36 @@ impl Running {
         }
     }
 
+    /// Like [`Running::spawn`], but stdout is collected as well, line by line
+    /// (for commands that print where they listen); the lines are returned.
+    pub fn spawn_with_stdout(cmd: &mut Command) -> (Running, Arc<Mutex<Vec<String>>>) {
+        cmd.stdout(Stdio::piped());
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start switchboard");
+        let collect = |pipe: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            let pipe = pipe.expect("the stream is piped");
+            let task = tokio::spawn(async move {
+                let mut reader = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+            (lines, task)
+        };
+        let (stdout, _) = collect(child.stdout.take().map(|p| Box::new(p) as _));
+        let (stderr, reader) = collect(child.stderr.take().map(|p| Box::new(p) as _));
+        let running = Running {
+            child,
+            stderr,
+            reader,
+        };
+        (running, stdout)
+    }
+
     /// The stderr lines read so far.
     pub fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
