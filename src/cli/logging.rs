@@ -35,7 +35,13 @@ pub fn init(format: LogFormat, verbose: u8, quiet: Quiet) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // tungstenite traces the raw upgrade request, API key header included;
     // this directive is more specific than any RUST_LOG target, so it holds.
-    let filter = match "tungstenite::handshake=debug".parse() {
+    // Never more verbose than the default either (a quiet demo or bench must
+    // not print its debug lines).
+    let handshake = match default {
+        "error" | "warn" => default,
+        _ => "info",
+    };
+    let filter = match format!("tungstenite::handshake={handshake}").parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
