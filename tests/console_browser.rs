@@ -65,6 +65,11 @@ fn setup_browser() {
 }
 
 /// GETs `url` until it answers `200` and `pred` holds for its JSON; panics after `STEP`.
+/// GETs `url` and reads its JSON body (panics on failure: a test helper).
+async fn get_json(http: &reqwest::Client, url: impl reqwest::IntoUrl) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn wait_json(what: &str, url: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -218,14 +223,7 @@ async fn the_sandbox_serves_what_the_console_reads() {
         assert!(resp.text().await.unwrap().contains(needle), "{path}");
     }
 
-    let users: Value = http
-        .get(format!("{base}/_sandbox/users"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users: Value = get_json(&http, format!("{base}/_sandbox/users")).await;
     let handles: Vec<(&str, &str)> = users
         .as_array()
         .unwrap()
@@ -248,25 +246,11 @@ async fn the_sandbox_serves_what_the_console_reads() {
     let bob_id = users[1]["id"].as_str().unwrap().to_owned();
 
     let config = format!("{base}/_sandbox/console/config");
-    let v: Value = http
-        .get(&config)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&http, &config).await;
     assert_eq!(v, json!({"agent_feed": null}));
     sb.sandbox()
         .set_agent_feed(Some("http://127.0.0.1:9464".into()));
-    let v: Value = http
-        .get(&config)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&http, &config).await;
     assert_eq!(v, json!({"agent_feed": "http://127.0.0.1:9464"}));
 
     // Bob's socket, keyed in the query as a browser must, sees his own message live.
@@ -294,14 +278,7 @@ async fn the_sandbox_serves_what_the_console_reads() {
     );
 
     // The lifecycle view: the message, delivered to the (not running) bot.
-    let rows: Value = http
-        .get(format!("{base}/_sandbox/rooms/{room}/messages"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rows: Value = get_json(&http, format!("{base}/_sandbox/rooms/{room}/messages")).await;
     let row = rows
         .as_array()
         .unwrap()
