@@ -259,13 +259,7 @@ async fn ask_opening_hours(extra_args: &[&str]) -> Session {
         answer.content
     );
 
-    agent.terminate();
-    let (status, stderr) = agent.wait_exit(Duration::from_secs(5)).await;
-    assert!(
-        status.success(),
-        "exit {status} after SIGTERM; stderr:\n{}",
-        stderr.join("\n")
-    );
+    let stderr = agent.stop_cleanly("agent", Duration::from_secs(5)).await;
     sb.shutdown().await.unwrap();
     Session { question, stderr }
 }
@@ -427,13 +421,7 @@ async fn sighup_reloads_a_run_with_no_watch() {
     let replies = bot_replies(&bob, &room, &bot, "three").await;
     assert!(replies.iter().any(|r| r.contains("after")), "{replies:?}");
 
-    agent.terminate();
-    let (status, stderr) = agent.wait_exit(Duration::from_secs(5)).await;
-    assert!(
-        status.success(),
-        "exit {status}; stderr:\n{}",
-        stderr.join("\n")
-    );
+    agent.stop_cleanly("agent", Duration::from_secs(5)).await;
     sb.shutdown().await.unwrap();
 }
 

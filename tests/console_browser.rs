@@ -191,12 +191,8 @@ async fn console_in_headless_chromium() {
         assert!(size > 10_000, "no screenshot of the {view} view at {png:?}");
     }
 
-    agent.terminate();
-    let (status, _) = agent.wait_exit(STEP).await;
-    assert!(status.success(), "agent exit: {status}");
-    sandbox.terminate();
-    let (status, _) = sandbox.wait_exit(STEP).await;
-    assert!(status.success(), "sandbox exit: {status}");
+    agent.stop_cleanly("agent", STEP).await;
+    sandbox.stop_cleanly("sandbox", STEP).await;
 }
 
 /// The page and its assets, `/_sandbox/users`, `/_sandbox/console/config`,
@@ -416,11 +412,5 @@ async fn demo_keeps_running_with_the_console_and_the_agent_feed() {
         assert!(rules.contains(&rule), "no {rule} in {rules:?}");
     }
 
-    demo.terminate();
-    let (status, stderr) = demo.wait_exit(STEP).await;
-    assert!(
-        status.success(),
-        "demo exit {status}; stderr:\n{}",
-        stderr.join("\n")
-    );
+    demo.stop_cleanly("demo", STEP).await;
 }

@@ -294,13 +294,7 @@ async fn metrics_and_health_follow_the_running_agent() {
         "{health}"
     );
 
-    agent.terminate();
-    let (status, stderr) = agent.wait_exit(Duration::from_secs(5)).await;
-    assert!(
-        status.success(),
-        "exit {status}; stderr:\n{}",
-        stderr.join("\n")
-    );
+    agent.stop_cleanly("agent", Duration::from_secs(5)).await;
     sb.shutdown().await.unwrap();
 }
 

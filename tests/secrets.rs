@@ -75,9 +75,7 @@ async fn a_full_run_never_logs_or_records_the_key() {
     agent
         .wait_for_stderr("reconnect", STEP, |l| l.contains("reconnect=true"))
         .await;
-    agent.terminate();
-    let (status, stderr) = agent.wait_exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "{}", stderr.join("\n"));
+    let stderr = agent.stop_cleanly("agent", Duration::from_secs(10)).await;
     assert!(stderr.len() > 20, "a -vv run logs plenty: {}", stderr.len());
     let leaked: Vec<&String> = stderr.iter().filter(|l| l.contains(SECRET)).collect();
     assert!(leaked.is_empty(), "the key is in the logs:\n{leaked:?}");

@@ -213,4 +213,17 @@ impl Running {
         let lines = self.stderr_lines();
         (status, lines)
     }
+
+    /// SIGTERM, then the exit within `limit`, which must be clean (panics
+    /// with `what` and stderr otherwise); returns all of stderr.
+    pub async fn stop_cleanly(self, what: &str, limit: Duration) -> Vec<String> {
+        self.terminate();
+        let (status, stderr) = self.wait_exit(limit).await;
+        assert!(
+            status.success(),
+            "{what} exit {status} after SIGTERM; stderr:\n{}",
+            stderr.join("\n")
+        );
+        stderr
+    }
 }
