@@ -7,6 +7,7 @@
 pub mod compile;
 pub mod error;
 pub mod load;
+pub mod memo;
 pub mod pattern;
 pub mod prefilter;
 pub mod ruleset;

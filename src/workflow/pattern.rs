@@ -4,10 +4,11 @@
 //! prefilter); with the rule prefilter most patterns of a large folder are
 //! never run, so compiling them all would be memory spent on nothing.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
+
+use super::memo::Memo;
 
 /// Largest compiled regex (bytes); far above any sane pattern.
 pub const SIZE_LIMIT: usize = 1 << 20;
@@ -59,24 +60,10 @@ impl Pattern {
 /// [`check`], remembered for patterns that passed: a reload of a folder
 /// does not check its unchanged patterns again. Cleared past a bound.
 fn check_once(source: &str, insensitive: bool) -> Result<(), String> {
-    const MAX_REMEMBERED: usize = 50_000;
-    static PASSED: OnceLock<Mutex<HashSet<(String, bool)>>> = OnceLock::new();
-    let passed = PASSED.get_or_init(Mutex::default);
-    let key = (source.to_owned(), insensitive);
-    if passed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&key)
-    {
-        return Ok(());
-    }
-    check(source, insensitive)?;
-    let mut passed = passed.lock().unwrap_or_else(|p| p.into_inner());
-    if passed.len() >= MAX_REMEMBERED {
-        passed.clear();
-    }
-    passed.insert(key);
-    Ok(())
+    static PASSED: Memo<(String, bool), ()> = Memo::new(50_000);
+    PASSED.get_or_try((source.to_owned(), insensitive), || {
+        check(source, insensitive)
+    })
 }
 
 /// Syntax (the parser `regex` uses, so the same messages) and the compiled
@@ -106,23 +93,13 @@ fn last_line(text: &str) -> String {
 /// reload does not recompile a pattern that already ran. Cleared when it
 /// grows past a bound.
 fn compiled(pattern: &str, insensitive: bool) -> Result<Regex, regex::Error> {
-    const MAX_CACHED: usize = 20_000;
-    static CACHE: OnceLock<Mutex<HashMap<(String, bool), Regex>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Mutex::default);
-    let key = (pattern.to_owned(), insensitive);
-    if let Some(r) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(r.clone());
-    }
-    let r = regex::RegexBuilder::new(pattern)
-        .case_insensitive(insensitive)
-        .size_limit(SIZE_LIMIT)
-        .build()?;
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= MAX_CACHED {
-        cache.clear();
-    }
-    cache.insert(key, r.clone());
-    Ok(r)
+    static COMPILED: Memo<(String, bool), Regex> = Memo::new(20_000);
+    COMPILED.get_or_try((pattern.to_owned(), insensitive), || {
+        regex::RegexBuilder::new(pattern)
+            .case_insensitive(insensitive)
+            .size_limit(SIZE_LIMIT)
+            .build()
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde_json::Value;
 
+use super::memo::Memo;
 use super::ruleset::{Check, Cond, Op, Rule};
 
 /// Roots whose values stay the same for the whole of one event (`state`
@@ -337,22 +338,11 @@ fn literals_of(check: &Check) -> Option<Vec<Lit>> {
 /// [`extract_regex_literals`], remembered by pattern: a reload does not parse
 /// unchanged patterns again. Cleared past a bound.
 fn regex_literals(pattern: &str, insensitive: bool) -> Option<Vec<Lit>> {
-    use std::sync::{Mutex, OnceLock};
-    type Memo = HashMap<(String, bool), Option<Vec<Lit>>>;
-    const MAX_REMEMBERED: usize = 50_000;
-    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
-    let memo = MEMO.get_or_init(Mutex::default);
-    let key = (pattern.to_owned(), insensitive);
-    if let Some(found) = memo.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return found.clone();
-    }
-    let found = extract_regex_literals(pattern, insensitive);
-    let mut memo = memo.lock().unwrap_or_else(|p| p.into_inner());
-    if memo.len() >= MAX_REMEMBERED {
-        memo.clear();
-    }
-    memo.insert(key, found.clone());
-    found
+    static LITERALS: Memo<(String, bool), Option<Vec<Lit>>> = Memo::new(50_000);
+    let found = LITERALS.get_or_try((pattern.to_owned(), insensitive), || {
+        Ok::<_, std::convert::Infallible>(extract_regex_literals(pattern, insensitive))
+    });
+    found.unwrap_or_else(|never| match never {})
 }
 
 /// Literals one of which every match of the regex begins with (or ends

@@ -7,6 +7,8 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
+use super::memo::Memo;
+
 /// A 1-based position in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Loc {
@@ -134,25 +136,11 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 /// Like [`parse`], but an unchanged text (same hash) reuses its earlier
 /// tree: a reload re-parses only the files that changed.
 pub fn parse_cached(text: &str) -> Result<Node, SyntaxError> {
-    use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
-    use std::sync::{Mutex, OnceLock};
-    const MAX_CACHED: usize = 4_096;
-    static CACHE: OnceLock<Mutex<HashMap<(u64, usize), Node>>> = OnceLock::new();
+    static TREES: Memo<(u64, usize), Node> = Memo::new(4_096);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
-    let key = (h.finish(), text.len());
-    let cache = CACHE.get_or_init(Mutex::default);
-    if let Some(node) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(node.clone());
-    }
-    let node = parse(text)?;
-    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if cache.len() >= MAX_CACHED {
-        cache.clear();
-    }
-    cache.insert(key, node.clone());
-    Ok(node)
+    TREES.get_or_try((h.finish(), text.len()), || parse(text))
 }
 
 /// serde-saphyr's messages carry their own snippet; we print ours.
