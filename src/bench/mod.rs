@@ -245,7 +245,11 @@ fn spawn_switchboard(
         .env_remove("BAND_API_KEY_FILE")
         .env_remove("BAND_JOURNAL")
         .env_remove("BAND_METRICS_ADDR");
-    spawn("switchboard run", cmd, &dir.join("switchboard.log"))
+    spawn(
+        "switchboard run",
+        cmd,
+        &log_path(dir, Contender::Switchboard),
+    )
 }
 
 fn spawn_sdk(
@@ -267,7 +271,11 @@ fn spawn_sdk(
         // It exits after this many; stay up until measured and killed.
         .args(["--messages", &(plan.messages * 10 + 1_000).to_string()])
         .args(["--timeout", &(plan.limit.as_secs() + 60).to_string()]);
-    spawn("the band-sdk echo agent", cmd, &dir.join("band-sdk.log"))
+    spawn(
+        "the band-sdk echo agent",
+        cmd,
+        &log_path(dir, Contender::Sdk),
+    )
 }
 
 /// The sandbox's control endpoints.
@@ -358,7 +366,7 @@ impl Control {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(not_ready(format!(
                     "it exited ({status}); its log ends:\n{}",
-                    log_tail(&dir.join(format!("{}.log", log_name(contender))))
+                    log_tail(&log_path(dir, contender))
                 )));
             }
             let state = self.state().await?;
@@ -378,7 +386,7 @@ impl Control {
             if Instant::now() > deadline {
                 return Err(not_ready(format!(
                     "its log ends:\n{}",
-                    log_tail(&dir.join(format!("{}.log", log_name(contender))))
+                    log_tail(&log_path(dir, contender))
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -386,11 +394,9 @@ impl Control {
     }
 }
 
-fn log_name(contender: Contender) -> &'static str {
-    match contender {
-        Contender::Sdk => "band-sdk",
-        _ => "switchboard",
-    }
+/// Where an agent's stderr goes (for the end of it in errors).
+fn log_path(dir: &std::path::Path, contender: Contender) -> PathBuf {
+    dir.join(format!("{}.log", contender.name()))
 }
 
 /// The last lines of a log file, for error messages.
