@@ -9,9 +9,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use serde_json::{json, Value};
 use switchboard::bench::world::filler;
-use switchboard::engine::action::{ActionFuture, Executor, RenderedAction, Scope};
-use switchboard::engine::{Engine, EventInput, StateStore};
-use switchboard::workflow::load_sources;
+use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
+use switchboard_engine::{Engine, EventInput, StateStore};
+use switchboard_workflow::load_sources;
 
 /// Performs nothing and keeps nothing (a recorder would grow per iteration).
 struct Discard;
@@ -23,7 +23,7 @@ impl Executor for Discard {
 }
 
 /// `n` rules in files of at most 1,000 (a file's YAML node budget is 200,000).
-fn ruleset(n: usize) -> switchboard::workflow::Ruleset {
+fn ruleset(n: usize) -> switchboard_workflow::Ruleset {
     let files: Vec<(String, String)> = (0..n.div_ceil(1_000))
         .map(|f| {
             let range = f * 1_000..((f + 1) * 1_000).min(n);

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use switchboard::agent::reload;
-use switchboard::engine::action::{RenderedAction, Scope};
-use switchboard::engine::{Engine, EventInput, RecordingExecutor, StateStore};
-use switchboard::workflow::{load_dir, Ruleset};
+use switchboard_engine::action::{RenderedAction, Scope};
+use switchboard_engine::{Engine, EventInput, RecordingExecutor, StateStore};
+use switchboard_workflow::{load_dir, Ruleset};
 
 /// `n` rules of realistic shape across 10 files; `tag` makes every pattern
 /// and text new (a cold load).

@@ -1,13 +1,11 @@
-//! switchboard: a rule-driven agent for the Band platform, and an in-memory
-//! sandbox of the platform to run it against offline.
+//! switchboard: a rule-driven agent for the Band platform. The workflow
+//! language, the engine, the platform client and the sandbox are crates of
+//! their own under `crates/`; this crate assembles them into the agent, the
+//! runtime and the command line.
 
 pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod dryrun;
-pub mod engine;
-pub mod platform;
 pub mod runtime;
-pub mod sandbox;
 pub mod telemetry;
-pub mod workflow;

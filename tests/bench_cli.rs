@@ -10,8 +10,8 @@ mod venv;
 
 use std::time::Duration;
 
+use band_sandbox::{parse_seed, RunningSandbox};
 use serde_json::Value;
-use switchboard::sandbox::{parse_seed, RunningSandbox};
 
 fn figures(stdout: &[u8]) -> Vec<Value> {
     let text = String::from_utf8_lossy(stdout);

@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use band_client::rest::{HumanApi, RestConfig};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::model::Mention;
 use cli::{switchboard, Running};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{HumanApi, RestConfig};
-use switchboard::sandbox::{default_seed, RunningSandbox};
 use tokio::sync::Mutex;
 
 const ROOMS: usize = 4;

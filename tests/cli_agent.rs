@@ -12,12 +12,12 @@ mod cli;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use band_client::rest::{HumanApi, HumanMessageQuery};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::model::Mention;
 use cli::{output_within, run_command, strip_ansi, switchboard, Running};
 use seeded::seeded_sandbox;
 use serde_json::Value;
-use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{HumanApi, HumanMessageQuery};
-use switchboard::sandbox::{default_seed, RunningSandbox};
 
 /// Bound for commands that only read files.
 const QUICK: Duration = Duration::from_secs(20);

@@ -338,7 +338,7 @@ async fn init_writes_a_folder_that_passes_its_tests() {
         .expect("the schema comment comes first");
     let schema: Value =
         serde_json::from_str(&std::fs::read_to_string(wf.join(schema)).unwrap()).unwrap();
-    assert_eq!(schema, switchboard::workflow::json_schema());
+    assert_eq!(schema, switchboard_workflow::json_schema());
 
     let out = run(&["test", wf.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));

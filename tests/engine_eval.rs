@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use actions::replies;
 use serde_json::{json, Value};
-use switchboard::engine::action::{RenderedAction, Scope};
-use switchboard::engine::run::{ActionStatus, Verdict};
-use switchboard::engine::{Engine, EventInput, Outcome, RecordingExecutor, Report, StateStore};
-use switchboard::workflow::load_str;
+use switchboard_engine::action::{RenderedAction, Scope};
+use switchboard_engine::run::{ActionStatus, Verdict};
+use switchboard_engine::{Engine, EventInput, Outcome, RecordingExecutor, Report, StateStore};
+use switchboard_workflow::load_str;
 
 fn engine(yaml: &str) -> Engine {
     let rs = load_str("w.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));

@@ -11,11 +11,11 @@ mod seeded;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use band_client::rest::{AgentApi, RestConfig};
+use band_sandbox::RunningSandbox;
+use band_wire::model::Mention;
 use cli::{run_command, Running};
 use serde_json::{json, Value};
-use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{AgentApi, RestConfig};
-use switchboard::sandbox::RunningSandbox;
 
 const STEP: Duration = Duration::from_secs(15);
 const HOURS: &str = "We're open Monday to Friday, 9:00 to 17:00 CET, and on Saturdays until noon.";

@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use band_wire::model::Mention;
 use cli::{output_within, run_command, Running};
 use seeded::seeded_sandbox;
 use serde_json::{json, Value};
-use switchboard::platform::model::Mention;
 
 /// Bound for one step that waits on the running agent.
 const STEP: Duration = Duration::from_secs(15);
@@ -142,7 +142,7 @@ fn at_least(text: &str, name: &str, labels: &[(&str, &str)], n: f64) -> bool {
 async fn metrics_and_health_follow_the_running_agent() {
     let (sb, bob, room, bot) = seeded_sandbox().await;
     let dir = copied_workflows();
-    let rules = switchboard::workflow::load_dir(dir.path()).unwrap().len();
+    let rules = switchboard_workflow::load_dir(dir.path()).unwrap().len();
     let addr = free_addr();
     let mut cmd = run_command(&sb, dir.path());
     cmd.arg("--metrics-addr").arg(addr.to_string());

@@ -7,12 +7,12 @@ mod seeded;
 
 use std::time::{Duration, Instant};
 
+use band_client::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig, RetryPolicy};
+use band_client::socket::{Backoff, Socket, SocketConfig, SocketEvent, StopReason};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::events::Event;
+use band_wire::model::{ChatMessage, Mention};
 use serde_json::{json, Value};
-use switchboard::platform::events::Event;
-use switchboard::platform::model::{ChatMessage, Mention};
-use switchboard::platform::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig, RetryPolicy};
-use switchboard::platform::socket::{Backoff, Socket, SocketConfig, SocketEvent, StopReason};
-use switchboard::sandbox::{default_seed, RunningSandbox};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::timeout;
 
@@ -453,7 +453,7 @@ async fn contact_request_round_trip() {
     assert_eq!(request.status, "pending");
     w.agent
         .respond_contact_request(
-            switchboard::platform::rest::ContactAction::Approve,
+            band_client::rest::ContactAction::Approve,
             None,
             Some(&request.id),
         )

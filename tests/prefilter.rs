@@ -12,9 +12,9 @@ use actions::replies;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use switchboard::engine::action::Scope;
-use switchboard::engine::{Engine, EventInput, RecordingExecutor, StateStore};
-use switchboard::workflow::load_str;
+use switchboard_engine::action::Scope;
+use switchboard_engine::{Engine, EventInput, RecordingExecutor, StateStore};
+use switchboard_workflow::load_str;
 
 const RULES: &str = r#"version: 1
 vars: { words: [apple, "Banana split"] }

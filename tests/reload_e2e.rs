@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness::{Harness, WAIT};
 use switchboard::agent::reload::{ReloadOutcome, ReloadReport};
-use switchboard::engine::Outcome;
+use switchboard_engine::Outcome;
 
 fn ping_rule(answer: &str) -> String {
     format!(

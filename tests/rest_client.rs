@@ -5,13 +5,13 @@ mod rest_server;
 
 use std::time::{Duration, Instant};
 
-use rest_server::{ScriptServer, Scripted};
-use serde_json::{json, Value};
-use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{
+use band_client::rest::{
     AgentApi, ApiError, ContactAction, HumanApi, HumanMessageQuery, MessageQuery, RestConfig,
     RetryPolicy,
 };
+use band_wire::model::Mention;
+use rest_server::{ScriptServer, Scripted};
+use serde_json::{json, Value};
 use tokio::time::timeout;
 
 const KEY: &str = "sk-agent-secret-1234";

@@ -8,15 +8,15 @@ mod seeded;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use band_client::rest::{AgentApi, HumanApi, RestConfig};
+use band_client::socket::{Backoff, Socket, SocketConfig, StopReason};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::events::Event;
+use band_wire::model::{AgentMe, Mention};
 use serde_json::{json, Value};
-use switchboard::platform::events::Event;
-use switchboard::platform::model::{AgentMe, Mention};
-use switchboard::platform::rest::{AgentApi, HumanApi, RestConfig};
-use switchboard::platform::socket::{Backoff, Socket, SocketConfig, StopReason};
 use switchboard::runtime::{
     Delivery, Handler, HandlerFuture, Outcome, Runtime, RuntimeConfig, RuntimeError, RuntimeHandle,
 };
-use switchboard::sandbox::{default_seed, RunningSandbox};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use band_sandbox::hub::{ConnCommand, Principal};
+use band_sandbox::{default_seed, load_seed, parse_seed, serve, Sandbox, SeedError};
+use band_wire::model::EntityType;
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use switchboard::platform::model::EntityType;
-use switchboard::sandbox::hub::{ConnCommand, Principal};
-use switchboard::sandbox::{default_seed, load_seed, parse_seed, serve, Sandbox, SeedError};
 use tokio::sync::oneshot;
 
 struct Env {
@@ -202,7 +202,7 @@ async fn user_message_reaches_the_agent_via_next_and_socket() {
     assert_eq!(event, "message_created");
     assert_eq!(payload["id"], msg_id.as_str());
     assert_eq!(payload["metadata"]["mentions"][0]["id"], triage.as_str());
-    switchboard::platform::events::Event::decode(&event, payload.clone()).unwrap();
+    band_wire::events::Event::decode(&event, payload.clone()).unwrap();
     assert!(rx.try_recv().is_err());
 
     let (s, v) = env
@@ -900,7 +900,7 @@ fn drain(
             payload,
         } = cmd
         {
-            switchboard::platform::events::Event::decode(&event, payload.clone())
+            band_wire::events::Event::decode(&event, payload.clone())
                 .unwrap_or_else(|e| panic!("{event} payload fails validation: {e:?} {payload}"));
             out.push((topic, event, payload));
         }
@@ -910,7 +910,7 @@ fn drain(
 
 #[tokio::test]
 async fn socket_pushes_and_join_rules() {
-    use switchboard::sandbox::hub::SocketBackend;
+    use band_sandbox::hub::SocketBackend;
     let env = start().await;
     let room = env.support().await;
     let triage = env.id("alice/triage-bot").await;

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use band_sandbox::hub::{Audience, Hub, Principal, SocketBackend};
+use band_sandbox::ws;
+use band_wire::frame::Frame;
+use band_wire::model::EntityType;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use switchboard::platform::frame::Frame;
-use switchboard::platform::model::EntityType;
-use switchboard::sandbox::hub::{Audience, Hub, Principal, SocketBackend};
-use switchboard::sandbox::ws;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

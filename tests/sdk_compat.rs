@@ -14,10 +14,10 @@ mod venv;
 use std::process::Stdio;
 use std::time::Duration;
 
+use band_client::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::model::Mention;
 use serde_json::Value;
-use switchboard::platform::model::Mention;
-use switchboard::platform::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig};
-use switchboard::sandbox::{default_seed, RunningSandbox};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::time::timeout;

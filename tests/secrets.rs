@@ -9,8 +9,8 @@ mod seeded;
 use std::path::Path;
 use std::time::Duration;
 
+use band_sandbox::{default_seed, RunningSandbox};
 use cli::{output_within, switchboard, Running};
-use switchboard::sandbox::{default_seed, RunningSandbox};
 
 /// The triage bot's key in these tests: long and unlike anything else in a log.
 const SECRET: &str = "sk-live-7f3c1e9a5b2d4c6e8f0a1b3c5d7e9f1124680ace";

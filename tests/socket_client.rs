@@ -5,12 +5,12 @@ mod fake_phoenix;
 
 use std::time::Duration;
 
-use fake_phoenix::{FakePhoenix, JoinPolicy, JoinRef};
-use serde_json::{json, Value};
-use switchboard::platform::events::Event;
-use switchboard::platform::socket::{
+use band_client::socket::{
     Backoff, Socket, SocketConfig, SocketError, SocketEvent, Status, StopReason,
 };
+use band_wire::events::Event;
+use fake_phoenix::{FakePhoenix, JoinPolicy, JoinRef};
+use serde_json::{json, Value};
 use tokio::sync::mpsc::Receiver;
 
 const KEY: &str = "sk-test-secret-123";
@@ -353,13 +353,7 @@ async fn phx_error_rejoins_the_topic() {
     // Frames for the crashed join are now stale; the new join's are delivered.
     server.send_frame(
         0,
-        switchboard::platform::frame::Frame::new(
-            old,
-            None,
-            ROOM,
-            "message_created",
-            message("old"),
-        ),
+        band_wire::frame::Frame::new(old, None, ROOM, "message_created", message("old")),
     );
     server.push(0, ROOM, "message_created", message("new"), JoinRef::Current);
     let ev = expect(&mut rx, "message", |e| message_id(e).is_some()).await;

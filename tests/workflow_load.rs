@@ -1,7 +1,7 @@
 //! The loader: every kind of mistake is a load error at the exact place,
 //! rendered like a compiler error; good files compile into indexed rules.
 
-use switchboard::workflow::{load_dir, load_str};
+use switchboard_workflow::{load_dir, load_str};
 
 fn errors(text: &str) -> String {
     match load_str("w.yaml", text) {

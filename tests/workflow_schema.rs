@@ -3,7 +3,7 @@
 #[test]
 fn committed_schema_is_current() {
     check_current(
-        switchboard::workflow::json_schema(),
+        switchboard_workflow::json_schema(),
         "workflow.schema.json",
         "",
     );

@@ -5,11 +5,11 @@
 #[path = "support/harness.rs"]
 mod harness;
 
+use band_client::rest::{AgentApi, HumanApi, RestConfig};
 use harness::Harness;
 use serde_json::Value;
 use switchboard::agent::Handled;
-use switchboard::engine::Outcome;
-use switchboard::platform::rest::{AgentApi, HumanApi, RestConfig};
+use switchboard_engine::Outcome;
 
 fn request_status(state: &Value, from: &str) -> String {
     state["contact_requests"]

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use switchboard::platform::events::{Event, KNOWN_EVENTS};
+use band_wire::events::{Event, KNOWN_EVENTS};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::workflow;
+use switchboard_workflow as workflow;
 
 /// The agent reloads workflows in `spawn_blocking`, whose threads have 2 MiB
 /// stacks (not the 8 MiB of the fuzzer's main thread): check on the same.

@@ -3,6 +3,7 @@
 //! and the runtime. The CLI's `run` and `demo` and the end-to-end tests all
 //! start agents through here.
 
+pub mod execute;
 pub mod reload;
 pub mod rules;
 pub mod schedule;
@@ -16,17 +17,17 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::agent::execute::RestExecutor;
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
-use crate::engine::action::Executor;
-use crate::engine::execute::RestExecutor;
-use crate::engine::journal::{Journal, JournalError};
-use crate::engine::state::StateError;
-use crate::engine::{Engine, StateStore};
-use crate::platform::rest::{AgentApi, ApiError, BuildError, RestConfig};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
-use crate::workflow::{self, LoadErrors};
+use band_client::rest::{AgentApi, ApiError, BuildError, RestConfig};
+use switchboard_engine::action::Executor;
+use switchboard_engine::journal::{Journal, JournalError};
+use switchboard_engine::state::StateError;
+use switchboard_engine::{Engine, StateStore};
+use switchboard_workflow::LoadErrors;
 
 pub use rules::{Handled, RulesHandler};
 
@@ -184,11 +185,12 @@ impl Agent {
         config: &AgentConfig,
         watch: Option<mpsc::UnboundedSender<Handled>>,
     ) -> Result<Agent, AgentError> {
-        let ruleset =
-            workflow::load_dir(&config.workflows).map_err(|errors| AgentError::Workflows {
+        let ruleset = switchboard_workflow::load_dir(&config.workflows).map_err(|errors| {
+            AgentError::Workflows {
                 dir: config.workflows.clone(),
                 errors,
-            })?;
+            }
+        })?;
         tracing::info!(
             rules = ruleset.len(),
             files = ruleset.files(),

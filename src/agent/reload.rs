@@ -12,9 +12,9 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::Engine;
-use crate::workflow::load::is_workflow;
-use crate::workflow::{self, LoadErrors, Ruleset};
+use switchboard_engine::Engine;
+use switchboard_workflow::load::is_workflow;
+use switchboard_workflow::{self, LoadErrors, Ruleset};
 
 /// Quiet time after the last change before reloading: an editor's
 /// write-rename-chmod burst gives one reload.
@@ -53,7 +53,7 @@ pub enum ReloadOutcome {
 /// Loads `dir` and, if it compiles, swaps it into `engine`. Logs one summary line.
 pub fn reload(engine: &Engine, dir: &Path) -> ReloadReport {
     let started = Instant::now();
-    let outcome = match workflow::load_dir(dir) {
+    let outcome = match switchboard_workflow::load_dir(dir) {
         Ok(next) => {
             let (added, removed, changed) = diff(&engine.ruleset(), &next);
             let rules = next.len();

@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::engine::action::{Executor, Scope, Sender};
-use crate::engine::{Engine, EventInput, Outcome as EngineOutcome, Report};
-use crate::platform::events::Event;
-use crate::platform::model::AgentMe;
 use crate::runtime::{Delivery, Handler, HandlerFuture, Outcome, RoomInfo};
+use band_wire::events::Event;
+use band_wire::model::AgentMe;
+use switchboard_engine::action::{Executor, Scope, Sender};
+use switchboard_engine::{Engine, EventInput, Outcome as EngineOutcome, Report};
 
 /// One handled event, for live transcripts (the demo) and tests.
 #[derive(Debug, Clone)]

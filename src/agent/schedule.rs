@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::rules::RulesHandler;
-use crate::engine::Engine;
+use switchboard_engine::Engine;
 
 /// The running timers.
 pub struct Timers {

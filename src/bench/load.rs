@@ -11,10 +11,10 @@ use tokio::sync::Semaphore;
 
 use super::world::World;
 use super::BenchError;
-use crate::platform::events::Event;
-use crate::platform::model::Mention;
-use crate::platform::rest::{AgentApi, HumanApi, RestConfig};
-use crate::platform::socket::{Socket, SocketConfig, SocketEvent};
+use band_client::rest::{AgentApi, HumanApi, RestConfig};
+use band_client::socket::{Socket, SocketConfig, SocketEvent};
+use band_wire::events::Event;
+use band_wire::model::Mention;
 
 /// How messages are sent.
 #[derive(Debug, Clone, Copy)]

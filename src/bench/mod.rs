@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::sandbox::{parse_seed, RunningSandbox};
+use band_sandbox::{parse_seed, RunningSandbox};
 use load::{LoadResult, Pace};
 use process::ProcStats;
 use world::World;

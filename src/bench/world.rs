@@ -152,11 +152,11 @@ mod tests {
     fn seed_and_workflows_load() {
         let world = World::new(3);
         let seed =
-            crate::sandbox::parse_seed(&world.seed(), "bench").unwrap_or_else(|e| panic!("{e}"));
+            band_sandbox::parse_seed(&world.seed(), "bench").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seed.users.len(), 3);
         let dir = tempfile::tempdir().unwrap();
         write_workflows(dir.path(), 2_500).unwrap();
-        let rules = crate::workflow::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let rules = switchboard_workflow::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rules.len(), 2_500);
     }
 }

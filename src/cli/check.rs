@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::workflow::{self, Ruleset};
+use switchboard_workflow::{self, Ruleset};
 
 /// Arguments of `switchboard check`.
 #[derive(Debug, Args)]
@@ -31,7 +31,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 
 /// Loads a workflows folder, or prints every error (and their count) to stderr.
 pub fn load(dir: &Path) -> Option<Ruleset> {
-    match workflow::load_dir(dir) {
+    match switchboard_workflow::load_dir(dir) {
         Ok(ruleset) => Some(ruleset),
         Err(errors) => {
             eprint!("{errors}");

@@ -13,11 +13,11 @@ use clap::Args;
 use tokio::sync::mpsc;
 
 use crate::agent::{Agent, AgentConfig, AgentError, Handled};
-use crate::engine::run::ActionStatus;
-use crate::engine::Outcome;
-use crate::platform::model::{ChatMessage, Mention};
-use crate::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
-use crate::sandbox::{default_seed, load_seed, RunningSandbox};
+use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
+use band_sandbox::{default_seed, load_seed, RunningSandbox};
+use band_wire::model::{ChatMessage, Mention};
+use switchboard_engine::run::ActionStatus;
+use switchboard_engine::Outcome;
 
 /// How long one step may wait for the agent.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);

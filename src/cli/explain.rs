@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 
 use crate::dryrun::explain::explain;
 use crate::dryrun::record::RecordedEvent;
-use crate::engine::{Engine, RecordingExecutor, StateStore};
+use switchboard_engine::{Engine, RecordingExecutor, StateStore};
 
 /// Output format of `explain`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,8 +98,8 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(match report.outcome {
-        crate::engine::Outcome::Done => ExitCode::SUCCESS,
-        crate::engine::Outcome::Failed { .. } => ExitCode::FAILURE,
+        switchboard_engine::Outcome::Done => ExitCode::SUCCESS,
+        switchboard_engine::Outcome::Failed { .. } => ExitCode::FAILURE,
     })
 }
 
@@ -108,7 +108,7 @@ fn parse_event(text: &str) -> anyhow::Result<RecordedEvent> {
     if let Ok(ev) = serde_json::from_str::<RecordedEvent>(text) {
         return Ok(ev);
     }
-    let node = crate::workflow::yaml::parse(text).map_err(|e| match e.loc {
+    let node = switchboard_workflow::yaml::parse(text).map_err(|e| match e.loc {
         Some(l) => anyhow::anyhow!("line {}, column {}: {}", l.line, l.col, e.message),
         None => anyhow::anyhow!("{}", e.message),
     })?;

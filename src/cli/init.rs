@@ -73,7 +73,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         (args.dir.join("hello.test.yaml"), HELLO_TEST.to_owned()),
         (
             args.dir.join("schemas/workflow.schema.json"),
-            pretty(&crate::workflow::json_schema())?,
+            pretty(&switchboard_workflow::json_schema())?,
         ),
         (
             args.dir.join("schemas/workflow-test.schema.json"),

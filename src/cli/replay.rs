@@ -10,8 +10,8 @@ use clap::Args;
 
 use crate::dryrun::explain::explain;
 use crate::dryrun::record::{read_lines, Line};
-use crate::engine::run::ActionStatus;
-use crate::engine::{Engine, Outcome, RecordingExecutor, StateStore};
+use switchboard_engine::run::ActionStatus;
+use switchboard_engine::{Engine, Outcome, RecordingExecutor, StateStore};
 
 /// Arguments of `switchboard replay`.
 #[derive(Debug, Args)]

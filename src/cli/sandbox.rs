@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use crate::sandbox::{default_seed, load_seed, RunningSandbox};
+use band_sandbox::{default_seed, load_seed, RunningSandbox};
 
 /// Arguments of `switchboard sandbox`.
 #[derive(Debug, Args)]

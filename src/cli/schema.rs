@@ -19,7 +19,7 @@ pub struct SchemaArgs {
 /// Prints the schema the loader's own types generate.
 pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
     let schema = match args.tests {
-        false => crate::workflow::json_schema(),
+        false => switchboard_workflow::json_schema(),
         true => crate::dryrun::spec::json_schema(),
     };
     println!("{}", serde_json::to_string_pretty(&schema)?);

@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::engine::evaluate::CondTrace;
-use crate::engine::run::{ActionRecord, ActionStatus, Verdict};
-use crate::engine::{Outcome, Report};
-use crate::workflow::Ruleset;
+use switchboard_engine::evaluate::CondTrace;
+use switchboard_engine::run::{ActionRecord, ActionStatus, Verdict};
+use switchboard_engine::{Outcome, Report};
+use switchboard_workflow::Ruleset;
 
 /// Longest value shown for what a condition saw.
 const SAW_WIDTH: usize = 80;
@@ -120,12 +120,12 @@ pub fn short(v: &Value) -> String {
 
 /// `run --explain`: logs each handled event's trace.
 pub struct ExplainLog {
-    engine: std::sync::Arc<crate::engine::Engine>,
+    engine: std::sync::Arc<switchboard_engine::Engine>,
 }
 
 impl ExplainLog {
     /// Explains against `engine`'s current rules (to name rules a `stop` skipped).
-    pub fn new(engine: std::sync::Arc<crate::engine::Engine>) -> Self {
+    pub fn new(engine: std::sync::Arc<switchboard_engine::Engine>) -> Self {
         ExplainLog { engine }
     }
 }

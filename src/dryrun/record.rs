@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::suite::{default_agent, DEFAULT_NOW};
 use crate::agent::rules::{event_input, Handled, Sink};
-use crate::engine::{Engine, RecordingExecutor, Report};
+use switchboard_engine::{Engine, RecordingExecutor, Report};
 
 /// One event as recorded: enough to run it through the rules again.
 #[derive(Debug, Clone, Serialize, Deserialize)]

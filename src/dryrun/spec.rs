@@ -9,11 +9,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::workflow::compile::action_arg_keys;
-use crate::workflow::error::did_you_mean;
-use crate::workflow::schema::{ACTIONS, EVENT_TYPES};
-use crate::workflow::yaml::{self, Kind, Loc, Node};
-use crate::workflow::{LoadError, LoadErrors};
+use switchboard_workflow::compile::action_arg_keys;
+use switchboard_workflow::error::did_you_mean;
+use switchboard_workflow::schema::{ACTIONS, EVENT_TYPES};
+use switchboard_workflow::yaml::{self, Kind, Loc, Node};
+use switchboard_workflow::{LoadError, LoadErrors};
 
 /// A test file: shared `given`, then the tests.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -198,7 +198,7 @@ pub fn test_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 /// Reads and checks one test file.
 pub fn load_test_file(path: &Path) -> Result<TestFile, LoadErrors> {
-    let text = crate::workflow::load::read(path).map_err(|e| LoadErrors::new(vec![e]))?;
+    let text = switchboard_workflow::load::read(path).map_err(|e| LoadErrors::new(vec![e]))?;
     parse_test_file(path, &text)
 }
 
@@ -300,7 +300,7 @@ pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, LoadErrors> 
                 p.pop();
             }
             if let Some(after) = &event.after {
-                if let Err(e) = crate::workflow::compile::parse_duration(after) {
+                if let Err(e) = switchboard_workflow::compile::parse_duration(after) {
                     p.push("after");
                     errors.push(error(at(&p), format!("bad `after`: {e}"), None));
                     p.pop();

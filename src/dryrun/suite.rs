@@ -14,13 +14,13 @@ use similar::{capture_diff_slices, Algorithm, DiffTag};
 use super::explain::explain;
 use super::spec::{expected_action, EventSpec, Expect, ExpectedOutcome, Given, TestCase, TestFile};
 use crate::agent::rules::event_input;
-use crate::engine::run::ActionStatus;
-use crate::engine::{Engine, Outcome, RecordingExecutor, Report, StateStore};
-use crate::workflow::compile::parse_duration;
-use crate::workflow::error::did_you_mean;
-use crate::workflow::schema::ACTIONS;
-use crate::workflow::yaml::Loc;
-use crate::workflow::Ruleset;
+use switchboard_engine::run::ActionStatus;
+use switchboard_engine::{Engine, Outcome, RecordingExecutor, Report, StateStore};
+use switchboard_workflow::compile::parse_duration;
+use switchboard_workflow::error::did_you_mean;
+use switchboard_workflow::schema::ACTIONS;
+use switchboard_workflow::yaml::Loc;
+use switchboard_workflow::Ruleset;
 
 /// The clock of a test that does not set `given.now` (a Monday, 09:00 UTC).
 pub const DEFAULT_NOW: &str = "2026-01-05T09:00:00Z";

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::platform::rest::RestConfig;
-use crate::platform::socket::SocketConfig;
+use band_client::rest::RestConfig;
+use band_client::socket::SocketConfig;
 
 use super::Observer;
 

@@ -6,7 +6,7 @@ use tokio::task::JoinHandle;
 
 use super::handler::Delivery;
 use super::lifecycle::{deliver_event, Shared};
-use crate::platform::events::Event;
+use band_wire::events::Event;
 
 /// Starts the queue; returns its sender and task.
 pub(crate) fn spawn_contacts(

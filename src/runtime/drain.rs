@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::handler::RoomInfo;
 use super::lifecycle::{ack_processed, process_message, MessageResult, Shared};
-use crate::platform::rest::MessageQuery;
+use band_client::rest::MessageQuery;
 
 /// Page size of the sweep (the list endpoint's maximum).
 const SWEEP_PAGE: u32 = 100;

@@ -1,7 +1,7 @@
 //! Why the runtime could not start, or had to stop.
 
-use crate::platform::rest::{ApiError, BuildError};
-use crate::platform::socket::{SocketError, StopReason};
+use band_client::rest::{ApiError, BuildError};
+use band_client::socket::{SocketError, StopReason};
 
 /// A fatal runtime error.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::platform::events::Event;
-use crate::platform::model::{AgentMe, ChatParticipant};
+use band_wire::events::Event;
+use band_wire::model::{AgentMe, ChatParticipant};
 
 /// What the runtime knows about a room when it hands over one of its events.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,9 +11,9 @@ use super::config::Tunables;
 use super::dedupe::Completed;
 use super::handler::{Delivery, Handler, Outcome, RoomInfo};
 use super::observer::{Mark, Observer};
-use crate::platform::events::Event;
-use crate::platform::model::ChatMessage;
-use crate::platform::rest::AgentApi;
+use band_client::rest::AgentApi;
+use band_wire::events::Event;
+use band_wire::model::ChatMessage;
 
 /// What every room task shares: the REST client, the handler, who we are,
 /// the handled-message memory and the knobs.

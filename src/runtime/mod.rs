@@ -32,8 +32,8 @@ use lifecycle::Shared;
 use observer::Unobserved;
 use supervisor::{fetch_me, Supervisor};
 
-use crate::platform::rest::AgentApi;
-use crate::platform::socket::Socket;
+use band_client::rest::AgentApi;
+use band_client::socket::Socket;
 
 /// Runs one agent until told to stop.
 pub struct Runtime {

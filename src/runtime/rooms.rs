@@ -10,9 +10,9 @@ use tokio::task::JoinHandle;
 use super::drain::drain_room;
 use super::handler::{Delivery, RoomInfo};
 use super::lifecycle::{deliver_event, process_message, MessageResult, Shared};
-use crate::platform::events::{Event, ParticipantAdded};
-use crate::platform::model::ChatParticipant;
-use crate::platform::socket::Socket;
+use band_client::socket::Socket;
+use band_wire::events::{Event, ParticipantAdded};
+use band_wire::model::ChatParticipant;
 
 /// `chat_room:<id>`.
 pub(crate) fn chat_topic(room_id: &str) -> String {

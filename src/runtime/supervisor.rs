@@ -13,10 +13,10 @@ use super::contacts::spawn_contacts;
 use super::error::RuntimeError;
 use super::lifecycle::Shared;
 use super::rooms::{chat_topic, participants_topic, spawn_room, RoomCmd, RoomHandle};
-use crate::platform::events::Event;
-use crate::platform::model::AgentMe;
-use crate::platform::rest::AgentApi;
-use crate::platform::socket::{Socket, SocketEvent, Status, StopReason};
+use band_client::rest::AgentApi;
+use band_client::socket::{Socket, SocketEvent, Status, StopReason};
+use band_wire::events::Event;
+use band_wire::model::AgentMe;
 
 /// Longest pause between `/agent/me` tries (the SDK's cap).
 const ME_MAX_DELAY: Duration = Duration::from_secs(16);

@@ -24,9 +24,9 @@ use serde::Serialize;
 
 use crate::agent::reload::{self, ReloadOutcome, ReloadReport};
 use crate::agent::rules::{Handled, Sink};
-use crate::engine::action::{ActionFuture, Executor, RenderedAction, Scope};
-use crate::engine::run::{ActionStatus, Outcome};
 use crate::runtime::{Mark, Observer};
+use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
+use switchboard_engine::run::{ActionStatus, Outcome};
 
 /// Label set of the per-event-type families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -542,7 +542,7 @@ mod tests {
     }
 
     fn handled(n: usize, outcome: Outcome) -> Handled {
-        use crate::engine::run::ActionRecord;
+        use switchboard_engine::run::ActionRecord;
         let action = |name: &'static str, status| ActionRecord {
             rule: "triage/x".into(),
             name,
@@ -559,7 +559,7 @@ mod tests {
             rule: None,
             now: Utc::now(),
             elapsed: std::time::Duration::from_millis(1),
-            report: crate::engine::Report {
+            report: switchboard_engine::Report {
                 event_type: "message_created".into(),
                 matched: vec!["triage/x".into()],
                 else_ran: vec!["contacts/y".into()],

@@ -1,6 +1,6 @@
 //! Reading what a `RecordingExecutor` recorded.
 
-use switchboard::engine::action::RenderedAction;
+use switchboard_engine::action::RenderedAction;
 
 /// The texts of the replies, in order.
 pub fn replies(actions: &[RenderedAction]) -> Vec<String> {

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use switchboard::sandbox::RunningSandbox;
+use band_sandbox::RunningSandbox;
 
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.

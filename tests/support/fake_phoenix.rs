@@ -9,9 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use band_wire::frame::Frame;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use switchboard::platform::frame::Frame;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;

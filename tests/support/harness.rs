@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use band_client::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::model::{ChatMessage, Mention};
 use serde_json::Value;
 use switchboard::agent::reload::ReloadReport;
 use switchboard::agent::{Agent, AgentConfig, Handled};
-use switchboard::platform::model::{ChatMessage, Mention};
-use switchboard::platform::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig};
 use switchboard::runtime::RuntimeHandle;
-use switchboard::sandbox::{default_seed, RunningSandbox};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
+use band_sandbox::{default_seed, RunningSandbox};
+use band_wire::model::{ChatMessage, Mention};
 use serde_json::Value;
-use switchboard::platform::model::{ChatMessage, Mention};
-use switchboard::platform::rest::{HumanApi, HumanMessageQuery, RestConfig};
-use switchboard::sandbox::{default_seed, RunningSandbox};
 
 /// The id of the seeded "Support" room, as `person` sees it.
 pub async fn support_room(person: &HumanApi) -> String {

@@ -1,0 +1,271 @@
+//! Client of the human REST API (`api/v1/me/...`): lets tests, the demo and
+//! the load tool act as people.
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::http::{
+    opt, put, segment, ApiError, BuildError, Page, RestClient, RestConfig, RetryPolicy,
+};
+use band_wire::model::{
+    ChatMessage, ChatParticipant, ChatRoom, Contact, ContactRequest, ContactRequestStatus, Mention,
+    MessageSent, Peer, UserDetails,
+};
+
+/// Filters for `GET /me/chats/{chat}/messages`; unset fields are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HumanMessageQuery {
+    /// Keyset cursor from a previous page.
+    pub cursor: Option<String>,
+    /// Page size (server default 20, max 100).
+    pub limit: Option<u32>,
+    /// Comma list of message types to keep.
+    pub message_types: Option<String>,
+    /// Only messages after this message id (oldest first).
+    pub after: Option<String>,
+}
+
+/// A person's REST client (user API key).
+#[derive(Debug, Clone)]
+pub struct HumanApi {
+    rest: RestClient,
+}
+
+impl HumanApi {
+    /// Build from a config (base URL, user API key, retry policy, timeout).
+    pub fn new(config: RestConfig) -> Result<Self, BuildError> {
+        Ok(HumanApi {
+            rest: RestClient::new(config)?,
+        })
+    }
+
+    /// Wrap an existing HTTP core.
+    pub fn from_client(rest: RestClient) -> Self {
+        HumanApi { rest }
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(&self, retry: RetryPolicy) -> Self {
+        HumanApi {
+            rest: self.rest.with_retry(retry),
+        }
+    }
+
+    /// The underlying HTTP core, for endpoints not wrapped here.
+    pub fn rest(&self) -> &RestClient {
+        &self.rest
+    }
+
+    /// `GET /me/profile`: the caller's own user (its `id` names `user_rooms:{id}`).
+    pub async fn profile(&self) -> Result<UserDetails, ApiError> {
+        self.rest.get_data("api/v1/me/profile", &[]).await
+    }
+
+    /// `GET /me/chats` (newest first by default); extra row fields stay in `extra`.
+    pub async fn list_chats(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<ChatRoom>, ApiError> {
+        let mut q = Vec::new();
+        opt(&mut q, "cursor", cursor);
+        opt(&mut q, "limit", limit);
+        self.rest.get_page("api/v1/me/chats", &q).await
+    }
+
+    /// `POST /me/chats`; the caller becomes owner. Sends `{"chat":{}}` without a title.
+    pub async fn create_chat(&self, title: Option<&str>) -> Result<ChatRoom, ApiError> {
+        let mut chat = Map::new();
+        put(&mut chat, "title", title);
+        let body = json!({ "chat": chat });
+        self.rest
+            .call_data(Method::POST, "api/v1/me/chats", Some(&body))
+            .await
+    }
+
+    /// `GET /me/chats/{id}`.
+    pub async fn get_chat(&self, chat_id: &str) -> Result<ChatRoom, ApiError> {
+        let path = format!("api/v1/me/chats/{}", segment(chat_id));
+        self.rest.get_data(&path, &[]).await
+    }
+
+    /// `GET /me/chats/{chat}/messages` (newest first; every message type).
+    pub async fn list_messages(
+        &self,
+        chat_id: &str,
+        query: &HumanMessageQuery,
+    ) -> Result<Page<ChatMessage>, ApiError> {
+        let mut q = Vec::new();
+        opt(&mut q, "cursor", query.cursor.as_deref());
+        opt(&mut q, "limit", query.limit);
+        opt(&mut q, "message_types", query.message_types.as_deref());
+        opt(&mut q, "after", query.after.as_deref());
+        self.rest.get_page(&messages_path(chat_id), &q).await
+    }
+
+    /// `POST /me/chats/{chat}/messages` (text; at least one mention).
+    pub async fn send_message(
+        &self,
+        chat_id: &str,
+        content: &str,
+        mentions: &[Mention],
+    ) -> Result<MessageSent, ApiError> {
+        let body = json!({ "message": { "content": content, "mentions": mentions } });
+        self.rest
+            .call_data(Method::POST, &messages_path(chat_id), Some(&body))
+            .await
+    }
+
+    /// `GET /me/chats/{chat}/participants` (first page, up to 100 rows).
+    pub async fn list_participants(&self, chat_id: &str) -> Result<Vec<ChatParticipant>, ApiError> {
+        let q = [("limit", "100".to_string())];
+        let page = self.rest.get_page(&participants_path(chat_id), &q).await?;
+        Ok(page.items)
+    }
+
+    /// `POST /me/chats/{chat}/participants`; `role` left out when unset.
+    pub async fn add_participant(
+        &self,
+        chat_id: &str,
+        participant_id: &str,
+        role: Option<&str>,
+    ) -> Result<ChatParticipant, ApiError> {
+        let mut p = Map::new();
+        p.insert("participant_id".into(), participant_id.into());
+        put(&mut p, "role", role);
+        let body = json!({ "participant": p });
+        self.rest
+            .call_data(Method::POST, &participants_path(chat_id), Some(&body))
+            .await
+    }
+
+    /// `DELETE /me/chats/{chat}/participants/{entity id}`; the removed row, when returned.
+    pub async fn remove_participant(
+        &self,
+        chat_id: &str,
+        participant_id: &str,
+    ) -> Result<Option<ChatParticipant>, ApiError> {
+        let path = format!("{}/{}", participants_path(chat_id), segment(participant_id));
+        self.rest
+            .call_optional(Method::DELETE, &path, &[], None)
+            .await
+    }
+
+    /// `GET /me/contacts`.
+    pub async fn contacts(
+        &self,
+        page: Option<u64>,
+        page_size: Option<u64>,
+    ) -> Result<Page<Contact>, ApiError> {
+        let mut q = Vec::new();
+        opt(&mut q, "page", page);
+        opt(&mut q, "page_size", page_size);
+        self.rest.get_page("api/v1/me/contacts", &q).await
+    }
+
+    /// `POST /me/contacts/requests` to a handle (with or without `@`).
+    pub async fn send_contact_request(
+        &self,
+        recipient_handle: &str,
+        message: Option<&str>,
+    ) -> Result<ContactRequest, ApiError> {
+        let mut r = Map::new();
+        r.insert("recipient_handle".into(), recipient_handle.into());
+        put(&mut r, "message", message);
+        let body = json!({ "contact_request": r });
+        self.rest
+            .call_data(Method::POST, "api/v1/me/contacts/requests", Some(&body))
+            .await
+    }
+
+    /// `GET /me/contacts/requests`: pending requests to the caller.
+    pub async fn received_contact_requests(&self) -> Result<Page<ContactRequest>, ApiError> {
+        self.rest.get_page("api/v1/me/contacts/requests", &[]).await
+    }
+
+    /// `GET /me/contacts/requests/sent`, optionally filtered by status.
+    pub async fn sent_contact_requests(
+        &self,
+        status: Option<&str>,
+    ) -> Result<Page<ContactRequest>, ApiError> {
+        let mut q = Vec::new();
+        opt(&mut q, "status", status);
+        self.rest
+            .get_page("api/v1/me/contacts/requests/sent", &q)
+            .await
+    }
+
+    /// `POST /me/contacts/requests/{id}/approve` (a received request).
+    pub async fn approve_contact_request(
+        &self,
+        request_id: &str,
+    ) -> Result<ContactRequestStatus, ApiError> {
+        let path = format!("{}/approve", request_path(request_id));
+        self.rest.call_data(Method::POST, &path, None).await
+    }
+
+    /// `POST /me/contacts/requests/{id}/reject` (a received request).
+    pub async fn reject_contact_request(
+        &self,
+        request_id: &str,
+    ) -> Result<ContactRequestStatus, ApiError> {
+        let path = format!("{}/reject", request_path(request_id));
+        self.rest.call_data(Method::POST, &path, None).await
+    }
+
+    /// `DELETE /me/contacts/requests/{id}` (a sent request).
+    pub async fn cancel_contact_request(
+        &self,
+        request_id: &str,
+    ) -> Result<ContactRequestStatus, ApiError> {
+        self.rest
+            .call_data(Method::DELETE, &request_path(request_id), None)
+            .await
+    }
+
+    /// `POST /me/contacts/remove` by contact record id or handle.
+    pub async fn remove_contact(
+        &self,
+        contact_id: Option<&str>,
+        handle: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let mut body = Map::new();
+        put(&mut body, "contact_id", contact_id);
+        put(&mut body, "handle", handle);
+        self.rest
+            .send(
+                Method::POST,
+                "api/v1/me/contacts/remove",
+                &[],
+                Some(&Value::Object(body)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /me/peers`.
+    pub async fn peers(
+        &self,
+        not_in_chat: Option<&str>,
+        page: Option<u64>,
+        page_size: Option<u64>,
+    ) -> Result<Page<Peer>, ApiError> {
+        let mut q = Vec::new();
+        opt(&mut q, "not_in_chat", not_in_chat);
+        opt(&mut q, "page", page);
+        opt(&mut q, "page_size", page_size);
+        self.rest.get_page("api/v1/me/peers", &q).await
+    }
+}
+
+fn messages_path(chat_id: &str) -> String {
+    format!("api/v1/me/chats/{}/messages", segment(chat_id))
+}
+
+fn participants_path(chat_id: &str) -> String {
+    format!("api/v1/me/chats/{}/participants", segment(chat_id))
+}
+
+fn request_path(request_id: &str) -> String {
+    format!("api/v1/me/contacts/requests/{}", segment(request_id))
+}

@@ -1,0 +1,399 @@
+//! Condition evaluation: pure, and traced. Every condition reports whether it
+//! held and the value it saw, so `--explain` can say why a rule did or did
+//! not fire.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Object, Value as JValue};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::context::Context;
+use switchboard_workflow::ruleset::{Check, Cond, Op};
+use switchboard_workflow::template::{truthy, Templates};
+
+/// What one condition decided.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CondTrace {
+    /// The condition, as written (`event.content matches '(?i)refund'`); empty
+    /// unless the engine traces every rule (see `Engine::tracing_every_rule`).
+    pub condition: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The value it looked at (when traced in detail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saw: Option<Value>,
+    /// Errors while evaluating (a template that failed counts as false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Inner conditions of all / any / not / use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<CondTrace>,
+}
+
+/// Regex captures of `matches`, as `match.NAME` and `match[1]` in templates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Captures {
+    /// Numbered groups (0 is the whole match).
+    pub groups: Vec<Option<String>>,
+    /// Named groups.
+    pub named: BTreeMap<String, String>,
+}
+
+impl Captures {
+    /// True when no regex matched yet.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// As JSON for path conditions: named groups and numbered ones (`match.1`).
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (i, g) in self.groups.iter().enumerate() {
+            m.insert(i.to_string(), g.clone().map_or(Value::Null, Value::String));
+        }
+        for (k, v) in &self.named {
+            m.insert(k.clone(), Value::String(v.clone()));
+        }
+        Value::Object(m)
+    }
+
+    /// As a template value that answers both `match.name` and `match[1]`.
+    pub fn to_template_value(&self) -> JValue {
+        JValue::from_object(self.clone())
+    }
+}
+
+impl Object for Captures {
+    fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
+        if let Some(i) = key.as_i64() {
+            let i = usize::try_from(i).ok()?;
+            return self.groups.get(i).map(|g| JValue::from(g.clone()));
+        }
+        self.named
+            .get(key.as_str()?)
+            .map(|s| JValue::from(s.clone()))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let keys: Vec<JValue> = self.named.keys().map(|k| JValue::from(k.clone())).collect();
+        Enumerator::Values(keys)
+    }
+}
+
+/// What conditions read: the rule's context (its template form made only
+/// when a template condition asks) and the compiled templates.
+pub struct Scene<'a> {
+    /// The rule's context.
+    pub ctx: &'a Context,
+    /// The compiled templates.
+    pub templates: &'a Templates,
+    /// Describe each condition and keep what it saw (for traces people read).
+    pub detail: bool,
+    jctx: std::cell::OnceCell<JValue>,
+}
+
+impl<'a> Scene<'a> {
+    /// A scene over `ctx`; `detail`: see [`Scene::detail`].
+    pub fn new(ctx: &'a Context, templates: &'a Templates, detail: bool) -> Self {
+        Scene {
+            ctx,
+            templates,
+            detail,
+            jctx: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The condition's description, when traces are detailed (empty otherwise:
+    /// formatting every condition costs more than evaluating most of them).
+    fn describe(&self, text: impl FnOnce() -> String) -> String {
+        match self.detail {
+            true => text(),
+            false => String::new(),
+        }
+    }
+
+    /// The template context (conditions' templates do not see `match`).
+    fn jctx(&self) -> &JValue {
+        self.jctx.get_or_init(|| {
+            self.ctx
+                .template(&Captures::default(), &serde_json::Map::new())
+        })
+    }
+}
+
+/// Evaluates a list (all must hold), collecting traces and captures. Stops
+/// at the first failure, like `and`, but reports what it evaluated.
+pub fn all(conds: &[Cond], scene: &Scene, caps: &mut Captures) -> (bool, Vec<CondTrace>) {
+    let mut traces = Vec::with_capacity(conds.len());
+    for c in conds {
+        let t = eval(c, scene, caps);
+        let passed = t.passed;
+        traces.push(t);
+        if !passed {
+            return (false, traces);
+        }
+    }
+    (true, traces)
+}
+
+/// Evaluates one condition.
+pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
+    match cond {
+        Cond::Path {
+            path,
+            segments,
+            checks,
+        } => {
+            let actual = scene.ctx.lookup(segments);
+            let passed = checks.iter().all(|c| check(c, actual, caps));
+            CondTrace {
+                condition: scene.describe(|| format!("{path} {}", describe_checks(checks))),
+                passed,
+                saw: scene.detail.then(|| actual.cloned().unwrap_or(Value::Null)),
+                error: None,
+                children: Vec::new(),
+            }
+        }
+        Cond::All(list) => {
+            let (passed, children) = all(list, scene, caps);
+            group(scene, "all", passed, children)
+        }
+        Cond::Any(list) => {
+            let mut children = Vec::new();
+            let mut passed = false;
+            for c in list {
+                let t = eval(c, scene, caps);
+                passed = t.passed;
+                children.push(t);
+                if passed {
+                    break;
+                }
+            }
+            group(scene, "any", passed, children)
+        }
+        Cond::Not(inner) => {
+            // Captures from inside a `not` would describe a failed match.
+            let mut scratch = Captures::default();
+            let t = eval(inner, scene, &mut scratch);
+            group(scene, "not", !t.passed, vec![t])
+        }
+        Cond::Named(name, list) => {
+            let (passed, children) = all(list, scene, caps);
+            let name = scene.describe(|| format!("use {name}"));
+            group(scene, &name, passed, children)
+        }
+        Cond::Template { source, text } => {
+            let (passed, saw, error) = match scene.templates.render(text, scene.jctx()) {
+                Ok(v) => (truthy(&v), Some(v), None),
+                Err(e) => (false, None, Some(e)),
+            };
+            CondTrace {
+                condition: scene.describe(|| format!("template {source}")),
+                passed,
+                saw,
+                error,
+                children: Vec::new(),
+            }
+        }
+        Cond::JsonPath {
+            source,
+            query,
+            checks,
+        } => {
+            let event = scene.ctx.get("event").unwrap_or(&Value::Null);
+            let found: Vec<Value> = jsonpath_rust::query::js_path_process(query, event)
+                .map(|refs| refs.into_iter().map(|r| r.val().clone()).collect())
+                .unwrap_or_default();
+            let list = Value::Array(found);
+            let passed = match checks.is_empty() {
+                true => list.as_array().is_some_and(|a| !a.is_empty()),
+                false => checks.iter().all(|c| check_list(c, &list, caps)),
+            };
+            CondTrace {
+                condition: scene
+                    .describe(|| format!("jsonpath {source} {}", describe_checks(checks))),
+                passed,
+                saw: scene.detail.then_some(list),
+                error: None,
+                children: Vec::new(),
+            }
+        }
+    }
+}
+
+fn group(scene: &Scene, name: &str, passed: bool, children: Vec<CondTrace>) -> CondTrace {
+    CondTrace {
+        condition: scene.describe(|| name.to_owned()),
+        passed,
+        saw: None,
+        error: None,
+        children,
+    }
+}
+
+fn describe_checks(checks: &[Check]) -> String {
+    checks
+        .iter()
+        .map(|c| match c.op {
+            Op::Length => format!("length {}", describe_checks(&c.nested)),
+            op => format!("{} {}", op.name(), c.operand),
+        })
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// Follows a dotted path; numeric segments index lists.
+pub fn lookup<'v>(root: &'v Value, segments: &[String]) -> Option<&'v Value> {
+    let mut cur = root;
+    for seg in segments {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// On a JSONPath result list: list-level operators see the list, the others
+/// hold when any element satisfies them.
+fn check_list(c: &Check, list: &Value, caps: &mut Captures) -> bool {
+    match c.op {
+        // The list is always there; "exists" means the query found something.
+        Op::Exists => {
+            let found = list.as_array().is_some_and(|a| !a.is_empty());
+            found == c.operand.as_bool().unwrap_or(true)
+        }
+        Op::Contains | Op::Length | Op::Equals | Op::NotEquals => check(c, Some(list), caps),
+        Op::NotIn => list
+            .as_array()
+            .is_some_and(|items| items.iter().all(|v| check(c, Some(v), caps))),
+        _ => list
+            .as_array()
+            .is_some_and(|items| items.iter().any(|v| check(c, Some(v), caps))),
+    }
+}
+
+/// One operator against the value found (None: the path does not exist).
+pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> bool {
+    let present = actual.filter(|v| !v.is_null());
+    let null = Value::Null;
+    let v = actual.unwrap_or(&null);
+    match c.op {
+        Op::Exists => present.is_some() == c.operand.as_bool().unwrap_or(true),
+        Op::Equals => equal(v, &c.operand, c.insensitive),
+        Op::NotEquals => !equal(v, &c.operand, c.insensitive),
+        Op::In => member(v, &c.operand, c.insensitive),
+        Op::NotIn => !member(v, &c.operand, c.insensitive),
+        Op::Contains => match v {
+            Value::Array(items) => items.iter().any(|i| equal(i, &c.operand, c.insensitive)),
+            Value::String(s) => c.operand.as_str().is_some_and(|needle| {
+                fold(s, c.insensitive).contains(&fold(needle, c.insensitive))
+            }),
+            Value::Object(m) => c.operand.as_str().is_some_and(|k| m.contains_key(k)),
+            _ => false,
+        },
+        Op::StartsWith => strings(v, &c.operand, c.insensitive, |a, b| a.starts_with(b)),
+        Op::EndsWith => strings(v, &c.operand, c.insensitive, |a, b| a.ends_with(b)),
+        Op::Matches => {
+            let (Some(re), Some(text)) =
+                (c.regex.as_ref().and_then(|p| p.regex()), as_text(present))
+            else {
+                return false;
+            };
+            match re.captures(&text) {
+                Some(found) => {
+                    caps.groups = found
+                        .iter()
+                        .map(|g| g.map(|m| m.as_str().to_owned()))
+                        .collect();
+                    caps.named = re
+                        .capture_names()
+                        .flatten()
+                        .filter_map(|n| {
+                            found.name(n).map(|m| (n.to_owned(), m.as_str().to_owned()))
+                        })
+                        .collect();
+                    true
+                }
+                None => false,
+            }
+        }
+        Op::Glob => match (&c.glob, as_text(present)) {
+            (Some(g), Some(text)) => g.is_match(text.as_str()),
+            _ => false,
+        },
+        Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
+            let Some(ord) = compare(v, &c.operand) else {
+                return false;
+            };
+            match c.op {
+                Op::Gt => ord.is_gt(),
+                Op::Gte => ord.is_ge(),
+                Op::Lt => ord.is_lt(),
+                _ => ord.is_le(),
+            }
+        }
+        Op::Length => {
+            let len = match v {
+                Value::String(s) => s.chars().count(),
+                Value::Array(a) => a.len(),
+                Value::Object(m) => m.len(),
+                _ => 0,
+            };
+            let len = Value::from(len);
+            c.nested.iter().all(|n| check(n, Some(&len), caps))
+        }
+    }
+}
+
+fn fold(s: &str, insensitive: bool) -> String {
+    match insensitive {
+        true => s.to_lowercase(),
+        false => s.to_owned(),
+    }
+}
+
+fn as_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn strings(a: &Value, b: &Value, insensitive: bool, f: impl Fn(&str, &str) -> bool) -> bool {
+    match (a.as_str(), b.as_str()) {
+        (Some(a), Some(b)) => f(&fold(a, insensitive), &fold(b, insensitive)),
+        _ => false,
+    }
+}
+
+/// JSON equality, with numbers compared by value and optional case folding.
+pub fn equal(a: &Value, b: &Value, insensitive: bool) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Value::String(y)) if insensitive => x.to_lowercase() == y.to_lowercase(),
+        _ => a == b,
+    }
+}
+
+fn member(v: &Value, list: &Value, insensitive: bool) -> bool {
+    list.as_array()
+        .is_some_and(|items| items.iter().any(|i| equal(v, i, insensitive)))
+}
+
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        // A numeric string against a number: compare as numbers.
+        (Value::String(x), Value::Number(y)) => {
+            x.trim().parse::<f64>().ok()?.partial_cmp(&y.as_f64()?)
+        }
+        _ => None,
+    }
+}

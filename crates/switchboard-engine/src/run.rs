@@ -1,0 +1,667 @@
+//! The engine: for one event, the rules that listen for it, in order; each
+//! rule's conditions evaluated (traced), its actions rendered one at a time
+//! (so `as:` results and state changes are visible to the next) and run,
+//! local ones here, the rest through an [`Executor`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::action::{Executor, RenderedAction, Scope};
+use super::context::{Context, EventPart};
+use super::evaluate::{self, Captures, CondTrace, Scene};
+use super::journal::{Journal, Step};
+use super::render::render_action;
+use super::state::StateStore;
+use switchboard_workflow::prefilter::Field;
+use switchboard_workflow::ruleset::{Action, OnError, Rule};
+use switchboard_workflow::Ruleset;
+
+/// One event as the engine sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventInput {
+    /// Event type (`message_created`, `schedule`, ...).
+    pub event_type: String,
+    /// The payload as received.
+    pub event: Arc<Value>,
+    /// Our identity (`/agent/me`).
+    pub agent: Arc<Value>,
+    /// The room, when the event belongs to one: id, title, participants.
+    pub chat: Option<Arc<Value>>,
+    /// The sender of a message: id, type, name, handle.
+    pub sender: Option<Arc<Value>>,
+    /// The time the event is handled.
+    pub now: DateTime<Utc>,
+}
+
+impl EventInput {
+    /// The value at a dotted path (root first) among the parts that stay
+    /// the same while the event is handled: `event`, `sender`, `chat`, `agent`.
+    pub fn field(&self, path: &[String]) -> Option<&Value> {
+        let (root, rest) = path.split_first()?;
+        let root = match root.as_str() {
+            "event" => &self.event,
+            "agent" => &self.agent,
+            "sender" => self.sender.as_deref()?,
+            "chat" => self.chat.as_deref()?,
+            _ => return None,
+        };
+        evaluate::lookup(root, rest)
+    }
+}
+
+/// The verdict on one rule.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Conditions held; `do` ran.
+    Matched,
+    /// Conditions failed (`else` ran, if any).
+    NotMatched,
+    /// Conditions held but the throttle window was full.
+    Throttled,
+    /// `enabled: false`.
+    Disabled,
+}
+
+/// Why a rule did what it did.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleTrace {
+    /// Rule id.
+    pub rule: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Each condition's outcome, in order.
+    pub conditions: Vec<CondTrace>,
+}
+
+/// What happened to one action.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStatus {
+    /// Done.
+    Ok,
+    /// Failed.
+    Failed,
+    /// Its `if:` did not hold.
+    Skipped,
+}
+
+/// One action's record.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActionRecord {
+    /// Rule id.
+    pub rule: String,
+    /// Action name.
+    pub name: &'static str,
+    /// The rendered action (absent when rendering failed or it was skipped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<RenderedAction>,
+    /// Outcome.
+    pub status: ActionStatus,
+    /// The error, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Its result (bound by `as:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// How the event ended.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Handled (including: no rule matched).
+    Done,
+    /// Failed; the reason goes to `/failed`.
+    Failed {
+        /// Readable reason, starting with the rule id.
+        reason: String,
+    },
+}
+
+/// Everything the engine did for one event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// Event type.
+    pub event_type: String,
+    /// Rules whose `do` ran, in order.
+    pub matched: Vec<String>,
+    /// Rules whose `else` ran.
+    pub else_ran: Vec<String>,
+    /// Every action, in order.
+    pub actions: Vec<ActionRecord>,
+    /// The rules evaluated, with their conditions: every rule that listened
+    /// when the engine traces every rule (then with each condition described
+    /// and what it saw), else those the prefilter let through.
+    pub trace: Vec<RuleTrace>,
+    /// The end.
+    pub outcome: Outcome,
+}
+
+impl Report {
+    /// The rules that ran, for one-line summaries: `faq/hours,contacts/x(else)`, or `-`.
+    pub fn rules_summary(&self) -> String {
+        if self.matched.is_empty() && self.else_ran.is_empty() {
+            return "-".to_owned();
+        }
+        self.matched
+            .iter()
+            .cloned()
+            .chain(self.else_ran.iter().map(|r| format!("{r}(else)")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The actions, for one-line summaries: `add_participant(failed),reply`.
+    pub fn actions_summary(&self) -> String {
+        self.actions
+            .iter()
+            .map(|a| match a.status {
+                ActionStatus::Ok => a.name.to_owned(),
+                ActionStatus::Skipped => format!("{}(skipped)", a.name),
+                ActionStatus::Failed => format!("{}(failed)", a.name),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn new(event_type: &str) -> Self {
+        Report {
+            event_type: event_type.to_owned(),
+            matched: Vec::new(),
+            else_ran: Vec::new(),
+            actions: Vec::new(),
+            trace: Vec::new(),
+            outcome: Outcome::Done,
+        }
+    }
+}
+
+/// Run times per (rule id, rendered throttle key).
+type Windows = HashMap<(String, String), VecDeque<DateTime<Utc>>>;
+
+/// Runs rules. Holds the current ruleset (swappable), the state and the
+/// throttle windows, which survive a swap.
+pub struct Engine {
+    ruleset: RwLock<Arc<Ruleset>>,
+    state: Arc<StateStore>,
+    throttles: Mutex<Windows>,
+    env: Arc<Value>,
+    journal: Option<Arc<Journal>>,
+    every_rule: bool,
+}
+
+/// How a rule's actions ended.
+enum Flow {
+    Next,
+    /// The event is finished (a `fail`, or an error and its fallback).
+    End,
+}
+
+impl Engine {
+    /// An engine on `ruleset` with `state`.
+    pub fn new(ruleset: Arc<Ruleset>, state: Arc<StateStore>) -> Self {
+        Engine {
+            ruleset: RwLock::new(ruleset),
+            state,
+            throttles: Mutex::new(HashMap::new()),
+            env: Arc::new(Value::Object(Map::new())),
+            journal: None,
+            every_rule: false,
+        }
+    }
+
+    /// Evaluates (and traces) every rule listening for an event, not only
+    /// those the literal prefilter lets through: for `explain`, tests and
+    /// `--explain`, where the rules that could not match are part of the story.
+    pub fn tracing_every_rule(mut self) -> Self {
+        self.every_rule = true;
+        self
+    }
+
+    /// Records each message's finished actions in `journal`, so a message
+    /// served again resumes instead of repeating them.
+    pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// The journal, when there is one.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// Makes these environment variables visible to templates as `env`.
+    pub fn with_env(mut self, env: Map<String, Value>) -> Self {
+        self.env = Arc::new(Value::Object(env));
+        self
+    }
+
+    /// The ruleset in use.
+    pub fn ruleset(&self) -> Arc<Ruleset> {
+        self.ruleset
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the ruleset; events already running finish on the old one.
+    /// Throttle windows of rules that still exist carry over; others are dropped.
+    pub fn swap(&self, ruleset: Arc<Ruleset>) {
+        self.throttles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(rule, _), _| ruleset.rule(rule).is_some_and(|r| r.throttle.is_some()));
+        *self.ruleset.write().unwrap_or_else(|p| p.into_inner()) = ruleset;
+    }
+
+    /// The state store.
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    /// Runs every rule listening for the event's type.
+    pub async fn handle(
+        &self,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Report {
+        let ruleset = self.ruleset();
+        let rules: Vec<&Rule> = match self.every_rule {
+            true => ruleset.rules_for(&input.event_type).collect(),
+            false => ruleset.candidates(&input.event_type, |path| Field::of(input.field(path))),
+        };
+        self.run_rules(&ruleset, &rules, input, scope, executor)
+            .await
+    }
+
+    /// Runs one rule by id (schedules), whatever its event types.
+    pub async fn run_rule(
+        &self,
+        rule_id: &str,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Report {
+        let ruleset = self.ruleset();
+        let rules: Vec<&Rule> = ruleset.rule(rule_id).into_iter().collect();
+        self.run_rules(&ruleset, &rules, input, scope, executor)
+            .await
+    }
+
+    async fn run_rules(
+        &self,
+        ruleset: &Ruleset,
+        rules: &[&Rule],
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Report {
+        let mut report = Report::new(&input.event_type);
+        // The event's part of the context is built once; `vars` and the
+        // state snapshot are shared, the snapshot renewed only after a
+        // rule's actions ran (they may change state).
+        let mut base: Option<Arc<EventPart>> = None;
+        let mut state: Option<Arc<Value>> = None;
+        for rule in rules {
+            if !rule.enabled {
+                report.trace.push(RuleTrace {
+                    rule: rule.id.clone(),
+                    verdict: Verdict::Disabled,
+                    conditions: Vec::new(),
+                });
+                continue;
+            }
+            let snapshot = state
+                .get_or_insert_with(|| Arc::new(self.state.snapshot(input.now)))
+                .clone();
+            let base = base
+                .get_or_insert_with(|| Arc::new(self.base_context(input)))
+                .clone();
+            let ctx = Context::new(base, rule.vars.clone(), snapshot);
+            let mut caps = Captures::default();
+            let (passed, conditions) = {
+                let scene = Scene::new(&ctx, ruleset.templates(), self.every_rule);
+                evaluate::all(&rule.conditions, &scene, &mut caps)
+            };
+            let mut verdict = if passed {
+                Verdict::Matched
+            } else {
+                Verdict::NotMatched
+            };
+            if passed && !self.throttle_allows(rule, ruleset, &ctx, &caps, input.now) {
+                verdict = Verdict::Throttled;
+            }
+            report.trace.push(RuleTrace {
+                rule: rule.id.clone(),
+                verdict,
+                conditions,
+            });
+            let actions = match verdict {
+                Verdict::Matched => {
+                    report.matched.push(rule.id.clone());
+                    &rule.actions
+                }
+                Verdict::NotMatched if !rule.else_actions.is_empty() => {
+                    report.else_ran.push(rule.id.clone());
+                    &rule.else_actions
+                }
+                _ => continue,
+            };
+            // Actions may change state: the next rule takes a new snapshot.
+            state = None;
+            let flow = self
+                .run_actions(
+                    rule,
+                    actions,
+                    ruleset,
+                    ctx,
+                    &caps,
+                    input,
+                    scope,
+                    executor,
+                    &mut report,
+                )
+                .await;
+            if matches!(flow, Flow::End) || (verdict == Verdict::Matched && rule.stop) {
+                break;
+            }
+        }
+        report
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_actions(
+        &self,
+        rule: &Rule,
+        actions: &[Action],
+        ruleset: &Ruleset,
+        ctx: Context,
+        caps: &Captures,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+        report: &mut Report,
+    ) -> Flow {
+        let mut bindings = Map::new();
+        let mut ctx = ctx;
+        let branch = if std::ptr::eq(actions, rule.actions.as_slice()) {
+            "do"
+        } else if std::ptr::eq(actions, rule.else_actions.as_slice()) {
+            "else"
+        } else {
+            "on_error"
+        };
+        for (index, action) in actions.iter().enumerate() {
+            let step = format!("{}#{branch}{index}", rule.id);
+            match self
+                .run_action(
+                    rule,
+                    action,
+                    &step,
+                    ruleset,
+                    &mut ctx,
+                    caps,
+                    &mut bindings,
+                    input,
+                    scope,
+                    executor,
+                    report,
+                )
+                .await
+            {
+                Ok(Flow::Next) => {}
+                Ok(Flow::End) => return Flow::End,
+                Err(error) if action.on_error == OnError::Continue => {
+                    tracing::warn!(rule = %rule.id, action = action.name, %error, "action failed; continuing (on_error: continue)");
+                }
+                Err(error) => {
+                    let reason = format!("{}: {error}", rule.id);
+                    if rule.on_error.is_empty() || std::ptr::eq(actions, rule.on_error.as_slice()) {
+                        report.outcome = Outcome::Failed { reason };
+                        return Flow::End;
+                    }
+                    // The rule's fallback runs with the error in `error`.
+                    ctx.insert("error", Value::String(reason));
+                    // Whatever the fallback does, the event ends here.
+                    Box::pin(self.run_actions(
+                        rule,
+                        &rule.on_error,
+                        ruleset,
+                        ctx,
+                        caps,
+                        input,
+                        scope,
+                        executor,
+                        report,
+                    ))
+                    .await;
+                    return Flow::End;
+                }
+            }
+        }
+        Flow::Next
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_action(
+        &self,
+        rule: &Rule,
+        action: &Action,
+        step: &str,
+        ruleset: &Ruleset,
+        ctx: &mut Context,
+        caps: &Captures,
+        bindings: &mut Map<String, Value>,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+        report: &mut Report,
+    ) -> Result<Flow, String> {
+        // State may have changed since the rule started (incr, set).
+        ctx.set_state(Arc::new(self.state.snapshot(input.now)));
+        let jctx = ctx.template(caps, bindings);
+        let mut record = ActionRecord {
+            rule: rule.id.clone(),
+            name: action.name,
+            action: None,
+            status: ActionStatus::Skipped,
+            error: None,
+            result: None,
+        };
+        if !action.when.is_empty() {
+            let mut scratch = caps.clone();
+            // Path conditions see what templates see: `match` and `as:` results too.
+            let mut seen = ctx.clone();
+            seen.insert("match", caps.to_json());
+            for (k, v) in bindings.iter() {
+                seen.insert(k, v.clone());
+            }
+            let scene = Scene::new(&seen, ruleset.templates(), false);
+            let (ok, _) = evaluate::all(&action.when, &scene, &mut scratch);
+            if !ok {
+                report.actions.push(record);
+                return Ok(Flow::Next);
+            }
+        }
+        let rendered = match render_action(action, ruleset.templates(), &jctx) {
+            Ok(r) => r,
+            Err(e) => {
+                let error = format!("{}: {e}", action.name);
+                record.status = ActionStatus::Failed;
+                record.error = Some(error.clone());
+                report.actions.push(record);
+                return Err(error);
+            }
+        };
+        record.action = Some(rendered.clone());
+        let result = match &rendered {
+            RenderedAction::Fail { reason } => {
+                record.status = ActionStatus::Ok;
+                report.actions.push(record);
+                report.outcome = Outcome::Failed {
+                    reason: format!("{}: {reason}", rule.id),
+                };
+                return Ok(Flow::End);
+            }
+            action => {
+                let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
+                self.perform(action, rule, step, journal, input, scope, executor)
+                    .await
+            }
+        };
+        match result {
+            Ok(value) => {
+                record.status = ActionStatus::Ok;
+                if let Some(name) = &action.bind {
+                    bindings.insert(name.clone(), value.clone());
+                }
+                record.result = Some(value);
+                report.actions.push(record);
+                Ok(Flow::Next)
+            }
+            Err(e) => {
+                record.status = ActionStatus::Failed;
+                record.error = Some(e.clone());
+                report.actions.push(record);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs one action, through the journal when the message has one: a
+    /// finished step is not run again (its result is reused), a step sent but
+    /// never confirmed is looked for on the platform first.
+    #[allow(clippy::too_many_arguments)]
+    async fn perform(
+        &self,
+        action: &RenderedAction,
+        rule: &Rule,
+        step: &str,
+        journal: Option<(&Journal, &str)>,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Result<Value, String> {
+        let journal_err = |e: super::journal::JournalError| e.to_string();
+        if let Some((j, message)) = journal {
+            match j.step(message, step) {
+                Some(Step::Done(result)) => {
+                    tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "already done before; not repeated");
+                    return Ok(result);
+                }
+                Some(Step::Sent) => match executor.landed(action, scope).await {
+                    Ok(Some(result)) => {
+                        tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "sent before a restart and found on the platform; not repeated");
+                        j.done(message, step, &result).map_err(journal_err)?;
+                        return Ok(result);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(format!("cannot tell whether it was sent already: {e}")),
+                },
+                None => {}
+            }
+            if action.must_not_repeat() {
+                j.sent(message, step).map_err(journal_err)?;
+            }
+        }
+        let result = match action {
+            local if local.is_local() => self.run_local(rule, local, input.now),
+            remote => executor
+                .execute(remote, scope)
+                .await
+                .map_err(|e| e.to_string()),
+        }?;
+        if let Some((j, message)) = journal {
+            j.done(message, step, &result).map_err(journal_err)?;
+        }
+        Ok(result)
+    }
+
+    fn run_local(
+        &self,
+        rule: &Rule,
+        action: &RenderedAction,
+        now: DateTime<Utc>,
+    ) -> Result<Value, String> {
+        match action {
+            RenderedAction::Set { key, value, ttl } => {
+                self.state.set(key, value.clone(), *ttl, now);
+                Ok(value.clone())
+            }
+            RenderedAction::Unset { key } => {
+                self.state.unset(key);
+                Ok(Value::Null)
+            }
+            RenderedAction::Incr { key, by, ttl } => self
+                .state
+                .incr(key, *by, *ttl, now)
+                .map(Value::from)
+                .map_err(|e| format!("incr: {e}")),
+            RenderedAction::Log { message, level } => {
+                let rule = rule.id.as_str();
+                match level.as_str() {
+                    "error" => tracing::error!(rule, "{message}"),
+                    "warn" => tracing::warn!(rule, "{message}"),
+                    "debug" => tracing::debug!(rule, "{message}"),
+                    "trace" => tracing::trace!(rule, "{message}"),
+                    _ => tracing::info!(rule, "{message}"),
+                }
+                Ok(Value::Null)
+            }
+            other => Err(format!("{} is not a local action", other.name())),
+        }
+    }
+
+    /// True when the rule may run now; records the run when it may.
+    fn throttle_allows(
+        &self,
+        rule: &Rule,
+        ruleset: &Ruleset,
+        ctx: &Context,
+        caps: &Captures,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(t) = &rule.throttle else {
+            return true;
+        };
+        let key = match &t.key {
+            Some(text) => {
+                let jctx = ctx.template(caps, &Map::new());
+                ruleset
+                    .templates()
+                    .render_text(text, &jctx)
+                    .unwrap_or_default()
+            }
+            None => String::new(),
+        };
+        let window = chrono::Duration::from_std(t.per).unwrap_or(chrono::Duration::MAX);
+        let mut all = self.throttles.lock().unwrap_or_else(|p| p.into_inner());
+        let runs = all.entry((rule.id.clone(), key)).or_default();
+        while runs.front().is_some_and(|&at| at + window <= now) {
+            runs.pop_front();
+        }
+        if runs.len() >= t.max as usize {
+            return false;
+        }
+        runs.push_back(now);
+        true
+    }
+
+    fn base_context(&self, input: &EventInput) -> EventPart {
+        EventPart {
+            event_type: Value::String(input.event_type.clone()),
+            event: input.event.clone(),
+            agent: input.agent.clone(),
+            chat: input.chat.clone(),
+            sender: input.sender.clone(),
+            now: Value::String(input.now.to_rfc3339()),
+            env: self.env.clone(),
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! Performs rendered actions as REST calls on the platform's agent API (and
+//! outbound HTTP for `http`), resolving defaults from the event's [`Scope`].
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use band_client::rest::{AgentApi, ApiError, ContactAction};
+use band_wire::model::{ChatParticipant, Mention};
+use switchboard_engine::action::{
+    ActionError, ActionFuture, Executor, LandedFuture, RenderedAction, Scope,
+};
+
+/// Peers are listed this many per page when resolving a handle.
+const PEER_PAGE_SIZE: u64 = 100;
+/// Upper bound on peer pages read for one lookup.
+const MAX_PEER_PAGES: u64 = 20;
+/// Most `/context` pages read when looking for a message sent before a crash.
+const MAX_CONTEXT_PAGES: usize = 100;
+
+/// The production [`Executor`]: the agent API over REST.
+#[derive(Clone)]
+pub struct RestExecutor {
+    api: AgentApi,
+    http: reqwest::Client,
+    http_allow: Vec<String>,
+    me: Option<String>,
+}
+
+impl RestExecutor {
+    /// An executor on `api`; `http` actions may only reach `http_allow` hosts.
+    pub fn new(api: AgentApi, http_allow: Vec<String>) -> Self {
+        RestExecutor {
+            api,
+            http: reqwest::Client::new(),
+            http_allow,
+            me: None,
+        }
+    }
+
+    /// Our agent id: how messages we sent are told apart in `/context`.
+    pub fn with_identity(mut self, agent_id: &str) -> Self {
+        self.me = Some(agent_id.to_owned());
+        self
+    }
+
+    /// Looks in the room's `/context` for a message or event we sent after
+    /// the source message with exactly this content.
+    async fn find_sent(
+        &self,
+        chat: &str,
+        kind: &str,
+        content: &str,
+        scope: &Scope,
+    ) -> Result<Option<Value>, String> {
+        let Some(me) = self.me.as_deref() else {
+            return Ok(None);
+        };
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_CONTEXT_PAGES {
+            let page = self
+                .api
+                .context(chat, cursor.as_deref(), Some(100))
+                .await
+                .map_err(api)?;
+            items.extend(page.items);
+            match (page.meta.has_more, page.meta.next_cursor) {
+                (Some(true), Some(next)) => cursor = Some(next),
+                _ => break,
+            }
+        }
+        // Only what came after the source message counts (an earlier, identical
+        // answer belongs to an earlier question); if the source is not in
+        // the context, anything counts: a missed duplicate beats a double post.
+        let start = scope
+            .message_id
+            .as_deref()
+            .and_then(|id| items.iter().position(|m| m.id == id))
+            .map_or(0, |i| i + 1);
+        let found = items[start..].iter().find(|m| {
+            m.sender_id == me
+                && m.message_type == kind
+                && (m.content == content || m.content.ends_with(&format!(" {content}")))
+        });
+        Ok(found.map(|m| json!({ "id": m.id, "success": true, "found_after_restart": true })))
+    }
+
+    async fn run(&self, action: &RenderedAction, scope: &Scope) -> Result<Value, String> {
+        match action {
+            RenderedAction::Reply { text, mentions } => {
+                let chat = event_chat(scope, None)?;
+                let mentions = match mentions {
+                    Some(list) => list.iter().map(|m| mention(m)).collect(),
+                    None => match &scope.sender {
+                        Some(sender) => vec![Mention {
+                            id: Some(sender.id.clone()),
+                            ..Mention::default()
+                        }],
+                        None => return Err("no sender to mention; give `mentions`".into()),
+                    },
+                };
+                let sent = self.api.send_message(&chat, text, &mentions).await;
+                to_value(sent.map_err(api)?)
+            }
+            RenderedAction::SendMessage {
+                chat,
+                text,
+                mentions,
+            } => {
+                let mentions: Vec<Mention> = mentions.iter().map(|m| mention(m)).collect();
+                let sent = self.api.send_message(chat, text, &mentions).await;
+                to_value(sent.map_err(api)?)
+            }
+            RenderedAction::PostEvent {
+                chat,
+                kind,
+                content,
+                metadata,
+            } => {
+                let chat = event_chat(scope, chat.as_deref())?;
+                let created = self
+                    .api
+                    .post_event(&chat, kind, content, metadata.as_ref())
+                    .await;
+                to_value(created.map_err(api)?)
+            }
+            RenderedAction::CreateChat {
+                title,
+                participants,
+            } => {
+                let room = self.api.create_chat(title.as_deref()).await.map_err(api)?;
+                for who in participants {
+                    let id = self.resolve(who).await?;
+                    self.api
+                        .add_participant(&room.id, &id, None)
+                        .await
+                        .map_err(|e| format!("adding {who} to the new room: {e}"))?;
+                }
+                to_value(room)
+            }
+            RenderedAction::AddParticipant {
+                chat,
+                handle,
+                id,
+                role,
+            } => {
+                let chat = event_chat(scope, chat.as_deref())?;
+                let id = match (id, handle) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(handle)) => self.resolve(handle).await?,
+                    (None, None) => return Err("give `handle` or `id`".into()),
+                };
+                match self.api.add_participant(&chat, &id, role.as_deref()).await {
+                    Ok(added) => to_value(added),
+                    // Adding is idempotent in effect: a resumed message (or a
+                    // race) finding them there already has what it wanted.
+                    Err(ApiError::Status {
+                        status: 422, raw, ..
+                    }) if raw.contains("already a participant") => {
+                        Ok(json!({ "id": id, "already_participant": true }))
+                    }
+                    Err(e) => Err(api(e)),
+                }
+            }
+            RenderedAction::RemoveParticipant { chat, handle, id } => {
+                let chat = event_chat(scope, chat.as_deref())?;
+                let id = match (id, handle) {
+                    (Some(id), _) => id.clone(),
+                    (None, Some(handle)) => {
+                        let people = self.api.list_participants(&chat).await.map_err(api)?;
+                        participant_by_handle(&people, handle)
+                            .ok_or_else(|| format!("{handle} is not in the room"))?
+                    }
+                    (None, None) => return Err("give `handle` or `id`".into()),
+                };
+                let removed = self.api.remove_participant(&chat, &id).await;
+                to_value(removed.map_err(api)?)
+            }
+            RenderedAction::ApproveContact { request } => {
+                self.respond(ContactAction::Approve, request.as_deref(), scope)
+                    .await
+            }
+            RenderedAction::RejectContact { request, .. } => {
+                self.respond(ContactAction::Reject, request.as_deref(), scope)
+                    .await
+            }
+            RenderedAction::AddContact { handle, message } => {
+                let sent = self.api.add_contact(bare(handle), message.as_deref()).await;
+                to_value(sent.map_err(api)?)
+            }
+            RenderedAction::RemoveContact { handle } => {
+                let (id, handle) = match looks_like_id(handle) {
+                    true => (Some(handle.as_str()), None),
+                    false => (None, Some(bare(handle))),
+                };
+                self.api.remove_contact(id, handle).await.map_err(api)?;
+                Ok(json!({ "removed": true }))
+            }
+            RenderedAction::Http {
+                method,
+                url,
+                headers,
+                json,
+                timeout,
+            } => {
+                self.http(method, url, headers, json.as_ref(), *timeout)
+                    .await
+            }
+            RenderedAction::Set { .. }
+            | RenderedAction::Unset { .. }
+            | RenderedAction::Incr { .. }
+            | RenderedAction::Log { .. }
+            | RenderedAction::Fail { .. } => {
+                Err("a local action reached the REST executor (engine bug)".into())
+            }
+        }
+    }
+
+    async fn respond(
+        &self,
+        action: ContactAction,
+        request: Option<&str>,
+        scope: &Scope,
+    ) -> Result<Value, String> {
+        let request = request
+            .map(str::to_owned)
+            .or_else(|| scope.contact_request_id.clone())
+            .ok_or("no contact request in this event; give `request`")?;
+        let status = self
+            .api
+            .respond_contact_request(action, None, Some(&request))
+            .await
+            .map_err(api)?;
+        match status {
+            Some(status) => to_value(status),
+            None => Ok(json!({ "id": request, "status": action.as_str() })),
+        }
+    }
+
+    /// Finds the id of a handle among the agent's peers (or passes an id through).
+    async fn resolve(&self, who: &str) -> Result<String, String> {
+        if looks_like_id(who) {
+            return Ok(who.to_owned());
+        }
+        let wanted = bare(who);
+        for page_no in 1..=MAX_PEER_PAGES {
+            let page = self
+                .api
+                .peers(None, Some(page_no), Some(PEER_PAGE_SIZE))
+                .await
+                .map_err(api)?;
+            let got = page.items.len() as u64;
+            if let Some(peer) = page
+                .items
+                .into_iter()
+                .find(|p| p.handle.eq_ignore_ascii_case(wanted))
+            {
+                return Ok(peer.id);
+            }
+            let more = match page.meta.total_pages {
+                Some(total) => page_no < total,
+                None => got >= PEER_PAGE_SIZE,
+            };
+            if !more {
+                break;
+            }
+        }
+        Err(format!("no peer with handle @{wanted}"))
+    }
+
+    async fn http(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &std::collections::BTreeMap<String, String>,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
+        let host = parsed.host_str().unwrap_or_default();
+        if !self.http_allow.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return Err(format!(
+                "host {host} is not allowed (allow it with --allow-http-host {host})"
+            ));
+        }
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("bad method {method}"))?;
+        let mut req = self.http.request(method, parsed).timeout(timeout);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !(200..300).contains(&status) {
+            return Err(format!("{url}: HTTP {status}"));
+        }
+        Ok(json!({ "status": status, "body": body }))
+    }
+}
+
+impl Executor for RestExecutor {
+    fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a> {
+        Box::pin(async move {
+            self.run(action, scope)
+                .await
+                .map_err(|message| ActionError {
+                    action: action.name(),
+                    message,
+                })
+        })
+    }
+
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
+        Box::pin(async move {
+            let found = match action {
+                RenderedAction::Reply { text, .. } => match event_chat(scope, None) {
+                    Ok(chat) => self.find_sent(&chat, "text", text, scope).await,
+                    Err(e) => Err(e),
+                },
+                RenderedAction::SendMessage { chat, text, .. } => {
+                    self.find_sent(chat, "text", text, scope).await
+                }
+                RenderedAction::PostEvent {
+                    chat,
+                    kind,
+                    content,
+                    ..
+                } => match event_chat(scope, chat.as_deref()) {
+                    Ok(chat) => self.find_sent(&chat, kind, content, scope).await,
+                    Err(e) => Err(e),
+                },
+                // Nothing on the platform tells these apart: sent again.
+                _ => Ok(None),
+            };
+            found.map_err(|message| ActionError {
+                action: action.name(),
+                message,
+            })
+        })
+    }
+}
+
+/// The room to act in: the one given, else the event's.
+fn event_chat(scope: &Scope, given: Option<&str>) -> Result<String, String> {
+    given
+        .map(str::to_owned)
+        .or_else(|| scope.chat_id.clone())
+        .ok_or_else(|| "this event has no room; give `chat`".to_owned())
+}
+
+/// A handle without its leading `@`.
+fn bare(handle: &str) -> &str {
+    handle.trim().trim_start_matches('@')
+}
+
+/// Platform ids are UUIDs; anything else is taken for a handle.
+fn looks_like_id(s: &str) -> bool {
+    uuid::Uuid::parse_str(s.trim()).is_ok()
+}
+
+/// A mention from a handle or an id.
+fn mention(who: &str) -> Mention {
+    match looks_like_id(who) {
+        true => Mention {
+            id: Some(who.trim().to_owned()),
+            ..Mention::default()
+        },
+        false => Mention {
+            handle: Some(bare(who).to_owned()),
+            ..Mention::default()
+        },
+    }
+}
+
+fn participant_by_handle(people: &[ChatParticipant], handle: &str) -> Option<String> {
+    let wanted = bare(handle);
+    people
+        .iter()
+        .find(|p| {
+            p.handle
+                .as_deref()
+                .is_some_and(|h| bare(h).eq_ignore_ascii_case(wanted))
+        })
+        .map(|p| p.id.clone())
+}
+
+fn api(e: ApiError) -> String {
+    e.to_string()
+}
+
+fn to_value(v: impl Serialize) -> Result<Value, String> {
+    serde_json::to_value(v).map_err(|e| format!("cannot encode the result: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_handles_become_the_right_mention() {
+        let id = "3b4f0c8e-2c1a-4a57-9a55-0d6f4a1f2b3c";
+        assert_eq!(mention(id).id.as_deref(), Some(id));
+        assert_eq!(mention("@alice").handle.as_deref(), Some("alice"));
+        assert_eq!(
+            mention("alice/billing-agent").handle.as_deref(),
+            Some("alice/billing-agent")
+        );
+    }
+
+    #[test]
+    fn a_missing_room_is_a_readable_error() {
+        let err = event_chat(&Scope::default(), None).unwrap_err();
+        assert!(err.contains("give `chat`"), "{err}");
+        let scope = Scope {
+            chat_id: Some("r1".into()),
+            ..Scope::default()
+        };
+        assert_eq!(event_chat(&scope, None).unwrap(), "r1");
+        assert_eq!(event_chat(&scope, Some("r2")).unwrap(), "r2");
+    }
+}
