@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use switchboard::agent::reload;
+use switchboard::rules::reload;
 use switchboard_engine::action::{RenderedAction, Scope};
 use switchboard_engine::{Engine, EventInput, RecordingExecutor, StateStore};
 use switchboard_workflow::{load_dir, Ruleset};

@@ -7,5 +7,7 @@ pub mod agent;
 pub mod bench;
 pub mod cli;
 pub mod dryrun;
+pub mod effects;
+pub mod rules;
 pub mod runtime;
 pub mod telemetry;

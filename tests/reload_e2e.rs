@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use harness::{Harness, WAIT};
-use switchboard::agent::reload::{ReloadOutcome, ReloadReport};
+use switchboard::rules::reload::{ReloadOutcome, ReloadReport};
 use switchboard_engine::Outcome;
 
 fn ping_rule(answer: &str) -> String {

@@ -3,11 +3,6 @@
 //! and the runtime. The CLI's `run` and `demo` and the end-to-end tests all
 //! start agents through here.
 
-pub mod execute;
-pub mod reload;
-pub mod rules;
-pub mod schedule;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,9 +12,9 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::agent::execute::RestExecutor;
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
+use crate::effects::rest::RestExecutor;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
 use band_client::rest::{AgentApi, ApiError, BuildError, RestConfig};
@@ -29,7 +24,8 @@ use switchboard_engine::state::StateError;
 use switchboard_engine::{Engine, StateStore};
 use switchboard_workflow::LoadErrors;
 
-pub use rules::{Handled, RulesHandler};
+use crate::rules::{reload, schedule};
+pub use crate::rules::{Handled, RulesHandler};
 
 /// What an agent needs to run.
 #[derive(Clone)]

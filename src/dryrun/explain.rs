@@ -130,8 +130,8 @@ impl ExplainLog {
     }
 }
 
-impl crate::agent::rules::Sink for ExplainLog {
-    fn handled(&self, h: &crate::agent::rules::Handled) {
+impl crate::rules::Sink for ExplainLog {
+    fn handled(&self, h: &crate::rules::Handled) {
         if h.report.trace.is_empty() {
             return;
         }

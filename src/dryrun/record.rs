@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::suite::{default_agent, DEFAULT_NOW};
-use crate::agent::rules::{event_input, Handled, Sink};
+use crate::rules::{event_input, Handled, Sink};
 use switchboard_engine::{Engine, RecordingExecutor, Report};
 
 /// One event as recorded: enough to run it through the rules again.

@@ -13,7 +13,7 @@ use similar::{capture_diff_slices, Algorithm, DiffTag};
 
 use super::explain::explain;
 use super::spec::{expected_action, EventSpec, Expect, ExpectedOutcome, Given, TestCase, TestFile};
-use crate::agent::rules::event_input;
+use crate::rules::event_input;
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::{Engine, Outcome, RecordingExecutor, Report, StateStore};
 use switchboard_workflow::compile::parse_duration;

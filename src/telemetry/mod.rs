@@ -22,8 +22,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
-use crate::agent::reload::{self, ReloadOutcome, ReloadReport};
-use crate::agent::rules::{Handled, Sink};
+use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
+use crate::rules::{Handled, Sink};
 use crate::runtime::{Mark, Observer};
 use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
 use switchboard_engine::run::{ActionStatus, Outcome};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
 use serde_json::{Map, Value};
 
-use super::evaluate::{lookup, Captures};
+use super::captures::Captures;
 
 /// The event's part of every rule's context, built once per event.
 #[derive(Debug)]
@@ -271,6 +271,19 @@ impl Object for JsonView {
             _ => Some(0),
         }
     }
+}
+
+/// Follows a dotted path; numeric segments index lists.
+pub fn lookup<'v>(root: &'v Value, segments: &[String]) -> Option<&'v Value> {
+    let mut cur = root;
+    for seg in segments {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! the rendered actions through an [`action::Executor`].
 
 pub mod action;
+pub mod captures;
 pub mod context;
 pub mod dry_run;
 pub mod evaluate;

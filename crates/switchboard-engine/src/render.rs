@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::action::RenderedAction;
 use switchboard_workflow::compile::parse_duration;
-use switchboard_workflow::ruleset::{Action, Arg};
+use switchboard_workflow::rule::{Action, Arg};
 use switchboard_workflow::template::Templates;
 
 /// Default time limit of `http`.

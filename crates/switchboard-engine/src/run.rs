@@ -11,13 +11,15 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::action::{Executor, RenderedAction, Scope};
+use super::captures::Captures;
+use super::context::lookup;
 use super::context::{Context, EventPart};
-use super::evaluate::{self, Captures, CondTrace, Scene};
+use super::evaluate::{self, CondTrace, Scene};
 use super::journal::{Journal, Step};
 use super::render::render_action;
 use super::state::StateStore;
 use switchboard_workflow::prefilter::Field;
-use switchboard_workflow::ruleset::{Action, OnError, Rule};
+use switchboard_workflow::rule::{Action, OnError, Rule};
 use switchboard_workflow::Ruleset;
 
 /// One event as the engine sees it.
@@ -49,7 +51,7 @@ impl EventInput {
             "chat" => self.chat.as_deref()?,
             _ => return None,
         };
-        evaluate::lookup(root, rest)
+        lookup(root, rest)
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::error::{did_you_mean, LoadError};
 use super::pattern::Pattern;
-use super::ruleset::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
+use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
 use super::schema::{self, keys_of, ACTIONS, ACTION_MODIFIERS, EVENT_TYPES};
 use super::template::Templates;
 use super::yaml::{Kind, Loc, Node};

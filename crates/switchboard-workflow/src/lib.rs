@@ -10,6 +10,7 @@ pub mod load;
 pub mod memo;
 pub mod pattern;
 pub mod prefilter;
+pub mod rule;
 pub mod ruleset;
 pub mod schema;
 pub mod template;

@@ -21,7 +21,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde_json::Value;
 
 use super::memo::Memo;
-use super::ruleset::{Check, Cond, Op, Rule};
+use super::rule::{Check, Cond, Op, Rule};
 
 /// Roots whose values stay the same for the whole of one event (`state`
 /// changes as rules run; `vars` belong to a file).

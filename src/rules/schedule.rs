@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use super::rules::RulesHandler;
+use super::handler::RulesHandler;
 use switchboard_engine::Engine;
 
 /// The running timers.

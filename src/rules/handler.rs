@@ -7,48 +7,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
+use super::handled::{Handled, Sink};
 use crate::runtime::{Delivery, Handler, HandlerFuture, Outcome, RoomInfo};
 use band_wire::events::Event;
 use band_wire::model::AgentMe;
 use switchboard_engine::action::{Executor, Scope, Sender};
 use switchboard_engine::{Engine, EventInput, Outcome as EngineOutcome, Report};
-
-/// One handled event, for live transcripts (the demo) and tests.
-#[derive(Debug, Clone)]
-pub struct Handled {
-    /// The event's type.
-    pub event_type: String,
-    /// Its payload.
-    pub event: Value,
-    /// The room, when it had one.
-    pub room: Option<String>,
-    /// The room's details as the rules saw them (id, title, participants).
-    pub chat: Option<Value>,
-    /// The scheduled rule, for `schedule` events.
-    pub rule: Option<String>,
-    /// When it was handled.
-    pub now: DateTime<Utc>,
-    /// How long the engine took.
-    pub elapsed: Duration,
-    /// What the engine did.
-    pub report: Report,
-}
-
-/// Something told about every handled event: the demo's transcript, tests,
-/// `--explain`, `--record`, metrics.
-pub trait Sink: Send + Sync {
-    /// Called once per event, after the engine finished with it.
-    fn handled(&self, handled: &Handled);
-}
-
-impl Sink for mpsc::UnboundedSender<Handled> {
-    fn handled(&self, handled: &Handled) {
-        // The receiver going away (a finished test) is no error for the agent.
-        let _ = self.send(handled.clone());
-    }
-}
 
 /// Runs the rules for the runtime's events.
 pub struct RulesHandler {

@@ -1,0 +1,241 @@
+//! One compiled rule and its parts (conditions, throttle, schedule, actions
+//! with their arguments): what the compiler produces and the engine reads.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use globset::GlobMatcher;
+use jsonpath_rust::parser::model::JpQuery;
+use serde_json::Value;
+
+use super::pattern::Pattern;
+use super::template::Text;
+use super::yaml::Loc;
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// `<file stem>/<name>`.
+    pub id: String,
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Where its `name` is.
+    pub loc: Loc,
+    /// Description.
+    pub description: Option<String>,
+    /// Event types it listens for.
+    pub on: Vec<String>,
+    /// Timing, for `on: schedule`.
+    pub schedule: Option<Schedule>,
+    /// All must hold.
+    pub conditions: Vec<Cond>,
+    /// Run when they hold.
+    pub actions: Vec<Action>,
+    /// Run when they do not.
+    pub else_actions: Vec<Action>,
+    /// Fallback when an action fails.
+    pub on_error: Vec<Action>,
+    /// Rate limit.
+    pub throttle: Option<Throttle>,
+    /// Later rules do not see the event after this one ran.
+    pub stop: bool,
+    /// Higher runs first.
+    pub priority: i64,
+    /// Skipped when false.
+    pub enabled: bool,
+    /// The file's vars.
+    pub vars: Arc<Value>,
+    /// Hash of the rule's source and its file's vars, named conditions and
+    /// defaults: equal fingerprints mean an unchanged rule across reloads.
+    pub fingerprint: u64,
+}
+
+/// When a schedule rule runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// At a fixed interval.
+    Every(Duration),
+    /// On a cron pattern (UTC).
+    Cron(Box<croner::Cron>),
+}
+
+impl Schedule {
+    /// The next run strictly after `now`.
+    pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(d) => chrono::Duration::from_std(*d).ok().map(|d| now + d),
+            Schedule::Cron(c) => c.find_next_occurrence(&now, false).ok(),
+        }
+    }
+}
+
+/// A rate limit.
+#[derive(Debug, Clone)]
+pub struct Throttle {
+    /// One window per rendered key (none: one window for the rule).
+    pub key: Option<Text>,
+    /// Runs per window.
+    pub max: u32,
+    /// Window length.
+    pub per: Duration,
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Cond {
+    /// A dotted path checked with operators.
+    Path {
+        /// As written.
+        path: String,
+        /// Split on dots.
+        segments: Vec<String>,
+        /// All must hold.
+        checks: Vec<Check>,
+    },
+    /// All of these.
+    All(Vec<Cond>),
+    /// At least one.
+    Any(Vec<Cond>),
+    /// The opposite.
+    Not(Box<Cond>),
+    /// A named condition (`use:`).
+    Named(String, Vec<Cond>),
+    /// A truthy template.
+    Template {
+        /// As written.
+        source: String,
+        /// Compiled.
+        text: Text,
+    },
+    /// A JSONPath query on the event.
+    JsonPath {
+        /// As written.
+        source: String,
+        /// Compiled.
+        query: JpQuery,
+        /// On the result list; none means "found something".
+        checks: Vec<Check>,
+    },
+}
+
+/// One operator with its operand.
+#[derive(Debug, Clone)]
+pub struct Check {
+    /// Which.
+    pub op: Op,
+    /// The operand (vars resolved).
+    pub operand: Value,
+    /// `case: insensitive`.
+    pub insensitive: bool,
+    /// For `matches`.
+    pub regex: Option<Pattern>,
+    /// For `glob`.
+    pub glob: Option<GlobMatcher>,
+    /// For `length`.
+    pub nested: Vec<Check>,
+}
+
+/// Operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `equals`.
+    Equals,
+    /// `not_equals`.
+    NotEquals,
+    /// `in`.
+    In,
+    /// `not_in`.
+    NotIn,
+    /// `contains`.
+    Contains,
+    /// `starts_with`.
+    StartsWith,
+    /// `ends_with`.
+    EndsWith,
+    /// `matches`.
+    Matches,
+    /// `glob`.
+    Glob,
+    /// `exists`.
+    Exists,
+    /// `gt`.
+    Gt,
+    /// `gte`.
+    Gte,
+    /// `lt`.
+    Lt,
+    /// `lte`.
+    Lte,
+    /// `length`.
+    Length,
+}
+
+impl Op {
+    /// Every operator with its name.
+    pub const ALL: &'static [(&'static str, Op)] = &[
+        ("equals", Op::Equals),
+        ("not_equals", Op::NotEquals),
+        ("in", Op::In),
+        ("not_in", Op::NotIn),
+        ("contains", Op::Contains),
+        ("starts_with", Op::StartsWith),
+        ("ends_with", Op::EndsWith),
+        ("matches", Op::Matches),
+        ("glob", Op::Glob),
+        ("exists", Op::Exists),
+        ("gt", Op::Gt),
+        ("gte", Op::Gte),
+        ("lt", Op::Lt),
+        ("lte", Op::Lte),
+        ("length", Op::Length),
+    ];
+
+    /// The operator's name.
+    pub fn name(self) -> &'static str {
+        Op::ALL
+            .iter()
+            .find(|(_, op)| *op == self)
+            .map_or("?", |(n, _)| n)
+    }
+}
+
+/// A compiled action.
+#[derive(Debug)]
+pub struct Action {
+    /// Action name (`reply`, `add_participant`, ...).
+    pub name: &'static str,
+    /// Arguments, templates compiled.
+    pub args: Vec<(String, Arg)>,
+    /// Run only when these hold.
+    pub when: Vec<Cond>,
+    /// Bind the result to this name.
+    pub bind: Option<String>,
+    /// What a failure does.
+    pub on_error: OnError,
+    /// Where it is written.
+    pub loc: Loc,
+}
+
+/// An action argument.
+#[derive(Debug)]
+pub enum Arg {
+    /// A string, maybe a template.
+    Text(Text),
+    /// A number, boolean or null.
+    Value(Value),
+    /// A list.
+    List(Vec<Arg>),
+    /// A mapping.
+    Map(Vec<(String, Arg)>),
+}
+
+/// What an action's failure does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop the rule; the message is marked failed (or the rule's `on_error` runs).
+    Fail,
+    /// Log it and go on with the next action.
+    Continue,
+}
