@@ -137,9 +137,9 @@ events! {
     /// A message was edited.
     "message_updated" => MessageUpdated(ChatMessage) on ChatRoom,
     /// The agent was added to a room.
-    "room_added" => RoomAdded(RoomEvent) on AgentRooms,
+    "room_added" => RoomAdded(AgentRoom) on AgentRooms,
     /// The agent was removed from a room.
-    "room_removed" => RoomRemoved(RoomEvent) on AgentRooms,
+    "room_removed" => RoomRemoved(AgentRoom) on AgentRooms,
     /// A room was deleted.
     "room_deleted" => RoomDeleted(RoomDeleted) on RoomParticipants,
     /// Someone joined a room.
@@ -162,9 +162,9 @@ events! {
     "event_created" => EventCreated(Value) on ChatRoom,
 }
 
-/// `room_added` / `room_removed` payload.
+/// A room in the agent's list: the `room_added` / `room_removed` payload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RoomEvent {
+pub struct AgentRoom {
     /// Room id.
     pub id: String,
     /// Creation time.
@@ -360,47 +360,53 @@ pub struct EventError {
     pub issues: Vec<Issue>,
 }
 
-/// What a key may hold.
+/// What a payload key may hold. `Required` keys must be present, `Optional`
+/// ones may be absent; `OrNull` means null is accepted too (the core
+/// validator's null rules differ per key, hence one variant per rule).
 #[derive(Clone, Copy)]
-enum Want {
-    /// Required string.
-    Str,
-    /// Key required, string or null.
-    StrOrNullKey,
-    /// Optional; string or null.
-    OptStr,
-    /// Optional; string only (null rejected).
-    OptStrNoNull,
-    /// Optional; bool or null.
-    OptBool,
-    /// Optional; object or null.
-    OptObj,
-    /// Optional; array or null.
-    OptArr,
+enum KeyRule {
+    /// Present, a string.
+    RequiredString,
+    /// Present, a string or null.
+    RequiredStringOrNull,
+    /// Absent, or a string.
+    OptionalString,
+    /// Absent, a string or null.
+    OptionalStringOrNull,
+    /// Absent, a bool or null.
+    OptionalBoolOrNull,
+    /// Absent, an object or null.
+    OptionalObjectOrNull,
+    /// Absent, an array or null.
+    OptionalArrayOrNull,
 }
 
-fn check(obj: &Map<String, Value>, rules: &[(&str, Want)], issues: &mut Vec<Issue>, prefix: &str) {
-    for (key, want) in rules {
-        let path = format!("{prefix}{key}");
-        let v = obj.get(*key);
-        let bad = |issues: &mut Vec<Issue>, kind| {
-            issues.push(Issue {
-                path: path.clone(),
-                kind,
-            })
+/// Adds an issue for each key of `obj` that breaks its rule; `prefix` places
+/// nested objects in the path (e.g. `metadata.mentions[0].`).
+fn check_keys(
+    obj: &Map<String, Value>,
+    rules: &[(&str, KeyRule)],
+    issues: &mut Vec<Issue>,
+    prefix: &str,
+) {
+    use KeyRule::*;
+    for (key, rule) in rules {
+        let kind = match (rule, obj.get(*key)) {
+            (RequiredString | RequiredStringOrNull, None) => "missing",
+            (_, None) => continue,
+            (RequiredString | OptionalString, Some(Value::String(_))) => continue,
+            (RequiredStringOrNull | OptionalStringOrNull, Some(Value::String(_) | Value::Null)) => {
+                continue
+            }
+            (OptionalBoolOrNull, Some(Value::Bool(_) | Value::Null)) => continue,
+            (OptionalObjectOrNull, Some(Value::Object(_) | Value::Null)) => continue,
+            (OptionalArrayOrNull, Some(Value::Array(_) | Value::Null)) => continue,
+            (_, Some(_)) => "wrong_type",
         };
-        match (want, v) {
-            (Want::Str, None) | (Want::StrOrNullKey, None) => bad(issues, "missing"),
-            (Want::Str, Some(Value::String(_))) => {}
-            (Want::Str, Some(_)) => bad(issues, "wrong_type"),
-            (Want::StrOrNullKey | Want::OptStr, Some(Value::String(_) | Value::Null)) => {}
-            (Want::OptStrNoNull, Some(Value::String(_))) => {}
-            (Want::OptBool, Some(Value::Bool(_) | Value::Null)) => {}
-            (Want::OptObj, Some(Value::Object(_) | Value::Null)) => {}
-            (Want::OptArr, Some(Value::Array(_) | Value::Null)) => {}
-            (_, None) => {}
-            (_, Some(_)) => bad(issues, "wrong_type"),
-        }
+        issues.push(Issue {
+            path: format!("{prefix}{key}"),
+            kind,
+        });
     }
 }
 
@@ -458,22 +464,22 @@ impl<T: Validated> Payload for T {
 
 impl Validated for ChatMessage {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("id", Str),
-                ("content", Str),
-                ("message_type", Str),
-                ("sender_id", Str),
-                ("sender_type", Str),
-                ("inserted_at", Str),
-                ("updated_at", Str),
-                ("sender_name", OptStr),
-                ("chat_room_id", OptStr),
-                ("thread_id", OptStr),
-                ("metadata", OptObj),
-                ("attachments", OptArr),
+                ("id", RequiredString),
+                ("content", RequiredString),
+                ("message_type", RequiredString),
+                ("sender_id", RequiredString),
+                ("sender_type", RequiredString),
+                ("inserted_at", RequiredString),
+                ("updated_at", RequiredString),
+                ("sender_name", OptionalStringOrNull),
+                ("chat_room_id", OptionalStringOrNull),
+                ("thread_id", OptionalStringOrNull),
+                ("metadata", OptionalObjectOrNull),
+                ("attachments", OptionalArrayOrNull),
             ],
             issues,
             "",
@@ -482,17 +488,17 @@ impl Validated for ChatMessage {
     }
 }
 
-impl Validated for RoomEvent {
+impl Validated for AgentRoom {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("id", Str),
-                ("inserted_at", Str),
-                ("updated_at", Str),
-                ("title", OptStr),
-                ("task_id", OptStr),
+                ("id", RequiredString),
+                ("inserted_at", RequiredString),
+                ("updated_at", RequiredString),
+                ("title", OptionalStringOrNull),
+                ("task_id", OptionalStringOrNull),
             ],
             issues,
             "",
@@ -502,7 +508,7 @@ impl Validated for RoomEvent {
 
 impl Validated for RoomDeleted {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        check(obj, &[("id", Want::Str)], issues, "");
+        check_keys(obj, &[("id", KeyRule::RequiredString)], issues, "");
         if obj.get("id").and_then(Value::as_str) == Some("") {
             issues.push(Issue {
                 path: "id".into(),
@@ -514,17 +520,17 @@ impl Validated for RoomDeleted {
 
 impl Validated for ParticipantAdded {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("id", Str),
-                ("name", Str),
-                ("type", Str),
-                ("handle", OptStrNoNull),
-                ("description", OptStr),
-                ("is_remote", OptBool),
-                ("is_external", OptBool),
+                ("id", RequiredString),
+                ("name", RequiredString),
+                ("type", RequiredString),
+                ("handle", OptionalString),
+                ("description", OptionalStringOrNull),
+                ("is_remote", OptionalBoolOrNull),
+                ("is_external", OptionalBoolOrNull),
             ],
             issues,
             "",
@@ -543,10 +549,14 @@ impl Validated for ParticipantAdded {
 
 impl Validated for ParticipantRemoved {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
-            &[("id", Str), ("name", Str), ("type", Str)],
+            &[
+                ("id", RequiredString),
+                ("name", RequiredString),
+                ("type", RequiredString),
+            ],
             issues,
             "",
         );
@@ -555,16 +565,16 @@ impl Validated for ParticipantRemoved {
 
 impl Validated for ContactRequestReceived {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("id", Str),
-                ("status", Str),
-                ("inserted_at", Str),
-                ("from_handle", OptStr),
-                ("from_name", OptStr),
-                ("message", OptStr),
+                ("id", RequiredString),
+                ("status", RequiredString),
+                ("inserted_at", RequiredString),
+                ("from_handle", OptionalStringOrNull),
+                ("from_name", OptionalStringOrNull),
+                ("message", OptionalStringOrNull),
             ],
             issues,
             "",
@@ -579,25 +589,30 @@ impl Validated for ContactRequestReceived {
 
 impl Validated for ContactRequestUpdated {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(obj, &[("id", Str), ("status", Str)], issues, "");
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[("id", RequiredString), ("status", RequiredString)],
+            issues,
+            "",
+        );
     }
 }
 
 impl Validated for ContactAdded {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("id", Str),
-                ("type", Str),
-                ("inserted_at", Str),
-                ("handle", StrOrNullKey),
-                ("name", StrOrNullKey),
-                ("description", OptStrNoNull),
-                ("is_remote", OptBool),
-                ("is_external", OptBool),
+                ("id", RequiredString),
+                ("type", RequiredString),
+                ("inserted_at", RequiredString),
+                ("handle", RequiredStringOrNull),
+                ("name", RequiredStringOrNull),
+                ("description", OptionalString),
+                ("is_remote", OptionalBoolOrNull),
+                ("is_external", OptionalBoolOrNull),
             ],
             issues,
             "",
@@ -607,20 +622,20 @@ impl Validated for ContactAdded {
 
 impl Validated for ContactRemoved {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        check(obj, &[("id", Want::Str)], issues, "");
+        check_keys(obj, &[("id", KeyRule::RequiredString)], issues, "");
     }
 }
 
 impl Validated for Supersede {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("reason", Str),
-                ("message", Str),
-                ("correlation_id", StrOrNullKey),
-                ("target_socket_id", OptStr),
+                ("reason", RequiredString),
+                ("message", RequiredString),
+                ("correlation_id", RequiredStringOrNull),
+                ("target_socket_id", OptionalStringOrNull),
             ],
             issues,
             "",
@@ -640,17 +655,17 @@ impl Validated for Supersede {
 
 impl Validated for AgentControl {
     fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
-        use Want::*;
-        check(
+        use KeyRule::*;
+        check_keys(
             obj,
             &[
-                ("mode", Str),
-                ("scope", Str),
-                ("agent_id", Str),
-                ("correlation_id", Str),
-                ("execution_id", StrOrNullKey),
-                ("room_id", StrOrNullKey),
-                ("reason", OptStrNoNull),
+                ("mode", RequiredString),
+                ("scope", RequiredString),
+                ("agent_id", RequiredString),
+                ("correlation_id", RequiredString),
+                ("execution_id", RequiredStringOrNull),
+                ("room_id", RequiredStringOrNull),
+                ("reason", OptionalString),
             ],
             issues,
             "",
@@ -686,10 +701,10 @@ fn normalise_message(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
             }
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    let rule = [("id", Want::Str)];
+                    let rule = [("id", KeyRule::RequiredString)];
                     match item {
                         Value::Object(m) => {
-                            check(m, &rule, issues, &format!("metadata.mentions[{i}]."))
+                            check_keys(m, &rule, issues, &format!("metadata.mentions[{i}]."))
                         }
                         _ => issues.push(Issue {
                             path: format!("metadata.mentions[{i}]"),
