@@ -2,54 +2,169 @@
 //! like the official core validator: required keys, null rules, and the
 //! normalisations it applies. Unknown events are kept as raw JSON.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::model::{ChatMessage, Extra};
 
-/// An event pushed on one of the agent's topics.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// A message addressed to the agent (`chat_room:<id>`).
-    MessageCreated(ChatMessage),
-    /// A message was edited (`chat_room:<id>`).
-    MessageUpdated(ChatMessage),
-    /// The agent was added to a room (`agent_rooms:<agent>`).
-    RoomAdded(RoomEvent),
-    /// The agent was removed from a room (`agent_rooms:<agent>`).
-    RoomRemoved(RoomEvent),
-    /// A room was deleted (`room_participants:<id>`).
-    RoomDeleted(RoomDeleted),
-    /// Someone joined a room (`room_participants:<id>`).
-    ParticipantAdded(ParticipantAdded),
-    /// Someone left a room (`room_participants:<id>`).
-    ParticipantRemoved(ParticipantRemoved),
-    /// A contact request arrived (`agent_contacts:<agent>`).
-    ContactRequestReceived(ContactRequestReceived),
-    /// A contact request changed status (`agent_contacts:<agent>`).
-    ContactRequestUpdated(ContactRequestUpdated),
-    /// A contact was added (`agent_contacts:<agent>`).
-    ContactAdded(ContactAdded),
-    /// A contact was removed (`agent_contacts:<agent>`).
-    ContactRemoved(ContactRemoved),
-    /// Another connection displaced this one (`agent_control:<agent>`).
-    Supersede(Supersede),
-    /// Interrupt / stop / play (`agent_control:<agent>`).
-    AgentControl(AgentControl),
-    /// An event row (thought, tool_call, ...) was created; no handler.
-    EventCreated(Value),
-    /// Any other event, kept verbatim.
-    Unknown {
-        /// Event name.
-        event: String,
-        /// Payload as received.
-        payload: Value,
-    },
+/// The families of the agent's topics, each spelled `<prefix>:<id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TopicKind {
+    /// `chat_room:<room id>`: a room's messages.
+    ChatRoom,
+    /// `room_participants:<room id>`: who is in a room.
+    RoomParticipants,
+    /// `agent_rooms:<agent id>`: the rooms the agent is in.
+    AgentRooms,
+    /// `agent_contacts:<agent id>`: the agent's contacts and requests.
+    AgentContacts,
+    /// `agent_control:<agent id>`: interrupts and displacement.
+    AgentControl,
 }
 
-/// `room_added` / `room_removed` payload.
+impl TopicKind {
+    /// Every topic kind.
+    pub const ALL: [TopicKind; 5] = [
+        TopicKind::ChatRoom,
+        TopicKind::RoomParticipants,
+        TopicKind::AgentRooms,
+        TopicKind::AgentContacts,
+        TopicKind::AgentControl,
+    ];
+
+    /// The part before `:`, e.g. `chat_room`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TopicKind::ChatRoom => "chat_room",
+            TopicKind::RoomParticipants => "room_participants",
+            TopicKind::AgentRooms => "agent_rooms",
+            TopicKind::AgentContacts => "agent_contacts",
+            TopicKind::AgentControl => "agent_control",
+        }
+    }
+
+    /// The topic of one room or agent, e.g. `chat_room:<id>`.
+    pub fn topic(self, id: &str) -> String {
+        format!("{}:{id}", self.prefix())
+    }
+
+    /// The kind of a topic such as `chat_room:<id>`; `None` for any other (e.g. `phoenix`).
+    pub fn of(topic: &str) -> Option<TopicKind> {
+        let (prefix, _) = topic.split_once(':')?;
+        TopicKind::ALL.into_iter().find(|k| k.prefix() == prefix)
+    }
+}
+
+/// Generates everything that maps event names from the one table below:
+/// the [`Event`] enum, [`KNOWN_EVENTS`], and `decode`, `name`, `topic_kind`
+/// and `payload` on [`Event`]. Validation lives with each payload type
+/// ([`Payload`]), so a row only says name, variant, payload type and topic.
+macro_rules! events {
+    ($(
+        $(#[$doc:meta])*
+        $name:literal => $variant:ident($payload:ty) on $topic:ident,
+    )*) => {
+        /// An event pushed on one of the agent's topics.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $(
+                $(#[$doc])*
+                #[doc = concat!("\n\n`", $name, "`, on [`TopicKind::", stringify!($topic), "`].")]
+                $variant($payload),
+            )*
+            /// Any other event, kept verbatim.
+            Unknown {
+                /// Event name.
+                event: String,
+                /// Payload as received.
+                payload: Value,
+            },
+        }
+
+        /// Names of the events [`Event::decode`] knows, in table order.
+        pub const KNOWN_EVENTS: &[&str] = &[$($name),*];
+
+        impl Event {
+            /// Decodes and validates one pushed event; other names become [`Event::Unknown`].
+            pub fn decode(event: &str, payload: Value) -> Result<Event, EventError> {
+                let decoded = match event {
+                    $( $name => <$payload as Payload>::decode(payload).map(Event::$variant), )*
+                    _ => {
+                        return Ok(Event::Unknown {
+                            event: event.to_string(),
+                            payload,
+                        })
+                    }
+                };
+                decoded.map_err(|issues| EventError {
+                    event: event.to_string(),
+                    issues,
+                })
+            }
+
+            /// The wire name of this event.
+            pub fn name(&self) -> &str {
+                match self {
+                    $( Event::$variant(_) => $name, )*
+                    Event::Unknown { event, .. } => event,
+                }
+            }
+
+            /// The kind of topic this event arrives on; `None` for unknown events.
+            pub fn topic_kind(&self) -> Option<TopicKind> {
+                match self {
+                    $( Event::$variant(_) => Some(TopicKind::$topic), )*
+                    Event::Unknown { .. } => None,
+                }
+            }
+
+            /// The payload as JSON again (for templating); nothing received is lost.
+            pub fn payload(&self) -> Value {
+                match self {
+                    $( Event::$variant(p) => p.to_json(), )*
+                    Event::Unknown { payload, .. } => payload.clone(),
+                }
+            }
+        }
+    };
+}
+
+// The table: each known event spelled once (platform spec §2).
+events! {
+    /// A message addressed to the agent.
+    "message_created" => MessageCreated(ChatMessage) on ChatRoom,
+    /// A message was edited.
+    "message_updated" => MessageUpdated(ChatMessage) on ChatRoom,
+    /// The agent was added to a room.
+    "room_added" => RoomAdded(AgentRoom) on AgentRooms,
+    /// The agent was removed from a room.
+    "room_removed" => RoomRemoved(AgentRoom) on AgentRooms,
+    /// A room was deleted.
+    "room_deleted" => RoomDeleted(RoomDeleted) on RoomParticipants,
+    /// Someone joined a room.
+    "participant_added" => ParticipantAdded(ParticipantAdded) on RoomParticipants,
+    /// Someone left a room.
+    "participant_removed" => ParticipantRemoved(ParticipantRemoved) on RoomParticipants,
+    /// A contact request arrived.
+    "contact_request_received" => ContactRequestReceived(ContactRequestReceived) on AgentContacts,
+    /// A contact request changed status.
+    "contact_request_updated" => ContactRequestUpdated(ContactRequestUpdated) on AgentContacts,
+    /// A contact was added.
+    "contact_added" => ContactAdded(ContactAdded) on AgentContacts,
+    /// A contact was removed.
+    "contact_removed" => ContactRemoved(ContactRemoved) on AgentContacts,
+    /// Another connection displaced this one.
+    "supersede" => Supersede(Supersede) on AgentControl,
+    /// Interrupt / stop / play.
+    "agent.control" => AgentControl(AgentControl) on AgentControl,
+    /// An event row (thought, tool_call, ...) was created; no handler, so kept as JSON.
+    "event_created" => EventCreated(Value) on ChatRoom,
+}
+
+/// A room in the agent's list: the `room_added` / `room_removed` payload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RoomEvent {
+pub struct AgentRoom {
     /// Room id.
     pub id: String,
     /// Creation time.
@@ -245,346 +360,328 @@ pub struct EventError {
     pub issues: Vec<Issue>,
 }
 
-/// What a key may hold.
+/// What a payload key may hold. `Required` keys must be present, `Optional`
+/// ones may be absent; `OrNull` means null is accepted too (the core
+/// validator's null rules differ per key, hence one variant per rule).
 #[derive(Clone, Copy)]
-enum Want {
-    /// Required string.
-    Str,
-    /// Key required, string or null.
-    StrOrNullKey,
-    /// Optional; string or null.
-    OptStr,
-    /// Optional; string only (null rejected).
-    OptStrNoNull,
-    /// Optional; bool or null.
-    OptBool,
-    /// Optional; object or null.
-    OptObj,
-    /// Optional; array or null.
-    OptArr,
+enum KeyRule {
+    /// Present, a string.
+    RequiredString,
+    /// Present, a string or null.
+    RequiredStringOrNull,
+    /// Absent, or a string.
+    OptionalString,
+    /// Absent, a string or null.
+    OptionalStringOrNull,
+    /// Absent, a bool or null.
+    OptionalBoolOrNull,
+    /// Absent, an object or null.
+    OptionalObjectOrNull,
+    /// Absent, an array or null.
+    OptionalArrayOrNull,
 }
 
-fn check(obj: &Map<String, Value>, rules: &[(&str, Want)], issues: &mut Vec<Issue>, prefix: &str) {
-    for (key, want) in rules {
-        let path = format!("{prefix}{key}");
-        let v = obj.get(*key);
-        let bad = |issues: &mut Vec<Issue>, kind| {
-            issues.push(Issue {
-                path: path.clone(),
-                kind,
-            })
+/// Adds an issue for each key of `obj` that breaks its rule; `prefix` places
+/// nested objects in the path (e.g. `metadata.mentions[0].`).
+fn check_keys(
+    obj: &Map<String, Value>,
+    rules: &[(&str, KeyRule)],
+    issues: &mut Vec<Issue>,
+    prefix: &str,
+) {
+    use KeyRule::*;
+    for (key, rule) in rules {
+        let kind = match (rule, obj.get(*key)) {
+            (RequiredString | RequiredStringOrNull, None) => "missing",
+            (_, None) => continue,
+            (RequiredString | OptionalString, Some(Value::String(_))) => continue,
+            (RequiredStringOrNull | OptionalStringOrNull, Some(Value::String(_) | Value::Null)) => {
+                continue
+            }
+            (OptionalBoolOrNull, Some(Value::Bool(_) | Value::Null)) => continue,
+            (OptionalObjectOrNull, Some(Value::Object(_) | Value::Null)) => continue,
+            (OptionalArrayOrNull, Some(Value::Array(_) | Value::Null)) => continue,
+            (_, Some(_)) => "wrong_type",
         };
-        match (want, v) {
-            (Want::Str, None) | (Want::StrOrNullKey, None) => bad(issues, "missing"),
-            (Want::Str, Some(Value::String(_))) => {}
-            (Want::Str, Some(_)) => bad(issues, "wrong_type"),
-            (Want::StrOrNullKey | Want::OptStr, Some(Value::String(_) | Value::Null)) => {}
-            (Want::OptStrNoNull, Some(Value::String(_))) => {}
-            (Want::OptBool, Some(Value::Bool(_) | Value::Null)) => {}
-            (Want::OptObj, Some(Value::Object(_) | Value::Null)) => {}
-            (Want::OptArr, Some(Value::Array(_) | Value::Null)) => {}
-            (_, None) => {}
-            (_, Some(_)) => bad(issues, "wrong_type"),
+        issues.push(Issue {
+            path: format!("{prefix}{key}"),
+            kind,
+        });
+    }
+}
+
+/// How a payload type is decoded from, and turned back into, JSON.
+trait Payload: Sized {
+    /// Checks and decodes one payload; the issues become an [`EventError`].
+    fn decode(payload: Value) -> Result<Self, Vec<Issue>>;
+    /// The payload as JSON again.
+    fn to_json(&self) -> Value;
+}
+
+/// `event_created` has no handler, so nothing is checked: any JSON is kept.
+impl Payload for Value {
+    fn decode(payload: Value) -> Result<Self, Vec<Issue>> {
+        Ok(payload)
+    }
+
+    fn to_json(&self) -> Value {
+        self.clone()
+    }
+}
+
+/// A payload type with key rules, checked before serde sees the object so
+/// that errors name every bad key (as the core validator does), not just the first.
+trait Validated: Serialize + DeserializeOwned {
+    /// Checks the keys and applies the core validator's normalisations.
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>);
+}
+
+impl<T: Validated> Payload for T {
+    fn decode(payload: Value) -> Result<Self, Vec<Issue>> {
+        let Value::Object(mut obj) = payload else {
+            return Err(vec![Issue {
+                path: String::new(),
+                kind: "wrong_type",
+            }]);
+        };
+        let mut issues = Vec::new();
+        T::validate(&mut obj, &mut issues);
+        if !issues.is_empty() {
+            return Err(issues);
+        }
+        serde_json::from_value(Value::Object(obj)).map_err(|e| {
+            vec![Issue {
+                path: e.to_string(),
+                kind: "wrong_type",
+            }]
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl Validated for ChatMessage {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("id", RequiredString),
+                ("content", RequiredString),
+                ("message_type", RequiredString),
+                ("sender_id", RequiredString),
+                ("sender_type", RequiredString),
+                ("inserted_at", RequiredString),
+                ("updated_at", RequiredString),
+                ("sender_name", OptionalStringOrNull),
+                ("chat_room_id", OptionalStringOrNull),
+                ("thread_id", OptionalStringOrNull),
+                ("metadata", OptionalObjectOrNull),
+                ("attachments", OptionalArrayOrNull),
+            ],
+            issues,
+            "",
+        );
+        normalise_message(obj, issues);
+    }
+}
+
+impl Validated for AgentRoom {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("id", RequiredString),
+                ("inserted_at", RequiredString),
+                ("updated_at", RequiredString),
+                ("title", OptionalStringOrNull),
+                ("task_id", OptionalStringOrNull),
+            ],
+            issues,
+            "",
+        );
+    }
+}
+
+impl Validated for RoomDeleted {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        check_keys(obj, &[("id", KeyRule::RequiredString)], issues, "");
+        if obj.get("id").and_then(Value::as_str) == Some("") {
+            issues.push(Issue {
+                path: "id".into(),
+                kind: "empty",
+            });
         }
     }
 }
 
-/// Names of the events [`decode`] knows.
-pub const KNOWN_EVENTS: &[&str] = &[
-    "message_created",
-    "message_updated",
-    "room_added",
-    "room_removed",
-    "room_deleted",
-    "participant_added",
-    "participant_removed",
-    "contact_request_received",
-    "contact_request_updated",
-    "contact_added",
-    "contact_removed",
-    "supersede",
-    "agent.control",
-    "event_created",
-];
-
-impl Event {
-    /// Decodes and validates one pushed event.
-    pub fn decode(event: &str, payload: Value) -> Result<Event, EventError> {
-        let err = |issues: Vec<Issue>| EventError {
-            event: event.to_string(),
+impl Validated for ParticipantAdded {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("id", RequiredString),
+                ("name", RequiredString),
+                ("type", RequiredString),
+                ("handle", OptionalString),
+                ("description", OptionalStringOrNull),
+                ("is_remote", OptionalBoolOrNull),
+                ("is_external", OptionalBoolOrNull),
+            ],
             issues,
-        };
-        if event == "event_created" {
-            return Ok(Event::EventCreated(payload));
+            "",
+        );
+        // The core validator mirrors the two flags onto each other.
+        let flag = obj
+            .get("is_remote")
+            .and_then(Value::as_bool)
+            .or_else(|| obj.get("is_external").and_then(Value::as_bool));
+        if let Some(flag) = flag {
+            obj.insert("is_remote".into(), Value::Bool(flag));
+            obj.insert("is_external".into(), Value::Bool(flag));
         }
-        if !KNOWN_EVENTS.contains(&event) {
-            return Ok(Event::Unknown {
-                event: event.to_string(),
-                payload,
-            });
-        }
-        let Value::Object(mut obj) = payload else {
-            return Err(err(vec![Issue {
-                path: String::new(),
-                kind: "wrong_type",
-            }]));
-        };
-        let mut issues = Vec::new();
-        use Want::*;
-        match event {
-            "message_created" | "message_updated" => {
-                check(
-                    &obj,
-                    &[
-                        ("id", Str),
-                        ("content", Str),
-                        ("message_type", Str),
-                        ("sender_id", Str),
-                        ("sender_type", Str),
-                        ("inserted_at", Str),
-                        ("updated_at", Str),
-                        ("sender_name", OptStr),
-                        ("chat_room_id", OptStr),
-                        ("thread_id", OptStr),
-                        ("metadata", OptObj),
-                        ("attachments", OptArr),
-                    ],
-                    &mut issues,
-                    "",
-                );
-                normalise_message(&mut obj, &mut issues);
+    }
+}
+
+impl Validated for ParticipantRemoved {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("id", RequiredString),
+                ("name", RequiredString),
+                ("type", RequiredString),
+            ],
+            issues,
+            "",
+        );
+    }
+}
+
+impl Validated for ContactRequestReceived {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("id", RequiredString),
+                ("status", RequiredString),
+                ("inserted_at", RequiredString),
+                ("from_handle", OptionalStringOrNull),
+                ("from_name", OptionalStringOrNull),
+                ("message", OptionalStringOrNull),
+            ],
+            issues,
+            "",
+        );
+        for key in ["from_handle", "from_name", "message"] {
+            if obj.get(key) == Some(&Value::Null) {
+                obj.remove(key);
             }
-            "room_added" | "room_removed" => check(
-                &obj,
-                &[
-                    ("id", Str),
-                    ("inserted_at", Str),
-                    ("updated_at", Str),
-                    ("title", OptStr),
-                    ("task_id", OptStr),
-                ],
-                &mut issues,
-                "",
-            ),
-            "room_deleted" => {
-                check(&obj, &[("id", Str)], &mut issues, "");
-                if obj.get("id").and_then(Value::as_str) == Some("") {
+        }
+    }
+}
+
+impl Validated for ContactRequestUpdated {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[("id", RequiredString), ("status", RequiredString)],
+            issues,
+            "",
+        );
+    }
+}
+
+impl Validated for ContactAdded {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("id", RequiredString),
+                ("type", RequiredString),
+                ("inserted_at", RequiredString),
+                ("handle", RequiredStringOrNull),
+                ("name", RequiredStringOrNull),
+                ("description", OptionalString),
+                ("is_remote", OptionalBoolOrNull),
+                ("is_external", OptionalBoolOrNull),
+            ],
+            issues,
+            "",
+        );
+    }
+}
+
+impl Validated for ContactRemoved {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        check_keys(obj, &[("id", KeyRule::RequiredString)], issues, "");
+    }
+}
+
+impl Validated for Supersede {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("reason", RequiredString),
+                ("message", RequiredString),
+                ("correlation_id", RequiredStringOrNull),
+                ("target_socket_id", OptionalStringOrNull),
+            ],
+            issues,
+            "",
+        );
+        let retryable = obj
+            .get("retryable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        obj.insert("retryable".into(), Value::Bool(retryable));
+        let retry_after = obj.get("retry_after").and_then(Value::as_u64);
+        obj.insert(
+            "retry_after".into(),
+            retry_after.map(Value::from).unwrap_or(Value::Null),
+        );
+    }
+}
+
+impl Validated for AgentControl {
+    fn validate(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
+        use KeyRule::*;
+        check_keys(
+            obj,
+            &[
+                ("mode", RequiredString),
+                ("scope", RequiredString),
+                ("agent_id", RequiredString),
+                ("correlation_id", RequiredString),
+                ("execution_id", RequiredStringOrNull),
+                ("room_id", RequiredStringOrNull),
+                ("reason", OptionalString),
+            ],
+            issues,
+            "",
+        );
+        for (key, allowed) in [
+            ("mode", &["interrupt", "stop", "play"][..]),
+            ("scope", &["agent", "room"][..]),
+        ] {
+            if let Some(v) = obj.get(key).and_then(Value::as_str) {
+                if !allowed.contains(&v) {
                     issues.push(Issue {
-                        path: "id".into(),
-                        kind: "empty",
+                        path: key.into(),
+                        kind: "invalid_value",
                     });
                 }
             }
-            "participant_added" => {
-                check(
-                    &obj,
-                    &[
-                        ("id", Str),
-                        ("name", Str),
-                        ("type", Str),
-                        ("handle", OptStrNoNull),
-                        ("description", OptStr),
-                        ("is_remote", OptBool),
-                        ("is_external", OptBool),
-                    ],
-                    &mut issues,
-                    "",
-                );
-                // The core validator mirrors the two flags onto each other.
-                let flag = obj
-                    .get("is_remote")
-                    .and_then(Value::as_bool)
-                    .or_else(|| obj.get("is_external").and_then(Value::as_bool));
-                if let Some(flag) = flag {
-                    obj.insert("is_remote".into(), Value::Bool(flag));
-                    obj.insert("is_external".into(), Value::Bool(flag));
-                }
-            }
-            "participant_removed" => check(
-                &obj,
-                &[("id", Str), ("name", Str), ("type", Str)],
-                &mut issues,
-                "",
-            ),
-            "contact_request_received" => {
-                check(
-                    &obj,
-                    &[
-                        ("id", Str),
-                        ("status", Str),
-                        ("inserted_at", Str),
-                        ("from_handle", OptStr),
-                        ("from_name", OptStr),
-                        ("message", OptStr),
-                    ],
-                    &mut issues,
-                    "",
-                );
-                for key in ["from_handle", "from_name", "message"] {
-                    if obj.get(key) == Some(&Value::Null) {
-                        obj.remove(key);
-                    }
-                }
-            }
-            "contact_request_updated" => {
-                check(&obj, &[("id", Str), ("status", Str)], &mut issues, "")
-            }
-            "contact_added" => check(
-                &obj,
-                &[
-                    ("id", Str),
-                    ("type", Str),
-                    ("inserted_at", Str),
-                    ("handle", StrOrNullKey),
-                    ("name", StrOrNullKey),
-                    ("description", OptStrNoNull),
-                    ("is_remote", OptBool),
-                    ("is_external", OptBool),
-                ],
-                &mut issues,
-                "",
-            ),
-            "contact_removed" => check(&obj, &[("id", Str)], &mut issues, ""),
-            "supersede" => {
-                check(
-                    &obj,
-                    &[
-                        ("reason", Str),
-                        ("message", Str),
-                        ("correlation_id", StrOrNullKey),
-                        ("target_socket_id", OptStr),
-                    ],
-                    &mut issues,
-                    "",
-                );
-                let retryable = obj
-                    .get("retryable")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                obj.insert("retryable".into(), Value::Bool(retryable));
-                let retry_after = obj.get("retry_after").and_then(Value::as_u64);
-                obj.insert(
-                    "retry_after".into(),
-                    retry_after.map(Value::from).unwrap_or(Value::Null),
-                );
-            }
-            "agent.control" => {
-                check(
-                    &obj,
-                    &[
-                        ("mode", Str),
-                        ("scope", Str),
-                        ("agent_id", Str),
-                        ("correlation_id", Str),
-                        ("execution_id", StrOrNullKey),
-                        ("room_id", StrOrNullKey),
-                        ("reason", OptStrNoNull),
-                    ],
-                    &mut issues,
-                    "",
-                );
-                for (key, allowed) in [
-                    ("mode", &["interrupt", "stop", "play"][..]),
-                    ("scope", &["agent", "room"][..]),
-                ] {
-                    if let Some(v) = obj.get(key).and_then(Value::as_str) {
-                        if !allowed.contains(&v) {
-                            issues.push(Issue {
-                                path: key.into(),
-                                kind: "invalid_value",
-                            });
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        if !issues.is_empty() {
-            return Err(err(issues));
-        }
-        let value = Value::Object(obj);
-        let typed = |v: Value| -> Result<Event, EventError> {
-            let fail = |e: serde_json::Error| {
-                err(vec![Issue {
-                    path: e.to_string(),
-                    kind: "wrong_type",
-                }])
-            };
-            Ok(match event {
-                "message_created" => {
-                    Event::MessageCreated(serde_json::from_value(v).map_err(fail)?)
-                }
-                "message_updated" => {
-                    Event::MessageUpdated(serde_json::from_value(v).map_err(fail)?)
-                }
-                "room_added" => Event::RoomAdded(serde_json::from_value(v).map_err(fail)?),
-                "room_removed" => Event::RoomRemoved(serde_json::from_value(v).map_err(fail)?),
-                "room_deleted" => Event::RoomDeleted(serde_json::from_value(v).map_err(fail)?),
-                "participant_added" => {
-                    Event::ParticipantAdded(serde_json::from_value(v).map_err(fail)?)
-                }
-                "participant_removed" => {
-                    Event::ParticipantRemoved(serde_json::from_value(v).map_err(fail)?)
-                }
-                "contact_request_received" => {
-                    Event::ContactRequestReceived(serde_json::from_value(v).map_err(fail)?)
-                }
-                "contact_request_updated" => {
-                    Event::ContactRequestUpdated(serde_json::from_value(v).map_err(fail)?)
-                }
-                "contact_added" => Event::ContactAdded(serde_json::from_value(v).map_err(fail)?),
-                "contact_removed" => {
-                    Event::ContactRemoved(serde_json::from_value(v).map_err(fail)?)
-                }
-                "supersede" => Event::Supersede(serde_json::from_value(v).map_err(fail)?),
-                "agent.control" => Event::AgentControl(serde_json::from_value(v).map_err(fail)?),
-                other => Event::Unknown {
-                    event: other.to_string(),
-                    payload: v,
-                },
-            })
-        };
-        typed(value)
-    }
-
-    /// The wire name of this event.
-    pub fn name(&self) -> &str {
-        match self {
-            Event::MessageCreated(_) => "message_created",
-            Event::MessageUpdated(_) => "message_updated",
-            Event::RoomAdded(_) => "room_added",
-            Event::RoomRemoved(_) => "room_removed",
-            Event::RoomDeleted(_) => "room_deleted",
-            Event::ParticipantAdded(_) => "participant_added",
-            Event::ParticipantRemoved(_) => "participant_removed",
-            Event::ContactRequestReceived(_) => "contact_request_received",
-            Event::ContactRequestUpdated(_) => "contact_request_updated",
-            Event::ContactAdded(_) => "contact_added",
-            Event::ContactRemoved(_) => "contact_removed",
-            Event::Supersede(_) => "supersede",
-            Event::AgentControl(_) => "agent.control",
-            Event::EventCreated(_) => "event_created",
-            Event::Unknown { event, .. } => event,
-        }
-    }
-
-    /// The payload as JSON again (for templating); nothing received is lost.
-    pub fn payload(&self) -> Value {
-        let to = |r: Result<Value, serde_json::Error>| r.unwrap_or(Value::Null);
-        match self {
-            Event::MessageCreated(m) | Event::MessageUpdated(m) => to(serde_json::to_value(m)),
-            Event::RoomAdded(r) | Event::RoomRemoved(r) => to(serde_json::to_value(r)),
-            Event::RoomDeleted(r) => to(serde_json::to_value(r)),
-            Event::ParticipantAdded(p) => to(serde_json::to_value(p)),
-            Event::ParticipantRemoved(p) => to(serde_json::to_value(p)),
-            Event::ContactRequestReceived(c) => to(serde_json::to_value(c)),
-            Event::ContactRequestUpdated(c) => to(serde_json::to_value(c)),
-            Event::ContactAdded(c) => to(serde_json::to_value(c)),
-            Event::ContactRemoved(c) => to(serde_json::to_value(c)),
-            Event::Supersede(s) => to(serde_json::to_value(s)),
-            Event::AgentControl(a) => to(serde_json::to_value(a)),
-            Event::EventCreated(v) => v.clone(),
-            Event::Unknown { payload, .. } => payload.clone(),
         }
     }
 }
@@ -604,10 +701,10 @@ fn normalise_message(obj: &mut Map<String, Value>, issues: &mut Vec<Issue>) {
             }
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
-                    let rule = [("id", Want::Str)];
+                    let rule = [("id", KeyRule::RequiredString)];
                     match item {
                         Value::Object(m) => {
-                            check(m, &rule, issues, &format!("metadata.mentions[{i}]."))
+                            check_keys(m, &rule, issues, &format!("metadata.mentions[{i}]."))
                         }
                         _ => issues.push(Issue {
                             path: format!("metadata.mentions[{i}]"),
@@ -686,5 +783,179 @@ mod tests {
         let e = Event::decode("task_created", json!({"x": 1})).unwrap();
         assert_eq!(e.name(), "task_created");
         assert_eq!(e.payload(), json!({"x": 1}));
+    }
+
+    /// Each known event, spelled here independently of the table: a minimal
+    /// valid payload, a test for the variant it must decode to, and its topic.
+    /// A wrong table row (name, variant or topic) fails `table_round_trips`.
+    type Row = (&'static str, Value, fn(&Event) -> bool, TopicKind);
+
+    fn expected_rows() -> Vec<Row> {
+        let room = json!({"id":"r","inserted_at":"t","updated_at":"t"});
+        vec![
+            (
+                "message_created",
+                message(),
+                |e| matches!(e, Event::MessageCreated(_)),
+                TopicKind::ChatRoom,
+            ),
+            (
+                "message_updated",
+                message(),
+                |e| matches!(e, Event::MessageUpdated(_)),
+                TopicKind::ChatRoom,
+            ),
+            (
+                "room_added",
+                room.clone(),
+                |e| matches!(e, Event::RoomAdded(_)),
+                TopicKind::AgentRooms,
+            ),
+            (
+                "room_removed",
+                room,
+                |e| matches!(e, Event::RoomRemoved(_)),
+                TopicKind::AgentRooms,
+            ),
+            (
+                "room_deleted",
+                json!({"id":"r"}),
+                |e| matches!(e, Event::RoomDeleted(_)),
+                TopicKind::RoomParticipants,
+            ),
+            (
+                "participant_added",
+                json!({"id":"a","name":"A","type":"Agent"}),
+                |e| matches!(e, Event::ParticipantAdded(_)),
+                TopicKind::RoomParticipants,
+            ),
+            (
+                "participant_removed",
+                json!({"id":"a","name":"A","type":"Agent"}),
+                |e| matches!(e, Event::ParticipantRemoved(_)),
+                TopicKind::RoomParticipants,
+            ),
+            (
+                "contact_request_received",
+                json!({"id":"q","status":"pending","inserted_at":"t"}),
+                |e| matches!(e, Event::ContactRequestReceived(_)),
+                TopicKind::AgentContacts,
+            ),
+            (
+                "contact_request_updated",
+                json!({"id":"q","status":"approved"}),
+                |e| matches!(e, Event::ContactRequestUpdated(_)),
+                TopicKind::AgentContacts,
+            ),
+            (
+                "contact_added",
+                json!({"id":"c","type":"User","inserted_at":"t","handle":null,"name":null}),
+                |e| matches!(e, Event::ContactAdded(_)),
+                TopicKind::AgentContacts,
+            ),
+            (
+                "contact_removed",
+                json!({"id":"c"}),
+                |e| matches!(e, Event::ContactRemoved(_)),
+                TopicKind::AgentContacts,
+            ),
+            (
+                "supersede",
+                json!({"reason":"r","message":"m","correlation_id":null}),
+                |e| matches!(e, Event::Supersede(_)),
+                TopicKind::AgentControl,
+            ),
+            (
+                "agent.control",
+                json!({"mode":"stop","scope":"agent","agent_id":"a","correlation_id":"c",
+                       "execution_id":null,"room_id":null}),
+                |e| matches!(e, Event::AgentControl(_)),
+                TopicKind::AgentControl,
+            ),
+            (
+                "event_created",
+                json!({"type":"thought"}),
+                |e| matches!(e, Event::EventCreated(_)),
+                TopicKind::ChatRoom,
+            ),
+        ]
+    }
+
+    #[test]
+    fn table_round_trips() {
+        let rows = expected_rows();
+        let mut names: Vec<_> = rows.iter().map(|r| r.0).collect();
+        names.sort_unstable();
+        let mut known = KNOWN_EVENTS.to_vec();
+        known.sort_unstable();
+        assert_eq!(
+            known, names,
+            "KNOWN_EVENTS differs from the expected events"
+        );
+        known.dedup();
+        assert_eq!(
+            known.len(),
+            KNOWN_EVENTS.len(),
+            "an event name is listed twice"
+        );
+
+        for (i, (name, payload, is_variant, topic)) in rows.iter().enumerate() {
+            let event = Event::decode(name, payload.clone())
+                .unwrap_or_else(|e| panic!("{name}: minimal payload rejected: {e}"));
+            assert!(is_variant(&event), "{name} decoded to {event:?}");
+            for (j, other) in rows.iter().enumerate() {
+                assert!(
+                    i == j || !(other.2)(&event),
+                    "{name} decodes to {}'s variant",
+                    other.0
+                );
+            }
+            assert_eq!(
+                event.name(),
+                *name,
+                "variant of {name} names itself differently"
+            );
+            assert_eq!(event.topic_kind(), Some(*topic), "{name} topic");
+            // Every key sent comes back unchanged from `payload()`.
+            let back = event.payload();
+            for (key, value) in payload.as_object().unwrap() {
+                assert_eq!(
+                    back.get(key),
+                    Some(value),
+                    "{name}: {key} lost by payload()"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_unknown() {
+        for name in [
+            "task_created",
+            "Message_Created",
+            "message_created ",
+            "agent_control",
+            "",
+        ] {
+            let e = Event::decode(name, json!({"x": 1})).unwrap();
+            assert!(
+                matches!(&e, Event::Unknown { event, .. } if event == name),
+                "{name:?}"
+            );
+            assert_eq!(e.name(), name);
+            assert_eq!(e.topic_kind(), None);
+            assert_eq!(e.payload(), json!({"x": 1}));
+        }
+    }
+
+    #[test]
+    fn topic_kinds_round_trip() {
+        for kind in TopicKind::ALL {
+            assert_eq!(TopicKind::of(&kind.topic("x:1")), Some(kind));
+        }
+        assert_eq!(TopicKind::ChatRoom.topic("r1"), "chat_room:r1");
+        assert_eq!(TopicKind::of("phoenix"), None);
+        assert_eq!(TopicKind::of("chat_room"), None);
+        assert_eq!(TopicKind::of("user_rooms:u1"), None);
     }
 }

@@ -277,9 +277,9 @@ pub struct MessageStatus {
     pub success: bool,
 }
 
-/// Response to `POST .../events`.
+/// Response to `POST .../events` (`post_event`); not the `event_created` socket event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EventCreated {
+pub struct EventPosted {
     /// New event id.
     pub id: String,
     /// The event's type.

@@ -10,7 +10,7 @@ use super::http::{
 };
 use band_wire::model::{
     AgentContact, AgentMe, ChatMessage, ChatParticipant, ChatRoom, ContactRequestStatus,
-    ContactRequests, EventCreated, Mention, MessageSent, MessageStatus, Peer,
+    ContactRequests, EventPosted, Mention, MessageSent, MessageStatus, Peer,
 };
 
 /// Most pages [`AgentApi::list_all_chats`] will fetch.
@@ -236,7 +236,7 @@ impl AgentApi {
         message_type: &str,
         content: &str,
         metadata: Option<&Value>,
-    ) -> Result<EventCreated, ApiError> {
+    ) -> Result<EventPosted, ApiError> {
         let mut event = Map::new();
         event.insert("content".into(), content.into());
         event.insert("message_type".into(), message_type.into());

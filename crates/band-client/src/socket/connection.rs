@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use super::backoff::jittered;
 use super::{Counters, SocketConfig, SocketError, SocketEvent, Status, StopReason};
-use band_wire::events::Event;
+use band_wire::events::{Event, TopicKind};
 use band_wire::frame::{control, Frame};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -839,7 +839,7 @@ impl Driver {
             ..
         } = frame;
         match Event::decode(&event, payload) {
-            Ok(Event::Supersede(s)) if topic.starts_with("agent_control:") => {
+            Ok(Event::Supersede(s)) if TopicKind::of(&topic) == Some(TopicKind::AgentControl) => {
                 warn!(reason = %s.reason, retryable = s.retryable, "socket: superseded");
                 let retryable = s.retryable;
                 let after = s.retry_after;
