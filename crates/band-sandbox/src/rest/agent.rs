@@ -28,7 +28,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/agent/peers", get(shared::peers::<A>))
         .route(
             "/api/v1/agent/chats",
-            get(list_chats).post(shared::create_chat::<A>),
+            get(shared::list_chats::<A>).post(shared::create_chat::<A>),
         )
         .route("/api/v1/agent/chats/{chat}", get(shared::get_chat::<A>))
         .route(
@@ -52,7 +52,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/agent/chats/{chat}/activity", post(activity))
         .route(
             "/api/v1/agent/chats/{chat}/participants",
-            get(list_participants).post(shared::add_participant::<A>),
+            get(shared::list_participants::<A>).post(shared::add_participant::<A>),
         )
         .route(
             "/api/v1/agent/chats/{chat}/participants/{pid}",
@@ -79,15 +79,6 @@ fn agent(sb: &Sandbox, h: &HeaderMap) -> Result<Principal, ApiError> {
 async fn me(State(sb): Sb, h: HeaderMap) -> ApiResult {
     let who = agent(&sb, &h)?;
     ok(sb.world().agent_me(&who.id))
-}
-
-async fn list_chats(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
-    let online = sb.hub().presence();
-    let rows = sb.world().list_rooms(&who, &q.list("include"), &online);
-    let (page, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(page.into(), meta)
 }
 
 /// Pages a message list: deprecated `page`/`page_size` when given, else cursor.
@@ -185,15 +176,6 @@ async fn activity(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: B
     let b: Activity = parse_body(&body)?;
     sb.world().get_room(&who, &chat)?;
     ok(json!({ "working": b.working }))
-}
-
-async fn list_participants(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let online = sb.hub().presence();
-    ok(sb
-        .world()
-        .list_participants(&who, &chat, None, &online)?
-        .into())
 }
 
 async fn context(

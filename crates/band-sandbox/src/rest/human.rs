@@ -25,7 +25,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/me/profile", get(profile))
         .route(
             "/api/v1/me/chats",
-            get(list_chats).post(shared::create_chat::<H>),
+            get(shared::list_chats::<H>).post(shared::create_chat::<H>),
         )
         .route("/api/v1/me/chats/{chat}", get(shared::get_chat::<H>))
         .route(
@@ -34,7 +34,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         )
         .route(
             "/api/v1/me/chats/{chat}/participants",
-            get(list_participants).post(shared::add_participant::<H>),
+            get(shared::list_participants::<H>).post(shared::add_participant::<H>),
         )
         .route(
             "/api/v1/me/chats/{chat}/participants/{pid}",
@@ -66,18 +66,6 @@ async fn profile(State(sb): Sb, h: HeaderMap) -> ApiResult {
     ok(sb.world().user_profile(&who.id))
 }
 
-async fn list_chats(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
-    let online = sb.hub().presence();
-    let mut rows = sb.world().list_rooms(&who, &q.list("include"), &online);
-    // Newest first unless `order=asc`.
-    if q.get("order") != Some("asc") {
-        rows.reverse();
-    }
-    page(rows, &q, 20)
-}
-
 async fn list_messages(
     State(sb): Sb,
     h: HeaderMap,
@@ -91,21 +79,6 @@ async fn list_messages(
     let rows = sb
         .world()
         .user_messages(&who, &chat, q.get("after"), &types)?;
-    page(rows, &q, 20)
-}
-
-async fn list_participants(
-    State(sb): Sb,
-    h: HeaderMap,
-    Path(chat): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
-    let online = sb.hub().presence();
-    let rows = sb
-        .world()
-        .list_participants(&who, &chat, q.get("participant_type"), &online)?;
     page(rows, &q, 20)
 }
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
+use serde_json::Value;
 
 use super::bodies::{AddParticipant, CreateChat, RemoveContact, SendMessage};
-use super::{created, offset_page, ok, ok_meta, parse_body, ApiResult, Query};
+use super::{created, offset_page, ok, ok_meta, page, parse_body, ApiResult, Query};
 use crate::error::ApiError;
 use crate::hub::Principal;
 use crate::Sandbox;
@@ -26,6 +27,15 @@ pub trait ApiSide: Send + Sync + 'static {
     fn caller(sb: &Sandbox, headers: &HeaderMap) -> Result<Principal, ApiError> {
         sb.caller(headers, Self::KIND)
     }
+
+    /// A page of the caller's rooms (oldest first as the world lists them).
+    fn room_page(rows: Vec<Value>, q: &Query) -> ApiResult;
+
+    /// The participant type filter this API reads from the query, if any.
+    fn participant_type(q: &Query) -> Option<&str>;
+
+    /// The participant list as this API answers it.
+    fn participant_page(rows: Vec<Value>, q: &Query) -> ApiResult;
 }
 
 /// The agent API (`/api/v1/agent/*`).
@@ -33,6 +43,20 @@ pub struct AgentSide;
 
 impl ApiSide for AgentSide {
     const KIND: EntityType = EntityType::Agent;
+
+    fn room_page(rows: Vec<Value>, q: &Query) -> ApiResult {
+        let (page, meta) = offset_page(&rows, q, 50)?;
+        ok_meta(page.into(), meta)
+    }
+
+    fn participant_type(_: &Query) -> Option<&str> {
+        None
+    }
+
+    /// Agents get every participant, unpaged.
+    fn participant_page(rows: Vec<Value>, _: &Query) -> ApiResult {
+        ok(rows.into())
+    }
 }
 
 /// The human API (`/api/v1/me/*`).
@@ -40,6 +64,51 @@ pub struct HumanSide;
 
 impl ApiSide for HumanSide {
     const KIND: EntityType = EntityType::User;
+
+    /// Newest first unless `order=asc`.
+    fn room_page(mut rows: Vec<Value>, q: &Query) -> ApiResult {
+        if q.get("order") != Some("asc") {
+            rows.reverse();
+        }
+        page(rows, q, 20)
+    }
+
+    fn participant_type(q: &Query) -> Option<&str> {
+        q.get("participant_type")
+    }
+
+    fn participant_page(rows: Vec<Value>, q: &Query) -> ApiResult {
+        page(rows, q, 20)
+    }
+}
+
+/// `GET …/chats`.
+pub async fn list_chats<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let q = Query::parse(q.as_deref());
+    let online = sb.hub().presence();
+    let rows = sb.world().list_rooms(&who, &q.list("include"), &online);
+    S::room_page(rows, &q)
+}
+
+/// `GET …/chats/{chat}/participants`.
+pub async fn list_participants<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let q = Query::parse(q.as_deref());
+    let online = sb.hub().presence();
+    let rows = sb
+        .world()
+        .list_participants(&who, &chat, S::participant_type(&q), &online)?;
+    S::participant_page(rows, &q)
 }
 
 /// `POST …/chats`.

@@ -126,6 +126,33 @@ pub struct NewEvent {
 }
 
 impl World {
+    /// A fresh message row from `who`, stamped now, with no mentions,
+    /// metadata or deliveries yet.
+    fn new_row(
+        &self,
+        who: &Principal,
+        room_id: &str,
+        message_type: String,
+        content: String,
+    ) -> Message {
+        Message {
+            id: new_id(),
+            room_id: room_id.to_string(),
+            sender_id: who.id.clone(),
+            sender_kind: who.kind,
+            sender_name: self
+                .entity(&who.id)
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
+            message_type,
+            content,
+            mentions: Vec::new(),
+            extra_metadata: Map::new(),
+            inserted_at: now(),
+            delivery: BTreeMap::new(),
+        }
+    }
+
     /// Posts a text message (agent or user), delivered to the agents it mentions.
     pub fn send_message(
         &mut self,
@@ -214,22 +241,14 @@ impl World {
         if who.kind == EntityType::Agent {
             audience.remove(&who.id);
         }
-        let msg = Message {
-            id: new_id(),
-            room_id: room_id.to_string(),
-            sender_id: who.id.clone(),
-            sender_kind: who.kind,
-            sender_name: self
-                .entity(&who.id)
-                .map(|e| e.name.clone())
-                .unwrap_or_default(),
-            message_type: "text".into(),
-            content: format!("{prefix}{}", new.content),
-            mentions,
-            extra_metadata: Map::new(),
-            inserted_at: now(),
-            delivery,
-        };
+        let mut msg = self.new_row(
+            who,
+            room_id,
+            "text".into(),
+            format!("{prefix}{}", new.content),
+        );
+        msg.mentions = mentions;
+        msg.delivery = delivery;
         let push = Effect::to_only(
             format!("chat_room:{room_id}"),
             "message_created",
@@ -249,22 +268,8 @@ impl World {
     pub fn post_event(&mut self, who: &Principal, room_id: &str, new: NewEvent) -> Changed<Value> {
         let room = self.writable_room(who, room_id)?;
         let readers = self.user_readers(room);
-        let msg = Message {
-            id: new_id(),
-            room_id: room_id.to_string(),
-            sender_id: who.id.clone(),
-            sender_kind: who.kind,
-            sender_name: self
-                .entity(&who.id)
-                .map(|e| e.name.clone())
-                .unwrap_or_default(),
-            message_type: new.message_type.clone(),
-            content: new.content,
-            mentions: Vec::new(),
-            extra_metadata: new.metadata,
-            inserted_at: now(),
-            delivery: BTreeMap::new(),
-        };
+        let mut msg = self.new_row(who, room_id, new.message_type.clone(), new.content);
+        msg.extra_metadata = new.metadata;
         let push = Effect::to_only(
             format!("chat_room:{room_id}"),
             "event_created",
