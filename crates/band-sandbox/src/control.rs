@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{parse_body, ApiError};
+use super::error::ApiError;
+use super::rest::parse_body;
 use super::Sandbox;
 
 /// A rule that answers matching requests with an error.

@@ -38,6 +38,72 @@ impl Audience {
     }
 }
 
+/// A socket push a world change causes: who may receive it, on which topic.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// Topic, e.g. `chat_room:<id>`.
+    pub topic: String,
+    /// Event name, e.g. `message_created`.
+    pub event: &'static str,
+    /// Payload object.
+    pub payload: Value,
+    /// Who, among those who joined the topic, receives it.
+    pub audience: Audience,
+}
+
+/// What a world change asks of the hub, applied in order by [`Hub::apply`].
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Publish a push.
+    Push(Push),
+    /// Make a principal's connections stop receiving a topic (they lost access).
+    ForceLeave {
+        /// User or agent id.
+        principal_id: String,
+        /// Topic left.
+        topic: String,
+    },
+}
+
+impl Effect {
+    /// A push to everyone who joined `topic`.
+    pub fn to_all(topic: String, event: &'static str, payload: Value) -> Effect {
+        Effect::Push(Push {
+            topic,
+            event,
+            payload,
+            audience: Audience::All,
+        })
+    }
+
+    /// A push on `topic` that only `ids` receive.
+    pub fn to_only(
+        topic: String,
+        event: &'static str,
+        payload: Value,
+        ids: HashSet<String>,
+    ) -> Effect {
+        Effect::Push(Push {
+            topic,
+            event,
+            payload,
+            audience: Audience::Only(ids),
+        })
+    }
+}
+
+/// Who had a live connection when a request started: the `online` flag of
+/// participants, peers and contacts (a snapshot, so the world needs no hub).
+#[derive(Debug, Clone, Default)]
+pub struct Presence(HashSet<String>);
+
+impl Presence {
+    /// Whether `id` is connected.
+    pub fn is_online(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}
+
 /// What the hub tells one connection's task to do.
 #[derive(Debug, Clone)]
 pub enum ConnCommand {
@@ -149,6 +215,29 @@ impl Hub {
     /// Whether an agent (or user) has a live connection.
     pub fn is_connected(&self, principal_id: &str) -> bool {
         self.lock().values().any(|c| c.principal.id == principal_id)
+    }
+
+    /// Applies a world change's effects, in order.
+    pub fn apply(&self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Push(p) => self.publish(&p.topic, p.event, p.payload, &p.audience),
+                Effect::ForceLeave {
+                    principal_id,
+                    topic,
+                } => self.force_leave(&principal_id, &topic),
+            }
+        }
+    }
+
+    /// Who is connected right now.
+    pub fn presence(&self) -> Presence {
+        Presence(
+            self.lock()
+                .values()
+                .map(|c| c.principal.id.clone())
+                .collect(),
+        )
     }
 
     /// Closes every socket abnormally.

@@ -5,12 +5,11 @@
 //! Public surface: [`Sandbox`] (state + hub + faults), [`Sandbox::router`],
 //! [`serve`], and the seed loaders re-exported from [`seed`].
 
-pub mod agent_api;
 pub mod console;
 pub mod control;
-pub mod http;
+pub mod error;
 pub mod hub;
-pub mod human_api;
+pub mod rest;
 pub mod seed;
 pub mod world;
 pub mod ws;
@@ -25,9 +24,9 @@ use serde_json::{json, Value};
 
 use band_wire::model::EntityType;
 use control::Faults;
-use http::ApiError;
+use error::ApiError;
 use hub::{Hub, Principal, SocketBackend};
-use world::World;
+use world::{Changed, World};
 
 pub use seed::{default_seed, load_seed, parse_seed, Seed, SeedError};
 
@@ -68,8 +67,8 @@ impl Sandbox {
     /// fault middleware on `/api/v1/*` and the platform's 404 for the rest.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .merge(agent_api::routes())
-            .merge(human_api::routes())
+            .merge(rest::agent::routes())
+            .merge(rest::human::routes())
             .merge(control::routes())
             .merge(console::routes())
             .fallback(not_found)
@@ -113,6 +112,20 @@ impl Sandbox {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs a changing world operation and publishes the pushes it caused.
+    pub(crate) fn change<T>(
+        &self,
+        op: impl FnOnce(&mut World) -> Changed<T>,
+    ) -> Result<T, ApiError> {
+        let mut world = self.world();
+        let (reply, effects) = op(&mut world)?;
+        // Published before the world is unlocked, so pushes go out in the
+        // order of the changes that caused them (lock order: world, then hub).
+        self.hub.apply(effects);
+        Ok(reply)
+    }
+
+    /// The armed faults (never hold the guard across an `.await`).
     pub(crate) fn faults(&self) -> MutexGuard<'_, Faults> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,6 +1,6 @@
 //! The sandbox seed: the YAML file that says which users, agents, rooms and
 //! contacts exist at start (and after `/_sandbox/reset`). Parsing and
-//! validation only; `world.rs` turns a valid seed into state.
+//! validation only; `world` turns a valid seed into state.
 
 use std::collections::HashSet;
 use std::fmt;

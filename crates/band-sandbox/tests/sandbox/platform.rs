@@ -2,9 +2,6 @@
 //! sandbox over loopback: delivery by mention, the lifecycle, reconnects,
 //! heartbeat-timeout detection, rate-limit retries and supersede.
 
-#[path = "support/seeded.rs"]
-mod seeded;
-
 use std::time::{Duration, Instant};
 
 use band_client::rest::{AgentApi, HumanApi, HumanMessageQuery, RestConfig, RetryPolicy};
@@ -35,7 +32,7 @@ impl World {
         let agent = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key")).unwrap();
         let agent_id = agent.me().await.unwrap().id;
         let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
-        let room = seeded::support_room(&bob).await;
+        let room = crate::fixtures::support_room(&bob).await;
         World {
             sb,
             agent,

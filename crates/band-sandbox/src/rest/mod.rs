@@ -1,104 +1,20 @@
-//! HTTP helpers shared by the sandbox's REST modules: the platform's error
-//! body, success envelopes, lenient JSON body parsing, and query parsing.
+//! The REST layer: routes of the agent API ([`agent`]) and the human API
+//! ([`human`]), the handlers they share ([`shared`]), typed request bodies
+//! ([`bodies`]), and the plumbing here: success envelopes, body and query
+//! parsing, paging.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod agent;
+pub mod bodies;
+pub mod human;
+pub mod shared;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-/// An error the sandbox answers with, in the platform's `{"error": ...}` shape.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Machine-readable code.
-    pub code: String,
-    /// Human-readable message.
-    pub message: String,
-    /// JSON pointer → messages, for validation errors (boxed: keeps `Result`s small).
-    pub details: Option<Box<Value>>,
-    /// Seconds, sent as `Retry-After` and `error.retry_after`.
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    /// Any status and code.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-            details: None,
-            retry_after: None,
-        }
-    }
-    /// 404 `not_found`.
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-    /// 401 `unauthorized`.
-    pub fn unauthorized(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-    /// 403 `forbidden`.
-    pub fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-    /// 400 `bad_request`.
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-    /// 409 `conflict`.
-    pub fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "conflict", message)
-    }
-    /// 422 `validation_error` with one pointer → message detail.
-    pub fn invalid(pointer: &str, message: impl Into<String>) -> ApiError {
-        let message = message.into();
-        let mut details = Map::new();
-        details.insert(pointer.to_string(), json!([message.clone()]));
-        ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "validation_error".into(),
-            message,
-            details: Some(Box::new(Value::Object(details))),
-            retry_after: None,
-        }
-    }
-}
-
-static REQUEST_SEQ: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh `req_…` id for an error body.
-pub fn request_id() -> String {
-    format!("req_{:012}", REQUEST_SEQ.fetch_add(1, Ordering::Relaxed))
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut error = json!({
-            "code": self.code,
-            "message": self.message,
-            "request_id": request_id(),
-        });
-        if let Some(d) = self.details {
-            error["details"] = *d;
-        }
-        if let Some(r) = self.retry_after {
-            error["retry_after"] = json!(r);
-        }
-        let mut resp = (self.status, Json(json!({ "error": error }))).into_response();
-        if let Some(r) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&r.to_string()) {
-                resp.headers_mut().insert("retry-after", v);
-            }
-        }
-        resp
-    }
-}
+use crate::error::ApiError;
 
 /// Result of a REST handler.
 pub type ApiResult = Result<Response, ApiError>;
@@ -240,4 +156,21 @@ pub fn cursor_page<T: Clone>(
     };
     let meta = json!({ "has_more": has_more, "limit": limit, "next_cursor": next });
     Ok((page, meta))
+}
+
+/// Statuses a sent-requests filter accepts.
+pub(crate) const REQUEST_STATUSES: [&str; 5] =
+    ["pending", "approved", "rejected", "cancelled", "all"];
+
+/// Cursor paging by `id`, or offset paging when the deprecated
+/// `page`/`page_size` are given.
+pub(crate) fn page(rows: Vec<Value>, q: &Query, default: u64) -> ApiResult {
+    let (page, meta) = if q.get("page").is_some() || q.get("page_size").is_some() {
+        offset_page(&rows, q, default)?
+    } else {
+        cursor_page(&rows, q, default, |v: &Value| {
+            v["id"].as_str().unwrap_or_default()
+        })?
+    };
+    ok_meta(page.into(), meta)
 }

@@ -1,0 +1,202 @@
+//! Handlers the agent and human APIs share: the same operation for either
+//! kind of caller, chosen by the [`ApiSide`] type parameter of the route.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+use super::bodies::{AddParticipant, CreateChat, RemoveContact, SendMessage};
+use super::{created, offset_page, ok, ok_meta, page, parse_body, ApiResult, Query};
+use crate::error::ApiError;
+use crate::hub::Principal;
+use crate::Sandbox;
+use band_wire::model::EntityType;
+
+/// The sandbox as axum state.
+pub type Sb = State<Arc<Sandbox>>;
+
+/// Which API a route belongs to: the kind of key its callers must hold.
+pub trait ApiSide: Send + Sync + 'static {
+    /// Agent for `/api/v1/agent/*`, User for `/api/v1/me/*`.
+    const KIND: EntityType;
+
+    /// The authenticated caller (401 without a valid key, 403 for the other kind).
+    fn caller(sb: &Sandbox, headers: &HeaderMap) -> Result<Principal, ApiError> {
+        sb.caller(headers, Self::KIND)
+    }
+
+    /// A page of the caller's rooms (oldest first as the world lists them).
+    fn room_page(rows: Vec<Value>, q: &Query) -> ApiResult;
+
+    /// The participant type filter this API reads from the query, if any.
+    fn participant_type(q: &Query) -> Option<&str>;
+
+    /// The participant list as this API answers it.
+    fn participant_page(rows: Vec<Value>, q: &Query) -> ApiResult;
+}
+
+/// The agent API (`/api/v1/agent/*`).
+pub struct AgentSide;
+
+impl ApiSide for AgentSide {
+    const KIND: EntityType = EntityType::Agent;
+
+    fn room_page(rows: Vec<Value>, q: &Query) -> ApiResult {
+        let (page, meta) = offset_page(&rows, q, 50)?;
+        ok_meta(page.into(), meta)
+    }
+
+    fn participant_type(_: &Query) -> Option<&str> {
+        None
+    }
+
+    /// Agents get every participant, unpaged.
+    fn participant_page(rows: Vec<Value>, _: &Query) -> ApiResult {
+        ok(rows.into())
+    }
+}
+
+/// The human API (`/api/v1/me/*`).
+pub struct HumanSide;
+
+impl ApiSide for HumanSide {
+    const KIND: EntityType = EntityType::User;
+
+    /// Newest first unless `order=asc`.
+    fn room_page(mut rows: Vec<Value>, q: &Query) -> ApiResult {
+        if q.get("order") != Some("asc") {
+            rows.reverse();
+        }
+        page(rows, q, 20)
+    }
+
+    fn participant_type(q: &Query) -> Option<&str> {
+        q.get("participant_type")
+    }
+
+    fn participant_page(rows: Vec<Value>, q: &Query) -> ApiResult {
+        page(rows, q, 20)
+    }
+}
+
+/// `GET …/chats`.
+pub async fn list_chats<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let q = Query::parse(q.as_deref());
+    let online = sb.hub().presence();
+    let rows = sb.world().list_rooms(&who, &q.list("include"), &online);
+    S::room_page(rows, &q)
+}
+
+/// `GET …/chats/{chat}/participants`.
+pub async fn list_participants<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let q = Query::parse(q.as_deref());
+    let online = sb.hub().presence();
+    let rows = sb
+        .world()
+        .list_participants(&who, &chat, S::participant_type(&q), &online)?;
+    S::participant_page(rows, &q)
+}
+
+/// `POST …/chats`.
+pub async fn create_chat<S: ApiSide>(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let b: CreateChat = parse_body(&body)?;
+    let c = b.chat.unwrap_or_default();
+    created(sb.change(|w| w.create_room(&who, c.title, c.task_id))?)
+}
+
+/// `GET …/chats/{chat}`.
+pub async fn get_chat<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    ok(sb.world().get_room(&who, &chat)?)
+}
+
+/// `POST …/chats/{chat}/messages`.
+pub async fn send_message<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let b: SendMessage = parse_body(&body)?;
+    created(sb.change(|w| {
+        // An unknown room is a 404 before any complaint about the body.
+        w.writable_room(&who, &chat)?;
+        w.send_message(&who, &chat, b.checked()?)
+    })?)
+}
+
+/// `POST …/chats/{chat}/participants`.
+pub async fn add_participant<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let b: AddParticipant = parse_body(&body)?;
+    let p = b.participant;
+    let online = sb.hub().presence();
+    created(sb.change(|w| {
+        w.add_participant(&who, &chat, &p.participant_id, p.role.as_deref(), &online)
+    })?)
+}
+
+/// `DELETE …/chats/{chat}/participants/{pid}`.
+pub async fn remove_participant<S: ApiSide>(
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, pid)): Path<(String, String)>,
+) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let online = sb.hub().presence();
+    ok(sb.change(|w| w.remove_participant(&who, &chat, &pid, &online))?)
+}
+
+/// `GET …/contacts`.
+pub async fn contacts<S: ApiSide>(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let q = Query::parse(q.as_deref());
+    let online = sb.hub().presence();
+    let rows = sb.world().contacts(&who, &online);
+    let (page, meta) = offset_page(&rows, &q, 50)?;
+    ok_meta(page.into(), meta)
+}
+
+/// `POST …/contacts/remove`.
+pub async fn remove_contact<S: ApiSide>(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let b: RemoveContact = parse_body(&body)?;
+    ok(sb.change(|w| w.remove_contact(&who, b.contact_id.as_deref(), b.handle.as_deref()))?)
+}
+
+/// `GET …/peers`.
+pub async fn peers<S: ApiSide>(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
+    let who = S::caller(&sb, &h)?;
+    let q = Query::parse(q.as_deref());
+    let online = sb.hub().presence();
+    let rows = sb
+        .world()
+        .peers(&who, q.get("not_in_chat"), q.get("type"), &online);
+    let (page, meta) = offset_page(&rows, &q, 50)?;
+    ok_meta(page.into(), meta)
+}
