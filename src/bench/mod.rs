@@ -97,7 +97,7 @@ pub struct Plan {
 
 /// One contender's figures.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct ContenderFigures {
     /// Who.
     pub contender: Contender,
     /// The load's result.
@@ -116,7 +116,10 @@ pub struct Outcome {
 const READY_LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs every contender of `plan` in turn; `progress` hears what is going on.
-pub async fn run(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>, BenchError> {
+pub async fn run(
+    plan: &Plan,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<ContenderFigures>, BenchError> {
     let world = World::new(plan.rooms.max(1));
     let embedded = match &plan.sandbox {
         Some(_) => None,
@@ -193,7 +196,7 @@ pub async fn run(plan: &Plan, progress: &dyn Fn(&str)) -> Result<Vec<Outcome>, B
         if let Some(mut child) = agent {
             let _ = child.kill().await;
         }
-        outcomes.push(Outcome {
+        outcomes.push(ContenderFigures {
             contender,
             busy_cpu: idle.zip(after).map(|(a, b)| b.cpu.saturating_sub(a.cpu)),
             peak_rss: after.map(|a| a.peak_rss),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Contender, Outcome};
+use super::{Contender, ContenderFigures};
 
 /// One contender's figures, ready to print or serialize.
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +56,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 impl Figures {
     /// The figures of one outcome.
-    pub fn of(o: &Outcome) -> Self {
+    pub fn of(o: &ContenderFigures) -> Self {
         let mut lat = o.load.latencies.clone();
         lat.sort_unstable();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -90,7 +90,7 @@ impl Figures {
 }
 
 /// The table, then the ratios between contenders that ran.
-pub fn table(outcomes: &[Outcome]) -> String {
+pub fn table(outcomes: &[ContenderFigures]) -> String {
     let figures: Vec<Figures> = outcomes.iter().map(Figures::of).collect();
     let mut out = String::new();
     let _ = writeln!(
