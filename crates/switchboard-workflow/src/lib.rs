@@ -7,9 +7,9 @@
 pub mod compile;
 pub mod error;
 pub mod load;
-pub mod memo;
 pub mod pattern;
 pub mod prefilter;
+pub mod reload_cache;
 pub mod rule;
 pub mod ruleset;
 pub mod schema;

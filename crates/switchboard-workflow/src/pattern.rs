@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 
-use super::memo::Memo;
+use super::reload_cache::ReloadCache;
 
 /// Largest compiled regex (bytes); far above any sane pattern.
 pub const SIZE_LIMIT: usize = 1 << 20;
@@ -60,7 +60,7 @@ impl Pattern {
 /// [`check`], remembered for patterns that passed: a reload of a folder
 /// does not check its unchanged patterns again. Cleared past a bound.
 fn check_once(source: &str, insensitive: bool) -> Result<(), String> {
-    static PASSED: Memo<(String, bool), ()> = Memo::new(50_000);
+    static PASSED: ReloadCache<(String, bool), ()> = ReloadCache::new(50_000);
     PASSED.get_or_try((source.to_owned(), insensitive), || {
         check(source, insensitive)
     })
@@ -93,7 +93,7 @@ fn last_line(text: &str) -> String {
 /// reload does not recompile a pattern that already ran. Cleared when it
 /// grows past a bound.
 fn compiled(pattern: &str, insensitive: bool) -> Result<Regex, regex::Error> {
-    static COMPILED: Memo<(String, bool), Regex> = Memo::new(20_000);
+    static COMPILED: ReloadCache<(String, bool), Regex> = ReloadCache::new(20_000);
     COMPILED.get_or_try((pattern.to_owned(), insensitive), || {
         regex::RegexBuilder::new(pattern)
             .case_insensitive(insensitive)

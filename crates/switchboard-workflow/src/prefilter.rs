@@ -20,7 +20,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use serde_json::Value;
 
-use super::memo::Memo;
+use super::reload_cache::ReloadCache;
 use super::rule::{Check, Cond, Op, Rule};
 
 /// Roots whose values stay the same for the whole of one event (`state`
@@ -338,7 +338,7 @@ fn literals_of(check: &Check) -> Option<Vec<Lit>> {
 /// [`extract_regex_literals`], remembered by pattern: a reload does not parse
 /// unchanged patterns again. Cleared past a bound.
 fn regex_literals(pattern: &str, insensitive: bool) -> Option<Vec<Lit>> {
-    static LITERALS: Memo<(String, bool), Option<Vec<Lit>>> = Memo::new(50_000);
+    static LITERALS: ReloadCache<(String, bool), Option<Vec<Lit>>> = ReloadCache::new(50_000);
     let found = LITERALS.get_or_try((pattern.to_owned(), insensitive), || {
         Ok::<_, std::convert::Infallible>(extract_regex_literals(pattern, insensitive))
     });

@@ -7,7 +7,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use super::memo::Memo;
+use super::reload_cache::ReloadCache;
 
 /// A 1-based position in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,7 +137,7 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
 /// tree: a reload re-parses only the files that changed.
 pub fn parse_cached(text: &str) -> Result<Node, SyntaxError> {
     use std::hash::{Hash, Hasher};
-    static TREES: Memo<(u64, usize), Node> = Memo::new(4_096);
+    static TREES: ReloadCache<(u64, usize), Node> = ReloadCache::new(4_096);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
     TREES.get_or_try((h.finish(), text.len()), || parse(text))

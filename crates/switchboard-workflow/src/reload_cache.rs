@@ -7,15 +7,15 @@ use std::hash::Hash;
 use std::sync::{Mutex, MutexGuard};
 
 /// Keeps up to `limit` values by key; only successes are kept.
-pub struct Memo<K, V> {
+pub struct ReloadCache<K, V> {
     limit: usize,
     map: Mutex<Option<HashMap<K, V>>>,
 }
 
-impl<K: Hash + Eq, V: Clone> Memo<K, V> {
+impl<K: Hash + Eq, V: Clone> ReloadCache<K, V> {
     /// An empty memo (usable in a `static`).
     pub const fn new(limit: usize) -> Self {
-        Memo {
+        ReloadCache {
             limit,
             map: Mutex::new(None),
         }
@@ -43,11 +43,11 @@ impl<K: Hash + Eq, V: Clone> Memo<K, V> {
 
 #[cfg(test)]
 mod tests {
-    use super::Memo;
+    use super::ReloadCache;
 
     #[test]
     fn keeps_successes_and_clears_when_full() {
-        let memo: Memo<u32, u32> = Memo::new(2);
+        let memo: ReloadCache<u32, u32> = ReloadCache::new(2);
         assert_eq!(memo.get_or_try(1, || Ok::<_, ()>(10)), Ok(10));
         assert_eq!(memo.get_or_try(1, || Err("not called")), Ok(10));
         assert_eq!(memo.get_or_try(2, || Err("failed")), Err("failed"));
