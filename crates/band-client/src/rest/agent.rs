@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::http::{
-    opt, put, segment, ApiError, BuildError, Page, RestClient, RestConfig, RetryPolicy,
+    encode_segment, insert_if_set, push_if_set, ApiError, BuildError, Page, RestClient, RestConfig,
+    RetryPolicy,
 };
 use band_wire::model::{
     AgentContact, AgentMe, ChatMessage, ChatParticipant, ChatRoom, ContactRequestStatus,
@@ -97,9 +98,9 @@ impl AgentApi {
         page_size: Option<u64>,
     ) -> Result<Page<Peer>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "not_in_chat", not_in_chat);
-        opt(&mut q, "page", page);
-        opt(&mut q, "page_size", page_size);
+        push_if_set(&mut q, "not_in_chat", not_in_chat);
+        push_if_set(&mut q, "page", page);
+        push_if_set(&mut q, "page_size", page_size);
         self.rest.get_page("api/v1/agent/peers", &q).await
     }
 
@@ -110,8 +111,8 @@ impl AgentApi {
         page_size: Option<u64>,
     ) -> Result<Page<ChatRoom>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "page", page);
-        opt(&mut q, "page_size", page_size);
+        push_if_set(&mut q, "page", page);
+        push_if_set(&mut q, "page_size", page_size);
         self.rest.get_page("api/v1/agent/chats", &q).await
     }
 
@@ -145,7 +146,7 @@ impl AgentApi {
     /// `POST /agent/chats`; the agent becomes owner.
     pub async fn create_chat(&self, title: Option<&str>) -> Result<ChatRoom, ApiError> {
         let mut chat = Map::new();
-        put(&mut chat, "title", title);
+        insert_if_set(&mut chat, "title", title);
         let body = json!({ "chat": chat });
         self.rest
             .call_data(Method::POST, "api/v1/agent/chats", Some(&body))
@@ -154,7 +155,7 @@ impl AgentApi {
 
     /// `GET /agent/chats/{id}`.
     pub async fn get_chat(&self, chat_id: &str) -> Result<ChatRoom, ApiError> {
-        let path = format!("api/v1/agent/chats/{}", segment(chat_id));
+        let path = format!("api/v1/agent/chats/{}", encode_segment(chat_id));
         self.rest.get_data(&path, &[]).await
     }
 
@@ -165,10 +166,10 @@ impl AgentApi {
         query: &MessageQuery,
     ) -> Result<Page<ChatMessage>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "status", query.status.as_deref());
-        opt(&mut q, "cursor", query.cursor.as_deref());
-        opt(&mut q, "limit", query.limit);
-        opt(&mut q, "sort_order", query.sort_order.as_deref());
+        push_if_set(&mut q, "status", query.status.as_deref());
+        push_if_set(&mut q, "cursor", query.cursor.as_deref());
+        push_if_set(&mut q, "limit", query.limit);
+        push_if_set(&mut q, "sort_order", query.sort_order.as_deref());
         self.rest.get_page(&messages_path(chat_id), &q).await
     }
 
@@ -240,9 +241,9 @@ impl AgentApi {
         let mut event = Map::new();
         event.insert("content".into(), content.into());
         event.insert("message_type".into(), message_type.into());
-        put(&mut event, "metadata", metadata.cloned());
+        insert_if_set(&mut event, "metadata", metadata.cloned());
         let body = json!({ "event": event });
-        let path = format!("api/v1/agent/chats/{}/events", segment(chat_id));
+        let path = format!("api/v1/agent/chats/{}/events", encode_segment(chat_id));
         self.rest.call_data(Method::POST, &path, Some(&body)).await
     }
 
@@ -261,7 +262,7 @@ impl AgentApi {
     ) -> Result<ChatParticipant, ApiError> {
         let mut p = Map::new();
         p.insert("participant_id".into(), participant_id.into());
-        put(&mut p, "role", role);
+        insert_if_set(&mut p, "role", role);
         let body = json!({ "participant": p });
         self.rest
             .call_data(Method::POST, &participants_path(chat_id), Some(&body))
@@ -274,7 +275,11 @@ impl AgentApi {
         chat_id: &str,
         participant_id: &str,
     ) -> Result<Option<ChatParticipant>, ApiError> {
-        let path = format!("{}/{}", participants_path(chat_id), segment(participant_id));
+        let path = format!(
+            "{}/{}",
+            participants_path(chat_id),
+            encode_segment(participant_id)
+        );
         self.rest
             .call_optional(Method::DELETE, &path, &[], None)
             .await
@@ -288,9 +293,9 @@ impl AgentApi {
         limit: Option<u32>,
     ) -> Result<Page<ChatMessage>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "cursor", cursor);
-        opt(&mut q, "limit", limit);
-        let path = format!("api/v1/agent/chats/{}/context", segment(chat_id));
+        push_if_set(&mut q, "cursor", cursor);
+        push_if_set(&mut q, "limit", limit);
+        let path = format!("api/v1/agent/chats/{}/context", encode_segment(chat_id));
         self.rest.get_page(&path, &q).await
     }
 
@@ -301,8 +306,8 @@ impl AgentApi {
         page_size: Option<u64>,
     ) -> Result<Page<AgentContact>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "page", page);
-        opt(&mut q, "page_size", page_size);
+        push_if_set(&mut q, "page", page);
+        push_if_set(&mut q, "page_size", page_size);
         self.rest.get_page("api/v1/agent/contacts", &q).await
     }
 
@@ -312,7 +317,7 @@ impl AgentApi {
         sent_status: Option<&str>,
     ) -> Result<ContactRequests, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "sent_status", sent_status);
+        push_if_set(&mut q, "sent_status", sent_status);
         let data = self
             .rest
             .call_optional(Method::GET, "api/v1/agent/contacts/requests", &q, None)
@@ -328,7 +333,7 @@ impl AgentApi {
     ) -> Result<Option<ContactRequestStatus>, ApiError> {
         let mut body = Map::new();
         body.insert("handle".into(), handle.into());
-        put(&mut body, "message", message);
+        insert_if_set(&mut body, "message", message);
         self.rest
             .call_optional(
                 Method::POST,
@@ -348,8 +353,8 @@ impl AgentApi {
     ) -> Result<Option<ContactRequestStatus>, ApiError> {
         let mut body = Map::new();
         body.insert("action".into(), action.as_str().into());
-        put(&mut body, "handle", handle);
-        put(&mut body, "request_id", request_id);
+        insert_if_set(&mut body, "handle", handle);
+        insert_if_set(&mut body, "request_id", request_id);
         self.rest
             .call_optional(
                 Method::POST,
@@ -367,8 +372,8 @@ impl AgentApi {
         handle: Option<&str>,
     ) -> Result<(), ApiError> {
         let mut body = Map::new();
-        put(&mut body, "contact_id", contact_id);
-        put(&mut body, "handle", handle);
+        insert_if_set(&mut body, "contact_id", contact_id);
+        insert_if_set(&mut body, "handle", handle);
         self.rest
             .send(
                 Method::POST,
@@ -382,13 +387,20 @@ impl AgentApi {
 }
 
 fn messages_path(chat_id: &str) -> String {
-    format!("api/v1/agent/chats/{}/messages", segment(chat_id))
+    format!("api/v1/agent/chats/{}/messages", encode_segment(chat_id))
 }
 
 fn mark_path(chat_id: &str, message_id: &str, what: &str) -> String {
-    format!("{}/{}/{what}", messages_path(chat_id), segment(message_id))
+    format!(
+        "{}/{}/{what}",
+        messages_path(chat_id),
+        encode_segment(message_id)
+    )
 }
 
 fn participants_path(chat_id: &str) -> String {
-    format!("api/v1/agent/chats/{}/participants", segment(chat_id))
+    format!(
+        "api/v1/agent/chats/{}/participants",
+        encode_segment(chat_id)
+    )
 }

@@ -551,7 +551,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// Percent-encode one path segment (ids are UUIDs, but never trust that).
-pub fn segment(s: &str) -> String {
+pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -564,7 +564,7 @@ pub fn segment(s: &str) -> String {
 }
 
 /// Push `key=value` onto a query when the value is set.
-pub(crate) fn opt<T: ToString>(
+pub(crate) fn push_if_set<T: ToString>(
     q: &mut Vec<(&'static str, String)>,
     key: &'static str,
     v: Option<T>,
@@ -575,7 +575,7 @@ pub(crate) fn opt<T: ToString>(
 }
 
 /// Insert `key: value` into a JSON object when the value is set (never null).
-pub(crate) fn put(obj: &mut Map<String, Value>, key: &str, v: Option<impl Into<Value>>) {
+pub(crate) fn insert_if_set(obj: &mut Map<String, Value>, key: &str, v: Option<impl Into<Value>>) {
     if let Some(v) = v {
         obj.insert(key.to_string(), v.into());
     }
@@ -617,7 +617,7 @@ mod tests {
 
     #[test]
     fn segments_are_escaped() {
-        assert_eq!(segment("abc-1_2.3~"), "abc-1_2.3~");
-        assert_eq!(segment("a/b c"), "a%2Fb%20c");
+        assert_eq!(encode_segment("abc-1_2.3~"), "abc-1_2.3~");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
     }
 }

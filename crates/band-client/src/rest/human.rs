@@ -5,7 +5,8 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::http::{
-    opt, put, segment, ApiError, BuildError, Page, RestClient, RestConfig, RetryPolicy,
+    encode_segment, insert_if_set, push_if_set, ApiError, BuildError, Page, RestClient, RestConfig,
+    RetryPolicy,
 };
 use band_wire::model::{
     ChatMessage, ChatParticipant, ChatRoom, Contact, ContactRequest, ContactRequestStatus, Mention,
@@ -68,15 +69,15 @@ impl HumanApi {
         limit: Option<u32>,
     ) -> Result<Page<ChatRoom>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "cursor", cursor);
-        opt(&mut q, "limit", limit);
+        push_if_set(&mut q, "cursor", cursor);
+        push_if_set(&mut q, "limit", limit);
         self.rest.get_page("api/v1/me/chats", &q).await
     }
 
     /// `POST /me/chats`; the caller becomes owner. Sends `{"chat":{}}` without a title.
     pub async fn create_chat(&self, title: Option<&str>) -> Result<ChatRoom, ApiError> {
         let mut chat = Map::new();
-        put(&mut chat, "title", title);
+        insert_if_set(&mut chat, "title", title);
         let body = json!({ "chat": chat });
         self.rest
             .call_data(Method::POST, "api/v1/me/chats", Some(&body))
@@ -85,7 +86,7 @@ impl HumanApi {
 
     /// `GET /me/chats/{id}`.
     pub async fn get_chat(&self, chat_id: &str) -> Result<ChatRoom, ApiError> {
-        let path = format!("api/v1/me/chats/{}", segment(chat_id));
+        let path = format!("api/v1/me/chats/{}", encode_segment(chat_id));
         self.rest.get_data(&path, &[]).await
     }
 
@@ -96,10 +97,10 @@ impl HumanApi {
         query: &HumanMessageQuery,
     ) -> Result<Page<ChatMessage>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "cursor", query.cursor.as_deref());
-        opt(&mut q, "limit", query.limit);
-        opt(&mut q, "message_types", query.message_types.as_deref());
-        opt(&mut q, "after", query.after.as_deref());
+        push_if_set(&mut q, "cursor", query.cursor.as_deref());
+        push_if_set(&mut q, "limit", query.limit);
+        push_if_set(&mut q, "message_types", query.message_types.as_deref());
+        push_if_set(&mut q, "after", query.after.as_deref());
         self.rest.get_page(&messages_path(chat_id), &q).await
     }
 
@@ -132,7 +133,7 @@ impl HumanApi {
     ) -> Result<ChatParticipant, ApiError> {
         let mut p = Map::new();
         p.insert("participant_id".into(), participant_id.into());
-        put(&mut p, "role", role);
+        insert_if_set(&mut p, "role", role);
         let body = json!({ "participant": p });
         self.rest
             .call_data(Method::POST, &participants_path(chat_id), Some(&body))
@@ -145,7 +146,11 @@ impl HumanApi {
         chat_id: &str,
         participant_id: &str,
     ) -> Result<Option<ChatParticipant>, ApiError> {
-        let path = format!("{}/{}", participants_path(chat_id), segment(participant_id));
+        let path = format!(
+            "{}/{}",
+            participants_path(chat_id),
+            encode_segment(participant_id)
+        );
         self.rest
             .call_optional(Method::DELETE, &path, &[], None)
             .await
@@ -158,8 +163,8 @@ impl HumanApi {
         page_size: Option<u64>,
     ) -> Result<Page<Contact>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "page", page);
-        opt(&mut q, "page_size", page_size);
+        push_if_set(&mut q, "page", page);
+        push_if_set(&mut q, "page_size", page_size);
         self.rest.get_page("api/v1/me/contacts", &q).await
     }
 
@@ -171,7 +176,7 @@ impl HumanApi {
     ) -> Result<ContactRequest, ApiError> {
         let mut r = Map::new();
         r.insert("recipient_handle".into(), recipient_handle.into());
-        put(&mut r, "message", message);
+        insert_if_set(&mut r, "message", message);
         let body = json!({ "contact_request": r });
         self.rest
             .call_data(Method::POST, "api/v1/me/contacts/requests", Some(&body))
@@ -189,7 +194,7 @@ impl HumanApi {
         status: Option<&str>,
     ) -> Result<Page<ContactRequest>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "status", status);
+        push_if_set(&mut q, "status", status);
         self.rest
             .get_page("api/v1/me/contacts/requests/sent", &q)
             .await
@@ -230,8 +235,8 @@ impl HumanApi {
         handle: Option<&str>,
     ) -> Result<(), ApiError> {
         let mut body = Map::new();
-        put(&mut body, "contact_id", contact_id);
-        put(&mut body, "handle", handle);
+        insert_if_set(&mut body, "contact_id", contact_id);
+        insert_if_set(&mut body, "handle", handle);
         self.rest
             .send(
                 Method::POST,
@@ -251,21 +256,21 @@ impl HumanApi {
         page_size: Option<u64>,
     ) -> Result<Page<Peer>, ApiError> {
         let mut q = Vec::new();
-        opt(&mut q, "not_in_chat", not_in_chat);
-        opt(&mut q, "page", page);
-        opt(&mut q, "page_size", page_size);
+        push_if_set(&mut q, "not_in_chat", not_in_chat);
+        push_if_set(&mut q, "page", page);
+        push_if_set(&mut q, "page_size", page_size);
         self.rest.get_page("api/v1/me/peers", &q).await
     }
 }
 
 fn messages_path(chat_id: &str) -> String {
-    format!("api/v1/me/chats/{}/messages", segment(chat_id))
+    format!("api/v1/me/chats/{}/messages", encode_segment(chat_id))
 }
 
 fn participants_path(chat_id: &str) -> String {
-    format!("api/v1/me/chats/{}/participants", segment(chat_id))
+    format!("api/v1/me/chats/{}/participants", encode_segment(chat_id))
 }
 
 fn request_path(request_id: &str) -> String {
-    format!("api/v1/me/contacts/requests/{}", segment(request_id))
+    format!("api/v1/me/contacts/requests/{}", encode_segment(request_id))
 }

@@ -64,11 +64,11 @@ enum Phase {
     /// Joined.
     Joined,
     /// Waiting for the rejoin backoff to expire.
-    Retry { at: Instant },
+    AwaitingRejoin { at: Instant },
 }
 
 /// A push held until its topic is joined.
-struct Buffered {
+struct HeldPush {
     event: String,
     payload: Value,
     deadline: Instant,
@@ -76,7 +76,7 @@ struct Buffered {
 }
 
 /// A registered topic.
-struct Topic {
+struct RegisteredTopic {
     /// Ref of this topic's latest `phx_join` on the current connection.
     join_ref: Option<String>,
     phase: Phase,
@@ -86,18 +86,18 @@ struct Topic {
     joined_response: Value,
     /// Consecutive failed joins (refusal, timeout, phx_error).
     failures: u32,
-    buffered: Vec<Buffered>,
+    held_pushes: Vec<HeldPush>,
 }
 
-impl Topic {
-    fn new() -> Topic {
-        Topic {
+impl RegisteredTopic {
+    fn new() -> RegisteredTopic {
+        RegisteredTopic {
             join_ref: None,
             phase: Phase::Idle,
             waiters: Vec::new(),
             joined_response: Value::Null,
             failures: 0,
-            buffered: Vec::new(),
+            held_pushes: Vec::new(),
         }
     }
 
@@ -106,7 +106,7 @@ impl Topic {
         for w in self.waiters.drain(..) {
             let _ = w.send(Err(err.clone()));
         }
-        for b in self.buffered.drain(..) {
+        for b in self.held_pushes.drain(..) {
             let _ = b.reply.send(Err(err.clone()));
         }
     }
@@ -139,9 +139,9 @@ impl Pending {
 }
 
 /// How a connection, or an attempt to make one, ended.
-enum Outcome {
-    /// Try again, after `delay` if given, else after the reconnect backoff.
-    Retry {
+enum ConnectionEnd {
+    /// Reconnect, after `delay` if given, else after the reconnect backoff.
+    Reconnect {
         reason: String,
         delay: Option<Duration>,
     },
@@ -149,9 +149,9 @@ enum Outcome {
     Stop(StopReason),
 }
 
-impl Outcome {
-    fn retry(reason: impl Into<String>) -> Outcome {
-        Outcome::Retry {
+impl ConnectionEnd {
+    fn reconnect(reason: impl Into<String>) -> ConnectionEnd {
+        ConnectionEnd::Reconnect {
             reason: reason.into(),
             delay: None,
         }
@@ -159,7 +159,7 @@ impl Outcome {
 }
 
 /// State that lives only as long as one WebSocket.
-struct Conn {
+struct LiveConnection {
     /// Joins, leaves, heartbeats and close: written before anything else.
     urgent: mpsc::UnboundedSender<Message>,
     /// Pushes.
@@ -167,8 +167,8 @@ struct Conn {
     pending: HashMap<String, Pending>,
     heartbeat_ref: Option<String>,
     heartbeat_deadline: Option<Instant>,
-    /// After a reconnect: topics still to settle, and those that rejoined.
-    batch: Option<(BTreeSet<String>, Vec<String>)>,
+    /// The rejoin batch after a reconnect: topics still to settle, and those that rejoined.
+    rejoin_batch: Option<(BTreeSet<String>, Vec<String>)>,
 }
 
 /// The background task's state.
@@ -178,7 +178,7 @@ pub(crate) struct Driver {
     events: mpsc::Sender<SocketEvent>,
     status: watch::Sender<Status>,
     stats: Arc<Counters>,
-    topics: BTreeMap<String, Topic>,
+    topics: BTreeMap<String, RegisteredTopic>,
     next_ref: u64,
     connected_once: bool,
     unauthorized: u32,
@@ -215,22 +215,22 @@ impl Driver {
     pub(crate) async fn run(mut self) {
         let mut attempt: u32 = 0;
         let reason = loop {
-            let outcome = match self.connect().await {
+            let end = match self.connect().await {
                 Ok(Ok(ws)) => {
                     self.unauthorized = 0;
                     let up = Instant::now();
-                    let outcome = self.serve(ws).await;
+                    let end = self.serve(ws).await;
                     if up.elapsed() >= self.config.reconnect.reset_after {
                         attempt = 0;
                     }
-                    outcome
+                    end
                 }
-                Ok(Err(outcome)) => outcome,
+                Ok(Err(end)) => end,
                 Err(stop) => break stop,
             };
-            let (reason, delay) = match outcome {
-                Outcome::Stop(r) => break r,
-                Outcome::Retry { reason, delay } => (reason, delay),
+            let (reason, delay) = match end {
+                ConnectionEnd::Stop(r) => break r,
+                ConnectionEnd::Reconnect { reason, delay } => (reason, delay),
             };
             attempt = attempt.saturating_add(1);
             if self.config.reconnect.exhausted(attempt) {
@@ -311,7 +311,10 @@ impl Driver {
                 return Some(StopReason::Shutdown);
             }
             Some(Command::Join { topic, reply }) => {
-                let t = self.topics.entry(topic).or_insert_with(Topic::new);
+                let t = self
+                    .topics
+                    .entry(topic)
+                    .or_insert_with(RegisteredTopic::new);
                 if t.phase == Phase::Joined {
                     let _ = reply.send(Ok(t.joined_response.clone()));
                 } else {
@@ -332,7 +335,7 @@ impl Driver {
     }
 
     /// One connect attempt. `Err` = stop now; `Ok(Err)` = the attempt failed.
-    async fn connect(&mut self) -> Result<Result<Ws, Outcome>, StopReason> {
+    async fn connect(&mut self) -> Result<Result<Ws, ConnectionEnd>, StopReason> {
         let request = self.request().map_err(StopReason::BadConfig)?;
         let timeout = self.config.connect_timeout;
         // No Nagle: a join or heartbeat behind an unacknowledged frame would
@@ -344,7 +347,7 @@ impl Driver {
             tokio::select! {
                 res = &mut attempt => {
                     return Ok(match res {
-                        Err(_) => Err(Outcome::retry("connect timed out")),
+                        Err(_) => Err(ConnectionEnd::reconnect("connect timed out")),
                         Ok(Ok((ws, _))) => Ok(ws),
                         Ok(Err(e)) => Err(self.classify_connect_error(e)?),
                     });
@@ -383,9 +386,9 @@ impl Driver {
     }
 
     /// Classifies a failed upgrade: terminal statuses stop, the rest retry.
-    fn classify_connect_error(&mut self, e: WsError) -> Result<Outcome, StopReason> {
+    fn classify_connect_error(&mut self, e: WsError) -> Result<ConnectionEnd, StopReason> {
         let WsError::Http(response) = e else {
-            return Ok(Outcome::retry(format!("connect failed: {e}")));
+            return Ok(ConnectionEnd::reconnect(format!("connect failed: {e}")));
         };
         let status = response.status().as_u16();
         let body = body_text(&response);
@@ -398,21 +401,25 @@ impl Driver {
                 if self.unauthorized >= MAX_UNAUTHORIZED {
                     Err(StopReason::AuthFailed { status, body })
                 } else {
-                    Ok(Outcome::retry(format!("upgrade rejected with {status}")))
+                    Ok(ConnectionEnd::reconnect(format!(
+                        "upgrade rejected with {status}"
+                    )))
                 }
             }
-            429 | 503 => Ok(Outcome::Retry {
+            429 | 503 => Ok(ConnectionEnd::Reconnect {
                 reason: format!("upgrade rejected with {status}"),
                 delay: retry_after(&response),
             }),
-            _ => Ok(Outcome::retry(format!("upgrade rejected with {status}"))),
+            _ => Ok(ConnectionEnd::reconnect(format!(
+                "upgrade rejected with {status}"
+            ))),
         }
     }
 
     // ---- online: one WebSocket -------------------------------------------------------------
 
     /// Serves one connection until it ends, then cleans up its state.
-    async fn serve(&mut self, ws: Ws) -> Outcome {
+    async fn serve(&mut self, ws: Ws) -> ConnectionEnd {
         let reconnect = self.connected_once;
         self.connected_once = true;
         if reconnect {
@@ -426,33 +433,33 @@ impl Driver {
         let (urgent_tx, urgent_rx) = mpsc::unbounded_channel();
         let (normal_tx, normal_rx) = mpsc::unbounded_channel();
         let mut writer = tokio::spawn(write_loop(sink, urgent_rx, normal_rx));
-        let mut conn = Conn {
+        let mut conn = LiveConnection {
             urgent: urgent_tx,
             normal: normal_tx,
             pending: HashMap::new(),
             heartbeat_ref: None,
             heartbeat_deadline: None,
-            batch: None,
+            rejoin_batch: None,
         };
 
         // Rejoin everything registered, before any push can be written.
-        let names: Vec<String> = self.topics.keys().cloned().collect();
+        let registered: Vec<String> = self.topics.keys().cloned().collect();
         if reconnect {
-            conn.batch = Some((names.iter().cloned().collect(), Vec::new()));
+            conn.rejoin_batch = Some((registered.iter().cloned().collect(), Vec::new()));
         }
-        for name in &names {
-            if let Some(t) = self.topics.get_mut(name) {
+        for topic in &registered {
+            if let Some(t) = self.topics.get_mut(topic) {
                 t.failures = 0;
             }
-            self.send_join(&mut conn, name);
+            self.send_join(&mut conn, topic);
         }
-        self.settle_batch(&mut conn);
+        self.settle_rejoin_batch(&mut conn);
 
         let every = self.config.heartbeat_interval;
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-        let outcome = loop {
+        let end = loop {
             let wake = self.next_deadline(&conn);
             // Unbiased: a busy inbound stream must not starve heartbeats or commands.
             tokio::select! {
@@ -462,8 +469,8 @@ impl Driver {
                     }
                 }
                 msg = stream.next() => match msg {
-                    None => break Outcome::retry("connection closed"),
-                    Some(Err(e)) => break Outcome::retry(format!("read failed: {e}")),
+                    None => break ConnectionEnd::reconnect("connection closed"),
+                    Some(Err(e)) => break ConnectionEnd::reconnect(format!("read failed: {e}")),
                     Some(Ok(m)) => {
                         if let Some(o) = self.on_message(&mut conn, m) {
                             break o;
@@ -471,7 +478,7 @@ impl Driver {
                     }
                 },
                 _ = heartbeat.tick() => self.send_heartbeat(&mut conn),
-                _ = conn.urgent.closed() => break Outcome::retry("write failed"),
+                _ = conn.urgent.closed() => break ConnectionEnd::reconnect("write failed"),
                 cmd = self.cmds.recv() => {
                     if let Some(o) = self.online_command(&mut conn, cmd) {
                         break o;
@@ -482,13 +489,13 @@ impl Driver {
 
         // Tear down. Only a shutdown says goodbye; anything else drops the socket at once
         // (a half-open peer would never finish a close handshake).
-        let Conn {
+        let LiveConnection {
             urgent,
             normal,
             pending,
             ..
         } = conn;
-        if matches!(outcome, Outcome::Stop(StopReason::Shutdown)) {
+        if matches!(end, ConnectionEnd::Stop(StopReason::Shutdown)) {
             let _ = urgent.send(Message::Close(Some(CloseFrame {
                 code: CloseCode::Normal,
                 reason: "shutdown".into(),
@@ -511,26 +518,26 @@ impl Driver {
             t.join_ref = None;
             t.phase = Phase::Idle;
         }
-        let reason = match &outcome {
-            Outcome::Retry { reason, .. } => reason.clone(),
-            Outcome::Stop(r) => format!("{r:?}"),
+        let reason = match &end {
+            ConnectionEnd::Reconnect { reason, .. } => reason.clone(),
+            ConnectionEnd::Stop(r) => format!("{r:?}"),
         };
         info!(%reason, "socket: disconnected");
         self.emit(SocketEvent::Disconnected { reason });
-        outcome
+        end
     }
 
     /// The earliest timer due on this connection.
-    fn next_deadline(&self, conn: &Conn) -> Option<Instant> {
+    fn next_deadline(&self, conn: &LiveConnection) -> Option<Instant> {
         let topics = self.topics.values().flat_map(|t| {
             let phase = match t.phase {
                 Phase::Joining { deadline } => Some(deadline),
-                Phase::Retry { at } => Some(at),
+                Phase::AwaitingRejoin { at } => Some(at),
                 _ => None,
             };
             phase
                 .into_iter()
-                .chain(t.buffered.iter().map(|b| b.deadline))
+                .chain(t.held_pushes.iter().map(|b| b.deadline))
         });
         conn.heartbeat_deadline
             .into_iter()
@@ -540,12 +547,12 @@ impl Driver {
     }
 
     /// Fires every timer that is due.
-    fn on_timers(&mut self, conn: &mut Conn) -> Option<Outcome> {
+    fn on_timers(&mut self, conn: &mut LiveConnection) -> Option<ConnectionEnd> {
         let now = Instant::now();
         if conn.heartbeat_deadline.is_some_and(|d| d <= now) {
             Counters::bump(&self.stats.heartbeat_timeouts);
             warn!("socket: heartbeat reply overdue, reconnecting");
-            return Some(Outcome::retry("heartbeat timeout"));
+            return Some(ConnectionEnd::reconnect("heartbeat timeout"));
         }
         let overdue: Vec<String> = conn
             .pending
@@ -558,23 +565,23 @@ impl Driver {
                 p.fail(SocketError::Timeout);
             }
         }
-        let names: Vec<String> = self.topics.keys().cloned().collect();
-        for name in names {
-            let Some(t) = self.topics.get_mut(&name) else {
+        let registered: Vec<String> = self.topics.keys().cloned().collect();
+        for topic in registered {
+            let Some(t) = self.topics.get_mut(&topic) else {
                 continue;
             };
-            let (late, keep): (Vec<Buffered>, Vec<Buffered>) =
-                t.buffered.drain(..).partition(|b| b.deadline <= now);
-            t.buffered = keep;
+            let (late, keep): (Vec<HeldPush>, Vec<HeldPush>) =
+                t.held_pushes.drain(..).partition(|b| b.deadline <= now);
+            t.held_pushes = keep;
             for b in late {
                 let _ = b.reply.send(Err(SocketError::Timeout));
             }
             match t.phase {
                 Phase::Joining { deadline } if deadline <= now => {
-                    warn!(topic = %name, "socket: join timed out, will retry");
-                    self.join_failed(conn, &name, SocketError::Timeout);
+                    warn!(%topic, "socket: join timed out, will retry");
+                    self.join_failed(conn, &topic, SocketError::Timeout);
                 }
-                Phase::Retry { at } if at <= now => self.send_join(conn, &name),
+                Phase::AwaitingRejoin { at } if at <= now => self.send_join(conn, &topic),
                 _ => {}
             }
         }
@@ -582,7 +589,7 @@ impl Driver {
     }
 
     /// Sends a heartbeat unless one is still unanswered.
-    fn send_heartbeat(&mut self, conn: &mut Conn) {
+    fn send_heartbeat(&mut self, conn: &mut LiveConnection) {
         if conn.heartbeat_ref.is_some() {
             return;
         }
@@ -600,29 +607,29 @@ impl Driver {
     }
 
     /// Sends `phx_join` for a registered topic with a fresh join_ref.
-    fn send_join(&mut self, conn: &mut Conn, name: &str) {
+    fn send_join(&mut self, conn: &mut LiveConnection, topic: &str) {
         let r = self.make_ref();
         let deadline = Instant::now() + self.config.join_timeout;
-        let Some(t) = self.topics.get_mut(name) else {
+        let Some(t) = self.topics.get_mut(topic) else {
             return;
         };
         t.join_ref = Some(r.clone());
         t.phase = Phase::Joining { deadline };
-        let frame = Frame::new(Some(r.clone()), Some(r), name, control::JOIN, json!({}));
-        debug!(topic = name, "socket: joining");
+        let frame = Frame::new(Some(r.clone()), Some(r), topic, control::JOIN, json!({}));
+        debug!(topic, "socket: joining");
         let _ = conn.urgent.send(Message::text(frame.encode()));
     }
 
     /// Sends a push for a joined topic and records who waits for its reply.
-    fn send_push(&mut self, conn: &mut Conn, name: &str, b: Buffered) {
+    fn send_push(&mut self, conn: &mut LiveConnection, topic: &str, b: HeldPush) {
         let r = self.make_ref();
-        let join_ref = self.topics.get(name).and_then(|t| t.join_ref.clone());
-        let frame = Frame::new(join_ref, Some(r.clone()), name, b.event, b.payload);
+        let join_ref = self.topics.get(topic).and_then(|t| t.join_ref.clone());
+        let frame = Frame::new(join_ref, Some(r.clone()), topic, b.event, b.payload);
         let _ = conn.normal.send(Message::text(frame.encode()));
         conn.pending.insert(
             r,
             Pending {
-                topic: name.to_string(),
+                topic: topic.to_string(),
                 deadline: b.deadline,
                 waiter: Waiter::Push(b.reply),
             },
@@ -630,23 +637,30 @@ impl Driver {
     }
 
     /// Handles a command while connected; `Some` ends the connection.
-    fn online_command(&mut self, conn: &mut Conn, cmd: Option<Command>) -> Option<Outcome> {
+    fn online_command(
+        &mut self,
+        conn: &mut LiveConnection,
+        cmd: Option<Command>,
+    ) -> Option<ConnectionEnd> {
         let cmd = match cmd {
-            None => return Some(Outcome::Stop(StopReason::Shutdown)),
+            None => return Some(ConnectionEnd::Stop(StopReason::Shutdown)),
             Some(c) => c,
         };
         match cmd {
             Command::Shutdown { done } => {
                 self.shutdown_waiters.push(done);
-                return Some(Outcome::Stop(StopReason::Shutdown));
+                return Some(ConnectionEnd::Stop(StopReason::Shutdown));
             }
             Command::Join { topic, reply } => {
-                let t = self.topics.entry(topic.clone()).or_insert_with(Topic::new);
+                let t = self
+                    .topics
+                    .entry(topic.clone())
+                    .or_insert_with(RegisteredTopic::new);
                 match t.phase {
                     Phase::Joined => {
                         let _ = reply.send(Ok(t.joined_response.clone()));
                     }
-                    Phase::Joining { .. } | Phase::Retry { .. } => t.waiters.push(reply),
+                    Phase::Joining { .. } | Phase::AwaitingRejoin { .. } => t.waiters.push(reply),
                     Phase::Idle => {
                         t.waiters.push(reply);
                         self.send_join(conn, &topic);
@@ -659,7 +673,7 @@ impl Driver {
                     return None;
                 };
                 t.fail_waiting(&SocketError::Closed(topic.clone()));
-                self.forget_in_batch(conn, &topic);
+                self.forget_in_rejoin_batch(conn, &topic);
                 match t.join_ref {
                     Some(join_ref) => {
                         let r = self.make_ref();
@@ -692,7 +706,7 @@ impl Driver {
                 reply,
             } => {
                 let deadline = Instant::now() + self.config.push_timeout;
-                let b = Buffered {
+                let b = HeldPush {
                     event,
                     payload,
                     deadline,
@@ -703,7 +717,7 @@ impl Driver {
                         let _ = b.reply.send(Err(SocketError::NotJoined(topic)));
                     }
                     Some(t) if t.phase == Phase::Joined => self.send_push(conn, &topic, b),
-                    Some(t) => t.buffered.push(b),
+                    Some(t) => t.held_pushes.push(b),
                 }
             }
         }
@@ -713,7 +727,7 @@ impl Driver {
     // ---- inbound ---------------------------------------------------------------------------
 
     /// Handles one WebSocket message; `Some` ends the connection.
-    fn on_message(&mut self, conn: &mut Conn, msg: Message) -> Option<Outcome> {
+    fn on_message(&mut self, conn: &mut LiveConnection, msg: Message) -> Option<ConnectionEnd> {
         match msg {
             Message::Text(text) => {
                 Counters::bump(&self.stats.frames_received);
@@ -744,30 +758,30 @@ impl Driver {
     }
 
     /// What a server close code means for reconnecting.
-    fn classify_close(&self, code: u16, reason: String) -> Outcome {
+    fn classify_close(&self, code: u16, reason: String) -> ConnectionEnd {
         let why = format!("server closed with {code} {reason}");
         match code {
-            1008 => Outcome::Stop(StopReason::Closed { code, reason }),
+            1008 => ConnectionEnd::Stop(StopReason::Closed { code, reason }),
             // Restart: come back soon, spread over 1–5× the base.
-            1012 => Outcome::Retry {
+            1012 => ConnectionEnd::Reconnect {
                 reason: why,
                 delay: Some(
                     self.config.restart_delay + jittered(self.config.restart_delay * 4, 1.0),
                 ),
             },
             // Try again later: a long cooldown, spread over 1–2× the base.
-            1013 => Outcome::Retry {
+            1013 => ConnectionEnd::Reconnect {
                 reason: why,
                 delay: Some(
                     self.config.overload_cooldown + jittered(self.config.overload_cooldown, 1.0),
                 ),
             },
-            _ => Outcome::retry(why),
+            _ => ConnectionEnd::reconnect(why),
         }
     }
 
     /// Routes one decoded frame.
-    fn route(&mut self, conn: &mut Conn, frame: Frame) -> Option<Outcome> {
+    fn route(&mut self, conn: &mut LiveConnection, frame: Frame) -> Option<ConnectionEnd> {
         if frame.topic == control::PHOENIX_TOPIC {
             if frame.msg_ref.is_some() && frame.msg_ref == conn.heartbeat_ref {
                 conn.heartbeat_ref = None;
@@ -822,7 +836,7 @@ impl Driver {
                     t.fail_waiting(&SocketError::Closed(frame.topic.clone()));
                 }
                 fail_topic_pending(conn, &frame.topic, SocketError::Closed(frame.topic.clone()));
-                self.forget_in_batch(conn, &frame.topic);
+                self.forget_in_rejoin_batch(conn, &frame.topic);
                 self.emit(SocketEvent::ChannelClosed { topic: frame.topic });
                 None
             }
@@ -831,7 +845,7 @@ impl Driver {
     }
 
     /// A pushed (non-control) event: validate, emit, and act on `supersede`.
-    fn on_event(&mut self, frame: Frame) -> Option<Outcome> {
+    fn on_event(&mut self, frame: Frame) -> Option<ConnectionEnd> {
         let Frame {
             topic,
             event,
@@ -845,7 +859,7 @@ impl Driver {
                 let after = s.retry_after;
                 self.emit(SocketEvent::Superseded(s));
                 if !retryable {
-                    return Some(Outcome::Stop(StopReason::Superseded));
+                    return Some(ConnectionEnd::Stop(StopReason::Superseded));
                 }
                 // The server closes this socket next; honour its suggested pause.
                 self.retry_hint = after.map(Duration::from_secs);
@@ -872,8 +886,8 @@ impl Driver {
     }
 
     /// The reply to the topic's current join.
-    fn on_join_reply(&mut self, conn: &mut Conn, frame: &Frame) {
-        let name = frame.topic.as_str();
+    fn on_join_reply(&mut self, conn: &mut LiveConnection, frame: &Frame) {
+        let topic = frame.topic.as_str();
         let status = frame.reply_status().unwrap_or("").to_string();
         let response = frame.reply_response().clone();
         if status != "ok" {
@@ -882,25 +896,25 @@ impl Driver {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("join status {status:?}"));
-            warn!(topic = name, %reason, "socket: join refused");
+            warn!(topic, %reason, "socket: join refused");
             self.emit(SocketEvent::JoinRefused {
-                topic: name.to_string(),
+                topic: topic.to_string(),
                 reason: reason.clone(),
             });
             self.join_failed(
                 conn,
-                name,
+                topic,
                 SocketError::Refused {
-                    topic: name.to_string(),
+                    topic: topic.to_string(),
                     reason,
                 },
             );
             return;
         }
-        let Some(t) = self.topics.get_mut(name) else {
+        let Some(t) = self.topics.get_mut(topic) else {
             return;
         };
-        debug!(topic = name, "socket: joined");
+        debug!(topic, "socket: joined");
         t.phase = Phase::Joined;
         t.failures = 0;
         t.joined_response = response.clone();
@@ -908,31 +922,31 @@ impl Driver {
         for w in t.waiters.drain(..) {
             told_someone |= w.send(Ok(response.clone())).is_ok();
         }
-        let buffered: Vec<Buffered> = t.buffered.drain(..).collect();
-        for b in buffered {
-            self.send_push(conn, name, b);
+        let held_pushes: Vec<HeldPush> = t.held_pushes.drain(..).collect();
+        for b in held_pushes {
+            self.send_push(conn, topic, b);
         }
-        let in_batch = conn.batch.as_mut().is_some_and(|(waiting, done)| {
-            let hit = waiting.remove(name);
+        let in_batch = conn.rejoin_batch.as_mut().is_some_and(|(waiting, done)| {
+            let hit = waiting.remove(topic);
             if hit {
-                done.push(name.to_string());
+                done.push(topic.to_string());
             }
             hit
         });
         if in_batch {
-            self.settle_batch(conn);
+            self.settle_rejoin_batch(conn);
         } else if !told_someone {
             // A rejoin nobody asked for (after phx_error, a refusal or a timeout).
             self.emit(SocketEvent::Rejoined {
-                topics: vec![name.to_string()],
+                topics: vec![topic.to_string()],
             });
         }
     }
 
     /// A join was refused, timed out or the channel crashed: retry later, or give up.
-    fn join_failed(&mut self, conn: &mut Conn, name: &str, err: SocketError) {
-        fail_topic_pending(conn, name, err.clone());
-        let Some(t) = self.topics.get_mut(name) else {
+    fn join_failed(&mut self, conn: &mut LiveConnection, topic: &str, err: SocketError) {
+        fail_topic_pending(conn, topic, err.clone());
+        let Some(t) = self.topics.get_mut(topic) else {
             return;
         };
         t.failures = t.failures.saturating_add(1);
@@ -941,38 +955,39 @@ impl Driver {
         let refused = matches!(err, SocketError::Refused { .. });
         if refused && self.config.rejoin.exhausted(t.failures) {
             let failures = t.failures;
-            self.topics.remove(name);
-            warn!(
-                topic = name,
-                failures, "socket: join refused too often, giving up"
-            );
+            self.topics.remove(topic);
+            warn!(topic, failures, "socket: join refused too often, giving up");
             let reason = match err {
                 SocketError::Refused { reason, .. } => reason,
                 other => other.to_string(),
             };
             self.emit(SocketEvent::JoinGaveUp {
-                topic: name.to_string(),
+                topic: topic.to_string(),
                 reason,
             });
         } else {
             let at = Instant::now() + self.config.rejoin.delay(t.failures);
-            t.phase = Phase::Retry { at };
+            t.phase = Phase::AwaitingRejoin { at };
         }
-        self.forget_in_batch(conn, name);
+        self.forget_in_rejoin_batch(conn, topic);
     }
 
-    /// Drops a topic from the reconnect batch (it did not rejoin) and settles the batch.
-    fn forget_in_batch(&mut self, conn: &mut Conn, name: &str) {
-        if let Some((waiting, _)) = conn.batch.as_mut() {
-            waiting.remove(name);
+    /// Drops a topic from the rejoin batch (it did not rejoin) and settles the batch.
+    fn forget_in_rejoin_batch(&mut self, conn: &mut LiveConnection, topic: &str) {
+        if let Some((waiting, _)) = conn.rejoin_batch.as_mut() {
+            waiting.remove(topic);
         }
-        self.settle_batch(conn);
+        self.settle_rejoin_batch(conn);
     }
 
-    /// Emits `Rejoined` once every topic of the reconnect batch has settled.
-    fn settle_batch(&mut self, conn: &mut Conn) {
-        if conn.batch.as_ref().is_some_and(|(w, _)| w.is_empty()) {
-            if let Some((_, done)) = conn.batch.take() {
+    /// Emits `Rejoined` once every topic of the rejoin batch has settled.
+    fn settle_rejoin_batch(&mut self, conn: &mut LiveConnection) {
+        if conn
+            .rejoin_batch
+            .as_ref()
+            .is_some_and(|(w, _)| w.is_empty())
+        {
+            if let Some((_, done)) = conn.rejoin_batch.take() {
                 info!(topics = done.len(), "socket: rejoined after reconnect");
                 self.emit(SocketEvent::Rejoined { topics: done });
             }
@@ -1026,7 +1041,7 @@ fn resolve(p: Pending, frame: &Frame) {
 }
 
 /// Fails every in-flight push of one topic.
-fn fail_topic_pending(conn: &mut Conn, topic: &str, err: SocketError) {
+fn fail_topic_pending(conn: &mut LiveConnection, topic: &str, err: SocketError) {
     let refs: Vec<String> = conn
         .pending
         .iter()

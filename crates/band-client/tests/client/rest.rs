@@ -1,16 +1,13 @@
 //! REST clients against a scripted axum server on 127.0.0.1.
 
-#[path = "support/rest_server.rs"]
-mod rest_server;
-
 use std::time::{Duration, Instant};
 
+use crate::rest_server::{ScriptServer, Scripted};
 use band_client::rest::{
     AgentApi, ApiError, ContactAction, HumanApi, HumanMessageQuery, MessageQuery, RestConfig,
     RetryPolicy,
 };
 use band_wire::model::Mention;
-use rest_server::{ScriptServer, Scripted};
 use serde_json::{json, Value};
 use tokio::time::timeout;
 

@@ -1,15 +1,12 @@
 //! The Phoenix Channels client against a scriptable fake server on 127.0.0.1.
 
-#[path = "support/fake_phoenix.rs"]
-mod fake_phoenix;
-
 use std::time::Duration;
 
+use crate::fake_phoenix::{FakePhoenix, JoinPolicy, JoinRef};
 use band_client::socket::{
     Backoff, Socket, SocketConfig, SocketError, SocketEvent, Status, StopReason,
 };
 use band_wire::events::Event;
-use fake_phoenix::{FakePhoenix, JoinPolicy, JoinRef};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::Receiver;
 
