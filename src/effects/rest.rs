@@ -11,6 +11,7 @@ use band_wire::model::{ChatParticipant, Mention};
 use switchboard_engine::action::{
     ActionError, ActionFuture, Executor, LandedFuture, RenderedAction, Scope,
 };
+use switchboard_workflow::actions as a;
 
 /// Peers are listed this many per page when resolving a handle.
 const PEER_PAGE_SIZE: u64 = 100;
@@ -89,7 +90,7 @@ impl RestExecutor {
 
     async fn run(&self, action: &RenderedAction, scope: &Scope) -> Result<Value, String> {
         match action {
-            RenderedAction::Reply { text, mentions } => {
+            RenderedAction::Reply(a::Reply { text, mentions }) => {
                 let chat = event_chat(scope, None)?;
                 let mentions = match mentions {
                     Some(list) => list.iter().map(|m| mention(m)).collect(),
@@ -104,21 +105,21 @@ impl RestExecutor {
                 let sent = self.api.send_message(&chat, text, &mentions).await;
                 to_value(sent.map_err(api)?)
             }
-            RenderedAction::SendMessage {
+            RenderedAction::SendMessage(a::SendMessage {
                 chat,
                 text,
                 mentions,
-            } => {
+            }) => {
                 let mentions: Vec<Mention> = mentions.iter().map(|m| mention(m)).collect();
                 let sent = self.api.send_message(chat, text, &mentions).await;
                 to_value(sent.map_err(api)?)
             }
-            RenderedAction::PostEvent {
+            RenderedAction::PostEvent(a::PostEvent {
                 chat,
                 kind,
                 content,
                 metadata,
-            } => {
+            }) => {
                 let chat = event_chat(scope, chat.as_deref())?;
                 let created = self
                     .api
@@ -126,10 +127,10 @@ impl RestExecutor {
                     .await;
                 to_value(created.map_err(api)?)
             }
-            RenderedAction::CreateChat {
+            RenderedAction::CreateChat(a::CreateChat {
                 title,
                 participants,
-            } => {
+            }) => {
                 let room = self.api.create_chat(title.as_deref()).await.map_err(api)?;
                 for who in participants {
                     let id = self.resolve(who).await?;
@@ -140,12 +141,12 @@ impl RestExecutor {
                 }
                 to_value(room)
             }
-            RenderedAction::AddParticipant {
+            RenderedAction::AddParticipant(a::AddParticipant {
                 chat,
                 handle,
                 id,
                 role,
-            } => {
+            }) => {
                 let chat = event_chat(scope, chat.as_deref())?;
                 let id = match (id, handle) {
                     (Some(id), _) => id.clone(),
@@ -164,7 +165,7 @@ impl RestExecutor {
                     Err(e) => Err(api(e)),
                 }
             }
-            RenderedAction::RemoveParticipant { chat, handle, id } => {
+            RenderedAction::RemoveParticipant(a::RemoveParticipant { chat, handle, id }) => {
                 let chat = event_chat(scope, chat.as_deref())?;
                 let id = match (id, handle) {
                     (Some(id), _) => id.clone(),
@@ -178,19 +179,19 @@ impl RestExecutor {
                 let removed = self.api.remove_participant(&chat, &id).await;
                 to_value(removed.map_err(api)?)
             }
-            RenderedAction::ApproveContact { request } => {
+            RenderedAction::ApproveContact(a::ApproveContact { request }) => {
                 self.respond(ContactAction::Approve, request.as_deref(), scope)
                     .await
             }
-            RenderedAction::RejectContact { request, .. } => {
+            RenderedAction::RejectContact(a::RejectContact { request, .. }) => {
                 self.respond(ContactAction::Reject, request.as_deref(), scope)
                     .await
             }
-            RenderedAction::AddContact { handle, message } => {
+            RenderedAction::AddContact(a::AddContact { handle, message }) => {
                 let sent = self.api.add_contact(bare(handle), message.as_deref()).await;
                 to_value(sent.map_err(api)?)
             }
-            RenderedAction::RemoveContact { handle } => {
+            RenderedAction::RemoveContact(a::RemoveContact { handle }) => {
                 let (id, handle) = match looks_like_id(handle) {
                     true => (Some(handle.as_str()), None),
                     false => (None, Some(bare(handle))),
@@ -198,21 +199,21 @@ impl RestExecutor {
                 self.api.remove_contact(id, handle).await.map_err(api)?;
                 Ok(json!({ "removed": true }))
             }
-            RenderedAction::Http {
+            RenderedAction::Http(a::Http {
                 method,
                 url,
                 headers,
                 json,
                 timeout,
-            } => {
+            }) => {
                 self.http(method, url, headers, json.as_ref(), *timeout)
                     .await
             }
-            RenderedAction::Set { .. }
-            | RenderedAction::Unset { .. }
-            | RenderedAction::Incr { .. }
-            | RenderedAction::Log { .. }
-            | RenderedAction::Fail { .. } => {
+            RenderedAction::Set(a::Set { .. })
+            | RenderedAction::Unset(a::Unset { .. })
+            | RenderedAction::Incr(a::Incr { .. })
+            | RenderedAction::Log(a::Log { .. })
+            | RenderedAction::Fail(a::Fail { .. }) => {
                 Err("a local action reached the REST executor (engine bug)".into())
             }
         }
@@ -320,19 +321,19 @@ impl Executor for RestExecutor {
     fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
         Box::pin(async move {
             let found = match action {
-                RenderedAction::Reply { text, .. } => match event_chat(scope, None) {
+                RenderedAction::Reply(a::Reply { text, .. }) => match event_chat(scope, None) {
                     Ok(chat) => self.find_sent(&chat, "text", text, scope).await,
                     Err(e) => Err(e),
                 },
-                RenderedAction::SendMessage { chat, text, .. } => {
+                RenderedAction::SendMessage(a::SendMessage { chat, text, .. }) => {
                     self.find_sent(chat, "text", text, scope).await
                 }
-                RenderedAction::PostEvent {
+                RenderedAction::PostEvent(a::PostEvent {
                     chat,
                     kind,
                     content,
                     ..
-                } => match event_chat(scope, chat.as_deref()) {
+                }) => match event_chat(scope, chat.as_deref()) {
                     Ok(chat) => self.find_sent(&chat, kind, content, scope).await,
                     Err(e) => Err(e),
                 },
