@@ -8,6 +8,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde_json::Value;
 
+use switchboard_workflow::actions;
 /// Defined, one module per action, in the workflow crate (the language);
 /// re-exported here as the engine's contract with executors.
 pub use switchboard_workflow::actions::RenderedAction;
@@ -72,3 +73,121 @@ pub trait Executor: Send + Sync {
 /// What [`Executor::landed`] answers.
 pub type LandedFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<Value>, ActionError>> + Send + 'a>>;
+
+/// What one platform action's effect answers: its result, or why it failed.
+pub type Effect = Result<Value, String>;
+
+/// The platform's side of every action, one method per platform action
+/// ([`Kind::Platform`](switchboard_workflow::actions::Kind)): an executor
+/// that implements this gets [`Executor`] for free, and a new platform
+/// action does not compile until every such executor performs it.
+pub trait Effects: Send + Sync {
+    /// `reply`.
+    fn reply(&self, a: &actions::Reply, scope: &Scope) -> impl Future<Output = Effect> + Send;
+    /// `send_message`.
+    fn send_message(
+        &self,
+        a: &actions::SendMessage,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `post_event`.
+    fn post_event(
+        &self,
+        a: &actions::PostEvent,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `create_chat`.
+    fn create_chat(
+        &self,
+        a: &actions::CreateChat,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `add_participant`.
+    fn add_participant(
+        &self,
+        a: &actions::AddParticipant,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `remove_participant`.
+    fn remove_participant(
+        &self,
+        a: &actions::RemoveParticipant,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `approve_contact`.
+    fn approve_contact(
+        &self,
+        a: &actions::ApproveContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `reject_contact`.
+    fn reject_contact(
+        &self,
+        a: &actions::RejectContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `add_contact`.
+    fn add_contact(
+        &self,
+        a: &actions::AddContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `remove_contact`.
+    fn remove_contact(
+        &self,
+        a: &actions::RemoveContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `http`.
+    fn http(&self, a: &actions::Http, scope: &Scope) -> impl Future<Output = Effect> + Send;
+
+    /// See [`Executor::landed`]; by default nothing can be found (sent again).
+    fn landed(
+        &self,
+        action: &RenderedAction,
+        scope: &Scope,
+    ) -> impl Future<Output = Result<Option<Value>, String>> + Send {
+        let _ = (action, scope);
+        async { Ok(None) }
+    }
+}
+
+impl<T: Effects> Executor for T {
+    fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a> {
+        use RenderedAction as R;
+        Box::pin(async move {
+            let done = match action {
+                R::Reply(a) => self.reply(a, scope).await,
+                R::SendMessage(a) => self.send_message(a, scope).await,
+                R::PostEvent(a) => self.post_event(a, scope).await,
+                R::CreateChat(a) => self.create_chat(a, scope).await,
+                R::AddParticipant(a) => self.add_participant(a, scope).await,
+                R::RemoveParticipant(a) => self.remove_participant(a, scope).await,
+                R::ApproveContact(a) => self.approve_contact(a, scope).await,
+                R::RejectContact(a) => self.reject_contact(a, scope).await,
+                R::AddContact(a) => self.add_contact(a, scope).await,
+                R::RemoveContact(a) => self.remove_contact(a, scope).await,
+                R::Http(a) => self.http(a, scope).await,
+                // Listed, not `_`: a new action must be placed on one side.
+                R::Set(_) | R::Unset(_) | R::Incr(_) | R::Log(_) | R::Fail(_) => {
+                    Err("a local action reached the executor (engine bug)".into())
+                }
+            };
+            done.map_err(|message| ActionError {
+                action: action.name(),
+                message,
+            })
+        })
+    }
+
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
+        Box::pin(async move {
+            Effects::landed(self, action, scope)
+                .await
+                .map_err(|message| ActionError {
+                    action: action.name(),
+                    message,
+                })
+        })
+    }
+}
