@@ -53,8 +53,9 @@ pub struct ActionError {
 /// A boxed future, so the trait stays object safe.
 pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ActionError>> + Send + 'a>>;
 
-/// Performs the actions that leave the process. `platform::rest::AgentApi`
-/// backs it in production; tests and dry runs use recording executors.
+/// Performs the actions that leave the process. The REST executor gets it by
+/// implementing [`Effects`] (one method per action); tests and dry runs use
+/// recording executors, which take any action alike.
 /// The returned value is bound by `as:` (e.g. the created room, the sent message).
 pub trait Executor: Send + Sync {
     /// Performs one non-local action (see [`RenderedAction::is_local`]).
