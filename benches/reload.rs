@@ -119,7 +119,7 @@ fn save_to_effective(c: &mut Criterion) {
                         let ex = RecordingExecutor::new();
                         engine.handle(&event(), &Scope::default(), &ex).await;
                         let now = ex.actions().into_iter().any(
-                            |a| matches!(a, RenderedAction::Reply { text, .. } if text == wanted),
+                            |a| matches!(a, RenderedAction::Reply(reply) if reply.text == wanted),
                         );
                         if now {
                             break;

@@ -9,9 +9,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use switchboard_workflow::actions;
 use switchboard_workflow::compile::action_arg_keys;
 use switchboard_workflow::error::did_you_mean;
-use switchboard_workflow::schema::{ACTIONS, EVENT_TYPES};
+use switchboard_workflow::schema::EVENT_TYPES;
 use switchboard_workflow::yaml::{self, Kind, Loc, Node};
 use switchboard_workflow::{LoadError, LoadErrors};
 
@@ -323,11 +324,11 @@ pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, LoadErrors> 
             .flat_map(|m| m.keys())
             .chain(given.results.iter().flat_map(|m| m.keys()))
         {
-            if !ACTIONS.iter().any(|(n, _, _)| n == name) {
+            if actions::find(name).is_none() {
                 errors.push(error(
                     at(&["given"]),
                     format!("unknown action `{name}` in `given`"),
-                    did_you_mean(name, ACTIONS.iter().map(|(n, _, _)| *n)),
+                    did_you_mean(name, actions::names()),
                 ));
             }
         }
@@ -367,7 +368,6 @@ pub type Malformed = (String, Option<String>);
 /// An expected action as `(name, arguments)`: a one-key map whose value is
 /// the arguments or the action's shorthand argument.
 pub fn expected_action(v: &Value) -> Result<ExpectedAction, Malformed> {
-    let names = || ACTIONS.iter().map(|(n, _, _)| *n);
     let (name, args) = match v {
         Value::Object(m) if m.len() == 1 => m.iter().next().map(|(k, v)| (k.clone(), v)),
         Value::String(s) => return expected_action(&serde_json::json!({ s.clone(): {} })),
@@ -379,16 +379,16 @@ pub fn expected_action(v: &Value) -> Result<ExpectedAction, Malformed> {
             None,
         )
     })?;
-    let Some((_, shorthand, _)) = ACTIONS.iter().find(|(n, _, _)| *n == name) else {
+    let Some(spec) = actions::find(&name) else {
         return Err((
             format!("unknown action `{name}`"),
-            did_you_mean(&name, names()),
+            did_you_mean(&name, actions::names()),
         ));
     };
-    let args = match (args, shorthand) {
+    let args = match (args, spec.shorthand) {
         (Value::Object(m), _) => m.clone(),
         (Value::Null, _) => Map::new(),
-        (other, Some(key)) => Map::from_iter([((*key).to_owned(), other.clone())]),
+        (other, Some(key)) => Map::from_iter([(key.to_owned(), other.clone())]),
         (_, None) => {
             return Err((
                 format!("`{name}` has no shorthand; write its arguments as a mapping"),

@@ -16,9 +16,9 @@ use super::spec::{expected_action, EventSpec, Expect, ExpectedOutcome, Given, Te
 use crate::rules::event_input;
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::{Engine, Outcome, RecordingExecutor, Report, StateStore};
+use switchboard_workflow::actions;
 use switchboard_workflow::compile::parse_duration;
 use switchboard_workflow::error::did_you_mean;
-use switchboard_workflow::schema::ACTIONS;
 use switchboard_workflow::yaml::Loc;
 use switchboard_workflow::Ruleset;
 
@@ -167,7 +167,7 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
 }
 
 fn static_action_name(name: &str) -> Option<&'static str> {
-    ACTIONS.iter().map(|(n, _, _)| *n).find(|n| *n == name)
+    actions::find(name).map(|spec| spec.name)
 }
 
 fn unknown_rule(ruleset: &Ruleset, id: &str) -> String {

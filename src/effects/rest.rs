@@ -8,9 +8,8 @@ use serde_json::{json, Value};
 
 use band_client::rest::{AgentApi, ApiError, ContactAction};
 use band_wire::model::{ChatParticipant, Mention};
-use switchboard_engine::action::{
-    ActionError, ActionFuture, Executor, LandedFuture, RenderedAction, Scope,
-};
+use switchboard_engine::action::{Effect, Effects, RenderedAction, Scope};
+use switchboard_workflow::actions as a;
 
 /// Peers are listed this many per page when resolving a handle.
 const PEER_PAGE_SIZE: u64 = 100;
@@ -87,137 +86,6 @@ impl RestExecutor {
         Ok(found.map(|m| json!({ "id": m.id, "success": true, "found_after_restart": true })))
     }
 
-    async fn run(&self, action: &RenderedAction, scope: &Scope) -> Result<Value, String> {
-        match action {
-            RenderedAction::Reply { text, mentions } => {
-                let chat = event_chat(scope, None)?;
-                let mentions = match mentions {
-                    Some(list) => list.iter().map(|m| mention(m)).collect(),
-                    None => match &scope.sender {
-                        Some(sender) => vec![Mention {
-                            id: Some(sender.id.clone()),
-                            ..Mention::default()
-                        }],
-                        None => return Err("no sender to mention; give `mentions`".into()),
-                    },
-                };
-                let sent = self.api.send_message(&chat, text, &mentions).await;
-                to_value(sent.map_err(api)?)
-            }
-            RenderedAction::SendMessage {
-                chat,
-                text,
-                mentions,
-            } => {
-                let mentions: Vec<Mention> = mentions.iter().map(|m| mention(m)).collect();
-                let sent = self.api.send_message(chat, text, &mentions).await;
-                to_value(sent.map_err(api)?)
-            }
-            RenderedAction::PostEvent {
-                chat,
-                kind,
-                content,
-                metadata,
-            } => {
-                let chat = event_chat(scope, chat.as_deref())?;
-                let created = self
-                    .api
-                    .post_event(&chat, kind, content, metadata.as_ref())
-                    .await;
-                to_value(created.map_err(api)?)
-            }
-            RenderedAction::CreateChat {
-                title,
-                participants,
-            } => {
-                let room = self.api.create_chat(title.as_deref()).await.map_err(api)?;
-                for who in participants {
-                    let id = self.resolve(who).await?;
-                    self.api
-                        .add_participant(&room.id, &id, None)
-                        .await
-                        .map_err(|e| format!("adding {who} to the new room: {e}"))?;
-                }
-                to_value(room)
-            }
-            RenderedAction::AddParticipant {
-                chat,
-                handle,
-                id,
-                role,
-            } => {
-                let chat = event_chat(scope, chat.as_deref())?;
-                let id = match (id, handle) {
-                    (Some(id), _) => id.clone(),
-                    (None, Some(handle)) => self.resolve(handle).await?,
-                    (None, None) => return Err("give `handle` or `id`".into()),
-                };
-                match self.api.add_participant(&chat, &id, role.as_deref()).await {
-                    Ok(added) => to_value(added),
-                    // Adding is idempotent in effect: a resumed message (or a
-                    // race) finding them there already has what it wanted.
-                    Err(ApiError::Status {
-                        status: 422, raw, ..
-                    }) if raw.contains("already a participant") => {
-                        Ok(json!({ "id": id, "already_participant": true }))
-                    }
-                    Err(e) => Err(api(e)),
-                }
-            }
-            RenderedAction::RemoveParticipant { chat, handle, id } => {
-                let chat = event_chat(scope, chat.as_deref())?;
-                let id = match (id, handle) {
-                    (Some(id), _) => id.clone(),
-                    (None, Some(handle)) => {
-                        let people = self.api.list_participants(&chat).await.map_err(api)?;
-                        participant_by_handle(&people, handle)
-                            .ok_or_else(|| format!("{handle} is not in the room"))?
-                    }
-                    (None, None) => return Err("give `handle` or `id`".into()),
-                };
-                let removed = self.api.remove_participant(&chat, &id).await;
-                to_value(removed.map_err(api)?)
-            }
-            RenderedAction::ApproveContact { request } => {
-                self.respond(ContactAction::Approve, request.as_deref(), scope)
-                    .await
-            }
-            RenderedAction::RejectContact { request, .. } => {
-                self.respond(ContactAction::Reject, request.as_deref(), scope)
-                    .await
-            }
-            RenderedAction::AddContact { handle, message } => {
-                let sent = self.api.add_contact(bare(handle), message.as_deref()).await;
-                to_value(sent.map_err(api)?)
-            }
-            RenderedAction::RemoveContact { handle } => {
-                let (id, handle) = match looks_like_id(handle) {
-                    true => (Some(handle.as_str()), None),
-                    false => (None, Some(bare(handle))),
-                };
-                self.api.remove_contact(id, handle).await.map_err(api)?;
-                Ok(json!({ "removed": true }))
-            }
-            RenderedAction::Http {
-                method,
-                url,
-                headers,
-                json,
-                timeout,
-            } => {
-                self.http(method, url, headers, json.as_ref(), *timeout)
-                    .await
-            }
-            RenderedAction::Set { .. }
-            | RenderedAction::Unset { .. }
-            | RenderedAction::Incr { .. }
-            | RenderedAction::Log { .. }
-            | RenderedAction::Fail { .. } => {
-                Err("a local action reached the REST executor (engine bug)".into())
-            }
-        }
-    }
-
     async fn respond(
         &self,
         action: ContactAction,
@@ -270,7 +138,7 @@ impl RestExecutor {
         Err(format!("no peer with handle @{wanted}"))
     }
 
-    async fn http(
+    async fn outbound(
         &self,
         method: &str,
         url: &str,
@@ -305,45 +173,144 @@ impl RestExecutor {
     }
 }
 
-impl Executor for RestExecutor {
-    fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a> {
-        Box::pin(async move {
-            self.run(action, scope)
-                .await
-                .map_err(|message| ActionError {
-                    action: action.name(),
-                    message,
-                })
-        })
+/// One method per platform action; the engine's dispatch calls them.
+impl Effects for RestExecutor {
+    async fn reply(&self, a: &a::Reply, scope: &Scope) -> Effect {
+        let chat = event_chat(scope, None)?;
+        let mentions = match &a.mentions {
+            Some(list) => list.iter().map(|m| mention(m)).collect(),
+            None => match &scope.sender {
+                Some(sender) => vec![Mention {
+                    id: Some(sender.id.clone()),
+                    ..Mention::default()
+                }],
+                None => return Err("no sender to mention; give `mentions`".into()),
+            },
+        };
+        let sent = self.api.send_message(&chat, &a.text, &mentions).await;
+        to_value(sent.map_err(api)?)
     }
 
-    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
-        Box::pin(async move {
-            let found = match action {
-                RenderedAction::Reply { text, .. } => match event_chat(scope, None) {
-                    Ok(chat) => self.find_sent(&chat, "text", text, scope).await,
-                    Err(e) => Err(e),
-                },
-                RenderedAction::SendMessage { chat, text, .. } => {
-                    self.find_sent(chat, "text", text, scope).await
-                }
-                RenderedAction::PostEvent {
-                    chat,
-                    kind,
-                    content,
-                    ..
-                } => match event_chat(scope, chat.as_deref()) {
-                    Ok(chat) => self.find_sent(&chat, kind, content, scope).await,
-                    Err(e) => Err(e),
-                },
-                // Nothing on the platform tells these apart: sent again.
-                _ => Ok(None),
-            };
-            found.map_err(|message| ActionError {
-                action: action.name(),
-                message,
-            })
-        })
+    async fn send_message(&self, a: &a::SendMessage, _scope: &Scope) -> Effect {
+        let mentions: Vec<Mention> = a.mentions.iter().map(|m| mention(m)).collect();
+        let sent = self.api.send_message(&a.chat, &a.text, &mentions).await;
+        to_value(sent.map_err(api)?)
+    }
+
+    async fn post_event(&self, a: &a::PostEvent, scope: &Scope) -> Effect {
+        let chat = event_chat(scope, a.chat.as_deref())?;
+        let created = self
+            .api
+            .post_event(&chat, &a.kind, &a.content, a.metadata.as_ref())
+            .await;
+        to_value(created.map_err(api)?)
+    }
+
+    async fn create_chat(&self, a: &a::CreateChat, _scope: &Scope) -> Effect {
+        let room = self
+            .api
+            .create_chat(a.title.as_deref())
+            .await
+            .map_err(api)?;
+        for who in &a.participants {
+            let id = self.resolve(who).await?;
+            self.api
+                .add_participant(&room.id, &id, None)
+                .await
+                .map_err(|e| format!("adding {who} to the new room: {e}"))?;
+        }
+        to_value(room)
+    }
+
+    async fn add_participant(&self, a: &a::AddParticipant, scope: &Scope) -> Effect {
+        let chat = event_chat(scope, a.chat.as_deref())?;
+        let id = match (&a.id, &a.handle) {
+            (Some(id), _) => id.clone(),
+            (None, Some(handle)) => self.resolve(handle).await?,
+            (None, None) => return Err("give `handle` or `id`".into()),
+        };
+        match self
+            .api
+            .add_participant(&chat, &id, a.role.as_deref())
+            .await
+        {
+            Ok(added) => to_value(added),
+            // Adding is idempotent in effect: a resumed message (or a
+            // race) finding them there already has what it wanted.
+            Err(ApiError::Status {
+                status: 422, raw, ..
+            }) if raw.contains("already a participant") => {
+                Ok(json!({ "id": id, "already_participant": true }))
+            }
+            Err(e) => Err(api(e)),
+        }
+    }
+
+    async fn remove_participant(&self, a: &a::RemoveParticipant, scope: &Scope) -> Effect {
+        let chat = event_chat(scope, a.chat.as_deref())?;
+        let id = match (&a.id, &a.handle) {
+            (Some(id), _) => id.clone(),
+            (None, Some(handle)) => {
+                let people = self.api.list_participants(&chat).await.map_err(api)?;
+                participant_by_handle(&people, handle)
+                    .ok_or_else(|| format!("{handle} is not in the room"))?
+            }
+            (None, None) => return Err("give `handle` or `id`".into()),
+        };
+        let removed = self.api.remove_participant(&chat, &id).await;
+        to_value(removed.map_err(api)?)
+    }
+
+    async fn approve_contact(&self, a: &a::ApproveContact, scope: &Scope) -> Effect {
+        self.respond(ContactAction::Approve, a.request.as_deref(), scope)
+            .await
+    }
+
+    async fn reject_contact(&self, a: &a::RejectContact, scope: &Scope) -> Effect {
+        self.respond(ContactAction::Reject, a.request.as_deref(), scope)
+            .await
+    }
+
+    async fn add_contact(&self, a: &a::AddContact, _scope: &Scope) -> Effect {
+        let sent = self
+            .api
+            .add_contact(bare(&a.handle), a.message.as_deref())
+            .await;
+        to_value(sent.map_err(api)?)
+    }
+
+    async fn remove_contact(&self, a: &a::RemoveContact, _scope: &Scope) -> Effect {
+        let (id, handle) = match looks_like_id(&a.handle) {
+            true => (Some(a.handle.as_str()), None),
+            false => (None, Some(bare(&a.handle))),
+        };
+        self.api.remove_contact(id, handle).await.map_err(api)?;
+        Ok(json!({ "removed": true }))
+    }
+
+    async fn http(&self, a: &a::Http, _scope: &Scope) -> Effect {
+        self.outbound(&a.method, &a.url, &a.headers, a.json.as_ref(), a.timeout)
+            .await
+    }
+
+    async fn landed(
+        &self,
+        action: &RenderedAction,
+        scope: &Scope,
+    ) -> Result<Option<Value>, String> {
+        match action {
+            RenderedAction::Reply(a) => {
+                let chat = event_chat(scope, None)?;
+                self.find_sent(&chat, "text", &a.text, scope).await
+            }
+            RenderedAction::SendMessage(a) => self.find_sent(&a.chat, "text", &a.text, scope).await,
+            RenderedAction::PostEvent(a) => {
+                let chat = event_chat(scope, a.chat.as_deref())?;
+                self.find_sent(&chat, &a.kind, &a.content, scope).await
+            }
+            // Nothing on the platform tells these apart: sent again.
+            _ => Ok(None),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ pub fn replies(actions: &[RenderedAction]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            RenderedAction::Reply { text, .. } => Some(text.clone()),
+            RenderedAction::Reply(reply) => Some(reply.text.clone()),
             _ => None,
         })
         .collect()

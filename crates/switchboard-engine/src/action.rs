@@ -2,236 +2,16 @@
 //! were rendered, the scope it runs in, and the trait that performs the ones
 //! that leave the process (REST calls, outbound HTTP).
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// One action with every template rendered, arguments as the user wrote them
-/// (defaults such as "the event's room" are resolved by the executor from the
-/// [`Scope`], so a dry run shows exactly what the workflow said).
-///
-/// Serialises as a one-key map, `{reply: {text: ...}}`, the shape workflow
-/// tests compare against.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RenderedAction {
-    /// Post a message in the event's room.
-    Reply {
-        /// Message text.
-        text: String,
-        /// Handles or ids to mention; `None` means the sender.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        mentions: Option<Vec<String>>,
-    },
-    /// Post a message in a given room.
-    SendMessage {
-        /// Room id.
-        chat: String,
-        /// Message text.
-        text: String,
-        /// Handles or ids to mention (at least one).
-        mentions: Vec<String>,
-    },
-    /// Post an event row (thought, tool_call, tool_result, error, task).
-    PostEvent {
-        /// Room id; `None` means the event's room.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        chat: Option<String>,
-        /// Event type.
-        #[serde(rename = "type")]
-        kind: String,
-        /// Event text.
-        content: String,
-        /// Extra metadata.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        metadata: Option<Value>,
-    },
-    /// Create a room, then add participants.
-    CreateChat {
-        /// Room title.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        title: Option<String>,
-        /// Handles or ids to add.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        participants: Vec<String>,
-    },
-    /// Add a participant to a room.
-    AddParticipant {
-        /// Room id; `None` means the event's room.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        chat: Option<String>,
-        /// Handle (resolved through peers) ...
-        #[serde(skip_serializing_if = "Option::is_none")]
-        handle: Option<String>,
-        /// ... or id.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<String>,
-        /// owner, admin or member (default member).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        role: Option<String>,
-    },
-    /// Remove a participant from a room.
-    RemoveParticipant {
-        /// Room id; `None` means the event's room.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        chat: Option<String>,
-        /// Handle ...
-        #[serde(skip_serializing_if = "Option::is_none")]
-        handle: Option<String>,
-        /// ... or id.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<String>,
-    },
-    /// Approve a contact request.
-    ApproveContact {
-        /// Request id; `None` means the event's request.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        request: Option<String>,
-    },
-    /// Reject a contact request.
-    RejectContact {
-        /// Request id; `None` means the event's request.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        request: Option<String>,
-        /// Why (logged; the platform's respond call carries no reason).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    /// Send a contact request.
-    AddContact {
-        /// Handle to ask.
-        handle: String,
-        /// Note sent with the request.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        message: Option<String>,
-    },
-    /// Remove a contact.
-    RemoveContact {
-        /// Handle or id.
-        handle: String,
-    },
-    /// Outbound HTTP request to an allowed host.
-    Http {
-        /// HTTP method (upper case).
-        method: String,
-        /// Absolute URL.
-        url: String,
-        /// Request headers.
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        headers: BTreeMap<String, String>,
-        /// JSON body.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        json: Option<Value>,
-        /// Time limit.
-        #[serde(skip)]
-        timeout: Duration,
-    },
-    /// Set a state key (done by the engine, not the executor).
-    Set {
-        /// Key.
-        key: String,
-        /// Value.
-        value: Value,
-        /// Time to live.
-        #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
-        ttl: Option<Duration>,
-    },
-    /// Remove a state key (engine).
-    Unset {
-        /// Key.
-        key: String,
-    },
-    /// Add to a numeric state key (engine).
-    Incr {
-        /// Key.
-        key: String,
-        /// Amount (default 1).
-        by: i64,
-        /// Time to live.
-        #[serde(skip_serializing_if = "Option::is_none", with = "opt_secs")]
-        ttl: Option<Duration>,
-    },
-    /// Write a log line (engine).
-    Log {
-        /// Text.
-        message: String,
-        /// error, warn, info, debug or trace.
-        level: String,
-    },
-    /// Mark the message failed with a reason (engine; ends the rule).
-    Fail {
-        /// Reason sent to the platform.
-        reason: String,
-    },
-}
-
-impl RenderedAction {
-    /// The action's name as written in workflows (`reply`, `add_participant`, ...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            RenderedAction::Reply { .. } => "reply",
-            RenderedAction::SendMessage { .. } => "send_message",
-            RenderedAction::PostEvent { .. } => "post_event",
-            RenderedAction::CreateChat { .. } => "create_chat",
-            RenderedAction::AddParticipant { .. } => "add_participant",
-            RenderedAction::RemoveParticipant { .. } => "remove_participant",
-            RenderedAction::ApproveContact { .. } => "approve_contact",
-            RenderedAction::RejectContact { .. } => "reject_contact",
-            RenderedAction::AddContact { .. } => "add_contact",
-            RenderedAction::RemoveContact { .. } => "remove_contact",
-            RenderedAction::Http { .. } => "http",
-            RenderedAction::Set { .. } => "set",
-            RenderedAction::Unset { .. } => "unset",
-            RenderedAction::Incr { .. } => "incr",
-            RenderedAction::Log { .. } => "log",
-            RenderedAction::Fail { .. } => "fail",
-        }
-    }
-
-    /// True for actions that must not run twice: repeating them shows (a
-    /// second message) or costs (an outside call). The journal guards them
-    /// with a "sent" record before they go out.
-    pub fn must_not_repeat(&self) -> bool {
-        matches!(
-            self,
-            RenderedAction::Reply { .. }
-                | RenderedAction::SendMessage { .. }
-                | RenderedAction::PostEvent { .. }
-                | RenderedAction::CreateChat { .. }
-                | RenderedAction::AddContact { .. }
-                | RenderedAction::Http { .. }
-        )
-    }
-
-    /// True for actions the engine performs itself (state, log, fail).
-    pub fn is_local(&self) -> bool {
-        matches!(
-            self,
-            RenderedAction::Set { .. }
-                | RenderedAction::Unset { .. }
-                | RenderedAction::Incr { .. }
-                | RenderedAction::Log { .. }
-                | RenderedAction::Fail { .. }
-        )
-    }
-}
-
-mod opt_secs {
-    use std::time::Duration;
-
-    use serde::Serializer;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&format!("{}s", d.as_secs())),
-            None => s.serialize_none(),
-        }
-    }
-}
+use switchboard_workflow::actions;
+/// Defined, one module per action, in the workflow crate (the language);
+/// re-exported here as the engine's contract with executors.
+pub use switchboard_workflow::actions::RenderedAction;
 
 /// Where an event happened: what the executor needs to resolve defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -273,8 +53,9 @@ pub struct ActionError {
 /// A boxed future, so the trait stays object safe.
 pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ActionError>> + Send + 'a>>;
 
-/// Performs the actions that leave the process. `platform::rest::AgentApi`
-/// backs it in production; tests and dry runs use recording executors.
+/// Performs the actions that leave the process. The REST executor gets it by
+/// implementing [`Effects`] (one method per action); tests and dry runs use
+/// recording executors, which take any action alike.
 /// The returned value is bound by `as:` (e.g. the created room, the sent message).
 pub trait Executor: Send + Sync {
     /// Performs one non-local action (see [`RenderedAction::is_local`]).
@@ -293,3 +74,121 @@ pub trait Executor: Send + Sync {
 /// What [`Executor::landed`] answers.
 pub type LandedFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<Value>, ActionError>> + Send + 'a>>;
+
+/// What one platform action's effect answers: its result, or why it failed.
+pub type Effect = Result<Value, String>;
+
+/// The platform's side of every action, one method per platform action
+/// ([`Kind::Platform`](switchboard_workflow::actions::Kind)): an executor
+/// that implements this gets [`Executor`] for free, and a new platform
+/// action does not compile until every such executor performs it.
+pub trait Effects: Send + Sync {
+    /// `reply`.
+    fn reply(&self, a: &actions::Reply, scope: &Scope) -> impl Future<Output = Effect> + Send;
+    /// `send_message`.
+    fn send_message(
+        &self,
+        a: &actions::SendMessage,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `post_event`.
+    fn post_event(
+        &self,
+        a: &actions::PostEvent,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `create_chat`.
+    fn create_chat(
+        &self,
+        a: &actions::CreateChat,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `add_participant`.
+    fn add_participant(
+        &self,
+        a: &actions::AddParticipant,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `remove_participant`.
+    fn remove_participant(
+        &self,
+        a: &actions::RemoveParticipant,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `approve_contact`.
+    fn approve_contact(
+        &self,
+        a: &actions::ApproveContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `reject_contact`.
+    fn reject_contact(
+        &self,
+        a: &actions::RejectContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `add_contact`.
+    fn add_contact(
+        &self,
+        a: &actions::AddContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `remove_contact`.
+    fn remove_contact(
+        &self,
+        a: &actions::RemoveContact,
+        scope: &Scope,
+    ) -> impl Future<Output = Effect> + Send;
+    /// `http`.
+    fn http(&self, a: &actions::Http, scope: &Scope) -> impl Future<Output = Effect> + Send;
+
+    /// See [`Executor::landed`]; by default nothing can be found (sent again).
+    fn landed(
+        &self,
+        action: &RenderedAction,
+        scope: &Scope,
+    ) -> impl Future<Output = Result<Option<Value>, String>> + Send {
+        let _ = (action, scope);
+        async { Ok(None) }
+    }
+}
+
+impl<T: Effects> Executor for T {
+    fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a> {
+        use RenderedAction as R;
+        Box::pin(async move {
+            let done = match action {
+                R::Reply(a) => self.reply(a, scope).await,
+                R::SendMessage(a) => self.send_message(a, scope).await,
+                R::PostEvent(a) => self.post_event(a, scope).await,
+                R::CreateChat(a) => self.create_chat(a, scope).await,
+                R::AddParticipant(a) => self.add_participant(a, scope).await,
+                R::RemoveParticipant(a) => self.remove_participant(a, scope).await,
+                R::ApproveContact(a) => self.approve_contact(a, scope).await,
+                R::RejectContact(a) => self.reject_contact(a, scope).await,
+                R::AddContact(a) => self.add_contact(a, scope).await,
+                R::RemoveContact(a) => self.remove_contact(a, scope).await,
+                R::Http(a) => self.http(a, scope).await,
+                // Listed, not `_`: a new action must be placed on one side.
+                R::Set(_) | R::Unset(_) | R::Incr(_) | R::Log(_) | R::Fail(_) => {
+                    Err("a local action reached the executor (engine bug)".into())
+                }
+            };
+            done.map_err(|message| ActionError {
+                action: action.name(),
+                message,
+            })
+        })
+    }
+
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
+        Box::pin(async move {
+            Effects::landed(self, action, scope)
+                .await
+                .map_err(|message| ActionError {
+                    action: action.name(),
+                    message,
+                })
+        })
+    }
+}

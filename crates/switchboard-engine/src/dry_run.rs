@@ -69,16 +69,16 @@ impl Executor for RecordingExecutor {
 
 fn synthetic_result(action: &RenderedAction, n: usize) -> Value {
     match action {
-        RenderedAction::Reply { .. } | RenderedAction::SendMessage { .. } => {
+        RenderedAction::Reply(_) | RenderedAction::SendMessage(_) => {
             json!({"id": format!("dry-run-message-{n}"), "success": true})
         }
-        RenderedAction::CreateChat { title, .. } => {
-            json!({"id": format!("dry-run-chat-{n}"), "title": title})
+        RenderedAction::CreateChat(chat) => {
+            json!({"id": format!("dry-run-chat-{n}"), "title": chat.title})
         }
-        RenderedAction::PostEvent { kind, .. } => {
-            json!({"id": format!("dry-run-event-{n}"), "message_type": kind, "success": true})
+        RenderedAction::PostEvent(event) => {
+            json!({"id": format!("dry-run-event-{n}"), "message_type": event.kind, "success": true})
         }
-        RenderedAction::Http { .. } => json!({"status": 200, "body": null}),
+        RenderedAction::Http(_) => json!({"status": 200, "body": null}),
         _ => json!({"success": true}),
     }
 }

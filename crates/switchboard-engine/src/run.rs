@@ -503,11 +503,11 @@ impl Engine {
         };
         record.action = Some(rendered.clone());
         let result = match &rendered {
-            RenderedAction::Fail { reason } => {
+            RenderedAction::Fail(fail) => {
                 record.status = ActionStatus::Ok;
                 report.actions.push(record);
                 report.outcome = Outcome::Failed {
-                    reason: format!("{}: {reason}", rule.id),
+                    reason: format!("{}: {}", rule.id, fail.reason),
                 };
                 return Ok(Flow::End);
             }
@@ -592,22 +592,22 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Value, String> {
         match action {
-            RenderedAction::Set { key, value, ttl } => {
-                self.state.set(key, value.clone(), *ttl, now);
-                Ok(value.clone())
+            RenderedAction::Set(set) => {
+                self.state.set(&set.key, set.value.clone(), set.ttl, now);
+                Ok(set.value.clone())
             }
-            RenderedAction::Unset { key } => {
-                self.state.unset(key);
+            RenderedAction::Unset(unset) => {
+                self.state.unset(&unset.key);
                 Ok(Value::Null)
             }
-            RenderedAction::Incr { key, by, ttl } => self
+            RenderedAction::Incr(incr) => self
                 .state
-                .incr(key, *by, *ttl, now)
+                .incr(&incr.key, incr.by, incr.ttl, now)
                 .map(Value::from)
                 .map_err(|e| format!("incr: {e}")),
-            RenderedAction::Log { message, level } => {
-                let rule = rule.id.as_str();
-                match level.as_str() {
+            RenderedAction::Log(log) => {
+                let (rule, message) = (rule.id.as_str(), &log.message);
+                match log.level.as_str() {
                     "error" => tracing::error!(rule, "{message}"),
                     "warn" => tracing::warn!(rule, "{message}"),
                     "debug" => tracing::debug!(rule, "{message}"),

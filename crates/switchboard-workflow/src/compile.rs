@@ -12,19 +12,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::actions;
 use super::error::{did_you_mean, LoadError};
 use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
-use super::schema::{self, keys_of, ACTIONS, ACTION_MODIFIERS, EVENT_TYPES};
+use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
 use super::template::Templates;
 use super::yaml::{Kind, Loc, Node};
-
-/// Event types a post_event may have.
-const POST_EVENT_TYPES: &[&str] = &["thought", "tool_call", "tool_result", "error", "task"];
-/// Participant roles.
-const ROLES: &[&str] = &["owner", "admin", "member"];
-/// Log levels.
-const LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 
 /// Compiles one parsed file. Errors go to `errors`; rules that compiled
 /// cleanly are returned (the caller discards everything if any error exists).
@@ -101,26 +95,9 @@ fn operator_keys() -> &'static [String] {
     key_list::<schema::Operators>(&K)
 }
 
-/// Argument names of each action, from the schema's definitions.
+/// Argument names of the action `name` (none for an unknown action).
 pub fn action_arg_keys(name: &str) -> &'static [String] {
-    static K: OnceLock<HashMap<String, Vec<String>>> = OnceLock::new();
-    let all = K.get_or_init(|| {
-        let schema = schema::json_schema();
-        let defs = schema.get("$defs").and_then(Value::as_object);
-        ACTIONS
-            .iter()
-            .map(|(n, _, _)| {
-                let keys = defs
-                    .and_then(|d| d.get(*n))
-                    .and_then(|d| d.get("properties"))
-                    .and_then(Value::as_object)
-                    .map(|p| p.keys().cloned().collect())
-                    .unwrap_or_default();
-                ((*n).to_owned(), keys)
-            })
-            .collect()
-    });
-    all.get(name).map(Vec::as_slice).unwrap_or(&[])
+    actions::find(name).map_or(&[], |spec| spec.arg_keys())
 }
 
 impl<'a> Compiler<'a> {
@@ -794,7 +771,7 @@ impl<'a> Compiler<'a> {
 
     fn action(&mut self, node: &Node) -> Option<Action> {
         let entries = self.map(node, "an action")?;
-        let names: Vec<&str> = ACTIONS.iter().map(|(n, _, _)| *n).collect();
+        let names: Vec<&str> = actions::names().collect();
         let mut found: Option<(&Node, &Node)> = None;
         let mut when = Vec::new();
         let mut bind = None;
@@ -852,11 +829,9 @@ impl<'a> Compiler<'a> {
             }
             return None;
         };
-        let (name, shorthand, required) = ACTIONS
-            .iter()
-            .find(|(n, _, _)| Some(*n) == name_node.as_str())
-            .copied()?;
-        let allowed = action_arg_keys(name);
+        let spec = actions::find(name_node.as_str()?)?;
+        let (name, shorthand) = (spec.name, spec.shorthand);
+        let allowed = spec.arg_keys();
         let mut args: Vec<(String, Arg)> = Vec::new();
         // Arguments that were there but did not compile (already reported).
         let mut broken: Vec<String> = Vec::new();
@@ -887,7 +862,7 @@ impl<'a> Compiler<'a> {
             },
         }
         ok &= broken.is_empty();
-        for req in required {
+        for req in spec.required() {
             if !args.iter().any(|(k, _)| k == req) && !broken.iter().any(|b| b == req) {
                 self.error(
                     name_node.loc,
@@ -897,17 +872,16 @@ impl<'a> Compiler<'a> {
                 ok = false;
             }
         }
-        if matches!(name, "add_participant" | "remove_participant")
-            && !args.iter().any(|(k, _)| k == "handle" || k == "id")
-        {
+        if !spec.one_of.is_empty() && !args.iter().any(|(k, _)| spec.one_of.contains(&k.as_str())) {
+            let either: Vec<String> = spec.one_of.iter().map(|k| format!("`{k}`")).collect();
             self.error(
                 name_node.loc,
-                format!("`{name}` needs `handle` or `id`"),
+                format!("`{name}` needs {}", either.join(" or ")),
                 None,
             );
             ok = false;
         }
-        ok &= self.check_literals(name, &args, args_node);
+        ok &= self.check_literals(spec, &args, args_node);
         ok.then(|| Action {
             name,
             args,
@@ -919,24 +893,26 @@ impl<'a> Compiler<'a> {
     }
 
     /// Validates arguments whose value is known now (enums, durations).
-    fn check_literals(&mut self, name: &str, args: &[(String, Arg)], at: &Node) -> bool {
+    fn check_literals(
+        &mut self,
+        spec: &actions::ActionSpec,
+        args: &[(String, Arg)],
+        at: &Node,
+    ) -> bool {
         let mut ok = true;
         for (k, a) in args {
             let Arg::Text(t) = a else { continue };
             let Some(lit) = t.literal() else { continue };
-            let bad = match (name, k.as_str()) {
-                ("post_event", "type") if !POST_EVENT_TYPES.contains(&lit) => Some(format!(
-                    "`type` must be one of {}",
-                    POST_EVENT_TYPES.join(", ")
-                )),
-                ("add_participant", "role") if !ROLES.contains(&lit) => {
-                    Some(format!("`role` must be one of {}", ROLES.join(", ")))
+            let choices = spec.choices.iter().find(|(c, _)| c == k);
+            let bad = match choices {
+                Some((_, allowed)) if !allowed.contains(&lit) => {
+                    Some(format!("`{k}` must be one of {}", allowed.join(", ")))
                 }
-                ("log", "level") if !LEVELS.contains(&lit) => {
-                    Some(format!("`level` must be one of {}", LEVELS.join(", ")))
+                Some(_) => None,
+                None if spec.durations.contains(&k.as_str()) => {
+                    parse_duration(lit).err().map(|e| format!("`{k}`: {e}"))
                 }
-                (_, "ttl" | "timeout") => parse_duration(lit).err().map(|e| format!("`{k}`: {e}")),
-                _ => None,
+                None => None,
             };
             if let Some(msg) = bad {
                 let loc = arg_loc(at, k).unwrap_or(at.loc);

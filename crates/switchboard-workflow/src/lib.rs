@@ -4,6 +4,7 @@
 //! `compile` checks and compiles every rule, `schema` holds the format's
 //! types (and the JSON Schema), `template` the minijinja environment.
 
+pub mod actions;
 pub mod compile;
 pub mod error;
 pub mod load;

@@ -290,138 +290,12 @@ pub enum Action {
     Any(BTreeMap<String, Value>),
 }
 
-macro_rules! action_args {
-    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {
-        /// Argument types of each action (for the schema).
-        pub mod args {
-            use super::*;
-            $(
-                $(#[$doc])*
-                #[derive(Debug, Serialize, Deserialize, JsonSchema)]
-                #[serde(deny_unknown_fields)]
-                #[allow(non_camel_case_types)]
-                pub struct $name { $( $(#[$fdoc])* pub $field: $ty ),* }
-            )*
-        }
-    };
-}
-
-action_args! {
-    /// Post a message in the event's room.
-    reply { /// Text (template).
-        text: String, /// Handles or ids to mention (default: the sender).
-        mentions: Option<Vec<String>> }
-    /// Post a message in a room.
-    send_message { /// Room id.
-        chat: String, /// Text.
-        text: String, /// Handles or ids to mention.
-        mentions: Vec<String> }
-    /// Post an event row.
-    post_event { /// Room id (default: the event's).
-        chat: Option<String>, /// thought, tool_call, tool_result, error or task.
-        r#type: String, /// Text.
-        content: String, /// Extra metadata.
-        metadata: Option<Value> }
-    /// Create a room and add participants.
-    create_chat { /// Title.
-        title: Option<String>, /// Handles or ids.
-        participants: Option<Vec<String>> }
-    /// Add a participant.
-    add_participant { /// Room id (default: the event's).
-        chat: Option<String>, /// Handle.
-        handle: Option<String>, /// Or id.
-        id: Option<String>, /// owner, admin or member.
-        role: Option<String> }
-    /// Remove a participant.
-    remove_participant { /// Room id (default: the event's).
-        chat: Option<String>, /// Handle.
-        handle: Option<String>, /// Or id.
-        id: Option<String> }
-    /// Approve a contact request.
-    approve_contact { /// Request id (default: the event's).
-        request: Option<String> }
-    /// Reject a contact request.
-    reject_contact { /// Request id (default: the event's).
-        request: Option<String>, /// Why (logged).
-        reason: Option<String> }
-    /// Send a contact request.
-    add_contact { /// Handle.
-        handle: String, /// Note.
-        message: Option<String> }
-    /// Remove a contact.
-    remove_contact { /// Handle or id.
-        handle: String }
-    /// Set a state key.
-    set { /// Key (template).
-        key: String, /// Value.
-        value: Value, /// Time to live, e.g. `1h`.
-        ttl: Option<String> }
-    /// Remove a state key.
-    unset { /// Key.
-        key: String }
-    /// Add to a number in state; the result is the new value.
-    incr { /// Key.
-        key: String, /// Amount (default 1).
-        by: Option<Value>, /// Time to live.
-        ttl: Option<String> }
-    /// Outbound HTTP, only to allowed hosts.
-    http { /// GET, POST, ... (default GET, or POST with `json`).
-        method: Option<String>, /// URL.
-        url: String, /// Headers.
-        headers: Option<BTreeMap<String, String>>, /// JSON body.
-        json: Option<Value>, /// Time limit (default 10s).
-        timeout: Option<String> }
-    /// Write a log line.
-    log { /// Text.
-        message: String, /// error, warn, info (default), debug, trace.
-        level: Option<String> }
-    /// Mark the message failed.
-    fail { /// Reason.
-        reason: String }
-}
-
-/// Per action: name, the argument a plain string stands for, required arguments.
-pub const ACTIONS: &[(&str, Option<&str>, &[&str])] = &[
-    ("reply", Some("text"), &["text"]),
-    ("send_message", None, &["chat", "text", "mentions"]),
-    ("post_event", None, &["type", "content"]),
-    ("create_chat", Some("title"), &[]),
-    ("add_participant", Some("handle"), &[]),
-    ("remove_participant", Some("handle"), &[]),
-    ("approve_contact", Some("request"), &[]),
-    ("reject_contact", Some("reason"), &[]),
-    ("add_contact", Some("handle"), &["handle"]),
-    ("remove_contact", Some("handle"), &["handle"]),
-    ("set", None, &["key", "value"]),
-    ("unset", Some("key"), &["key"]),
-    ("incr", Some("key"), &["key"]),
-    ("http", Some("url"), &["url"]),
-    ("log", Some("message"), &["message"]),
-    ("fail", Some("reason"), &["reason"]),
-];
-
 fn action_schema(generator: &mut SchemaGenerator) -> Schema {
     let conditions = generator.subschema_for::<ConditionList>();
     let mut variants = Vec::new();
-    for (name, shorthand, _) in ACTIONS {
-        let args = match *name {
-            "reply" => generator.subschema_for::<args::reply>(),
-            "send_message" => generator.subschema_for::<args::send_message>(),
-            "post_event" => generator.subschema_for::<args::post_event>(),
-            "create_chat" => generator.subschema_for::<args::create_chat>(),
-            "add_participant" => generator.subschema_for::<args::add_participant>(),
-            "remove_participant" => generator.subschema_for::<args::remove_participant>(),
-            "approve_contact" => generator.subschema_for::<args::approve_contact>(),
-            "reject_contact" => generator.subschema_for::<args::reject_contact>(),
-            "add_contact" => generator.subschema_for::<args::add_contact>(),
-            "remove_contact" => generator.subschema_for::<args::remove_contact>(),
-            "set" => generator.subschema_for::<args::set>(),
-            "unset" => generator.subschema_for::<args::unset>(),
-            "incr" => generator.subschema_for::<args::incr>(),
-            "http" => generator.subschema_for::<args::http>(),
-            "log" => generator.subschema_for::<args::log>(),
-            _ => generator.subschema_for::<args::fail>(),
-        };
+    for spec in crate::actions::ALL {
+        let (name, shorthand) = (spec.name, spec.shorthand);
+        let args = spec.args_schema(generator);
         let value = match shorthand {
             Some(_) => serde_json::json!({"anyOf": [args, {"type": ["string", "null"]}]}),
             None => serde_json::to_value(&args).unwrap_or_default(),
@@ -430,7 +304,7 @@ fn action_schema(generator: &mut SchemaGenerator) -> Schema {
             "type": "object",
             "required": [name],
             "properties": {
-                *name: value,
+                name: value,
                 "if": conditions,
                 "as": {"type": "string", "description": "Bind the action's result to this name"},
                 "on_error": {"enum": ["fail", "continue"]}
@@ -481,7 +355,7 @@ mod tests {
         ] {
             assert!(rule.contains(&k.to_string()), "{k} missing from {rule:?}");
         }
-        assert_eq!(keys_of::<args::post_event>().len(), 4);
+        assert_eq!(keys_of::<crate::actions::post_event::Args>().len(), 4);
         let ops = keys_of::<Operators>();
         assert!(ops.contains(&"in".to_string()) && ops.contains(&"case".to_string()));
     }
@@ -490,7 +364,7 @@ mod tests {
     fn every_action_has_argument_types_in_the_schema() {
         let schema = json_schema();
         let text = schema.to_string();
-        for (name, _, _) in ACTIONS {
+        for name in crate::actions::names() {
             assert!(text.contains(&format!("\"{name}\"")), "{name}");
         }
     }

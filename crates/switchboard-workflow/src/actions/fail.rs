@@ -1,0 +1,38 @@
+//! `fail`: mark the message failed (done by the engine; ends the rule).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{ActionSpec, ArgValues, Journal, Kind};
+
+/// `fail` as the loader and the engine know it.
+pub const SPEC: ActionSpec = ActionSpec::new::<Args>("fail", Kind::Local, Journal::Repeatable)
+    .shorthand("reason")
+    .example("{ reason: nope }");
+
+/// Mark the message failed.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "fail")]
+pub struct Args {
+    /// Reason.
+    pub reason: String,
+}
+
+/// Mark the message failed with a reason (engine; ends the rule).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fail {
+    /// Reason sent to the platform.
+    pub reason: String,
+}
+
+impl Fail {
+    /// Types the rendered arguments.
+    pub fn render(args: &ArgValues) -> Result<Self, String> {
+        Ok(Fail {
+            reason: args
+                .text("reason")
+                .unwrap_or_else(|| "failed by rule".into()),
+        })
+    }
+}

@@ -1,0 +1,348 @@
+//! Every action of the language, one module each. A module holds the whole
+//! definition of its action: the argument type (from which the JSON Schema
+//! and the loader's key checks come), its [`ActionSpec`] (shorthand, where it
+//! runs, how the journal treats it, value checks, an example) and its
+//! rendered type with the rendering. The engine and the executors match on
+//! [`RenderedAction`], so a new action they do not handle fails to compile.
+//!
+//! Adding an action: a new module here, and one line in [`registry!`] below.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::compile::parse_duration;
+
+/// Where an action is performed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// By the engine itself (state, log, fail).
+    Local,
+    /// By the executor, outside the process (REST calls, outbound HTTP).
+    Platform,
+}
+
+/// How the journal treats an action of a message interrupted by a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// Running it again is harmless (or has the same effect).
+    Repeatable,
+    /// Must not run twice: a second one shows (a message) or costs (an
+    /// outside call), so a "sent" record guards it before it goes out.
+    Once,
+}
+
+/// What the schema, the loader and the engine know of one action.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSpec {
+    /// Name as written in workflows (`reply`, `add_participant`, ...).
+    pub name: &'static str,
+    /// The argument a plain string stands for (`reply: hi` is `text: hi`).
+    pub shorthand: Option<&'static str>,
+    /// Who performs it.
+    pub kind: Kind,
+    /// Its journal behaviour.
+    pub journal: Journal,
+    /// Arguments whose literal value must be one of a list.
+    pub choices: &'static [(&'static str, &'static [&'static str])],
+    /// Arguments that are durations (`30s`, `1h`), checked when literal.
+    pub durations: &'static [&'static str],
+    /// At least one of these arguments must be given (e.g. `handle` or `id`).
+    pub one_of: &'static [&'static str],
+    /// A valid use giving every argument (YAML flow mapping), for tests and docs.
+    pub example: &'static str,
+    subschema: fn(&mut SchemaGenerator) -> Schema,
+    root_schema: fn() -> Schema,
+}
+
+impl ActionSpec {
+    /// A spec whose arguments are described by `A`.
+    pub const fn new<A: JsonSchema>(name: &'static str, kind: Kind, journal: Journal) -> Self {
+        ActionSpec {
+            name,
+            shorthand: None,
+            kind,
+            journal,
+            choices: &[],
+            durations: &[],
+            one_of: &[],
+            example: "{}",
+            subschema: subschema_of::<A>,
+            root_schema: root_schema_of::<A>,
+        }
+    }
+
+    /// With a shorthand argument.
+    pub const fn shorthand(self, arg: &'static str) -> Self {
+        ActionSpec {
+            shorthand: Some(arg),
+            ..self
+        }
+    }
+
+    /// With arguments limited to a list of values.
+    pub const fn choices(
+        self,
+        choices: &'static [(&'static str, &'static [&'static str])],
+    ) -> Self {
+        ActionSpec { choices, ..self }
+    }
+
+    /// With duration arguments.
+    pub const fn durations(self, durations: &'static [&'static str]) -> Self {
+        ActionSpec { durations, ..self }
+    }
+
+    /// Needing at least one of these arguments.
+    pub const fn one_of(self, one_of: &'static [&'static str]) -> Self {
+        ActionSpec { one_of, ..self }
+    }
+
+    /// With an example giving every argument.
+    pub const fn example(self, example: &'static str) -> Self {
+        ActionSpec { example, ..self }
+    }
+
+    /// The argument type's schema, registered in `generator` (a `$ref`).
+    pub fn args_schema(&self, generator: &mut SchemaGenerator) -> Schema {
+        (self.subschema)(generator)
+    }
+
+    /// Argument names, in the argument type's order.
+    pub fn arg_keys(&self) -> &'static [String] {
+        &self.keys().names
+    }
+
+    /// Arguments that must be given (the non-optional fields).
+    pub fn required(&self) -> &'static [String] {
+        &self.keys().required
+    }
+
+    fn keys(&self) -> &'static ArgKeys {
+        // Read from the generated schema, so the loader checks what editors see.
+        static KEYS: OnceLock<HashMap<&'static str, ArgKeys>> = OnceLock::new();
+        static NONE: ArgKeys = ArgKeys {
+            names: Vec::new(),
+            required: Vec::new(),
+        };
+        let all = KEYS.get_or_init(|| {
+            ALL.iter()
+                .map(|spec| {
+                    let schema = (spec.root_schema)();
+                    let strings = |v: Option<&Value>| -> Vec<String> {
+                        match v {
+                            Some(Value::Object(m)) => m.keys().cloned().collect(),
+                            Some(Value::Array(a)) => a
+                                .iter()
+                                .filter_map(|s| s.as_str().map(str::to_owned))
+                                .collect(),
+                            _ => Vec::new(),
+                        }
+                    };
+                    let names = strings(schema.get("properties"));
+                    let required = strings(schema.get("required"));
+                    (spec.name, ArgKeys { names, required })
+                })
+                .collect()
+        });
+        all.get(self.name).unwrap_or(&NONE)
+    }
+}
+
+/// An action's argument names, all and required.
+struct ArgKeys {
+    names: Vec<String>,
+    required: Vec<String>,
+}
+
+fn subschema_of<A: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<A>()
+}
+
+fn root_schema_of<A: JsonSchema>() -> Schema {
+    schemars::schema_for!(A)
+}
+
+/// The action named `name`.
+pub fn find(name: &str) -> Option<&'static ActionSpec> {
+    ALL.iter().copied().find(|s| s.name == name)
+}
+
+/// Every action name, in registry order.
+pub fn names() -> impl Iterator<Item = &'static str> + Clone {
+    ALL.iter().map(|s| s.name)
+}
+
+/// Declares the action modules and builds from them the registry, the
+/// [`RenderedAction`] enum and its dispatch: one line per action.
+macro_rules! registry {
+    ($( $module:ident :: $ty:ident ),* $(,)?) => {
+        $( pub mod $module; )*
+        $( pub use $module::$ty; )*
+
+        /// Every action, in the order the schema lists them.
+        pub const ALL: &[&ActionSpec] = &[ $( &$module::SPEC ),* ];
+
+        /// One action with every template rendered, arguments as the user
+        /// wrote them (defaults such as "the event's room" are resolved by
+        /// the executor, so a dry run shows exactly what the workflow said).
+        ///
+        /// Serialises as a one-key map, `{reply: {text: ...}}`, the shape
+        /// workflow tests compare against.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum RenderedAction {
+            $(
+                #[doc = concat!("`", stringify!($module), "`")]
+                $ty($module::$ty),
+            )*
+        }
+
+        impl RenderedAction {
+            /// The action's definition.
+            pub fn spec(&self) -> &'static ActionSpec {
+                match self {
+                    $( RenderedAction::$ty(_) => &$module::SPEC, )*
+                }
+            }
+
+            /// Types the rendered arguments of the action named `name`.
+            pub fn render(name: &str, args: &Map<String, Value>) -> Result<Self, String> {
+                let args = ArgValues(args);
+                $(
+                    if name == $module::SPEC.name {
+                        return $module::$ty::render(&args).map(RenderedAction::$ty);
+                    }
+                )*
+                Err(format!("unknown action `{name}`"))
+            }
+        }
+
+        impl Serialize for RenderedAction {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(1))?;
+                match self {
+                    $( RenderedAction::$ty(a) => map.serialize_entry(self.name(), a)?, )*
+                }
+                map.end()
+            }
+        }
+    };
+}
+
+registry! {
+    reply::Reply,
+    send_message::SendMessage,
+    post_event::PostEvent,
+    create_chat::CreateChat,
+    add_participant::AddParticipant,
+    remove_participant::RemoveParticipant,
+    approve_contact::ApproveContact,
+    reject_contact::RejectContact,
+    add_contact::AddContact,
+    remove_contact::RemoveContact,
+    set::Set,
+    unset::Unset,
+    incr::Incr,
+    http::Http,
+    log::Log,
+    fail::Fail,
+}
+
+impl RenderedAction {
+    /// The action's name as written in workflows (`reply`, `add_participant`, ...).
+    pub fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// True for actions that must not run twice (see [`Journal::Once`]).
+    pub fn must_not_repeat(&self) -> bool {
+        self.spec().journal == Journal::Once
+    }
+
+    /// True for actions the engine performs itself (state, log, fail).
+    pub fn is_local(&self) -> bool {
+        self.spec().kind == Kind::Local
+    }
+}
+
+/// An action's arguments after rendering, read as the rendered type needs them.
+pub struct ArgValues<'a>(pub &'a Map<String, Value>);
+
+impl ArgValues<'_> {
+    /// The raw value (`None` when absent or null).
+    pub fn value(&self, k: &str) -> Option<&Value> {
+        self.0.get(k).filter(|v| !v.is_null())
+    }
+
+    /// The value as text; absent, null and empty are `None`.
+    pub fn text(&self, k: &str) -> Option<String> {
+        self.value(k).map(value_text).filter(|s| !s.is_empty())
+    }
+
+    /// The value as text, which must not be blank.
+    pub fn required(&self, k: &str) -> Result<String, String> {
+        self.text(k)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| format!("`{k}` rendered empty"))
+    }
+
+    /// A list of strings; a single string counts as a list of one.
+    pub fn list(&self, k: &str) -> Result<Option<Vec<String>>, String> {
+        match self.value(k) {
+            None => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(
+                items
+                    .iter()
+                    .map(value_text)
+                    .filter(|s| !s.trim().is_empty())
+                    .collect(),
+            )),
+            Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+            Some(other) => Err(format!("`{k}` must be a list, got {other}")),
+        }
+    }
+
+    /// A duration: `10m`-style text or a positive number of seconds.
+    pub fn duration(&self, k: &str) -> Result<Option<Duration>, String> {
+        match self.value(k) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|s| *s > 0.0)
+                .map(|s| Some(Duration::from_secs_f64(s)))
+                .ok_or_else(|| format!("`{k}` must be positive")),
+            Some(Value::String(s)) => parse_duration(s)
+                .map(Some)
+                .map_err(|e| format!("`{k}`: {e}")),
+            Some(other) => Err(format!("`{k}` must be a duration like `10m`, got {other}")),
+        }
+    }
+}
+
+/// A value as text: strings as they are, other values as JSON.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Serialises an optional duration as whole seconds, `"3600s"`.
+pub(crate) mod opt_secs {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    /// For `#[serde(with)]`.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format!("{}s", d.as_secs())),
+            None => s.serialize_none(),
+        }
+    }
+}
