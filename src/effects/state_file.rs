@@ -68,22 +68,6 @@ impl Paths {
         }
     }
 
-    fn read_error(&self, path: &Path) -> impl Fn(io::Error) -> StateError {
-        let path = path.to_owned();
-        move |source| StateError::Read {
-            path: path.clone(),
-            source,
-        }
-    }
-
-    fn write_error(&self, path: &Path) -> impl Fn(io::Error) -> StateError {
-        let path = path.to_owned();
-        move |source| StateError::Write {
-            path: path.clone(),
-            source,
-        }
-    }
-
     /// The snapshot with the log replayed over it, and the log's line count.
     fn load(&self) -> Result<(Entries, usize), StateError> {
         let mut entries: Entries = match std::fs::read(&self.snapshot) {
@@ -92,13 +76,13 @@ impl Paths {
                 source,
             })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Entries::new(),
-            Err(e) => return Err(self.read_error(&self.snapshot)(e)),
+            Err(e) => return Err(read_error(&self.snapshot)(e)),
         };
         let mut lines = 0;
         match File::open(&self.log) {
             Ok(f) => {
                 for line in BufReader::new(f).split(b'\n') {
-                    let line = line.map_err(self.read_error(&self.log))?;
+                    let line = line.map_err(read_error(&self.log))?;
                     // A line cut short by a crash is skipped.
                     let Ok(line) = serde_json::from_slice::<LogLine>(&line) else {
                         continue;
@@ -108,7 +92,7 @@ impl Paths {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.read_error(&self.log)(e)),
+            Err(e) => return Err(read_error(&self.log)(e)),
         }
         Ok((entries, lines))
     }
@@ -129,6 +113,22 @@ impl Paths {
                 Err(e) => Err(e),
             },
         }
+    }
+}
+
+fn read_error(path: &Path) -> impl Fn(io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Read {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn write_error(path: &Path) -> impl Fn(io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Write {
+        path: path.clone(),
+        source,
     }
 }
 
@@ -213,13 +213,13 @@ impl StateFile {
         if lines > 0 {
             paths
                 .compact(&mut entries, None)
-                .map_err(paths.write_error(&paths.snapshot))?;
+                .map_err(write_error(&paths.snapshot))?;
         }
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&paths.log)
-            .map_err(paths.write_error(&paths.log))?;
+            .map_err(write_error(&paths.log))?;
         let sink = StateSink {
             paths: paths.clone(),
             log,
@@ -228,7 +228,7 @@ impl StateFile {
             bound,
             torn: false,
         };
-        let writer = Writer::spawn("state-writer", sink).map_err(paths.write_error(&paths.log))?;
+        let writer = Writer::spawn("state-writer", sink).map_err(write_error(&paths.log))?;
         Ok(StateFile { paths, writer })
     }
 
@@ -242,14 +242,14 @@ impl StateFile {
         self.writer
             .flush()
             .await
-            .map_err(self.paths.write_error(&self.paths.log))
+            .map_err(write_error(&self.paths.log))
     }
 
     /// [`StateFile::flush`], blocking the calling thread.
     pub fn flush_blocking(&self) -> Result<(), StateError> {
         self.writer
             .flush_blocking()
-            .map_err(self.paths.write_error(&self.paths.log))
+            .map_err(write_error(&self.paths.log))
     }
 }
 
