@@ -10,7 +10,7 @@ use actions::replies;
 use serde_json::{json, Value};
 use switchboard_engine::action::{RenderedAction, Scope};
 use switchboard_engine::run::{ActionStatus, Verdict};
-use switchboard_engine::{Engine, EventInput, Outcome, RecordingExecutor, Report, StateStore};
+use switchboard_engine::{Engine, EventInput, Finish, RecordingExecutor, Report, StateStore};
 use switchboard_workflow::load_str;
 
 fn engine(yaml: &str) -> Engine {
@@ -153,7 +153,7 @@ rules:
     let mut all = Vec::new();
     for _ in 0..4 {
         let (report, actions) = run(&e, &input).await;
-        assert_eq!(report.outcome, Outcome::Done);
+        assert_eq!(report.outcome, Finish::Done);
         all.extend(replies(&actions));
     }
     assert_eq!(
@@ -249,20 +249,20 @@ rules:
     let scope = Scope::default();
 
     let r = e.handle(&message("careful"), &scope, &ex).await;
-    assert_eq!(r.outcome, Outcome::Done);
+    assert_eq!(r.outcome, Finish::Done);
     let r = e.handle(&message("strict"), &scope, &ex).await;
     assert_eq!(
         r.outcome,
-        Outcome::Failed {
+        Finish::Failed {
             reason: "w/strict: add_participant: HTTP 422".into()
         }
     );
     let r = e.handle(&message("fallback"), &scope, &ex).await;
-    assert_eq!(r.outcome, Outcome::Done, "the fallback handled it");
+    assert_eq!(r.outcome, Finish::Done, "the fallback handled it");
     let r = e.handle(&message("refuse"), &scope, &ex).await;
     assert_eq!(
         r.outcome,
-        Outcome::Failed {
+        Finish::Failed {
             reason: "w/refuse: not today, Ann".into()
         }
     );
@@ -290,7 +290,7 @@ rules:
 "#,
     );
     let (report, actions) = run(&e, &message("x")).await;
-    assert_eq!(report.outcome, Outcome::Done);
+    assert_eq!(report.outcome, Finish::Done);
     let as_json: Vec<Value> = actions
         .iter()
         .map(|a| serde_json::to_value(a).unwrap())

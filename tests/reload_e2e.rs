@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness::{Harness, WAIT};
 use switchboard::rules::reload::{ReloadOutcome, ReloadReport};
-use switchboard_engine::Outcome;
+use switchboard_engine::Finish;
 
 fn ping_rule(answer: &str) -> String {
     format!(
@@ -34,7 +34,7 @@ async fn next_reload(h: &mut Harness) -> ReloadReport {
 
 async fn reply_to_ping(h: &mut Harness) -> Vec<String> {
     let (id, report) = h.bob_says("ping").await;
-    assert_eq!(report.report.outcome, Outcome::Done);
+    assert_eq!(report.report.outcome, Finish::Done);
     assert_eq!(h.settled_status(&id).await, "processed");
     h.bot_messages_after(&id)
         .await

@@ -9,7 +9,7 @@ use band_client::rest::{AgentApi, HumanApi, RestConfig};
 use harness::Harness;
 use serde_json::Value;
 use switchboard::agent::Handled;
-use switchboard_engine::Outcome;
+use switchboard_engine::Finish;
 
 fn request_status(state: &Value, from: &str) -> String {
     state["contact_requests"]
@@ -92,7 +92,7 @@ async fn triage_recruits_the_billing_agent_once_and_tells_the_sender() {
 
     // Asked again: the billing agent is already there; no failure, one more reply.
     let (second, report) = h.bob_says("Another invoice question").await;
-    assert_eq!(report.report.outcome, Outcome::Done);
+    assert_eq!(report.report.outcome, Finish::Done);
     assert_eq!(h.settled_status(&second).await, "processed");
     let count = h
         .participants()
@@ -275,7 +275,7 @@ rules:
     let (id, report) = h.bob_says("please open a ticket").await;
     assert_eq!(
         report.report.outcome,
-        Outcome::Done,
+        Finish::Done,
         "{:?}",
         report.report.actions
     );
@@ -290,7 +290,7 @@ rules:
 
     let (id, report) = h.bob_says("send it elsewhere").await;
     match &report.report.outcome {
-        Outcome::Failed { reason } => {
+        Finish::Failed { reason } => {
             assert!(reason.contains("host localhost is not allowed"), "{reason}")
         }
         other => panic!("expected a failure, got {other:?}"),

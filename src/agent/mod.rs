@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
+use crate::effects::journal::JournalFile;
 use crate::effects::rest::RestExecutor;
+use crate::effects::state_file::StateFile;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
 use band_client::rest::{AgentApi, ApiError, BuildError, RestConfig};
@@ -172,6 +174,31 @@ pub struct Agent {
     reloads: Vec<Arc<dyn reload::Listener>>,
     /// The bound metrics listener and what it serves, until `run_until` starts it.
     metrics: Option<(TcpListener, Arc<Telemetry>)>,
+    /// The files behind the journal and the state, flushed when the agent stops.
+    files: Files,
+}
+
+/// The agent's files, each written by its own thread.
+#[derive(Default)]
+struct Files {
+    journal: Option<Arc<JournalFile>>,
+    state: Option<Arc<StateFile>>,
+}
+
+impl Files {
+    /// Waits until what was queued (settle records, state changes) is on disk.
+    async fn flush(&self) {
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.flush().await {
+                tracing::warn!(error = %e, "cannot flush the action journal");
+            }
+        }
+        if let Some(state) = &self.state {
+            if let Err(e) = state.flush().await {
+                tracing::warn!(error = %e, "cannot flush the state");
+            }
+        }
+    }
 }
 
 impl Agent {
@@ -205,8 +232,13 @@ impl Agent {
             }
         };
         let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
+        let mut files = Files::default();
         let state = match &config.state_file {
-            Some(path) => StateStore::open(path)?,
+            Some(path) => {
+                let file = Arc::new(StateFile::open(path)?);
+                files.state = Some(file.clone());
+                StateStore::persisted(file)?
+            }
             None => StateStore::in_memory(),
         };
         // The key reaches templates only if someone allows its variable by
@@ -228,7 +260,11 @@ impl Agent {
             })
             .collect();
         let journal = match &config.journal {
-            Some(path) => Journal::open(path)?,
+            Some(path) => {
+                let file = Arc::new(JournalFile::open(path)?);
+                files.journal = Some(file.clone());
+                Journal::backed_by(file)?
+            }
             None => Journal::in_memory(),
         };
         if journal.open_messages() > 0 {
@@ -290,6 +326,7 @@ impl Agent {
             watch: config.watch,
             reloads,
             metrics,
+            files,
         })
     }
 
@@ -341,6 +378,7 @@ impl Agent {
         }
         reloader.abort();
         timers.stop();
+        self.files.flush().await;
         Ok(result?)
     }
 }

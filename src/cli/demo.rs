@@ -17,7 +17,7 @@ use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use band_sandbox::{default_seed, load_seed, RunningSandbox};
 use band_wire::model::{ChatMessage, Mention};
 use switchboard_engine::run::ActionStatus;
-use switchboard_engine::Outcome;
+use switchboard_engine::Finish;
 
 /// How long one step may wait for the agent.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -315,7 +315,7 @@ impl Script {
             self.actions += done.len();
             println!("     ⚙ {rule}{branch} → {}", done.join(", "));
         }
-        if let Outcome::Failed { reason } = &r.outcome {
+        if let Finish::Failed { reason } = &r.outcome {
             self.failures += 1;
             println!("     ✗ failed: {reason}");
         }

@@ -98,8 +98,8 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(match report.outcome {
-        switchboard_engine::Outcome::Done => ExitCode::SUCCESS,
-        switchboard_engine::Outcome::Failed { .. } => ExitCode::FAILURE,
+        switchboard_engine::Finish::Done => ExitCode::SUCCESS,
+        switchboard_engine::Finish::Failed { .. } => ExitCode::FAILURE,
     })
 }
 

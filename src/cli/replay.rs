@@ -11,7 +11,7 @@ use clap::Args;
 use crate::dryrun::explain::explain;
 use crate::dryrun::record::{read_lines, Line};
 use switchboard_engine::run::ActionStatus;
-use switchboard_engine::{Engine, Outcome, RecordingExecutor, StateStore};
+use switchboard_engine::{Engine, Finish, RecordingExecutor, StateStore};
 
 /// Arguments of `switchboard replay`.
 #[derive(Debug, Args)]
@@ -85,8 +85,8 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         .unwrap_or("-");
         let end = match &report.outcome {
-            Outcome::Done => String::new(),
-            Outcome::Failed { reason } => {
+            Finish::Done => String::new(),
+            Finish::Failed { reason } => {
                 failed += 1;
                 format!(" FAILED: {reason}")
             }

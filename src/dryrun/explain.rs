@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use switchboard_engine::evaluate::CondTrace;
 use switchboard_engine::run::{ActionRecord, ActionStatus, Verdict};
-use switchboard_engine::{Outcome, Report};
+use switchboard_engine::{Finish, Report};
 use switchboard_workflow::Ruleset;
 
 /// Longest value shown for what a condition saw.
@@ -50,8 +50,8 @@ pub fn explain(report: &Report, ruleset: Option<&Ruleset>) -> String {
         }
     }
     match &report.outcome {
-        Outcome::Done => out.push_str("  outcome: done\n"),
-        Outcome::Failed { reason } => {
+        Finish::Done => out.push_str("  outcome: done\n"),
+        Finish::Failed { reason } => {
             let _ = writeln!(out, "  outcome: failed: {reason}");
         }
     }

@@ -15,7 +15,7 @@ use super::explain::explain;
 use super::spec::{expected_action, EventSpec, Expect, ExpectedOutcome, Given, TestCase, TestFile};
 use crate::rules::event_input;
 use switchboard_engine::run::ActionStatus;
-use switchboard_engine::{Engine, Outcome, RecordingExecutor, Report, StateStore};
+use switchboard_engine::{Engine, Finish, RecordingExecutor, Report, StateStore};
 use switchboard_workflow::actions;
 use switchboard_workflow::compile::parse_duration;
 use switchboard_workflow::error::did_you_mean;
@@ -212,8 +212,8 @@ fn compare(ruleset: &Ruleset, expect: &Expect, report: &Report, state: &Value) -
         }
     }
     let failed_reason = match &report.outcome {
-        Outcome::Done => None,
-        Outcome::Failed { reason } => Some(reason.as_str()),
+        Finish::Done => None,
+        Finish::Failed { reason } => Some(reason.as_str()),
     };
     if let Some(outcome) = expect.outcome {
         let got = match failed_reason {

@@ -1,4 +1,9 @@
 //! The engine's effects as this binary performs them: rendered actions as
-//! REST calls on the platform ([`rest`]).
+//! REST calls on the platform ([`rest`]), the action journal ([`journal`])
+//! and the rules' state ([`state_file`]) on disk, both written by a
+//! dedicated thread ([`writer`]) so the async runtime never waits on a disk.
 
+pub mod journal;
 pub mod rest;
+pub mod state_file;
+pub mod writer;

@@ -13,7 +13,7 @@ use crate::runtime::{Delivery, Handler, HandlerFuture, Outcome, RoomInfo};
 use band_wire::events::Event;
 use band_wire::model::AgentMe;
 use switchboard_engine::action::{Executor, Scope, Sender};
-use switchboard_engine::{Engine, EventInput, Outcome as EngineOutcome, Report};
+use switchboard_engine::{Engine, EventInput, Finish, Report};
 
 /// Runs the rules for the runtime's events.
 pub struct RulesHandler {
@@ -132,11 +132,11 @@ impl Handler for RulesHandler {
 }
 
 /// The engine's verdict as the runtime's lifecycle outcome.
-impl From<EngineOutcome> for Outcome {
-    fn from(o: EngineOutcome) -> Self {
+impl From<Finish> for Outcome {
+    fn from(o: Finish) -> Self {
         match o {
-            EngineOutcome::Done => Outcome::Done,
-            EngineOutcome::Failed { reason } => Outcome::Failed { reason },
+            Finish::Done => Outcome::Done,
+            Finish::Failed { reason } => Outcome::Failed { reason },
         }
     }
 }
@@ -162,14 +162,14 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
     let message_id = scope.message_id.as_deref().unwrap_or("-");
     match &report.outcome {
         // Events no rule listens for are routine: keep them out of the info log.
-        EngineOutcome::Done if report.trace.is_empty() => tracing::debug!(
+        Finish::Done if report.trace.is_empty() => tracing::debug!(
             event = %report.event_type, room, message_id, ms = format!("{ms:.1}"), "no rule could apply"
         ),
-        EngineOutcome::Done => tracing::info!(
+        Finish::Done => tracing::info!(
             event = %report.event_type, room, message_id, rules = %matched,
             actions = %actions, ms = format!("{ms:.1}"), "handled"
         ),
-        EngineOutcome::Failed { reason } => tracing::warn!(
+        Finish::Failed { reason } => tracing::warn!(
             event = %report.event_type, room, message_id, rules = %matched,
             actions = %actions, ms = format!("{ms:.1}"), %reason, "failed"
         ),

@@ -26,7 +26,7 @@ use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
 use crate::rules::{Handled, Sink};
 use crate::runtime::{Mark, Observer};
 use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
-use switchboard_engine::run::{ActionStatus, Outcome};
+use switchboard_engine::run::{ActionStatus, Finish};
 
 /// Label set of the per-event-type families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,8 +139,8 @@ impl HandledEntry {
             })
             .collect();
         let (outcome, reason) = match &report.outcome {
-            Outcome::Done => ("done", None),
-            Outcome::Failed { reason } => ("failed", Some(reason.clone())),
+            Finish::Done => ("done", None),
+            Finish::Failed { reason } => ("failed", Some(reason.clone())),
         };
         let event_id = handled
             .event
@@ -541,7 +541,7 @@ mod tests {
         assert_eq!((h.status, h.socket.reconnects), (HealthStatus::Ok, 1));
     }
 
-    fn handled(n: usize, outcome: Outcome) -> Handled {
+    fn handled(n: usize, outcome: Finish) -> Handled {
         use switchboard_engine::run::ActionRecord;
         let action = |name: &'static str, status| ActionRecord {
             rule: "triage/x".into(),
@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn the_handled_log_keeps_the_last_events_as_lists() {
         let t = Telemetry::new(1);
-        let failed = Outcome::Failed {
+        let failed = Finish::Failed {
             reason: "triage/x: boom".into(),
         };
         t.handled(&handled(0, failed));
@@ -594,7 +594,7 @@ mod tests {
         );
 
         for n in 1..=HANDLED_CAPACITY {
-            t.handled(&handled(n, Outcome::Done));
+            t.handled(&handled(n, Finish::Done));
         }
         let log = t.handled_log();
         assert_eq!(log.len(), HANDLED_CAPACITY);

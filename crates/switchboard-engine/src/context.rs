@@ -14,7 +14,7 @@ use super::captures::Captures;
 
 /// The event's part of every rule's context, built once per event.
 #[derive(Debug)]
-pub struct EventPart {
+pub struct EventContext {
     /// `event_type`.
     pub event_type: Value,
     /// `event`: the payload.
@@ -31,7 +31,7 @@ pub struct EventPart {
     pub env: Arc<Value>,
 }
 
-/// The names an [`EventPart`] answers, sorted (as minijinja lists map keys).
+/// The names an [`EventContext`] answers, sorted (as minijinja lists map keys).
 const EVENT_KEYS: &[&str] = &[
     "agent",
     "chat",
@@ -42,7 +42,7 @@ const EVENT_KEYS: &[&str] = &[
     "sender",
 ];
 
-impl EventPart {
+impl EventContext {
     fn get(&self, key: &str) -> Option<&Value> {
         const NULL: &Value = &Value::Null;
         Some(match key {
@@ -70,7 +70,7 @@ impl EventPart {
     }
 }
 
-impl Object for EventPart {
+impl Object for EventContext {
     fn get_value(self: &Arc<Self>, key: &JValue) -> Option<JValue> {
         self.shared(key.as_str()?)
     }
@@ -87,7 +87,7 @@ impl Object for EventPart {
 /// The context of one rule.
 #[derive(Debug, Clone)]
 pub struct Context {
-    base: Arc<EventPart>,
+    base: Arc<EventContext>,
     vars: Arc<Value>,
     state: Arc<Value>,
     extra: Arc<Map<String, Value>>,
@@ -95,7 +95,7 @@ pub struct Context {
 
 impl Context {
     /// The context of a rule of `vars` for the event `base`.
-    pub fn new(base: Arc<EventPart>, vars: Arc<Value>, state: Arc<Value>) -> Self {
+    pub fn new(base: Arc<EventContext>, vars: Arc<Value>, state: Arc<Value>) -> Self {
         Context {
             base,
             vars,

@@ -32,7 +32,7 @@ pub struct CondTrace {
 
 /// What conditions read: the rule's context (its template form made only
 /// when a template condition asks) and the compiled templates.
-pub struct Scene<'a> {
+pub struct Evaluator<'a> {
     /// The rule's context.
     pub ctx: &'a Context,
     /// The compiled templates.
@@ -42,10 +42,10 @@ pub struct Scene<'a> {
     jctx: std::cell::OnceCell<JValue>,
 }
 
-impl<'a> Scene<'a> {
-    /// A scene over `ctx`; `detail`: see [`Scene::detail`].
+impl<'a> Evaluator<'a> {
+    /// An evaluator over `ctx`; `detail`: see [`Evaluator::detail`].
     pub fn new(ctx: &'a Context, templates: &'a Templates, detail: bool) -> Self {
-        Scene {
+        Evaluator {
             ctx,
             templates,
             detail,
@@ -73,10 +73,10 @@ impl<'a> Scene<'a> {
 
 /// Evaluates a list (all must hold), collecting traces and captures. Stops
 /// at the first failure, like `and`, but reports what it evaluated.
-pub fn all(conds: &[Cond], scene: &Scene, caps: &mut Captures) -> (bool, Vec<CondTrace>) {
+pub fn all(conds: &[Cond], ev: &Evaluator, caps: &mut Captures) -> (bool, Vec<CondTrace>) {
     let mut traces = Vec::with_capacity(conds.len());
     for c in conds {
-        let t = eval(c, scene, caps);
+        let t = eval(c, ev, caps);
         let passed = t.passed;
         traces.push(t);
         if !passed {
@@ -87,58 +87,58 @@ pub fn all(conds: &[Cond], scene: &Scene, caps: &mut Captures) -> (bool, Vec<Con
 }
 
 /// Evaluates one condition.
-pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
+pub fn eval(cond: &Cond, ev: &Evaluator, caps: &mut Captures) -> CondTrace {
     match cond {
         Cond::Path {
             path,
             segments,
             checks,
         } => {
-            let actual = scene.ctx.lookup(segments);
+            let actual = ev.ctx.lookup(segments);
             let passed = checks.iter().all(|c| check(c, actual, caps));
             CondTrace {
-                condition: scene.describe(|| format!("{path} {}", describe_checks(checks))),
+                condition: ev.describe(|| format!("{path} {}", describe_checks(checks))),
                 passed,
-                saw: scene.detail.then(|| actual.cloned().unwrap_or(Value::Null)),
+                saw: ev.detail.then(|| actual.cloned().unwrap_or(Value::Null)),
                 error: None,
                 children: Vec::new(),
             }
         }
         Cond::All(list) => {
-            let (passed, children) = all(list, scene, caps);
-            group(scene, "all", passed, children)
+            let (passed, children) = all(list, ev, caps);
+            group(ev, "all", passed, children)
         }
         Cond::Any(list) => {
             let mut children = Vec::new();
             let mut passed = false;
             for c in list {
-                let t = eval(c, scene, caps);
+                let t = eval(c, ev, caps);
                 passed = t.passed;
                 children.push(t);
                 if passed {
                     break;
                 }
             }
-            group(scene, "any", passed, children)
+            group(ev, "any", passed, children)
         }
         Cond::Not(inner) => {
             // Captures from inside a `not` would describe a failed match.
             let mut scratch = Captures::default();
-            let t = eval(inner, scene, &mut scratch);
-            group(scene, "not", !t.passed, vec![t])
+            let t = eval(inner, ev, &mut scratch);
+            group(ev, "not", !t.passed, vec![t])
         }
         Cond::Named(name, list) => {
-            let (passed, children) = all(list, scene, caps);
-            let name = scene.describe(|| format!("use {name}"));
-            group(scene, &name, passed, children)
+            let (passed, children) = all(list, ev, caps);
+            let name = ev.describe(|| format!("use {name}"));
+            group(ev, &name, passed, children)
         }
         Cond::Template { source, text } => {
-            let (passed, saw, error) = match scene.templates.render(text, scene.jctx()) {
+            let (passed, saw, error) = match ev.templates.render(text, ev.jctx()) {
                 Ok(v) => (truthy(&v), Some(v), None),
                 Err(e) => (false, None, Some(e)),
             };
             CondTrace {
-                condition: scene.describe(|| format!("template {source}")),
+                condition: ev.describe(|| format!("template {source}")),
                 passed,
                 saw,
                 error,
@@ -150,7 +150,7 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
             query,
             checks,
         } => {
-            let event = scene.ctx.get("event").unwrap_or(&Value::Null);
+            let event = ev.ctx.get("event").unwrap_or(&Value::Null);
             let found: Vec<Value> = jsonpath_rust::query::js_path_process(query, event)
                 .map(|refs| refs.into_iter().map(|r| r.val().clone()).collect())
                 .unwrap_or_default();
@@ -160,10 +160,9 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
                 false => checks.iter().all(|c| check_list(c, &list, caps)),
             };
             CondTrace {
-                condition: scene
-                    .describe(|| format!("jsonpath {source} {}", describe_checks(checks))),
+                condition: ev.describe(|| format!("jsonpath {source} {}", describe_checks(checks))),
                 passed,
-                saw: scene.detail.then_some(list),
+                saw: ev.detail.then_some(list),
                 error: None,
                 children: Vec::new(),
             }
@@ -171,9 +170,9 @@ pub fn eval(cond: &Cond, scene: &Scene, caps: &mut Captures) -> CondTrace {
     }
 }
 
-fn group(scene: &Scene, name: &str, passed: bool, children: Vec<CondTrace>) -> CondTrace {
+fn group(ev: &Evaluator, name: &str, passed: bool, children: Vec<CondTrace>) -> CondTrace {
     CondTrace {
-        condition: scene.describe(|| name.to_owned()),
+        condition: ev.describe(|| name.to_owned()),
         passed,
         saw: None,
         error: None,

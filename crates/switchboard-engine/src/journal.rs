@@ -5,24 +5,21 @@
 //! and an action whose outcome is unknown is looked for on the platform
 //! before it is sent again.
 //!
-//! On disk it is an append-only file of JSON lines, each written with one
-//! `write` and synced before the action it guards goes on; opening it replays
-//! the lines (a torn last line from a crash is ignored) and rewrites it
-//! without the messages already settled.
+//! This module keeps the journal in memory; where records are kept across
+//! restarts is a [`JournalStore`] the binary provides (the engine does no I/O).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Messages not settled for this long are dropped at the next open (they
-/// were given up on; their journal only costs memory).
-const RETENTION_DAYS: i64 = 7;
+/// Messages not settled for this long are dropped when the journal is
+/// loaded (they were given up on; their journal only costs memory).
+pub const RETENTION_DAYS: i64 = 7;
 
 /// What the journal knows about one step (one action of one rule).
 #[derive(Debug, Clone, PartialEq)]
@@ -33,37 +30,61 @@ pub enum Step {
     Done(Value),
 }
 
+/// One fact recorded in the journal, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// `step` of `message` is about to be sent.
+    Sent {
+        /// Message id.
+        message: String,
+        /// Step key (`rule#do0`).
+        step: String,
+        /// When the message was first seen (retention counts from it).
+        at: Option<DateTime<Utc>>,
+    },
+    /// `step` of `message` finished with `result`.
+    Done {
+        /// Message id.
+        message: String,
+        /// Step key (`rule#do0`).
+        step: String,
+        /// What it returned (bound by `as:`).
+        result: Value,
+        /// When the message was first seen (retention counts from it).
+        at: Option<DateTime<Utc>>,
+    },
+    /// `message` is processed on the platform; it can be forgotten.
+    Settled {
+        /// Message id.
+        message: String,
+    },
+}
+
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("action journal {path}: {source}")]
 pub struct JournalError {
-    /// The file.
+    /// Where the journal is kept (a file, for the binary's store).
     pub path: PathBuf,
     /// Cause.
     #[source]
     pub source: std::io::Error,
 }
 
-/// One line of the file.
-#[derive(Debug, Serialize, Deserialize)]
-struct Line {
-    /// Message id.
-    m: String,
-    /// Step key (`rule#do0`); absent on the settle line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    k: Option<String>,
-    /// The result, on a done line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    done: Option<Value>,
-    /// True on a sent line.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    sent: bool,
-    /// True when the message is settled (processed).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    settled: bool,
-    /// When the message was first seen (first line of a message).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    at: Option<DateTime<Utc>>,
+/// Resolves once a record is durable (or could not be made so).
+pub type Durable = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'static>>;
+
+/// Where journal records outlive the process. The binary implements it on a
+/// file; the engine only calls it.
+pub trait JournalStore: Send + Sync {
+    /// Every record kept from earlier runs, oldest first.
+    fn recorded(&self) -> Result<Vec<Record>, JournalError>;
+
+    /// Queues `record` behind those recorded before; the returned future
+    /// resolves when it is durable. The record is queued even if the future
+    /// is dropped unawaited (what fire-and-forget records such as
+    /// [`Record::Settled`] rely on).
+    fn record(&self, record: Record) -> Durable;
 }
 
 #[derive(Debug, Default)]
@@ -72,17 +93,19 @@ struct Entry {
     steps: HashMap<String, Step>,
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    file: Option<File>,
-    messages: HashMap<String, Entry>,
+/// The journal: in memory, optionally backed by a [`JournalStore`].
+pub struct Journal {
+    messages: Mutex<HashMap<String, Entry>>,
+    store: Option<Arc<dyn JournalStore>>,
 }
 
-/// The journal; in memory only, or backed by a file.
-#[derive(Debug)]
-pub struct Journal {
-    path: Option<PathBuf>,
-    inner: Mutex<Inner>,
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("open_messages", &self.open_messages())
+            .field("persistent", &self.store.is_some())
+            .finish()
+    }
 }
 
 impl Journal {
@@ -90,176 +113,149 @@ impl Journal {
     /// still resume; a crash forgets).
     pub fn in_memory() -> Journal {
         Journal {
-            path: None,
-            inner: Mutex::new(Inner::default()),
+            messages: Mutex::new(HashMap::new()),
+            store: None,
         }
     }
 
-    /// Opens (or creates) the journal at `path`, replaying what it holds.
-    pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        let err = |source| JournalError {
-            path: path.to_owned(),
-            source,
-        };
-        let mut messages: HashMap<String, Entry> = HashMap::new();
-        match File::open(path) {
-            Ok(f) => {
-                for line in BufReader::new(f).split(b'\n') {
-                    let line = line.map_err(err)?;
-                    // A line cut short by a crash (or garbage) is skipped.
-                    let Ok(line) = serde_json::from_slice::<Line>(&line) else {
-                        continue;
-                    };
-                    apply(&mut messages, line);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e)),
-        }
-        let cutoff = Utc::now() - Duration::days(RETENTION_DAYS);
-        messages.retain(|_, e| e.first.is_none_or(|t| t > cutoff));
-        // Compact: rewrite what is still open, then swap files atomically.
-        let tmp = path.with_extension("compacting");
-        {
-            let mut out = File::create(&tmp).map_err(err)?;
-            let mut text = String::new();
-            for (m, entry) in &messages {
-                for (k, step) in &entry.steps {
-                    let line = Line {
-                        m: m.clone(),
-                        k: Some(k.clone()),
-                        done: match step {
-                            Step::Done(v) => Some(v.clone()),
-                            Step::Sent => None,
-                        },
-                        sent: *step == Step::Sent,
-                        settled: false,
-                        at: entry.first,
-                    };
-                    text.push_str(&serde_json::to_string(&line).unwrap_or_default());
-                    text.push('\n');
-                }
-            }
-            out.write_all(text.as_bytes()).map_err(err)?;
-            out.sync_all().map_err(err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(err)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The rename is durable once the folder is synced.
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        let file = OpenOptions::new().append(true).open(path).map_err(err)?;
+    /// A journal kept in `store`, starting from what it recorded before.
+    pub fn backed_by(store: Arc<dyn JournalStore>) -> Result<Journal, JournalError> {
+        let messages = fold(store.recorded()?, Utc::now());
         Ok(Journal {
-            path: Some(path.to_owned()),
-            inner: Mutex::new(Inner {
-                file: Some(file),
-                messages,
-            }),
+            messages: Mutex::new(messages),
+            store: Some(store),
         })
     }
 
     /// What is known about `step` of `message`.
     pub fn step(&self, message: &str, step: &str) -> Option<Step> {
         self.lock()
-            .messages
             .get(message)
             .and_then(|e| e.steps.get(step))
             .cloned()
     }
 
-    /// Records that `step` is about to be sent; synced before returning.
-    pub fn sent(&self, message: &str, step: &str) -> Result<(), JournalError> {
-        self.write(Line {
-            m: message.to_owned(),
-            k: Some(step.to_owned()),
-            done: None,
-            sent: true,
-            settled: false,
+    /// Records that `step` is about to be sent; durable when this returns.
+    pub async fn sent(&self, message: &str, step: &str) -> Result<(), JournalError> {
+        self.write(Record::Sent {
+            message: message.to_owned(),
+            step: step.to_owned(),
             at: Some(Utc::now()),
         })
+        .await
     }
 
-    /// Records that `step` finished with `result`; synced before returning.
-    pub fn done(&self, message: &str, step: &str, result: &Value) -> Result<(), JournalError> {
-        self.write(Line {
-            m: message.to_owned(),
-            k: Some(step.to_owned()),
-            done: Some(result.clone()),
-            sent: false,
-            settled: false,
+    /// Records that `step` finished with `result`; durable when this returns.
+    pub async fn done(
+        &self,
+        message: &str,
+        step: &str,
+        result: &Value,
+    ) -> Result<(), JournalError> {
+        self.write(Record::Done {
+            message: message.to_owned(),
+            step: step.to_owned(),
+            result: result.clone(),
             at: Some(Utc::now()),
         })
+        .await
     }
 
-    /// Forgets `message`: the platform has it as processed.
+    /// Forgets `message`: the platform has it as processed. Not waited for:
+    /// a settle lost in a crash only leaves an entry the next load's
+    /// retention cut drops.
     pub fn settled(&self, message: &str) {
-        let known = self.lock().messages.contains_key(message);
-        if !known {
+        if self.lock().remove(message).is_none() {
             return;
         }
-        let line = Line {
-            m: message.to_owned(),
-            k: None,
-            done: None,
-            sent: false,
-            settled: true,
-            at: None,
-        };
-        if let Err(e) = self.write(line) {
-            // Not fatal: the entry is dropped at the next open's retention cut.
-            tracing::warn!(error = %e, "cannot record a settled message in the journal");
+        if let Some(store) = &self.store {
+            // Queued at once; dropping the future does not cancel it.
+            drop(store.record(Record::Settled {
+                message: message.to_owned(),
+            }));
         }
     }
 
     /// How many messages have open entries.
     pub fn open_messages(&self) -> usize {
-        self.lock().messages.len()
+        self.lock().len()
     }
 
-    fn write(&self, line: Line) -> Result<(), JournalError> {
-        let mut inner = self.lock();
-        if let Some(file) = inner.file.as_mut() {
-            let mut text = serde_json::to_string(&line).unwrap_or_default();
-            text.push('\n');
-            let res = file
-                .write_all(text.as_bytes())
-                .and_then(|()| file.sync_data());
-            if let Err(source) = res {
-                return Err(JournalError {
-                    path: self.path.clone().unwrap_or_default(),
-                    source,
-                });
-            }
+    async fn write(&self, record: Record) -> Result<(), JournalError> {
+        if let Some(store) = &self.store {
+            store.record(record.clone()).await?;
         }
-        apply(&mut inner.messages, line);
+        // Only what is durable is believed (as a failed write fails the action).
+        apply(&mut self.lock(), record);
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.messages.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn apply(messages: &mut HashMap<String, Entry>, line: Line) {
-    if line.settled {
-        messages.remove(&line.m);
-        return;
+/// The records still needed after `records` (oldest first): the steps of
+/// messages not settled and first seen within [`RETENTION_DAYS`] of `now`,
+/// one record per step. What a store keeps when it compacts.
+pub fn still_open(records: Vec<Record>, now: DateTime<Utc>) -> Vec<Record> {
+    let messages = fold(records, now);
+    let mut out = Vec::new();
+    for (message, entry) in messages {
+        for (step, s) in entry.steps {
+            out.push(match s {
+                Step::Sent => Record::Sent {
+                    message: message.clone(),
+                    step,
+                    at: entry.first,
+                },
+                Step::Done(result) => Record::Done {
+                    message: message.clone(),
+                    step,
+                    result,
+                    at: entry.first,
+                },
+            });
+        }
     }
-    let entry = messages.entry(line.m).or_default();
+    out
+}
+
+fn fold(records: Vec<Record>, now: DateTime<Utc>) -> HashMap<String, Entry> {
+    let mut messages = HashMap::new();
+    for record in records {
+        apply(&mut messages, record);
+    }
+    let cutoff = now - Duration::days(RETENTION_DAYS);
+    messages.retain(|_, e| e.first.is_none_or(|t| t > cutoff));
+    messages
+}
+
+fn apply(messages: &mut HashMap<String, Entry>, record: Record) {
+    let (message, step, s, at) = match record {
+        Record::Settled { message } => {
+            messages.remove(&message);
+            return;
+        }
+        Record::Sent { message, step, at } => (message, step, Step::Sent, at),
+        Record::Done {
+            message,
+            step,
+            result,
+            at,
+        } => (message, step, Step::Done(result), at),
+    };
+    let entry = messages.entry(message).or_default();
     if entry.first.is_none() {
-        entry.first = line.at;
+        entry.first = at;
     }
-    if let Some(k) = line.k {
-        match line.done {
-            Some(v) => {
-                entry.steps.insert(k, Step::Done(v));
-            }
-            None if line.sent => {
-                entry.steps.entry(k).or_insert(Step::Sent);
-            }
-            None => {}
+    match s {
+        // A later "sent" never hides a finished step.
+        Step::Sent => {
+            entry.steps.entry(step).or_insert(Step::Sent);
+        }
+        done => {
+            entry.steps.insert(step, done);
         }
     }
 }
@@ -269,32 +265,46 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn survives_reopen_and_a_torn_last_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("journal");
-        {
-            let j = Journal::open(&path).unwrap();
-            j.sent("m1", "r#do0").unwrap();
-            j.done("m1", "r#do0", &json!({"id": "x"})).unwrap();
-            j.sent("m1", "r#do1").unwrap();
-            j.done("m2", "r#do0", &json!(1)).unwrap();
-            j.settled("m2");
+    fn sent(m: &str, k: &str, at: DateTime<Utc>) -> Record {
+        Record::Sent {
+            message: m.into(),
+            step: k.into(),
+            at: Some(at),
         }
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(br#"{"m":"m1","k":"r#do1","do"#).unwrap();
-        drop(f);
-        let j = Journal::open(&path).unwrap();
-        assert_eq!(j.step("m1", "r#do0"), Some(Step::Done(json!({"id": "x"}))));
-        assert_eq!(j.step("m1", "r#do1"), Some(Step::Sent));
+    }
+
+    #[test]
+    fn still_open_keeps_unsettled_recent_steps_once() {
+        let now = Utc::now();
+        let old = now - Duration::days(RETENTION_DAYS + 1);
+        let records = vec![
+            sent("m1", "r#do0", now),
+            Record::Done {
+                message: "m1".into(),
+                step: "r#do0".into(),
+                result: json!({"id": "x"}),
+                at: Some(now),
+            },
+            sent("m1", "r#do0", now),
+            sent("m1", "r#do1", now),
+            sent("m2", "r#do0", now),
+            Record::Settled {
+                message: "m2".into(),
+            },
+            sent("m3", "r#do0", old),
+        ];
+        let mut open = still_open(records, now);
+        open.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(open.len(), 2, "{open:?}");
+        let journal = Journal::in_memory();
+        for r in open {
+            apply(&mut journal.lock(), r);
+        }
         assert_eq!(
-            j.step("m2", "r#do0"),
-            None,
-            "settled messages are forgotten"
+            journal.step("m1", "r#do0"),
+            Some(Step::Done(json!({"id": "x"})))
         );
-        assert_eq!(j.open_messages(), 1);
-        // Compacted: only m1's two steps remain on disk.
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(journal.step("m1", "r#do1"), Some(Step::Sent));
+        assert_eq!(journal.open_messages(), 1);
     }
 }

@@ -1,16 +1,19 @@
 //! Pure matching and rendering of rules against events, and the running of
-//! the rendered actions through an [`action::Executor`].
+//! the rendered actions through an [`action::Executor`]. No I/O of its own:
+//! the journal and the state are kept through [`journal::JournalStore`] and
+//! [`state::StatePersistence`], which the binary implements.
 
 pub mod action;
 pub mod captures;
 pub mod context;
-pub mod dry_run;
 pub mod evaluate;
 pub mod journal;
+pub mod recording;
 pub mod render;
 pub mod run;
 pub mod state;
 
-pub use dry_run::RecordingExecutor;
-pub use run::{Engine, EventInput, Outcome, Report};
-pub use state::StateStore;
+pub use journal::{Journal, JournalStore};
+pub use recording::RecordingExecutor;
+pub use run::{Engine, EventInput, Finish, Report};
+pub use state::{StatePersistence, StateStore};

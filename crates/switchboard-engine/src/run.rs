@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::action::{Executor, RenderedAction, Scope};
 use super::captures::Captures;
 use super::context::lookup;
-use super::context::{Context, EventPart};
-use super::evaluate::{self, CondTrace, Scene};
+use super::context::{Context, EventContext};
+use super::evaluate::{self, CondTrace, Evaluator};
 use super::journal::{Journal, Step};
 use super::render::render_action;
 use super::state::StateStore;
@@ -102,7 +102,7 @@ pub struct ActionRecord {
     /// The rendered action (absent when rendering failed or it was skipped).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<RenderedAction>,
-    /// Outcome.
+    /// What happened to it.
     pub status: ActionStatus,
     /// The error, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,7 +115,7 @@ pub struct ActionRecord {
 /// How the event ended.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
+pub enum Finish {
     /// Handled (including: no rule matched).
     Done,
     /// Failed; the reason goes to `/failed`.
@@ -140,8 +140,8 @@ pub struct Report {
     /// when the engine traces every rule (then with each condition described
     /// and what it saw), else those the prefilter let through.
     pub trace: Vec<RuleTrace>,
-    /// The end.
-    pub outcome: Outcome,
+    /// How the event ended.
+    pub outcome: Finish,
 }
 
 impl Report {
@@ -178,20 +178,20 @@ impl Report {
             else_ran: Vec::new(),
             actions: Vec::new(),
             trace: Vec::new(),
-            outcome: Outcome::Done,
+            outcome: Finish::Done,
         }
     }
 }
 
 /// Run times per (rule id, rendered throttle key).
-type Windows = HashMap<(String, String), VecDeque<DateTime<Utc>>>;
+type ThrottleRuns = HashMap<(String, String), VecDeque<DateTime<Utc>>>;
 
 /// Runs rules. Holds the current ruleset (swappable), the state and the
 /// throttle windows, which survive a swap.
 pub struct Engine {
     ruleset: RwLock<Arc<Ruleset>>,
     state: Arc<StateStore>,
-    throttles: Mutex<Windows>,
+    throttles: Mutex<ThrottleRuns>,
     env: Arc<Value>,
     journal: Option<Arc<Journal>>,
     every_rule: bool,
@@ -308,7 +308,7 @@ impl Engine {
         // The event's part of the context is built once; `vars` and the
         // state snapshot are shared, the snapshot renewed only after a
         // rule's actions ran (they may change state).
-        let mut base: Option<Arc<EventPart>> = None;
+        let mut base: Option<Arc<EventContext>> = None;
         let mut state: Option<Arc<Value>> = None;
         for rule in rules {
             if !rule.enabled {
@@ -328,8 +328,8 @@ impl Engine {
             let ctx = Context::new(base, rule.vars.clone(), snapshot);
             let mut caps = Captures::default();
             let (passed, conditions) = {
-                let scene = Scene::new(&ctx, ruleset.templates(), self.every_rule);
-                evaluate::all(&rule.conditions, &scene, &mut caps)
+                let ev = Evaluator::new(&ctx, ruleset.templates(), self.every_rule);
+                evaluate::all(&rule.conditions, &ev, &mut caps)
             };
             let mut verdict = if passed {
                 Verdict::Matched
@@ -425,7 +425,7 @@ impl Engine {
                 Err(error) => {
                     let reason = format!("{}: {error}", rule.id);
                     if rule.on_error.is_empty() || std::ptr::eq(actions, rule.on_error.as_slice()) {
-                        report.outcome = Outcome::Failed { reason };
+                        report.outcome = Finish::Failed { reason };
                         return Flow::End;
                     }
                     // The rule's fallback runs with the error in `error`.
@@ -484,8 +484,8 @@ impl Engine {
             for (k, v) in bindings.iter() {
                 seen.insert(k, v.clone());
             }
-            let scene = Scene::new(&seen, ruleset.templates(), false);
-            let (ok, _) = evaluate::all(&action.when, &scene, &mut scratch);
+            let ev = Evaluator::new(&seen, ruleset.templates(), false);
+            let (ok, _) = evaluate::all(&action.when, &ev, &mut scratch);
             if !ok {
                 report.actions.push(record);
                 return Ok(Flow::Next);
@@ -506,7 +506,7 @@ impl Engine {
             RenderedAction::Fail(fail) => {
                 record.status = ActionStatus::Ok;
                 report.actions.push(record);
-                report.outcome = Outcome::Failed {
+                report.outcome = Finish::Failed {
                     reason: format!("{}: {}", rule.id, fail.reason),
                 };
                 return Ok(Flow::End);
@@ -560,7 +560,7 @@ impl Engine {
                 Some(Step::Sent) => match executor.landed(action, scope).await {
                     Ok(Some(result)) => {
                         tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "sent before a restart and found on the platform; not repeated");
-                        j.done(message, step, &result).map_err(journal_err)?;
+                        j.done(message, step, &result).await.map_err(journal_err)?;
                         return Ok(result);
                     }
                     Ok(None) => {}
@@ -569,7 +569,7 @@ impl Engine {
                 None => {}
             }
             if action.must_not_repeat() {
-                j.sent(message, step).map_err(journal_err)?;
+                j.sent(message, step).await.map_err(journal_err)?;
             }
         }
         let result = match action {
@@ -580,7 +580,7 @@ impl Engine {
                 .map_err(|e| e.to_string()),
         }?;
         if let Some((j, message)) = journal {
-            j.done(message, step, &result).map_err(journal_err)?;
+            j.done(message, step, &result).await.map_err(journal_err)?;
         }
         Ok(result)
     }
@@ -655,8 +655,8 @@ impl Engine {
         true
     }
 
-    fn base_context(&self, input: &EventInput) -> EventPart {
-        EventPart {
+    fn base_context(&self, input: &EventInput) -> EventContext {
+        EventContext {
             event_type: Value::String(input.event_type.clone()),
             event: input.event.clone(),
             agent: input.agent.clone(),

@@ -1,23 +1,31 @@
 //! The rules' key/value store: JSON values with an optional time to live,
 //! shared by all rooms (increments are atomic), kept in memory and, when a
-//! file is named, saved after every change (temp file + rename) so counters
-//! survive a restart.
+//! [`StatePersistence`] is given, every change handed to it so counters
+//! survive a restart (the engine does no I/O; the binary persists).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Why the state file could not be used.
+/// Why the persisted state could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading failed.
     #[error("cannot read state file {path}: {source}")]
     Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Writing (compacting) failed.
+    #[error("cannot write state file {path}: {source}")]
+    Write {
         /// File.
         path: PathBuf,
         /// Cause.
@@ -33,24 +41,68 @@ pub enum StateError {
     },
 }
 
+/// One key's value as kept: the value and when it stops being live.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Entry {
-    value: Value,
+pub struct Stored {
+    /// The value.
+    pub value: Value,
+    /// When it expires (never, when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires: Option<DateTime<Utc>>,
+    pub expires: Option<DateTime<Utc>>,
 }
 
-impl Entry {
-    fn live(&self, now: DateTime<Utc>) -> bool {
+impl Stored {
+    /// True when not expired at `now`.
+    pub fn live(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_none_or(|e| e > now)
     }
 }
 
+/// Every key, as kept (expired ones may linger until purged).
+pub type Entries = BTreeMap<String, Stored>;
+
+/// One change to the store, as handed to its [`StatePersistence`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// `key` now holds `stored` (an `incr` is recorded as its result).
+    Set {
+        /// Key.
+        key: String,
+        /// Its value and expiry.
+        stored: Stored,
+    },
+    /// `key` was removed.
+    Unset {
+        /// Key.
+        key: String,
+    },
+}
+
+/// Where the state outlives the process. The binary implements it on files;
+/// the engine only calls it.
+pub trait StatePersistence: Send + Sync {
+    /// The state as last persisted (every change applied so far included).
+    fn load(&self) -> Result<Entries, StateError>;
+
+    /// Persists `change` after those applied before. Must not block on I/O:
+    /// it is called from the engine's hot path, under the store's lock.
+    fn apply(&self, change: Change);
+}
+
 /// The store.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct StateStore {
-    entries: Mutex<BTreeMap<String, Entry>>,
-    path: Option<PathBuf>,
+    entries: Mutex<Entries>,
+    persistence: Option<Arc<dyn StatePersistence>>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("keys", &self.lock().len())
+            .field("persistent", &self.persistence.is_some())
+            .finish()
+    }
 }
 
 impl StateStore {
@@ -59,24 +111,11 @@ impl StateStore {
         Self::default()
     }
 
-    /// A store saved to `path`, loaded from it when it exists.
-    pub fn open(path: &Path) -> Result<Self, StateError> {
-        let entries = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
-                path: path.to_owned(),
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => {
-                return Err(StateError::Read {
-                    path: path.to_owned(),
-                    source,
-                })
-            }
-        };
+    /// A store persisted through `persistence`, starting from what it holds.
+    pub fn persisted(persistence: Arc<dyn StatePersistence>) -> Result<Self, StateError> {
         Ok(StateStore {
-            entries: Mutex::new(entries),
-            path: Some(path.to_owned()),
+            entries: Mutex::new(persistence.load()?),
+            persistence: Some(persistence),
         })
     }
 
@@ -102,21 +141,24 @@ impl StateStore {
     /// Sets a key.
     pub fn set(&self, key: &str, value: Value, ttl: Option<Duration>, now: DateTime<Utc>) {
         let mut entries = self.lock();
-        entries.insert(
-            key.to_owned(),
-            Entry {
-                value,
-                expires: expiry(ttl, now),
-            },
-        );
-        self.save(&entries);
+        let stored = Stored {
+            value,
+            expires: expiry(ttl, now),
+        };
+        self.persist(Change::Set {
+            key: key.to_owned(),
+            stored: stored.clone(),
+        });
+        entries.insert(key.to_owned(), stored);
     }
 
     /// Removes a key.
     pub fn unset(&self, key: &str) {
         let mut entries = self.lock();
         if entries.remove(key).is_some() {
-            self.save(&entries);
+            self.persist(Change::Unset {
+                key: key.to_owned(),
+            });
         }
     }
 
@@ -145,43 +187,33 @@ impl StateStore {
         let next = current
             .checked_add(by)
             .ok_or_else(|| format!("state key `{key}` would overflow"))?;
-        entries.insert(
-            key.to_owned(),
-            Entry {
-                value: Value::from(next),
-                expires: expiry(ttl, now).or(old_expiry),
-            },
-        );
-        self.save(&entries);
+        let stored = Stored {
+            value: Value::from(next),
+            expires: expiry(ttl, now).or(old_expiry),
+        };
+        self.persist(Change::Set {
+            key: key.to_owned(),
+            stored: stored.clone(),
+        });
+        entries.insert(key.to_owned(), stored);
         Ok(next)
     }
 
-    /// Drops expired keys.
+    /// Drops expired keys from memory (persistence drops them when it
+    /// compacts; an expired key read back is not live either way).
     pub fn purge(&self, now: DateTime<Utc>) {
-        let mut entries = self.lock();
-        let before = entries.len();
-        entries.retain(|_, e| e.live(now));
-        if entries.len() != before {
-            self.save(&entries);
-        }
+        self.lock().retain(|_, e| e.live(now));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // A panic while holding the lock leaves consistent data (single inserts).
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn save(&self, entries: &BTreeMap<String, Entry>) {
-        let Some(path) = &self.path else { return };
-        let result = serde_json::to_vec_pretty(entries)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| {
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, bytes)?;
-                std::fs::rename(&tmp, path)
-            });
-        if let Err(e) = result {
-            tracing::warn!(path = %path.display(), error = %e, "cannot save state");
+    /// Called under the lock, so changes reach persistence in memory's order.
+    fn persist(&self, change: Change) {
+        if let Some(p) = &self.persistence {
+            p.apply(change);
         }
     }
 }
@@ -213,30 +245,38 @@ mod tests {
         assert!(s.incr("name", 1, None, t0).is_err());
     }
 
-    #[test]
-    fn survives_a_restart_through_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let now = Utc::now();
-        {
-            let s = StateStore::open(&path).unwrap();
-            s.incr("n", 5, None, now).unwrap();
-            s.set("gone", json!(1), Some(Duration::from_secs(1)), now);
+    /// Persistence in memory: what a restart would load.
+    #[derive(Default)]
+    struct Kept(Mutex<Entries>);
+
+    impl StatePersistence for Kept {
+        fn load(&self) -> Result<Entries, StateError> {
+            Ok(self.0.lock().unwrap().clone())
         }
-        let s = StateStore::open(&path).unwrap();
-        assert_eq!(s.get("n", now), Some(json!(5)));
-        let snap = s.snapshot(now + chrono::Duration::seconds(5));
-        assert_eq!(snap, json!({"n": 5}));
+
+        fn apply(&self, change: Change) {
+            let mut kept = self.0.lock().unwrap();
+            match change {
+                Change::Set { key, stored } => kept.insert(key, stored),
+                Change::Unset { key } => kept.remove(&key),
+            };
+        }
     }
 
     #[test]
-    fn a_corrupt_file_is_an_error_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        std::fs::write(&path, "{not json").unwrap();
-        assert!(matches!(
-            StateStore::open(&path),
-            Err(StateError::Parse { .. })
-        ));
+    fn every_change_reaches_persistence() {
+        let kept = Arc::new(Kept::default());
+        let now = Utc::now();
+        {
+            let s = StateStore::persisted(kept.clone()).unwrap();
+            s.incr("n", 5, None, now).unwrap();
+            s.set("gone", json!(1), Some(Duration::from_secs(1)), now);
+            s.set("x", json!(1), None, now);
+            s.unset("x");
+        }
+        let s = StateStore::persisted(kept).unwrap();
+        assert_eq!(s.get("n", now), Some(json!(5)));
+        let snap = s.snapshot(now + chrono::Duration::seconds(5));
+        assert_eq!(snap, json!({"n": 5}));
     }
 }

@@ -1,0 +1,344 @@
+//! The action journal on disk: an append-only file of JSON lines, one per
+//! record, written by a dedicated thread ([`super::writer`]) that syncs each
+//! batch once; a record's future resolves only when its line is synced, so
+//! a "sent" record is durable before the action it guards goes out. Opening
+//! replays the lines (a torn last line from a crash is ignored) and rewrites
+//! the file without the messages already settled.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchboard_engine::journal::{self, Durable, JournalError, JournalStore, Record};
+
+use super::writer::{Sink, Writer};
+
+/// One line of the file (the format journals of earlier versions use too).
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    /// Message id.
+    m: String,
+    /// Step key (`rule#do0`); absent on the settle line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
+    /// The result, on a done line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    done: Option<Value>,
+    /// True on a sent line.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    sent: bool,
+    /// True when the message is settled (processed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    settled: bool,
+    /// When the message was first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<DateTime<Utc>>,
+}
+
+impl From<Record> for Line {
+    fn from(record: Record) -> Line {
+        let line = |m, k, done, sent, at| Line {
+            m,
+            k: Some(k),
+            done,
+            sent,
+            settled: false,
+            at,
+        };
+        match record {
+            Record::Sent { message, step, at } => line(message, step, None, true, at),
+            Record::Done {
+                message,
+                step,
+                result,
+                at,
+            } => line(message, step, Some(result), false, at),
+            Record::Settled { message } => Line {
+                m: message,
+                k: None,
+                done: None,
+                sent: false,
+                settled: true,
+                at: None,
+            },
+        }
+    }
+}
+
+impl Line {
+    /// The record this line holds; `None` for lines that say nothing.
+    fn record(self) -> Option<Record> {
+        if self.settled {
+            return Some(Record::Settled { message: self.m });
+        }
+        let step = self.k?;
+        match self.done {
+            Some(result) => Some(Record::Done {
+                message: self.m,
+                step,
+                result,
+                at: self.at,
+            }),
+            None if self.sent => Some(Record::Sent {
+                message: self.m,
+                step,
+                at: self.at,
+            }),
+            None => None,
+        }
+    }
+
+    fn bytes(record: Record) -> io::Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(&Line::from(record)).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}
+
+/// The file behind the writer thread.
+struct JournalSink {
+    file: File,
+    /// A failed write may have left part of a line: the next batch starts
+    /// on a fresh line so its first record is not glued to the fragment.
+    torn: bool,
+}
+
+impl Sink for JournalSink {
+    type Item = Vec<u8>;
+
+    fn write_batch(&mut self, lines: Vec<Vec<u8>>) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>() + 1);
+        if self.torn {
+            bytes.push(b'\n');
+        }
+        for line in lines {
+            bytes.extend_from_slice(&line);
+        }
+        let result = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        self.torn = result.is_err();
+        result
+    }
+}
+
+/// The journal kept in a file (see the module documentation).
+pub struct JournalFile {
+    path: PathBuf,
+    writer: Writer<Vec<u8>>,
+}
+
+impl JournalFile {
+    /// Opens (or creates) the journal at `path`: replays it, rewrites it with
+    /// only the messages still open, and starts its writer thread.
+    pub fn open(path: &Path) -> Result<JournalFile, JournalError> {
+        let err = |source| JournalError {
+            path: path.to_owned(),
+            source,
+        };
+        let records = read(path).map_err(err)?;
+        let open = journal::still_open(records, Utc::now());
+        let mut text = Vec::new();
+        for record in open {
+            text.extend(Line::bytes(record).map_err(err)?);
+        }
+        // Compact: write what is still open aside, then swap files atomically.
+        let tmp = path.with_extension("compacting");
+        replace(path, &tmp, &text).map_err(err)?;
+        let file = OpenOptions::new().append(true).open(path).map_err(err)?;
+        let writer =
+            Writer::spawn("journal-writer", JournalSink { file, torn: false }).map_err(err)?;
+        Ok(JournalFile {
+            path: path.to_owned(),
+            writer,
+        })
+    }
+
+    /// Resolves once every record queued so far is durable (at shutdown,
+    /// for the settle records nobody waits for).
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|source| self.error(source))
+    }
+
+    /// How many batches were written (each one write and one fsync).
+    pub fn batches(&self) -> u64 {
+        self.writer.batches()
+    }
+
+    fn error(&self, source: io::Error) -> JournalError {
+        JournalError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+impl JournalStore for JournalFile {
+    fn recorded(&self) -> Result<Vec<Record>, JournalError> {
+        // Called at start-up: what is queued (normally nothing) lands first.
+        self.writer
+            .flush_blocking()
+            .map_err(|source| self.error(source))?;
+        read(&self.path).map_err(|source| self.error(source))
+    }
+
+    fn record(&self, record: Record) -> Durable {
+        let path = self.path.clone();
+        let err = move |source| JournalError { path, source };
+        let bytes = match Line::bytes(record) {
+            Ok(bytes) => bytes,
+            Err(e) => return Box::pin(std::future::ready(Err(err(e)))),
+        };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        // Queued here, not when the future is first polled (see JournalStore::record).
+        let queued = self.writer.send(
+            Some(bytes),
+            Some(Box::new(move |r| {
+                let _ = ack.send(r);
+            })),
+        );
+        Box::pin(async move {
+            if !queued {
+                return Err(err(io::Error::other("the journal writer has stopped")));
+            }
+            match done.await {
+                Ok(result) => result.map_err(err),
+                Err(_) => Err(err(io::Error::other("the journal writer has stopped"))),
+            }
+        })
+    }
+}
+
+/// Every record in the file, in order; lines that do not parse (a torn last
+/// line from a crash, or garbage) are skipped.
+fn read(path: &Path) -> io::Result<Vec<Record>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut records = Vec::new();
+    for line in BufReader::new(file).split(b'\n') {
+        if let Ok(line) = serde_json::from_slice::<Line>(&line?) {
+            records.extend(line.record());
+        }
+    }
+    Ok(records)
+}
+
+/// Makes `path` hold exactly `bytes`, atomically: written and synced at
+/// `tmp`, renamed over `path`, the folder synced so the rename is durable.
+pub(crate) fn replace(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<()> {
+    {
+        let mut out = File::create(tmp)?;
+        out.write_all(bytes)?;
+        out.sync_all()?;
+    }
+    std::fs::rename(tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Best effort: some platforms cannot open a folder to sync it.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+    use switchboard_engine::journal::{Journal, Step};
+
+    fn open(path: &Path) -> (Arc<JournalFile>, Journal) {
+        let file = Arc::new(JournalFile::open(path).unwrap());
+        let journal = Journal::backed_by(file.clone()).unwrap();
+        (file, journal)
+    }
+
+    #[tokio::test]
+    async fn survives_reopen_and_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        {
+            let (file, j) = open(&path);
+            j.sent("m1", "r#do0").await.unwrap();
+            j.done("m1", "r#do0", &json!({"id": "x"})).await.unwrap();
+            j.sent("m1", "r#do1").await.unwrap();
+            j.done("m2", "r#do0", &json!(1)).await.unwrap();
+            j.settled("m2");
+            file.flush().await.unwrap();
+        }
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"m":"m1","k":"r#do1","do"#).unwrap();
+        drop(f);
+        let (_file, j) = open(&path);
+        assert_eq!(j.step("m1", "r#do0"), Some(Step::Done(json!({"id": "x"}))));
+        assert_eq!(j.step("m1", "r#do1"), Some(Step::Sent));
+        assert_eq!(
+            j.step("m2", "r#do0"),
+            None,
+            "settled messages are forgotten"
+        );
+        assert_eq!(j.open_messages(), 1);
+        // Compacted: only m1's two steps remain on disk.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_settle_nobody_waits_for_is_written_by_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        {
+            let (_file, j) = open(&path);
+            j.done("m1", "r#do0", &json!(1)).await.unwrap();
+            j.settled("m1");
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"settled\":true"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn concurrent_records_share_one_fsync_and_are_durable_when_acknowledged() {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (file, j) = open(&path);
+        // Hold the writer thread so the records below queue up together.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        assert!(file.writer.send(
+            None,
+            Some(Box::new(move |_| {
+                let _ = held.recv();
+            })),
+        ));
+        let before = file.batches();
+        let ids: Vec<String> = (0..32).map(|i| format!("m{i}")).collect();
+        let all = futures_util::future::join_all(ids.iter().map(|m| j.sent(m, "r#do0")));
+        let mut all = std::pin::pin!(all);
+        // One poll queues every record; none is acknowledged while held.
+        assert!(all.as_mut().now_or_never().is_none());
+        release.send(()).unwrap();
+        for result in all.await {
+            result.unwrap();
+        }
+        // Acknowledged means written and synced: a reader sees every record.
+        let on_disk = read(&path).unwrap();
+        assert_eq!(on_disk.len(), 32);
+        assert_eq!(
+            file.batches() - before,
+            1,
+            "one write and one fsync for all"
+        );
+        assert_eq!(j.step("m31", "r#do0"), Some(Step::Sent));
+    }
+}

@@ -1,0 +1,384 @@
+//! The rules' state on disk: a snapshot (the JSON object of earlier
+//! versions, `{key: {value, expires}}`) and, next to it, a log of the changes
+//! since (`<file>.log`, JSON lines), appended by a dedicated thread
+//! ([`super::writer`]) so a `set` costs one queued line, not a rewrite of the
+//! whole file on the async path. Loading is the snapshot plus the log
+//! replayed (a torn last line from a crash is ignored). The log is folded
+//! into the snapshot (temp file + rename, then the log truncated) at open and
+//! whenever it grows past a bound.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use switchboard_engine::state::{Change, Entries, StateError, StatePersistence, Stored};
+
+use super::journal::replace;
+use super::writer::{Sink, Writer};
+
+/// Log lines after which the writer folds the log into the snapshot: a
+/// bound on the log's size and on the replay at the next start.
+pub const COMPACT_AFTER: usize = 10_000;
+
+/// One line of the log.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LogLine {
+    /// `key` holds `stored`.
+    Set {
+        key: String,
+        #[serde(flatten)]
+        stored: Stored,
+    },
+    /// `key` is gone.
+    Unset { key: String },
+}
+
+impl From<Change> for LogLine {
+    fn from(change: Change) -> LogLine {
+        match change {
+            Change::Set { key, stored } => LogLine::Set { key, stored },
+            Change::Unset { key } => LogLine::Unset { key },
+        }
+    }
+}
+
+/// Where the snapshot, its log and the temporary file of a compaction live.
+#[derive(Debug, Clone)]
+struct Paths {
+    snapshot: PathBuf,
+    log: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Paths {
+    fn new(snapshot: &Path) -> Paths {
+        let beside = |suffix: &str| {
+            let mut name = OsString::from(snapshot.as_os_str());
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Paths {
+            snapshot: snapshot.to_owned(),
+            log: beside(".log"),
+            tmp: beside(".tmp"),
+        }
+    }
+
+    /// The snapshot with the log replayed over it, and the log's line count.
+    fn load(&self) -> Result<(Entries, usize), StateError> {
+        let mut entries: Entries = match std::fs::read(&self.snapshot) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
+                path: self.snapshot.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Entries::new(),
+            Err(e) => return Err(read_error(&self.snapshot)(e)),
+        };
+        let mut lines = 0;
+        match File::open(&self.log) {
+            Ok(f) => {
+                for line in BufReader::new(f).split(b'\n') {
+                    let line = line.map_err(read_error(&self.log))?;
+                    // A line cut short by a crash is skipped.
+                    let Ok(line) = serde_json::from_slice::<LogLine>(&line) else {
+                        continue;
+                    };
+                    lines += 1;
+                    apply(&mut entries, line);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(read_error(&self.log)(e)),
+        }
+        Ok((entries, lines))
+    }
+
+    /// Folds `entries` into the snapshot (expired keys dropped), then
+    /// empties the log. A crash in between replays a log the snapshot
+    /// already holds, which changes nothing: every line sets a whole value.
+    fn compact(&self, entries: &mut Entries, log: Option<&File>) -> io::Result<()> {
+        let now = Utc::now();
+        entries.retain(|_, e| e.live(now));
+        let bytes = serde_json::to_vec_pretty(&*entries).map_err(io::Error::other)?;
+        replace(&self.snapshot, &self.tmp, &bytes)?;
+        match log {
+            Some(log) => log.set_len(0),
+            None => match OpenOptions::new().write(true).open(&self.log) {
+                Ok(f) => f.set_len(0),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+fn read_error(path: &Path) -> impl Fn(io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Read {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn write_error(path: &Path) -> impl Fn(io::Error) -> StateError {
+    let path = path.to_owned();
+    move |source| StateError::Write {
+        path: path.clone(),
+        source,
+    }
+}
+
+fn apply(entries: &mut Entries, line: LogLine) {
+    match line {
+        LogLine::Set { key, stored } => {
+            entries.insert(key, stored);
+        }
+        LogLine::Unset { key } => {
+            entries.remove(&key);
+        }
+    }
+}
+
+/// The log behind the writer thread, with a copy of the state to compact from.
+struct StateSink {
+    paths: Paths,
+    log: File,
+    entries: Entries,
+    lines: usize,
+    bound: usize,
+    torn: bool,
+}
+
+impl Sink for StateSink {
+    type Item = Change;
+
+    fn write_batch(&mut self, changes: Vec<Change>) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        if self.torn {
+            // Start after whatever fragment a failed write left.
+            bytes.push(b'\n');
+        }
+        let count = changes.len();
+        for change in changes {
+            let line = LogLine::from(change);
+            serde_json::to_writer(&mut bytes, &line).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+            apply(&mut self.entries, line);
+        }
+        let result = self
+            .log
+            .write_all(&bytes)
+            .and_then(|()| self.log.sync_data());
+        self.torn = result.is_err();
+        if let Err(e) = &result {
+            // The state in memory is right; what a restart sees may be older.
+            tracing::warn!(path = %self.paths.log.display(), error = %e, "cannot save state");
+            return result;
+        }
+        self.lines += count;
+        if self.lines > self.bound {
+            match self.paths.compact(&mut self.entries, Some(&self.log)) {
+                Ok(()) => self.lines = 0,
+                // The log stays whole; compaction is tried again next batch.
+                Err(e) => {
+                    tracing::warn!(path = %self.paths.snapshot.display(), error = %e, "cannot compact state")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The state kept in files (see the module documentation).
+pub struct StateFile {
+    paths: Paths,
+    writer: Writer<Change>,
+}
+
+impl StateFile {
+    /// Opens the state at `path` (absent: empty), folds its log into it, and
+    /// starts the writer thread; the log is compacted past [`COMPACT_AFTER`] lines.
+    pub fn open(path: &Path) -> Result<StateFile, StateError> {
+        StateFile::open_bounded(path, COMPACT_AFTER)
+    }
+
+    /// [`StateFile::open`] with the log compacted past `bound` lines.
+    pub fn open_bounded(path: &Path, bound: usize) -> Result<StateFile, StateError> {
+        let paths = Paths::new(path);
+        let (mut entries, lines) = paths.load()?;
+        if lines > 0 {
+            paths
+                .compact(&mut entries, None)
+                .map_err(write_error(&paths.snapshot))?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&paths.log)
+            .map_err(write_error(&paths.log))?;
+        let sink = StateSink {
+            paths: paths.clone(),
+            log,
+            entries,
+            lines: 0,
+            bound,
+            torn: false,
+        };
+        let writer = Writer::spawn("state-writer", sink).map_err(write_error(&paths.log))?;
+        Ok(StateFile { paths, writer })
+    }
+
+    /// The change log next to the snapshot.
+    pub fn log_path(&self) -> &Path {
+        &self.paths.log
+    }
+
+    /// Resolves once every change queued so far is on disk (at shutdown).
+    pub async fn flush(&self) -> Result<(), StateError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(write_error(&self.paths.log))
+    }
+
+    /// [`StateFile::flush`], blocking the calling thread.
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        self.writer
+            .flush_blocking()
+            .map_err(write_error(&self.paths.log))
+    }
+}
+
+impl StatePersistence for StateFile {
+    fn load(&self) -> Result<Entries, StateError> {
+        // Called at start-up: what is queued (normally nothing) lands first.
+        self.flush_blocking()?;
+        Ok(self.paths.load()?.0)
+    }
+
+    fn apply(&self, change: Change) {
+        if !self.writer.send(Some(change), None) {
+            tracing::warn!(path = %self.paths.log.display(), "cannot save state: its writer has stopped");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use switchboard_engine::StateStore;
+
+    fn store(file: &Arc<StateFile>) -> StateStore {
+        StateStore::persisted(file.clone()).unwrap()
+    }
+
+    #[test]
+    fn survives_a_restart_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let now = Utc::now();
+        {
+            let file = Arc::new(StateFile::open(&path).unwrap());
+            let s = store(&file);
+            s.incr("n", 5, None, now).unwrap();
+            s.set("gone", json!(1), Some(Duration::from_secs(1)), now);
+            s.set("x", json!("y"), None, now);
+            s.unset("x");
+            // Dropped without compaction: only the log has the changes.
+        }
+        assert!(!path.exists(), "no snapshot was written");
+        let log = std::fs::read_to_string(dir.path().join("state.json.log")).unwrap();
+        assert_eq!(log.lines().count(), 4, "{log}");
+        let file = Arc::new(StateFile::open(&path).unwrap());
+        let s = store(&file);
+        assert_eq!(s.get("n", now), Some(json!(5)));
+        let snap = s.snapshot(now + chrono::Duration::seconds(5));
+        assert_eq!(snap, json!({"n": 5}));
+        // Opening folded the log into the snapshot.
+        assert_eq!(std::fs::read_to_string(file.log_path()).unwrap(), "");
+    }
+
+    #[test]
+    fn a_torn_last_log_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let now = Utc::now();
+        {
+            let file = Arc::new(StateFile::open(&path).unwrap());
+            store(&file).set("a", json!(1), None, now);
+        }
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("state.json.log"))
+            .unwrap();
+        log.write_all(br#"{"set":{"key":"b","val"#).unwrap();
+        drop(log);
+        let file = Arc::new(StateFile::open(&path).unwrap());
+        let s = store(&file);
+        assert_eq!(s.snapshot(now), json!({"a": 1}));
+        // A later change is not glued to the fragment (open compacted it away).
+        s.set("c", json!(2), None, now);
+        drop(s);
+        drop(file);
+        let file = Arc::new(StateFile::open(&path).unwrap());
+        assert_eq!(store(&file).snapshot(now), json!({"a": 1, "c": 2}));
+    }
+
+    #[test]
+    fn compaction_bounds_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let now = Utc::now();
+        let file = Arc::new(StateFile::open_bounded(&path, 10).unwrap());
+        let s = store(&file);
+        for i in 0..100 {
+            s.incr("n", 1, None, now).unwrap();
+            s.set(&format!("k{}", i % 5), json!(i), None, now);
+            file.flush_blocking().unwrap();
+            let lines = std::fs::read_to_string(file.log_path())
+                .unwrap()
+                .lines()
+                .count();
+            assert!(lines <= 11, "{lines} lines in the log after {i} rounds");
+        }
+        // The snapshot alone (the log emptied by hand) holds a recent state.
+        drop(s);
+        drop(file);
+        let snapshot: Entries = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert!(snapshot["n"].value.as_i64().unwrap() > 80, "{snapshot:?}");
+        let file = Arc::new(StateFile::open(&path).unwrap());
+        assert_eq!(store(&file).get("n", now), Some(json!(100)));
+    }
+
+    #[test]
+    fn a_state_file_of_the_earlier_format_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"n": {"value": 3}, "t": {"value": "x", "expires": "2999-01-01T00:00:00Z"}}"#,
+        )
+        .unwrap();
+        let file = Arc::new(StateFile::open(&path).unwrap());
+        let s = store(&file);
+        assert_eq!(s.snapshot(Utc::now()), json!({"n": 3, "t": "x"}));
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(matches!(
+            StateFile::open(&path),
+            Err(StateError::Parse { .. })
+        ));
+    }
+}
