@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use serde_json::json;
 use switchboard_engine::action::{RenderedAction, Scope};
 use switchboard_engine::run::ActionStatus;
-use switchboard_engine::{Engine, EventInput, Outcome, RecordingExecutor, StateStore};
+use switchboard_engine::{Engine, EventInput, Finish, RecordingExecutor, StateStore};
 use switchboard_workflow::actions::{self, ActionSpec, Kind};
 use switchboard_workflow::{json_schema, load_str};
 
@@ -174,7 +174,7 @@ fn the_renderer_and_the_executor_handle_every_action() {
             Kind::Platform => assert_eq!(performed, vec![rendered.clone()], "{}", spec.name),
             Kind::Local => assert!(performed.is_empty(), "{}: {performed:?}", spec.name),
         }
-        let failed = matches!(report.outcome, Outcome::Failed { .. });
+        let failed = matches!(report.outcome, Finish::Failed { .. });
         assert_eq!(
             failed,
             spec.name == "fail",
