@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
 use crate::rules::{Handled, Sink};
-use crate::runtime::{Mark, Observer};
+use crate::runtime::{LifecycleMark, Observer};
 use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
 use switchboard_engine::run::{ActionStatus, Outcome};
 
@@ -262,7 +262,11 @@ impl Telemetry {
         for outcome in ["ok", "failed"] {
             let _ = t.reloads.get_or_create(&OutcomeLabel { outcome });
         }
-        for mark in [Mark::Processing, Mark::Processed, Mark::Failed] {
+        for mark in [
+            LifecycleMark::Processing,
+            LifecycleMark::Processed,
+            LifecycleMark::Failed,
+        ] {
             for result in ["ok", "error"] {
                 let labels = MarkLabels {
                     mark: mark.as_str(),
@@ -399,7 +403,7 @@ impl Observer for Telemetry {
         self.set_connected(false);
     }
 
-    fn lifecycle_mark(&self, mark: Mark, ok: bool) {
+    fn lifecycle_mark(&self, mark: LifecycleMark, ok: bool) {
         let labels = MarkLabels {
             mark: mark.as_str(),
             result: if ok { "ok" } else { "error" },
@@ -611,7 +615,7 @@ mod tests {
     #[test]
     fn families_have_their_final_names() {
         let t = Telemetry::new(2);
-        t.lifecycle_mark(Mark::Processed, true);
+        t.lifecycle_mark(LifecycleMark::Processed, true);
         let text = t.encode();
         for line in [
             "switchboard_rules 2",
