@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::handled::{Handled, Sink};
-use super::input::{event_input, typed_input, Chat};
+use super::input::{event_input, typed_input, Chat, PreparedEvent};
 use crate::runtime::{Delivery, Handler, HandlerFuture, HandlerResult};
 use band_wire::events::Event;
 use band_wire::model::AgentMe;
 use switchboard_engine::action::{Executor, Scope};
-use switchboard_engine::{Engine, EventInput, Outcome as EngineOutcome, Report};
+use switchboard_engine::{Engine, Outcome as EngineOutcome, Report};
 
 /// Runs the rules for the runtime's events.
 pub struct RulesHandler {
@@ -47,17 +47,22 @@ impl RulesHandler {
 
     /// Runs one `on: schedule` rule.
     pub async fn run_scheduled(&self, rule_id: &str, event: Value) -> Report {
-        let (input, scope) = event_input("schedule", event, self.agent().clone(), None, now());
-        self.run_input(input, scope, Some(rule_id)).await
+        let prepared = event_input("schedule", event, self.agent().clone(), None, now());
+        self.run_prepared(prepared, Some(rule_id)).await
     }
 
     /// Runs one platform event through the engine, logs it and reports it.
     pub async fn run(&self, event: &Event, chat: Option<Chat>) -> Report {
-        let (input, scope) = typed_input(event, self.agent.clone(), chat, now());
-        self.run_input(input, scope, None).await
+        let prepared = typed_input(event, self.agent.clone(), chat, now());
+        self.run_prepared(prepared, None).await
     }
 
-    async fn run_input(&self, input: EventInput, scope: Scope, only_rule: Option<&str>) -> Report {
+    async fn run_prepared(&self, prepared: PreparedEvent, only_rule: Option<&str>) -> Report {
+        let PreparedEvent {
+            input,
+            scope,
+            event_id,
+        } = prepared;
         let started = Instant::now();
         let executor = self.executor.as_ref();
         let report = match only_rule {
@@ -71,6 +76,8 @@ impl RulesHandler {
                 event_type: input.event_type,
                 event: Arc::unwrap_or_clone(input.event),
                 room: scope.chat_id,
+                message_id: scope.message_id,
+                event_id,
                 chat: input.chat.map(Arc::unwrap_or_clone),
                 rule: only_rule.map(str::to_owned),
                 now: input.now,
@@ -93,8 +100,8 @@ impl Handler for RulesHandler {
     fn started<'a>(&'a self, _me: &'a AgentMe) -> HandlerFuture<'a> {
         Box::pin(async move {
             let agent = self.agent().clone();
-            let (input, scope) = event_input("agent_started", json!({}), agent, None, now());
-            self.run_input(input, scope, None).await.outcome.into()
+            let prepared = event_input("agent_started", json!({}), agent, None, now());
+            self.run_prepared(prepared, None).await.outcome.into()
         })
     }
 

@@ -18,6 +18,17 @@ use band_wire::model::EntityType;
 use switchboard_engine::action::{Scope, Sender};
 use switchboard_engine::EventInput;
 
+/// An event ready for the engine.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    /// What the engine and templates see.
+    pub input: EventInput,
+    /// Where its actions run: room, message, sender, contact request.
+    pub scope: Scope,
+    /// The event's own id, for logs and transcripts.
+    pub event_id: Option<String>,
+}
+
 /// The room as the rules see it: the JSON templates read as `chat`, and the
 /// id and participants scoping needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +162,7 @@ pub fn typed_input(
     agent: Arc<Value>,
     chat: Option<Chat>,
     now: DateTime<Utc>,
-) -> (EventInput, Scope) {
+) -> PreparedEvent {
     assemble(
         event.name(),
         event.payload(),
@@ -170,7 +181,7 @@ pub fn event_input(
     agent: Value,
     chat: Option<Value>,
     now: DateTime<Utc>,
-) -> (EventInput, Scope) {
+) -> PreparedEvent {
     let facts = EventFacts::from_payload(event_type, &event);
     let chat = chat.map(Chat::from_json);
     assemble(event_type, event, facts, Arc::new(agent), chat, now)
@@ -183,7 +194,7 @@ fn assemble(
     agent: Arc<Value>,
     chat: Option<Chat>,
     now: DateTime<Utc>,
-) -> (EventInput, Scope) {
+) -> PreparedEvent {
     // The handle (and a missing name) come from the room's participant list.
     let sender = facts.sender.map(|s| {
         let known = chat.as_ref().and_then(|c| c.member(&s.id));
@@ -208,7 +219,11 @@ fn assemble(
         sender: sender.map(|s| Arc::new(serde_json::to_value(s).unwrap_or(Value::Null))),
         now,
     };
-    (input, scope)
+    PreparedEvent {
+        input,
+        scope,
+        event_id: facts.event_id,
+    }
 }
 
 #[cfg(test)]
@@ -347,7 +362,12 @@ mod tests {
             let event = Event::decode(name, payload.clone()).unwrap();
             let in_room = !name.starts_with("contact_");
             let chat = in_room.then(|| Chat::of_room(&room()));
-            let (input, scope) = typed_input(&event, Arc::new(agent.clone()), chat, now());
+            let PreparedEvent {
+                input,
+                scope,
+                event_id,
+            } = typed_input(&event, Arc::new(agent.clone()), chat, now());
+            assert_eq!(event_id.as_deref(), payload["id"].as_str(), "{name}: id");
             assert_eq!(input.event_type, name);
             // Compared as text: key order is part of what templates and records show.
             assert_eq!(
@@ -374,24 +394,25 @@ mod tests {
             );
 
             // A dry run of the same event and room sees and scopes the same.
-            let (dry, dry_scope) = event_input(
+            let dry = event_input(
                 name,
                 event.payload(),
                 agent.clone(),
                 in_room.then(chat_json),
                 now(),
             );
-            assert_eq!(dry.event, input.event, "{name}: dry event");
-            assert_eq!(dry.chat, input.chat, "{name}: dry chat");
-            assert_eq!(dry.sender, input.sender, "{name}: dry sender");
-            assert_eq!(dry_scope, scope, "{name}: dry scope");
+            assert_eq!(dry.input.event, input.event, "{name}: dry event");
+            assert_eq!(dry.input.chat, input.chat, "{name}: dry chat");
+            assert_eq!(dry.input.sender, input.sender, "{name}: dry sender");
+            assert_eq!(dry.scope, scope, "{name}: dry scope");
+            assert_eq!(dry.event_id, event_id, "{name}: dry id");
         }
     }
 
     #[test]
     fn room_events_without_a_room_scope_to_their_own_id() {
         let event = Event::decode("room_deleted", json!({"id":"r7"})).unwrap();
-        let (_, scope) = typed_input(&event, Arc::new(json!({})), None, now());
+        let scope = typed_input(&event, Arc::new(json!({})), None, now()).scope;
         assert_eq!(scope.chat_id.as_deref(), Some("r7"));
     }
 
@@ -401,7 +422,7 @@ mod tests {
                              "sender_type":"User"});
         let chat = json!({"id":"r1","topic":"x","participants":[
             {"id":"u9","handle":"zed","name":"Zed","type":"User"}, "junk", {"id": 3}]});
-        let (input, scope) = event_input(
+        let PreparedEvent { input, scope, .. } = event_input(
             "message_created",
             payload.clone(),
             json!({}),
@@ -415,10 +436,11 @@ mod tests {
             Some(&json!({"id":"u9","type":"User","name":"Zed","handle":"zed"}))
         );
         assert_eq!(scope.chat_id.as_deref(), Some("r1"), "the room given wins");
-        let (_, scope) = event_input("message_created", payload, json!({}), None, now());
+        let scope = event_input("message_created", payload, json!({}), None, now()).scope;
         assert_eq!(scope.chat_id.as_deref(), Some("r2"));
-        let (input, scope) = event_input("schedule", json!({}), json!({}), None, now());
-        assert_eq!(input.sender, None);
-        assert_eq!(scope, Scope::default());
+        let scheduled = event_input("schedule", json!({}), json!({}), None, now());
+        assert_eq!(scheduled.input.sender, None);
+        assert_eq!(scheduled.scope, Scope::default());
+        assert_eq!(scheduled.event_id, None);
     }
 }

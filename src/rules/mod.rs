@@ -12,4 +12,4 @@ pub mod schedule;
 
 pub use handled::{Handled, Sink};
 pub use handler::RulesHandler;
-pub use input::{event_input, typed_input, Chat};
+pub use input::{event_input, typed_input, Chat, PreparedEvent};

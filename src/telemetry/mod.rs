@@ -142,19 +142,12 @@ impl HandledEntry {
             Outcome::Done => ("done", None),
             Outcome::Failed { reason } => ("failed", Some(reason.clone())),
         };
-        let event_id = handled
-            .event
-            .get("id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
         HandledEntry {
             at: handled.now.to_rfc3339_opts(SecondsFormat::Millis, true),
             event_type: handled.event_type.clone(),
             room: handled.room.clone(),
-            message_id: event_id
-                .clone()
-                .filter(|_| handled.event_type == "message_created"),
-            event_id,
+            message_id: handled.message_id.clone(),
+            event_id: handled.event_id.clone(),
             rules,
             actions,
             outcome,
@@ -559,6 +552,8 @@ mod tests {
             event_type: "message_created".into(),
             event: serde_json::json!({"id": format!("m{n}")}),
             room: Some("r1".into()),
+            message_id: Some(format!("m{n}")),
+            event_id: Some(format!("m{n}")),
             chat: None,
             rule: None,
             now: Utc::now(),

@@ -34,6 +34,9 @@ impl ChatMessage {
 /// The ids an event concerns, for scoping what is done about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFacts {
+    /// The event's own id: the message's, room's, participant's, contact's
+    /// or request's (control events have none).
+    pub event_id: Option<String>,
     /// The room: a room event's own id, else a message's `chat_room_id`.
     pub room_id: Option<String>,
     /// The message being handled (`message_created` only: an edit is not handled).
@@ -46,41 +49,38 @@ pub struct EventFacts {
 
 impl From<&Event> for EventFacts {
     fn from(event: &Event) -> Self {
-        match event {
-            Event::MessageCreated(m) => EventFacts {
-                room_id: m.chat_room_id.clone(),
-                message_id: Some(m.id.clone()),
-                sender: Some(m.sender()),
-                contact_request_id: None,
-            },
-            Event::MessageUpdated(m) => EventFacts {
-                room_id: m.chat_room_id.clone(),
-                ..EventFacts::default()
-            },
-            Event::RoomAdded(r) | Event::RoomRemoved(r) => EventFacts {
-                room_id: Some(r.id.clone()),
-                ..EventFacts::default()
-            },
-            Event::RoomDeleted(r) => EventFacts {
-                room_id: Some(r.id.clone()),
-                ..EventFacts::default()
-            },
-            Event::ContactRequestReceived(c) => EventFacts {
-                contact_request_id: Some(c.id.clone()),
-                ..EventFacts::default()
-            },
-            Event::ContactRequestUpdated(c) => EventFacts {
-                contact_request_id: Some(c.id.clone()),
-                ..EventFacts::default()
-            },
-            Event::ParticipantAdded(_)
-            | Event::ParticipantRemoved(_)
-            | Event::ContactAdded(_)
-            | Event::ContactRemoved(_)
-            | Event::Supersede(_)
+        let id = |id: &String| Some(id.clone());
+        let (event_id, room_id) = match event {
+            Event::MessageCreated(m) | Event::MessageUpdated(m) => {
+                (id(&m.id), m.chat_room_id.clone())
+            }
+            Event::RoomAdded(r) | Event::RoomRemoved(r) => (id(&r.id), id(&r.id)),
+            Event::RoomDeleted(r) => (id(&r.id), id(&r.id)),
+            Event::ParticipantAdded(p) => (id(&p.id), None),
+            Event::ParticipantRemoved(p) => (id(&p.id), None),
+            Event::ContactRequestReceived(c) => (id(&c.id), None),
+            Event::ContactRequestUpdated(c) => (id(&c.id), None),
+            Event::ContactAdded(c) => (id(&c.id), None),
+            Event::ContactRemoved(c) => (id(&c.id), None),
+            Event::Supersede(_)
             | Event::AgentControl(_)
             | Event::EventCreated(_)
-            | Event::Unknown { .. } => EventFacts::default(),
+            | Event::Unknown { .. } => (None, None),
+        };
+        let created = match event {
+            Event::MessageCreated(m) => Some(m),
+            _ => None,
+        };
+        let request = matches!(
+            event,
+            Event::ContactRequestReceived(_) | Event::ContactRequestUpdated(_)
+        );
+        EventFacts {
+            room_id,
+            message_id: created.map(|m| m.id.clone()),
+            sender: created.map(ChatMessage::sender),
+            contact_request_id: event_id.clone().filter(|_| request),
+            event_id,
         }
     }
 }
@@ -125,6 +125,7 @@ impl EventFacts {
         };
         let message = event == "message_created";
         EventFacts {
+            event_id: loose.id.clone(),
             room_id,
             message_id: message.then(|| loose.id.clone()).flatten(),
             sender: match (message, loose.sender_id) {
@@ -251,6 +252,7 @@ mod tests {
     fn typed_facts() {
         let facts: Vec<_> = events().iter().map(EventFacts::from).collect();
         let created = &facts[0];
+        assert_eq!(created.event_id.as_deref(), Some("m1"));
         assert_eq!(created.room_id.as_deref(), Some("r1"));
         assert_eq!(created.message_id.as_deref(), Some("m1"));
         assert_eq!(
@@ -267,6 +269,9 @@ mod tests {
         assert_eq!(facts[4].room_id.as_deref(), Some("r1"));
         assert_eq!(facts[7].contact_request_id.as_deref(), Some("cr1"));
         assert_eq!(facts[8].contact_request_id.as_deref(), Some("cr1"));
+        assert_eq!(facts[9].event_id.as_deref(), Some("u2"));
+        assert_eq!(facts[9].contact_request_id, None);
+        assert_eq!(facts[11].event_id, None, "supersede has no id");
     }
 
     /// The typed facts and those read from the same payload as JSON agree
@@ -294,6 +299,7 @@ mod tests {
             &json!({"id": "m1", "sender_id": "u1", "sender_name": 5}),
         );
         assert_eq!(facts.message_id.as_deref(), Some("m1"));
+        assert_eq!(facts.event_id.as_deref(), Some("m1"));
         assert_eq!(
             facts.sender,
             Some(MessageSender {
