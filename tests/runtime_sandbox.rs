@@ -15,7 +15,8 @@ use band_wire::events::Event;
 use band_wire::model::{AgentMe, Mention};
 use serde_json::{json, Value};
 use switchboard::runtime::{
-    Delivery, Handler, HandlerFuture, Outcome, Runtime, RuntimeConfig, RuntimeError, RuntimeHandle,
+    Delivery, Handler, HandlerFuture, HandlerResult, Runtime, RuntimeConfig, RuntimeError,
+    RuntimeHandle,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -68,7 +69,7 @@ impl Handler for Recorder {
                 participants: vec![],
                 title: None,
             });
-            Outcome::Done
+            HandlerResult::Done
         })
     }
 
@@ -92,10 +93,10 @@ impl Handler for Recorder {
                 title: d.room.as_ref().and_then(|r| r.title.clone()),
             });
             let (Some(m), Some(room)) = (msg, d.room) else {
-                return Outcome::Done;
+                return HandlerResult::Done;
             };
             if m.content.contains("fail") {
-                return Outcome::Failed {
+                return HandlerResult::Failed {
                     reason: "asked to fail".into(),
                 };
             }
@@ -108,7 +109,7 @@ impl Handler for Recorder {
                 .filter(|r| r.message_id.as_deref() == Some(m.id.as_str()))
                 .count();
             if m.content.contains("flaky") && runs == 1 {
-                return Outcome::Failed {
+                return HandlerResult::Failed {
                     reason: "flaky the first time".into(),
                 };
             }
@@ -125,8 +126,8 @@ impl Handler for Recorder {
                 .send_message(&room.id, &format!("ack {}", m.id), &[mention])
                 .await
             {
-                Ok(_) => Outcome::Done,
-                Err(e) => Outcome::Failed {
+                Ok(_) => HandlerResult::Done,
+                Err(e) => HandlerResult::Failed {
                     reason: e.to_string(),
                 },
             }

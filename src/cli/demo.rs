@@ -261,11 +261,8 @@ impl Script {
         // Show Bob's line now; the agent's answers are read after it.
         println!("   Bob Jones: @alice/triage-bot {text}");
         self.last_seen = Some(id.clone());
-        self.wait_for(|h| {
-            h.event_type == "message_created"
-                && h.event.get("id").and_then(|v| v.as_str()) == Some(id.as_str())
-        })
-        .await?;
+        self.wait_for(|h| h.message_id.as_deref() == Some(id.as_str()))
+            .await?;
         // Joins cause participant events; let them land before reading.
         tokio::time::sleep(Duration::from_millis(150)).await;
         while let Ok(h) = self.rx.try_recv() {

@@ -75,17 +75,12 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => {
-            let room = event
-                .chat
-                .as_ref()
-                .and_then(|c| c.get("id"))
-                .or_else(|| event.payload.get("chat_room_id"))
-                .and_then(|v| v.as_str());
+            let scope = event.prepare().scope;
             let mut head = format!("{} event", event.kind);
-            if let Some(room) = room {
+            if let Some(room) = &scope.chat_id {
                 head.push_str(&format!(" in room {room}"));
             }
-            if let Some(from) = event.payload.get("sender_name").and_then(|v| v.as_str()) {
+            if let Some(from) = scope.sender.and_then(|s| s.name) {
                 head.push_str(&format!(" from {from}"));
             }
             let listening = ruleset.rules_for(&event.kind).count();

@@ -72,18 +72,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .filter(|a| a.status != ActionStatus::Skipped)
             .count();
-        let room = event
-            .chat
-            .as_ref()
-            .and_then(|c| c.get("id"))
-            .or_else(|| event.payload.get("chat_room_id"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("-");
-        let message = match event.kind.as_str() {
-            "message_created" => event.payload.get("id").and_then(|v| v.as_str()),
-            _ => None,
-        }
-        .unwrap_or("-");
+        let scope = event.prepare().scope;
+        let room = scope.chat_id.as_deref().unwrap_or("-");
+        let message = scope.message_id.as_deref().unwrap_or("-");
         let end = match &report.outcome {
             Finish::Done => String::new(),
             Finish::Failed { reason } => {

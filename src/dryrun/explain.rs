@@ -137,7 +137,7 @@ impl crate::rules::Sink for ExplainLog {
         }
         let ruleset = self.engine.ruleset();
         let trace = explain(&h.report, Some(&ruleset));
-        let message_id = h.event.get("id").and_then(Value::as_str).unwrap_or("-");
+        let message_id = h.message_id.as_deref().unwrap_or("-");
         // The trace last, from a new line: text logs stay readable and JSON
         // logs keep it as one field.
         tracing::info!(

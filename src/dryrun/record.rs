@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::suite::{default_agent, DEFAULT_NOW};
-use crate::rules::{event_input, Handled, Sink};
+use crate::rules::{event_input, Handled, PreparedEvent, Sink};
 use switchboard_engine::{Engine, RecordingExecutor, Report};
 
 /// One event as recorded: enough to run it through the rules again.
@@ -44,26 +44,35 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Runs the event through `engine` with nothing sent.
-    pub async fn run(&self, engine: &Engine, executor: &RecordingExecutor) -> Report {
-        let now = self
-            .now
+    /// When it is handled: as recorded, else the dry runs' clock.
+    fn now(&self) -> DateTime<Utc> {
+        self.now
             .or_else(|| DEFAULT_NOW.parse().ok())
-            .unwrap_or_else(Utc::now);
-        for (k, v) in self.state.iter().flatten() {
-            engine.state().set(k, v.clone(), None, now);
-        }
+            .unwrap_or_else(Utc::now)
+    }
+
+    /// The engine input and scope, as the live event had them.
+    pub fn prepare(&self) -> PreparedEvent {
         let agent = self
             .agent
             .clone()
             .unwrap_or_else(|| Value::Object(default_agent()));
-        let (input, scope) = event_input(
+        event_input(
             &self.kind,
             Value::Object(self.payload.clone()),
             agent,
             self.chat.clone(),
-            now,
-        );
+            self.now(),
+        )
+    }
+
+    /// Runs the event through `engine` with nothing sent.
+    pub async fn run(&self, engine: &Engine, executor: &RecordingExecutor) -> Report {
+        let now = self.now();
+        for (k, v) in self.state.iter().flatten() {
+            engine.state().set(k, v.clone(), None, now);
+        }
+        let PreparedEvent { input, scope, .. } = self.prepare();
         match &self.rule {
             Some(rule) => engine.run_rule(rule, &input, &scope, executor).await,
             None => engine.handle(&input, &scope, executor).await,

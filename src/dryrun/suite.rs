@@ -13,7 +13,7 @@ use similar::{capture_diff_slices, Algorithm, DiffTag};
 
 use super::explain::explain;
 use super::spec::{expected_action, EventSpec, Expect, ExpectedOutcome, Given, TestCase, TestFile};
-use crate::rules::event_input;
+use crate::rules::{event_input, PreparedEvent};
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::{Engine, Finish, RecordingExecutor, Report, StateStore};
 use switchboard_workflow::actions;
@@ -129,7 +129,7 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
             now += chrono::Duration::from_std(step).unwrap_or_default();
         }
         let chat = event.chat.clone().or_else(|| given.chat.clone());
-        let (input, scope) = event_input(
+        let PreparedEvent { input, scope, .. } = event_input(
             &event.kind,
             Value::Object(event.payload.clone()),
             agent.clone(),

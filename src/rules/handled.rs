@@ -20,6 +20,10 @@ pub struct Handled {
     pub event: Value,
     /// The room, when it had one.
     pub room: Option<String>,
+    /// The message handled (`message_created`).
+    pub message_id: Option<String>,
+    /// The event's own id (message, room, participant, contact, request).
+    pub event_id: Option<String>,
     /// The room's details as the rules saw them (id, title, participants).
     pub chat: Option<Value>,
     /// The scheduled rule, for `schedule` events.

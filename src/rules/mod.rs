@@ -1,13 +1,15 @@
-//! The agent's decisions: each runtime event becomes an engine input and runs
-//! through the rules ([`handler`]), every handled event is reported to
+//! The agent's decisions: each runtime event becomes an engine input
+//! ([`input`]) and runs through the rules ([`handler`]), every handled event is reported to
 //! [`Sink`]s ([`handled`]), the rules reload when their folder changes
 //! ([`reload`]) and `on: schedule` rules fire from timers ([`schedule`]).
 //! Knows nothing of telemetry, dry runs or how the agent is assembled.
 
 pub mod handled;
 pub mod handler;
+pub mod input;
 pub mod reload;
 pub mod schedule;
 
 pub use handled::{Handled, Sink};
-pub use handler::{event_input, RulesHandler};
+pub use handler::RulesHandler;
+pub use input::{event_input, typed_input, Chat, PreparedEvent};

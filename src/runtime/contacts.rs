@@ -5,15 +5,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::handler::Delivery;
-use super::lifecycle::{deliver_event, Shared};
+use super::lifecycle::{deliver_event, Services};
 use band_wire::events::Event;
 
 /// Starts the queue; returns its sender and task.
 pub(crate) fn spawn_contacts(
-    shared: Shared,
+    services: Services,
     mut shutdown: watch::Receiver<bool>,
 ) -> (mpsc::Sender<Event>, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel::<Event>(shared.tunables.queue_capacity.max(1));
+    let (tx, mut rx) = mpsc::channel::<Event>(services.tunables.queue_capacity.max(1));
     let task = tokio::spawn(async move {
         loop {
             let event = tokio::select! {
@@ -29,7 +29,7 @@ pub(crate) fn spawn_contacts(
                 room: None,
                 from_backlog: false,
             };
-            deliver_event(&shared, delivery).await;
+            deliver_event(&services, delivery).await;
         }
     });
     (tx, task)

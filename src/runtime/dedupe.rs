@@ -1,14 +1,20 @@
-//! The bounded memory of handled messages, shared by every room: it keeps a
-//! message from being handled twice (drain vs. live, reconnect resyncs) and
-//! remembers which ones still owe a `/processed` ack.
+//! The message ledger, shared by every room: the one place that records what
+//! became of a message id. It keeps a message from being handled twice
+//! (drain vs. live, reconnect resyncs), remembers which ones still owe a
+//! `/processed` ack, and tells the handler once a message is settled.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Handled message ids (oldest forgotten first) and pending acks.
-#[derive(Debug, Clone)]
-pub(crate) struct Completed {
+/// Called with a message id once the platform has it settled.
+type OnSettled = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Handled message ids (oldest forgotten first), pending acks, and who is
+/// told about settled messages.
+#[derive(Clone)]
+pub(crate) struct MessageLedger {
     inner: Arc<Mutex<Inner>>,
+    on_settled: OnSettled,
 }
 
 #[derive(Debug)]
@@ -20,16 +26,21 @@ struct Inner {
     ack_pending: HashSet<String>,
 }
 
-impl Completed {
-    /// An empty set remembering at most `capacity` ids (at least one).
-    pub(crate) fn new(capacity: usize) -> Completed {
-        Completed {
+impl MessageLedger {
+    /// An empty ledger remembering at most `capacity` ids (at least one);
+    /// `on_settled` hears of every settled message.
+    pub(crate) fn new(
+        capacity: usize,
+        on_settled: impl Fn(&str) + Send + Sync + 'static,
+    ) -> MessageLedger {
+        MessageLedger {
             inner: Arc::new(Mutex::new(Inner {
                 capacity: capacity.max(1),
                 ids: HashSet::new(),
                 order: VecDeque::new(),
                 ack_pending: HashSet::new(),
             })),
+            on_settled: Arc::new(on_settled),
         }
     }
 
@@ -44,8 +55,9 @@ impl Completed {
         self.lock().ids.contains(id)
     }
 
-    /// Records `id` as handled, forgetting the oldest id beyond capacity.
-    pub(crate) fn insert(&self, id: &str) {
+    /// Records `id` as handled: its handler must not run again in this
+    /// process. The oldest id beyond capacity is forgotten.
+    pub(crate) fn handled(&self, id: &str) {
         let mut g = self.lock();
         if !g.ids.insert(id.to_string()) {
             return;
@@ -59,14 +71,23 @@ impl Completed {
         }
     }
 
-    /// Marks `id` as owing a `/processed` ack (or not).
-    pub(crate) fn set_ack_pending(&self, id: &str, pending: bool) {
-        let mut g = self.lock();
-        if pending {
-            g.ack_pending.insert(id.to_string());
+    /// Records the answer to a `/processed` ack of handled message `id`:
+    /// taken, the message is settled; not, the ack stays owed (a later
+    /// drain retries it).
+    pub(crate) fn acked(&self, id: &str, taken: bool) {
+        if taken {
+            self.settled(id);
         } else {
-            g.ack_pending.remove(id);
+            self.lock().ack_pending.insert(id.to_string());
         }
+    }
+
+    /// Records `id` as handled for good (processed, or left failed) and
+    /// tells whoever kept something to resume it that it can go.
+    pub(crate) fn settled(&self, id: &str) {
+        self.handled(id);
+        self.lock().ack_pending.remove(id);
+        (self.on_settled)(id);
     }
 
     /// Whether `id` still owes a `/processed` ack.
@@ -79,36 +100,58 @@ impl Completed {
 mod tests {
     use super::*;
 
+    fn ledger(capacity: usize) -> (MessageLedger, Arc<Mutex<Vec<String>>>) {
+        let told = Arc::new(Mutex::new(Vec::new()));
+        let t = told.clone();
+        let ledger = MessageLedger::new(capacity, move |id| t.lock().unwrap().push(id.into()));
+        (ledger, told)
+    }
+
     #[test]
     fn remembers_up_to_capacity_then_forgets_oldest() {
-        let c = Completed::new(2);
-        c.insert("a");
-        c.insert("b");
-        c.insert("a"); // no-op, does not refresh
+        let (c, _) = ledger(2);
+        c.handled("a");
+        c.handled("b");
+        c.handled("a"); // no-op, does not refresh
         assert!(c.contains("a") && c.contains("b"));
-        c.insert("c");
+        c.handled("c");
         assert!(!c.contains("a"));
         assert!(c.contains("b") && c.contains("c"));
     }
 
     #[test]
     fn ack_pending_is_forgotten_with_its_id() {
-        let c = Completed::new(1);
-        c.insert("a");
-        c.set_ack_pending("a", true);
+        let (c, _) = ledger(1);
+        c.handled("a");
+        c.acked("a", false);
         assert!(c.ack_pending("a"));
-        c.insert("b");
+        c.handled("b");
         assert!(!c.ack_pending("a"));
-        c.set_ack_pending("b", true);
-        c.set_ack_pending("b", false);
+        c.acked("b", false);
+        c.acked("b", true);
         assert!(!c.ack_pending("b"));
     }
 
     #[test]
+    fn settling_is_told_once_per_settlement_and_remembers_the_id() {
+        let (c, told) = ledger(4);
+        c.handled("a");
+        c.acked("a", false);
+        assert!(
+            told.lock().unwrap().is_empty(),
+            "an owed ack is not settled"
+        );
+        c.acked("a", true);
+        c.settled("gave-up");
+        assert!(c.contains("gave-up"));
+        assert_eq!(*told.lock().unwrap(), ["a", "gave-up"]);
+    }
+
+    #[test]
     fn clones_share_state() {
-        let a = Completed::new(10);
+        let (a, _) = ledger(10);
         let b = a.clone();
-        a.insert("x");
+        a.handled("x");
         assert!(b.contains("x"));
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::handler::RoomInfo;
-use super::lifecycle::{ack_processed, process_message, MessageResult, Shared};
+use super::lifecycle::{ack_processed, process_message, MessageRef, MessageResult, Services};
 use band_client::rest::MessageQuery;
 
 /// Page size of the sweep (the list endpoint's maximum).
@@ -45,11 +45,11 @@ pub(crate) struct Drained {
 
 /// Drains `room`.
 pub(crate) async fn drain_room(
-    shared: &Shared,
+    services: &Services,
     room: &Arc<RoomInfo>,
     stopping: impl Fn() -> bool,
 ) -> Drained {
-    let (handled, end, retry) = drain_inner(shared, room, stopping).await;
+    let (handled, end, retry) = drain_inner(services, room, stopping).await;
     Drained {
         handled,
         end,
@@ -58,7 +58,7 @@ pub(crate) async fn drain_room(
 }
 
 async fn drain_inner(
-    shared: &Shared,
+    services: &Services,
     room: &Arc<RoomInfo>,
     stopping: impl Fn() -> bool,
 ) -> (usize, DrainEnd, bool) {
@@ -69,10 +69,10 @@ async fn drain_inner(
         if stopping() {
             break DrainEnd::ShuttingDown;
         }
-        if seen.len() >= shared.tunables.drain_limit {
+        if seen.len() >= services.tunables.drain_limit {
             break DrainEnd::Limit;
         }
-        let msg = match shared.api.next_message(&room.id).await {
+        let msg = match services.api.next_message(&room.id).await {
             Ok(None) => break DrainEnd::Empty,
             Ok(Some(m)) => m,
             Err(e) => {
@@ -81,18 +81,22 @@ async fn drain_inner(
             }
         };
         let id = msg.id.clone();
-        if shared.completed.ack_pending(&id) {
+        if services.ledger.ack_pending(&id) {
             // The handler ran; only the ack is owed.
-            if ack_processed(shared, &room.id, &id).await && seen.insert(id.clone()) {
+            let target = MessageRef {
+                room_id: &room.id,
+                id: &id,
+            };
+            if ack_processed(services, target).await && seen.insert(id.clone()) {
                 continue;
             }
             break DrainEnd::Stuck(id);
         }
-        if !seen.insert(id.clone()) || shared.completed.contains(&id) {
+        if !seen.insert(id.clone()) || services.ledger.contains(&id) {
             // `/next` is a cursor: it will keep serving this one.
             break DrainEnd::Stuck(id);
         }
-        match process_message(shared, room.clone(), msg, true).await {
+        match process_message(services, room.clone(), msg, true).await {
             MessageResult::Handled(_) => handled += 1,
             // Failed with attempts left: `/next` serves it again at once, which
             // ends this drain as Stuck; the retry comes from a later drain.
@@ -108,7 +112,7 @@ async fn drain_inner(
     };
     if let DrainEnd::Stuck(id) = &end {
         tracing::debug!(room = %room.id, message_id = %id, "/next is stuck; sweeping the unprocessed list");
-        let (more, sweep_end, sweep_retry) = sweep_room(shared, room, &stopping, &seen).await;
+        let (more, sweep_end, sweep_retry) = sweep_room(services, room, &stopping, &seen).await;
         handled += more;
         retry |= sweep_retry;
         if let Some(e) = sweep_end {
@@ -125,7 +129,7 @@ async fn drain_inner(
 /// Returns how many ran, a new end when the sweep itself was cut short, and
 /// whether one failed with attempts left.
 async fn sweep_room(
-    shared: &Shared,
+    services: &Services,
     room: &Arc<RoomInfo>,
     stopping: &impl Fn() -> bool,
     tried: &HashSet<String>,
@@ -141,7 +145,7 @@ async fn sweep_room(
             sort_order: Some("asc".into()),
             ..MessageQuery::default()
         };
-        let page = match shared.api.list_messages(&room.id, &query).await {
+        let page = match services.api.list_messages(&room.id, &query).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(room = %room.id, error = %e, "cannot list unprocessed messages");
@@ -153,18 +157,22 @@ async fn sweep_room(
                 return (handled, Some(DrainEnd::ShuttingDown), retry);
             }
             looked += 1;
-            if looked > shared.tunables.drain_limit {
+            if looked > services.tunables.drain_limit {
                 return (handled, Some(DrainEnd::Limit), retry);
             }
-            if shared.completed.ack_pending(&msg.id) {
-                ack_processed(shared, &room.id, &msg.id).await;
+            if services.ledger.ack_pending(&msg.id) {
+                let target = MessageRef {
+                    room_id: &room.id,
+                    id: &msg.id,
+                };
+                ack_processed(services, target).await;
                 continue;
             }
             if tried.contains(&msg.id) {
                 retry = true;
                 continue;
             }
-            match process_message(shared, room.clone(), msg, true).await {
+            match process_message(services, room.clone(), msg, true).await {
                 MessageResult::Handled(_) => handled += 1,
                 MessageResult::WillRetry => {
                     handled += 1;

@@ -35,7 +35,7 @@ pub struct Delivery {
 /// What the handler made of a delivery. For `message_created` the runtime
 /// turns it into `/processed` or `/failed`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum HandlerResult {
     /// Handled (including "no rule matched").
     Done,
     /// Failed, with a readable reason for `/failed`.
@@ -46,7 +46,7 @@ pub enum Outcome {
 }
 
 /// A boxed future, so the trait stays object safe.
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'a>>;
 
 /// Decides what to do with events. Called for one room's events one at a time,
 /// in arrival order; different rooms and contact events run concurrently.

@@ -5,28 +5,27 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::config::Tunables;
-use super::dedupe::Completed;
-use super::handler::{Delivery, Handler, Outcome, RoomInfo};
-use super::observer::{Mark, Observer};
+use super::dedupe::MessageLedger;
+use super::handler::{Delivery, Handler, HandlerResult, RoomInfo};
+use super::observer::{LifecycleMark, Observer};
 use band_client::rest::AgentApi;
 use band_wire::events::Event;
-use band_wire::model::ChatMessage;
+use band_wire::model::{ChatMessage, DeliveryStatus};
 
-/// What every room task shares: the REST client, the handler, who we are,
-/// the handled-message memory and the knobs.
+/// What every runtime task (each room's, the contacts queue, the supervisor)
+/// works with: the REST client, the handler, who we are, the message ledger
+/// and the knobs.
 #[derive(Clone)]
-pub(crate) struct Shared {
+pub(crate) struct Services {
     /// Agent REST client.
     pub(crate) api: AgentApi,
     /// Decides what to do with events.
     pub(crate) handler: Arc<dyn Handler>,
     /// Our agent id (from `/agent/me`).
     pub(crate) me_id: String,
-    /// Handled message ids, shared by all rooms.
-    pub(crate) completed: Completed,
+    /// What became of each message id, shared by all rooms.
+    pub(crate) ledger: MessageLedger,
     /// Knobs.
     pub(crate) tunables: Tunables,
     /// Told about lifecycle marks and the socket (a no-op when nobody watches).
@@ -53,110 +52,103 @@ pub(crate) enum MessageResult {
     RoomStopped,
     /// `/processing` failed: left for a later drain.
     ClaimFailed,
-    /// The handler ran; its outcome (the ack may still be pending).
-    Handled(Outcome),
+    /// The handler ran; its result (the ack may still be pending).
+    Handled(HandlerResult),
     /// The handler failed and the message will be tried again (later drain).
     WillRetry,
 }
 
+/// The message a lifecycle step marks: taken once from the message and
+/// handed down, so no step looks the id up again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MessageRef<'a> {
+    /// Its room.
+    pub(crate) room_id: &'a str,
+    /// Its id.
+    pub(crate) id: &'a str,
+}
+
 /// Whether `msg` should be left alone, and why.
-pub(crate) fn skip_reason(msg: &ChatMessage, me_id: &str, completed: &Completed) -> Option<Skip> {
+pub(crate) fn skip_reason(msg: &ChatMessage, me_id: &str, ledger: &MessageLedger) -> Option<Skip> {
     if msg.sender_id == me_id {
         return Some(Skip::Own);
     }
-    if completed.contains(&msg.id) {
+    if ledger.contains(&msg.id) {
         return Some(Skip::AlreadyHandled);
     }
-    if delivery_status(msg, me_id) == Some("processed") {
+    if msg.delivery_status(me_id) == Some(DeliveryStatus::Processed) {
         return Some(Skip::AlreadyProcessed);
     }
     None
 }
 
-/// `metadata.delivery_status[<me>].status`, when present.
-fn delivery_status<'a>(msg: &'a ChatMessage, me_id: &str) -> Option<&'a str> {
-    msg.metadata
-        .as_ref()?
-        .get("delivery_status")?
-        .get(me_id)?
-        .get("status")
-        .and_then(Value::as_str)
-}
-
 /// Runs the lifecycle for one message of `room`.
 pub(crate) async fn process_message(
-    shared: &Shared,
+    services: &Services,
     room: Arc<RoomInfo>,
     msg: ChatMessage,
     from_backlog: bool,
 ) -> MessageResult {
-    if let Some(skip) = skip_reason(&msg, &shared.me_id, &shared.completed) {
+    if let Some(skip) = skip_reason(&msg, &services.me_id, &services.ledger) {
         tracing::debug!(room = %room.id, message_id = %msg.id, ?skip, from_backlog, "message skipped");
         return MessageResult::Skipped(skip);
     }
     let started = Instant::now();
-    let claim = shared.api.mark_processing(&room.id, &msg.id).await;
+    // The message itself goes to the handler; its id stays here.
+    let (room_id, msg_id) = (room.id.clone(), msg.id.clone());
+    let target = MessageRef {
+        room_id: &room_id,
+        id: &msg_id,
+    };
+    let claim = services.api.mark_processing(&room_id, &msg_id).await;
     // A 204 (room stopped) is an answer, not a failed POST.
-    shared
+    services
         .observer
-        .lifecycle_mark(Mark::Processing, claim.is_ok());
+        .lifecycle_mark(LifecycleMark::Processing, claim.is_ok());
     let attempt = match claim {
         Ok(Some(status)) => status.attempt_number,
         Ok(None) => {
-            tracing::info!(room = %room.id, message_id = %msg.id, "room execution is stopped; message left for later");
+            tracing::info!(room = %room_id, message_id = %msg_id, "room execution is stopped; message left for later");
             return MessageResult::RoomStopped;
         }
         Err(e) => {
-            tracing::warn!(room = %room.id, message_id = %msg.id, error = %e, "cannot claim message; left for a later drain");
+            tracing::warn!(room = %room_id, message_id = %msg_id, error = %e, "cannot claim message; left for a later drain");
             return MessageResult::ClaimFailed;
         }
     };
-    let msg_id = msg.id.clone();
-    let room_id = room.id.clone();
-    let limit = shared.tunables.max_attempts.max(1);
+    let limit = services.tunables.max_attempts.max(1);
     if attempt > limit {
         // Served again after its last allowed attempt (e.g. by a restart).
         let reason = format!("gave up after {limit} failed attempts");
         tracing::warn!(room = %room_id, message_id = %msg_id, attempt, "{reason}; left failed");
-        let marked = shared.api.mark_failed(&room_id, &msg_id, &reason).await;
-        shared.observer.lifecycle_mark(Mark::Failed, marked.is_ok());
-        shared.completed.insert(&msg_id);
-        shared.handler.settled(&msg_id);
-        return MessageResult::Handled(Outcome::Failed { reason });
+        mark_failed(services, target, &reason).await;
+        services.ledger.settled(&msg_id);
+        return MessageResult::Handled(HandlerResult::Failed { reason });
     }
     let delivery = Delivery {
         event: Event::MessageCreated(msg),
         room: Some(room),
         from_backlog,
     };
-    let outcome = run_handler(&shared.handler, delivery).await;
+    let result = run_handler(&services.handler, delivery).await;
+    let failed = matches!(result, HandlerResult::Failed { .. });
     // Remember it before acking: whatever the ack does, the handler must not
     // run again — unless it failed and has attempts left (then a later drain
     // retries it, and the action journal keeps what already succeeded).
-    let retry = matches!(outcome, Outcome::Failed { .. }) && attempt < limit;
+    let retry = failed && attempt < limit;
     if !retry {
-        shared.completed.insert(&msg_id);
+        services.ledger.handled(&msg_id);
     }
-    let acked = match &outcome {
-        Outcome::Done => ack_processed(shared, &room_id, &msg_id).await,
-        Outcome::Failed { reason } => {
-            let marked = shared.api.mark_failed(&room_id, &msg_id, reason).await;
-            shared.observer.lifecycle_mark(Mark::Failed, marked.is_ok());
-            match marked {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(room = %room_id, message_id = %msg_id, error = %e, "cannot mark message failed");
-                    false
-                }
-            }
-        }
+    let acked = match &result {
+        HandlerResult::Done => ack_processed(services, target).await,
+        HandlerResult::Failed { reason } => mark_failed(services, target, reason).await,
     };
     // The handler logs the event's line at info; this one is the lifecycle's detail.
     tracing::debug!(
         event = "message_created",
         room = %room_id,
         message_id = %msg_id,
-        outcome = %describe(&outcome),
+        outcome = %describe(&result),
         acked,
         from_backlog,
         duration_ms = millis(started.elapsed()),
@@ -166,82 +158,103 @@ pub(crate) async fn process_message(
         tracing::info!(room = %room_id, message_id = %msg_id, attempt, limit, "message failed; it will be tried again");
         return MessageResult::WillRetry;
     }
-    if matches!(outcome, Outcome::Failed { .. }) {
+    if failed {
         tracing::warn!(room = %room_id, message_id = %msg_id, attempt, "message failed on its last allowed attempt; left failed");
-        shared.handler.settled(&msg_id);
+        services.ledger.settled(&msg_id);
     }
-    MessageResult::Handled(outcome)
+    MessageResult::Handled(result)
 }
 
-/// `POST /processed`, retried on its own; a failure leaves the ack pending
-/// for the next drain. True when the platform took it.
-pub(crate) async fn ack_processed(shared: &Shared, room_id: &str, msg_id: &str) -> bool {
-    let attempts = shared.tunables.ack_attempts.max(1);
+/// `POST /failed` with `reason`. True when the platform took it.
+async fn mark_failed(services: &Services, target: MessageRef<'_>, reason: &str) -> bool {
+    let marked = services
+        .api
+        .mark_failed(target.room_id, target.id, reason)
+        .await;
+    services
+        .observer
+        .lifecycle_mark(LifecycleMark::Failed, marked.is_ok());
+    match marked {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(room = %target.room_id, message_id = %target.id, error = %e, "cannot mark message failed");
+            false
+        }
+    }
+}
+
+/// `POST /processed` for a handled message, retried on its own; the ledger
+/// records the answer (settled, or the ack still owed for the next drain).
+/// True when the platform took it.
+pub(crate) async fn ack_processed(services: &Services, target: MessageRef<'_>) -> bool {
+    let taken = post_processed(services, target).await;
+    services.ledger.acked(target.id, taken);
+    taken
+}
+
+async fn post_processed(services: &Services, target: MessageRef<'_>) -> bool {
+    let MessageRef { room_id, id } = target;
+    let attempts = services.tunables.ack_attempts.max(1);
     for attempt in 1..=attempts {
-        let marked = shared.api.mark_processed(room_id, msg_id).await;
-        // "No live attempt" means an earlier try went through: the mark is recorded.
+        let marked = services.api.mark_processed(room_id, id).await;
+        // "No live attempt" means an earlier try went through but its answer
+        // was lost: the mark is recorded.
         let recorded = match &marked {
             Ok(_) => true,
             Err(e) => e.is_missing_processing_attempt(),
         };
-        shared.observer.lifecycle_mark(Mark::Processed, recorded);
+        services
+            .observer
+            .lifecycle_mark(LifecycleMark::Processed, recorded);
         match marked {
-            Ok(_) => {
-                shared.completed.set_ack_pending(msg_id, false);
-                shared.handler.settled(msg_id);
-                return true;
-            }
-            // No live attempt: an earlier try went through but its answer was lost.
-            Err(e) if e.is_missing_processing_attempt() => {
-                tracing::debug!(room = %room_id, message_id = %msg_id, "processed already recorded");
-                shared.completed.set_ack_pending(msg_id, false);
-                shared.handler.settled(msg_id);
+            Ok(_) => return true,
+            Err(_) if recorded => {
+                tracing::debug!(room = %room_id, message_id = %id, "processed already recorded");
                 return true;
             }
             Err(e) => {
-                tracing::warn!(room = %room_id, message_id = %msg_id, attempt, error = %e, "cannot mark message processed");
+                tracing::warn!(room = %room_id, message_id = %id, attempt, error = %e, "cannot mark message processed");
                 if attempt < attempts {
-                    tokio::time::sleep(shared.tunables.ack_retry_delay).await;
+                    tokio::time::sleep(services.tunables.ack_retry_delay).await;
                 }
             }
         }
     }
-    shared.completed.set_ack_pending(msg_id, true);
     false
 }
 
 /// Hands a non-message event to the handler (no lifecycle) and logs it.
-pub(crate) async fn deliver_event(shared: &Shared, delivery: Delivery) {
+pub(crate) async fn deliver_event(services: &Services, delivery: Delivery) {
     let started = Instant::now();
     let name = delivery.event.name().to_string();
     let room = delivery.room.as_ref().map(|r| r.id.clone());
-    let outcome = run_handler(&shared.handler, delivery).await;
+    let result = run_handler(&services.handler, delivery).await;
     tracing::debug!(
         event = %name,
         room = room.as_deref().unwrap_or("-"),
-        outcome = %describe(&outcome),
+        outcome = %describe(&result),
         duration_ms = millis(started.elapsed()),
         "handled event"
     );
 }
 
-/// Runs the handler in its own task so a panic becomes a `Failed` outcome
+/// Runs the handler in its own task so a panic becomes a `Failed` result
 /// instead of killing the room's queue.
-async fn run_handler(handler: &Arc<dyn Handler>, delivery: Delivery) -> Outcome {
+async fn run_handler(handler: &Arc<dyn Handler>, delivery: Delivery) -> HandlerResult {
     let handler = handler.clone();
     let task = tokio::spawn(async move { handler.handle(delivery).await });
     match task.await {
-        Ok(outcome) => outcome,
-        Err(e) => Outcome::Failed {
+        Ok(result) => result,
+        Err(e) => HandlerResult::Failed {
             reason: format!("handler crashed: {e}"),
         },
     }
 }
 
-fn describe(outcome: &Outcome) -> String {
-    match outcome {
-        Outcome::Done => "done".into(),
-        Outcome::Failed { reason } => format!("failed: {reason}"),
+fn describe(result: &HandlerResult) -> String {
+    match result {
+        HandlerResult::Done => "done".into(),
+        HandlerResult::Failed { reason } => format!("failed: {reason}"),
     }
 }
 
@@ -252,7 +265,11 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn ledger() -> MessageLedger {
+        MessageLedger::new(4, |_| {})
+    }
 
     fn msg(sender: &str, metadata: Value) -> ChatMessage {
         serde_json::from_value(json!({
@@ -265,7 +282,7 @@ mod tests {
 
     #[test]
     fn own_messages_are_skipped() {
-        let c = Completed::new(4);
+        let c = ledger();
         assert_eq!(
             skip_reason(&msg("me", json!({})), "me", &c),
             Some(Skip::Own)
@@ -275,7 +292,7 @@ mod tests {
 
     #[test]
     fn handled_and_processed_messages_are_skipped() {
-        let c = Completed::new(4);
+        let c = ledger();
         let processed = json!({"delivery_status": {"me": {"status": "processed"}}});
         assert_eq!(
             skip_reason(&msg("bob", processed), "me", &c),
@@ -284,7 +301,7 @@ mod tests {
         // Someone else's processed status is not ours.
         let theirs = json!({"delivery_status": {"other": {"status": "processed"}}});
         assert_eq!(skip_reason(&msg("bob", theirs), "me", &c), None);
-        c.insert("m1");
+        c.handled("m1");
         assert_eq!(
             skip_reason(&msg("bob", json!(null)), "me", &c),
             Some(Skip::AlreadyHandled)

@@ -24,11 +24,11 @@ use tokio::sync::watch;
 
 pub use config::{RuntimeConfig, Tunables};
 pub use error::RuntimeError;
-pub use handler::{Delivery, Handler, HandlerFuture, Outcome, RoomInfo};
-pub use observer::{Mark, Observer};
+pub use handler::{Delivery, Handler, HandlerFuture, HandlerResult, RoomInfo};
+pub use observer::{LifecycleMark, Observer};
 
-use dedupe::Completed;
-use lifecycle::Shared;
+use dedupe::MessageLedger;
+use lifecycle::Services;
 use observer::Unobserved;
 use supervisor::{fetch_me, Supervisor};
 
@@ -131,11 +131,14 @@ impl Runtime {
         let mut socket_config = self.config.socket.clone();
         socket_config.agent_id = Some(me.id.clone());
         let (socket, mut events) = Socket::start(socket_config);
-        let shared = Shared {
+        let handler = self.handler.clone();
+        let services = Services {
             api,
             handler: self.handler.clone(),
             me_id: me.id.clone(),
-            completed: Completed::new(tunables.completed_capacity),
+            // The ledger tells the handler when a message is settled, and
+            // nothing else does: one owner for a message id's fate.
+            ledger: MessageLedger::new(tunables.completed_capacity, move |id| handler.settled(id)),
             tunables,
             observer: self
                 .config
@@ -143,7 +146,7 @@ impl Runtime {
                 .clone()
                 .unwrap_or_else(|| Arc::new(Unobserved)),
         };
-        let mut sup = Supervisor::new(shared, me, socket, self.shutdown.clone(), self.rooms);
+        let mut sup = Supervisor::new(services, me, socket, self.shutdown.clone(), self.rooms);
         let result = tokio::select! {
             r = sup.startup() => r,
             _ = stop.wait_for(|s| *s) => Ok(()),

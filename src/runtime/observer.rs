@@ -4,7 +4,7 @@
 
 /// One of the lifecycle's POSTs on a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mark {
+pub enum LifecycleMark {
     /// `POST .../processing`: the message is claimed.
     Processing,
     /// `POST .../processed`: the handler succeeded.
@@ -13,13 +13,13 @@ pub enum Mark {
     Failed,
 }
 
-impl Mark {
+impl LifecycleMark {
     /// The mark as the platform's path segment names it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mark::Processing => "processing",
-            Mark::Processed => "processed",
-            Mark::Failed => "failed",
+            LifecycleMark::Processing => "processing",
+            LifecycleMark::Processed => "processed",
+            LifecycleMark::Failed => "failed",
         }
     }
 }
@@ -37,7 +37,7 @@ pub trait Observer: Send + Sync {
     fn socket_disconnected(&self) {}
 
     /// A lifecycle POST went through (`ok`) or failed; every try counts.
-    fn lifecycle_mark(&self, mark: Mark, ok: bool) {
+    fn lifecycle_mark(&self, mark: LifecycleMark, ok: bool) {
         let _ = (mark, ok);
     }
 }

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::drain::drain_room;
 use super::handler::{Delivery, RoomInfo};
-use super::lifecycle::{deliver_event, process_message, MessageResult, Shared};
+use super::lifecycle::{deliver_event, process_message, MessageResult, Services};
 use band_client::socket::Socket;
 use band_wire::events::{Event, ParticipantAdded};
 use band_wire::model::ChatParticipant;
@@ -51,18 +50,18 @@ pub(crate) struct RoomHandle {
 
 /// Starts the task for room `id`; its first job is a drain (signalling `drained`).
 pub(crate) fn spawn_room(
-    shared: Shared,
+    services: Services,
     socket: Socket,
     id: String,
     title: Option<String>,
     shutdown: watch::Receiver<bool>,
     drained: Option<oneshot::Sender<()>>,
 ) -> RoomHandle {
-    let (tx, rx) = mpsc::channel(shared.tunables.queue_capacity.max(1));
+    let (tx, rx) = mpsc::channel(services.tunables.queue_capacity.max(1));
     // The drain goes first so live events queue up behind it; capacity is at least 1.
     let _ = tx.try_send(RoomCmd::Drain { done: drained });
     let worker = RoomWorker {
-        shared,
+        services,
         socket,
         myself: tx.downgrade(),
         retry_pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
@@ -78,7 +77,7 @@ pub(crate) fn spawn_room(
 }
 
 struct RoomWorker {
-    shared: Shared,
+    services: Services,
     socket: Socket,
     /// The room's own queue, for retry drains (weak: it must not keep the room alive).
     myself: mpsc::WeakSender<RoomCmd>,
@@ -104,7 +103,7 @@ impl RoomWorker {
                 RoomCmd::Drain { done } => {
                     let info = self.snapshot().await;
                     let stop = shutdown.clone();
-                    let drained = drain_room(&self.shared, &info, move || *stop.borrow()).await;
+                    let drained = drain_room(&self.services, &info, move || *stop.borrow()).await;
                     if drained.retry || drained.end == super::drain::DrainEnd::Error {
                         self.retry_later();
                     }
@@ -134,7 +133,7 @@ impl RoomWorker {
         if self.retry_pending.swap(true, Ordering::SeqCst) {
             return;
         }
-        let delay = self.shared.tunables.retry_delay;
+        let delay = self.services.tunables.retry_delay;
         let queue = self.myself.clone();
         let pending = self.retry_pending.clone();
         tokio::spawn(async move {
@@ -148,7 +147,7 @@ impl RoomWorker {
 
     async fn snapshot(&mut self) -> Arc<RoomInfo> {
         if !self.participants_loaded {
-            match self.shared.api.list_participants(&self.info.id).await {
+            match self.services.api.list_participants(&self.info.id).await {
                 Ok(list) => {
                     self.info.participants = list;
                     self.participants_loaded = true;
@@ -172,7 +171,7 @@ impl RoomWorker {
         let room = self.snapshot().await;
         match event {
             Event::MessageCreated(msg) => {
-                let result = process_message(&self.shared, room, msg, false).await;
+                let result = process_message(&self.services, room, msg, false).await;
                 if matches!(
                     result,
                     MessageResult::WillRetry | MessageResult::ClaimFailed
@@ -186,7 +185,7 @@ impl RoomWorker {
                     room: Some(room),
                     from_backlog: false,
                 };
-                deliver_event(&self.shared, delivery).await;
+                deliver_event(&self.services, delivery).await;
             }
         }
     }
@@ -195,16 +194,7 @@ impl RoomWorker {
         if !self.participants_loaded {
             return; // the first load will include them
         }
-        let role = p
-            .extra
-            .get("role")
-            .and_then(|r| r.as_str())
-            .unwrap_or("member");
-        let row = json!({
-            "id": p.id, "role": role, "status": "active", "type": p.kind,
-            "name": p.name, "handle": p.handle,
-        });
-        match serde_json::from_value::<ChatParticipant>(row) {
+        match ChatParticipant::try_from(p) {
             Ok(participant) => {
                 self.info.participants.retain(|x| x.id != participant.id);
                 self.info.participants.push(participant);

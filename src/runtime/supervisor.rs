@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use super::config::Tunables;
 use super::contacts::spawn_contacts;
 use super::error::RuntimeError;
-use super::lifecycle::Shared;
+use super::lifecycle::Services;
 use super::rooms::{chat_topic, participants_topic, spawn_room, RoomCmd, RoomHandle};
 use band_client::rest::AgentApi;
 use band_client::socket::{Socket, SocketEvent, Status, StopReason};
@@ -42,7 +42,7 @@ pub(crate) async fn fetch_me(api: &AgentApi, t: &Tunables) -> Result<AgentMe, Ru
 
 /// Owns the rooms and the socket's event stream for one run.
 pub(crate) struct Supervisor {
-    shared: Shared,
+    services: Services,
     me: AgentMe,
     socket: Socket,
     shutdown_tx: Arc<watch::Sender<bool>>,
@@ -58,14 +58,14 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     /// A supervisor for a connected socket.
     pub(crate) fn new(
-        shared: Shared,
+        services: Services,
         me: AgentMe,
         socket: Socket,
         shutdown_tx: Arc<watch::Sender<bool>>,
         view: Arc<Mutex<BTreeSet<String>>>,
     ) -> Supervisor {
         Supervisor {
-            shared,
+            services,
             me,
             socket,
             shutdown_tx,
@@ -84,7 +84,7 @@ impl Supervisor {
         self.join_required(&format!("agent_control:{id}")).await?;
         self.join_required(&format!("agent_rooms:{id}")).await?;
         let chats = self
-            .shared
+            .services
             .api
             .list_all_chats()
             .await
@@ -106,9 +106,9 @@ impl Supervisor {
             }
         }
         let shutdown = self.shutdown_tx.subscribe();
-        self.contacts = Some(spawn_contacts(self.shared.clone(), shutdown));
+        self.contacts = Some(spawn_contacts(self.services.clone(), shutdown));
         tracing::info!(agent = %id, rooms = self.rooms.len(), "joined; draining backlog");
-        let handler = self.shared.handler.clone();
+        let handler = self.services.handler.clone();
         let me = self.me.clone();
         self.started = Some(tokio::spawn(async move {
             for rx in drained {
@@ -136,11 +136,11 @@ impl Supervisor {
             };
             match ev {
                 None => {
-                    self.shared.observer.socket_disconnected();
+                    self.services.observer.socket_disconnected();
                     return Err(RuntimeError::Stopped(self.stop_reason()));
                 }
                 Some(SocketEvent::Stopped { reason }) => {
-                    self.shared.observer.socket_disconnected();
+                    self.services.observer.socket_disconnected();
                     return Err(RuntimeError::Stopped(reason));
                 }
                 Some(SocketEvent::Event { topic, event }) => self.route(&topic, event).await,
@@ -152,11 +152,11 @@ impl Supervisor {
                     // Resync waits for `Rejoined`: draining before the rooms are
                     // joined again could miss messages sent in between.
                     tracing::info!(reconnect, "socket connected");
-                    self.shared.observer.socket_connected(reconnect);
+                    self.services.observer.socket_connected(reconnect);
                 }
                 Some(SocketEvent::Disconnected { reason }) => {
                     tracing::warn!(%reason, "socket disconnected; reconnecting");
-                    self.shared.observer.socket_disconnected();
+                    self.services.observer.socket_disconnected();
                 }
                 Some(SocketEvent::JoinGaveUp { topic, reason }) => {
                     tracing::warn!(%topic, %reason, "gave up rejoining topic");
@@ -181,7 +181,7 @@ impl Supervisor {
         }
         let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
         let all = futures_util::future::join_all(tasks);
-        if tokio::time::timeout(self.shared.tunables.shutdown_grace, all)
+        if tokio::time::timeout(self.services.tunables.shutdown_grace, all)
             .await
             .is_err()
         {
@@ -189,7 +189,7 @@ impl Supervisor {
             aborts.iter().for_each(|a| a.abort());
         }
         self.socket.shutdown().await;
-        self.shared.observer.socket_disconnected();
+        self.services.observer.socket_disconnected();
         self.publish_view();
         tracing::info!("runtime stopped");
     }
@@ -271,7 +271,7 @@ impl Supervisor {
         }
         // A room removed and re-added quickly: let the old task leave its topics first.
         if let Some(old) = self.retiring.remove(&id) {
-            let _ = tokio::time::timeout(self.shared.tunables.shutdown_grace, old).await;
+            let _ = tokio::time::timeout(self.services.tunables.shutdown_grace, old).await;
         }
         join_room_topics(&self.socket, &id).await;
         self.spawn_room(id.clone(), title, None);
@@ -297,7 +297,7 @@ impl Supervisor {
     /// After a reconnect: re-list rooms, join new ones, leave vanished ones,
     /// and drain every surviving room again.
     async fn resync(&mut self) {
-        let chats = match self.shared.api.list_all_chats().await {
+        let chats = match self.services.api.list_all_chats().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot re-list rooms; draining the known ones");
@@ -340,7 +340,7 @@ impl Supervisor {
         drained: Option<oneshot::Sender<()>>,
     ) {
         let handle = spawn_room(
-            self.shared.clone(),
+            self.services.clone(),
             self.socket.clone(),
             id.clone(),
             title,

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
 use crate::rules::{Handled, Sink};
-use crate::runtime::{Mark, Observer};
+use crate::runtime::{LifecycleMark, Observer};
 use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
 use switchboard_engine::run::{ActionStatus, Finish};
 
@@ -142,19 +142,12 @@ impl HandledEntry {
             Finish::Done => ("done", None),
             Finish::Failed { reason } => ("failed", Some(reason.clone())),
         };
-        let event_id = handled
-            .event
-            .get("id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned);
         HandledEntry {
             at: handled.now.to_rfc3339_opts(SecondsFormat::Millis, true),
             event_type: handled.event_type.clone(),
             room: handled.room.clone(),
-            message_id: event_id
-                .clone()
-                .filter(|_| handled.event_type == "message_created"),
-            event_id,
+            message_id: handled.message_id.clone(),
+            event_id: handled.event_id.clone(),
             rules,
             actions,
             outcome,
@@ -262,7 +255,11 @@ impl Telemetry {
         for outcome in ["ok", "failed"] {
             let _ = t.reloads.get_or_create(&OutcomeLabel { outcome });
         }
-        for mark in [Mark::Processing, Mark::Processed, Mark::Failed] {
+        for mark in [
+            LifecycleMark::Processing,
+            LifecycleMark::Processed,
+            LifecycleMark::Failed,
+        ] {
             for result in ["ok", "error"] {
                 let labels = MarkLabels {
                     mark: mark.as_str(),
@@ -399,7 +396,7 @@ impl Observer for Telemetry {
         self.set_connected(false);
     }
 
-    fn lifecycle_mark(&self, mark: Mark, ok: bool) {
+    fn lifecycle_mark(&self, mark: LifecycleMark, ok: bool) {
         let labels = MarkLabels {
             mark: mark.as_str(),
             result: if ok { "ok" } else { "error" },
@@ -555,6 +552,8 @@ mod tests {
             event_type: "message_created".into(),
             event: serde_json::json!({"id": format!("m{n}")}),
             room: Some("r1".into()),
+            message_id: Some(format!("m{n}")),
+            event_id: Some(format!("m{n}")),
             chat: None,
             rule: None,
             now: Utc::now(),
@@ -611,7 +610,7 @@ mod tests {
     #[test]
     fn families_have_their_final_names() {
         let t = Telemetry::new(2);
-        t.lifecycle_mark(Mark::Processed, true);
+        t.lifecycle_mark(LifecycleMark::Processed, true);
         let text = t.encode();
         for line in [
             "switchboard_rules 2",

@@ -62,6 +62,16 @@ impl EntityType {
             EntityType::Agent => "Agent",
         }
     }
+
+    /// The entity type a wire spelling names (exact, as serde reads it);
+    /// `None` for kinds the platform may add later.
+    pub fn parse(s: &str) -> Option<EntityType> {
+        match s {
+            "User" => Some(EntityType::User),
+            "Agent" => Some(EntityType::Agent),
+            _ => None,
+        }
+    }
 }
 
 /// `GET /agent/me`.
@@ -234,6 +244,41 @@ pub struct ChatMessage {
     /// Unknown keys.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// Where a message stands for one recipient agent
+/// (`metadata.delivery_status[<agent id>].status`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Not yet claimed.
+    Delivered,
+    /// An attempt is live.
+    Processing,
+    /// Done: `/next` will not serve it again.
+    Processed,
+    /// The last attempt failed; `/next` serves it again.
+    Failed,
+}
+
+/// One recipient's entry of `metadata.delivery_status`; only the status is
+/// read (attempts and times stay in the metadata).
+#[derive(Deserialize)]
+struct DeliveryRecord {
+    status: DeliveryStatus,
+}
+
+impl ChatMessage {
+    /// The message's delivery status for agent `agent_id`, when the platform
+    /// sent one we know; another agent's status is not ours.
+    pub fn delivery_status(&self, agent_id: &str) -> Option<DeliveryStatus> {
+        let record = self
+            .metadata
+            .as_ref()?
+            .get("delivery_status")?
+            .get(agent_id)?;
+        DeliveryRecord::deserialize(record).ok().map(|r| r.status)
+    }
 }
 
 /// A message recipient in [`MessageSent`].
