@@ -1,5 +1,5 @@
 // Browser end-to-end test of the sandbox console, in Debian's headless
-// Chromium driven by playwright-core. Run by tests/console_browser.rs against
+// Chromium driven by playwright-core. Run by tests/e2e/console_browser.rs against
 // a running `switchboard sandbox` and `switchboard run --metrics-addr`.
 //
 // Environment:

@@ -3,8 +3,7 @@
 //! `explain` shows every condition and action, `replay` runs a recording on
 //! one state, `init` writes a folder that passes its own tests.
 
-#[path = "support/cli.rs"]
-mod cli;
+use crate::support::cli;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -2,8 +2,7 @@
 //! live handling, the lifecycle marks, rooms coming and going, reconnects,
 //! contacts, `started`, and graceful shutdown.
 
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::seeded;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

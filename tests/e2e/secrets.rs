@@ -1,10 +1,8 @@
 //! The API key never shows up: not in the logs of a full run at the most
 //! verbose level, not in a recording, not in templates.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::cli;
+use crate::support::seeded;
 
 use std::path::Path;
 use std::time::Duration;

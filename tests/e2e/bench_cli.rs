@@ -3,10 +3,8 @@
 //! are read, and it runs against a sandbox started elsewhere from its seed.
 //! Small loads: this checks the tool, BENCHMARKS.md has the figures.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/venv.rs"]
-mod venv;
+use crate::support::cli;
+use crate::support::venv;
 
 use std::time::Duration;
 

@@ -3,12 +3,9 @@
 //! evaluates only the prefilter's candidates matches, falls to `else` and
 //! replies exactly like one that evaluates every rule — and evaluates fewer.
 
-#[path = "support/actions.rs"]
-mod actions;
-
 use std::sync::Arc;
 
-use actions::replies;
+use crate::replies::replies;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

@@ -3,13 +3,11 @@
 //! process killed with SIGKILL at random moments and restarted. At the end
 //! every message is processed and has exactly one reply.
 //!
-//! `CHAOS_SEED=N cargo test --test chaos -- --nocapture` replays a run's
+//! `CHAOS_SEED=N cargo test --test e2e chaos -- --nocapture` replays a run's
 //! random choices (the seed is printed).
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::cli;
+use crate::support::seeded;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -2,8 +2,7 @@
 //! agent (runtime + engine + REST executor) on `workflows/`, and people
 //! acting through the human API.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::support::harness;
 
 use band_client::rest::{AgentApi, HumanApi, RestConfig};
 use harness::Harness;
@@ -302,4 +301,11 @@ rules:
         "nothing was sent to a host not allowed"
     );
     h.stop().await;
+}
+
+#[test]
+fn shipped_workflows_compile() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    let rs = switchboard_workflow::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(rs.len() >= 4, "{} rules", rs.len());
 }

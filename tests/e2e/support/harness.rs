@@ -14,8 +14,7 @@ use switchboard::runtime::RuntimeHandle;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
-#[path = "seeded.rs"]
-mod seeded;
+use super::seeded;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 

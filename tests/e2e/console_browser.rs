@@ -9,11 +9,9 @@
 //! Needs `/usr/bin/chromium`, node and npm; `tests/console/setup.sh` installs
 //! them (apt-get, npm ci) when missing. Their absence is a failure, never a skip.
 
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::seeded;
 
-#[path = "support/cli.rs"]
-mod cli;
+use crate::support::cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

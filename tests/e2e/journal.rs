@@ -3,10 +3,8 @@
 //! on the platform, or not), or finished. The agent, run as a process against
 //! the sandbox, must then reply exactly once in total.
 
-#[path = "support/cli.rs"]
-mod cli;
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::cli;
+use crate::support::seeded;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,11 +3,9 @@
 //! shipped rule answers, after a reload that fails, and after the sandbox
 //! drops every socket; and a taken address is a startup error.
 
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::seeded;
 
-#[path = "support/cli.rs"]
-mod cli;
+use crate::support::cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,9 @@
 //! The engine with no network: conditions, rule order, actions and state,
 //! through the recording executor.
 
-#[path = "support/actions.rs"]
-mod actions;
-
 use std::sync::Arc;
 
-use actions::replies;
+use crate::replies::replies;
 use serde_json::{json, Value};
 use switchboard_engine::action::{RenderedAction, Scope};
 use switchboard_engine::run::{ActionStatus, Verdict};

@@ -6,10 +6,8 @@
 //! Needs `python3` (≥ 3.11) with `venv`; `tests/compat/setup-venv.sh` creates
 //! `.venv/` and installs the pinned SDK on first run.
 
-#[path = "support/seeded.rs"]
-mod seeded;
-#[path = "support/venv.rs"]
-mod venv;
+use crate::support::seeded;
+use crate::support::venv;
 
 use std::process::Stdio;
 use std::time::Duration;

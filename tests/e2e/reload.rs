@@ -2,8 +2,7 @@
 //! a broken save changes nothing (and says why), a deleted file's rules stop,
 //! and SIGHUP reloads a running `switchboard run --no-watch`.
 
-#[path = "support/harness.rs"]
-mod harness;
+use crate::support::harness;
 
 use std::path::Path;
 use std::time::Duration;

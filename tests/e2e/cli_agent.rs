@@ -3,11 +3,9 @@
 //! answers on the sandbox and stops cleanly on SIGTERM, and `demo` plays its
 //! script to the end.
 
-#[path = "support/seeded.rs"]
-mod seeded;
+use crate::support::seeded;
 
-#[path = "support/cli.rs"]
-mod cli;
+use crate::support::cli;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

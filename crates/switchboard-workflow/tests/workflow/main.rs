@@ -1,0 +1,4 @@
+//! The workflow language's integration tests: every load error, with its
+//! file, line and column (`load`).
+
+mod load;

@@ -1,0 +1,21 @@
+//! The root package's integration tests, one binary: the `switchboard` binary
+//! as a process (CLI, demo, agent, chaos), the agent against the sandbox over
+//! loopback, the official SDK against the sandbox, and the workspace's own
+//! invariants. Helpers shared by several modules live in `support`.
+
+mod bench_cli;
+mod chaos;
+mod cli_agent;
+mod cli_dryrun;
+mod cli_sandbox;
+mod console_browser;
+mod journal;
+mod metrics;
+mod reload;
+mod runtime_sandbox;
+mod schemas;
+mod sdk_compat;
+mod secrets;
+mod support;
+mod workflows;
+mod workspace_invariants;

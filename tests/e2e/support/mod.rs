@@ -1,0 +1,8 @@
+//! Helpers the e2e modules share: the binary as a process (`cli`), a running
+//! agent with channels (`harness`), seeded sandboxes (`seeded`), the Python venv
+//! with the official SDK (`venv`).
+
+pub mod cli;
+pub mod harness;
+pub mod seeded;
+pub mod venv;
