@@ -154,5 +154,5 @@ fn read_key_file(path: &Path) -> anyhow::Result<String> {
 }
 
 fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
-    switchboard_workflow::compile::parse_duration(s)
+    switchboard_workflow::duration::parse_duration(s)
 }

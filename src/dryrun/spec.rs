@@ -301,7 +301,7 @@ pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, LoadErrors> 
                 p.pop();
             }
             if let Some(after) = &event.after {
-                if let Err(e) = switchboard_workflow::compile::parse_duration(after) {
+                if let Err(e) = switchboard_workflow::duration::parse_duration(after) {
                     p.push("after");
                     errors.push(error(at(&p), format!("bad `after`: {e}"), None));
                     p.pop();

@@ -17,7 +17,7 @@ use crate::rules::{event_input, PreparedEvent};
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::{Engine, Finish, RecordingExecutor, Report, StateStore};
 use switchboard_workflow::actions;
-use switchboard_workflow::compile::parse_duration;
+use switchboard_workflow::duration::parse_duration;
 use switchboard_workflow::error::did_you_mean;
 use switchboard_workflow::yaml::Loc;
 use switchboard_workflow::Ruleset;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::actions;
+use super::duration::parse_duration;
 use super::error::{did_you_mean, LoadError};
 use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
@@ -984,15 +985,6 @@ fn valid_path(s: &str) -> bool {
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         })
-}
-
-/// `10m`, `30s`, `1h`, `2d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("bad duration `{s}`: {e}"))?;
-    if d.is_zero() {
-        return Err(format!("duration `{s}` must be more than zero"));
-    }
-    Ok(d)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod compile;
+pub mod duration;
 pub mod error;
 pub mod load;
 pub mod pattern;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::views::contacts_topic;
+use super::contacts_topic;
 use super::{new_id, now, strip_at, Changed, Entity, World};
 use crate::error::ApiError;
 use crate::hub::{Effect, Presence, Principal};

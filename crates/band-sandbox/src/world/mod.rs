@@ -310,3 +310,19 @@ impl World {
         }
     }
 }
+
+/// The push topic of an entity's room list.
+pub(crate) fn rooms_topic(e: &Entity) -> String {
+    match e.kind {
+        EntityType::Agent => format!("agent_rooms:{}", e.id),
+        EntityType::User => format!("user_rooms:{}", e.id),
+    }
+}
+
+/// The push topic of an entity's contacts.
+pub(crate) fn contacts_topic(e: &Entity) -> String {
+    match e.kind {
+        EntityType::Agent => format!("agent_contacts:{}", e.id),
+        EntityType::User => format!("user_contacts:{}", e.id),
+    }
+}

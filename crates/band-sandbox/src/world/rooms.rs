@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::views::rooms_topic;
+use super::rooms_topic;
 use super::{new_id, now, Changed, Member, Room, World};
 use crate::error::ApiError;
 use crate::hub::{Effect, Presence, Principal};

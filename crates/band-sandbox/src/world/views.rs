@@ -280,22 +280,6 @@ struct RequestSent<'a> {
     message: Option<&'a str>,
 }
 
-/// The push topic of an entity's room list.
-pub(super) fn rooms_topic(e: &Entity) -> String {
-    match e.kind {
-        EntityType::Agent => format!("agent_rooms:{}", e.id),
-        EntityType::User => format!("user_rooms:{}", e.id),
-    }
-}
-
-/// The push topic of an entity's contacts.
-pub(super) fn contacts_topic(e: &Entity) -> String {
-    match e.kind {
-        EntityType::Agent => format!("agent_contacts:{}", e.id),
-        EntityType::User => format!("user_contacts:{}", e.id),
-    }
-}
-
 impl Delivery {
     /// `delivery_status.<agent>` of a message.
     fn view(&self) -> DeliveryView<'_> {

@@ -16,7 +16,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::compile::parse_duration;
+use crate::duration::parse_duration;
 
 /// Where an action is performed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
