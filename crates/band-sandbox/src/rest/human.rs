@@ -12,7 +12,7 @@ use axum::Router;
 
 use super::bodies::{CreateRequest, Resolve};
 use super::shared::{self, ApiSide, HumanSide, Sb};
-use super::{created, offset_page, ok, ok_meta, page, parse_body, ApiResult, Query};
+use super::{created, offset_page, ok, ok_meta, page, ApiResult, Query};
 use crate::error::ApiError;
 use crate::hub::Principal;
 use crate::world::{RequestAnswer, World};
@@ -20,27 +20,9 @@ use crate::Sandbox;
 
 /// The `/me` routes.
 pub fn routes() -> Router<Arc<Sandbox>> {
-    type H = HumanSide;
-    Router::new()
+    shared::routes::<HumanSide>("/api/v1/me")
         .route("/api/v1/me/profile", get(profile))
-        .route(
-            "/api/v1/me/chats",
-            get(shared::list_chats::<H>).post(shared::create_chat::<H>),
-        )
-        .route("/api/v1/me/chats/{chat}", get(shared::get_chat::<H>))
-        .route(
-            "/api/v1/me/chats/{chat}/messages",
-            get(list_messages).post(shared::send_message::<H>),
-        )
-        .route(
-            "/api/v1/me/chats/{chat}/participants",
-            get(shared::list_participants::<H>).post(shared::add_participant::<H>),
-        )
-        .route(
-            "/api/v1/me/chats/{chat}/participants/{pid}",
-            delete(shared::remove_participant::<H>),
-        )
-        .route("/api/v1/me/contacts", get(shared::contacts::<H>))
+        .route("/api/v1/me/chats/{chat}/messages", get(list_messages))
         .route(
             "/api/v1/me/contacts/requests",
             get(received).post(create_request),
@@ -49,12 +31,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/me/contacts/requests/{id}", delete(cancel))
         .route("/api/v1/me/contacts/requests/{id}/approve", post(approve))
         .route("/api/v1/me/contacts/requests/{id}/reject", post(reject))
-        .route(
-            "/api/v1/me/contacts/remove",
-            post(shared::remove_contact::<H>),
-        )
         .route("/api/v1/me/contacts/resolve", post(resolve))
-        .route("/api/v1/me/peers", get(shared::peers::<H>))
 }
 
 fn user(sb: &Sandbox, h: &HeaderMap) -> Result<Principal, ApiError> {
@@ -103,8 +80,7 @@ async fn sent(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
 }
 
 async fn create_request(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let b: CreateRequest = parse_body(&body)?;
+    let (who, b): (_, CreateRequest) = HumanSide::caller_with_body(&sb, &h, &body)?;
     let r = b.contact_request;
     created(sb.change(|w| w.request_contact(&who, &r.recipient_handle, r.message))?)
 }
@@ -128,8 +104,7 @@ async fn cancel(State(sb): Sb, h: HeaderMap, Path(id): Path<String>) -> ApiResul
 }
 
 async fn resolve(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
-    user(&sb, &h)?;
-    let b: Resolve = parse_body(&body)?;
+    let (_, b): (_, Resolve) = HumanSide::caller_with_body(&sb, &h, &body)?;
     let handle = b
         .handle
         .filter(|s| !s.trim().is_empty())
