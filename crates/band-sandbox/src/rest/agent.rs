@@ -83,8 +83,7 @@ async fn list_messages(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = AgentSide::caller_with_query(&sb, &h, q)?;
     let rows = sb.world().agent_messages(&who, &chat, q.get("status"))?;
     page_messages(rows, &q, 20)
 }
@@ -142,15 +141,13 @@ async fn context(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = AgentSide::caller_with_query(&sb, &h, q)?;
     let rows = sb.world().context(&who, &chat)?;
     page_messages(rows, &q, 50)
 }
 
 async fn contact_requests(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = AgentSide::caller_with_query(&sb, &h, q)?;
     let status = q.get("sent_status").unwrap_or("pending");
     if !super::REQUEST_STATUSES.contains(&status) {
         return Err(ApiError::invalid("/sent_status", "is invalid"));

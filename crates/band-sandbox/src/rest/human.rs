@@ -12,7 +12,7 @@ use axum::Router;
 
 use super::bodies::{CreateRequest, Resolve};
 use super::shared::{self, ApiSide, HumanSide, Sb};
-use super::{created, offset_page, ok, ok_meta, page, ApiResult, Query};
+use super::{created, offset_ok, ok, page, ApiResult};
 use crate::error::ApiError;
 use crate::hub::Principal;
 use crate::world::{RequestAnswer, World};
@@ -49,8 +49,7 @@ async fn list_messages(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = HumanSide::caller_with_query(&sb, &h, q)?;
     let mut types = q.list("message_types");
     types.extend(q.list("message_type"));
     let rows = sb
@@ -60,23 +59,19 @@ async fn list_messages(
 }
 
 async fn received(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = HumanSide::caller_with_query(&sb, &h, q)?;
     let rows = sb.world().received_requests(&who);
-    let (p, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(p.into(), meta)
+    offset_ok(&rows, &q, 50)
 }
 
 async fn sent(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = HumanSide::caller_with_query(&sb, &h, q)?;
     let status = q.get("status").unwrap_or("all");
     if !super::REQUEST_STATUSES.contains(&status) {
         return Err(ApiError::invalid("/status", "is invalid"));
     }
     let rows = sb.world().sent_requests(&who, status);
-    let (p, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(p.into(), meta)
+    offset_ok(&rows, &q, 50)
 }
 
 async fn create_request(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {

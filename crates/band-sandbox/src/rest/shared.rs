@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::bodies::{AddParticipant, CreateChat, RemoveContact, SendMessage};
-use super::{created, offset_page, ok, ok_meta, page, parse_body, ApiResult, Query};
+use super::{created, offset_ok, ok, page, parse_body, ApiResult, Query};
 use crate::error::ApiError;
 use crate::hub::Principal;
 use crate::Sandbox;
@@ -29,6 +29,16 @@ pub trait ApiSide: Send + Sync + 'static {
     /// The authenticated caller (401 without a valid key, 403 for the other kind).
     fn caller(sb: &Sandbox, headers: &HeaderMap) -> Result<Principal, ApiError> {
         sb.caller(headers, Self::KIND)
+    }
+
+    /// The caller, then the parsed query string.
+    fn caller_with_query(
+        sb: &Sandbox,
+        headers: &HeaderMap,
+        raw: Option<String>,
+    ) -> Result<(Principal, Query), ApiError> {
+        let who = Self::caller(sb, headers)?;
+        Ok((who, Query::parse(raw.as_deref())))
     }
 
     /// The caller, then its parsed JSON body (auth before the body, as every route does).
@@ -58,8 +68,7 @@ impl ApiSide for AgentSide {
     const KIND: EntityType = EntityType::Agent;
 
     fn room_page(rows: Vec<Value>, q: &Query) -> ApiResult {
-        let (page, meta) = offset_page(&rows, q, 50)?;
-        ok_meta(page.into(), meta)
+        offset_ok(&rows, q, 50)
     }
 
     fn participant_type(_: &Query) -> Option<&str> {
@@ -122,8 +131,7 @@ pub async fn list_chats<S: ApiSide>(
     h: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = S::caller(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = S::caller_with_query(&sb, &h, q)?;
     let online = sb.hub().presence();
     let rows = sb.world().list_rooms(&who, &q.list("include"), &online);
     S::room_page(rows, &q)
@@ -136,8 +144,7 @@ pub async fn list_participants<S: ApiSide>(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = S::caller(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = S::caller_with_query(&sb, &h, q)?;
     let online = sb.hub().presence();
     let rows = sb
         .world()
@@ -205,12 +212,10 @@ pub async fn remove_participant<S: ApiSide>(
 
 /// `GET …/contacts`.
 pub async fn contacts<S: ApiSide>(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = S::caller(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = S::caller_with_query(&sb, &h, q)?;
     let online = sb.hub().presence();
     let rows = sb.world().contacts(&who, &online);
-    let (page, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(page.into(), meta)
+    offset_ok(&rows, &q, 50)
 }
 
 /// `POST …/contacts/remove`.
@@ -221,12 +226,10 @@ pub async fn remove_contact<S: ApiSide>(State(sb): Sb, h: HeaderMap, body: Bytes
 
 /// `GET …/peers`.
 pub async fn peers<S: ApiSide>(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = S::caller(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = S::caller_with_query(&sb, &h, q)?;
     let online = sb.hub().presence();
     let rows = sb
         .world()
         .peers(&who, q.get("not_in_chat"), q.get("type"), &online);
-    let (page, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(page.into(), meta)
+    offset_ok(&rows, &q, 50)
 }
