@@ -9,11 +9,14 @@ use super::http::{
     encode_segment, insert_if_set, push_if_set, ApiError, BuildError, Page, RestClient, RestConfig,
     RetryPolicy,
 };
+use super::scope::Scope;
 use band_wire::model::{
     AgentContact, AgentMe, ChatMessage, ChatParticipant, ChatRoom, ContactRequestStatus,
     ContactRequests, EventPosted, Mention, MessageSent, MessageStatus, Peer,
 };
 
+/// The agent API's path prefix.
+const PREFIX: &str = "api/v1/agent";
 /// Most pages [`AgentApi::list_all_chats`] will fetch.
 const MAX_CHAT_PAGES: u64 = 50;
 /// Page size [`AgentApi::list_all_chats`] asks for.
@@ -85,9 +88,14 @@ impl AgentApi {
         &self.rest
     }
 
+    /// The calls shared with the human API, below `api/v1/agent`.
+    fn scope(&self) -> Scope<'_> {
+        Scope::new(&self.rest, PREFIX)
+    }
+
     /// `GET /agent/me`.
     pub async fn me(&self) -> Result<AgentMe, ApiError> {
-        self.rest.get_data("api/v1/agent/me", &[]).await
+        self.rest.get_data(&self.scope().path("me"), &[]).await
     }
 
     /// `GET /agent/peers`.
@@ -97,11 +105,7 @@ impl AgentApi {
         page: Option<u64>,
         page_size: Option<u64>,
     ) -> Result<Page<Peer>, ApiError> {
-        let mut q = Vec::new();
-        push_if_set(&mut q, "not_in_chat", not_in_chat);
-        push_if_set(&mut q, "page", page);
-        push_if_set(&mut q, "page_size", page_size);
-        self.rest.get_page("api/v1/agent/peers", &q).await
+        self.scope().peers(not_in_chat, page, page_size).await
     }
 
     /// `GET /agent/chats` (one page).
@@ -110,10 +114,9 @@ impl AgentApi {
         page: Option<u64>,
         page_size: Option<u64>,
     ) -> Result<Page<ChatRoom>, ApiError> {
-        let mut q = Vec::new();
-        push_if_set(&mut q, "page", page);
-        push_if_set(&mut q, "page_size", page_size);
-        self.rest.get_page("api/v1/agent/chats", &q).await
+        self.scope()
+            .get_numbered_page("chats", page, page_size)
+            .await
     }
 
     /// Every chat room: pages until `total_pages` (at most 50 pages), deduplicated by id.
@@ -145,18 +148,12 @@ impl AgentApi {
 
     /// `POST /agent/chats`; the agent becomes owner.
     pub async fn create_chat(&self, title: Option<&str>) -> Result<ChatRoom, ApiError> {
-        let mut chat = Map::new();
-        insert_if_set(&mut chat, "title", title);
-        let body = json!({ "chat": chat });
-        self.rest
-            .call_data(Method::POST, "api/v1/agent/chats", Some(&body))
-            .await
+        self.scope().create_chat(title).await
     }
 
     /// `GET /agent/chats/{id}`.
     pub async fn get_chat(&self, chat_id: &str) -> Result<ChatRoom, ApiError> {
-        let path = format!("api/v1/agent/chats/{}", encode_segment(chat_id));
-        self.rest.get_data(&path, &[]).await
+        self.scope().get_chat(chat_id).await
     }
 
     /// `GET /agent/chats/{chat}/messages`.
@@ -170,7 +167,8 @@ impl AgentApi {
         push_if_set(&mut q, "cursor", query.cursor.as_deref());
         push_if_set(&mut q, "limit", query.limit);
         push_if_set(&mut q, "sort_order", query.sort_order.as_deref());
-        self.rest.get_page(&messages_path(chat_id), &q).await
+        let path = self.scope().messages_path(chat_id);
+        self.rest.get_page(&path, &q).await
     }
 
     /// `POST /agent/chats/{chat}/messages` (text only; mentions required by the platform).
@@ -180,15 +178,12 @@ impl AgentApi {
         content: &str,
         mentions: &[Mention],
     ) -> Result<MessageSent, ApiError> {
-        let body = json!({ "message": { "content": content, "mentions": mentions } });
-        self.rest
-            .call_data(Method::POST, &messages_path(chat_id), Some(&body))
-            .await
+        self.scope().send_message(chat_id, content, mentions).await
     }
 
     /// `GET .../messages/next`: the oldest message not yet processed; 204 → `None`.
     pub async fn next_message(&self, chat_id: &str) -> Result<Option<ChatMessage>, ApiError> {
-        let path = format!("{}/next", messages_path(chat_id));
+        let path = format!("{}/next", self.scope().messages_path(chat_id));
         self.rest.call_optional(Method::GET, &path, &[], None).await
     }
 
@@ -198,7 +193,7 @@ impl AgentApi {
         chat_id: &str,
         message_id: &str,
     ) -> Result<Option<MessageStatus>, ApiError> {
-        let path = mark_path(chat_id, message_id, "processing");
+        let path = self.mark_path(chat_id, message_id, "processing");
         self.rest
             .call_optional(Method::POST, &path, &[], None)
             .await
@@ -210,7 +205,7 @@ impl AgentApi {
         chat_id: &str,
         message_id: &str,
     ) -> Result<MessageStatus, ApiError> {
-        let path = mark_path(chat_id, message_id, "processed");
+        let path = self.mark_path(chat_id, message_id, "processed");
         self.rest.call_data(Method::POST, &path, None).await
     }
 
@@ -225,7 +220,7 @@ impl AgentApi {
             "" => "Unknown error",
             e => e,
         };
-        let path = mark_path(chat_id, message_id, "failed");
+        let path = self.mark_path(chat_id, message_id, "failed");
         let body = json!({ "error": error });
         self.rest.call_data(Method::POST, &path, Some(&body)).await
     }
@@ -243,14 +238,13 @@ impl AgentApi {
         event.insert("message_type".into(), message_type.into());
         insert_if_set(&mut event, "metadata", metadata.cloned());
         let body = json!({ "event": event });
-        let path = format!("api/v1/agent/chats/{}/events", encode_segment(chat_id));
+        let path = format!("{}/events", self.scope().chat_path(chat_id));
         self.rest.call_data(Method::POST, &path, Some(&body)).await
     }
 
     /// `GET /agent/chats/{chat}/participants`.
     pub async fn list_participants(&self, chat_id: &str) -> Result<Vec<ChatParticipant>, ApiError> {
-        let page = self.rest.get_page(&participants_path(chat_id), &[]).await?;
-        Ok(page.items)
+        self.scope().list_participants(chat_id, &[]).await
     }
 
     /// `POST /agent/chats/{chat}/participants`; `role` left out when unset.
@@ -260,12 +254,8 @@ impl AgentApi {
         participant_id: &str,
         role: Option<&str>,
     ) -> Result<ChatParticipant, ApiError> {
-        let mut p = Map::new();
-        p.insert("participant_id".into(), participant_id.into());
-        insert_if_set(&mut p, "role", role);
-        let body = json!({ "participant": p });
-        self.rest
-            .call_data(Method::POST, &participants_path(chat_id), Some(&body))
+        self.scope()
+            .add_participant(chat_id, participant_id, role)
             .await
     }
 
@@ -275,13 +265,8 @@ impl AgentApi {
         chat_id: &str,
         participant_id: &str,
     ) -> Result<Option<ChatParticipant>, ApiError> {
-        let path = format!(
-            "{}/{}",
-            participants_path(chat_id),
-            encode_segment(participant_id)
-        );
-        self.rest
-            .call_optional(Method::DELETE, &path, &[], None)
+        self.scope()
+            .remove_participant(chat_id, participant_id)
             .await
     }
 
@@ -295,7 +280,7 @@ impl AgentApi {
         let mut q = Vec::new();
         push_if_set(&mut q, "cursor", cursor);
         push_if_set(&mut q, "limit", limit);
-        let path = format!("api/v1/agent/chats/{}/context", encode_segment(chat_id));
+        let path = format!("{}/context", self.scope().chat_path(chat_id));
         self.rest.get_page(&path, &q).await
     }
 
@@ -305,10 +290,9 @@ impl AgentApi {
         page: Option<u64>,
         page_size: Option<u64>,
     ) -> Result<Page<AgentContact>, ApiError> {
-        let mut q = Vec::new();
-        push_if_set(&mut q, "page", page);
-        push_if_set(&mut q, "page_size", page_size);
-        self.rest.get_page("api/v1/agent/contacts", &q).await
+        self.scope()
+            .get_numbered_page("contacts", page, page_size)
+            .await
     }
 
     /// `GET /agent/contacts/requests` (received are pending only; `sent_status` filters sent).
@@ -318,9 +302,10 @@ impl AgentApi {
     ) -> Result<ContactRequests, ApiError> {
         let mut q = Vec::new();
         push_if_set(&mut q, "sent_status", sent_status);
+        let path = self.scope().path("contacts/requests");
         let data = self
             .rest
-            .call_optional(Method::GET, "api/v1/agent/contacts/requests", &q, None)
+            .call_optional(Method::GET, &path, &q, None)
             .await?;
         Ok(data.unwrap_or_default())
     }
@@ -334,14 +319,7 @@ impl AgentApi {
         let mut body = Map::new();
         body.insert("handle".into(), handle.into());
         insert_if_set(&mut body, "message", message);
-        self.rest
-            .call_optional(
-                Method::POST,
-                "api/v1/agent/contacts/add",
-                &[],
-                Some(&Value::Object(body)),
-            )
-            .await
+        self.scope().post_optional("contacts/add", body).await
     }
 
     /// `POST /agent/contacts/requests/respond`, by requester/recipient handle or request id.
@@ -355,13 +333,8 @@ impl AgentApi {
         body.insert("action".into(), action.as_str().into());
         insert_if_set(&mut body, "handle", handle);
         insert_if_set(&mut body, "request_id", request_id);
-        self.rest
-            .call_optional(
-                Method::POST,
-                "api/v1/agent/contacts/requests/respond",
-                &[],
-                Some(&Value::Object(body)),
-            )
+        self.scope()
+            .post_optional("contacts/requests/respond", body)
             .await
     }
 
@@ -371,36 +344,15 @@ impl AgentApi {
         contact_id: Option<&str>,
         handle: Option<&str>,
     ) -> Result<(), ApiError> {
-        let mut body = Map::new();
-        insert_if_set(&mut body, "contact_id", contact_id);
-        insert_if_set(&mut body, "handle", handle);
-        self.rest
-            .send(
-                Method::POST,
-                "api/v1/agent/contacts/remove",
-                &[],
-                Some(&Value::Object(body)),
-            )
-            .await?;
-        Ok(())
+        self.scope().remove_contact(contact_id, handle).await
     }
-}
 
-fn messages_path(chat_id: &str) -> String {
-    format!("api/v1/agent/chats/{}/messages", encode_segment(chat_id))
-}
-
-fn mark_path(chat_id: &str, message_id: &str, what: &str) -> String {
-    format!(
-        "{}/{}/{what}",
-        messages_path(chat_id),
-        encode_segment(message_id)
-    )
-}
-
-fn participants_path(chat_id: &str) -> String {
-    format!(
-        "api/v1/agent/chats/{}/participants",
-        encode_segment(chat_id)
-    )
+    /// `.../messages/{msg}/{what}` (processing, processed, failed).
+    fn mark_path(&self, chat_id: &str, message_id: &str, what: &str) -> String {
+        format!(
+            "{}/{}/{what}",
+            self.scope().messages_path(chat_id),
+            encode_segment(message_id)
+        )
+    }
 }

@@ -2,16 +2,20 @@
 //! the load tool act as people.
 
 use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 
 use super::http::{
     encode_segment, insert_if_set, push_if_set, ApiError, BuildError, Page, RestClient, RestConfig,
     RetryPolicy,
 };
+use super::scope::Scope;
 use band_wire::model::{
     ChatMessage, ChatParticipant, ChatRoom, Contact, ContactRequest, ContactRequestStatus, Mention,
     MessageSent, Peer, UserDetails,
 };
+
+/// The human API's path prefix.
+const PREFIX: &str = "api/v1/me";
 
 /// Filters for `GET /me/chats/{chat}/messages`; unset fields are left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,9 +61,14 @@ impl HumanApi {
         &self.rest
     }
 
+    /// The calls shared with the agent API, below `api/v1/me`.
+    fn scope(&self) -> Scope<'_> {
+        Scope::new(&self.rest, PREFIX)
+    }
+
     /// `GET /me/profile`: the caller's own user (its `id` names `user_rooms:{id}`).
     pub async fn profile(&self) -> Result<UserDetails, ApiError> {
-        self.rest.get_data("api/v1/me/profile", &[]).await
+        self.rest.get_data(&self.scope().path("profile"), &[]).await
     }
 
     /// `GET /me/chats` (newest first by default); extra row fields stay in `extra`.
@@ -71,23 +80,17 @@ impl HumanApi {
         let mut q = Vec::new();
         push_if_set(&mut q, "cursor", cursor);
         push_if_set(&mut q, "limit", limit);
-        self.rest.get_page("api/v1/me/chats", &q).await
+        self.rest.get_page(&self.scope().path("chats"), &q).await
     }
 
     /// `POST /me/chats`; the caller becomes owner. Sends `{"chat":{}}` without a title.
     pub async fn create_chat(&self, title: Option<&str>) -> Result<ChatRoom, ApiError> {
-        let mut chat = Map::new();
-        insert_if_set(&mut chat, "title", title);
-        let body = json!({ "chat": chat });
-        self.rest
-            .call_data(Method::POST, "api/v1/me/chats", Some(&body))
-            .await
+        self.scope().create_chat(title).await
     }
 
     /// `GET /me/chats/{id}`.
     pub async fn get_chat(&self, chat_id: &str) -> Result<ChatRoom, ApiError> {
-        let path = format!("api/v1/me/chats/{}", encode_segment(chat_id));
-        self.rest.get_data(&path, &[]).await
+        self.scope().get_chat(chat_id).await
     }
 
     /// `GET /me/chats/{chat}/messages` (newest first; every message type).
@@ -101,7 +104,8 @@ impl HumanApi {
         push_if_set(&mut q, "limit", query.limit);
         push_if_set(&mut q, "message_types", query.message_types.as_deref());
         push_if_set(&mut q, "after", query.after.as_deref());
-        self.rest.get_page(&messages_path(chat_id), &q).await
+        let path = self.scope().messages_path(chat_id);
+        self.rest.get_page(&path, &q).await
     }
 
     /// `POST /me/chats/{chat}/messages` (text; at least one mention).
@@ -111,17 +115,13 @@ impl HumanApi {
         content: &str,
         mentions: &[Mention],
     ) -> Result<MessageSent, ApiError> {
-        let body = json!({ "message": { "content": content, "mentions": mentions } });
-        self.rest
-            .call_data(Method::POST, &messages_path(chat_id), Some(&body))
-            .await
+        self.scope().send_message(chat_id, content, mentions).await
     }
 
     /// `GET /me/chats/{chat}/participants` (first page, up to 100 rows).
     pub async fn list_participants(&self, chat_id: &str) -> Result<Vec<ChatParticipant>, ApiError> {
         let q = [("limit", "100".to_string())];
-        let page = self.rest.get_page(&participants_path(chat_id), &q).await?;
-        Ok(page.items)
+        self.scope().list_participants(chat_id, &q).await
     }
 
     /// `POST /me/chats/{chat}/participants`; `role` left out when unset.
@@ -131,12 +131,8 @@ impl HumanApi {
         participant_id: &str,
         role: Option<&str>,
     ) -> Result<ChatParticipant, ApiError> {
-        let mut p = Map::new();
-        p.insert("participant_id".into(), participant_id.into());
-        insert_if_set(&mut p, "role", role);
-        let body = json!({ "participant": p });
-        self.rest
-            .call_data(Method::POST, &participants_path(chat_id), Some(&body))
+        self.scope()
+            .add_participant(chat_id, participant_id, role)
             .await
     }
 
@@ -146,13 +142,8 @@ impl HumanApi {
         chat_id: &str,
         participant_id: &str,
     ) -> Result<Option<ChatParticipant>, ApiError> {
-        let path = format!(
-            "{}/{}",
-            participants_path(chat_id),
-            encode_segment(participant_id)
-        );
-        self.rest
-            .call_optional(Method::DELETE, &path, &[], None)
+        self.scope()
+            .remove_participant(chat_id, participant_id)
             .await
     }
 
@@ -162,10 +153,9 @@ impl HumanApi {
         page: Option<u64>,
         page_size: Option<u64>,
     ) -> Result<Page<Contact>, ApiError> {
-        let mut q = Vec::new();
-        push_if_set(&mut q, "page", page);
-        push_if_set(&mut q, "page_size", page_size);
-        self.rest.get_page("api/v1/me/contacts", &q).await
+        self.scope()
+            .get_numbered_page("contacts", page, page_size)
+            .await
     }
 
     /// `POST /me/contacts/requests` to a handle (with or without `@`).
@@ -178,14 +168,14 @@ impl HumanApi {
         r.insert("recipient_handle".into(), recipient_handle.into());
         insert_if_set(&mut r, "message", message);
         let body = json!({ "contact_request": r });
-        self.rest
-            .call_data(Method::POST, "api/v1/me/contacts/requests", Some(&body))
-            .await
+        let path = self.scope().path("contacts/requests");
+        self.rest.call_data(Method::POST, &path, Some(&body)).await
     }
 
     /// `GET /me/contacts/requests`: pending requests to the caller.
     pub async fn received_contact_requests(&self) -> Result<Page<ContactRequest>, ApiError> {
-        self.rest.get_page("api/v1/me/contacts/requests", &[]).await
+        let path = self.scope().path("contacts/requests");
+        self.rest.get_page(&path, &[]).await
     }
 
     /// `GET /me/contacts/requests/sent`, optionally filtered by status.
@@ -195,9 +185,8 @@ impl HumanApi {
     ) -> Result<Page<ContactRequest>, ApiError> {
         let mut q = Vec::new();
         push_if_set(&mut q, "status", status);
-        self.rest
-            .get_page("api/v1/me/contacts/requests/sent", &q)
-            .await
+        let path = self.scope().path("contacts/requests/sent");
+        self.rest.get_page(&path, &q).await
     }
 
     /// `POST /me/contacts/requests/{id}/approve` (a received request).
@@ -205,8 +194,7 @@ impl HumanApi {
         &self,
         request_id: &str,
     ) -> Result<ContactRequestStatus, ApiError> {
-        let path = format!("{}/approve", request_path(request_id));
-        self.rest.call_data(Method::POST, &path, None).await
+        self.answer_contact_request(request_id, "approve").await
     }
 
     /// `POST /me/contacts/requests/{id}/reject` (a received request).
@@ -214,8 +202,7 @@ impl HumanApi {
         &self,
         request_id: &str,
     ) -> Result<ContactRequestStatus, ApiError> {
-        let path = format!("{}/reject", request_path(request_id));
-        self.rest.call_data(Method::POST, &path, None).await
+        self.answer_contact_request(request_id, "reject").await
     }
 
     /// `DELETE /me/contacts/requests/{id}` (a sent request).
@@ -224,7 +211,7 @@ impl HumanApi {
         request_id: &str,
     ) -> Result<ContactRequestStatus, ApiError> {
         self.rest
-            .call_data(Method::DELETE, &request_path(request_id), None)
+            .call_data(Method::DELETE, &self.request_path(request_id), None)
             .await
     }
 
@@ -234,18 +221,7 @@ impl HumanApi {
         contact_id: Option<&str>,
         handle: Option<&str>,
     ) -> Result<(), ApiError> {
-        let mut body = Map::new();
-        insert_if_set(&mut body, "contact_id", contact_id);
-        insert_if_set(&mut body, "handle", handle);
-        self.rest
-            .send(
-                Method::POST,
-                "api/v1/me/contacts/remove",
-                &[],
-                Some(&Value::Object(body)),
-            )
-            .await?;
-        Ok(())
+        self.scope().remove_contact(contact_id, handle).await
     }
 
     /// `GET /me/peers`.
@@ -255,22 +231,22 @@ impl HumanApi {
         page: Option<u64>,
         page_size: Option<u64>,
     ) -> Result<Page<Peer>, ApiError> {
-        let mut q = Vec::new();
-        push_if_set(&mut q, "not_in_chat", not_in_chat);
-        push_if_set(&mut q, "page", page);
-        push_if_set(&mut q, "page_size", page_size);
-        self.rest.get_page("api/v1/me/peers", &q).await
+        self.scope().peers(not_in_chat, page, page_size).await
     }
-}
 
-fn messages_path(chat_id: &str) -> String {
-    format!("api/v1/me/chats/{}/messages", encode_segment(chat_id))
-}
+    /// `POST /me/contacts/requests/{id}/{verb}` (approve or reject).
+    async fn answer_contact_request(
+        &self,
+        request_id: &str,
+        verb: &str,
+    ) -> Result<ContactRequestStatus, ApiError> {
+        let path = format!("{}/{verb}", self.request_path(request_id));
+        self.rest.call_data(Method::POST, &path, None).await
+    }
 
-fn participants_path(chat_id: &str) -> String {
-    format!("api/v1/me/chats/{}/participants", encode_segment(chat_id))
-}
-
-fn request_path(request_id: &str) -> String {
-    format!("api/v1/me/contacts/requests/{}", encode_segment(request_id))
+    /// `/me/contacts/requests/{id}`.
+    fn request_path(&self, request_id: &str) -> String {
+        let tail = format!("contacts/requests/{}", encode_segment(request_id));
+        self.scope().path(&tail)
+    }
 }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod http;
 pub mod human;
+mod scope;
 
 pub use agent::{AgentApi, ContactAction, MessageQuery};
 pub use http::{ApiError, BuildError, Page, Response, RestClient, RestConfig, RetryPolicy};

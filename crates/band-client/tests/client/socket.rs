@@ -49,6 +49,22 @@ async fn expect(
     }
 }
 
+/// Waits (bounded) for `Stopped` and returns its reason.
+async fn expect_stopped(rx: &mut Receiver<SocketEvent>) -> StopReason {
+    match expect(rx, "Stopped", |e| matches!(e, SocketEvent::Stopped { .. })).await {
+        SocketEvent::Stopped { reason } => reason,
+        ev => unreachable!("{ev:?}"),
+    }
+}
+
+/// Waits (bounded) for a reconnect's `Connected { reconnect: true }`.
+async fn expect_reconnect(rx: &mut Receiver<SocketEvent>, what: &str) {
+    expect(rx, what, |e| {
+        matches!(e, SocketEvent::Connected { reconnect: true })
+    })
+    .await;
+}
+
 /// Asserts no event matching `bad` arrives within `window`.
 async fn expect_none(
     rx: &mut Receiver<SocketEvent>,
@@ -121,10 +137,7 @@ async fn connect_sends_key_header_and_query() {
 
     // A reconnect drops on_conflict but keeps the key and agent id.
     server.drop_conn(0);
-    expect(&mut rx, "reconnect", |e| {
-        matches!(e, SocketEvent::Connected { reconnect: true })
-    })
-    .await;
+    expect_reconnect(&mut rx, "reconnect").await;
     let s = server.with();
     let up = &s.upgrades[1];
     assert_eq!(up.headers.get("x-api-key").map(String::as_str), Some(KEY));
@@ -220,10 +233,7 @@ async fn heartbeat_timeout_reconnects_and_rejoins_with_new_join_refs() {
         unreachable!()
     };
     assert!(reason.contains("heartbeat"), "{reason}");
-    expect(&mut rx, "reconnect", |e| {
-        matches!(e, SocketEvent::Connected { reconnect: true })
-    })
-    .await;
+    expect_reconnect(&mut rx, "reconnect").await;
     let ev = expect(&mut rx, "Rejoined", |e| {
         matches!(e, SocketEvent::Rejoined { .. })
     })
@@ -313,10 +323,7 @@ async fn dropped_tcp_fails_pending_push_and_reconnects() {
         matches!(e, SocketEvent::Disconnected { .. })
     })
     .await;
-    expect(&mut rx, "reconnect", |e| {
-        matches!(e, SocketEvent::Connected { reconnect: true })
-    })
-    .await;
+    expect_reconnect(&mut rx, "reconnect").await;
     let ev = expect(&mut rx, "Rejoined", |e| {
         matches!(e, SocketEvent::Rejoined { .. })
     })
@@ -498,16 +505,8 @@ async fn supersede_stops_without_reconnect() {
     assert!(
         matches!(ev, SocketEvent::Superseded(s) if s.reason == "duplicate_connection" && !s.retryable)
     );
-    let ev = expect(&mut rx, "Stopped", |e| {
-        matches!(e, SocketEvent::Stopped { .. })
-    })
-    .await;
-    assert!(matches!(
-        ev,
-        SocketEvent::Stopped {
-            reason: StopReason::Superseded
-        }
-    ));
+    let reason = expect_stopped(&mut rx).await;
+    assert!(matches!(reason, StopReason::Superseded), "{reason:?}");
     assert_eq!(
         *socket.status().borrow(),
         Status::Stopped(StopReason::Superseded)
@@ -528,15 +527,9 @@ async fn forbidden_upgrade_stops_with_auth_failed() {
     server.reject_next(403, body, None);
     let (socket, mut rx) = Socket::start(config(&server.url));
 
-    let ev = expect(&mut rx, "Stopped", |e| {
-        matches!(e, SocketEvent::Stopped { .. })
-    })
-    .await;
-    let SocketEvent::Stopped {
-        reason: StopReason::AuthFailed { status, body: got },
-    } = ev
-    else {
-        panic!("expected AuthFailed, got {ev:?}");
+    let reason = expect_stopped(&mut rx).await;
+    let StopReason::AuthFailed { status, body: got } = reason else {
+        panic!("expected AuthFailed, got {reason:?}");
     };
     assert_eq!(status, 403);
     assert_eq!(got, body);
@@ -550,18 +543,10 @@ async fn conflict_upgrade_stops() {
     let server = FakePhoenix::start().await;
     server.reject_next(409, r#"{"error":{"code":"connection_conflict"}}"#, None);
     let (_socket, mut rx) = Socket::start(config(&server.url));
-    let ev = expect(&mut rx, "Stopped", |e| {
-        matches!(e, SocketEvent::Stopped { .. })
-    })
-    .await;
+    let reason = expect_stopped(&mut rx).await;
     assert!(
-        matches!(
-            ev,
-            SocketEvent::Stopped {
-                reason: StopReason::Conflict { status: 409, .. }
-            }
-        ),
-        "{ev:?}"
+        matches!(reason, StopReason::Conflict { status: 409, .. }),
+        "{reason:?}"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(server.with().upgrades.len(), 1);
@@ -650,37 +635,23 @@ async fn server_close_codes_are_classified() {
 
     // 1012 (restart) and 1000: reconnect.
     server.close(0, 1012, "restart");
-    expect(&mut rx, "reconnect after 1012", |e| {
-        matches!(e, SocketEvent::Connected { reconnect: true })
-    })
-    .await;
+    expect_reconnect(&mut rx, "reconnect after 1012").await;
     expect(&mut rx, "Rejoined", |e| {
         matches!(e, SocketEvent::Rejoined { .. })
     })
     .await;
     server.close(1, 1000, "bye");
-    expect(&mut rx, "reconnect after 1000", |e| {
-        matches!(e, SocketEvent::Connected { reconnect: true })
-    })
-    .await;
+    expect_reconnect(&mut rx, "reconnect after 1000").await;
     server
         .wait_until("third connection", |s| s.accepted() == 3)
         .await;
 
     // 1008 (policy violation): terminal.
     server.close(2, 1008, "policy");
-    let ev = expect(&mut rx, "Stopped", |e| {
-        matches!(e, SocketEvent::Stopped { .. })
-    })
-    .await;
+    let reason = expect_stopped(&mut rx).await;
     assert!(
-        matches!(
-            ev,
-            SocketEvent::Stopped {
-                reason: StopReason::Closed { code: 1008, .. }
-            }
-        ),
-        "{ev:?}"
+        matches!(reason, StopReason::Closed { code: 1008, .. }),
+        "{reason:?}"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(server.with().upgrades.len(), 3);
@@ -699,16 +670,8 @@ async fn shutdown_sends_close_and_ends_the_task() {
         *socket.status().borrow(),
         Status::Stopped(StopReason::Shutdown)
     );
-    let ev = expect(&mut rx, "Stopped", |e| {
-        matches!(e, SocketEvent::Stopped { .. })
-    })
-    .await;
-    assert!(matches!(
-        ev,
-        SocketEvent::Stopped {
-            reason: StopReason::Shutdown
-        }
-    ));
+    let reason = expect_stopped(&mut rx).await;
+    assert!(matches!(reason, StopReason::Shutdown), "{reason:?}");
     // The task is gone: the event channel ends and calls fail fast.
     let end = tokio::time::timeout(Duration::from_secs(2), rx.recv())
         .await
@@ -732,18 +695,10 @@ async fn repeated_unauthorized_upgrade_stops_after_a_few_tries() {
         server.reject_next(401, r#"{"error":{"code":"unauthorized"}}"#, None);
     }
     let (_socket, mut rx) = Socket::start(config(&server.url));
-    let ev = expect(&mut rx, "Stopped", |e| {
-        matches!(e, SocketEvent::Stopped { .. })
-    })
-    .await;
+    let reason = expect_stopped(&mut rx).await;
     assert!(
-        matches!(
-            ev,
-            SocketEvent::Stopped {
-                reason: StopReason::AuthFailed { status: 401, .. }
-            }
-        ),
-        "{ev:?}"
+        matches!(reason, StopReason::AuthFailed { status: 401, .. }),
+        "{reason:?}"
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(

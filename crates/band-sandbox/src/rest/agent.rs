@@ -8,13 +8,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
 use super::bodies::{Activity, AddContact, AnswerRequest, Failed, PostEvent};
 use super::shared::{self, AgentSide, ApiSide, Sb};
-use super::{offset_page, ok, ok_meta, parse_body, ApiResult, Query};
+use super::{offset_page, ok, ok_meta, ApiResult, Query};
 use crate::error::ApiError;
 use crate::hub::Principal;
 use crate::world::DeliveryUpdate;
@@ -22,27 +22,21 @@ use crate::Sandbox;
 
 /// The agent routes.
 pub fn routes() -> Router<Arc<Sandbox>> {
-    type A = AgentSide;
-    Router::new()
+    shared::routes::<AgentSide>("/api/v1/agent")
         .route("/api/v1/agent/me", get(me))
-        .route("/api/v1/agent/peers", get(shared::peers::<A>))
-        .route(
-            "/api/v1/agent/chats",
-            get(shared::list_chats::<A>).post(shared::create_chat::<A>),
-        )
-        .route("/api/v1/agent/chats/{chat}", get(shared::get_chat::<A>))
-        .route(
-            "/api/v1/agent/chats/{chat}/messages",
-            get(list_messages).post(shared::send_message::<A>),
-        )
+        .route("/api/v1/agent/chats/{chat}/messages", get(list_messages))
         .route("/api/v1/agent/chats/{chat}/messages/next", get(next))
         .route(
             "/api/v1/agent/chats/{chat}/messages/{msg}/processing",
-            post(processing),
+            post(|sb: Sb, h: HeaderMap, path: MessagePath| {
+                update_delivery(sb, h, path, DeliveryUpdate::Processing)
+            }),
         )
         .route(
             "/api/v1/agent/chats/{chat}/messages/{msg}/processed",
-            post(processed),
+            post(|sb: Sb, h: HeaderMap, path: MessagePath| {
+                update_delivery(sb, h, path, DeliveryUpdate::Processed)
+            }),
         )
         .route(
             "/api/v1/agent/chats/{chat}/messages/{msg}/failed",
@@ -50,27 +44,17 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         )
         .route("/api/v1/agent/chats/{chat}/events", post(post_event))
         .route("/api/v1/agent/chats/{chat}/activity", post(activity))
-        .route(
-            "/api/v1/agent/chats/{chat}/participants",
-            get(shared::list_participants::<A>).post(shared::add_participant::<A>),
-        )
-        .route(
-            "/api/v1/agent/chats/{chat}/participants/{pid}",
-            delete(shared::remove_participant::<A>),
-        )
         .route("/api/v1/agent/chats/{chat}/context", get(context))
-        .route("/api/v1/agent/contacts", get(shared::contacts::<A>))
         .route("/api/v1/agent/contacts/requests", get(contact_requests))
         .route("/api/v1/agent/contacts/add", post(contact_add))
         .route(
             "/api/v1/agent/contacts/requests/respond",
             post(contact_respond),
         )
-        .route(
-            "/api/v1/agent/contacts/remove",
-            post(shared::remove_contact::<A>),
-        )
 }
+
+/// The `{chat}` and `{msg}` of a message lifecycle route.
+type MessagePath = Path<(String, String)>;
 
 fn agent(sb: &Sandbox, h: &HeaderMap) -> Result<Principal, ApiError> {
     AgentSide::caller(sb, h)
@@ -99,8 +83,7 @@ async fn list_messages(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = AgentSide::caller_with_query(&sb, &h, q)?;
     let rows = sb.world().agent_messages(&who, &chat, q.get("status"))?;
     page_messages(rows, &q, 20)
 }
@@ -116,42 +99,18 @@ async fn next(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiResul
 
 /// The three lifecycle routes: one delivery update each.
 async fn update_delivery(
-    sb: &Sandbox,
-    h: &HeaderMap,
-    chat: &str,
-    msg: &str,
+    State(sb): Sb,
+    h: HeaderMap,
+    Path((chat, msg)): MessagePath,
     update: DeliveryUpdate,
 ) -> ApiResult {
-    let who = agent(sb, h)?;
-    ok(sb.world().update_delivery(&who, chat, msg, update)?)
+    let who = agent(&sb, &h)?;
+    ok(sb.world().update_delivery(&who, &chat, &msg, update)?)
 }
 
-async fn processing(
-    State(sb): Sb,
-    h: HeaderMap,
-    Path((chat, msg)): Path<(String, String)>,
-) -> ApiResult {
-    update_delivery(&sb, &h, &chat, &msg, DeliveryUpdate::Processing).await
-}
-
-async fn processed(
-    State(sb): Sb,
-    h: HeaderMap,
-    Path((chat, msg)): Path<(String, String)>,
-) -> ApiResult {
-    update_delivery(&sb, &h, &chat, &msg, DeliveryUpdate::Processed).await
-}
-
-async fn failed(
-    State(sb): Sb,
-    h: HeaderMap,
-    Path((chat, msg)): Path<(String, String)>,
-    body: Bytes,
-) -> ApiResult {
-    // Auth before the body, as every route does.
-    agent(&sb, &h)?;
-    let b: Failed = parse_body(&body)?;
-    update_delivery(&sb, &h, &chat, &msg, b.update()).await
+async fn failed(sb: Sb, h: HeaderMap, path: MessagePath, body: Bytes) -> ApiResult {
+    let (_, b): (_, Failed) = AgentSide::caller_with_body(&sb, &h, &body)?;
+    update_delivery(sb, h, path, b.update()).await
 }
 
 async fn post_event(
@@ -160,8 +119,7 @@ async fn post_event(
     Path(chat): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let b: PostEvent = parse_body(&body)?;
+    let (who, b): (_, PostEvent) = AgentSide::caller_with_body(&sb, &h, &body)?;
     super::created(sb.change(|w| {
         // An unknown room is a 404 before any complaint about the body.
         w.writable_room(&who, &chat)?;
@@ -172,8 +130,7 @@ async fn post_event(
 /// The working indicator: echoed back, since the sandbox never stops a room.
 /// (The platform answers `working:false` to a `true` only while execution is stopped.)
 async fn activity(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let b: Activity = parse_body(&body)?;
+    let (who, b): (_, Activity) = AgentSide::caller_with_body(&sb, &h, &body)?;
     sb.world().get_room(&who, &chat)?;
     ok(json!({ "working": b.working }))
 }
@@ -184,15 +141,13 @@ async fn context(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = AgentSide::caller_with_query(&sb, &h, q)?;
     let rows = sb.world().context(&who, &chat)?;
     page_messages(rows, &q, 50)
 }
 
 async fn contact_requests(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = AgentSide::caller_with_query(&sb, &h, q)?;
     let status = q.get("sent_status").unwrap_or("pending");
     if !super::REQUEST_STATUSES.contains(&status) {
         return Err(ApiError::invalid("/sent_status", "is invalid"));
@@ -214,8 +169,7 @@ async fn contact_requests(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) ->
 }
 
 async fn contact_add(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let b: AddContact = parse_body(&body)?;
+    let (who, b): (_, AddContact) = AgentSide::caller_with_body(&sb, &h, &body)?;
     let handle = b
         .handle
         .ok_or_else(|| ApiError::bad_request("handle is required"))?;
@@ -224,8 +178,7 @@ async fn contact_add(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
 }
 
 async fn contact_respond(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
-    let who = agent(&sb, &h)?;
-    let b: AnswerRequest = parse_body(&body)?;
+    let (who, b): (_, AnswerRequest) = AgentSide::caller_with_body(&sb, &h, &body)?;
     let answer = b.answer()?;
     ok(sb
         .change(|w| w.answer_request(&who, b.request_id.as_deref(), b.handle.as_deref(), answer))?)

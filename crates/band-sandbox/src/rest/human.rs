@@ -12,7 +12,7 @@ use axum::Router;
 
 use super::bodies::{CreateRequest, Resolve};
 use super::shared::{self, ApiSide, HumanSide, Sb};
-use super::{created, offset_page, ok, ok_meta, page, parse_body, ApiResult, Query};
+use super::{created, offset_ok, ok, page, ApiResult};
 use crate::error::ApiError;
 use crate::hub::Principal;
 use crate::world::{RequestAnswer, World};
@@ -20,27 +20,9 @@ use crate::Sandbox;
 
 /// The `/me` routes.
 pub fn routes() -> Router<Arc<Sandbox>> {
-    type H = HumanSide;
-    Router::new()
+    shared::routes::<HumanSide>("/api/v1/me")
         .route("/api/v1/me/profile", get(profile))
-        .route(
-            "/api/v1/me/chats",
-            get(shared::list_chats::<H>).post(shared::create_chat::<H>),
-        )
-        .route("/api/v1/me/chats/{chat}", get(shared::get_chat::<H>))
-        .route(
-            "/api/v1/me/chats/{chat}/messages",
-            get(list_messages).post(shared::send_message::<H>),
-        )
-        .route(
-            "/api/v1/me/chats/{chat}/participants",
-            get(shared::list_participants::<H>).post(shared::add_participant::<H>),
-        )
-        .route(
-            "/api/v1/me/chats/{chat}/participants/{pid}",
-            delete(shared::remove_participant::<H>),
-        )
-        .route("/api/v1/me/contacts", get(shared::contacts::<H>))
+        .route("/api/v1/me/chats/{chat}/messages", get(list_messages))
         .route(
             "/api/v1/me/contacts/requests",
             get(received).post(create_request),
@@ -49,12 +31,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/api/v1/me/contacts/requests/{id}", delete(cancel))
         .route("/api/v1/me/contacts/requests/{id}/approve", post(approve))
         .route("/api/v1/me/contacts/requests/{id}/reject", post(reject))
-        .route(
-            "/api/v1/me/contacts/remove",
-            post(shared::remove_contact::<H>),
-        )
         .route("/api/v1/me/contacts/resolve", post(resolve))
-        .route("/api/v1/me/peers", get(shared::peers::<H>))
 }
 
 fn user(sb: &Sandbox, h: &HeaderMap) -> Result<Principal, ApiError> {
@@ -72,8 +49,7 @@ async fn list_messages(
     Path(chat): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = HumanSide::caller_with_query(&sb, &h, q)?;
     let mut types = q.list("message_types");
     types.extend(q.list("message_type"));
     let rows = sb
@@ -83,28 +59,23 @@ async fn list_messages(
 }
 
 async fn received(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = HumanSide::caller_with_query(&sb, &h, q)?;
     let rows = sb.world().received_requests(&who);
-    let (p, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(p.into(), meta)
+    offset_ok(&rows, &q, 50)
 }
 
 async fn sent(State(sb): Sb, h: HeaderMap, RawQuery(q): RawQuery) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let q = Query::parse(q.as_deref());
+    let (who, q) = HumanSide::caller_with_query(&sb, &h, q)?;
     let status = q.get("status").unwrap_or("all");
     if !super::REQUEST_STATUSES.contains(&status) {
         return Err(ApiError::invalid("/status", "is invalid"));
     }
     let rows = sb.world().sent_requests(&who, status);
-    let (p, meta) = offset_page(&rows, &q, 50)?;
-    ok_meta(p.into(), meta)
+    offset_ok(&rows, &q, 50)
 }
 
 async fn create_request(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
-    let who = user(&sb, &h)?;
-    let b: CreateRequest = parse_body(&body)?;
+    let (who, b): (_, CreateRequest) = HumanSide::caller_with_body(&sb, &h, &body)?;
     let r = b.contact_request;
     created(sb.change(|w| w.request_contact(&who, &r.recipient_handle, r.message))?)
 }
@@ -128,8 +99,7 @@ async fn cancel(State(sb): Sb, h: HeaderMap, Path(id): Path<String>) -> ApiResul
 }
 
 async fn resolve(State(sb): Sb, h: HeaderMap, body: Bytes) -> ApiResult {
-    user(&sb, &h)?;
-    let b: Resolve = parse_body(&body)?;
+    let (_, b): (_, Resolve) = HumanSide::caller_with_body(&sb, &h, &body)?;
     let handle = b
         .handle
         .filter(|s| !s.trim().is_empty())

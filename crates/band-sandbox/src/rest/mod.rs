@@ -162,6 +162,12 @@ pub fn cursor_page<T: Clone>(
 pub(crate) const REQUEST_STATUSES: [&str; 5] =
     ["pending", "approved", "rejected", "cancelled", "all"];
 
+/// 200 with one offset page of `rows` (`page`/`page_size`) and its metadata.
+pub fn offset_ok(rows: &[Value], q: &Query, default_size: u64) -> ApiResult {
+    let (page, meta) = offset_page(rows, q, default_size)?;
+    ok_meta(page.into(), meta)
+}
+
 /// Cursor paging by `id`, or offset paging when the deprecated
 /// `page`/`page_size` are given.
 pub(crate) fn page(rows: Vec<Value>, q: &Query, default: u64) -> ApiResult {

@@ -17,6 +17,7 @@ mod views;
 use std::collections::HashSet;
 
 use chrono::{SecondsFormat, Utc};
+use serde_saphyr::Spanned;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -38,6 +39,11 @@ pub fn now() -> String {
 
 fn new_id() -> String {
     Uuid::new_v4().to_string()
+}
+
+/// The id a seed gives, else a fresh one.
+fn seeded_id(id: &Option<Spanned<String>>) -> String {
+    id.as_ref().map(|i| i.value.clone()).unwrap_or_else(new_id)
 }
 
 /// A handle without its `@` and surrounding spaces.
@@ -112,11 +118,7 @@ impl World {
         for u in &seed.users {
             let handle = strip_at(&u.handle.value).to_string();
             w.entities.push(Entity {
-                id: u
-                    .id
-                    .as_ref()
-                    .map(|i| i.value.clone())
-                    .unwrap_or_else(new_id),
+                id: seeded_id(&u.id),
                 kind: EntityType::User,
                 name: u.name.clone().unwrap_or_else(|| handle.clone()),
                 handle,
@@ -134,11 +136,7 @@ impl World {
             };
             let owner_id = w.by_handle(&owner_handle).map(|e| e.id.clone());
             w.entities.push(Entity {
-                id: a
-                    .id
-                    .as_ref()
-                    .map(|i| i.value.clone())
-                    .unwrap_or_else(new_id),
+                id: seeded_id(&a.id),
                 kind: EntityType::Agent,
                 handle,
                 name: a.name.clone(),
@@ -167,11 +165,7 @@ impl World {
                 }
             }
             w.rooms.push(Room {
-                id: r
-                    .id
-                    .as_ref()
-                    .map(|i| i.value.clone())
-                    .unwrap_or_else(new_id),
+                id: seeded_id(&r.id),
                 title: r.title.clone(),
                 task_id: None,
                 inserted_at: t.clone(),

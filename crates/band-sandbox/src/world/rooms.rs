@@ -111,10 +111,7 @@ impl World {
         role: Option<&str>,
         online: &Presence,
     ) -> Changed<Value> {
-        let room = self.writable_room(who, room_id)?;
-        let my_role = Self::member(room, &who.id)
-            .map(|m| m.role.clone())
-            .unwrap_or_default();
+        let (room, my_role) = self.writable_room_and_role(who, room_id)?;
         let role = role.unwrap_or("member");
         if !["owner", "admin", "member"].contains(&role) {
             return Err(ApiError::invalid("/participant/role", "is invalid"));
@@ -169,6 +166,19 @@ impl World {
         Ok((row, effects))
     }
 
+    /// A room the caller may write to, and the caller's role in it.
+    fn writable_room_and_role(
+        &self,
+        who: &Principal,
+        room_id: &str,
+    ) -> Result<(&Room, String), ApiError> {
+        let room = self.writable_room(who, room_id)?;
+        let role = Self::member(room, &who.id)
+            .map(|m| m.role.clone())
+            .unwrap_or_default();
+        Ok((room, role))
+    }
+
     /// Removes a participant (owner/admin only; anyone may remove itself).
     pub fn remove_participant(
         &mut self,
@@ -177,10 +187,7 @@ impl World {
         participant_id: &str,
         online: &Presence,
     ) -> Changed<Value> {
-        let room = self.writable_room(who, room_id)?;
-        let my_role = Self::member(room, &who.id)
-            .map(|m| m.role.clone())
-            .unwrap_or_default();
+        let (room, my_role) = self.writable_room_and_role(who, room_id)?;
         let target = Self::member(room, participant_id)
             .cloned()
             .ok_or_else(|| ApiError::not_found("participant not found"))?;
