@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use super::{new_id, now, strip_at, Changed, World};
 use crate::error::ApiError;
 use crate::hub::{Effect, Principal};
+use band_wire::events::TopicKind;
 use band_wire::model::EntityType;
 
 /// Delivery state of a message for one recipient agent.
@@ -250,7 +251,7 @@ impl World {
         msg.mentions = mentions;
         msg.delivery = delivery;
         let push = Effect::to_only(
-            format!("chat_room:{room_id}"),
+            TopicKind::ChatRoom.topic(room_id),
             "message_created",
             self.message_json(&msg, None),
             audience,
@@ -271,7 +272,7 @@ impl World {
         let mut msg = self.new_row(who, room_id, new.message_type.clone(), new.content);
         msg.extra_metadata = new.metadata;
         let push = Effect::to_only(
-            format!("chat_room:{room_id}"),
+            TopicKind::ChatRoom.topic(room_id),
             "event_created",
             self.message_json(&msg, None),
             readers,
