@@ -49,10 +49,7 @@ impl World {
             .iter()
             .map(|(k, d)| {
                 let attempts = to_json(&d.attempt_views());
-                (
-                    k.clone(),
-                    json!({"status": d.status.as_str(), "attempts": attempts}),
-                )
+                (k.clone(), json!({"status": d.status, "attempts": attempts}))
             })
             .collect();
         let mentions: Vec<Value> = m

@@ -26,7 +26,7 @@ use band_wire::events::{TopicKind, UserTopicKind};
 use band_wire::model::EntityType;
 
 pub use contacts::RequestAnswer;
-pub use messages::{DeliveryStatus, DeliveryUpdate, NewEvent, NewMention, NewMessage};
+pub use messages::{DeliveryUpdate, NewEvent, NewMention, NewMessage};
 
 /// What a changing operation returns: its reply and the hub effects it
 /// causes, in the order they must be applied.
