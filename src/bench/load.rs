@@ -13,7 +13,7 @@ use super::world::World;
 use super::BenchError;
 use band_client::rest::{AgentApi, HumanApi, RestConfig};
 use band_client::socket::{Socket, SocketConfig, SocketEvent};
-use band_wire::events::Event;
+use band_wire::events::{Event, TopicKind};
 use band_wire::model::Mention;
 
 /// How messages are sent.
@@ -128,7 +128,7 @@ pub async fn run(
     for (user, room) in world.users.iter().zip(&world.rooms) {
         let (socket, mut events) = Socket::start(SocketConfig::new(ws_url, &user.api_key));
         socket
-            .join(&format!("chat_room:{}", room.id))
+            .join(&TopicKind::ChatRoom.topic(&room.id))
             .await
             .map_err(|e| {
                 BenchError::Setup(format!("{} cannot watch {}: {e}", user.handle, room.id))

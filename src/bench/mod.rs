@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use band_sandbox::{parse_seed, RunningSandbox};
+use band_wire::events::TopicKind;
 use load::{LoadResult, Pace};
 use process::ProcStats;
 use world::World;
@@ -358,7 +359,7 @@ impl Control {
         let wanted: Vec<String> = world
             .rooms
             .iter()
-            .map(|r| format!("chat_room:{}", r.id))
+            .map(|r| TopicKind::ChatRoom.topic(&r.id))
             .collect();
         let not_ready = |why: String| BenchError::NotReady {
             who: contender.name(),

@@ -10,18 +10,11 @@ use super::drain::drain_room;
 use super::handler::{Delivery, RoomInfo};
 use super::lifecycle::{deliver_event, process_message, MessageResult, Services};
 use band_client::socket::Socket;
-use band_wire::events::{Event, ParticipantAdded};
+use band_wire::events::{Event, ParticipantAdded, TopicKind};
 use band_wire::model::ChatParticipant;
 
-/// `chat_room:<id>`.
-pub(crate) fn chat_topic(room_id: &str) -> String {
-    format!("chat_room:{room_id}")
-}
-
-/// `room_participants:<id>`.
-pub(crate) fn participants_topic(room_id: &str) -> String {
-    format!("room_participants:{room_id}")
-}
+/// A room's topics (`chat_room:<id>`, `room_participants:<id>`), joined in this order.
+pub(crate) const ROOM_TOPICS: [TopicKind; 2] = [TopicKind::ChatRoom, TopicKind::RoomParticipants];
 
 /// Work for a room's queue.
 #[derive(Debug)]
@@ -205,7 +198,7 @@ impl RoomWorker {
     }
 
     async fn leave_topics(&self) {
-        for topic in [chat_topic(&self.info.id), participants_topic(&self.info.id)] {
+        for topic in ROOM_TOPICS.map(|k| k.topic(&self.info.id)) {
             match self.socket.leave(&topic).await {
                 Ok(()) => tracing::debug!(%topic, "left topic"),
                 Err(e) => tracing::debug!(%topic, error = %e, "leave did not complete"),

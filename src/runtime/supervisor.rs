@@ -12,10 +12,10 @@ use super::config::Tunables;
 use super::contacts::spawn_contacts;
 use super::error::RuntimeError;
 use super::lifecycle::Services;
-use super::rooms::{chat_topic, participants_topic, spawn_room, RoomCmd, RoomHandle};
+use super::rooms::{spawn_room, RoomCmd, RoomHandle, ROOM_TOPICS};
 use band_client::rest::AgentApi;
 use band_client::socket::{Socket, SocketEvent, Status, StopReason};
-use band_wire::events::Event;
+use band_wire::events::{Event, TopicKind};
 use band_wire::model::AgentMe;
 
 /// Longest pause between `/agent/me` tries (the SDK's cap).
@@ -81,8 +81,10 @@ impl Supervisor {
     /// drained, contacts; then `started` once the drains are over.
     pub(crate) async fn startup(&mut self) -> Result<(), RuntimeError> {
         let id = self.me.id.clone();
-        self.join_required(&format!("agent_control:{id}")).await?;
-        self.join_required(&format!("agent_rooms:{id}")).await?;
+        self.join_required(&TopicKind::AgentControl.topic(&id))
+            .await?;
+        self.join_required(&TopicKind::AgentRooms.topic(&id))
+            .await?;
         let chats = self
             .services
             .api
@@ -97,7 +99,7 @@ impl Supervisor {
             drained.push(rx);
             self.spawn_room(chat.id, chat.title, Some(tx));
         }
-        let contacts_topic = format!("agent_contacts:{id}");
+        let contacts_topic = TopicKind::AgentContacts.topic(&id);
         match self.socket.join(&contacts_topic).await {
             Ok(_) => tracing::debug!(topic = %contacts_topic, "joined"),
             // It stays registered: the socket keeps trying to rejoin it.
@@ -218,7 +220,7 @@ impl Supervisor {
     }
 
     async fn route(&mut self, topic: &str, event: Event) {
-        let (kind, id) = topic.split_once(':').unwrap_or((topic, ""));
+        let (kind, id) = TopicKind::parse(topic).map_or((None, ""), |(k, id)| (Some(k), id));
         match (kind, event) {
             (_, Event::EventCreated(_)) => tracing::debug!(%topic, "event_created ignored"),
             (_, Event::Supersede(s)) => {
@@ -227,28 +229,30 @@ impl Supervisor {
             (_, e @ Event::Unknown { .. }) => {
                 tracing::debug!(%topic, event = %e.name(), "unhandled event ignored");
             }
-            ("agent_rooms", Event::RoomAdded(r)) => {
+            (Some(TopicKind::AgentRooms), Event::RoomAdded(r)) => {
                 let (room_id, title) = (r.id.clone(), r.title.clone());
                 self.add_room(room_id, title, Some(Event::RoomAdded(r)))
                     .await;
             }
-            ("agent_rooms", Event::RoomRemoved(r)) => {
+            (Some(TopicKind::AgentRooms), Event::RoomRemoved(r)) => {
                 let room_id = r.id.clone();
                 self.close_room(&room_id, Some(Event::RoomRemoved(r))).await;
             }
-            ("room_participants", e @ Event::RoomDeleted(_)) => {
+            (Some(TopicKind::RoomParticipants), e @ Event::RoomDeleted(_)) => {
                 self.close_room(id, Some(e)).await;
             }
-            ("chat_room" | "room_participants", e) => match self.rooms.get(id) {
-                Some(room) => {
-                    if room.tx.send(RoomCmd::Event(e)).await.is_err() {
-                        tracing::debug!(room = %id, "room queue closed; event dropped");
+            (Some(TopicKind::ChatRoom | TopicKind::RoomParticipants), e) => {
+                match self.rooms.get(id) {
+                    Some(room) => {
+                        if room.tx.send(RoomCmd::Event(e)).await.is_err() {
+                            tracing::debug!(room = %id, "room queue closed; event dropped");
+                        }
+                    }
+                    None => {
+                        tracing::debug!(room = %id, event = %e.name(), "event for an unknown room dropped")
                     }
                 }
-                None => {
-                    tracing::debug!(room = %id, event = %e.name(), "event for an unknown room dropped")
-                }
-            },
+            }
             (_, e) => self.to_contacts(e).await,
         }
     }
@@ -361,7 +365,7 @@ impl Supervisor {
 /// only logged: the topic stays registered, the socket keeps rejoining it,
 /// and the room is drained over REST meanwhile.
 async fn join_room_topics(socket: &Socket, id: &str) {
-    for topic in [chat_topic(id), participants_topic(id)] {
+    for topic in ROOM_TOPICS.map(|k| k.topic(id)) {
         match socket.join(&topic).await {
             Ok(_) => tracing::debug!(%topic, "joined"),
             Err(e) => tracing::warn!(%topic, error = %e, "cannot join room topic yet"),

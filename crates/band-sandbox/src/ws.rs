@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::hub::{ConnCommand, ConnId, Principal, SocketBackend};
+use band_wire::events::TopicKind;
 use band_wire::frame::{control, Frame};
 use band_wire::model::EntityType;
 
@@ -445,7 +446,7 @@ impl<B: SocketBackend> Conn<B> {
 
     /// Tells an agent's control channel it was superseded (if it joined it).
     fn supersede(&mut self) {
-        let topic = format!("agent_control:{}", self.principal.id);
+        let topic = TopicKind::AgentControl.topic(&self.principal.id);
         let payload = json!({
             "reason": "superseded",
             "message": "a newer connection for this agent replaced this one",

@@ -8,51 +8,80 @@ use serde_json::{Map, Value};
 
 use super::model::{ChatMessage, Extra};
 
-/// The families of the agent's topics, each spelled `<prefix>:<id>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TopicKind {
-    /// `chat_room:<room id>`: a room's messages.
-    ChatRoom,
-    /// `room_participants:<room id>`: who is in a room.
-    RoomParticipants,
-    /// `agent_rooms:<agent id>`: the rooms the agent is in.
-    AgentRooms,
-    /// `agent_contacts:<agent id>`: the agent's contacts and requests.
-    AgentContacts,
-    /// `agent_control:<agent id>`: interrupts and displacement.
-    AgentControl,
+/// Generates a family of socket topics, each spelled `<prefix>:<id>`, from
+/// one table of variant → prefix: the enum, `ALL`, `prefix`, `topic`,
+/// `parse` and `of`, so a prefix is spelled once.
+macro_rules! topic_kinds {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $( $(#[$doc:meta])* $variant:ident => $prefix:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl $name {
+            /// Every kind, in table order.
+            pub const ALL: [$name; [$($prefix),*].len()] = [$($name::$variant),*];
+
+            /// The part before `:`.
+            pub fn prefix(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $prefix, )*
+                }
+            }
+
+            /// The topic of one id, `<prefix>:<id>`.
+            pub fn topic(self, id: &str) -> String {
+                format!("{}:{id}", self.prefix())
+            }
+
+            /// A topic's kind and id (everything after the first `:`);
+            /// `None` for a topic of any other family (e.g. `phoenix`).
+            pub fn parse(topic: &str) -> Option<($name, &str)> {
+                let (prefix, id) = topic.split_once(':')?;
+                let kind = $name::ALL.into_iter().find(|k| k.prefix() == prefix)?;
+                Some((kind, id))
+            }
+
+            /// A topic's kind; `None` for a topic of any other family.
+            pub fn of(topic: &str) -> Option<$name> {
+                $name::parse(topic).map(|(kind, _)| kind)
+            }
+        }
+    };
 }
 
-impl TopicKind {
-    /// Every topic kind.
-    pub const ALL: [TopicKind; 5] = [
-        TopicKind::ChatRoom,
-        TopicKind::RoomParticipants,
-        TopicKind::AgentRooms,
-        TopicKind::AgentContacts,
-        TopicKind::AgentControl,
-    ];
-
-    /// The part before `:`, e.g. `chat_room`.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            TopicKind::ChatRoom => "chat_room",
-            TopicKind::RoomParticipants => "room_participants",
-            TopicKind::AgentRooms => "agent_rooms",
-            TopicKind::AgentContacts => "agent_contacts",
-            TopicKind::AgentControl => "agent_control",
-        }
+topic_kinds! {
+    /// The families of the agent's topics, each spelled `<prefix>:<id>`.
+    TopicKind {
+        /// `chat_room:<room id>`: a room's messages.
+        ChatRoom => "chat_room",
+        /// `room_participants:<room id>`: who is in a room.
+        RoomParticipants => "room_participants",
+        /// `agent_rooms:<agent id>`: the rooms the agent is in.
+        AgentRooms => "agent_rooms",
+        /// `agent_contacts:<agent id>`: the agent's contacts and requests.
+        AgentContacts => "agent_contacts",
+        /// `agent_control:<agent id>`: interrupts and displacement.
+        AgentControl => "agent_control",
     }
+}
 
-    /// The topic of one room or agent, e.g. `chat_room:<id>`.
-    pub fn topic(self, id: &str) -> String {
-        format!("{}:{id}", self.prefix())
-    }
-
-    /// The kind of a topic such as `chat_room:<id>`; `None` for any other (e.g. `phoenix`).
-    pub fn of(topic: &str) -> Option<TopicKind> {
-        let (prefix, _) = topic.split_once(':')?;
-        TopicKind::ALL.into_iter().find(|k| k.prefix() == prefix)
+topic_kinds! {
+    /// The families of a person's own topics, each spelled `<prefix>:<user id>`:
+    /// the human counterparts of [`TopicKind::AgentRooms`] and
+    /// [`TopicKind::AgentContacts`]. No event of the [`Event`] table arrives
+    /// on them for an agent; the platform (and the sandbox) serve them to people.
+    UserTopicKind {
+        /// `user_rooms:<user id>`: the rooms a person is in.
+        UserRooms => "user_rooms",
+        /// `user_contacts:<user id>`: a person's contacts and requests.
+        UserContacts => "user_contacts",
     }
 }
 
@@ -957,5 +986,19 @@ mod tests {
         assert_eq!(TopicKind::of("phoenix"), None);
         assert_eq!(TopicKind::of("chat_room"), None);
         assert_eq!(TopicKind::of("user_rooms:u1"), None);
+        assert_eq!(
+            TopicKind::parse("chat_room:r1:x"),
+            Some((TopicKind::ChatRoom, "r1:x"))
+        );
+        for kind in UserTopicKind::ALL {
+            assert_eq!(UserTopicKind::of(&kind.topic("u1")), Some(kind));
+            assert_eq!(TopicKind::of(&kind.topic("u1")), None);
+        }
+        assert_eq!(UserTopicKind::UserRooms.topic("u1"), "user_rooms:u1");
+        assert_eq!(
+            UserTopicKind::parse("user_contacts:u1"),
+            Some((UserTopicKind::UserContacts, "u1"))
+        );
+        assert_eq!(UserTopicKind::of("agent_rooms:a1"), None);
     }
 }

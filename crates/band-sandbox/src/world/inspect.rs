@@ -7,27 +7,35 @@ use super::messages::Message;
 use super::views::to_json;
 use super::World;
 use crate::hub::Principal;
+use band_wire::events::{TopicKind, UserTopicKind};
 use band_wire::model::EntityType;
 
 impl World {
     /// Whether `who` may join `topic` (see `SocketBackend::can_join`).
     pub fn can_join(&self, who: &Principal, topic: &str) -> Result<(), String> {
-        let Some((kind, id)) = topic.split_once(':') else {
-            return Err("unmatched topic".into());
-        };
-        let own = id == who.id;
-        let allowed = match (kind, who.kind) {
-            ("agent_control" | "agent_rooms" | "agent_contacts", EntityType::Agent) => own,
-            ("user_rooms" | "user_contacts", EntityType::User) => own,
-            ("chat_room" | "room_participants", _) => {
-                return match self.room(id) {
-                    Some(r) if self.can_read(who, r) => Ok(()),
-                    _ => Err("unauthorized: not a participant of this room".into()),
+        // A room's topics: whoever reads the room. An entity's own topics:
+        // that entity alone (for the other kind of entity the topic is unmatched).
+        let (owner, id) = if let Some((kind, id)) = TopicKind::parse(topic) {
+            match kind {
+                TopicKind::ChatRoom | TopicKind::RoomParticipants => {
+                    return match self.room(id) {
+                        Some(r) if self.can_read(who, r) => Ok(()),
+                        _ => Err("unauthorized: not a participant of this room".into()),
+                    }
+                }
+                TopicKind::AgentRooms | TopicKind::AgentContacts | TopicKind::AgentControl => {
+                    (EntityType::Agent, id)
                 }
             }
-            _ => return Err("unmatched topic".into()),
+        } else if let Some((_, id)) = UserTopicKind::parse(topic) {
+            (EntityType::User, id)
+        } else {
+            return Err("unmatched topic".into());
         };
-        if allowed {
+        if who.kind != owner {
+            return Err("unmatched topic".into());
+        }
+        if id == who.id {
             Ok(())
         } else {
             Err("unauthorized".into())
@@ -41,10 +49,7 @@ impl World {
             .iter()
             .map(|(k, d)| {
                 let attempts = to_json(&d.attempt_views());
-                (
-                    k.clone(),
-                    json!({"status": d.status.as_str(), "attempts": attempts}),
-                )
+                (k.clone(), json!({"status": d.status, "attempts": attempts}))
             })
             .collect();
         let mentions: Vec<Value> = m

@@ -9,32 +9,8 @@ use serde_json::{json, Map, Value};
 use super::{new_id, now, strip_at, Changed, World};
 use crate::error::ApiError;
 use crate::hub::{Effect, Principal};
-use band_wire::model::EntityType;
-
-/// Delivery state of a message for one recipient agent.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum DeliveryStatus {
-    /// Not yet claimed.
-    Delivered,
-    /// An attempt is live.
-    Processing,
-    /// Done.
-    Processed,
-    /// Last attempt failed; served again by `/next`.
-    Failed,
-}
-
-impl DeliveryStatus {
-    /// Wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Processing => "processing",
-            DeliveryStatus::Processed => "processed",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-}
+use band_wire::events::TopicKind;
+use band_wire::model::{DeliveryStatus, EntityType};
 
 /// What `/processing`, `/processed` and `/failed` ask of a delivery.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -250,7 +226,7 @@ impl World {
         msg.mentions = mentions;
         msg.delivery = delivery;
         let push = Effect::to_only(
-            format!("chat_room:{room_id}"),
+            TopicKind::ChatRoom.topic(room_id),
             "message_created",
             self.message_json(&msg, None),
             audience,
@@ -271,7 +247,7 @@ impl World {
         let mut msg = self.new_row(who, room_id, new.message_type.clone(), new.content);
         msg.extra_metadata = new.metadata;
         let push = Effect::to_only(
-            format!("chat_room:{room_id}"),
+            TopicKind::ChatRoom.topic(room_id),
             "event_created",
             self.message_json(&msg, None),
             readers,
@@ -360,7 +336,7 @@ impl World {
         }
         Ok(json!({
             "id": msg_id,
-            "status": d.status.as_str(),
+            "status": d.status,
             "attempt_number": d.attempts.last().map(|a| a.number).unwrap_or(0),
             "success": true,
         }))
@@ -376,13 +352,13 @@ impl World {
     ) -> Result<Vec<Value>, ApiError> {
         self.readable_room(agent, room_id)?;
         let want: Option<DeliveryStatus> = match status {
-            None | Some("") => None,
-            Some("all") => None,
-            Some("pending") | Some("delivered") => Some(DeliveryStatus::Delivered),
-            Some("processing") => Some(DeliveryStatus::Processing),
-            Some("processed") => Some(DeliveryStatus::Processed),
-            Some("failed") => Some(DeliveryStatus::Failed),
-            Some(_) => return Err(ApiError::invalid("/status", "is invalid")),
+            None | Some("" | "all") => None,
+            Some("pending") => Some(DeliveryStatus::Delivered),
+            // Any other filter is a status's wire name.
+            Some(s) => Some(
+                serde_json::from_value(Value::from(s))
+                    .map_err(|_| ApiError::invalid("/status", "is invalid"))?,
+            ),
         };
         let all = status == Some("all");
         Ok(self

@@ -23,10 +23,11 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::hub::{Effect, Principal};
 use super::seed::Seed;
+use band_wire::events::{TopicKind, UserTopicKind};
 use band_wire::model::EntityType;
 
 pub use contacts::RequestAnswer;
-pub use messages::{DeliveryStatus, DeliveryUpdate, NewEvent, NewMention, NewMessage};
+pub use messages::{DeliveryUpdate, NewEvent, NewMention, NewMessage};
 
 /// What a changing operation returns: its reply and the hub effects it
 /// causes, in the order they must be applied.
@@ -308,15 +309,15 @@ impl World {
 /// The push topic of an entity's room list.
 pub(crate) fn rooms_topic(e: &Entity) -> String {
     match e.kind {
-        EntityType::Agent => format!("agent_rooms:{}", e.id),
-        EntityType::User => format!("user_rooms:{}", e.id),
+        EntityType::Agent => TopicKind::AgentRooms.topic(&e.id),
+        EntityType::User => UserTopicKind::UserRooms.topic(&e.id),
     }
 }
 
 /// The push topic of an entity's contacts.
 pub(crate) fn contacts_topic(e: &Entity) -> String {
     match e.kind {
-        EntityType::Agent => format!("agent_contacts:{}", e.id),
-        EntityType::User => format!("user_contacts:{}", e.id),
+        EntityType::Agent => TopicKind::AgentContacts.topic(&e.id),
+        EntityType::User => UserTopicKind::UserContacts.topic(&e.id),
     }
 }

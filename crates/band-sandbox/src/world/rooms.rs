@@ -7,6 +7,7 @@ use super::rooms_topic;
 use super::{new_id, now, Changed, Member, Room, World};
 use crate::error::ApiError;
 use crate::hub::{Effect, Presence, Principal};
+use band_wire::events::TopicKind;
 use band_wire::model::EntityType;
 
 impl World {
@@ -153,7 +154,7 @@ impl World {
         let row = self.participant_json(&member, online);
         let effects = vec![
             Effect::to_all(
-                format!("room_participants:{room_id}"),
+                TopicKind::RoomParticipants.topic(room_id),
                 "participant_added",
                 Self::participant_added(&other, role),
             ),
@@ -206,7 +207,7 @@ impl World {
         };
         let mut effects = vec![
             Effect::to_all(
-                format!("room_participants:{room_id}"),
+                TopicKind::RoomParticipants.topic(room_id),
                 "participant_removed",
                 Self::participant_removed(&e),
             ),
@@ -219,8 +220,8 @@ impl World {
         };
         if !self.room(room_id).is_some_and(|r| self.can_read(&p, r)) {
             for topic in [
-                format!("chat_room:{room_id}"),
-                format!("room_participants:{room_id}"),
+                TopicKind::ChatRoom.topic(room_id),
+                TopicKind::RoomParticipants.topic(room_id),
             ] {
                 effects.push(Effect::ForceLeave {
                     principal_id: e.id.clone(),

@@ -9,7 +9,7 @@ use super::contacts::{Contact, ContactRequest};
 use super::messages::{Delivery, Message};
 use super::{Entity, Member, Room, World};
 use crate::hub::Presence;
-use band_wire::model::EntityType;
+use band_wire::model::{DeliveryStatus, EntityType};
 
 /// Serialises a view. Views are plain strings, numbers and maps with string
 /// keys, which serde_json always accepts; `Null` is never reached.
@@ -151,7 +151,7 @@ struct MentionView<'a> {
 #[derive(Serialize)]
 pub(super) struct AttemptView<'a> {
     attempt_number: u64,
-    status: &'static str,
+    status: DeliveryStatus,
     started_at: &'a str,
     finished_at: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,7 +160,7 @@ pub(super) struct AttemptView<'a> {
 
 #[derive(Serialize)]
 struct DeliveryView<'a> {
-    status: &'static str,
+    status: DeliveryStatus,
     current_attempt: Option<u64>,
     attempts: Vec<AttemptView<'a>>,
 }
@@ -284,7 +284,7 @@ impl Delivery {
     /// `delivery_status.<agent>` of a message.
     fn view(&self) -> DeliveryView<'_> {
         DeliveryView {
-            status: self.status.as_str(),
+            status: self.status,
             current_attempt: self.attempts.last().map(|a| a.number),
             attempts: self.attempt_views(),
         }
@@ -295,7 +295,7 @@ impl Delivery {
             .iter()
             .map(|a| AttemptView {
                 attempt_number: a.number,
-                status: a.status.as_str(),
+                status: a.status,
                 started_at: &a.started_at,
                 finished_at: a.finished_at.as_deref(),
                 error: a.error.as_deref(),

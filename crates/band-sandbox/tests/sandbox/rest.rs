@@ -244,6 +244,42 @@ async fn user_message_reaches_the_agent_via_next_and_socket() {
 }
 
 #[tokio::test]
+async fn agent_messages_status_filter_spellings() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    env.post(
+        "alice-key",
+        &format!("/api/v1/me/chats/{room}/messages"),
+        json!({"message": {"content": "help", "mentions": [{"id": triage}]}}),
+    )
+    .await;
+    let list = format!("/api/v1/agent/chats/{room}/messages");
+    for (filter, n) in [
+        ("", 1),
+        ("all", 1),
+        ("pending", 1),
+        ("delivered", 1),
+        ("processing", 0),
+        ("processed", 0),
+        ("failed", 0),
+    ] {
+        let (s, v) = env
+            .get("triage-key", &format!("{list}?status={filter}"))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{filter:?}");
+        assert_eq!(v["data"].as_array().unwrap().len(), n, "{filter:?}");
+    }
+    for filter in ["Delivered", "done"] {
+        let (s, v) = env
+            .get("triage-key", &format!("{list}?status={filter}"))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{filter:?}");
+        assert!(v["error"]["details"]["/status"].is_array(), "{v}");
+    }
+}
+
+#[tokio::test]
 async fn lifecycle_processing_processed_failed() {
     let env = start().await;
     let room = env.support().await;
