@@ -151,6 +151,7 @@ fn the_renderer_and_the_executor_handle_every_action() {
         );
         let rendered: &RenderedAction = record.action.as_ref().expect(spec.name);
         assert_eq!(rendered.name(), spec.name);
+        assert_eq!(rendered.kind(), spec.kind, "{}", spec.name);
         assert_eq!(
             rendered.is_local(),
             spec.kind == Kind::Local,
