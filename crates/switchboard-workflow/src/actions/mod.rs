@@ -1,11 +1,34 @@
 //! Every action of the language, one module each. A module holds the whole
 //! definition of its action: the argument type (from which the JSON Schema
-//! and the loader's key checks come), its [`ActionSpec`] (shorthand, where it
-//! runs, how the journal treats it, value checks, an example) and its
-//! rendered type with the rendering. The engine and the executors match on
-//! [`RenderedAction`], so a new action they do not handle fails to compile.
+//! and the loader's key checks come), its [`ActionDef`] (shorthand, journal
+//! behaviour, value checks, an example) and its rendered type with the
+//! rendering. Its line in [`registry!`] gives its [`Kind`] and builds from it
+//! [`ALL`], [`RenderedAction`] and [`RenderedAction::split`] into
+//! [`LocalAction`] / [`PlatformAction`].
 //!
-//! Adding an action: a new module here, and one line in [`registry!`] below.
+//! # Adding an action
+//!
+//! You write two things: a module here (`Args` deriving `JsonSchema`, `DEF`,
+//! the rendered type with `render`), and its line in [`registry!`]
+//! (`name::Type: Local` or `name::Type: Platform`; the kind is written only
+//! there). The schema, the loader, `find`/`names`, rendering, serialisation
+//! and the test-file checks follow from [`ALL`]. The compiler then asks for
+//! the rest: a `Local` action does not compile until `Engine::run_local`
+//! (switchboard-engine `run.rs`, an exhaustive match on [`LocalAction`])
+//! performs it; a `Platform` one until the `Effects` dispatch
+//! (switchboard-engine `action.rs`) calls a new `Effects` method for it, which
+//! `RestExecutor` (`src/effects/rest.rs`) must then implement, and until
+//! `RestExecutor::landed` (can a copy sent before a crash be found?) and the
+//! dry run's `synthetic_result` (switchboard-engine `recording.rs`) place it.
+//! None of these has a fallback arm. `actions_agree` (switchboard-engine
+//! tests) then checks, for every registered action, that the schema and the
+//! loader know the same arguments, that `DEF.example` loads, gives every
+//! argument, renders and runs, that an unknown key is refused with a
+//! suggestion, that what it serialises to uses only known arguments, and that
+//! platform actions, and only they, reach the executor. Left to you, and
+//! caught by the e2e tests: regenerate `schemas/` (`UPDATE_SCHEMA=1 cargo
+//! test --test e2e schemas`) and add the action's row to the table of
+//! `docs/workflow-reference.md` (checked in the same test file).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
