@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use band_client::rest::{AgentApi, ApiError, ContactAction};
 use band_wire::model::{ChatParticipant, Mention};
-use switchboard_engine::action::{Effect, Effects, RenderedAction, Scope};
+use switchboard_engine::action::{Effect, Effects, PlatformAction, Scope};
 use switchboard_workflow::actions as a;
 
 /// Peers are listed this many per page when resolving a handle.
@@ -295,21 +295,30 @@ impl Effects for RestExecutor {
 
     async fn landed(
         &self,
-        action: &RenderedAction,
+        action: PlatformAction<'_>,
         scope: &Scope,
     ) -> Result<Option<Value>, String> {
+        use PlatformAction as P;
         match action {
-            RenderedAction::Reply(a) => {
+            P::Reply(a) => {
                 let chat = event_chat(scope, None)?;
                 self.find_sent(&chat, "text", &a.text, scope).await
             }
-            RenderedAction::SendMessage(a) => self.find_sent(&a.chat, "text", &a.text, scope).await,
-            RenderedAction::PostEvent(a) => {
+            P::SendMessage(a) => self.find_sent(&a.chat, "text", &a.text, scope).await,
+            P::PostEvent(a) => {
                 let chat = event_chat(scope, a.chat.as_deref())?;
                 self.find_sent(&chat, &a.kind, &a.content, scope).await
             }
-            // Nothing on the platform tells these apart: sent again.
-            _ => Ok(None),
+            // Nothing on the platform tells these apart: sent again. (Listed,
+            // not `_`: a new platform action must say whether it can be found.)
+            P::CreateChat(_)
+            | P::AddParticipant(_)
+            | P::RemoveParticipant(_)
+            | P::ApproveContact(_)
+            | P::RejectContact(_)
+            | P::AddContact(_)
+            | P::RemoveContact(_)
+            | P::Http(_) => Ok(None),
         }
     }
 }

@@ -1,4 +1,18 @@
-//! The committed JSON Schemas must be what the loader's types generate.
+//! The committed JSON Schemas must be what the loader's types generate, and
+//! the reference must document every registered action.
+
+#[test]
+fn the_reference_has_a_row_for_every_action() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow-reference.md");
+    let reference = std::fs::read_to_string(&path).unwrap();
+    let missing: Vec<&str> = switchboard_workflow::actions::names()
+        .filter(|name| !reference.contains(&format!("\n| `{name}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/workflow-reference.md has no row in its action table for {missing:?}"
+    );
+}
 
 #[test]
 fn committed_schema_is_current() {

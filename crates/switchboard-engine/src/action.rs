@@ -11,7 +11,7 @@ use serde_json::Value;
 use switchboard_workflow::actions;
 /// Defined, one module per action, in the workflow crate (the language);
 /// re-exported here as the engine's contract with executors.
-pub use switchboard_workflow::actions::RenderedAction;
+pub use switchboard_workflow::actions::{LocalAction, PlatformAction, RenderedAction, Split};
 
 /// Where an event happened: what the executor needs to resolve defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -145,7 +145,7 @@ pub trait Effects: Send + Sync {
     /// See [`Executor::landed`]; by default nothing can be found (sent again).
     fn landed(
         &self,
-        action: &RenderedAction,
+        action: PlatformAction<'_>,
         scope: &Scope,
     ) -> impl Future<Output = Result<Option<Value>, String>> + Send {
         let _ = (action, scope);
@@ -155,24 +155,23 @@ pub trait Effects: Send + Sync {
 
 impl<T: Effects> Executor for T {
     fn execute<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> ActionFuture<'a> {
-        use RenderedAction as R;
+        use PlatformAction as P;
         Box::pin(async move {
-            let done = match action {
-                R::Reply(a) => self.reply(a, scope).await,
-                R::SendMessage(a) => self.send_message(a, scope).await,
-                R::PostEvent(a) => self.post_event(a, scope).await,
-                R::CreateChat(a) => self.create_chat(a, scope).await,
-                R::AddParticipant(a) => self.add_participant(a, scope).await,
-                R::RemoveParticipant(a) => self.remove_participant(a, scope).await,
-                R::ApproveContact(a) => self.approve_contact(a, scope).await,
-                R::RejectContact(a) => self.reject_contact(a, scope).await,
-                R::AddContact(a) => self.add_contact(a, scope).await,
-                R::RemoveContact(a) => self.remove_contact(a, scope).await,
-                R::Http(a) => self.http(a, scope).await,
-                // Listed, not `_`: a new action must be placed on one side.
-                R::Set(_) | R::Unset(_) | R::Incr(_) | R::Log(_) | R::Fail(_) => {
-                    Err("a local action reached the executor (engine bug)".into())
-                }
+            let done = match action.split() {
+                Split::Platform(platform) => match platform {
+                    P::Reply(a) => self.reply(a, scope).await,
+                    P::SendMessage(a) => self.send_message(a, scope).await,
+                    P::PostEvent(a) => self.post_event(a, scope).await,
+                    P::CreateChat(a) => self.create_chat(a, scope).await,
+                    P::AddParticipant(a) => self.add_participant(a, scope).await,
+                    P::RemoveParticipant(a) => self.remove_participant(a, scope).await,
+                    P::ApproveContact(a) => self.approve_contact(a, scope).await,
+                    P::RejectContact(a) => self.reject_contact(a, scope).await,
+                    P::AddContact(a) => self.add_contact(a, scope).await,
+                    P::RemoveContact(a) => self.remove_contact(a, scope).await,
+                    P::Http(a) => self.http(a, scope).await,
+                },
+                Split::Local(_) => Err("a local action reached the executor (engine bug)".into()),
             };
             done.map_err(|message| ActionError {
                 action: action.name(),
@@ -183,12 +182,15 @@ impl<T: Effects> Executor for T {
 
     fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
         Box::pin(async move {
-            Effects::landed(self, action, scope)
-                .await
-                .map_err(|message| ActionError {
-                    action: action.name(),
-                    message,
-                })
+            let found = match action.split() {
+                Split::Platform(platform) => Effects::landed(self, platform, scope).await,
+                // Never sent, so never found.
+                Split::Local(_) => Ok(None),
+            };
+            found.map_err(|message| ActionError {
+                action: action.name(),
+                message,
+            })
         })
     }
 }

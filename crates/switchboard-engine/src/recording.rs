@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use super::action::{ActionFuture, Executor, RenderedAction, Scope};
+use super::action::{ActionFuture, Executor, PlatformAction, RenderedAction, Scope, Split};
 
 /// Records actions instead of performing them.
 #[derive(Debug, Default)]
@@ -67,18 +67,30 @@ impl Executor for RecordingExecutor {
     }
 }
 
+/// A result shaped like the real one (what `as:` binds in a dry run).
+/// Exhaustive over platform actions: a new one must say what it answers.
 fn synthetic_result(action: &RenderedAction, n: usize) -> Value {
+    use PlatformAction as P;
+    let Split::Platform(action) = action.split() else {
+        // The engine performs local actions itself.
+        return json!({"success": true});
+    };
     match action {
-        RenderedAction::Reply(_) | RenderedAction::SendMessage(_) => {
+        P::Reply(_) | P::SendMessage(_) => {
             json!({"id": format!("dry-run-message-{n}"), "success": true})
         }
-        RenderedAction::CreateChat(chat) => {
+        P::CreateChat(chat) => {
             json!({"id": format!("dry-run-chat-{n}"), "title": chat.title})
         }
-        RenderedAction::PostEvent(event) => {
+        P::PostEvent(event) => {
             json!({"id": format!("dry-run-event-{n}"), "message_type": event.kind, "success": true})
         }
-        RenderedAction::Http(_) => json!({"status": 200, "body": null}),
-        _ => json!({"success": true}),
+        P::Http(_) => json!({"status": 200, "body": null}),
+        P::AddParticipant(_)
+        | P::RemoveParticipant(_)
+        | P::ApproveContact(_)
+        | P::RejectContact(_)
+        | P::AddContact(_)
+        | P::RemoveContact(_) => json!({"success": true}),
     }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::action::{Executor, RenderedAction, Scope};
+use super::action::{Executor, LocalAction, RenderedAction, Scope, Split};
 use super::captures::Captures;
 use super::context::lookup;
 use super::context::{Context, EventContext};
@@ -502,8 +502,8 @@ impl Engine {
             }
         };
         record.action = Some(rendered.clone());
-        let result = match &rendered {
-            RenderedAction::Fail(fail) => {
+        let result = match rendered.split() {
+            Split::Local(LocalAction::Fail(fail)) => {
                 record.status = ActionStatus::Ok;
                 report.actions.push(record);
                 report.outcome = Finish::Failed {
@@ -511,9 +511,9 @@ impl Engine {
                 };
                 return Ok(Flow::End);
             }
-            action => {
+            _ => {
                 let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
-                self.perform(action, rule, step, journal, input, scope, executor)
+                self.perform(&rendered, rule, step, journal, input, scope, executor)
                     .await
             }
         };
@@ -572,10 +572,10 @@ impl Engine {
                 j.sent(message, step).await.map_err(journal_err)?;
             }
         }
-        let result = match action {
-            local if local.is_local() => self.run_local(rule, local, input.now),
-            remote => executor
-                .execute(remote, scope)
+        let result = match action.split() {
+            Split::Local(local) => self.run_local(rule, local, input.now),
+            Split::Platform(_) => executor
+                .execute(action, scope)
                 .await
                 .map_err(|e| e.to_string()),
         }?;
@@ -585,27 +585,29 @@ impl Engine {
         Ok(result)
     }
 
+    /// Performs a local action. Exhaustive: a new local action does not
+    /// compile until it is performed here.
     fn run_local(
         &self,
         rule: &Rule,
-        action: &RenderedAction,
+        action: LocalAction<'_>,
         now: DateTime<Utc>,
     ) -> Result<Value, String> {
         match action {
-            RenderedAction::Set(set) => {
+            LocalAction::Set(set) => {
                 self.state.set(&set.key, set.value.clone(), set.ttl, now);
                 Ok(set.value.clone())
             }
-            RenderedAction::Unset(unset) => {
+            LocalAction::Unset(unset) => {
                 self.state.unset(&unset.key);
                 Ok(Value::Null)
             }
-            RenderedAction::Incr(incr) => self
+            LocalAction::Incr(incr) => self
                 .state
                 .incr(&incr.key, incr.by, incr.ttl, now)
                 .map(Value::from)
                 .map_err(|e| format!("incr: {e}")),
-            RenderedAction::Log(log) => {
+            LocalAction::Log(log) => {
                 let (rule, message) = (rule.id.as_str(), &log.message);
                 match log.level.as_str() {
                     "error" => tracing::error!(rule, "{message}"),
@@ -616,7 +618,8 @@ impl Engine {
                 }
                 Ok(Value::Null)
             }
-            other => Err(format!("{} is not a local action", other.name())),
+            // Ends the event in `run_action`, before it would be performed.
+            LocalAction::Fail(_) => Err("`fail` reached run_local (engine bug)".into()),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use serde_json::json;
-use switchboard_engine::action::{RenderedAction, Scope};
+use switchboard_engine::action::{LocalAction, RenderedAction, Scope, Split};
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::{Engine, EventInput, Finish, RecordingExecutor, StateStore};
 use switchboard_workflow::actions::{self, ActionSpec, Kind};
@@ -151,6 +151,7 @@ fn the_renderer_and_the_executor_handle_every_action() {
         );
         let rendered: &RenderedAction = record.action.as_ref().expect(spec.name);
         assert_eq!(rendered.name(), spec.name);
+        assert_eq!(rendered.kind(), spec.kind, "{}", spec.name);
         assert_eq!(
             rendered.is_local(),
             spec.kind == Kind::Local,
@@ -177,7 +178,7 @@ fn the_renderer_and_the_executor_handle_every_action() {
         let failed = matches!(report.outcome, Finish::Failed { .. });
         assert_eq!(
             failed,
-            spec.name == "fail",
+            matches!(rendered.split(), Split::Local(LocalAction::Fail(_))),
             "{}: {:?}",
             spec.name,
             report.outcome

@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `add_contact` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("add_contact", Kind::Platform, Journal::Once)
+/// `add_contact` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("add_contact", Journal::Once)
     .shorthand("handle")
     .example("{ handle: '@ann', message: hello }");
 

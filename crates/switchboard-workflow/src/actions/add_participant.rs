@@ -3,12 +3,12 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `add_participant` as the loader and the engine know it. Repeatable:
+/// `add_participant` as the loader and the engine know it (its kind is in the registry). Repeatable:
 /// adding someone already there has the effect wanted.
-pub const SPEC: ActionSpec =
-    ActionSpec::new::<Args>("add_participant", Kind::Platform, Journal::Repeatable)
+pub const DEF: ActionDef =
+    ActionDef::new::<Args>("add_participant", Journal::Repeatable)
         .shorthand("handle")
         .one_of(&["handle", "id"])
         .choices(&[("role", &["owner", "admin", "member"])])

@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `create_chat` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("create_chat", Kind::Platform, Journal::Once)
+/// `create_chat` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("create_chat", Journal::Once)
     .shorthand("title")
     .example("{ title: Billing, participants: ['@ann'] }");
 

@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `fail` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("fail", Kind::Local, Journal::Repeatable)
+/// `fail` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("fail", Journal::Repeatable)
     .shorthand("reason")
     .example("{ reason: nope }");
 

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::Value;
 
-use super::{value_text, ActionSpec, ArgValues, Journal, Kind};
+use super::{value_text, ActionDef, ArgValues, Journal};
 
 /// Default time limit.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `http` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("http", Kind::Platform, Journal::Once)
+/// `http` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("http", Journal::Once)
     .shorthand("url")
     .durations(&["timeout"])
     .example(

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::Value;
 
-use super::{opt_secs, ActionSpec, ArgValues, Journal, Kind};
+use super::{opt_secs, ActionDef, ArgValues, Journal};
 
-/// `incr` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("incr", Kind::Local, Journal::Repeatable)
+/// `incr` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("incr", Journal::Repeatable)
     .shorthand("key")
     .durations(&["ttl"])
     .example("{ key: k, by: 2, ttl: 1h }");

@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `log` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("log", Kind::Local, Journal::Repeatable)
+/// `log` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("log", Journal::Repeatable)
     .shorthand("message")
     .choices(&[("level", &["error", "warn", "info", "debug", "trace"])])
     .example("{ message: hi, level: warn }");

@@ -1,11 +1,34 @@
 //! Every action of the language, one module each. A module holds the whole
 //! definition of its action: the argument type (from which the JSON Schema
-//! and the loader's key checks come), its [`ActionSpec`] (shorthand, where it
-//! runs, how the journal treats it, value checks, an example) and its
-//! rendered type with the rendering. The engine and the executors match on
-//! [`RenderedAction`], so a new action they do not handle fails to compile.
+//! and the loader's key checks come), its [`ActionDef`] (shorthand, journal
+//! behaviour, value checks, an example) and its rendered type with the
+//! rendering. Its line in [`registry!`] gives its [`Kind`] and builds from it
+//! [`ALL`], [`RenderedAction`] and [`RenderedAction::split`] into
+//! [`LocalAction`] / [`PlatformAction`].
 //!
-//! Adding an action: a new module here, and one line in [`registry!`] below.
+//! # Adding an action
+//!
+//! You write two things: a module here (`Args` deriving `JsonSchema`, `DEF`,
+//! the rendered type with `render`), and its line in [`registry!`]
+//! (`name::Type: Local` or `name::Type: Platform`; the kind is written only
+//! there). The schema, the loader, `find`/`names`, rendering, serialisation
+//! and the test-file checks follow from [`ALL`]. The compiler then asks for
+//! the rest: a `Local` action does not compile until `Engine::run_local`
+//! (switchboard-engine `run.rs`, an exhaustive match on [`LocalAction`])
+//! performs it; a `Platform` one until the `Effects` dispatch
+//! (switchboard-engine `action.rs`) calls a new `Effects` method for it, which
+//! `RestExecutor` (`src/effects/rest.rs`) must then implement, and until
+//! `RestExecutor::landed` (can a copy sent before a crash be found?) and the
+//! dry run's `synthetic_result` (switchboard-engine `recording.rs`) place it.
+//! None of these has a fallback arm. `actions_agree` (switchboard-engine
+//! tests) then checks, for every registered action, that the schema and the
+//! loader know the same arguments, that `DEF.example` loads, gives every
+//! argument, renders and runs, that an unknown key is refused with a
+//! suggestion, that what it serialises to uses only known arguments, and that
+//! platform actions, and only they, reach the executor. Left to you, and
+//! caught by the e2e tests: regenerate `schemas/` (`UPDATE_SCHEMA=1 cargo
+//! test --test e2e schemas`) and add the action's row to the table of
+//! `docs/workflow-reference.md` (checked in the same test file).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -37,15 +60,16 @@ pub enum Journal {
     Once,
 }
 
-/// What the schema, the loader and the engine know of one action.
+/// What an action's module declares: everything the schema, the loader and
+/// the engine know of it except its [`Kind`], which its line in [`registry!`]
+/// gives (the macro sorts the actions into [`LocalAction`] and
+/// [`PlatformAction`] by it, so it is written once, there).
 #[derive(Debug, Clone, Copy)]
-pub struct ActionSpec {
+pub struct ActionDef {
     /// Name as written in workflows (`reply`, `add_participant`, ...).
     pub name: &'static str,
     /// The argument a plain string stands for (`reply: hi` is `text: hi`).
     pub shorthand: Option<&'static str>,
-    /// Who performs it.
-    pub kind: Kind,
     /// Its journal behaviour.
     pub journal: Journal,
     /// Arguments whose literal value must be one of a list.
@@ -60,13 +84,29 @@ pub struct ActionSpec {
     root_schema: fn() -> Schema,
 }
 
-impl ActionSpec {
-    /// A spec whose arguments are described by `A`.
-    pub const fn new<A: JsonSchema>(name: &'static str, kind: Kind, journal: Journal) -> Self {
-        ActionSpec {
+/// A registered action: its module's [`ActionDef`] (reached through `Deref`:
+/// `spec.name`, `spec.journal`, ...) and its [`Kind`].
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSpec {
+    /// Who performs it (from its line in [`registry!`]).
+    pub kind: Kind,
+    def: ActionDef,
+}
+
+impl std::ops::Deref for ActionSpec {
+    type Target = ActionDef;
+
+    fn deref(&self) -> &ActionDef {
+        &self.def
+    }
+}
+
+impl ActionDef {
+    /// A definition whose arguments are described by `A`.
+    pub const fn new<A: JsonSchema>(name: &'static str, journal: Journal) -> Self {
+        ActionDef {
             name,
             shorthand: None,
-            kind,
             journal,
             choices: &[],
             durations: &[],
@@ -79,7 +119,7 @@ impl ActionSpec {
 
     /// With a shorthand argument.
     pub const fn shorthand(self, arg: &'static str) -> Self {
-        ActionSpec {
+        ActionDef {
             shorthand: Some(arg),
             ..self
         }
@@ -90,22 +130,22 @@ impl ActionSpec {
         self,
         choices: &'static [(&'static str, &'static [&'static str])],
     ) -> Self {
-        ActionSpec { choices, ..self }
+        ActionDef { choices, ..self }
     }
 
     /// With duration arguments.
     pub const fn durations(self, durations: &'static [&'static str]) -> Self {
-        ActionSpec { durations, ..self }
+        ActionDef { durations, ..self }
     }
 
     /// Needing at least one of these arguments.
     pub const fn one_of(self, one_of: &'static [&'static str]) -> Self {
-        ActionSpec { one_of, ..self }
+        ActionDef { one_of, ..self }
     }
 
     /// With an example giving every argument.
     pub const fn example(self, example: &'static str) -> Self {
-        ActionSpec { example, ..self }
+        ActionDef { example, ..self }
     }
 
     /// The argument type's schema, registered in `generator` (a `$ref`).
@@ -179,14 +219,17 @@ pub fn names() -> impl Iterator<Item = &'static str> + Clone {
 }
 
 /// Declares the action modules and builds from them the registry, the
-/// [`RenderedAction`] enum and its dispatch: one line per action.
+/// [`RenderedAction`] enum, its [`LocalAction`] / [`PlatformAction`] split
+/// and their dispatch: one line per action, `module::Type: Kind`.
 macro_rules! registry {
-    ($( $module:ident :: $ty:ident ),* $(,)?) => {
+    ($( $module:ident :: $ty:ident : $kind:ident ),* $(,)?) => {
         $( pub mod $module; )*
         $( pub use $module::$ty; )*
 
         /// Every action, in the order the schema lists them.
-        pub const ALL: &[&ActionSpec] = &[ $( &$module::SPEC ),* ];
+        pub const ALL: &[&ActionSpec] = &[
+            $( &ActionSpec { kind: Kind::$kind, def: $module::DEF } ),*
+        ];
 
         /// One action with every template rendered, arguments as the user
         /// wrote them (defaults such as "the event's room" are resolved by
@@ -206,7 +249,7 @@ macro_rules! registry {
             /// The action's definition.
             pub fn spec(&self) -> &'static ActionSpec {
                 match self {
-                    $( RenderedAction::$ty(_) => &$module::SPEC, )*
+                    $( RenderedAction::$ty(_) => &ActionSpec { kind: Kind::$kind, def: $module::DEF }, )*
                 }
             }
 
@@ -214,7 +257,7 @@ macro_rules! registry {
             pub fn render(name: &str, args: &Map<String, Value>) -> Result<Self, String> {
                 let args = ArgValues(args);
                 $(
-                    if name == $module::SPEC.name {
+                    if name == $module::DEF.name {
                         return $module::$ty::render(&args).map(RenderedAction::$ty);
                     }
                 )*
@@ -231,26 +274,76 @@ macro_rules! registry {
                 map.end()
             }
         }
+
+        registry!(@split [] [] $( $module::$ty: $kind, )*);
+    };
+
+    // Sorts the actions by kind, keeping their order.
+    (@split [$($l:tt)*] [$($p:tt)*] $module:ident :: $ty:ident : Local, $($rest:tt)*) => {
+        registry!(@split [$($l)* $module::$ty,] [$($p)*] $($rest)*);
+    };
+    (@split [$($l:tt)*] [$($p:tt)*] $module:ident :: $ty:ident : Platform, $($rest:tt)*) => {
+        registry!(@split [$($l)*] [$($p)* $module::$ty,] $($rest)*);
+    };
+    (@split [$($lm:ident :: $lt:ident,)*] [$($pm:ident :: $pt:ident,)*]) => {
+        /// A [`Kind::Local`] action: performed by the engine itself.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub enum LocalAction<'a> {
+            $(
+                #[doc = concat!("`", stringify!($lm), "`")]
+                $lt(&'a $lm::$lt),
+            )*
+        }
+
+        /// A [`Kind::Platform`] action: performed by the executor.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub enum PlatformAction<'a> {
+            $(
+                #[doc = concat!("`", stringify!($pm), "`")]
+                $pt(&'a $pm::$pt),
+            )*
+        }
+
+        impl RenderedAction {
+            /// The action as the one who performs it sees it: match the
+            /// result, not [`RenderedAction`], where only one kind is handled,
+            /// so a new action of that kind does not compile until handled.
+            pub fn split(&self) -> Split<'_> {
+                match self {
+                    $( RenderedAction::$lt(a) => Split::Local(LocalAction::$lt(a)), )*
+                    $( RenderedAction::$pt(a) => Split::Platform(PlatformAction::$pt(a)), )*
+                }
+            }
+        }
     };
 }
 
+/// A [`RenderedAction`] by who performs it (see [`RenderedAction::split`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split<'a> {
+    /// Performed by the engine (state, log, fail).
+    Local(LocalAction<'a>),
+    /// Performed by the executor (REST calls, outbound HTTP).
+    Platform(PlatformAction<'a>),
+}
+
 registry! {
-    reply::Reply,
-    send_message::SendMessage,
-    post_event::PostEvent,
-    create_chat::CreateChat,
-    add_participant::AddParticipant,
-    remove_participant::RemoveParticipant,
-    approve_contact::ApproveContact,
-    reject_contact::RejectContact,
-    add_contact::AddContact,
-    remove_contact::RemoveContact,
-    set::Set,
-    unset::Unset,
-    incr::Incr,
-    http::Http,
-    log::Log,
-    fail::Fail,
+    reply::Reply: Platform,
+    send_message::SendMessage: Platform,
+    post_event::PostEvent: Platform,
+    create_chat::CreateChat: Platform,
+    add_participant::AddParticipant: Platform,
+    remove_participant::RemoveParticipant: Platform,
+    approve_contact::ApproveContact: Platform,
+    reject_contact::RejectContact: Platform,
+    add_contact::AddContact: Platform,
+    remove_contact::RemoveContact: Platform,
+    set::Set: Local,
+    unset::Unset: Local,
+    incr::Incr: Local,
+    http::Http: Platform,
+    log::Log: Local,
+    fail::Fail: Local,
 }
 
 impl RenderedAction {
@@ -264,9 +357,17 @@ impl RenderedAction {
         self.spec().journal == Journal::Once
     }
 
+    /// Who performs it.
+    pub fn kind(&self) -> Kind {
+        match self.split() {
+            Split::Local(_) => Kind::Local,
+            Split::Platform(_) => Kind::Platform,
+        }
+    }
+
     /// True for actions the engine performs itself (state, log, fail).
     pub fn is_local(&self) -> bool {
-        self.spec().kind == Kind::Local
+        self.kind() == Kind::Local
     }
 }
 

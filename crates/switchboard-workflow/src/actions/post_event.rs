@@ -5,10 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::Value;
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `post_event` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("post_event", Kind::Platform, Journal::Once)
+/// `post_event` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("post_event", Journal::Once)
     .choices(&[("type", &["thought", "tool_call", "tool_result", "error", "task"])])
     .example("{ chat: r1, type: thought, content: thinking, metadata: { step: 1 } }");
 

@@ -3,11 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `reject_contact` as the loader and the engine know it.
-pub const SPEC: ActionSpec =
-    ActionSpec::new::<Args>("reject_contact", Kind::Platform, Journal::Repeatable)
+/// `reject_contact` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef =
+    ActionDef::new::<Args>("reject_contact", Journal::Repeatable)
         .shorthand("reason")
         .example("{ request: cr1, reason: spam }");
 

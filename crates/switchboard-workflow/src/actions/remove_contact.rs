@@ -3,11 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `remove_contact` as the loader and the engine know it.
-pub const SPEC: ActionSpec =
-    ActionSpec::new::<Args>("remove_contact", Kind::Platform, Journal::Repeatable)
+/// `remove_contact` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef =
+    ActionDef::new::<Args>("remove_contact", Journal::Repeatable)
         .shorthand("handle")
         .example("{ handle: '@ann' }");
 

@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `reply` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("reply", Kind::Platform, Journal::Once)
+/// `reply` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("reply", Journal::Once)
     .shorthand("text")
     .example("{ text: hi, mentions: ['@ann'] }");
 

@@ -3,11 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `send_message` as the loader and the engine know it.
-pub const SPEC: ActionSpec =
-    ActionSpec::new::<Args>("send_message", Kind::Platform, Journal::Once)
+/// `send_message` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef =
+    ActionDef::new::<Args>("send_message", Journal::Once)
         .example("{ chat: r1, text: hi, mentions: ['@ann'] }");
 
 /// Post a message in a room.

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use serde_json::Value;
 
-use super::{opt_secs, ActionSpec, ArgValues, Journal, Kind};
+use super::{opt_secs, ActionDef, ArgValues, Journal};
 
-/// `set` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("set", Kind::Local, Journal::Repeatable)
+/// `set` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("set", Journal::Repeatable)
     .durations(&["ttl"])
     .example("{ key: k, value: 1, ttl: 1h }");
 

@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{ActionSpec, ArgValues, Journal, Kind};
+use super::{ActionDef, ArgValues, Journal};
 
-/// `unset` as the loader and the engine know it.
-pub const SPEC: ActionSpec = ActionSpec::new::<Args>("unset", Kind::Local, Journal::Repeatable)
+/// `unset` as the loader and the engine know it (its kind is in the registry).
+pub const DEF: ActionDef = ActionDef::new::<Args>("unset", Journal::Repeatable)
     .shorthand("key")
     .example("{ key: k }");
 
