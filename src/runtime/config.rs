@@ -59,10 +59,14 @@ impl fmt::Debug for RuntimeConfig {
 /// Runtime knobs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tunables {
-    /// Tries of `GET /agent/me` on retryable errors, on top of the REST client's own retries.
-    pub me_attempts: u32,
-    /// First pause between `/me` tries; doubles, capped at 16 s (as the SDK does).
-    pub me_retry_delay: Duration,
+    /// First pause between start-up tries (`/agent/me`, the room list) after a
+    /// retryable error outlasted the REST client's own retries; doubles up to
+    /// [`Tunables::startup_retry_cap`]. Start-up keeps trying until it succeeds,
+    /// the runtime is shut down, or the platform gives an answer that cannot
+    /// change (a refused key, a wrong URL).
+    pub startup_retry_delay: Duration,
+    /// Longest pause between start-up tries (16 s, as the SDK caps `/agent/me`).
+    pub startup_retry_cap: Duration,
     /// How many handled message ids are remembered (shared by every room).
     pub completed_capacity: usize,
     /// Tries of `POST /processed` after the handler succeeded; the handler is never re-run.
@@ -85,8 +89,8 @@ pub struct Tunables {
 impl Default for Tunables {
     fn default() -> Self {
         Tunables {
-            me_attempts: 5,
-            me_retry_delay: Duration::from_secs(1),
+            startup_retry_delay: Duration::from_secs(1),
+            startup_retry_cap: Duration::from_secs(16),
             completed_capacity: 4096,
             ack_attempts: 3,
             ack_retry_delay: Duration::from_millis(500),

@@ -13,31 +13,52 @@ use super::contacts::spawn_contacts;
 use super::error::RuntimeError;
 use super::lifecycle::Services;
 use super::rooms::{spawn_room, RoomCmd, RoomHandle, ROOM_TOPICS};
-use band_client::rest::AgentApi;
+use band_client::rest::{AgentApi, ApiError};
 use band_client::socket::{Socket, SocketEvent, Status, StopReason};
 use band_wire::events::{Event, TopicKind};
 use band_wire::model::AgentMe;
 
-/// Longest pause between `/agent/me` tries (the SDK's cap).
-const ME_MAX_DELAY: Duration = Duration::from_secs(16);
-
-/// `GET /agent/me`, retried with doubling pauses on retryable errors.
-pub(crate) async fn fetch_me(api: &AgentApi, t: &Tunables) -> Result<AgentMe, RuntimeError> {
-    let attempts = t.me_attempts.max(1);
-    let mut delay = t.me_retry_delay;
-    let mut attempt = 1;
+/// Runs a start-up call until it succeeds, pausing (doubling, capped) after
+/// each retryable failure: a platform outage at start-up is waited out like
+/// one while running (the socket reconnects the same way). Any other error
+/// (a refused key, a wrong URL) is returned at once. The caller races this
+/// against shutdown.
+async fn until_answered<T, F, Fut>(what: &str, t: &Tunables, mut call: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let mut delay = t.startup_retry_delay.min(t.startup_retry_cap);
+    let mut attempt: u64 = 1;
     loop {
-        match api.me().await {
-            Ok(me) => return Ok(me),
-            Err(e) if e.is_retryable() && attempt < attempts => {
-                tracing::warn!(attempt, error = %e, "GET /agent/me failed; retrying");
+        match call().await {
+            Ok(v) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, "{what} answered; start-up goes on");
+                }
+                return Ok(v);
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(
+                    attempt,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %e,
+                    "{what} failed; the platform may be down, trying again"
+                );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(ME_MAX_DELAY);
+                delay = (delay * 2).min(t.startup_retry_cap);
                 attempt += 1;
             }
-            Err(e) => return Err(RuntimeError::Me(e)),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// `GET /agent/me`, tried until answered (see [`until_answered`]).
+pub(crate) async fn fetch_me(api: &AgentApi, t: &Tunables) -> Result<AgentMe, RuntimeError> {
+    until_answered("GET /agent/me", t, || api.me())
+        .await
+        .map_err(RuntimeError::Me)
 }
 
 /// Owns the rooms and the socket's event stream for one run.
@@ -85,12 +106,12 @@ impl Supervisor {
             .await?;
         self.join_required(&TopicKind::AgentRooms.topic(&id))
             .await?;
-        let chats = self
-            .services
-            .api
-            .list_all_chats()
-            .await
-            .map_err(RuntimeError::ListChats)?;
+        let api = &self.services.api;
+        let chats = until_answered("GET /agent/chats", &self.services.tunables, || {
+            api.list_all_chats()
+        })
+        .await
+        .map_err(RuntimeError::ListChats)?;
         let joins = chats.iter().map(|c| join_room_topics(&self.socket, &c.id));
         futures_util::future::join_all(joins).await;
         let mut drained = Vec::new();

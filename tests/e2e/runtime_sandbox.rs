@@ -179,7 +179,7 @@ impl World {
         c.socket.join_timeout = Duration::from_secs(2);
         c.socket.reconnect = Backoff::fixed(reconnect, None);
         c.socket.rejoin = Backoff::fixed(Duration::from_millis(50), Some(5));
-        c.tunables.me_retry_delay = Duration::from_millis(50);
+        c.tunables.startup_retry_delay = Duration::from_millis(50);
         c.tunables.ack_retry_delay = Duration::from_millis(50);
         c.tunables.shutdown_grace = Duration::from_secs(5);
         // One attempt unless a test is about retries.
@@ -667,6 +667,57 @@ async fn agent_me_is_retried_on_server_errors() {
     let (handle, task) = w.spawn();
     w.wait("started", |w| w.count("started") == 1).await;
     w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn startup_outlasts_a_long_server_error_burst_on_agent_me() {
+    let w = World::start().await;
+    // Far more failures than the REST client and any fixed number of tries
+    // absorb: only an answer that cannot change (a refused key) ends start-up.
+    w.post(
+        "/_sandbox/faults",
+        json!({"fail": {"method": "GET", "path": "/agent/me", "status": 503, "count": 40}}),
+    )
+    .await;
+    let mut c = w.config(Duration::from_millis(50));
+    c.rest.retry.base_delay = Duration::from_millis(5);
+    c.tunables.startup_retry_cap = Duration::from_millis(20);
+    let (handle, task) = w.spawn_with(c);
+    w.wait("started", |w| w.count("started") == 1).await;
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn startup_outlasts_a_server_error_burst_on_the_room_list() {
+    let w = World::start().await;
+    w.post(
+        "/_sandbox/faults",
+        json!({"fail": {"method": "GET", "path": "/agent/chats", "status": 503, "count": 40}}),
+    )
+    .await;
+    let mut c = w.config(Duration::from_millis(50));
+    c.rest.retry.base_delay = Duration::from_millis(5);
+    c.tunables.startup_retry_cap = Duration::from_millis(20);
+    let (handle, task) = w.spawn_with(c);
+    w.wait("started", |w| w.count("started") == 1).await;
+    // Not only started: the rooms listed after the burst are served.
+    w.say(&w.bob, &w.room, "after the outage").await;
+    w.wait("message handled", |w| w.count("message_created") == 1)
+        .await;
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn startup_ends_at_once_when_the_key_is_refused() {
+    let w = World::start().await;
+    w.post(
+        "/_sandbox/faults",
+        json!({"fail": {"method": "GET", "path": "/agent/chats", "status": 401, "count": 1}}),
+    )
+    .await;
+    let (_handle, task) = w.spawn();
+    let err = timeout(WAIT, task).await.unwrap().unwrap().unwrap_err();
+    assert!(matches!(err, RuntimeError::ListChats(_)), "{err}");
 }
 
 #[tokio::test]
