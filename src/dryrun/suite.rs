@@ -125,8 +125,20 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
     let mut failures = Vec::new();
     for (i, event) in events.iter().enumerate() {
         if let Some(after) = &event.after {
+            // The spec check already refused a bad `after`; the clock still
+            // cannot run past the calendar's end (no overflow).
             let step = parse_duration(after).unwrap_or(Duration::ZERO);
-            now += chrono::Duration::from_std(step).unwrap_or_default();
+            let Some(later) = chrono::Duration::from_std(step)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+            else {
+                failures.push(setup(format!(
+                    "event {}: `after: {after}` moves the clock past the last date it can hold",
+                    i + 1
+                )));
+                return failures;
+            };
+            now = later;
         }
         let chat = event.chat.clone().or_else(|| given.chat.clone());
         let PreparedEvent { input, scope, .. } = event_input(

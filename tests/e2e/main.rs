@@ -10,6 +10,7 @@ mod cli_dryrun;
 mod cli_sandbox;
 mod console_browser;
 mod journal;
+mod limits;
 mod metrics;
 mod reload;
 mod runtime_sandbox;

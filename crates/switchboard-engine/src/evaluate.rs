@@ -40,6 +40,9 @@ pub struct Evaluator<'a> {
     /// Describe each condition and keep what it saw (for traces people read).
     pub detail: bool,
     jctx: std::cell::OnceCell<JValue>,
+    /// The first error that must fail the event rather than count as "no
+    /// match" (a pattern that does not compile).
+    broken: std::cell::RefCell<Option<String>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -50,7 +53,22 @@ impl<'a> Evaluator<'a> {
             templates,
             detail,
             jctx: std::cell::OnceCell::new(),
+            broken: std::cell::RefCell::new(None),
         }
+    }
+
+    /// The error that must fail the event, if a condition hit one: the
+    /// condition counted as false, but the event must not go on as if it
+    /// simply did not match.
+    pub fn take_broken(&self) -> Option<String> {
+        self.broken.borrow_mut().take()
+    }
+
+    /// Keeps the first error that must fail the event.
+    fn broke(&self, error: &str) {
+        self.broken
+            .borrow_mut()
+            .get_or_insert_with(|| error.to_owned());
     }
 
     /// The condition's description, when traces are detailed (empty otherwise:
@@ -95,12 +113,12 @@ pub fn eval(cond: &Cond, ev: &Evaluator, caps: &mut Captures) -> CondTrace {
             checks,
         } => {
             let actual = ev.ctx.lookup(segments);
-            let passed = checks.iter().all(|c| check(c, actual, caps));
+            let (passed, error) = settle(ev, every(checks, |c| check(c, actual, caps)));
             CondTrace {
                 condition: ev.describe(|| format!("{path} {}", describe_checks(checks))),
                 passed,
                 saw: ev.detail.then(|| actual.cloned().unwrap_or(Value::Null)),
-                error: None,
+                error,
                 children: Vec::new(),
             }
         }
@@ -155,17 +173,49 @@ pub fn eval(cond: &Cond, ev: &Evaluator, caps: &mut Captures) -> CondTrace {
                 .map(|refs| refs.into_iter().map(|r| r.val().clone()).collect())
                 .unwrap_or_default();
             let list = Value::Array(found);
-            let passed = match checks.is_empty() {
-                true => list.as_array().is_some_and(|a| !a.is_empty()),
-                false => checks.iter().all(|c| check_list(c, &list, caps)),
+            let (passed, error) = match checks.is_empty() {
+                true => (list.as_array().is_some_and(|a| !a.is_empty()), None),
+                false => settle(ev, every(checks, |c| check_list(c, &list, caps))),
             };
             CondTrace {
                 condition: ev.describe(|| format!("jsonpath {source} {}", describe_checks(checks))),
                 passed,
                 saw: ev.detail.then_some(list),
-                error: None,
+                error,
                 children: Vec::new(),
             }
+        }
+    }
+}
+
+/// Whether every check holds, stopping at the first that does not (or errs).
+fn every<T>(items: &[T], mut f: impl FnMut(&T) -> Result<bool, String>) -> Result<bool, String> {
+    for item in items {
+        if !f(item)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Whether any item holds, stopping at the first that does (or errs).
+fn some<T>(items: &[T], mut f: impl FnMut(&T) -> Result<bool, String>) -> Result<bool, String> {
+    for item in items {
+        if f(item)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A condition's outcome and error: an error counts as false, and is kept
+/// to fail the event.
+fn settle(ev: &Evaluator, outcome: Result<bool, String>) -> (bool, Option<String>) {
+    match outcome {
+        Ok(passed) => (passed, None),
+        Err(e) => {
+            ev.broke(&e);
+            (false, Some(e))
         }
     }
 }
@@ -193,29 +243,32 @@ fn describe_checks(checks: &[Check]) -> String {
 
 /// On a JSONPath result list: list-level operators see the list, the others
 /// hold when any element satisfies them.
-fn check_list(c: &Check, list: &Value, caps: &mut Captures) -> bool {
+fn check_list(c: &Check, list: &Value, caps: &mut Captures) -> Result<bool, String> {
     match c.op {
         // The list is always there; "exists" means the query found something.
         Op::Exists => {
             let found = list.as_array().is_some_and(|a| !a.is_empty());
-            found == c.operand.as_bool().unwrap_or(true)
+            Ok(found == c.operand.as_bool().unwrap_or(true))
         }
         Op::Contains | Op::Length | Op::Equals | Op::NotEquals => check(c, Some(list), caps),
-        Op::NotIn => list
-            .as_array()
-            .is_some_and(|items| items.iter().all(|v| check(c, Some(v), caps))),
-        _ => list
-            .as_array()
-            .is_some_and(|items| items.iter().any(|v| check(c, Some(v), caps))),
+        Op::NotIn => match list.as_array() {
+            Some(items) => every(items, |v| check(c, Some(v), caps)),
+            None => Ok(false),
+        },
+        _ => match list.as_array() {
+            Some(items) => some(items, |v| check(c, Some(v), caps)),
+            None => Ok(false),
+        },
     }
 }
 
 /// One operator against the value found (None: the path does not exist).
-pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> bool {
+/// An error (a pattern that does not compile) must fail the event.
+pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> Result<bool, String> {
     let present = actual.filter(|v| !v.is_null());
     let null = Value::Null;
     let v = actual.unwrap_or(&null);
-    match c.op {
+    Ok(match c.op {
         Op::Exists => present.is_some() == c.operand.as_bool().unwrap_or(true),
         Op::Equals => equal(v, &c.operand, c.insensitive),
         Op::NotEquals => !equal(v, &c.operand, c.insensitive),
@@ -232,10 +285,12 @@ pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> bool {
         Op::StartsWith => strings(v, &c.operand, c.insensitive, |a, b| a.starts_with(b)),
         Op::EndsWith => strings(v, &c.operand, c.insensitive, |a, b| a.ends_with(b)),
         Op::Matches => {
-            let (Some(re), Some(text)) =
-                (c.regex.as_ref().and_then(|p| p.regex()), as_text(present))
-            else {
-                return false;
+            let re = match &c.regex {
+                Some(p) => p.regex()?,
+                None => return Err("`matches` without a pattern (engine bug)".to_owned()),
+            };
+            let Some(text) = as_text(present) else {
+                return Ok(false);
             };
             match re.captures(&text) {
                 Some(found) => {
@@ -261,7 +316,7 @@ pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> bool {
         },
         Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
             let Some(ord) = compare(v, &c.operand) else {
-                return false;
+                return Ok(false);
             };
             match c.op {
                 Op::Gt => ord.is_gt(),
@@ -278,9 +333,9 @@ pub fn check(c: &Check, actual: Option<&Value>, caps: &mut Captures) -> bool {
                 _ => 0,
             };
             let len = Value::from(len);
-            c.nested.iter().all(|n| check(n, Some(&len), caps))
+            return every(&c.nested, |n| check(n, Some(&len), caps));
         }
-    }
+    })
 }
 
 fn fold(s: &str, insensitive: bool) -> String {

@@ -327,10 +327,24 @@ impl Engine {
                 .clone();
             let ctx = Context::new(base, rule.vars.clone(), snapshot);
             let mut caps = Captures::default();
-            let (passed, conditions) = {
+            let (passed, conditions, broken) = {
                 let ev = Evaluator::new(&ctx, ruleset.templates(), self.every_rule);
-                evaluate::all(&rule.conditions, &ev, &mut caps)
+                let (passed, conditions) = evaluate::all(&rule.conditions, &ev, &mut caps);
+                (passed, conditions, ev.take_broken())
             };
+            if let Some(error) = broken {
+                // Not "no match": the rule cannot be evaluated, so the event fails.
+                report.trace.push(RuleTrace {
+                    rule: rule.id.clone(),
+                    verdict: Verdict::NotMatched,
+                    conditions,
+                });
+                tracing::error!(rule = %rule.id, %error, "a condition could not be evaluated");
+                report.outcome = Finish::Failed {
+                    reason: format!("{}: {error}", rule.id),
+                };
+                break;
+            }
             let mut verdict = if passed {
                 Verdict::Matched
             } else {
@@ -486,6 +500,13 @@ impl Engine {
             }
             let ev = Evaluator::new(&seen, ruleset.templates(), false);
             let (ok, _) = evaluate::all(&action.when, &ev, &mut scratch);
+            if let Some(e) = ev.take_broken() {
+                let error = format!("{} `if`: {e}", action.name);
+                record.status = ActionStatus::Failed;
+                record.error = Some(error.clone());
+                report.actions.push(record);
+                return Err(error);
+            }
             if !ok {
                 report.actions.push(record);
                 return Ok(Flow::Next);
@@ -648,7 +669,11 @@ impl Engine {
         let window = chrono::Duration::from_std(t.per).unwrap_or(chrono::Duration::MAX);
         let mut all = self.throttles.lock().unwrap_or_else(|p| p.into_inner());
         let runs = all.entry((rule.id.clone(), key)).or_default();
-        while runs.front().is_some_and(|&at| at + window <= now) {
+        // A window past the calendar's end never closes (no overflow).
+        while runs
+            .front()
+            .is_some_and(|&at| at.checked_add_signed(window).is_some_and(|end| end <= now))
+        {
             runs.pop_front();
         }
         if runs.len() >= t.max as usize {

@@ -218,9 +218,17 @@ impl StateStore {
     }
 }
 
+/// When a key set at `now` with `ttl` expires. Workflows bound a TTL (see
+/// `switchboard_workflow::duration::MAX_DURATION`), so this only saturates for
+/// callers that do not: a TTL past the calendar's end never expires.
 fn expiry(ttl: Option<Duration>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    ttl.and_then(|t| chrono::Duration::from_std(t).ok())
-        .map(|t| now + t)
+    let ttl = ttl?;
+    Some(
+        chrono::Duration::from_std(ttl)
+            .ok()
+            .and_then(|t| now.checked_add_signed(t))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::actions;
-use super::duration::parse_duration;
+use super::duration::{parse_duration, seconds};
 use super::error::{did_you_mean, LoadError};
 use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
@@ -902,6 +902,22 @@ impl<'a> Compiler<'a> {
     ) -> bool {
         let mut ok = true;
         for (k, a) in args {
+            // A number where a duration goes is seconds; bounded like text.
+            if let Arg::Value(Value::Number(n)) = a {
+                let bad = match spec.durations.contains(&k.as_str()) {
+                    true => match n.as_f64() {
+                        Some(s) => seconds(s).err(),
+                        None => Some(format!("{n} is not a number of seconds")),
+                    },
+                    false => None,
+                };
+                if let Some(e) = bad {
+                    let loc = arg_loc(at, k).unwrap_or(at.loc);
+                    self.error(loc, format!("`{k}`: {e}"), None);
+                    ok = false;
+                }
+                continue;
+            }
             let Arg::Text(t) = a else { continue };
             let Some(lit) = t.literal() else { continue };
             let choices = spec.choices.iter().find(|(c, _)| c == k);

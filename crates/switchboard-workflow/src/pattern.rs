@@ -18,7 +18,7 @@ pub const SIZE_LIMIT: usize = 1 << 20;
 pub struct Pattern {
     source: String,
     insensitive: bool,
-    compiled: Arc<OnceLock<Option<Regex>>>,
+    compiled: Arc<OnceLock<Result<Regex, String>>>,
 }
 
 impl Pattern {
@@ -42,18 +42,21 @@ impl Pattern {
         self.insensitive
     }
 
-    /// The compiled regex (`None` only if compiling failed after the check
-    /// passed, which the check is there to prevent; it is logged).
-    pub fn regex(&self) -> Option<&Regex> {
+    /// The compiled regex. An error only if compiling failed after the check
+    /// passed, which the check is built to prevent (it builds the same NFAs
+    /// the `regex` crate does); the caller must treat it as a failure, never
+    /// as "no match". The error is remembered: the pattern is not compiled again.
+    pub fn regex(&self) -> Result<&Regex, String> {
         self.compiled
-            .get_or_init(|| match compiled(&self.source, self.insensitive) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!(pattern = %self.source, error = %e, "regex does not compile");
-                    None
-                }
+            .get_or_init(|| {
+                compiled(&self.source, self.insensitive).map_err(|e| {
+                    let e = last_line(&e.to_string());
+                    tracing::error!(pattern = %self.source, error = %e, "regex does not compile although its check passed");
+                    format!("pattern `{}` does not compile: {e}", self.source)
+                })
             })
             .as_ref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -67,20 +70,31 @@ fn check_once(source: &str, insensitive: bool) -> Result<(), String> {
 }
 
 /// Syntax (the parser `regex` uses, so the same messages) and the compiled
-/// size (the NFA that `regex` would build, against the same limit).
+/// size: the two NFAs `regex` builds and fails on, forward (with captures)
+/// and reverse (without; it can be the larger one: `(?s:.){2000}`), each
+/// configured as `regex` does, against the same limit. Building the regex
+/// itself would cost several times more per pattern at load.
 fn check(source: &str, insensitive: bool) -> Result<(), String> {
-    use regex_automata::nfa::thompson;
-    regex_syntax::ParserBuilder::new()
+    use regex_automata::nfa::thompson::{self, WhichCaptures};
+    let hir = regex_syntax::ParserBuilder::new()
         .case_insensitive(insensitive)
         .build()
         .parse(source)
         .map_err(|e| last_line(&e.to_string()))?;
-    thompson::Compiler::new()
-        .syntax(regex_automata::util::syntax::Config::new().case_insensitive(insensitive))
-        .configure(thompson::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
-        .build(source)
-        .map(drop)
-        .map_err(|_| format!("compiled regex exceeds size limit of {SIZE_LIMIT} bytes"))
+    let config = thompson::Config::new()
+        .nfa_size_limit(Some(SIZE_LIMIT))
+        .shrink(false);
+    let reverse = config
+        .clone()
+        .which_captures(WhichCaptures::None)
+        .reverse(true);
+    for config in [config, reverse] {
+        thompson::Compiler::new()
+            .configure(config)
+            .build_from_hir(&hir)
+            .map_err(|_| format!("compiled regex exceeds size limit of {SIZE_LIMIT} bytes"))?;
+    }
+    Ok(())
 }
 
 /// The last line of a multi-line regex error, without its `error: ` prefix.

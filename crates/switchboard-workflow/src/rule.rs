@@ -62,10 +62,12 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The next run strictly after `now`.
+    /// The next run strictly after `now` (none past the calendar's end).
     pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Every(d) => chrono::Duration::from_std(*d).ok().map(|d| now + d),
+            Schedule::Every(d) => chrono::Duration::from_std(*d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d)),
             Schedule::Cron(c) => c.find_next_occurrence(&now, false).ok(),
         }
     }

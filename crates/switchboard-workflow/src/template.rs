@@ -50,6 +50,8 @@ pub struct Templates {
     env: Environment<'static>,
     /// Name → source, read by the environment's loader.
     sources: Arc<RwLock<HashMap<String, String>>>,
+    /// Name → expression, for texts that are exactly one `{{ expr }}`.
+    exprs: HashMap<String, String>,
     count: usize,
 }
 
@@ -85,6 +87,7 @@ impl Templates {
         Templates {
             env,
             sources,
+            exprs: HashMap::new(),
             count: 0,
         }
     }
@@ -110,12 +113,10 @@ impl Templates {
         self.count += 1;
         let name = format!("t{}", self.count);
         if let Some(expr) = single_expression(source) {
-            // Check the expression alone first, so errors quote what the user wrote.
             self.env
                 .compile_expression(expr)
                 .map_err(|e| describe(&e))?;
-            let wrapped = format!("{{{{ ({expr}) | tojson }}}}");
-            self.add(&name, wrapped)?;
+            self.exprs.insert(name.clone(), expr.to_owned());
             return Ok(Text::Expr(name));
         }
         self.add(&name, source.to_owned())?;
@@ -127,13 +128,23 @@ impl Templates {
         match text {
             Text::Literal(s) => Ok(Value::String(s.clone())),
             Text::Template(name) => self.render_str(name, ctx).map(Value::String),
+            // Evaluated to its value, not printed as JSON and read back: the
+            // fuel then counts the expression's work, not the bytes of a
+            // large value it passes through (a 500 KB message, JSON-escaped).
             Text::Expr(name) => {
-                let out = self.render_str(name, ctx)?;
-                // `tojson` of an undefined value renders nothing.
-                if out.trim().is_empty() {
+                let expr = self
+                    .exprs
+                    .get(name)
+                    .ok_or_else(|| format!("template `{name}` not found (engine bug)"))?;
+                let value = self
+                    .env
+                    .compile_expression(expr)
+                    .and_then(|e| e.eval(ctx))
+                    .map_err(|e| describe(&e))?;
+                if value.is_undefined() || value.is_none() {
                     return Ok(Value::Null);
                 }
-                serde_json::from_str(&out).map_err(|e| format!("expression result: {e}"))
+                serde_json::to_value(&value).map_err(|e| format!("expression result: {e}"))
             }
         }
     }

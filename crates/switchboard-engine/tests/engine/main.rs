@@ -5,5 +5,6 @@
 
 mod actions_agree;
 mod eval;
+mod limits;
 mod prefilter;
 mod replies;

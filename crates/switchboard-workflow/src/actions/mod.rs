@@ -39,7 +39,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::duration::parse_duration;
+use crate::duration::{parse_duration, seconds};
 
 /// Where an action is performed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,9 +414,10 @@ impl ArgValues<'_> {
             None => Ok(None),
             Some(Value::Number(n)) => n
                 .as_f64()
-                .filter(|s| *s > 0.0)
-                .map(|s| Some(Duration::from_secs_f64(s)))
-                .ok_or_else(|| format!("`{k}` must be positive")),
+                .ok_or_else(|| format!("`{k}` must be a number of seconds, got {n}"))
+                .and_then(seconds)
+                .map(Some)
+                .map_err(|e| format!("`{k}`: {e}")),
             Some(Value::String(s)) => parse_duration(s)
                 .map(Some)
                 .map_err(|e| format!("`{k}`: {e}")),
