@@ -16,6 +16,7 @@ use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::effects::journal::JournalFile;
 use crate::effects::rest::RestExecutor;
+use crate::effects::state_dir::{self, StateDir, StateDirError};
 use crate::effects::state_file::StateFile;
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
@@ -42,7 +43,10 @@ pub struct AgentConfig {
     pub agent_id: Option<String>,
     /// The workflows folder.
     pub workflows: PathBuf,
-    /// Where state is saved, when it should survive a restart.
+    /// Where the journal and the state are kept by default (`switchboard
+    /// run`: the agent's own directory; embedded agents: in memory).
+    pub state_dir: StateDirChoice,
+    /// Where state is saved, overriding the state directory's file.
     pub state_file: Option<PathBuf>,
     /// Environment variables templates may read as `env.NAME`.
     pub allow_env: Vec<String>,
@@ -50,8 +54,8 @@ pub struct AgentConfig {
     pub allow_http_hosts: Vec<String>,
     /// Reload when a workflow file changes (SIGHUP reloads either way).
     pub watch: bool,
-    /// The action journal's file: messages resume after a crash without
-    /// repeating what they did. `None`: in memory (retries still resume).
+    /// The action journal's file, overriding the state directory's: messages
+    /// resume after a crash without repeating what they did.
     pub journal: Option<PathBuf>,
     /// Attempts a failing message gets before it is left failed.
     pub max_attempts: u64,
@@ -66,8 +70,8 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// An agent on `workflows` with every option at its default: no state
-    /// file, journal in memory, the runtime's retry limits, nothing extra
+    /// An agent on `workflows` with every option at its default: ephemeral
+    /// (journal and state in memory; `switchboard run` chooses a directory), the runtime's retry limits, nothing extra
     /// reachable from templates, no watching, no metrics.
     pub fn new(rest_url: String, ws_url: String, api_key: String, workflows: PathBuf) -> Self {
         let tunables = crate::runtime::Tunables::default();
@@ -77,6 +81,7 @@ impl AgentConfig {
             api_key,
             agent_id: None,
             workflows,
+            state_dir: StateDirChoice::Ephemeral,
             state_file: None,
             allow_env: Vec::new(),
             allow_http_hosts: Vec::new(),
@@ -91,6 +96,17 @@ impl AgentConfig {
     }
 }
 
+/// Where an agent keeps its journal and state when no file is given for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateDirChoice {
+    /// In memory: a crash forgets what was sent (retries within a run still resume).
+    Ephemeral,
+    /// `$XDG_STATE_HOME/switchboard/<agent id>` (or `~/.local/state/...`).
+    Default,
+    /// This directory.
+    At(PathBuf),
+}
+
 impl std::fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentConfig")
@@ -99,6 +115,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("api_key", &"<redacted>")
             .field("agent_id", &self.agent_id)
             .field("workflows", &self.workflows)
+            .field("state_dir", &self.state_dir)
             .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
@@ -121,6 +138,9 @@ pub enum AgentError {
     /// The journal file is unusable.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The state directory is unusable or in use.
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
@@ -178,9 +198,11 @@ pub struct Agent {
     files: Files,
 }
 
-/// The agent's files, each written by its own thread.
+/// The agent's files, each written by its own thread, and the lock on their
+/// directory (held until the agent is dropped).
 #[derive(Default)]
 struct Files {
+    dir: Option<StateDir>,
     journal: Option<Arc<JournalFile>>,
     state: Option<Arc<StateFile>>,
 }
@@ -232,8 +254,33 @@ impl Agent {
             }
         };
         let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
+        let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
+        let me = api.me().await.map_err(AgentError::Me)?;
         let mut files = Files::default();
-        let state = match &config.state_file {
+        let dir = match &config.state_dir {
+            StateDirChoice::Ephemeral => None,
+            StateDirChoice::Default => {
+                Some(state_dir::for_agent(&state_dir::default_root()?, &me.id)?)
+            }
+            StateDirChoice::At(path) => Some(path.clone()),
+        };
+        if let Some(path) = dir {
+            let dir = StateDir::open(&path)?;
+            tracing::info!(dir = %dir.path().display(), "state directory (journal and state) locked");
+            files.dir = Some(dir);
+        }
+        let in_dir = |file: fn(&StateDir) -> PathBuf| files.dir.as_ref().map(file);
+        let state_path = config
+            .state_file
+            .clone()
+            .or_else(|| in_dir(StateDir::state));
+        let journal_path = config.journal.clone().or_else(|| in_dir(StateDir::journal));
+        if files.dir.is_none() && (state_path.is_none() || journal_path.is_none()) {
+            tracing::info!(
+                "ephemeral: what is not given a file is kept in memory and lost on a crash"
+            );
+        }
+        let state = match &state_path {
             Some(path) => {
                 let file = Arc::new(StateFile::open(path)?);
                 files.state = Some(file.clone());
@@ -259,7 +306,7 @@ impl Agent {
                     .map(|v| (name.clone(), Value::String(v)))
             })
             .collect();
-        let journal = match &config.journal {
+        let journal = match &journal_path {
             Some(path) => {
                 let file = Arc::new(JournalFile::open(path)?);
                 files.journal = Some(file.clone());
@@ -280,8 +327,6 @@ impl Agent {
             engine = engine.tracing_every_rule();
         }
         let engine = Arc::new(engine);
-        let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
-        let me = api.me().await.map_err(AgentError::Me)?;
         let mut executor: Arc<dyn Executor> =
             Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()).with_identity(&me.id));
         if let Some(t) = &telemetry {

@@ -242,12 +242,13 @@ fn spawn_switchboard(
     dir: &std::path::Path,
 ) -> Result<Child, BenchError> {
     let mut cmd = Command::new(&plan.exe);
-    cmd.args(["run", "--no-watch", "--workflows"])
+    cmd.args(["run", "--ephemeral", "--no-watch", "--workflows"])
         .arg(dir)
         .args(["--rest-url", rest_url, "--ws-url", ws_url])
         .env("BAND_API_KEY", &world.agent.api_key)
         .env_remove("BAND_API_KEY_FILE")
         .env_remove("BAND_JOURNAL")
+        .env_remove("SWITCHBOARD_STATE_DIR")
         .env_remove("BAND_METRICS_ADDR");
     spawn(
         "switchboard run",

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tokio::sync::mpsc;
 
-use crate::agent::{Agent, AgentConfig, AgentError, Handled};
+use crate::agent::{Agent, AgentConfig, AgentError, Handled, StateDirChoice};
 use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use band_sandbox::{default_seed, load_seed, RunningSandbox};
 use band_wire::model::{ChatMessage, Mention};
@@ -70,6 +70,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         AGENT_KEY.into(),
         args.workflows.clone(),
     );
+    // A throwaway sandbox: nothing of it is worth keeping on disk.
+    config.state_dir = StateDirChoice::Ephemeral;
     let agent = if args.keep_running {
         let (agent, feed) = prepare_with_feed(&mut config, tx).await?;
         sandbox.sandbox().set_agent_feed(Some(feed));

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::agent::{Agent, AgentConfig};
+use crate::agent::{Agent, AgentConfig, StateDirChoice};
 
 /// The platform's defaults, as the official SDK has them.
 const DEFAULT_REST_URL: &str = "https://app.band.ai";
@@ -21,6 +21,8 @@ Against the sandbox (`switchboard sandbox` in another terminal):
   switchboard run --rest-url http://127.0.0.1:4000 \\
       --ws-url ws://127.0.0.1:4000/api/v1/socket/websocket --api-key triage-key
 
+The journal and rule state live in a locked state directory (--state-dir;
+--ephemeral keeps them in memory), so a crash does not repeat replies.
 The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.
 It reloads its workflows when a file in the folder changes, and on SIGHUP; a
 folder that does not compile leaves the running rules in place (errors logged).")]
@@ -55,7 +57,19 @@ pub struct RunArgs {
     #[arg(long, env = "BAND_WS_URL", default_value = DEFAULT_WS_URL)]
     ws_url: String,
 
-    /// Save rule state (counters) to this file so it survives restarts.
+    /// Keep the action journal and the rule state in DIR (locked: one live
+    /// process per directory). Default: $XDG_STATE_HOME/switchboard/<agent id>,
+    /// or ~/.local/state/switchboard/<agent id>.
+    #[arg(long, env = "SWITCHBOARD_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Keep the journal and the state in memory: nothing is written, and a
+    /// reply sent just before a crash may be sent again after it (demos,
+    /// benchmarks, throwaway runs).
+    #[arg(long, conflicts_with = "state_dir")]
+    ephemeral: bool,
+
+    /// Save rule state (counters) to this file instead of the state directory's.
     #[arg(long)]
     state_file: Option<PathBuf>,
 
@@ -71,9 +85,8 @@ pub struct RunArgs {
     #[arg(long)]
     no_watch: bool,
 
-    /// Keep the action journal in this file, so a message served again after a
-    /// crash resumes without repeating replies (exactly-once); without it the
-    /// journal lives in memory and only protects retries within one run.
+    /// Keep the action journal in this file instead of the state directory's
+    /// (a message served again after a crash resumes without repeating replies).
     #[arg(long, env = "BAND_JOURNAL", value_name = "PATH")]
     journal: Option<PathBuf>,
 
@@ -113,6 +126,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         api_key,
         agent_id: args.agent_id.filter(|a| !a.is_empty()),
         workflows: args.workflows,
+        state_dir: match (args.ephemeral, args.state_dir) {
+            (true, _) => StateDirChoice::Ephemeral,
+            (false, Some(dir)) if !dir.as_os_str().is_empty() => StateDirChoice::At(dir),
+            (false, _) => StateDirChoice::Default,
+        },
         state_file: args.state_file,
         allow_env: args.allow_env,
         allow_http_hosts: args.allow_http_hosts,

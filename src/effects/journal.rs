@@ -3,10 +3,14 @@
 //! batch once; a record's future resolves only when its line is synced, so
 //! a "sent" record is durable before the action it guards goes out. Opening
 //! replays the lines (a torn last line from a crash is ignored) and rewrites
-//! the file without the messages already settled.
+//! the file without the messages already settled; the writer does the same
+//! while running, every [`COMPACT_AFTER_SETTLED`] settled messages, so the
+//! file stays bounded. A file with lines that are not journal records is
+//! damaged: it is renamed aside (`journal.damaged-<time>`), never overwritten,
+//! and a warning says so.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -15,6 +19,17 @@ use serde_json::Value;
 use switchboard_engine::journal::{self, Durable, JournalError, JournalStore, Record};
 
 use super::writer::{Sink, Writer};
+
+/// Settled messages after which the writer compacts the file while running
+/// (each costs ~440 bytes of sent, done and settle lines): the bound on the
+/// file's size beyond the messages still open.
+pub const COMPACT_AFTER_SETTLED: usize = 64;
+
+/// One queued line, and whether it settles a message (what compaction counts).
+pub struct Queued {
+    bytes: Vec<u8>,
+    settles: bool,
+}
 
 /// One line of the file (the format journals of earlier versions use too).
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,62 +111,129 @@ impl Line {
         bytes.push(b'\n');
         Ok(bytes)
     }
+
+    fn queued(record: Record) -> io::Result<Queued> {
+        let settles = matches!(record, Record::Settled { .. });
+        Ok(Queued {
+            bytes: Line::bytes(record)?,
+            settles,
+        })
+    }
 }
 
 /// The file behind the writer thread.
 struct JournalSink {
+    path: PathBuf,
     file: File,
     /// A failed write may have left part of a line: the next batch starts
     /// on a fresh line so its first record is not glued to the fragment.
     torn: bool,
+    /// Settled messages written since the file was last compacted.
+    settled: usize,
+    /// Compact once `settled` reaches this.
+    bound: usize,
 }
 
 impl Sink for JournalSink {
-    type Item = Vec<u8>;
+    type Item = Queued;
 
-    fn write_batch(&mut self, lines: Vec<Vec<u8>>) -> io::Result<()> {
-        let mut bytes = Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>() + 1);
+    fn write_batch(&mut self, lines: Vec<Queued>) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(lines.iter().map(|q| q.bytes.len()).sum::<usize>() + 1);
         if self.torn {
             bytes.push(b'\n');
         }
         for line in lines {
-            bytes.extend_from_slice(&line);
+            self.settled += usize::from(line.settles);
+            bytes.extend_from_slice(&line.bytes);
         }
         let result = self
             .file
             .write_all(&bytes)
             .and_then(|()| self.file.sync_data());
         self.torn = result.is_err();
-        result
+        result?;
+        if self.settled >= self.bound {
+            // The batch is durable either way; a failed compaction only
+            // leaves the file longer, so it is logged, not reported.
+            match self.compact() {
+                Ok(()) => self.settled = 0,
+                Err(e) => {
+                    // Try again after as many settles more, not on every batch.
+                    self.settled = 0;
+                    tracing::warn!(file = %self.path.display(), error = %e, "cannot compact the action journal; it keeps growing until the next try");
+                }
+            }
+        }
+        Ok(())
     }
+}
+
+impl JournalSink {
+    /// Rewrites the file with only the messages still open (temp file,
+    /// rename), then appends to the new file. Runs on the writer thread,
+    /// the file's only writer, so no record can slip in between.
+    fn compact(&mut self) -> io::Result<()> {
+        let (records, _) = read(&self.path)?;
+        compact_into(&self.path, records)?;
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.torn = false;
+        Ok(())
+    }
+}
+
+/// Makes the file at `path` hold only the records of `records` still open.
+fn compact_into(path: &Path, records: Vec<Record>) -> io::Result<()> {
+    let mut text = Vec::new();
+    for record in journal::still_open(records, Utc::now()) {
+        text.extend(Line::bytes(record)?);
+    }
+    replace(path, &path.with_extension("compacting"), &text)
 }
 
 /// The journal kept in a file (see the module documentation).
 pub struct JournalFile {
     path: PathBuf,
-    writer: Writer<Vec<u8>>,
+    writer: Writer<Queued>,
 }
 
 impl JournalFile {
     /// Opens (or creates) the journal at `path`: replays it, rewrites it with
-    /// only the messages still open, and starts its writer thread.
+    /// only the messages still open, and starts its writer thread. A damaged
+    /// file is renamed aside first (and a warning logged).
     pub fn open(path: &Path) -> Result<JournalFile, JournalError> {
+        JournalFile::open_bounded(path, COMPACT_AFTER_SETTLED)
+    }
+
+    /// [`JournalFile::open`], compacting after `bound` settled messages.
+    pub fn open_bounded(path: &Path, bound: usize) -> Result<JournalFile, JournalError> {
         let err = |source| JournalError {
             path: path.to_owned(),
             source,
         };
-        let records = read(path).map_err(err)?;
-        let open = journal::still_open(records, Utc::now());
-        let mut text = Vec::new();
-        for record in open {
-            text.extend(Line::bytes(record).map_err(err)?);
+        let (records, damaged) = read(path).map_err(err)?;
+        if damaged > 0 {
+            let aside = keep_aside(path).map_err(err)?;
+            tracing::warn!(
+                file = %path.display(),
+                kept = %aside.display(),
+                damaged_lines = damaged,
+                usable_records = records.len(),
+                "the action journal is damaged (lines that are not journal records); the file is kept aside \
+                 as evidence and a new journal starts from the records that could be read: a message it \
+                 no longer knows about may be answered twice"
+            );
         }
         // Compact: write what is still open aside, then swap files atomically.
-        let tmp = path.with_extension("compacting");
-        replace(path, &tmp, &text).map_err(err)?;
+        compact_into(path, records).map_err(err)?;
         let file = OpenOptions::new().append(true).open(path).map_err(err)?;
-        let writer =
-            Writer::spawn("journal-writer", JournalSink { file, torn: false }).map_err(err)?;
+        let sink = JournalSink {
+            path: path.to_owned(),
+            file,
+            torn: false,
+            settled: 0,
+            bound: bound.max(1),
+        };
+        let writer = Writer::spawn("journal-writer", sink).map_err(err)?;
         Ok(JournalFile {
             path: path.to_owned(),
             writer,
@@ -186,13 +268,15 @@ impl JournalStore for JournalFile {
         self.writer
             .flush_blocking()
             .map_err(|source| self.error(source))?;
-        read(&self.path).map_err(|source| self.error(source))
+        read(&self.path)
+            .map(|(records, _)| records)
+            .map_err(|source| self.error(source))
     }
 
     fn record(&self, record: Record) -> Durable {
         let path = self.path.clone();
         let err = move |source| JournalError { path, source };
-        let bytes = match Line::bytes(record) {
+        let bytes = match Line::queued(record) {
             Ok(bytes) => bytes,
             Err(e) => return Box::pin(std::future::ready(Err(err(e)))),
         };
@@ -216,21 +300,51 @@ impl JournalStore for JournalFile {
     }
 }
 
-/// Every record in the file, in order; lines that do not parse (a torn last
-/// line from a crash, or garbage) are skipped.
-fn read(path: &Path) -> io::Result<Vec<Record>> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+/// Every record in the file, in order, and how many lines are damaged (not
+/// a journal record). A last line without its newline is a write torn by a
+/// crash, not damage: it is skipped silently.
+fn read(path: &Path) -> io::Result<(Vec<Record>, usize)> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(e) => return Err(e),
     };
+    let complete = bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let last = lines.len().saturating_sub(1);
     let mut records = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
-        if let Ok(line) = serde_json::from_slice::<Line>(&line?) {
-            records.extend(line.record());
+    let mut damaged = 0;
+    for (i, line) in lines.into_iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Line>(line)
+            .ok()
+            .and_then(Line::record)
+        {
+            Some(record) => records.push(record),
+            None if i == last && !complete => {}
+            None => damaged += 1,
         }
     }
-    Ok(records)
+    Ok((records, damaged))
+}
+
+/// Renames the damaged file at `path` to `<path>.damaged-<UTC time>`, never
+/// over an existing file; the new name.
+fn keep_aside(path: &Path) -> io::Result<PathBuf> {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".damaged-{stamp}"));
+    let aside = PathBuf::from(name);
+    if aside.exists() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists already", aside.display()),
+        ));
+    }
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
 }
 
 /// Makes `path` hold exactly `bytes`, atomically: written and synced at
@@ -332,7 +446,7 @@ mod tests {
             result.unwrap();
         }
         // Acknowledged means written and synced: a reader sees every record.
-        let on_disk = read(&path).unwrap();
+        let (on_disk, _) = read(&path).unwrap();
         assert_eq!(on_disk.len(), 32);
         assert_eq!(
             file.batches() - before,
@@ -340,5 +454,56 @@ mod tests {
             "one write and one fsync for all"
         );
         assert_eq!(j.step("m31", "r#do0"), Some(Step::Sent));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_journal_is_kept_aside_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let good = r#"{"m":"m1","k":"r#do0","sent":true}"#;
+        let text = format!("garbage\n{good}\n{{\"m\":3}}\n");
+        std::fs::write(&path, &text).unwrap();
+        let (_file, j) = open(&path);
+        assert_eq!(j.step("m1", "r#do0"), Some(Step::Sent), "good records kept");
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("journal.damaged-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read_to_string(aside[0].path()).unwrap(), text);
+        // A torn last line alone is not damage.
+        let torn = dir.path().join("torn");
+        std::fs::write(&torn, format!("{good}\n{{\"m\":\"m2\",\"k")).unwrap();
+        assert_eq!(read(&torn).unwrap().1, 0);
+    }
+
+    #[tokio::test]
+    async fn the_file_is_compacted_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let file = Arc::new(JournalFile::open_bounded(&path, 10).unwrap());
+        let j = Journal::backed_by(file.clone()).unwrap();
+        j.sent("open", "r#do0").await.unwrap();
+        let mut largest = 0;
+        for i in 0..100 {
+            let m = format!("m{i}");
+            j.sent(&m, "r#do0").await.unwrap();
+            j.done(&m, "r#do0", &json!({"id": i})).await.unwrap();
+            j.settled(&m);
+            file.flush().await.unwrap();
+            largest = largest.max(std::fs::metadata(&path).unwrap().len());
+        }
+        // Ten settled messages of three lines each, plus the open one.
+        assert!(largest < 31 * 64, "grew to {largest} bytes");
+        drop(j);
+        let (records, damaged) = read(&path).unwrap();
+        assert_eq!(damaged, 0);
+        let open = journal::still_open(records, Utc::now());
+        assert_eq!(open.len(), 1, "{open:?}");
     }
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use band_client::rest::{AgentApi, ApiError, ContactAction};
-use band_wire::model::{ChatParticipant, Mention};
+use band_wire::model::{ChatMessage, ChatParticipant, ChatRoom, Mention};
+use chrono::{DateTime, FixedOffset};
 use switchboard_engine::action::{Effect, Effects, PlatformAction, Scope};
 use switchboard_workflow::actions as a;
 
@@ -44,18 +45,9 @@ impl RestExecutor {
         self
     }
 
-    /// Looks in the room's `/context` for a message or event we sent after
-    /// the source message with exactly this content.
-    async fn find_sent(
-        &self,
-        chat: &str,
-        kind: &str,
-        content: &str,
-        scope: &Scope,
-    ) -> Result<Option<Value>, String> {
-        let Some(me) = self.me.as_deref() else {
-            return Ok(None);
-        };
+    /// Every item of the room's `/context` (what we sent, and what mentions
+    /// us), oldest first, up to [`MAX_CONTEXT_PAGES`] pages.
+    async fn context_items(&self, chat: &str) -> Result<Vec<ChatMessage>, String> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..MAX_CONTEXT_PAGES {
@@ -70,6 +62,22 @@ impl RestExecutor {
                 _ => break,
             }
         }
+        Ok(items)
+    }
+
+    /// Looks in the room's `/context` for a message or event we sent after
+    /// the source message with exactly this content.
+    async fn find_sent(
+        &self,
+        chat: &str,
+        kind: &str,
+        content: &str,
+        scope: &Scope,
+    ) -> Result<Option<Value>, String> {
+        let Some(me) = self.me.as_deref() else {
+            return Ok(None);
+        };
+        let items = self.context_items(chat).await?;
         // Only what came after the source message counts (an earlier, identical
         // answer belongs to an earlier question); if the source is not in
         // the context, anything counts: a missed duplicate beats a double post.
@@ -84,6 +92,105 @@ impl RestExecutor {
                 && (m.content == content || m.content.ends_with(&format!(" {content}")))
         });
         Ok(found.map(|m| json!({ "id": m.id, "success": true, "found_after_restart": true })))
+    }
+
+    /// When the source message was posted, from its room's `/context`.
+    async fn source_time(&self, scope: &Scope) -> Result<Option<DateTime<FixedOffset>>, String> {
+        let (Some(chat), Some(id)) = (scope.chat_id.as_deref(), scope.message_id.as_deref()) else {
+            return Ok(None);
+        };
+        let items = self.context_items(chat).await?;
+        Ok(items
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| DateTime::parse_from_rfc3339(&m.inserted_at).ok()))
+    }
+
+    /// A room of ours titled `title` created at or after the source message
+    /// (the newest one): what a `create_chat` cut short by a crash left. A
+    /// room without a title cannot be told apart: `None`.
+    async fn find_room(&self, a: &a::CreateChat, scope: &Scope) -> Result<Option<Value>, String> {
+        let Some(title) = a.title.as_deref() else {
+            return Ok(None);
+        };
+        let since = self.source_time(scope).await?;
+        let rooms = self.api.list_all_chats().await.map_err(api)?;
+        let created = |r: &ChatRoom| DateTime::parse_from_rfc3339(&r.inserted_at).ok();
+        let found = rooms
+            .into_iter()
+            .filter(|r| r.title.as_deref() == Some(title))
+            // Unknown times count: a missed duplicate beats a double room.
+            .filter(|r| match (since, created(r)) {
+                (Some(since), Some(at)) => at >= since,
+                _ => true,
+            })
+            .max_by_key(created);
+        let Some(room) = found else {
+            return Ok(None);
+        };
+        // The crash may have come before every participant was added.
+        self.add_participants(&room.id, &a.participants).await?;
+        let mut value = to_value(room)?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("found_after_restart".into(), Value::Bool(true));
+        }
+        Ok(Some(value))
+    }
+
+    /// Our contact request to `handle` (pending or approved), or the contact
+    /// itself (an inverse request our request approved): what an
+    /// `add_contact` cut short by a crash left.
+    async fn find_contact(&self, a: &a::AddContact) -> Result<Option<Value>, String> {
+        let wanted = bare(&a.handle);
+        let requests = self.api.contact_requests(Some("all")).await.map_err(api)?;
+        if let Some(r) = requests.sent.iter().find(|r| {
+            matches!(r.status.as_str(), "pending" | "approved")
+                && r.to_handle
+                    .as_deref()
+                    .is_some_and(|h| bare(h).eq_ignore_ascii_case(wanted))
+        }) {
+            return Ok(Some(
+                json!({ "id": r.id, "status": r.status, "found_after_restart": true }),
+            ));
+        }
+        for page_no in 1..=MAX_PEER_PAGES {
+            let page = self
+                .api
+                .contacts(Some(page_no), Some(PEER_PAGE_SIZE))
+                .await
+                .map_err(api)?;
+            let got = page.items.len() as u64;
+            if let Some(c) = page.items.iter().find(|c| {
+                c.handle
+                    .as_deref()
+                    .is_some_and(|h| bare(h).eq_ignore_ascii_case(wanted))
+            }) {
+                return Ok(Some(
+                    json!({ "id": c.id, "status": "approved", "found_after_restart": true }),
+                ));
+            }
+            let more = match page.meta.total_pages {
+                Some(total) => page_no < total,
+                None => got >= PEER_PAGE_SIZE,
+            };
+            if !more {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds each of `who` to `room`; someone already there is no failure.
+    async fn add_participants(&self, room: &str, who: &[String]) -> Result<(), String> {
+        for w in who {
+            let id = self.resolve(w).await?;
+            match self.api.add_participant(room, &id, None).await {
+                Ok(_) => {}
+                Err(e) if already_participant(&e) => {}
+                Err(e) => return Err(format!("adding {w} to the new room: {e}")),
+            }
+        }
+        Ok(())
     }
 
     async fn respond(
@@ -212,13 +319,7 @@ impl Effects for RestExecutor {
             .create_chat(a.title.as_deref())
             .await
             .map_err(api)?;
-        for who in &a.participants {
-            let id = self.resolve(who).await?;
-            self.api
-                .add_participant(&room.id, &id, None)
-                .await
-                .map_err(|e| format!("adding {who} to the new room: {e}"))?;
-        }
+        self.add_participants(&room.id, &a.participants).await?;
         to_value(room)
     }
 
@@ -237,9 +338,7 @@ impl Effects for RestExecutor {
             Ok(added) => to_value(added),
             // Adding is idempotent in effect: a resumed message (or a
             // race) finding them there already has what it wanted.
-            Err(ApiError::Status {
-                status: 422, raw, ..
-            }) if raw.contains("already a participant") => {
+            Err(e) if already_participant(&e) => {
                 Ok(json!({ "id": id, "already_participant": true }))
             }
             Err(e) => Err(api(e)),
@@ -309,14 +408,17 @@ impl Effects for RestExecutor {
                 let chat = event_chat(scope, a.chat.as_deref())?;
                 self.find_sent(&chat, &a.kind, &a.content, scope).await
             }
-            // Nothing on the platform tells these apart: sent again. (Listed,
-            // not `_`: a new platform action must say whether it can be found.)
-            P::CreateChat(_)
-            | P::AddParticipant(_)
+            P::CreateChat(a) => self.find_room(a, scope).await,
+            P::AddContact(a) => self.find_contact(a).await,
+            // Sent again, harmlessly: adding someone already there, removing
+            // someone gone or answering an answered request changes nothing
+            // twice (a repeat may fail, never double). `http` is another
+            // matter (its own Idempotency-Key). Listed, not `_`: a new
+            // platform action must say whether it can be found.
+            P::AddParticipant(_)
             | P::RemoveParticipant(_)
             | P::ApproveContact(_)
             | P::RejectContact(_)
-            | P::AddContact(_)
             | P::RemoveContact(_)
             | P::Http(_) => Ok(None),
         }
@@ -365,6 +467,11 @@ fn participant_by_handle(people: &[ChatParticipant], handle: &str) -> Option<Str
                 .is_some_and(|h| bare(h).eq_ignore_ascii_case(wanted))
         })
         .map(|p| p.id.clone())
+}
+
+/// The platform's answer to adding someone who is in the room already.
+fn already_participant(e: &ApiError) -> bool {
+    matches!(e, ApiError::Status { status: 422, raw, .. } if raw.contains("already a participant"))
 }
 
 fn api(e: ApiError) -> String {

@@ -43,15 +43,15 @@ fn agent_command(sb: &RunningSandbox, dir: &Path) -> tokio::process::Command {
     agent_command_at(&sb.rest_url(), &sb.ws_url(), dir)
 }
 
-/// The agent on the echo workflow with a journal file, fast retries and
-/// attempts to spare (a message may fail many times while faults fly).
+/// The agent on the echo workflow with its default state directory (under
+/// `dir`, through XDG_STATE_HOME: no flag), fast retries and attempts to
+/// spare (a message may fail many times while faults fly).
 fn agent_command_at(rest: &str, ws: &str, dir: &Path) -> tokio::process::Command {
     let mut cmd = switchboard();
     cmd.arg("run")
         .arg("--workflows")
         .arg(dir.join("workflows"))
-        .arg("--journal")
-        .arg(dir.join("journal"))
+        .env("XDG_STATE_HOME", dir.join("state"))
         .args([
             "--max-attempts",
             "1000",

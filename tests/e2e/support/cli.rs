@@ -17,7 +17,7 @@ use band_sandbox::RunningSandbox;
 
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.
-const BAND_VARS: [&str; 7] = [
+const BAND_VARS: [&str; 8] = [
     "BAND_API_KEY",
     "BAND_AGENT_ID",
     "BAND_REST_URL",
@@ -25,13 +25,30 @@ const BAND_VARS: [&str; 7] = [
     "BAND_METRICS_ADDR",
     "BAND_API_KEY_FILE",
     "BAND_JOURNAL",
+    "SWITCHBOARD_STATE_DIR",
 ];
 
-/// The binary, run from the crate root with `BAND_*` and `RUST_LOG` removed.
+/// Where agents run by tests keep their default state directories, so no
+/// test writes into the developer's own `~/.local/state`: one folder for the
+/// whole test binary (agents of different sandboxes have different ids).
+fn state_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        tempfile::Builder::new()
+            .prefix("switchboard-e2e-state-")
+            .tempdir()
+            .expect("cannot create a temporary state home")
+    })
+    .path()
+}
+
+/// The binary, run from the crate root with `BAND_*` and `RUST_LOG` removed
+/// and `XDG_STATE_HOME` in a temporary folder.
 pub fn switchboard() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("RUST_LOG")
+        .env("XDG_STATE_HOME", state_home())
         .stdin(Stdio::null())
         .kill_on_drop(true);
     for var in BAND_VARS {
