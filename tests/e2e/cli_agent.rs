@@ -130,6 +130,37 @@ async fn check_accepts_the_shipped_workflows() {
     assert!(count.parse::<usize>().unwrap() > 0, "{stdout}");
 }
 
+/// A FIFO named like a workflow would block a plain `open` until some
+/// writer came; `check` refuses it by name and ends at once.
+#[cfg(unix)]
+#[tokio::test]
+async fn check_refuses_a_fifo_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "version: 1\nrules:\n  - name: a\n    on: room_added\n    do: []\n",
+    )
+    .unwrap();
+    let fifo = dir.path().join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let out = output_within(
+        switchboard().arg("check").arg(dir.path()),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let report = text(&out.stderr);
+    assert!(
+        report.contains(&fifo.display().to_string())
+            && report.contains("not a regular file (a FIFO)"),
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn check_lists_every_error_with_its_location() {
     let dir = broken_workflows();
