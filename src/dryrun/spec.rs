@@ -174,27 +174,13 @@ pub fn json_schema() -> Value {
     serde_json::to_value(schemars::schema_for!(TestFile)).unwrap_or_default()
 }
 
-/// `*.test.yaml` / `*.test.yml` under `dir`, sorted by path.
+/// `*.test.yaml` / `*.test.yml` under `dir`, sorted by path (the same walk
+/// as the workflows': hidden folders skipped, each folder searched once).
 pub fn test_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if (name.ends_with(".test.yaml") || name.ends_with(".test.yml"))
-                && !name.starts_with('.')
-            {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out)
-        .map_err(|e| LoadError::file(dir, format!("cannot read the folder: {e}")))?;
-    out.sort();
-    Ok(out)
+    switchboard_workflow::load::walk_folder(dir, |path| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+    })
 }
 
 /// Reads and checks one test file.

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,7 +154,10 @@ impl Listener for mpsc::UnboundedSender<ReloadReport> {
 }
 
 /// Starts the reload task: folder changes (when `watch`) and SIGHUP trigger
-/// a reload; each report also goes to every listener.
+/// a reload; each report also goes to every listener. The watch stays on the
+/// configured path: when the folder there is replaced (renamed away and
+/// recreated, removed and recreated, a symlink swapped) it watches the new
+/// one, and SIGHUP always watches the path afresh before reloading from it.
 pub fn spawn(
     engine: Arc<Engine>,
     dir: PathBuf,
@@ -162,41 +166,32 @@ pub fn spawn(
     after_swap: AfterSwap,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut changes) = mpsc::unbounded_channel::<()>();
-    let watcher = match watch {
+    let mut folder = match watch {
         false => None,
-        true => {
-            let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                // Reading files (our own reload included) is no change; nor are
-                // editor swap files or test files.
-                if let Ok(event) = res {
-                    let change = !matches!(event.kind, notify::EventKind::Access(_));
-                    if change && event.paths.iter().any(|p| is_workflow(p) || p.is_dir()) {
-                        let _ = tx.send(());
-                    }
-                }
-            })?;
-            w.watch(&dir, RecursiveMode::Recursive)?;
-            Some(w)
-        }
+        true => Some(FolderWatch::start(&dir, tx)?),
     };
     Ok(tokio::spawn(async move {
-        // Dropping the watcher stops it; keep it for the task's life.
-        let _watcher = watcher;
         let mut hangup = hangup_signal();
         // Without a watcher the channel is closed at once; then only signals count.
         let mut watching = watch;
         loop {
-            tokio::select! {
+            let asked = tokio::select! {
                 change = changes.recv(), if watching => {
                     if change.is_none() {
                         watching = false;
                         continue;
                     }
                     while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
+                    false
                 }
                 _ = recv_hangup(&mut hangup) => {
                     tracing::info!("SIGHUP: reloading workflows");
+                    true
                 }
+            };
+            // Watch first, then load: a file written in between is in the load.
+            if let Some(folder) = folder.as_mut() {
+                folder.follow(asked);
             }
             let (engine, dir) = (engine.clone(), dir.clone());
             let Ok(report) = tokio::task::spawn_blocking(move || reload(&engine, &dir)).await
@@ -211,6 +206,148 @@ pub fn spawn(
             }
         }
     }))
+}
+
+/// The watch on the workflows folder, kept on its configured path. A watch
+/// is on a folder, not a path: once the folder is renamed away or removed,
+/// or a symlink on the path is swapped, it sees nothing more. So the parent
+/// is watched too (an event naming the path itself marks the watch stale),
+/// and before each reload the folder's identity is compared with the one
+/// watched; either way the path is watched again.
+struct FolderWatch {
+    /// The configured path, absolute (symlinks kept: they are what gets swapped).
+    path: PathBuf,
+    tx: mpsc::UnboundedSender<()>,
+    /// Set by the watcher when the path itself is created, removed or renamed.
+    stale: Arc<AtomicBool>,
+    /// Dropping a watcher stops it; one is kept for the task's life.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The folder being watched; `None` while there is none at the path.
+    watched: Option<FolderId>,
+}
+
+/// What tells one folder from another at the same path.
+#[derive(Debug, PartialEq, Eq)]
+struct FolderId {
+    real: PathBuf,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl FolderId {
+    fn of(path: &Path) -> Option<FolderId> {
+        let real = std::fs::canonicalize(path).ok()?;
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&real).ok()?;
+            (meta.dev(), meta.ino())
+        };
+        Some(FolderId {
+            real,
+            #[cfg(unix)]
+            inode,
+        })
+    }
+}
+
+impl FolderWatch {
+    /// Watches `dir`, which must be there and watchable (the agent's start fails otherwise).
+    fn start(dir: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<FolderWatch> {
+        let path = std::path::absolute(dir).map_err(notify::Error::io)?;
+        let mut folder = FolderWatch {
+            path,
+            tx,
+            stale: Arc::new(AtomicBool::new(false)),
+            watcher: None,
+            watched: None,
+        };
+        let watched = FolderId::of(&folder.path);
+        let mut watcher = folder.new_watcher()?;
+        watcher.watch(&folder.path, RecursiveMode::Recursive)?;
+        folder.watch_parent(&mut watcher);
+        folder.watcher = Some(watcher);
+        folder.watched = watched;
+        Ok(folder)
+    }
+
+    /// Watches the path again if the folder there was replaced (or `always`:
+    /// SIGHUP), logging what happened; a failure is logged, never fatal.
+    fn follow(&mut self, always: bool) {
+        let stale = self.stale.swap(false, Ordering::SeqCst);
+        let now = FolderId::of(&self.path);
+        if !always && !stale && now == self.watched {
+            return;
+        }
+        let path = self.path.display().to_string();
+        let mut watcher = match self.new_watcher() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(dir = %path, error = %e, "cannot watch the workflows folder again; edits are not picked up until SIGHUP");
+                return;
+            }
+        };
+        match &now {
+            None => tracing::warn!(
+                dir = %path,
+                "the workflows folder is gone; waiting for it to come back (the running rules stay)"
+            ),
+            Some(id) => match watcher.watch(&self.path, RecursiveMode::Recursive) {
+                Ok(()) if now != self.watched => tracing::info!(
+                    dir = %path, folder = %id.real.display(),
+                    "the workflows folder was replaced; watching the new one"
+                ),
+                Ok(()) => {}
+                Err(e) => tracing::error!(
+                    dir = %path, error = %e,
+                    "cannot watch the workflows folder; edits are not picked up until SIGHUP"
+                ),
+            },
+        }
+        self.watch_parent(&mut watcher);
+        // The old watcher goes only now, so no moment is watched by neither.
+        self.watcher = Some(watcher);
+        self.watched = now;
+    }
+
+    /// The parent sees the path itself come and go (or its symlink swapped).
+    fn watch_parent(&self, watcher: &mut notify::RecommendedWatcher) {
+        let Some(parent) = self.path.parent() else {
+            return;
+        };
+        if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+            tracing::warn!(
+                dir = %self.path.display(), parent = %parent.display(), error = %e,
+                "cannot watch the workflows folder's parent; if the folder is replaced, send SIGHUP"
+            );
+        }
+    }
+
+    fn new_watcher(&self) -> notify::Result<notify::RecommendedWatcher> {
+        let (tx, stale, path) = (self.tx.clone(), self.stale.clone(), self.path.clone());
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else {
+                return;
+            };
+            // Reading files (our own reload included) is no change.
+            if matches!(event.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            let mut change = false;
+            for p in &event.paths {
+                if *p == path {
+                    stale.store(true, Ordering::SeqCst);
+                    change = true;
+                } else if p.starts_with(&path) && (is_workflow(p) || p.is_dir()) {
+                    // Not editor swap files, test files or the parent's other entries.
+                    change = true;
+                }
+            }
+            if change {
+                let _ = tx.send(());
+            }
+        })
+    }
 }
 
 #[cfg(unix)]

@@ -130,6 +130,37 @@ async fn check_accepts_the_shipped_workflows() {
     assert!(count.parse::<usize>().unwrap() > 0, "{stdout}");
 }
 
+/// A FIFO named like a workflow would block a plain `open` until some
+/// writer came; `check` refuses it by name and ends at once.
+#[cfg(unix)]
+#[tokio::test]
+async fn check_refuses_a_fifo_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        "version: 1\nrules:\n  - name: a\n    on: room_added\n    do: []\n",
+    )
+    .unwrap();
+    let fifo = dir.path().join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let out = output_within(
+        switchboard().arg("check").arg(dir.path()),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+    let report = text(&out.stderr);
+    assert!(
+        report.contains(&fifo.display().to_string())
+            && report.contains("not a regular file (a FIFO)"),
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn check_lists_every_error_with_its_location() {
     let dir = broken_workflows();
@@ -418,6 +449,74 @@ async fn sighup_reloads_a_run_with_no_watch() {
         .await;
     let replies = bot_replies(&bob, &room, &bot, "three").await;
     assert!(replies.iter().any(|r| r.contains("after")), "{replies:?}");
+
+    agent.stop_cleanly("agent", Duration::from_secs(5)).await;
+    sb.shutdown().await.unwrap();
+}
+
+/// SIGHUP reloads from the configured path and watches it afresh: when a
+/// deploy swaps a `current` link above the workflows folder (too far up for
+/// the watch to see), SIGHUP loads the new release and later edits in it
+/// are picked up.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_from_the_configured_path_and_watches_it_afresh() {
+    use std::os::unix::fs::symlink;
+    let rule = |answer: &str| {
+        format!("version: 1\nrules:\n  - name: ping\n    on: message_created\n    do:\n      - reply: \"{answer}\"\n")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (release, answer) in [("release-1", "before"), ("release-2", "after")] {
+        let workflows = dir.path().join(release).join("workflows");
+        std::fs::create_dir_all(&workflows).unwrap();
+        std::fs::write(workflows.join("ping.yaml"), rule(answer)).unwrap();
+    }
+    let current = dir.path().join("current");
+    symlink("release-1", &current).unwrap();
+    let (sb, bob, room, bot) = seeded_sandbox().await;
+    let mut agent = Running::spawn(&mut run_command(&sb, &current.join("workflows")));
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    let replies = bot_replies(&bob, &room, &bot, "one").await;
+    assert!(replies.iter().all(|r| r.contains("before")), "{replies:?}");
+
+    let next = dir.path().join("current.next");
+    symlink("release-2", &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    agent.signal("HUP");
+    agent
+        .wait_for_stderr("the reload", STEP, |l| l.contains("workflows reloaded"))
+        .await;
+    let replies = bot_replies(&bob, &room, &bot, "two").await;
+    assert!(replies.iter().any(|r| r.contains("after")), "{replies:?}");
+
+    // An edit in the new release, saved atomically, reloads on its own.
+    let file = dir.path().join("release-2/workflows/ping.yaml");
+    let tmp = file.with_extension("yaml.swp");
+    std::fs::write(&tmp, rule("edited")).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let reloads = || {
+        agent
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains("workflows reloaded"))
+            .count()
+    };
+    tokio::time::timeout(STEP, async {
+        while reloads() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the edit after SIGHUP was not reloaded; stderr:\n{}",
+            agent.stderr_lines().join("\n")
+        )
+    });
+    let replies = bot_replies(&bob, &room, &bot, "three").await;
+    assert!(replies.iter().any(|r| r.contains("edited")), "{replies:?}");
 
     agent.stop_cleanly("agent", Duration::from_secs(5)).await;
     sb.shutdown().await.unwrap();

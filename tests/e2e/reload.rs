@@ -1,6 +1,9 @@
 //! Hot reload against the sandbox: an edited rule answers the next message,
 //! a broken save changes nothing (and says why), a deleted file's rules stop,
-//! and SIGHUP reloads a running `switchboard run --no-watch`.
+//! and SIGHUP reloads a running `switchboard run --no-watch`; the watch
+//! follows the configured path when the folder is replaced (renamed away and
+//! recreated, removed and recreated, a `current` symlink swapped), and an
+//! `every:` schedule keeps its phase across reloads of other files.
 
 use crate::support::harness;
 
@@ -154,5 +157,113 @@ async fn a_burst_of_writes_gives_one_reload() {
         "more than one reload for one burst"
     );
     assert!(contains(&reply_to_ping(&mut h).await, "burst 4"));
+    h.stop().await;
+}
+
+/// Waits for a successful reload that changed `id` (reloads of a folder
+/// half-way through being replaced may come first and fail).
+async fn reload_changing(h: &mut Harness, id: &str) {
+    loop {
+        if let ReloadOutcome::Reloaded { changed, .. } = next_reload(h).await.outcome {
+            if changed.iter().any(|c| c == id) {
+                return;
+            }
+        }
+    }
+}
+
+/// After `replace` has put a folder with `pong v2` at the watched path, the
+/// agent answers from it, and a later edit in it (at `edit`) is picked up too.
+async fn follows_a_replaced_folder(watched: &Path, replace: impl FnOnce(), edit: &Path) {
+    let mut h = Harness::start_full(watched.to_owned(), Vec::new(), true).await;
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v1"));
+    replace();
+    reload_changing(&mut h, "w/ping").await;
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v2"));
+    save(edit, &ping_rule("pong v3"));
+    reload_changing(&mut h, "w/ping").await;
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v3"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_watch_follows_a_folder_renamed_away_and_recreated() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("workflows");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("w.yaml"), ping_rule("pong v1")).unwrap();
+    let replace = || {
+        std::fs::rename(&dir, parent.path().join("workflows.old")).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("w.yaml"), ping_rule("pong v2")).unwrap();
+    };
+    follows_a_replaced_folder(&dir, replace, &dir.join("w.yaml")).await;
+}
+
+#[tokio::test]
+async fn the_watch_follows_a_folder_removed_and_recreated() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("workflows");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("w.yaml"), ping_rule("pong v1")).unwrap();
+    let replace = || {
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("w.yaml"), ping_rule("pong v2")).unwrap();
+    };
+    follows_a_replaced_folder(&dir, replace, &dir.join("w.yaml")).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_watch_follows_a_swapped_current_symlink() {
+    use std::os::unix::fs::symlink;
+    let parent = tempfile::tempdir().unwrap();
+    for (release, answer) in [("release-1", "pong v1"), ("release-2", "pong v2")] {
+        std::fs::create_dir(parent.path().join(release)).unwrap();
+        std::fs::write(
+            parent.path().join(release).join("w.yaml"),
+            ping_rule(answer),
+        )
+        .unwrap();
+    }
+    let current = parent.path().join("current");
+    symlink("release-1", &current).unwrap();
+    // As deploy tools do it: a new link renamed over the old one (atomic).
+    let replace = || {
+        let next = parent.path().join("current.next");
+        symlink("release-2", &next).unwrap();
+        std::fs::rename(&next, &current).unwrap();
+    };
+    let edit = parent.path().join("release-2/w.yaml");
+    follows_a_replaced_folder(&current, replace, &edit).await;
+}
+
+#[tokio::test]
+async fn an_every_schedule_keeps_its_phase_across_reloads_of_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tick.yaml"),
+        "version: 1\nrules:\n  - name: tick\n    on: schedule\n    every: 2s\n    do:\n      - incr: ticks\n",
+    )
+    .unwrap();
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, ping_rule("pong 0")).unwrap();
+    let mut h = Harness::start_full(dir.path().to_owned(), Vec::new(), true).await;
+    // An edit of another file every 0.5 s for 5 s: a timer restarted by each
+    // reload would never reach its 2 s; one that keeps its phase fires twice.
+    for i in 1..=10 {
+        save(&other, &ping_rule(&format!("pong {i}")));
+        reload_changing(&mut h, "other/ping").await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut ticks = 0;
+    while let Ok(handled) = h.handled.try_recv() {
+        ticks += usize::from(handled.event_type == "schedule");
+    }
+    assert!(
+        ticks >= 2,
+        "the 2 s schedule ran {ticks} times in 5 s of reloads"
+    );
     h.stop().await;
 }

@@ -1,8 +1,10 @@
 //! Finding and reading workflow files: every `*.yaml` / `*.yml` under a
-//! folder (recursively, in path order) except `*.test.yaml`, each parsed and
-//! compiled; all errors of all files are collected before anything runs.
+//! folder (recursively, in path order, hidden entries skipped) except
+//! `*.test.yaml`, each parsed and compiled; all errors of all files are
+//! collected before anything runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::compile::compile_file;
@@ -108,23 +110,50 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
 
 /// Workflow files under `dir`, sorted by path.
 pub fn workflow_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let mut out = Vec::new();
-    walk(dir, &mut out)
-        .map_err(|e| LoadError::file(dir, format!("cannot read the workflows folder: {e}")))?;
-    out.sort();
-    Ok(out)
+    walk_folder(dir, is_workflow)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if is_workflow(&path) {
-            out.push(path);
+/// Files under `dir` whose path `keep` accepts, sorted by path. The folder is
+/// hostile input: hidden entries (`.git`, `.github`, a ConfigMap's `..data`)
+/// are skipped, each real folder is searched once however many links lead to
+/// it (so symlink loops end), and kept entries that are not regular files
+/// are still listed so that [`read`] reports them by name.
+pub fn walk_folder(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, LoadError> {
+    let folder_error = |at: &Path, e: std::io::Error| {
+        LoadError::file(at, format!("cannot read the workflows folder: {e}"))
+    };
+    let mut visited = HashSet::new();
+    visited.insert(std::fs::canonicalize(dir).map_err(|e| folder_error(dir, e))?);
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|e| folder_error(&folder, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| folder_error(&folder, e))?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            // Follows links: a link to a folder is searched, one to a file read.
+            let is_dir = std::fs::metadata(&path).is_ok_and(|m| m.is_dir());
+            if !is_dir {
+                if keep(&path) {
+                    out.push(path);
+                }
+                continue;
+            }
+            match std::fs::canonicalize(&path) {
+                Ok(real) if visited.insert(real.clone()) => pending.push(path),
+                Ok(real) => tracing::warn!(
+                    path = %path.display(), target = %real.display(),
+                    "skipping a folder already searched (a symlink loop or a second link to it)"
+                ),
+                Err(e) => return Err(folder_error(&path, e)),
+            }
         }
     }
-    Ok(())
+    out.sort();
+    Ok(out)
 }
 
 /// `*.yaml` / `*.yml`, but not tests (`*.test.yaml`) or hidden files.
@@ -137,18 +166,27 @@ pub fn is_workflow(path: &Path) -> bool {
     yaml && !test && !name.starts_with('.')
 }
 
-/// Reads a workflow-folder file: size-capped, UTF-8 checked, errors with a position.
+/// Reads a workflow-folder file: regular files only (a FIFO would block, a
+/// device never end), size-capped while reading (metadata can lie), UTF-8
+/// checked, errors with a position.
 pub fn read(path: &Path) -> Result<String, LoadError> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
+    let cannot = |e: std::io::Error| LoadError::file(path, format!("cannot read: {e}"));
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    regular(path, &meta)?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(LoadError::file(
-            path,
-            format!("file is larger than {} MiB", MAX_FILE_BYTES >> 20),
-        ));
+        return Err(too_large(path));
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| LoadError::file(path, format!("cannot read: {e}")))?;
+    let file = open_without_blocking(path).map_err(cannot)?;
+    // The path may have been swapped since the check: check what was opened.
+    let meta = file.metadata().map_err(cannot)?;
+    regular(path, &meta)?;
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_FILE_BYTES) as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
     String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = good.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
@@ -161,4 +199,66 @@ pub fn read(path: &Path) -> Result<String, LoadError> {
             source_line: None,
         }
     })
+}
+
+fn too_large(path: &Path) -> LoadError {
+    LoadError::file(
+        path,
+        format!("file is larger than {} MiB", MAX_FILE_BYTES >> 20),
+    )
+}
+
+/// Refuses anything but a regular file, saying what it is.
+fn regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), LoadError> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(LoadError::file(
+        path,
+        format!(
+            "not a regular file ({}); only regular files (or links to them) are read",
+            kind(&meta.file_type())
+        ),
+    ))
+}
+
+#[cfg(unix)]
+fn kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
+}
+#[cfg(not(unix))]
+fn kind(t: &std::fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a folder"
+    } else {
+        "not a file"
+    }
+}
+
+/// Opens for reading; a FIFO swapped in after the check opens at once
+/// instead of waiting for a writer (and is then refused).
+#[cfg(unix)]
+fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+}
+#[cfg(not(unix))]
+fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
 }

@@ -52,8 +52,8 @@ pub struct Rule {
     pub fingerprint: u64,
 }
 
-/// When a schedule rule runs.
-#[derive(Debug, Clone)]
+/// When a schedule rule runs (equal schedules keep their timers across reloads).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
     /// At a fixed interval.
     Every(Duration),

@@ -1,5 +1,7 @@
 //! The workflow language's integration tests: every load error, with its
-//! file, line and column (`load`).
+//! file, line and column (`load`); the folder walk against hostile folders
+//! (`folder`); bounds on durations, patterns and templates (`limits`).
 
+mod folder;
 mod limits;
 mod load;
