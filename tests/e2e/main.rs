@@ -9,6 +9,7 @@ mod cli_agent;
 mod cli_dryrun;
 mod cli_sandbox;
 mod console_browser;
+mod http_action;
 mod journal;
 mod metrics;
 mod reload;
