@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::effects::journal::JournalFile;
+/// An `--allow-http-host` entry (`host` or `host:port`).
+pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
 use crate::effects::state_file::StateFile;
@@ -50,8 +52,8 @@ pub struct AgentConfig {
     pub state_file: Option<PathBuf>,
     /// Environment variables templates may read as `env.NAME`.
     pub allow_env: Vec<String>,
-    /// Hosts the `http` action may reach.
-    pub allow_http_hosts: Vec<String>,
+    /// Hosts (or host:port pairs) the `http` action may reach.
+    pub allow_http_hosts: Vec<AllowedHost>,
     /// Reload when a workflow file changes (SIGHUP reloads either way).
     pub watch: bool,
     /// The action journal's file, overriding the state directory's: messages
@@ -144,6 +146,9 @@ pub enum AgentError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The `http` action's client could not be built.
+    #[error("cannot build the client of the `http` action: {0}")]
+    HttpClient(#[source] reqwest::Error),
     /// `/agent/me` failed.
     #[error("cannot identify the agent (GET /agent/me): {0}")]
     Me(#[source] ApiError),
@@ -327,8 +332,11 @@ impl Agent {
             engine = engine.tracing_every_rule();
         }
         let engine = Arc::new(engine);
-        let mut executor: Arc<dyn Executor> =
-            Arc::new(RestExecutor::new(api, config.allow_http_hosts.clone()).with_identity(&me.id));
+        let mut executor: Arc<dyn Executor> = Arc::new(
+            RestExecutor::new(api, config.allow_http_hosts.clone())
+                .map_err(AgentError::HttpClient)?
+                .with_identity(&me.id),
+        );
         if let Some(t) = &telemetry {
             executor = Arc::new(TimedExecutor::new(executor, t.clone()));
         }

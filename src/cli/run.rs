@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::agent::{Agent, AgentConfig, StateDirChoice};
+use crate::agent::{Agent, AgentConfig, AllowedHost, StateDirChoice};
 
 /// The platform's defaults, as the official SDK has them.
 const DEFAULT_REST_URL: &str = "https://app.band.ai";
@@ -77,9 +77,10 @@ pub struct RunArgs {
     #[arg(long = "allow-env", value_name = "NAME")]
     allow_env: Vec<String>,
 
-    /// Let the `http` action reach this host (repeatable).
-    #[arg(long = "allow-http-host", value_name = "HOST")]
-    allow_http_hosts: Vec<String>,
+    /// Let the `http` action reach this host, on any port, or only this port
+    /// with HOST:PORT (repeatable). Redirects are followed only to allowed hosts.
+    #[arg(long = "allow-http-host", value_name = "HOST[:PORT]")]
+    allow_http_hosts: Vec<AllowedHost>,
 
     /// Do not reload when workflow files change (SIGHUP still reloads).
     #[arg(long)]

@@ -1,8 +1,6 @@
 //! Performs rendered actions as REST calls on the platform's agent API (and
 //! outbound HTTP for `http`), resolving defaults from the event's [`Scope`].
 
-use std::time::Duration;
-
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -24,19 +22,24 @@ const MAX_CONTEXT_PAGES: usize = 100;
 pub struct RestExecutor {
     api: AgentApi,
     http: reqwest::Client,
-    http_allow: Vec<String>,
+    http_allow: Vec<AllowedHost>,
     me: Option<String>,
 }
 
 impl RestExecutor {
     /// An executor on `api`; `http` actions may only reach `http_allow` hosts.
-    pub fn new(api: AgentApi, http_allow: Vec<String>) -> Self {
-        RestExecutor {
+    pub fn new(api: AgentApi, http_allow: Vec<AllowedHost>) -> Result<Self, reqwest::Error> {
+        // Redirects are followed by `outbound`, which checks each hop against
+        // the allowlist and keeps the workflow's headers on their origin.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(RestExecutor {
             api,
-            http: reqwest::Client::new(),
+            http,
             http_allow,
             me: None,
-        }
+        })
     }
 
     /// Our agent id: how messages we sent are told apart in `/context`.
@@ -245,38 +248,99 @@ impl RestExecutor {
         Err(format!("no peer with handle @{wanted}"))
     }
 
-    async fn outbound(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &std::collections::BTreeMap<String, String>,
-        body: Option<&Value>,
-        timeout: Duration,
-    ) -> Result<Value, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
-        let host = parsed.host_str().unwrap_or_default();
-        if !self.http_allow.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-            return Err(format!(
-                "host {host} is not allowed (allow it with --allow-http-host {host})"
-            ));
+    /// Sends one `http` action: every hop (the URL, then each redirect) must
+    /// be an allowed host; the workflow's headers and the `Idempotency-Key`
+    /// go only to the URL's own origin; the body is read up to `max_bytes`.
+    async fn outbound(&self, a: &a::Http, scope: &Scope) -> Result<Value, String> {
+        let first = url::Url::parse(&a.url).map_err(|e| format!("bad url {}: {e}", a.url))?;
+        let origin = first.origin();
+        let mut method = reqwest::Method::from_bytes(a.method.as_bytes())
+            .map_err(|_| format!("bad method {}", a.method))?;
+        let mut body = a.json.as_ref();
+        let key = idempotency_key(self.me.as_deref(), scope);
+        let deadline = tokio::time::Instant::now() + a.timeout;
+        let mut url = first;
+        let mut hops = 0;
+        loop {
+            self.check_allowed(&url, hops > 0)?;
+            let mut req = self.http.request(method.clone(), url.clone());
+            if url.origin() == origin {
+                if let Some(key) = &key {
+                    req = req.header("Idempotency-Key", key);
+                }
+                // After the key, so a workflow's own Idempotency-Key wins.
+                for (k, v) in &a.headers {
+                    req = req.header(k, v);
+                }
+            }
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let resp = tokio::time::timeout(left, req.send())
+                .await
+                .map_err(|_| format!("{url}: no answer within {:?}", a.timeout))?
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status();
+            if status.is_redirection() {
+                if let Some(next) = redirect_target(&url, &resp)? {
+                    if !a.follow_redirects {
+                        return Err(format!(
+                            "{url}: HTTP {} redirect to {next} not followed (follow_redirects: false)",
+                            status.as_u16()
+                        ));
+                    }
+                    hops += 1;
+                    if hops > MAX_REDIRECTS {
+                        return Err(format!("{}: more than {MAX_REDIRECTS} redirects", a.url));
+                    }
+                    // 303, and 301/302 after a POST, continue as a GET without
+                    // a body (what browsers and HTTP clients do); 307/308 keep both.
+                    let code = status.as_u16();
+                    if code == 303 && method != reqwest::Method::HEAD
+                        || (code == 301 || code == 302) && method == reqwest::Method::POST
+                    {
+                        method = reqwest::Method::GET;
+                        body = None;
+                    }
+                    url = next;
+                    continue;
+                }
+            }
+            let bytes = tokio::time::timeout(left, read_capped(resp, a.max_bytes))
+                .await
+                .map_err(|_| format!("{url}: no whole answer within {:?}", a.timeout))?
+                .map_err(|e| format!("{url}: {e}"))?;
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if !status.is_success() {
+                return Err(format!("{url}: HTTP {}", status.as_u16()));
+            }
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Ok(json!({ "status": status.as_u16(), "body": body }));
         }
-        let method = reqwest::Method::from_bytes(method.as_bytes())
-            .map_err(|_| format!("bad method {method}"))?;
-        let mut req = self.http.request(method, parsed).timeout(timeout);
-        for (k, v) in headers {
-            req = req.header(k, v);
+    }
+
+    /// Refuses a URL whose host (and port) no `--allow-http-host` entry allows.
+    fn check_allowed(&self, url: &url::Url, redirected: bool) -> Result<(), String> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default();
+        if self.http_allow.iter().any(|h| h.allows(host, port)) {
+            return Ok(());
         }
-        if let Some(body) = body {
-            req = req.json(body);
+        let via = if redirected { "redirect to " } else { "" };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let other_ports = self
+            .http_allow
+            .iter()
+            .any(|h| h.host.eq_ignore_ascii_case(bare));
+        match port {
+            Some(port) if other_ports => Err(format!(
+                "{via}{url}: port {port} of host {host} is not allowed (allow it with --allow-http-host {host}:{port})"
+            )),
+            _ => Err(format!(
+                "{via}{url}: host {host} is not allowed (allow it with --allow-http-host {host})"
+            )),
         }
-        let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !(200..300).contains(&status) {
-            return Err(format!("{url}: HTTP {status}"));
-        }
-        Ok(json!({ "status": status, "body": body }))
     }
 }
 
@@ -387,9 +451,8 @@ impl Effects for RestExecutor {
         Ok(json!({ "removed": true }))
     }
 
-    async fn http(&self, a: &a::Http, _scope: &Scope) -> Effect {
-        self.outbound(&a.method, &a.url, &a.headers, a.json.as_ref(), a.timeout)
-            .await
+    async fn http(&self, a: &a::Http, scope: &Scope) -> Effect {
+        self.outbound(a, scope).await
     }
 
     async fn landed(
@@ -421,6 +484,146 @@ impl Effects for RestExecutor {
             | P::RejectContact(_)
             | P::RemoveContact(_)
             | P::Http(_) => Ok(None),
+        }
+    }
+}
+
+/// Most redirects followed for one `http` action.
+const MAX_REDIRECTS: usize = 5;
+
+/// The absolute URL a 3xx answer points at; `None` when it names none (then
+/// the answer is taken as it is, and fails as a non-2xx).
+fn redirect_target(url: &url::Url, resp: &reqwest::Response) -> Result<Option<url::Url>, String> {
+    let Some(location) = resp.headers().get(reqwest::header::LOCATION) else {
+        return Ok(None);
+    };
+    let location = location
+        .to_str()
+        .map_err(|_| format!("{url}: redirect with a Location that is not text"))?;
+    url.join(location)
+        .map(Some)
+        .map_err(|e| format!("{url}: bad redirect Location {location:?}: {e}"))
+}
+
+/// Reads a response body chunk by chunk, failing once it passes `max` bytes
+/// (or announces more in `Content-Length`), so a huge answer never sits in memory.
+async fn read_capped(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, String> {
+    let too_big = |n: String| {
+        format!("response body larger than {max} bytes ({n}); raise the action's `max_bytes` if it is expected")
+    };
+    if let Some(len) = resp.content_length().filter(|len| *len > max) {
+        return Err(too_big(format!("Content-Length {len}")));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(too_big("stopped reading".into()));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The `Idempotency-Key` of one `http` action of one message: a UUID (v5)
+/// of the agent, the message and the step (`rule#do0`), so a retry or a
+/// resumed run after a crash sends the same key and a partner API can
+/// dedupe. `None` outside a message (nothing to tie a retry to).
+fn idempotency_key(agent: Option<&str>, scope: &Scope) -> Option<String> {
+    let message = scope.message_id.as_deref()?;
+    let step = scope.step.as_deref().unwrap_or_default();
+    let name = format!("{}\n{message}\n{step}", agent.unwrap_or_default());
+    Some(uuid::Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, name.as_bytes()).to_string())
+}
+
+/// The namespace of [`idempotency_key`]'s UUIDs (fixed: keys must not change
+/// between versions, or a retry after an upgrade would look new).
+const IDEMPOTENCY_NAMESPACE: uuid::Uuid = uuid::uuid!("6f0d3c1e-7a52-4c8e-9b1f-2d4a8e5c7b90");
+
+/// One `--allow-http-host` entry: a host, or a host and one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+/// Why an `--allow-http-host` entry cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("bad --allow-http-host {entry:?}: {why} (give HOST or HOST:PORT, e.g. api.example.com or 127.0.0.1:8080)")]
+pub struct AllowedHostError {
+    entry: String,
+    why: String,
+}
+
+impl AllowedHost {
+    /// True when a URL on `host` and `port` (its scheme's default when
+    /// absent) may be reached.
+    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.host.eq_ignore_ascii_case(host) && self.port.is_none_or(|p| Some(p) == port)
+    }
+}
+
+impl std::str::FromStr for AllowedHost {
+    type Err = AllowedHostError;
+
+    /// `host`, `host:port`, `[v6]`, `[v6]:port` (a bare IPv6 address too).
+    fn from_str(entry: &str) -> Result<Self, Self::Err> {
+        let err = |why: &str| AllowedHostError {
+            entry: entry.to_owned(),
+            why: why.to_owned(),
+        };
+        let s = entry.trim();
+        if s.is_empty() {
+            return Err(err("empty"));
+        }
+        if s.contains("://") || s.contains('/') {
+            return Err(err("a host, not a URL"));
+        }
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or_else(|| err("unclosed '['"))?;
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(err("text after ']' that is not :PORT")),
+                },
+            }
+        } else if s.matches(':').count() > 1 {
+            // A bare IPv6 address: no port can be told apart.
+            (s, None)
+        } else {
+            match s.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (s, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(err("no host"));
+        }
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| err(&format!("{p:?} is not a port number (1-65535)")))
+            })
+            .transpose()?;
+        Ok(AllowedHost {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = match self.host.contains(':') {
+            true => format!("[{}]", self.host),
+            false => self.host.clone(),
+        };
+        match self.port {
+            Some(port) => write!(f, "{host}:{port}"),
+            None => f.write_str(&host),
         }
     }
 }
@@ -495,6 +698,52 @@ mod tests {
             mention("alice/billing-agent").handle.as_deref(),
             Some("alice/billing-agent")
         );
+    }
+
+    #[test]
+    fn allowlist_entries_are_hosts_or_host_ports() {
+        let any: AllowedHost = "API.example.com".parse().unwrap();
+        assert!(any.allows("api.example.com", Some(443)));
+        assert!(any.allows("api.example.com", Some(8080)));
+        assert!(!any.allows("example.com", Some(443)));
+        let one: AllowedHost = "127.0.0.1:8080".parse().unwrap();
+        assert!(one.allows("127.0.0.1", Some(8080)));
+        assert!(!one.allows("127.0.0.1", Some(8081)));
+        assert_eq!(one.to_string(), "127.0.0.1:8080");
+        let v6: AllowedHost = "[::1]:9000".parse().unwrap();
+        assert!(v6.allows("[::1]", Some(9000)));
+        assert!(!v6.allows("[::1]", Some(80)));
+        assert!("::1"
+            .parse::<AllowedHost>()
+            .unwrap()
+            .allows("[::1]", Some(80)));
+        for bad in [
+            "",
+            "host:",
+            "host:http",
+            "host:0",
+            "host:70000",
+            "http://host",
+            "[::1",
+        ] {
+            let err = bad.parse::<AllowedHost>().unwrap_err().to_string();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_name_one_step_of_one_message() {
+        let scope = |m: &str, s: &str| Scope {
+            message_id: Some(m.into()),
+            step: Some(s.into()),
+            ..Scope::default()
+        };
+        let k = idempotency_key(Some("a"), &scope("m1", "r#do0"));
+        assert_eq!(k, idempotency_key(Some("a"), &scope("m1", "r#do0")));
+        assert_ne!(k, idempotency_key(Some("a"), &scope("m1", "r#do1")));
+        assert_ne!(k, idempotency_key(Some("a"), &scope("m2", "r#do0")));
+        assert_ne!(k, idempotency_key(Some("b"), &scope("m1", "r#do0")));
+        assert_eq!(idempotency_key(Some("a"), &Scope::default()), None);
     }
 
     #[test]

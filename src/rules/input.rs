@@ -210,6 +210,7 @@ fn assemble(
         message_id: facts.message_id,
         sender: sender.clone(),
         contact_request_id: facts.contact_request_id,
+        step: None,
     };
     let input = EventInput {
         event_type: event_type.to_owned(),

@@ -10,6 +10,7 @@ mod cli_dryrun;
 mod cli_sandbox;
 mod console_browser;
 mod durable;
+mod http_action;
 mod journal;
 mod limits;
 mod metrics;

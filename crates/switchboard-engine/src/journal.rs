@@ -181,6 +181,39 @@ impl Journal {
         self.lock().len()
     }
 
+    /// Like [`Journal::done`], but the store keeps only `durable` (a cut-down
+    /// `result`, e.g. without a large `http` body): this process resumes with
+    /// the whole result, a restarted one with what was kept.
+    pub async fn done_keeping(
+        &self,
+        message: &str,
+        step: &str,
+        result: &Value,
+        durable: &Value,
+    ) -> Result<(), JournalError> {
+        let at = Some(Utc::now());
+        if let Some(store) = &self.store {
+            store
+                .record(Record::Done {
+                    message: message.to_owned(),
+                    step: step.to_owned(),
+                    result: durable.clone(),
+                    at,
+                })
+                .await?;
+        }
+        apply(
+            &mut self.lock(),
+            Record::Done {
+                message: message.to_owned(),
+                step: step.to_owned(),
+                result: result.clone(),
+                at,
+            },
+        );
+        Ok(())
+    }
+
     async fn write(&self, record: Record) -> Result<(), JournalError> {
         if let Some(store) = &self.store {
             store.record(record.clone()).await?;

@@ -534,8 +534,11 @@ impl Engine {
             }
             _ => {
                 let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
-                self.perform(&rendered, rule, step, journal, input, scope, executor)
-                    .await
+                let bound = action.bind.is_some();
+                self.perform(
+                    &rendered, rule, step, bound, journal, input, scope, executor,
+                )
+                .await
             }
         };
         match result {
@@ -559,13 +562,15 @@ impl Engine {
 
     /// Runs one action, through the journal when the message has one: a
     /// finished step is not run again (its result is reused), a step sent but
-    /// never confirmed is looked for on the platform first.
+    /// never confirmed is looked for on the platform first. `bound` says
+    /// whether a later step reads the result (`as:`): what the journal must keep.
     #[allow(clippy::too_many_arguments)]
     async fn perform(
         &self,
         action: &RenderedAction,
         rule: &Rule,
         step: &str,
+        bound: bool,
         journal: Option<(&Journal, &str)>,
         input: &EventInput,
         scope: &Scope,
@@ -574,6 +579,11 @@ impl Engine {
         let journal_err = |e: super::journal::JournalError| e.to_string();
         if let Some((j, message)) = journal {
             match j.step(message, step) {
+                // The journal kept only part of the result (e.g. not a large
+                // `http` body) and a later step reads it: performed again.
+                Some(Step::Done(result)) if bound && action.journaled_is_partial(&result) => {
+                    tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "done before, but its result was not kept whole; performed again");
+                }
                 Some(Step::Done(result)) => {
                     tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "already done before; not repeated");
                     return Ok(result);
@@ -595,13 +605,22 @@ impl Engine {
         }
         let result = match action.split() {
             Split::Local(local) => self.run_local(rule, local, input.now),
-            Split::Platform(_) => executor
-                .execute(action, scope)
-                .await
-                .map_err(|e| e.to_string()),
+            Split::Platform(_) => {
+                let scope = Scope {
+                    step: Some(step.to_owned()),
+                    ..scope.clone()
+                };
+                executor
+                    .execute(action, &scope)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
         }?;
         if let Some((j, message)) = journal {
-            j.done(message, step, &result).await.map_err(journal_err)?;
+            let kept = action.journaled_result(&result, bound);
+            j.done_keeping(message, step, &result, kept.as_ref().unwrap_or(&result))
+                .await
+                .map_err(journal_err)?;
         }
         Ok(result)
     }

@@ -54,7 +54,10 @@ impl Harness {
         let (tx, handled) = tokio::sync::mpsc::unbounded_channel();
         let mut config =
             AgentConfig::new(sb.rest_url(), sb.ws_url(), "triage-key".into(), workflows);
-        config.allow_http_hosts = allow_http_hosts;
+        config.allow_http_hosts = allow_http_hosts
+            .iter()
+            .map(|h| h.parse().expect("a valid --allow-http-host entry"))
+            .collect();
         config.watch = watch;
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         let agent = Agent::prepare(&config, Some(tx))

@@ -369,6 +369,25 @@ impl RenderedAction {
     pub fn is_local(&self) -> bool {
         self.kind() == Kind::Local
     }
+
+    /// What the journal keeps of this action's `result` when `bound` says
+    /// whether a later step reads it (`as:`): `None` keeps it whole. Only
+    /// `http` results (outside bodies of any size) are cut down.
+    pub fn journaled_result(&self, result: &Value, bound: bool) -> Option<Value> {
+        match self {
+            RenderedAction::Http(_) => Some(http::journaled(result, bound)),
+            _ => None,
+        }
+    }
+
+    /// True when a `result` read back from the journal lacks what a step
+    /// that binds it needs (so the step is performed again).
+    pub fn journaled_is_partial(&self, result: &Value) -> bool {
+        match self {
+            RenderedAction::Http(_) => http::body_left_out(result),
+            _ => false,
+        }
+    }
 }
 
 /// An action's arguments after rendering, read as the rendered type needs them.
