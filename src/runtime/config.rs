@@ -84,6 +84,9 @@ pub struct Tunables {
     pub max_attempts: u64,
     /// Pause before a room with a failed message is drained again.
     pub retry_delay: Duration,
+    /// While a room's execution is stopped, how often it is probed with a
+    /// `/next` drain: the only way a PLAY whose push was lost is found.
+    pub stopped_probe_interval: Duration,
 }
 
 impl Default for Tunables {
@@ -99,6 +102,8 @@ impl Default for Tunables {
             shutdown_grace: Duration::from_secs(30),
             max_attempts: 5,
             retry_delay: Duration::from_secs(5),
+            // The official SDK's `stopped_resync_seconds`.
+            stopped_probe_interval: Duration::from_secs(60),
         }
     }
 }

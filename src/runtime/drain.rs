@@ -7,6 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use tokio::sync::watch;
+
+use super::control::RoomControl;
 use super::handler::RoomInfo;
 use super::lifecycle::{ack_processed, process_message, MessageRef, MessageResult, Services};
 use band_client::rest::MessageQuery;
@@ -43,13 +46,14 @@ pub(crate) struct Drained {
     pub(crate) retry: bool,
 }
 
-/// Drains `room`.
+/// Drains `room`; `control` cancels the message in hand (STOP, INTERRUPT).
 pub(crate) async fn drain_room(
     services: &Services,
     room: &Arc<RoomInfo>,
+    control: &watch::Receiver<RoomControl>,
     stopping: impl Fn() -> bool,
 ) -> Drained {
-    let (handled, end, retry) = drain_inner(services, room, stopping).await;
+    let (handled, end, retry) = drain_inner(services, room, control, stopping).await;
     Drained {
         handled,
         end,
@@ -60,6 +64,7 @@ pub(crate) async fn drain_room(
 async fn drain_inner(
     services: &Services,
     room: &Arc<RoomInfo>,
+    control: &watch::Receiver<RoomControl>,
     stopping: impl Fn() -> bool,
 ) -> (usize, DrainEnd, bool) {
     let mut seen: HashSet<String> = HashSet::new();
@@ -96,8 +101,8 @@ async fn drain_inner(
             // `/next` is a cursor: it will keep serving this one.
             break DrainEnd::Stuck(id);
         }
-        match process_message(services, room.clone(), msg, true).await {
-            MessageResult::Handled(_) => handled += 1,
+        match process_message(services, room.clone(), msg, true, control).await {
+            MessageResult::Handled(_) | MessageResult::Interrupted => handled += 1,
             // Failed with attempts left: `/next` serves it again at once, which
             // ends this drain as Stuck; the retry comes from a later drain.
             MessageResult::WillRetry => {
@@ -112,7 +117,8 @@ async fn drain_inner(
     };
     if let DrainEnd::Stuck(id) = &end {
         tracing::debug!(room = %room.id, message_id = %id, "/next is stuck; sweeping the unprocessed list");
-        let (more, sweep_end, sweep_retry) = sweep_room(services, room, &stopping, &seen).await;
+        let (more, sweep_end, sweep_retry) =
+            sweep_room(services, room, control, &stopping, &seen).await;
         handled += more;
         retry |= sweep_retry;
         if let Some(e) = sweep_end {
@@ -131,6 +137,7 @@ async fn drain_inner(
 async fn sweep_room(
     services: &Services,
     room: &Arc<RoomInfo>,
+    control: &watch::Receiver<RoomControl>,
     stopping: &impl Fn() -> bool,
     tried: &HashSet<String>,
 ) -> (usize, Option<DrainEnd>, bool) {
@@ -172,8 +179,8 @@ async fn sweep_room(
                 retry = true;
                 continue;
             }
-            match process_message(services, room.clone(), msg, true).await {
-                MessageResult::Handled(_) => handled += 1,
+            match process_message(services, room.clone(), msg, true, control).await {
+                MessageResult::Handled(_) | MessageResult::Interrupted => handled += 1,
                 MessageResult::WillRetry => {
                     handled += 1;
                     retry = true;

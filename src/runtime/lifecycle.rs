@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
+
 use super::config::Tunables;
+use super::control::{Cancelled, RoomControl};
 use super::dedupe::MessageLedger;
 use super::handler::{Delivery, Handler, HandlerResult, RoomInfo};
 use super::observer::{LifecycleMark, Observer};
@@ -48,8 +51,11 @@ pub(crate) enum Skip {
 pub(crate) enum MessageResult {
     /// Not handled, and no mark sent.
     Skipped(Skip),
-    /// `/processing` said the room's execution is stopped: left for later.
+    /// `/processing` said the room's execution is stopped, or a STOP
+    /// cancelled the handler: left (in `processing`) for after PLAY.
     RoomStopped,
+    /// An INTERRUPT cancelled the handler; the message was marked processed.
+    Interrupted,
     /// `/processing` failed: left for a later drain.
     ClaimFailed,
     /// The handler ran; its result (the ack may still be pending).
@@ -82,17 +88,21 @@ pub(crate) fn skip_reason(msg: &ChatMessage, me_id: &str, ledger: &MessageLedger
     None
 }
 
-/// Runs the lifecycle for one message of `room`.
+/// Runs the lifecycle for one message of `room`; a STOP or INTERRUPT in
+/// `control` after it started cancels the handler.
 pub(crate) async fn process_message(
     services: &Services,
     room: Arc<RoomInfo>,
     msg: ChatMessage,
     from_backlog: bool,
+    control: &watch::Receiver<RoomControl>,
 ) -> MessageResult {
     if let Some(skip) = skip_reason(&msg, &services.me_id, &services.ledger) {
         tracing::debug!(room = %room.id, message_id = %msg.id, ?skip, from_backlog, "message skipped");
         return MessageResult::Skipped(skip);
     }
+    let mut control = control.clone();
+    let cancels_at_start = control.borrow().cancels;
     let started = Instant::now();
     // The message itself goes to the handler; its id stays here.
     let (room_id, msg_id) = (room.id.clone(), msg.id.clone());
@@ -130,7 +140,24 @@ pub(crate) async fn process_message(
         room: Some(room),
         from_backlog,
     };
-    let result = run_handler(&services.handler, delivery).await;
+    let result = match run_cancellable(&services.handler, delivery, &mut control, cancels_at_start)
+        .await
+    {
+        Ok(result) => result,
+        Err(Cancelled::Stop) => {
+            // Not recorded in the ledger and not marked: `/next` serves it
+            // again after PLAY and the handler runs anew (the action journal
+            // keeps what already went out).
+            tracing::info!(room = %room_id, message_id = %msg_id, "execution stopped: the work in hand was cancelled; the message waits for PLAY");
+            return MessageResult::RoomStopped;
+        }
+        Err(Cancelled::Interrupt) => {
+            tracing::info!(room = %room_id, message_id = %msg_id, "interrupted: the work in hand was cancelled; the message is marked processed");
+            services.ledger.handled(&msg_id);
+            ack_processed(services, target).await;
+            return MessageResult::Interrupted;
+        }
+    };
     let failed = matches!(result, HandlerResult::Failed { .. });
     // Remember it before acking: whatever the ack does, the handler must not
     // run again — unless it failed and has attempts left (then a later drain
@@ -221,6 +248,51 @@ async fn post_processed(services: &Services, target: MessageRef<'_>) -> bool {
         }
     }
     false
+}
+
+/// Runs the handler like [`run_handler`], but aborts it when a STOP or
+/// INTERRUPT arrives after `since` (a [`RoomControl::cancels`] count). A
+/// failure that lands together with a STOP (say, a post answered 403
+/// "execution is stopped") counts as the STOP.
+async fn run_cancellable(
+    handler: &Arc<dyn Handler>,
+    delivery: Delivery,
+    control: &mut watch::Receiver<RoomControl>,
+    since: u64,
+) -> Result<HandlerResult, Cancelled> {
+    if let Some(c) = Cancelled::since(&control.borrow(), since) {
+        return Err(c);
+    }
+    let handler = handler.clone();
+    let mut task = tokio::spawn(async move { handler.handle(delivery).await });
+    let cancel = async {
+        // The guard must not live across an await; a closed channel (the
+        // room is going away) cancels nothing.
+        match control.wait_for(|c| c.cancels != since).await {
+            Ok(state) => Cancelled::since(&state, since),
+            Err(_) => None,
+        }
+    };
+    let result = tokio::select! {
+        biased;
+        Some(c) = cancel => {
+            task.abort();
+            return Err(c);
+        }
+        joined = &mut task => joined,
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(e) => HandlerResult::Failed {
+            reason: format!("handler crashed: {e}"),
+        },
+    };
+    if matches!(result, HandlerResult::Failed { .. })
+        && Cancelled::since(&control.borrow(), since) == Some(Cancelled::Stop)
+    {
+        return Err(Cancelled::Stop);
+    }
+    Ok(result)
 }
 
 /// Hands a non-message event to the handler (no lifecycle) and logs it.

@@ -7,6 +7,7 @@
 
 mod config;
 mod contacts;
+mod control;
 mod dedupe;
 mod drain;
 mod error;

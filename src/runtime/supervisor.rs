@@ -9,12 +9,13 @@ use tokio::task::JoinHandle;
 
 use super::config::Tunables;
 use super::contacts::spawn_contacts;
+use super::control::SeenControls;
 use super::error::RuntimeError;
 use super::lifecycle::Services;
 use super::rooms::{spawn_room, RoomCmd, RoomHandle, ROOM_TOPICS};
 use band_client::rest::{AgentApi, ApiError};
 use band_client::socket::{Socket, SocketEvent, Status, StopReason};
-use band_wire::events::{Event, TopicKind};
+use band_wire::events::{AgentControl, Event, TopicKind};
 use band_wire::model::AgentMe;
 
 /// Runs a start-up call until it succeeds, pausing (doubling, capped) after
@@ -73,6 +74,8 @@ pub(crate) struct Supervisor {
     started: Option<JoinHandle<()>>,
     /// Room ids, for [`super::RuntimeHandle::rooms`].
     view: Arc<Mutex<BTreeSet<String>>>,
+    /// Control pushes already applied (the platform may repeat them).
+    seen_controls: SeenControls,
 }
 
 impl Supervisor {
@@ -94,6 +97,7 @@ impl Supervisor {
             contacts: None,
             started: None,
             view,
+            seen_controls: SeenControls::default(),
         }
     }
 
@@ -246,6 +250,7 @@ impl Supervisor {
             (_, Event::Supersede(s)) => {
                 tracing::warn!(reason = %s.reason, "supersede received");
             }
+            (Some(TopicKind::AgentControl), Event::AgentControl(c)) => self.control(&c),
             (_, e @ Event::Unknown { .. }) => {
                 tracing::debug!(%topic, event = %e.name(), "unhandled event ignored");
             }
@@ -274,6 +279,38 @@ impl Supervisor {
                 }
             }
             (_, e) => self.to_contacts(e).await,
+        }
+    }
+
+    /// STOP / PLAY / INTERRUPT (§4.4): handed to the room it names, or to
+    /// every room when it names none; each room task acts on it.
+    fn control(&mut self, c: &AgentControl) {
+        if c.agent_id != self.me.id {
+            tracing::warn!(agent = %c.agent_id, "agent.control for another agent ignored");
+            return;
+        }
+        if !self.seen_controls.first_time(&c.correlation_id) {
+            tracing::debug!(correlation_id = %c.correlation_id, "repeated agent.control ignored");
+            return;
+        }
+        tracing::info!(
+            mode = c.mode.as_str(),
+            room = c.room_id.as_deref().unwrap_or("all"),
+            reason = c.reason.as_deref().unwrap_or(""),
+            "agent.control received"
+        );
+        let targets: Vec<&RoomHandle> = match &c.room_id {
+            Some(id) => match self.rooms.get(id) {
+                Some(room) => vec![room],
+                None => {
+                    tracing::debug!(room = %id, "agent.control for a room not served ignored");
+                    Vec::new()
+                }
+            },
+            None => self.rooms.values().collect(),
+        };
+        for room in targets {
+            room.control.send_modify(|s| s.apply(c.mode));
         }
     }
 

@@ -817,3 +817,108 @@ async fn being_superseded_ends_the_runtime_with_an_error() {
     );
     other.shutdown().await;
 }
+
+impl World {
+    /// `POST /_sandbox/control` for the bot: `mode` in the Support room (or
+    /// every room with `room: null`), pushed unless `push` is false.
+    async fn control(&self, mode: &str, push: bool) {
+        self.post(
+            "/_sandbox/control",
+            json!({"agent": self.agent_id, "mode": mode, "room": self.room, "push": push}),
+        )
+        .await;
+    }
+
+    /// How many replies the handler posted for message `id`.
+    async fn acks(&self, id: &str) -> usize {
+        let state = self.state().await;
+        state["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("ack {id}"))
+            })
+            .count()
+    }
+
+    /// How many times the handler ran for message `id`.
+    fn runs(&self, id: &str) -> usize {
+        self.recorder
+            .messages()
+            .iter()
+            .filter(|r| r.message_id.as_deref() == Some(id))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn a_message_arriving_while_stopped_waits_for_play_and_is_answered_once() {
+    let w = World::start().await;
+    let (handle, task) = w.run().await;
+    w.control("stop", true).await;
+    let id = w.say(&w.bob, &w.room, "are you there?").await;
+    sleep(Duration::from_millis(600)).await;
+    assert_eq!(w.runs(&id), 0, "handled while stopped");
+    assert_eq!(w.delivery(&id).await["status"], "delivered");
+    w.control("play", true).await;
+    w.wait_status(&id, "processed").await;
+    assert_eq!(w.runs(&id), 1);
+    assert_eq!(w.acks(&id).await, 1);
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn stop_during_a_slow_action_cancels_it_and_the_message_is_processed_once_later() {
+    let w = World::start().await;
+    let (handle, task) = w.run().await;
+    // The claim and then the reply (both POSTs under the room's messages) are slow.
+    w.post(
+        "/_sandbox/faults",
+        json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", w.room), "ms": 1200, "count": 2}}),
+    )
+    .await;
+    let id = w.say(&w.bob, &w.room, "take your time").await;
+    w.wait_status(&id, "processing").await;
+    w.wait("the handler to start", |w| w.runs(&id) == 1).await;
+    // The reply is on its way (held by the delay): stop now.
+    w.control("stop", true).await;
+    sleep(Duration::from_millis(2000)).await;
+    let d = w.delivery(&id).await;
+    assert_eq!(d["status"], "processing", "left for later, not failed: {d}");
+    assert_eq!(w.acks(&id).await, 0);
+    w.control("play", true).await;
+    let d = w.wait_status(&id, "processed").await;
+    assert_eq!(w.acks(&id).await, 1, "answered exactly once");
+    assert_eq!(w.runs(&id), 2, "cancelled once, then run again");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d}");
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn a_missed_play_is_found_by_the_stopped_room_probe() {
+    let w = World::start().await;
+    let mut c = w.config(Duration::from_millis(50));
+    c.tunables.stopped_probe_interval = Duration::from_millis(300);
+    let (handle, task) = w.spawn_with(c);
+    w.wait("started", |w| w.count("started") == 1).await;
+    w.control("stop", true).await;
+    let id = w.say(&w.bob, &w.room, "hello?").await;
+    sleep(Duration::from_millis(600)).await;
+    assert_eq!(w.runs(&id), 0, "handled while stopped");
+    // The PLAY push is lost: only the probe can find out.
+    let played = Instant::now();
+    w.control("play", false).await;
+    w.wait_status(&id, "processed").await;
+    assert!(
+        played.elapsed() < Duration::from_millis(2000),
+        "found after {:?}",
+        played.elapsed()
+    );
+    assert_eq!(w.runs(&id), 1);
+    assert_eq!(w.acks(&id).await, 1);
+    w.stop(handle, task).await;
+}

@@ -1,4 +1,5 @@
-//! The `/_sandbox/*` control endpoints (state, reset, faults, and the
+//! The `/_sandbox/*` control endpoints (state, reset, faults, STOP / PLAY
+//! of an agent (`control`), and the
 //! console's users and per-room lifecycle views) and the
 //! fault-injection middleware that applies armed faults to `/api/v1/*`.
 
@@ -17,7 +18,9 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::rest::parse_body;
+use super::world::Control;
 use super::Sandbox;
+use band_wire::events::ControlMode;
 
 /// A rule that answers matching requests with an error.
 #[derive(Debug, Clone, Deserialize)]
@@ -189,12 +192,65 @@ pub async fn fault_layer(State(sb): State<Arc<Sandbox>>, req: Request, next: Nex
     }
 }
 
+/// Body of `POST /_sandbox/control`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlRequest {
+    agent: String,
+    mode: String,
+    #[serde(default)]
+    room: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    /// False applies the change without pushing it (a lost push).
+    #[serde(default = "yes")]
+    push: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /_sandbox/control`: a person stops, resumes or interrupts an agent,
+/// in one room or all of them (see [`crate::world::Control`]).
+async fn post_control(State(sb): State<Arc<Sandbox>>, body: Bytes) -> Response {
+    let req: ControlRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mode = match req.mode.as_str() {
+        "stop" => ControlMode::Stop,
+        "play" => ControlMode::Play,
+        "interrupt" => ControlMode::Interrupt,
+        _ => return ApiError::invalid("/mode", "must be stop, play or interrupt").into_response(),
+    };
+    let control = Control {
+        agent: req.agent,
+        mode,
+        room: req.room,
+        reason: req.reason,
+        push: req.push,
+    };
+    match sb.change(|w| w.control(control)) {
+        Ok(v) => {
+            tracing::info!(
+                mode = mode.as_str(),
+                pushed = req.push,
+                "sandbox control applied"
+            );
+            (StatusCode::OK, Json(v)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The `/_sandbox/*` routes.
 pub fn routes() -> Router<Arc<Sandbox>> {
     Router::new()
         .route("/_sandbox/state", get(state))
         .route("/_sandbox/reset", axum::routing::post(reset))
         .route("/_sandbox/faults", get(get_faults).post(post_faults))
+        .route("/_sandbox/control", axum::routing::post(post_control))
         .route("/_sandbox/users", get(users))
         .route("/_sandbox/rooms/{id}/messages", get(room_messages))
 }

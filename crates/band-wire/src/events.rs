@@ -350,13 +350,46 @@ pub struct Supersede {
     pub target_socket_id: Option<String>,
 }
 
+/// What an `agent.control` asks of the agent's execution.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlMode {
+    /// Cancel the work in hand; the message counts as handled.
+    Interrupt,
+    /// Cancel the work in hand and stop; the message waits for PLAY.
+    Stop,
+    /// Resume a stopped execution.
+    Play,
+}
+
+impl ControlMode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlMode::Interrupt => "interrupt",
+            ControlMode::Stop => "stop",
+            ControlMode::Play => "play",
+        }
+    }
+}
+
+/// Whether an `agent.control` targets one room or all the agent's rooms.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ControlScope {
+    /// Every room of the agent (`room_id` null).
+    Agent,
+    /// The room `room_id`.
+    Room,
+}
+
 /// `agent.control` payload.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentControl {
     /// interrupt, stop or play.
-    pub mode: String,
+    pub mode: ControlMode,
     /// agent or room.
-    pub scope: String,
+    pub scope: ControlScope,
     /// Target agent.
     pub agent_id: String,
     /// Dedupe key.

@@ -97,7 +97,8 @@ async fn next(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>) -> ApiResul
     }
 }
 
-/// The three lifecycle routes: one delivery update each.
+/// The three lifecycle routes: one delivery update each. While the agent's
+/// execution in the room is stopped, `/processing` answers 204 and starts nothing.
 async fn update_delivery(
     State(sb): Sb,
     h: HeaderMap,
@@ -105,7 +106,14 @@ async fn update_delivery(
     update: DeliveryUpdate,
 ) -> ApiResult {
     let who = agent(&sb, &h)?;
-    ok(sb.world().update_delivery(&who, &chat, &msg, update)?)
+    let mut world = sb.world();
+    if update == DeliveryUpdate::Processing {
+        world.readable_room(&who, &chat)?;
+        if world.is_stopped(&who.id, &chat) {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
+    ok(world.update_delivery(&who, &chat, &msg, update)?)
 }
 
 async fn failed(sb: Sb, h: HeaderMap, path: MessagePath, body: Bytes) -> ApiResult {
@@ -127,12 +135,14 @@ async fn post_event(
     })?)
 }
 
-/// The working indicator: echoed back, since the sandbox never stops a room.
-/// (The platform answers `working:false` to a `true` only while execution is stopped.)
+/// The working indicator: echoed back, except that it is `false` while the
+/// agent's execution in the room is stopped (how the platform tells it).
 async fn activity(State(sb): Sb, h: HeaderMap, Path(chat): Path<String>, body: Bytes) -> ApiResult {
     let (who, b): (_, Activity) = AgentSide::caller_with_body(&sb, &h, &body)?;
-    sb.world().get_room(&who, &chat)?;
-    ok(json!({ "working": b.working }))
+    let world = sb.world();
+    world.get_room(&who, &chat)?;
+    let working = b.working && !world.is_stopped(&who.id, &chat);
+    ok(json!({ "working": working }))
 }
 
 async fn context(

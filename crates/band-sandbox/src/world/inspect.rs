@@ -152,6 +152,7 @@ impl World {
             "messages": messages,
             "contacts": contacts,
             "contact_requests": requests,
+            "stopped": self.stopped_state(),
         })
     }
 }

@@ -137,6 +137,7 @@ impl World {
         new: NewMessage,
     ) -> Changed<Value> {
         let room = self.writable_room(who, room_id)?;
+        self.check_running(&who.id, room_id)?;
         let mut mentions: Vec<StoredMention> = Vec::new();
         for m in &new.mentions {
             let ptr = format!("/message/mentions/{}", m.index);
@@ -243,6 +244,7 @@ impl World {
     /// that type, pushed to people as `event_created`, never delivered.
     pub fn post_event(&mut self, who: &Principal, room_id: &str, new: NewEvent) -> Changed<Value> {
         let room = self.writable_room(who, room_id)?;
+        self.check_running(&who.id, room_id)?;
         let readers = self.user_readers(room);
         let mut msg = self.new_row(who, room_id, new.message_type.clone(), new.content);
         msg.extra_metadata = new.metadata;
@@ -260,13 +262,17 @@ impl World {
         ))
     }
 
-    /// The oldest message for `agent` in the room that is not processed.
+    /// The oldest message for `agent` in the room that is not processed;
+    /// none while the agent's execution there is stopped.
     pub fn next_message(
         &self,
         agent: &Principal,
         room_id: &str,
     ) -> Result<Option<Value>, ApiError> {
         self.readable_room(agent, room_id)?;
+        if self.is_stopped(&agent.id, room_id) {
+            return Ok(None);
+        }
         Ok(self
             .messages
             .iter()

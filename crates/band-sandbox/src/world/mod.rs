@@ -6,15 +6,16 @@
 //!
 //! One job per file: [`rooms`], [`messages`], [`contacts`] hold the
 //! operations, [`views`] the wire JSON they answer with, [`inspect`] the
-//! `/_sandbox/*` views and socket join checks.
+//! `/_sandbox/*` views and socket join checks, [`execution`] STOP / PLAY.
 
 mod contacts;
+mod execution;
 mod inspect;
 mod messages;
 mod rooms;
 mod views;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{SecondsFormat, Utc};
 use serde_saphyr::Spanned;
@@ -27,6 +28,7 @@ use band_wire::events::{TopicKind, UserTopicKind};
 use band_wire::model::EntityType;
 
 pub use contacts::RequestAnswer;
+pub use execution::{Control, EXECUTION_STOPPED};
 pub use messages::{DeliveryUpdate, NewEvent, NewMention, NewMessage};
 
 /// What a changing operation returns: its reply and the hub effects it
@@ -109,6 +111,8 @@ pub struct World {
     messages: Vec<messages::Message>,
     contacts: Vec<contacts::Contact>,
     requests: Vec<contacts::ContactRequest>,
+    /// Agent id → rooms where its execution is stopped (`/_sandbox/control`).
+    stopped: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl World {

@@ -1096,3 +1096,208 @@ async fn socket_pushes_and_join_rules() {
     assert!(p.get("message").is_none(), "no null keys: {p}");
     assert!(sb.hub().is_connected(&carol));
 }
+
+/// `POST /_sandbox/control`: STOP, PLAY and INTERRUPT as the platform's UI
+/// sends them, the `agent.control` pushes, and a stopped room's answers.
+#[tokio::test]
+async fn control_stops_and_resumes_an_agent_in_a_room() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let sb = env.sb.clone();
+    let me = Principal {
+        id: triage.clone(),
+        kind: EntityType::Agent,
+    };
+    let (conn, mut rx) = sb.hub().register(me);
+    sb.hub().joined(conn, &format!("agent_control:{triage}"));
+    let control = |body: Value| env.call(Method::POST, None, "/_sandbox/control", Some(body));
+    let chat = format!("/api/v1/agent/chats/{room}");
+
+    let (s, v) = env
+        .post(
+            "bob-key",
+            &format!("/api/v1/me/chats/{room}/messages"),
+            json!({"message": {"content": "hi", "mentions": [{"id": triage}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let msg = v["data"]["id"].as_str().unwrap().to_string();
+
+    // STOP in one room: pushed on agent_control, shown in the state.
+    let (s, _, v) = control(json!({"agent": triage, "mode": "stop", "room": room})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pushes = drain(&mut rx);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    let (topic, event, p) = &pushes[0];
+    assert_eq!(topic, &format!("agent_control:{triage}"));
+    assert_eq!(event, "agent.control");
+    assert_eq!(p["mode"], "stop");
+    assert_eq!(p["scope"], "room");
+    assert_eq!(p["agent_id"], triage.as_str());
+    assert_eq!(p["room_id"], room.as_str());
+    assert!(
+        p["correlation_id"].as_str().is_some_and(|c| !c.is_empty()),
+        "{p}"
+    );
+    assert_eq!(env.state().await["stopped"][&triage], json!([room]));
+
+    // While stopped: /next offers nothing, /processing is 204 and changes
+    // nothing, posts are 403 "execution is stopped", activity echoes false.
+    let (s, _, _) = env
+        .call(
+            Method::GET,
+            Some("triage-key"),
+            &format!("{chat}/messages/next"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, v) = env
+        .call(
+            Method::POST,
+            Some("triage-key"),
+            &format!("{chat}/messages/{msg}/processing"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let st = env.state().await;
+    let m = st["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == msg.as_str())
+        .unwrap();
+    assert_eq!(m["delivery"][&triage]["status"], "delivered");
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("{chat}/messages"),
+            json!({"message": {"content": "reply", "mentions": [{"handle": "bob"}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_error(&v, "forbidden");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("execution is stopped"),
+        "{v}"
+    );
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("{chat}/events"),
+            json!({"event": {"content": "thinking", "message_type": "thought"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("execution is stopped"),
+        "{v}"
+    );
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("{chat}/activity"),
+            json!({"working": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["working"], false);
+    // People still talk in the room.
+    let (s, v) = env
+        .post(
+            "bob-key",
+            &format!("/api/v1/me/chats/{room}/messages"),
+            json!({"message": {"content": "still there?", "mentions": [{"id": triage}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // PLAY for every room of the agent lifts all of it.
+    let (s, _, v) = control(json!({"agent": triage, "mode": "play", "room": null})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let pushes = drain(&mut rx);
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].2["mode"], "play");
+    assert_eq!(pushes[0].2["scope"], "agent");
+    assert_eq!(pushes[0].2["room_id"], Value::Null);
+    assert!(env.state().await["stopped"].get(&triage).is_none());
+    let (s, v) = env
+        .get("triage-key", &format!("{chat}/messages/next"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"]["id"], msg.as_str());
+    let (s, v) = env
+        .post(
+            "triage-key",
+            &format!("{chat}/messages/{msg}/processing"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["status"], "processing");
+
+    // STOP for the agent stops every room it is in; correlation ids are fresh.
+    let (s, _, _) = control(json!({"agent": triage, "mode": "stop"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let stopped = env.state().await["stopped"][&triage].clone();
+    assert!(
+        stopped.as_array().unwrap().contains(&json!(room)),
+        "{stopped}"
+    );
+    // A silent PLAY (as if its push were lost) lifts the stop without a push.
+    let (s, _, _) =
+        control(json!({"agent": triage, "mode": "play", "room": room, "push": false})).await;
+    assert_eq!(s, StatusCode::OK);
+    let pushes = drain(&mut rx);
+    assert_eq!(pushes.len(), 1, "only the STOP was pushed: {pushes:?}");
+    assert_eq!(pushes[0].2["scope"], "agent");
+    let stopped = env.state().await["stopped"][&triage].clone();
+    assert!(
+        stopped.as_array().is_none_or(|r| !r.contains(&json!(room))),
+        "{stopped}"
+    );
+    // INTERRUPT is pushed and stops nothing.
+    let (s, _, _) = control(json!({"agent": triage, "mode": "interrupt", "room": room})).await;
+    assert_eq!(s, StatusCode::OK);
+    let pushes = drain(&mut rx);
+    assert_eq!(pushes[0].2["mode"], "interrupt");
+    let (s, _) = env
+        .get("triage-key", &format!("{chat}/messages/next"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Bad requests say what is wrong.
+    let bob = env.id("bob").await;
+    for (body, status) in [
+        (
+            json!({"agent": "nobody", "mode": "stop"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (json!({"agent": bob, "mode": "stop"}), StatusCode::NOT_FOUND),
+        (
+            json!({"agent": triage, "mode": "pause"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"agent": triage, "mode": "stop", "room": "nowhere"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (json!({"mode": "stop"}), StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let (s, _, v) = control(body.clone()).await;
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    // Reset forgets every stop.
+    control(json!({"agent": triage, "mode": "stop", "room": room})).await;
+    env.call(Method::POST, None, "/_sandbox/reset", None).await;
+    assert_eq!(env.state().await["stopped"], json!({}));
+}
