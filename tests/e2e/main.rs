@@ -9,6 +9,8 @@ mod cli_agent;
 mod cli_dryrun;
 mod cli_sandbox;
 mod console_browser;
+mod coverage_cli;
+mod coverage_runtime;
 mod journal;
 mod metrics;
 mod reload;
