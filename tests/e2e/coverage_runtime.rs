@@ -1,10 +1,12 @@
-//! What users meet while an agent runs, checked in process against the
-//! sandbox over loopback: rooms handled one message at a time but in parallel
-//! with each other, an event in flight keeping its rules through a reload, a
+//! What users meet while an agent runs, against the sandbox over loopback
+//! (in process, and the binary for a start-up backlog): rooms handled one
+//! message at a time but in parallel with each other, live and when draining, an event in flight keeping its rules through a reload, a
 //! retry within one run not repeating finished actions, and a successful
 //! `on_error` fallback ending the event.
 
+use crate::support::cli::{run_command, Running};
 use crate::support::harness::{Harness, WAIT};
+use crate::support::seeded;
 
 use std::time::Duration;
 
@@ -77,16 +79,16 @@ fn time(v: &Value) -> DateTime<Utc> {
 }
 
 /// The bot's attempts at `message` once it is processed (polled up to `WAIT`).
-async fn attempts_when_processed(h: &Harness, message: &str) -> Vec<Attempt> {
+async fn attempts_when_processed(sb: &RunningSandbox, bot: &str, message: &str) -> Vec<Attempt> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let state = h.state().await;
+        let state = seeded::sandbox_state(sb).await;
         let delivery = state["messages"]
             .as_array()
             .unwrap()
             .iter()
             .find(|m| m["id"] == message)
-            .map(|m| m["delivery"][&h.bot_id].clone())
+            .map(|m| m["delivery"][bot].clone())
             .unwrap_or(Value::Null);
         if delivery["status"] == "processed" {
             return delivery["attempts"]
@@ -120,52 +122,62 @@ rules:
       - reply: "echo: {{ event.content | strip_mentions | trim }}"
 "#;
 
-/// Each message's first action (an event) is held 400 ms by the sandbox
-/// (the event path, not `/messages`, which the lifecycle marks share). Within a room the second
-/// message's attempt must start after the first one finished (serial, in
-/// order); across rooms the attempts must overlap (parallel).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_room_is_serial_and_in_order_while_rooms_run_in_parallel() {
-    const PER_ROOM: usize = 3;
-    const HOLD_MS: u64 = 400;
-    let dir = folder(ECHO);
-    let h = Harness::start_with(dir.path().into(), Vec::new()).await;
-    let alice = HumanApi::new(RestConfig::new(h.sb.rest_url(), "alice-key")).unwrap();
+const PER_ROOM: usize = 3;
+const HOLD_MS: u64 = 400;
+
+/// Two rooms of alice's with the bot, each message's first action (an
+/// event, not `/messages`, whose path the lifecycle marks share) held
+/// `HOLD_MS` by the sandbox; `PER_ROOM` questions asked in each,
+/// interleaved. The rooms and the ids asked in each.
+async fn two_busy_rooms(sb: &RunningSandbox, bot: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let alice = HumanApi::new(RestConfig::new(sb.rest_url(), "alice-key")).unwrap();
     let mut rooms = Vec::new();
     for name in ["Serial A", "Serial B"] {
         let room = alice.create_chat(Some(name)).await.unwrap().id;
-        alice.add_participant(&room, &h.bot_id, None).await.unwrap();
+        alice.add_participant(&room, bot, None).await.unwrap();
         fault(
-            &h.sb,
+            sb,
             json!({"delay": {"method": "POST", "path": format!("/agent/chats/{room}/events"),
                              "ms": HOLD_MS, "count": PER_ROOM}}),
         )
         .await;
         rooms.push(room);
     }
-    // Interleaved, so both rooms have work queued at once.
     let mut sent: Vec<Vec<String>> = vec![Vec::new(); rooms.len()];
     for i in 0..PER_ROOM {
         for (r, room) in rooms.iter().enumerate() {
             let text = format!("room {r} question {i}");
             let id = alice
-                .send_message(room, &text, &mention(&h.bot_id))
+                .send_message(room, &text, &mention(bot))
                 .await
                 .unwrap()
                 .id;
             sent[r].push(id);
         }
     }
+    (rooms, sent)
+}
+
+/// Within a room each attempt starts after the previous one finished
+/// (serial) and the replies follow the questions (in order); across rooms
+/// attempts overlap (parallel).
+async fn assert_serial_rooms_in_parallel(
+    sb: &RunningSandbox,
+    bot: &str,
+    rooms: &[String],
+    sent: &[Vec<String>],
+) {
     let mut per_room = Vec::new();
-    for ids in &sent {
+    for ids in sent {
         let mut attempts = Vec::new();
         for id in ids {
-            let a = attempts_when_processed(&h, id).await;
+            let a = attempts_when_processed(sb, bot, id).await;
             assert_eq!(a.len(), 1, "{id} took {} attempts", a.len());
             attempts.push(a[0]);
         }
         per_room.push(attempts);
     }
+    let state = seeded::sandbox_state(sb).await;
     for (r, attempts) in per_room.iter().enumerate() {
         for pair in attempts.windows(2) {
             assert!(
@@ -175,22 +187,20 @@ async fn one_room_is_serial_and_in_order_while_rooms_run_in_parallel() {
                 pair[0].finished
             );
         }
-        // Each attempt waited for its held reply.
+        // Each attempt waited for its held action.
         for a in attempts {
             assert!(
                 a.finished - a.started >= chrono::Duration::milliseconds(HOLD_MS as i64),
                 "room {r}: {a:?} shorter than the hold"
             );
         }
-        // The replies came in the order of the questions.
-        let state = h.state().await;
         let mut replies: Vec<(String, String)> = state["messages"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|m| {
                 m["chat_room_id"] == rooms[r].as_str()
-                    && m["sender_id"] == h.bot_id.as_str()
+                    && m["sender_id"] == bot
                     && m["message_type"] == "text"
             })
             .map(|m| {
@@ -208,7 +218,6 @@ async fn one_room_is_serial_and_in_order_while_rooms_run_in_parallel() {
             );
         }
     }
-    // Parallel: some attempt of room A overlapped some attempt of room B.
     let overlap = per_room[0].iter().any(|a| {
         per_room[1]
             .iter()
@@ -218,7 +227,37 @@ async fn one_room_is_serial_and_in_order_while_rooms_run_in_parallel() {
         overlap,
         "the rooms never ran at the same time: {per_room:?}"
     );
+}
+
+/// Live messages: one room serial and in order, rooms in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_room_is_serial_and_in_order_while_rooms_run_in_parallel() {
+    let dir = folder(ECHO);
+    let h = Harness::start_with(dir.path().into(), Vec::new()).await;
+    let (rooms, sent) = two_busy_rooms(&h.sb, &h.bot_id).await;
+    assert_serial_rooms_in_parallel(&h.sb, &h.bot_id, &rooms, &sent).await;
     h.stop().await;
+}
+
+/// A backlog waiting at start-up (the `/next` drain): the same guarantees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_drained_serially_per_room_and_rooms_in_parallel() {
+    let (sb, ..) = seeded::seeded_sandbox().await;
+    let bot = seeded::sandbox_state(&sb).await["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["handle"] == "alice/triage-bot")
+        .and_then(|a| a["id"].as_str())
+        .expect("the seed has the triage bot")
+        .to_owned();
+    let (rooms, sent) = two_busy_rooms(&sb, &bot).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flow.yaml"), ECHO).unwrap();
+    let agent = Running::spawn(&mut run_command(&sb, dir.path()));
+    assert_serial_rooms_in_parallel(&sb, &bot, &rooms, &sent).await;
+    agent.stop_cleanly("agent", WAIT).await;
+    sb.shutdown().await.unwrap();
 }
 
 const OLD_RULES: &str = r#"version: 1
