@@ -9,6 +9,8 @@ mod cli_agent;
 mod cli_dryrun;
 mod cli_sandbox;
 mod console_browser;
+mod coverage_cli;
+mod coverage_runtime;
 mod durable;
 mod http_action;
 mod journal;

@@ -48,17 +48,29 @@ impl Harness {
         allow_http_hosts: Vec<String>,
         watch: bool,
     ) -> Harness {
+        Self::start_configured(workflows, |config| {
+            config.allow_http_hosts = allow_http_hosts
+                .iter()
+                .map(|h| h.parse().expect("a valid --allow-http-host entry"))
+                .collect();
+            config.watch = watch;
+        })
+        .await
+    }
+
+    /// On `workflows`, with `configure` adjusting the agent's settings
+    /// (retries, watching) before it starts.
+    pub async fn start_configured(
+        workflows: std::path::PathBuf,
+        configure: impl FnOnce(&mut AgentConfig),
+    ) -> Harness {
         let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
             .await
             .unwrap();
         let (tx, handled) = tokio::sync::mpsc::unbounded_channel();
         let mut config =
             AgentConfig::new(sb.rest_url(), sb.ws_url(), "triage-key".into(), workflows);
-        config.allow_http_hosts = allow_http_hosts
-            .iter()
-            .map(|h| h.parse().expect("a valid --allow-http-host entry"))
-            .collect();
-        config.watch = watch;
+        configure(&mut config);
         let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         let agent = Agent::prepare(&config, Some(tx))
             .await
