@@ -337,6 +337,7 @@ async fn run_is_configured_by_its_environment_variables() {
         "BAND_WS_URL",
         "BAND_JOURNAL",
         "BAND_METRICS_ADDR",
+        "SWITCHBOARD_STATE_DIR",
     ]
     .map(String::from)
     .into();
@@ -384,19 +385,27 @@ async fn run_is_configured_by_its_environment_variables() {
         journal.display()
     );
 
-    // 2: the key from BAND_API_KEY_FILE.
+    // 2: the key from BAND_API_KEY_FILE, the state directory from SWITCHBOARD_STATE_DIR.
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "triage-key\n").unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
+    let state_dir = dir.path().join("state");
     let mut env = urls.to_vec();
     env.push(("BAND_API_KEY_FILE", key_file.display().to_string()));
+    env.push(("SWITCHBOARD_STATE_DIR", state_dir.display().to_string()));
     let agent = Running::spawn(&mut run_from_env(&env));
     let id = seeded::ask(&bob, &room, &bot, "What are your opening hours?").await;
     wait_processed(&sb, &agent, &id, &bot).await;
     agent.stop_cleanly("agent (key file)", STEP).await;
+    let kept = std::fs::read_to_string(state_dir.join("journal")).unwrap_or_default();
+    assert!(
+        kept.contains(&id),
+        "SWITCHBOARD_STATE_DIR {} holds no journal with {id}: {kept:?}",
+        state_dir.display()
+    );
 
     // 3: BAND_AGENT_ID is checked against the key's agent.
     let bob_id = user_id(&sb, "bob").await;
