@@ -31,6 +31,7 @@ pub fn explain(report: &Report, ruleset: Option<&Ruleset>) -> String {
             Verdict::NotMatched => ("✗", "not matched"),
             Verdict::Throttled => ("⏸", "matched but throttled"),
             Verdict::Disabled => ("·", "disabled"),
+            Verdict::Unevaluable => ("!", "could not be evaluated"),
         };
         let _ = writeln!(out, "  {mark} {}: {verdict}", rule.rule);
         for c in &rule.conditions {

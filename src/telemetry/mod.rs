@@ -26,7 +26,7 @@ use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
 use crate::rules::{Handled, Sink};
 use crate::runtime::{LifecycleMark, Observer};
 use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
-use switchboard_engine::run::{ActionStatus, Finish};
+use switchboard_engine::run::{ActionStatus, Finish, Verdict};
 
 /// Label set of the per-event-type families.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +39,12 @@ struct TypeLabel {
 struct MatchLabels {
     rule: String,
     branch: &'static str,
+}
+
+/// Label set of `switchboard_rule_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
 }
 
 /// Label set of `switchboard_actions_total`.
@@ -161,6 +167,7 @@ pub struct Telemetry {
     registry: Registry,
     events: Family<TypeLabel, Counter>,
     rule_matches: Family<MatchLabels, Counter>,
+    rule_errors: Family<RuleLabel, Counter>,
     actions: Family<ActionLabels, Counter>,
     event_duration: Durations<TypeLabel>,
     action_duration: Durations<ActionLabel>,
@@ -189,6 +196,7 @@ impl Telemetry {
             registry: Registry::with_prefix("switchboard"),
             events: Family::default(),
             rule_matches: Family::default(),
+            rule_errors: Family::default(),
             actions: Family::default(),
             event_duration: Family::new_with_constructor(duration_histogram),
             action_duration: Family::new_with_constructor(duration_histogram),
@@ -210,6 +218,11 @@ impl Telemetry {
             "rule_matches",
             "Rules whose do (or else) branch ran, by rule and branch",
             t.rule_matches.clone(),
+        );
+        t.registry.register(
+            "rule_errors",
+            "Rules whose conditions could not be evaluated (the event failed), by rule",
+            t.rule_errors.clone(),
         );
         t.registry.register(
             "actions",
@@ -367,6 +380,14 @@ impl Sink for Telemetry {
                 branch,
             };
             self.rule_matches.get_or_create(&labels).inc();
+        }
+        for trace in &report.trace {
+            if trace.verdict == Verdict::Unevaluable {
+                let labels = RuleLabel {
+                    rule: trace.rule.clone(),
+                };
+                self.rule_errors.get_or_create(&labels).inc();
+            }
         }
         for action in &report.actions {
             let status = match action.status {
@@ -605,6 +626,39 @@ mod tests {
         let json = serde_json::to_value(&log[0]).unwrap_or_default();
         assert!(json.get("reason").is_none(), "{json}");
         assert_eq!(json["outcome"], "done");
+    }
+
+    #[test]
+    fn a_rule_that_could_not_be_evaluated_is_counted() {
+        use switchboard_engine::run::RuleTrace;
+        let t = Telemetry::new(1);
+        let mut h = handled(
+            0,
+            Finish::Failed {
+                reason: "triage/x: pattern `(` does not compile".into(),
+            },
+        );
+        h.report.trace = vec![
+            RuleTrace {
+                rule: "triage/x".into(),
+                verdict: Verdict::Unevaluable,
+                conditions: Vec::new(),
+            },
+            RuleTrace {
+                rule: "triage/y".into(),
+                verdict: Verdict::NotMatched,
+                conditions: Vec::new(),
+            },
+        ];
+        t.handled(&h);
+        t.handled(&h);
+        let text = t.encode();
+        let line = "switchboard_rule_errors_total{rule=\"triage/x\"} 2";
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        assert!(
+            !text.contains("rule_errors_total{rule=\"triage/y\"}"),
+            "{text}"
+        );
     }
 
     #[test]

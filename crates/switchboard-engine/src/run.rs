@@ -67,6 +67,9 @@ pub enum Verdict {
     Throttled,
     /// `enabled: false`.
     Disabled,
+    /// A condition could not be evaluated (a pattern that does not compile):
+    /// not "no match", so the event failed.
+    Unevaluable,
 }
 
 /// Why a rule did what it did.
@@ -336,7 +339,7 @@ impl Engine {
                 // Not "no match": the rule cannot be evaluated, so the event fails.
                 report.trace.push(RuleTrace {
                     rule: rule.id.clone(),
-                    verdict: Verdict::NotMatched,
+                    verdict: Verdict::Unevaluable,
                     conditions,
                 });
                 tracing::error!(rule = %rule.id, %error, "a condition could not be evaluated");
