@@ -899,6 +899,33 @@ async fn stop_during_a_slow_action_cancels_it_and_the_message_is_processed_once_
 }
 
 #[tokio::test]
+async fn interrupt_during_a_slow_action_cancels_it_and_the_message_is_settled_unanswered() {
+    let w = World::start().await;
+    let (handle, task) = w.run().await;
+    // The claim and then the reply are slow, as in the STOP test.
+    w.post(
+        "/_sandbox/faults",
+        json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", w.room), "ms": 1200, "count": 2}}),
+    )
+    .await;
+    let id = w.say(&w.bob, &w.room, "never mind").await;
+    w.wait_status(&id, "processing").await;
+    w.wait("the handler to start", |w| w.runs(&id) == 1).await;
+    w.control("interrupt", true).await;
+    // Interrupted work is done with: marked processed, not run again, no reply
+    // (the held reply is cancelled before it reaches the platform).
+    w.wait_status(&id, "processed").await;
+    sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.acks(&id).await, 0, "the interrupted reply went out");
+    assert_eq!(w.runs(&id), 1, "run again after an interrupt");
+    // The room is not stopped: the next message is answered as usual.
+    let next = w.say(&w.bob, &w.room, "now a real question").await;
+    w.wait_status(&next, "processed").await;
+    assert_eq!(w.acks(&next).await, 1);
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
 async fn a_missed_play_is_found_by_the_stopped_room_probe() {
     let w = World::start().await;
     let mut c = w.config(Duration::from_millis(50));
