@@ -293,8 +293,13 @@ impl World {
 
     /// Waits until the sandbox has begun delaying a request whose method and
     /// path satisfy `held` (the faults' log of what fired), checking that
-    /// `agent` stays up; the request's path.
-    async fn held(&self, agent: &mut Agent, held: impl Fn(&str, &str) -> bool) -> String {
+    /// `agent` stays up; the request's path. `what` names the request.
+    async fn held(
+        &self,
+        agent: &mut Agent,
+        what: &str,
+        held: impl Fn(&str, &str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + STEP;
         loop {
             if let Err(e) = agent.alive() {
@@ -315,7 +320,7 @@ impl World {
             }
             assert!(
                 Instant::now() < deadline,
-                "the agent's request was not held within {STEP:?}; stderr:\n{}",
+                "the agent made no {what} within {STEP:?}; stderr:\n{}",
                 agent.running.stderr_lines().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -362,7 +367,9 @@ async fn kill_between_reply_and_mark(extra: &[&str]) -> (World, String, String, 
     let content = "held before its mark".to_owned();
     let id = world.post(&room, &content).await;
     let path = world
-        .held(&mut agent, |m, p| m == "POST" && p.ends_with("/processed"))
+        .held(&mut agent, "processed mark", |m, p| {
+            m == "POST" && p.ends_with("/processed")
+        })
         .await;
     assert!(path.contains(&id), "held {path}, not {id}'s mark");
     // The aim: the reply is out, the mark is not.
@@ -436,14 +443,18 @@ async fn a_kill_between_sent_and_its_confirmation_replies_once() {
     let content = "held between sent and done".to_owned();
     let id = world.post(&room, &content).await;
     world
-        .held(&mut agent, |m, p| m == "POST" && p.ends_with("/processing"))
+        .held(&mut agent, "claim", |m, p| {
+            m == "POST" && p.ends_with("/processing")
+        })
         .await;
     let reply_path = format!("/chats/{room}/messages");
     world
         .fault(json!({"delay": {"method": "POST", "path": reply_path, "ms": SENT_HOLD_MS}}))
         .await;
     world
-        .held(&mut agent, |m, p| m == "POST" && p.ends_with(&reply_path))
+        .held(&mut agent, "reply", |m, p| {
+            m == "POST" && p.ends_with(&reply_path)
+        })
         .await;
     agent.kill().await.unwrap_or_else(|e| panic!("{e}"));
     // The aim: the journal says the reply was sent, not that it was done.
@@ -484,7 +495,11 @@ async fn a_kill_between_sent_and_its_confirmation_replies_once() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     world
-        .held(&mut again, |m, p| m == "GET" && p.ends_with(&lookup))
+        .held(
+            &mut again,
+            "lookup of the reply on the platform (GET .../context)",
+            |m, p| m == "GET" && p.ends_with(&lookup),
+        )
         .await;
     let lines = again.stop().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -507,6 +522,25 @@ async fn a_kill_between_sent_and_its_confirmation_replies_once() {
         "a reply that never landed was found:\n{}",
         lines.join("\n")
     );
+    world.sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_into_a_burst_of_429_on_agent_me_starts() {
+    // Found by the random test: a restart while the platform answers 429
+    // must wait it out (more failures than one request's own retries), not
+    // exit before it knows its state directory.
+    let world = World::new(1).await;
+    world
+        .fault(json!({"fail": {"path": "/agent/me", "status": 429, "count": 6, "retry_after": 0}}))
+        .await;
+    let mut agent = world.agent(&[]).await;
+    let id = world.post(&world.rooms[0], "after the burst").await;
+    world
+        .processed(&id, &mut agent)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    agent.stop().await.unwrap_or_else(|e| panic!("{e}"));
     world.sb.shutdown().await.unwrap();
 }
 
@@ -670,6 +704,9 @@ async fn every_message_gets_exactly_one_reply_through_random_kills_and_faults() 
         lost.len(),
         started.elapsed().as_secs_f64()
     );
+    // Stopped once it has started: a SIGTERM before its signal handler is
+    // installed would end it by the signal, not by a clean stop.
+    agent.started().await;
     let logs = agent
         .stop()
         .await
