@@ -260,7 +260,11 @@ impl Agent {
         };
         let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
-        let me = api.me().await.map_err(AgentError::Me)?;
+        // Waits out an outage like the runtime's own start-up (a 429 or 503
+        // burst while restarting), ending only on an answer that cannot change.
+        let me = crate::runtime::me_until_answered(&api, &crate::runtime::Tunables::default())
+            .await
+            .map_err(AgentError::Me)?;
         let mut files = Files::default();
         let dir = match &config.state_dir {
             StateDirChoice::Ephemeral => None,

@@ -31,6 +31,7 @@ pub use observer::{LifecycleMark, Observer};
 use dedupe::MessageLedger;
 use lifecycle::Services;
 use observer::Unobserved;
+pub(crate) use supervisor::me_until_answered;
 use supervisor::{fetch_me, Supervisor};
 
 use band_client::rest::AgentApi;

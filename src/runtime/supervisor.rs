@@ -56,9 +56,14 @@ where
 
 /// `GET /agent/me`, tried until answered (see [`until_answered`]).
 pub(crate) async fn fetch_me(api: &AgentApi, t: &Tunables) -> Result<AgentMe, RuntimeError> {
-    until_answered("GET /agent/me", t, || api.me())
-        .await
-        .map_err(RuntimeError::Me)
+    me_until_answered(api, t).await.map_err(RuntimeError::Me)
+}
+
+/// `GET /agent/me`, tried until answered, with the API's error: for the
+/// agent's own start-up, which needs its id (its state directory) before
+/// the runtime runs and must wait out an outage the same way.
+pub(crate) async fn me_until_answered(api: &AgentApi, t: &Tunables) -> Result<AgentMe, ApiError> {
+    until_answered("GET /agent/me", t, || api.me()).await
 }
 
 /// Owns the rooms and the socket's event stream for one run.

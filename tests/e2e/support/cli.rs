@@ -197,6 +197,14 @@ impl Running {
         }
     }
 
+    /// The exit status if the process has ended (by itself or by a signal),
+    /// `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .try_wait()
+            .expect("cannot poll switchboard's status")
+    }
+
     /// Sends SIGTERM through `kill(1)` (no signal crate is a dependency).
     pub fn terminate(&self) {
         self.signal("TERM");
