@@ -94,7 +94,10 @@ pub async fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(match report.outcome {
         switchboard_engine::Finish::Done => ExitCode::SUCCESS,
-        switchboard_engine::Finish::Failed { .. } => ExitCode::FAILURE,
+        // A dry run is never stopped by the platform; not done all the same.
+        switchboard_engine::Finish::Failed { .. } | switchboard_engine::Finish::Stopped { .. } => {
+            ExitCode::FAILURE
+        }
     })
 }
 

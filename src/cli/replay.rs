@@ -81,6 +81,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 failed += 1;
                 format!(" FAILED: {reason}")
             }
+            Finish::Stopped { reason } => {
+                failed += 1;
+                format!(" STOPPED: {reason}")
+            }
         };
         let at = event
             .now

@@ -55,6 +55,12 @@ pub fn explain(report: &Report, ruleset: Option<&Ruleset>) -> String {
         Finish::Failed { reason } => {
             let _ = writeln!(out, "  outcome: failed: {reason}");
         }
+        Finish::Stopped { reason } => {
+            let _ = writeln!(
+                out,
+                "  outcome: stopped by the platform (runs again after PLAY): {reason}"
+            );
+        }
     }
     out
 }

@@ -225,7 +225,8 @@ fn compare(ruleset: &Ruleset, expect: &Expect, report: &Report, state: &Value) -
     }
     let failed_reason = match &report.outcome {
         Finish::Done => None,
-        Finish::Failed { reason } => Some(reason.as_str()),
+        // Not done either way (a dry run is never stopped by the platform).
+        Finish::Failed { reason } | Finish::Stopped { reason } => Some(reason.as_str()),
     };
     if let Some(outcome) = expect.outcome {
         let got = match failed_reason {

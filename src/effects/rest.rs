@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use band_client::rest::{AgentApi, ApiError, ContactAction};
 use band_wire::model::{ChatMessage, ChatParticipant, ChatRoom, Mention};
 use chrono::{DateTime, FixedOffset};
-use switchboard_engine::action::{Effect, Effects, PlatformAction, Scope};
+use switchboard_engine::action::{Effect, EffectError, Effects, PlatformAction, Scope};
 use switchboard_workflow::actions as a;
 
 /// Peers are listed this many per page when resolving a handle.
@@ -359,13 +359,13 @@ impl Effects for RestExecutor {
             },
         };
         let sent = self.api.send_message(&chat, &a.text, &mentions).await;
-        to_value(sent.map_err(api)?)
+        Ok(to_value(sent.map_err(|e| posting(e, &chat, scope))?)?)
     }
 
-    async fn send_message(&self, a: &a::SendMessage, _scope: &Scope) -> Effect {
+    async fn send_message(&self, a: &a::SendMessage, scope: &Scope) -> Effect {
         let mentions: Vec<Mention> = a.mentions.iter().map(|m| mention(m)).collect();
         let sent = self.api.send_message(&a.chat, &a.text, &mentions).await;
-        to_value(sent.map_err(api)?)
+        Ok(to_value(sent.map_err(|e| posting(e, &a.chat, scope))?)?)
     }
 
     async fn post_event(&self, a: &a::PostEvent, scope: &Scope) -> Effect {
@@ -374,7 +374,7 @@ impl Effects for RestExecutor {
             .api
             .post_event(&chat, &a.kind, &a.content, a.metadata.as_ref())
             .await;
-        to_value(created.map_err(api)?)
+        Ok(to_value(created.map_err(|e| posting(e, &chat, scope))?)?)
     }
 
     async fn create_chat(&self, a: &a::CreateChat, _scope: &Scope) -> Effect {
@@ -384,7 +384,7 @@ impl Effects for RestExecutor {
             .await
             .map_err(api)?;
         self.add_participants(&room.id, &a.participants).await?;
-        to_value(room)
+        Ok(to_value(room)?)
     }
 
     async fn add_participant(&self, a: &a::AddParticipant, scope: &Scope) -> Effect {
@@ -399,13 +399,13 @@ impl Effects for RestExecutor {
             .add_participant(&chat, &id, a.role.as_deref())
             .await
         {
-            Ok(added) => to_value(added),
+            Ok(added) => Ok(to_value(added)?),
             // Adding is idempotent in effect: a resumed message (or a
             // race) finding them there already has what it wanted.
             Err(e) if already_participant(&e) => {
                 Ok(json!({ "id": id, "already_participant": true }))
             }
-            Err(e) => Err(api(e)),
+            Err(e) => Err(api(e).into()),
         }
     }
 
@@ -421,17 +421,19 @@ impl Effects for RestExecutor {
             (None, None) => return Err("give `handle` or `id`".into()),
         };
         let removed = self.api.remove_participant(&chat, &id).await;
-        to_value(removed.map_err(api)?)
+        Ok(to_value(removed.map_err(api)?)?)
     }
 
     async fn approve_contact(&self, a: &a::ApproveContact, scope: &Scope) -> Effect {
-        self.respond(ContactAction::Approve, a.request.as_deref(), scope)
-            .await
+        Ok(self
+            .respond(ContactAction::Approve, a.request.as_deref(), scope)
+            .await?)
     }
 
     async fn reject_contact(&self, a: &a::RejectContact, scope: &Scope) -> Effect {
-        self.respond(ContactAction::Reject, a.request.as_deref(), scope)
-            .await
+        Ok(self
+            .respond(ContactAction::Reject, a.request.as_deref(), scope)
+            .await?)
     }
 
     async fn add_contact(&self, a: &a::AddContact, _scope: &Scope) -> Effect {
@@ -439,7 +441,7 @@ impl Effects for RestExecutor {
             .api
             .add_contact(bare(&a.handle), a.message.as_deref())
             .await;
-        to_value(sent.map_err(api)?)
+        Ok(to_value(sent.map_err(api)?)?)
     }
 
     async fn remove_contact(&self, a: &a::RemoveContact, _scope: &Scope) -> Effect {
@@ -452,7 +454,8 @@ impl Effects for RestExecutor {
     }
 
     async fn http(&self, a: &a::Http, scope: &Scope) -> Effect {
-        self.outbound(a, scope).await
+        // Another server's 403 is never the platform's STOP.
+        Ok(self.outbound(a, scope).await?)
     }
 
     async fn landed(
@@ -681,6 +684,20 @@ fn api(e: ApiError) -> String {
     e.to_string()
 }
 
+/// The error of a post (message or event) to `chat`. A 403 "execution is
+/// stopped" for the event's own room is the platform's STOP of the work in
+/// hand, which may arrive before its push: the engine then ends the event
+/// without `on_error` and the runtime leaves the message for PLAY. Stopped
+/// in another room, the post just failed (this room's work is not stopped).
+fn posting(e: ApiError, chat: &str, scope: &Scope) -> EffectError {
+    let message = e.to_string();
+    if e.is_execution_stopped() && scope.chat_id.as_deref() == Some(chat) {
+        EffectError::execution_stopped(message)
+    } else {
+        EffectError::from(message)
+    }
+}
+
 fn to_value(v: impl Serialize) -> Result<Value, String> {
     serde_json::to_value(v).map_err(|e| format!("cannot encode the result: {e}"))
 }
@@ -688,6 +705,40 @@ fn to_value(v: impl Serialize) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_post_refused_as_stopped_stops_only_the_events_own_room() {
+        let refused = || ApiError::Status {
+            status: 403,
+            method: "POST".into(),
+            path: "agent/chats/r1/messages".into(),
+            body: Some(Box::new(band_wire::model::ErrorBody {
+                error: band_wire::model::ErrorDetail {
+                    code: "forbidden".into(),
+                    message: "execution is stopped for this agent in this room".into(),
+                    request_id: String::new(),
+                    details: None,
+                    retry_after: None,
+                },
+            })),
+            raw: String::new(),
+        };
+        let scope = Scope {
+            chat_id: Some("r1".into()),
+            ..Scope::default()
+        };
+        use switchboard_engine::action::ErrorKind;
+        assert_eq!(
+            posting(refused(), "r1", &scope).kind,
+            ErrorKind::ExecutionStopped
+        );
+        // Stopped in another room: this message's work is not stopped.
+        assert_eq!(posting(refused(), "r2", &scope).kind, ErrorKind::Failed);
+        assert_eq!(
+            posting(refused(), "r1", &Scope::default()).kind,
+            ErrorKind::Failed
+        );
+    }
 
     #[test]
     fn ids_and_handles_become_the_right_mention() {

@@ -128,6 +128,7 @@ impl From<Finish> for HandlerResult {
         match o {
             Finish::Done => HandlerResult::Done,
             Finish::Failed { reason } => HandlerResult::Failed { reason },
+            Finish::Stopped { reason } => HandlerResult::Stopped { reason },
         }
     }
 }
@@ -159,6 +160,10 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
         Finish::Done => tracing::info!(
             event = %report.event_type, room, message_id, rules = %matched,
             actions = %actions, ms = format!("{ms:.1}"), "handled"
+        ),
+        Finish::Stopped { reason } => tracing::info!(
+            event = %report.event_type, room, message_id, rules = %matched,
+            actions = %actions, ms = format!("{ms:.1}"), %reason, "stopped by the platform; runs again after PLAY"
         ),
         Finish::Failed { reason } => tracing::warn!(
             event = %report.event_type, room, message_id, rules = %matched,

@@ -33,7 +33,8 @@ pub struct Delivery {
 }
 
 /// What the handler made of a delivery. For `message_created` the runtime
-/// turns it into `/processed` or `/failed`.
+/// turns it into `/processed` or `/failed`, or (`Stopped`) leaves it in
+/// `processing` for after PLAY.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandlerResult {
     /// Handled (including "no rule matched").
@@ -41,6 +42,14 @@ pub enum HandlerResult {
     /// Failed, with a readable reason for `/failed`.
     Failed {
         /// Reason sent to the platform.
+        reason: String,
+    },
+    /// The platform refused the handler's work because the room's execution
+    /// is stopped (a post answered 403 "execution is stopped"), maybe before
+    /// the STOP push arrived: not a failure. The message stays in
+    /// `processing` and the room waits for PLAY, as after a STOP push.
+    Stopped {
+        /// What told us, for the log.
         reason: String,
     },
 }

@@ -158,6 +158,12 @@ pub(crate) async fn process_message(
             return MessageResult::Interrupted;
         }
     };
+    if let HandlerResult::Stopped { reason } = &result {
+        // A STOP learned from the platform's answer rather than its push:
+        // handled like one (not recorded, not marked; served again after PLAY).
+        tracing::info!(room = %room_id, message_id = %msg_id, %reason, "the platform says the room's execution is stopped: the message waits for PLAY");
+        return MessageResult::RoomStopped;
+    }
     let failed = matches!(result, HandlerResult::Failed { .. });
     // Remember it before acking: whatever the ack does, the handler must not
     // run again — unless it failed and has attempts left (then a later drain
@@ -169,6 +175,8 @@ pub(crate) async fn process_message(
     let acked = match &result {
         HandlerResult::Done => ack_processed(services, target).await,
         HandlerResult::Failed { reason } => mark_failed(services, target, reason).await,
+        // Returned above: a stopped message gets no mark.
+        HandlerResult::Stopped { .. } => false,
     };
     // The handler logs the event's line at info; this one is the lifecycle's detail.
     tracing::debug!(
@@ -327,6 +335,7 @@ fn describe(result: &HandlerResult) -> String {
     match result {
         HandlerResult::Done => "done".into(),
         HandlerResult::Failed { reason } => format!("failed: {reason}"),
+        HandlerResult::Stopped { reason } => format!("stopped: {reason}"),
     }
 }
 

@@ -147,6 +147,7 @@ impl HandledEntry {
         let (outcome, reason) = match &report.outcome {
             Finish::Done => ("done", None),
             Finish::Failed { reason } => ("failed", Some(reason.clone())),
+            Finish::Stopped { reason } => ("stopped", Some(reason.clone())),
         };
         HandledEntry {
             at: handled.now.to_rfc3339_opts(SecondsFormat::Millis, true),

@@ -126,6 +126,9 @@ impl Handler for Recorder {
                 .await
             {
                 Ok(_) => HandlerResult::Done,
+                Err(e) if e.is_execution_stopped() => HandlerResult::Stopped {
+                    reason: e.to_string(),
+                },
                 Err(e) => HandlerResult::Failed {
                     reason: e.to_string(),
                 },
@@ -947,5 +950,45 @@ async fn a_missed_play_is_found_by_the_stopped_room_probe() {
     );
     assert_eq!(w.runs(&id), 1);
     assert_eq!(w.acks(&id).await, 1);
+    w.stop(handle, task).await;
+}
+
+#[tokio::test]
+async fn a_stop_first_learned_from_a_403_leaves_the_message_for_play() {
+    let w = World::start().await;
+    let mut c = w.config(Duration::from_millis(50));
+    c.tunables.stopped_probe_interval = Duration::from_millis(300);
+    let (handle, task) = w.spawn_with(c);
+    w.wait("started", |w| w.count("started") == 1).await;
+    // The claim and then the reply are slow, as in the STOP test.
+    w.post(
+        "/_sandbox/faults",
+        json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", w.room), "ms": 1200, "count": 2}}),
+    )
+    .await;
+    let id = w.say(&w.bob, &w.room, "take your time").await;
+    w.wait_status(&id, "processing").await;
+    w.wait("the handler to start", |w| w.runs(&id) == 1).await;
+    // STOP while the reply is held, and its push is lost: the agent learns
+    // of it only from the reply's 403 "execution is stopped".
+    w.control("stop", false).await;
+    sleep(Duration::from_millis(2000)).await;
+    let d = w.delivery(&id).await;
+    assert_eq!(d["status"], "processing", "left for PLAY, not failed: {d}");
+    assert_eq!(w.acks(&id).await, 0);
+    // The room is stopped for the agent: the probes (every 300 ms) find
+    // nothing to run, and a new message is not worked on either.
+    let next = w.say(&w.bob, &w.room, "and another thing").await;
+    sleep(Duration::from_millis(900)).await;
+    assert_eq!(w.runs(&id), 1, "run again while stopped");
+    assert_eq!(w.runs(&next), 0, "handled while stopped");
+    // The PLAY push is lost too: the stopped-room probe finds it.
+    w.control("play", false).await;
+    let d = w.wait_status(&id, "processed").await;
+    w.wait_status(&next, "processed").await;
+    assert_eq!(w.acks(&id).await, 1, "answered exactly once");
+    assert_eq!(w.runs(&id), 2, "stopped once, then run again");
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(w.acks(&next).await, 1);
     w.stop(handle, task).await;
 }

@@ -309,3 +309,112 @@ fn shipped_workflows_compile() {
     let rs = switchboard_workflow::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
     assert!(rs.len() >= 4, "{} rules", rs.len());
 }
+
+#[tokio::test]
+async fn a_post_refused_because_the_room_is_stopped_is_no_failure_and_resumes_after_play() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("answer.yaml"),
+        r#"version: 1
+rules:
+  - name: answer
+    on: message_created
+    do:
+      - post_event: { type: thought, content: "looking into it" }
+      - reply: "here is the answer"
+        on_error: continue
+    on_error:
+      - log: { message: "fallback ran: {{ error }}", level: warn }
+"#,
+    )
+    .unwrap();
+    let mut h = Harness::start_with(dir.path().to_owned(), Vec::new()).await;
+    let (url, agent, room) = (h.sb.rest_url(), h.bot_id.clone(), h.room.clone());
+    let control = |mode: &str| {
+        let (url, agent, room) = (url.clone(), agent.clone(), room.clone());
+        let body =
+            serde_json::json!({"agent": agent, "mode": mode, "room": room, "push": mode == "play"});
+        async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{url}/_sandbox/control"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(resp.status().is_success(), "{}", resp.status());
+        }
+    };
+    // Hold the claim and the reply (both POSTs under the room's messages);
+    // the event goes out at once.
+    let faults = serde_json::json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", h.room), "ms": 1500, "count": 2}});
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_sandbox/faults", h.sb.rest_url()))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let mention = [band_wire::model::Mention {
+        id: Some(h.bot_id.clone()),
+        ..Default::default()
+    }];
+    let id = h
+        .bob
+        .send_message(&h.room, "a question", &mention)
+        .await
+        .unwrap()
+        .id;
+    // Wait for the thought (posted after the claim), then STOP with no push
+    // while the reply is held: the reply is answered 403 "execution is stopped".
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    while h.bot_events("looking into it").await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no thought posted");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    control("stop").await;
+    let first = h
+        .next_handled(|e| e.message_id.as_deref() == Some(id.as_str()))
+        .await;
+    let outcome = serde_json::to_value(&first.report.outcome).unwrap();
+    assert_eq!(outcome["status"], "stopped", "{outcome}");
+    assert!(
+        outcome["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("execution is stopped")),
+        "{outcome}"
+    );
+    assert_eq!(
+        first
+            .report
+            .actions
+            .iter()
+            .map(|a| a.name)
+            .collect::<Vec<_>>(),
+        ["post_event", "reply"],
+        "neither `on_error: continue` nor the fallback applies to a STOP"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(h.delivery_status(&id).await, "processing", "left for PLAY");
+    control("play").await;
+    let again = h
+        .next_handled(|e| e.message_id.as_deref() == Some(id.as_str()))
+        .await;
+    assert_eq!(again.report.outcome, Finish::Done, "{:?}", again.report);
+    assert_eq!(h.settled_status(&id).await, "processed");
+    let replies = h.bot_messages_after(&id).await;
+    let texts: Vec<&str> = replies.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("here is the answer"))
+            .count(),
+        1,
+        "{texts:?}"
+    );
+    assert_eq!(
+        h.bot_events("looking into it").await,
+        1,
+        "the thought was posted again"
+    );
+    h.stop().await;
+}

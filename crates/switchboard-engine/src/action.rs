@@ -52,6 +52,57 @@ pub struct ActionError {
     pub action: &'static str,
     /// What went wrong.
     pub message: String,
+    /// Whether it is the rule's failure or the platform's STOP.
+    pub kind: ErrorKind,
+}
+
+/// What kind of refusal an action met.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The action failed: the rule's `on_error` applies, then the event fails.
+    #[default]
+    Failed,
+    /// The platform refused it because the agent's execution in the room is
+    /// stopped (STOP): not a failure of the rule. The event ends at once
+    /// ([`crate::Finish::Stopped`]), no `on_error` runs, and the message is
+    /// handled again after PLAY (the journal keeps the steps already done).
+    ExecutionStopped,
+}
+
+/// Why a platform action's effect did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectError {
+    /// What went wrong, readable.
+    pub message: String,
+    /// Failure, or the platform's STOP.
+    pub kind: ErrorKind,
+}
+
+impl EffectError {
+    /// The platform refused the action because the room's execution is stopped.
+    pub fn execution_stopped(message: impl Into<String>) -> Self {
+        EffectError {
+            message: message.into(),
+            kind: ErrorKind::ExecutionStopped,
+        }
+    }
+}
+
+/// Any readable message is a plain failure.
+impl From<String> for EffectError {
+    fn from(message: String) -> Self {
+        EffectError {
+            message,
+            kind: ErrorKind::Failed,
+        }
+    }
+}
+
+/// Any readable message is a plain failure.
+impl From<&str> for EffectError {
+    fn from(message: &str) -> Self {
+        EffectError::from(message.to_owned())
+    }
 }
 
 /// A boxed future, so the trait stays object safe.
@@ -80,7 +131,7 @@ pub type LandedFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<Value>, ActionError>> + Send + 'a>>;
 
 /// What one platform action's effect answers: its result, or why it failed.
-pub type Effect = Result<Value, String>;
+pub type Effect = Result<Value, EffectError>;
 
 /// The platform's side of every action, one method per platform action
 /// ([`Kind::Platform`](switchboard_workflow::actions::Kind)): an executor
@@ -177,9 +228,10 @@ impl<T: Effects> Executor for T {
                 },
                 Split::Local(_) => Err("a local action reached the executor (engine bug)".into()),
             };
-            done.map_err(|message| ActionError {
+            done.map_err(|e| ActionError {
                 action: action.name(),
-                message,
+                message: e.message,
+                kind: e.kind,
             })
         })
     }
@@ -194,6 +246,7 @@ impl<T: Effects> Executor for T {
             found.map_err(|message| ActionError {
                 action: action.name(),
                 message,
+                kind: ErrorKind::Failed,
             })
         })
     }

@@ -53,6 +53,7 @@ impl Executor for RecordingExecutor {
                 return Err(super::action::ActionError {
                     action: action.name(),
                     message: message.clone(),
+                    kind: super::action::ErrorKind::Failed,
                 });
             }
             let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());

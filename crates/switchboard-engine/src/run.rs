@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::action::{Executor, LocalAction, RenderedAction, Scope, Split};
+use super::action::{ActionError, ErrorKind, Executor, LocalAction, RenderedAction, Scope, Split};
 use super::captures::Captures;
 use super::context::lookup;
 use super::context::{Context, EventContext};
@@ -126,6 +126,44 @@ pub enum Finish {
         /// Readable reason, starting with the rule id.
         reason: String,
     },
+    /// Cut short because the platform says the agent's execution in the
+    /// room is stopped (an action was refused, [`ErrorKind::ExecutionStopped`]):
+    /// not a failure; the message is left for after PLAY, and no `on_error` ran.
+    Stopped {
+        /// Readable reason, starting with the rule id.
+        reason: String,
+    },
+}
+
+/// Why one step did not complete.
+enum StepError {
+    /// It failed: `on_error` applies.
+    Failed(String),
+    /// The platform's STOP refused it: the event ends, no fallback.
+    Stopped(String),
+}
+
+impl StepError {
+    fn message(&self) -> &str {
+        match self {
+            StepError::Failed(m) | StepError::Stopped(m) => m,
+        }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError::Failed(message)
+    }
+}
+
+impl From<ActionError> for StepError {
+    fn from(e: ActionError) -> Self {
+        match e.kind {
+            ErrorKind::Failed => StepError::Failed(e.to_string()),
+            ErrorKind::ExecutionStopped => StepError::Stopped(e.to_string()),
+        }
+    }
 }
 
 /// Everything the engine did for one event.
@@ -436,10 +474,19 @@ impl Engine {
             {
                 Ok(Flow::Next) => {}
                 Ok(Flow::End) => return Flow::End,
-                Err(error) if action.on_error == OnError::Continue => {
+                // Neither `on_error: continue` nor the fallback: the rule did
+                // not fail, the room stopped under it.
+                Err(StepError::Stopped(error)) => {
+                    tracing::info!(rule = %rule.id, action = action.name, %error, "the platform says the room's execution is stopped; the event ends here and runs again after PLAY");
+                    report.outcome = Finish::Stopped {
+                        reason: format!("{}: {error}", rule.id),
+                    };
+                    return Flow::End;
+                }
+                Err(StepError::Failed(error)) if action.on_error == OnError::Continue => {
                     tracing::warn!(rule = %rule.id, action = action.name, %error, "action failed; continuing (on_error: continue)");
                 }
-                Err(error) => {
+                Err(StepError::Failed(error)) => {
                     let reason = format!("{}: {error}", rule.id);
                     if rule.on_error.is_empty() || std::ptr::eq(actions, rule.on_error.as_slice()) {
                         report.outcome = Finish::Failed { reason };
@@ -481,7 +528,7 @@ impl Engine {
         scope: &Scope,
         executor: &dyn Executor,
         report: &mut Report,
-    ) -> Result<Flow, String> {
+    ) -> Result<Flow, StepError> {
         // State may have changed since the rule started (incr, set).
         ctx.set_state(Arc::new(self.state.snapshot(input.now)));
         let jctx = ctx.template(caps, bindings);
@@ -508,7 +555,7 @@ impl Engine {
                 record.status = ActionStatus::Failed;
                 record.error = Some(error.clone());
                 report.actions.push(record);
-                return Err(error);
+                return Err(error.into());
             }
             if !ok {
                 report.actions.push(record);
@@ -522,7 +569,7 @@ impl Engine {
                 record.status = ActionStatus::Failed;
                 record.error = Some(error.clone());
                 report.actions.push(record);
-                return Err(error);
+                return Err(error.into());
             }
         };
         record.action = Some(rendered.clone());
@@ -556,7 +603,7 @@ impl Engine {
             }
             Err(e) => {
                 record.status = ActionStatus::Failed;
-                record.error = Some(e.clone());
+                record.error = Some(e.message().to_owned());
                 report.actions.push(record);
                 Err(e)
             }
@@ -578,7 +625,7 @@ impl Engine {
         input: &EventInput,
         scope: &Scope,
         executor: &dyn Executor,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, StepError> {
         let journal_err = |e: super::journal::JournalError| e.to_string();
         if let Some((j, message)) = journal {
             match j.step(message, step) {
@@ -598,7 +645,11 @@ impl Engine {
                         return Ok(result);
                     }
                     Ok(None) => {}
-                    Err(e) => return Err(format!("cannot tell whether it was sent already: {e}")),
+                    Err(e) => {
+                        return Err(StepError::Failed(format!(
+                            "cannot tell whether it was sent already: {e}"
+                        )))
+                    }
                 },
                 None => {}
             }
@@ -607,7 +658,9 @@ impl Engine {
             }
         }
         let result = match action.split() {
-            Split::Local(local) => self.run_local(rule, local, input.now),
+            Split::Local(local) => self
+                .run_local(rule, local, input.now)
+                .map_err(StepError::from),
             Split::Platform(_) => {
                 let scope = Scope {
                     step: Some(step.to_owned()),
@@ -616,7 +669,7 @@ impl Engine {
                 executor
                     .execute(action, &scope)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(StepError::from)
             }
         }?;
         if let Some((j, message)) = journal {

@@ -173,6 +173,33 @@ impl Harness {
         }
     }
 
+    /// The bot's delivery status of a message now (not waiting for it to settle).
+    pub async fn delivery_status(&self, message: &str) -> String {
+        let state = self.state().await;
+        state["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == message)
+            .and_then(|m| m["delivery"][&self.bot_id]["status"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// How many messages and events the bot posted whose content contains `text`.
+    pub async fn bot_events(&self, text: &str) -> usize {
+        let state = self.state().await;
+        state["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["sender_id"] == self.bot_id.as_str()
+                    && m["content"].as_str().is_some_and(|c| c.contains(text))
+            })
+            .count()
+    }
+
     pub async fn participants(&self) -> Vec<String> {
         self.bob
             .list_participants(&self.room)

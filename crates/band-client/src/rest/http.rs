@@ -585,6 +585,36 @@ pub(crate) fn insert_if_set(obj: &mut Map<String, Value>, key: &str, v: Option<i
 mod tests {
     use super::*;
 
+    fn status(code: u16, message: Option<&str>) -> ApiError {
+        ApiError::Status {
+            status: code,
+            method: "POST".into(),
+            path: "agent/chats/r1/messages".into(),
+            body: message.map(|m| {
+                Box::new(ErrorBody {
+                    error: band_wire::model::ErrorDetail {
+                        code: "forbidden".into(),
+                        message: m.into(),
+                        request_id: String::new(),
+                        details: None,
+                        retry_after: None,
+                    },
+                })
+            }),
+            raw: String::new(),
+        }
+    }
+
+    #[test]
+    fn execution_stopped_is_a_403_whose_message_says_so() {
+        let stopped = "execution is stopped for this agent in this room";
+        assert!(status(403, Some(stopped)).is_execution_stopped());
+        // Another 403, the phrase under another status, or no body: not a STOP.
+        assert!(!status(403, Some("not a participant")).is_execution_stopped());
+        assert!(!status(422, Some(stopped)).is_execution_stopped());
+        assert!(!status(403, None).is_execution_stopped());
+    }
+
     #[test]
     fn retry_after_seconds_and_dates() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));

@@ -386,3 +386,64 @@ async fn throttle_windows_carry_over_a_swap_for_rules_that_remain() {
         "a new rule starts fresh"
     );
 }
+
+/// Refuses `reply` as the platform does while the room is stopped; records the rest.
+struct StoppedRoom(RecordingExecutor);
+
+impl switchboard_engine::action::Executor for StoppedRoom {
+    fn execute<'a>(
+        &'a self,
+        action: &'a RenderedAction,
+        scope: &'a Scope,
+    ) -> switchboard_engine::action::ActionFuture<'a> {
+        if action.name() == "reply" {
+            return Box::pin(async move {
+                Err(switchboard_engine::action::ActionError {
+                    action: action.name(),
+                    message: "HTTP 403 forbidden: execution is stopped".into(),
+                    kind: switchboard_engine::action::ErrorKind::ExecutionStopped,
+                })
+            });
+        }
+        self.0.execute(action, scope)
+    }
+}
+
+#[tokio::test]
+async fn an_action_refused_by_a_stop_ends_the_event_as_stopped_without_fallbacks() {
+    let yaml = r#"
+version: 1
+rules:
+  - name: answer
+    on: message_created
+    do:
+      - post_event: { type: thought, content: thinking }
+      - reply: "here"
+        on_error: continue
+      - post_event: { type: thought, content: after }
+    on_error:
+      - post_event: { type: error, content: "fallback: {{ error }}" }
+  - name: later
+    on: message_created
+    do:
+      - post_event: { type: thought, content: "a later rule" }
+"#;
+    let e = engine(yaml);
+    let ex = StoppedRoom(RecordingExecutor::new());
+    let r = e.handle(&message("hi"), &Scope::default(), &ex).await;
+    assert_eq!(
+        r.outcome,
+        Finish::Stopped {
+            reason: "w/answer: reply: HTTP 403 forbidden: execution is stopped".into()
+        }
+    );
+    // Only the step before the refusal went out: no `continue`, no
+    // fallback, no later action or rule.
+    let sent: Vec<String> =
+        ex.0.actions()
+            .iter()
+            .map(|a| serde_json::to_value(a).unwrap()["post_event"]["content"].to_string())
+            .collect();
+    assert_eq!(sent, ["\"thinking\""]);
+    assert_eq!(r.actions.last().unwrap().status, ActionStatus::Failed);
+}
