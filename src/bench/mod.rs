@@ -1,6 +1,7 @@
 //! `switchboard bench`: end-to-end load against the sandbox. Each
 //! contender — the floor (the driver making an agent's REST calls itself),
-//! switchboard (`switchboard run` as a child process) and the official
+//! switchboard (`switchboard run` as a child process, durable in a fresh
+//! state directory as by default, or `--ephemeral`) and the official
 //! Python SDK's echo agent (`tests/compat/sdk_agent.py`) — gets the same
 //! world, reset between runs, and the same load (see [`load`]); the agent's
 //! CPU time and memory are read from `/proc` ([`process`]).
@@ -54,8 +55,11 @@ pub enum BenchError {
 pub enum Contender {
     /// No agent: the driver makes the agent's REST calls itself.
     Floor,
-    /// `switchboard run`.
+    /// `switchboard run` as by default: journal and state durable in a
+    /// (fresh, temporary) state directory.
     Switchboard,
+    /// `switchboard run --ephemeral`: journal and state in memory.
+    SwitchboardEphemeral,
     /// The official Python SDK's echo agent.
     Sdk,
 }
@@ -66,7 +70,18 @@ impl Contender {
         match self {
             Contender::Floor => "floor",
             Contender::Switchboard => "switchboard",
+            Contender::SwitchboardEphemeral => "switchboard-ephemeral",
             Contender::Sdk => "band-sdk",
+        }
+    }
+
+    /// Where a switchboard contender keeps its journal and state: "durable"
+    /// or "ephemeral"; `None` for the others.
+    pub fn state(self) -> Option<&'static str> {
+        match self {
+            Contender::Switchboard => Some("durable"),
+            Contender::SwitchboardEphemeral => Some("ephemeral"),
+            Contender::Floor | Contender::Sdk => None,
         }
     }
 }
@@ -152,17 +167,27 @@ pub async fn run(
         .map_err(|e| BenchError::Setup(format!("workflows: {e}")))?;
 
     let mut outcomes = Vec::new();
-    for &contender in &plan.contenders {
+    for (run, &contender) in plan.contenders.iter().enumerate() {
         control.reset().await?;
         progress(&format!("{}: starting", contender.name()));
+        // A fresh state directory per run: no journal from an earlier run
+        // to replay, and no lock held by an agent still exiting.
+        let state_dir = dir.path().join(format!("state-{run}"));
         let mut agent = match contender {
             Contender::Floor => None,
             Contender::Switchboard => Some(spawn_switchboard(
                 plan,
                 &world,
-                &rest_url,
-                &ws_url,
+                (&rest_url, &ws_url),
                 dir.path(),
+                Some(&state_dir),
+            )?),
+            Contender::SwitchboardEphemeral => Some(spawn_switchboard(
+                plan,
+                &world,
+                (&rest_url, &ws_url),
+                dir.path(),
+                None,
             )?),
             Contender::Sdk => Some(spawn_sdk(plan, &world, &rest_url, &ws_url, dir.path())?),
         };
@@ -196,6 +221,9 @@ pub async fn run(
         let after = pid.and_then(process::read);
         if let Some(mut child) = agent {
             let _ = child.kill().await;
+        }
+        if contender == Contender::Switchboard {
+            expect_journal(&state_dir)?;
         }
         outcomes.push(ContenderFigures {
             contender,
@@ -234,27 +262,46 @@ fn spawn(what: &str, mut cmd: Command, log: &std::path::Path) -> Result<Child, B
         .map_err(spawn_err)
 }
 
+/// Starts `switchboard run`: durable in `state_dir` when given (as `run`
+/// is by default), else `--ephemeral`.
 fn spawn_switchboard(
     plan: &Plan,
     world: &World,
-    rest_url: &str,
-    ws_url: &str,
+    (rest_url, ws_url): (&str, &str),
     dir: &std::path::Path,
+    state_dir: Option<&std::path::Path>,
 ) -> Result<Child, BenchError> {
     let mut cmd = Command::new(&plan.exe);
-    cmd.args(["run", "--ephemeral", "--no-watch", "--workflows"])
+    cmd.args(["run", "--no-watch", "--workflows"])
         .arg(dir)
-        .args(["--rest-url", rest_url, "--ws-url", ws_url])
-        .env("BAND_API_KEY", &world.agent.api_key)
+        .args(["--rest-url", rest_url, "--ws-url", ws_url]);
+    match state_dir {
+        Some(state) => cmd.arg("--state-dir").arg(state),
+        None => cmd.arg("--ephemeral"),
+    };
+    cmd.env("BAND_API_KEY", &world.agent.api_key)
         .env_remove("BAND_API_KEY_FILE")
         .env_remove("BAND_JOURNAL")
         .env_remove("SWITCHBOARD_STATE_DIR")
         .env_remove("BAND_METRICS_ADDR");
-    spawn(
-        "switchboard run",
-        cmd,
-        &log_path(dir, Contender::Switchboard),
-    )
+    let contender = match state_dir {
+        Some(_) => Contender::Switchboard,
+        None => Contender::SwitchboardEphemeral,
+    };
+    spawn("switchboard run", cmd, &log_path(dir, contender))
+}
+
+/// A durable run must have kept its journal in its state directory; else the
+/// figures would be an ephemeral run's under the durable name.
+fn expect_journal(state_dir: &std::path::Path) -> Result<(), BenchError> {
+    let journal = state_dir.join("journal");
+    match journal.is_file() {
+        true => Ok(()),
+        false => Err(BenchError::Setup(format!(
+            "the durable switchboard run left no journal at {}: it did not keep its state there",
+            journal.display()
+        ))),
+    }
 }
 
 fn spawn_sdk(

@@ -13,6 +13,8 @@ use super::{Contender, ContenderFigures};
 pub struct Figures {
     /// Contender name.
     pub agent: &'static str,
+    /// switchboard's journal and state: "durable" or "ephemeral"; null for the others.
+    pub state: Option<&'static str>,
     /// Messages sent.
     pub sent: usize,
     /// Messages answered.
@@ -64,6 +66,7 @@ impl Figures {
         let answered = o.load.answered;
         Figures {
             agent: o.contender.name(),
+            state: o.contender.state(),
             sent: o.load.sent,
             answered,
             lost: o.load.sent.saturating_sub(answered),
@@ -95,7 +98,7 @@ pub fn table(outcomes: &[ContenderFigures]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+        "{:<21} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
         "agent",
         "done",
         "lost",
@@ -112,7 +115,7 @@ pub fn table(outcomes: &[ContenderFigures]) -> String {
     for f in &figures {
         let _ = writeln!(
             out,
-            "{:<12} {:>6} {:>5} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>11} {:>9} {:>9}",
+            "{:<21} {:>6} {:>5} {:>9.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>11} {:>9} {:>9}",
             f.agent,
             f.answered,
             f.lost,
@@ -127,28 +130,52 @@ pub fn table(outcomes: &[ContenderFigures]) -> String {
         );
     }
     let find = |c: Contender| figures.iter().find(|f| f.agent == c.name());
-    if let Some(sb) = find(Contender::Switchboard) {
+    let cpu_ratio = |a: &Figures, b: &Figures| match (a.cpu_per_message_us, b.cpu_per_message_us) {
+        (Some(a), Some(b)) => format!("{:.2}x", ratio(a, b)),
+        _ => "-".to_owned(),
+    };
+    let mut ratios = Vec::new();
+    // Against the others, switchboard as it runs by default (durable), or
+    // the ephemeral one when only it ran.
+    let sb = find(Contender::Switchboard).or(find(Contender::SwitchboardEphemeral));
+    if let Some(sb) = sb {
         if let Some(sdk) = find(Contender::Sdk) {
-            let _ = writeln!(
-                out,
-                "\nswitchboard vs band-sdk: {:.1}x the throughput, p50 {:.2}x, p99 {:.2}x, CPU per message {}",
+            ratios.push(format!(
+                "{} vs band-sdk: {:.1}x the throughput, p50 {:.2}x, p99 {:.2}x, CPU per message {}",
+                sb.agent,
                 ratio(sb.throughput, sdk.throughput),
                 ratio(sb.p50_ms, sdk.p50_ms),
                 ratio(sb.p99_ms, sdk.p99_ms),
-                match (sb.cpu_per_message_us, sdk.cpu_per_message_us) {
-                    (Some(a), Some(b)) => format!("{:.2}x", ratio(a, b)),
-                    _ => "-".to_owned(),
-                }
-            );
+                cpu_ratio(sb, sdk),
+            ));
         }
         if let Some(floor) = find(Contender::Floor) {
-            let _ = writeln!(
-                out,
-                "switchboard vs floor: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+            ratios.push(format!(
+                "{} vs floor: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+                sb.agent,
                 ratio(sb.p50_ms, floor.p50_ms),
                 ratio(sb.p99_ms, floor.p99_ms),
                 ratio(sb.throughput, floor.throughput),
-            );
+            ));
+        }
+    }
+    if let (Some(durable), Some(eph)) = (
+        find(Contender::Switchboard),
+        find(Contender::SwitchboardEphemeral),
+    ) {
+        ratios.push(format!(
+            "durable vs --ephemeral: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x, CPU per message {}",
+            ratio(durable.p50_ms, eph.p50_ms),
+            ratio(durable.p99_ms, eph.p99_ms),
+            ratio(durable.throughput, eph.throughput),
+            cpu_ratio(durable, eph),
+        ));
+    }
+    if !ratios.is_empty() {
+        out.push('\n');
+        for line in ratios {
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     out

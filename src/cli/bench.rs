@@ -17,8 +17,11 @@ use crate::bench::{self, Contender, Plan};
 enum Who {
     /// The driver makes the agent's REST calls itself: what the platform costs.
     Floor,
-    /// `switchboard run` on an echo rule plus --rules filler.
+    /// `switchboard run` as by default, durable (journal and state fsync'd in a
+    /// fresh temporary state directory), on an echo rule plus --rules filler.
     Switchboard,
+    /// The same with --ephemeral: journal and state in memory, nothing written.
+    SwitchboardEphemeral,
     /// The official Python SDK's echo agent (tests/compat/sdk_agent.py).
     Sdk,
 }
@@ -32,12 +35,18 @@ ping #N\"). Latency is from just before a person's POST to the reply arriving
 on that person's socket. CPU time and RSS of the agent process come from /proc.
 Everything stays on loopback; every run is bounded by --limit.
 
+switchboard runs durable, as `switchboard run` does by default (every reply is
+journaled and fsync'd before it goes out), in a temporary state directory on
+the temporary folder's disk; switchboard-ephemeral runs with --ephemeral. With
+both, the report gives durable / ephemeral ratios: what durability costs.
+
 The band-sdk contender needs Python with band-sdk: `bash tests/compat/setup-venv.sh`
 makes .venv (the default --python).
 
 Examples:
-  switchboard bench                                   # floor + switchboard + band-sdk, as fast as possible
-  switchboard bench --rate 500 --messages 5000 --agents switchboard,floor
+  switchboard bench                                   # every contender, as fast as possible
+  switchboard bench --rate 500 --messages 5000 --agents floor,switchboard
+  switchboard bench --rate 500 --messages 5000 --agents switchboard,switchboard-ephemeral
   switchboard bench --rules 10000 --messages 200 --agents switchboard   # memory with 10,000 rules")]
 pub struct BenchArgs {
     /// Messages per contender.
@@ -65,7 +74,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "floor,switchboard,sdk"
+        default_value = "floor,switchboard,switchboard-ephemeral,sdk"
     )]
     agents: Vec<Who>,
 
@@ -106,6 +115,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|w| match w {
             Who::Floor => Contender::Floor,
             Who::Switchboard => Contender::Switchboard,
+            Who::SwitchboardEphemeral => Contender::SwitchboardEphemeral,
             Who::Sdk => Contender::Sdk,
         })
         .collect();

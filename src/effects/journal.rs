@@ -12,6 +12,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -132,12 +134,22 @@ struct JournalSink {
     settled: usize,
     /// Compact once `settled` reaches this.
     bound: usize,
+    /// How many times the file was synced (shared with [`JournalFile`]).
+    syncs: Arc<AtomicU64>,
+    /// Lines were written since the last sync (settles only).
+    unsynced: bool,
 }
 
 impl Sink for JournalSink {
     type Item = Queued;
 
     fn write_batch(&mut self, lines: Vec<Queued>) -> io::Result<()> {
+        // Nobody waits for a settle, and one lost in a crash is harmless (the
+        // message is forgotten at the next start all the same): a batch of
+        // settles only is written without an fsync of its own, so the next
+        // message's "sent" record does not queue behind one. The next synced
+        // batch, a flush or the writer's end makes it durable.
+        let lazy = lines.iter().all(|q| q.settles);
         let mut bytes = Vec::with_capacity(lines.iter().map(|q| q.bytes.len()).sum::<usize>() + 1);
         if self.torn {
             bytes.push(b'\n');
@@ -146,15 +158,19 @@ impl Sink for JournalSink {
             self.settled += usize::from(line.settles);
             bytes.extend_from_slice(&line.bytes);
         }
-        let result = self
-            .file
-            .write_all(&bytes)
-            .and_then(|()| self.file.sync_data());
+        let result = self.file.write_all(&bytes).and_then(|()| match lazy {
+            true => {
+                self.unsynced = true;
+                Ok(())
+            }
+            false => self.sync_now(),
+        });
         self.torn = result.is_err();
         result?;
         if self.settled >= self.bound {
             // The batch is durable either way; a failed compaction only
             // leaves the file longer, so it is logged, not reported.
+            // Compaction rewrites the file synced: nothing is left unsynced.
             match self.compact() {
                 Ok(()) => self.settled = 0,
                 Err(e) => {
@@ -166,9 +182,24 @@ impl Sink for JournalSink {
         }
         Ok(())
     }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self.unsynced {
+            true => self.sync_now(),
+            false => Ok(()),
+        }
+    }
 }
 
 impl JournalSink {
+    /// `fdatasync`: everything written so far is durable.
+    fn sync_now(&mut self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.file.sync_data()?;
+        self.unsynced = false;
+        Ok(())
+    }
+
     /// Rewrites the file with only the messages still open (temp file,
     /// rename), then appends to the new file. Runs on the writer thread,
     /// the file's only writer, so no record can slip in between.
@@ -177,6 +208,7 @@ impl JournalSink {
         compact_into(&self.path, records)?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.torn = false;
+        self.unsynced = false;
         Ok(())
     }
 }
@@ -194,6 +226,7 @@ fn compact_into(path: &Path, records: Vec<Record>) -> io::Result<()> {
 pub struct JournalFile {
     path: PathBuf,
     writer: Writer<Queued>,
+    syncs: Arc<AtomicU64>,
 }
 
 impl JournalFile {
@@ -226,17 +259,21 @@ impl JournalFile {
         // Compact: write what is still open aside, then swap files atomically.
         compact_into(path, records).map_err(err)?;
         let file = OpenOptions::new().append(true).open(path).map_err(err)?;
+        let syncs = Arc::new(AtomicU64::new(0));
         let sink = JournalSink {
             path: path.to_owned(),
             file,
             torn: false,
             settled: 0,
             bound: bound.max(1),
+            syncs: syncs.clone(),
+            unsynced: false,
         };
         let writer = Writer::spawn("journal-writer", sink).map_err(err)?;
         Ok(JournalFile {
             path: path.to_owned(),
             writer,
+            syncs,
         })
     }
 
@@ -252,6 +289,11 @@ impl JournalFile {
     /// How many batches were written (each one write and one fsync).
     pub fn batches(&self) -> u64 {
         self.writer.batches()
+    }
+
+    /// How many times the writer synced the file (appends; compaction aside).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     fn error(&self, source: io::Error) -> JournalError {
@@ -454,6 +496,44 @@ mod tests {
             "one write and one fsync for all"
         );
         assert_eq!(j.step("m31", "r#do0"), Some(Step::Sent));
+    }
+
+    /// Waits (bounded) until the file holds `needle`.
+    async fn until_written(path: &Path, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !std::fs::read_to_string(path).unwrap().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle} never written"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_settle_costs_no_fsync_of_its_own_and_is_synced_by_the_next_record_or_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let (file, j) = open(&path);
+        j.sent("m1", "r#do0").await.unwrap();
+        j.done("m1", "r#do0", &json!(1)).await.unwrap();
+        let synced = file.syncs();
+        // Nobody waits for a settle: written, but not synced on its own.
+        j.settled("m1");
+        until_written(&path, r#"{"m":"m1","settled":true}"#).await;
+        assert_eq!(file.syncs(), synced, "a settle alone costs no fsync");
+        // The next record waited for syncs it too (one fsync for the file).
+        j.sent("m2", "r#do0").await.unwrap();
+        assert_eq!(file.syncs(), synced + 1);
+        // A flush syncs a settle nothing else synced, and only then.
+        j.done("m2", "r#do0", &json!(2)).await.unwrap();
+        j.settled("m2");
+        until_written(&path, r#"{"m":"m2","settled":true}"#).await;
+        let before = file.syncs();
+        file.flush().await.unwrap();
+        assert_eq!(file.syncs(), before + 1, "flush syncs what was written");
+        file.flush().await.unwrap();
+        assert_eq!(file.syncs(), before + 1, "nothing left to sync");
     }
 
     #[tokio::test]

@@ -22,8 +22,16 @@ pub trait Sink: Send + 'static {
     /// The queued item.
     type Item: Send + 'static;
 
-    /// Writes `items` (in queue order) and makes them durable.
+    /// Writes `items` (in queue order) and makes them durable, unless the
+    /// sink decides nobody needs them durable yet (then [`Sink::sync`] or a
+    /// later batch does).
     fn write_batch(&mut self, items: Vec<Self::Item>) -> io::Result<()>;
+
+    /// Makes durable what earlier batches wrote without syncing: called for
+    /// a flush, and when the thread stops.
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 type Job<T> = (Option<T>, Option<Ack>);
@@ -60,7 +68,8 @@ impl<T: Send + 'static> Writer<T> {
                         acks.extend(ack);
                     }
                     let result = match items.is_empty() {
-                        true => Ok(()),
+                        // A flush: what is written must be durable too.
+                        true => sink.sync(),
                         false => {
                             counted.fetch_add(1, Ordering::Relaxed);
                             sink.write_batch(items)
@@ -73,6 +82,9 @@ impl<T: Send + 'static> Writer<T> {
                             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                         });
                     }
+                }
+                if let Err(e) = sink.sync() {
+                    tracing::warn!(error = %e, "cannot sync the file on stopping its writer; its last lines may be lost in a crash");
                 }
             })?;
         Ok(Writer {

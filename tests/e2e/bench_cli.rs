@@ -1,6 +1,8 @@
 //! `switchboard bench` as a process: every contender's messages are all
-//! answered exactly once, the figures are sane, the agent's CPU and memory
-//! are read, and it runs against a sandbox started elsewhere from its seed.
+//! answered exactly once (switchboard both durable, its default, and
+//! `--ephemeral`), the figures are sane, the agent's CPU and memory are read,
+//! the table compares durable with ephemeral, and it runs against a sandbox
+//! started elsewhere from its seed.
 //! Small loads: this checks the tool, BENCHMARKS.md has the figures.
 
 use crate::support::cli;
@@ -47,7 +49,7 @@ async fn every_contender_answers_every_message_once() {
             ])
             .args([
                 "--agents",
-                "floor,switchboard,sdk",
+                "floor,switchboard,switchboard-ephemeral,sdk",
                 "--json",
                 "--limit",
                 "60s",
@@ -64,10 +66,25 @@ async fn every_contender_answers_every_message_once() {
     );
     let all = figures(&out.stdout);
     let names: Vec<&str> = all.iter().map(|f| f["agent"].as_str().unwrap()).collect();
-    assert_eq!(names, ["floor", "switchboard", "band-sdk"]);
+    assert_eq!(
+        names,
+        ["floor", "switchboard", "switchboard-ephemeral", "band-sdk"]
+    );
     for f in &all {
         assert_clean(f, 40);
     }
+    // Only switchboard has a state directory: durable by default (the bench
+    // checked its journal is on disk), in memory with --ephemeral.
+    let states: Vec<&Value> = all.iter().map(|f| &f["state"]).collect();
+    assert_eq!(
+        states,
+        [
+            &Value::Null,
+            &"durable".into(),
+            &"ephemeral".into(),
+            &Value::Null
+        ]
+    );
     // The floor has no agent process; the others were measured.
     assert!(all[0]["idle_rss_mib"].is_null());
     for f in &all[1..] {
@@ -105,6 +122,36 @@ async fn runs_against_a_sandbox_started_from_its_seed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_clean(&figures(&out.stdout)[0], 20);
+
+    // The table: a row for each, and what durability costs as ratios. A
+    // success exit means every message was answered exactly once.
+    let out = cli::output_within(
+        cli::switchboard()
+            .args(["bench", "--rooms", "2", "--messages", "20", "--rate", "200"])
+            .args(["--agents", "switchboard-ephemeral,switchboard", "--sandbox"])
+            .arg(sb.rest_url()),
+        Duration::from_secs(120),
+    )
+    .await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(rows.contains(&"switchboard"), "{table}");
+    assert!(rows.contains(&"switchboard-ephemeral"), "{table}");
+    let ratios = table
+        .lines()
+        .find(|l| l.starts_with("durable vs --ephemeral:"))
+        .unwrap_or_else(|| panic!("no durable/ephemeral ratios in:\n{table}"));
+    for what in ["p50", "p99", "throughput"] {
+        assert!(ratios.contains(what), "{ratios}");
+    }
 
     // A world of another size is not there: a clear error, no load.
     let out = cli::output_within(
