@@ -674,12 +674,21 @@ async fn agent_me_is_retried_on_server_errors() {
 
 #[tokio::test]
 async fn startup_outlasts_a_long_server_error_burst_on_agent_me() {
-    let w = World::start().await;
     // Far more failures than the REST client and any fixed number of tries
     // absorb: only an answer that cannot change (a refused key) ends start-up.
+    let (w, handle, task) = started_through_an_outage_of("/agent/me").await;
+    w.stop(handle, task).await;
+}
+
+/// A world whose `GET PATH` fails with 503 forty times, and the runtime
+/// (with short pauses) started through it.
+async fn started_through_an_outage_of(
+    path: &str,
+) -> (World, RuntimeHandle, JoinHandle<Result<(), RuntimeError>>) {
+    let w = World::start().await;
     w.post(
         "/_sandbox/faults",
-        json!({"fail": {"method": "GET", "path": "/agent/me", "status": 503, "count": 40}}),
+        json!({"fail": {"method": "GET", "path": path, "status": 503, "count": 40}}),
     )
     .await;
     let mut c = w.config(Duration::from_millis(50));
@@ -687,22 +696,12 @@ async fn startup_outlasts_a_long_server_error_burst_on_agent_me() {
     c.tunables.startup_retry_cap = Duration::from_millis(20);
     let (handle, task) = w.spawn_with(c);
     w.wait("started", |w| w.count("started") == 1).await;
-    w.stop(handle, task).await;
+    (w, handle, task)
 }
 
 #[tokio::test]
 async fn startup_outlasts_a_server_error_burst_on_the_room_list() {
-    let w = World::start().await;
-    w.post(
-        "/_sandbox/faults",
-        json!({"fail": {"method": "GET", "path": "/agent/chats", "status": 503, "count": 40}}),
-    )
-    .await;
-    let mut c = w.config(Duration::from_millis(50));
-    c.rest.retry.base_delay = Duration::from_millis(5);
-    c.tunables.startup_retry_cap = Duration::from_millis(20);
-    let (handle, task) = w.spawn_with(c);
-    w.wait("started", |w| w.count("started") == 1).await;
+    let (w, handle, task) = started_through_an_outage_of("/agent/chats").await;
     // Not only started: the rooms listed after the burst are served.
     w.say(&w.bob, &w.room, "after the outage").await;
     w.wait("message handled", |w| w.count("message_created") == 1)
