@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use band_client::rest::{AgentApi, ApiError, ContactAction};
+use band_wire::mentions;
 use band_wire::model::{ChatMessage, ChatParticipant, ChatRoom, Mention};
 use chrono::{DateTime, FixedOffset};
 use switchboard_engine::action::{Effect, EffectError, Effects, PlatformAction, Scope};
@@ -95,6 +96,59 @@ impl RestExecutor {
                 && (m.content == content || m.content.ends_with(&format!(" {content}")))
         });
         Ok(found.map(|m| json!({ "id": m.id, "success": true, "found_after_restart": true })))
+    }
+
+    /// `mentions` plus whoever the text names: every `@[[id]]` marker, and
+    /// every `@handle` of a participant of `chat`. The platform notifies only
+    /// the message's `mentions`, so a name in the text that is not among
+    /// them would reach no one. Ourselves and repeats are left out (the
+    /// platform refuses a self-mention); `@word`s that name no participant
+    /// stay plain text.
+    async fn with_text_mentions(
+        &self,
+        chat: &str,
+        text: &str,
+        mut mentions: Vec<Mention>,
+    ) -> Result<Vec<Mention>, String> {
+        let ids = mentions::markers(text);
+        let handles = mentions::handles(text);
+        if ids.is_empty() && handles.is_empty() {
+            return Ok(mentions);
+        }
+        let people = self.api.list_participants(chat).await.map_err(|e| {
+            format!(
+                "listing the participants of room {chat} to resolve the mentions in the text: {e}"
+            )
+        })?;
+        // What the given mentions name, as ids where the room knows them,
+        // so that a handle given and the same person's marker count once.
+        let mut named: Vec<String> = mentions
+            .iter()
+            .filter_map(|m| match (&m.id, &m.handle) {
+                (Some(id), _) => Some(id.clone()),
+                (None, Some(h)) => participant_by_handle(&people, h),
+                (None, None) => None,
+            })
+            .collect();
+        named.extend(self.me.clone());
+        let by_handle = handles
+            .iter()
+            .filter_map(|h| participant_by_handle(&people, h));
+        let found: Vec<String> = ids
+            .iter()
+            .map(|id| (*id).to_owned())
+            .chain(by_handle)
+            .collect();
+        for id in found {
+            if !named.contains(&id) {
+                named.push(id.clone());
+                mentions.push(Mention {
+                    id: Some(id),
+                    ..Mention::default()
+                });
+            }
+        }
+        Ok(mentions)
     }
 
     /// When the source message was posted, from its room's `/context`.
@@ -358,12 +412,14 @@ impl Effects for RestExecutor {
                 None => return Err("no sender to mention; give `mentions`".into()),
             },
         };
+        let mentions = self.with_text_mentions(&chat, &a.text, mentions).await?;
         let sent = self.api.send_message(&chat, &a.text, &mentions).await;
         Ok(to_value(sent.map_err(|e| posting(e, &chat, scope))?)?)
     }
 
     async fn send_message(&self, a: &a::SendMessage, scope: &Scope) -> Effect {
         let mentions: Vec<Mention> = a.mentions.iter().map(|m| mention(m)).collect();
+        let mentions = self.with_text_mentions(&a.chat, &a.text, mentions).await?;
         let sent = self.api.send_message(&a.chat, &a.text, &mentions).await;
         Ok(to_value(sent.map_err(|e| posting(e, &a.chat, scope))?)?)
     }

@@ -418,3 +418,77 @@ rules:
     );
     h.stop().await;
 }
+
+/// The billing agent's id in the default seed.
+async fn billing_id(h: &Harness) -> String {
+    AgentApi::new(RestConfig::new(h.sb.rest_url(), "billing-key"))
+        .unwrap()
+        .me()
+        .await
+        .unwrap()
+        .id
+}
+
+/// The billing agent's delivery status of the bot's one reply after `after`.
+async fn billing_delivery(h: &Harness, after: &str, billing: &str) -> (String, String) {
+    let replies = h.bot_messages_after(after).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    let state = h.state().await;
+    let status = state["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == replies[0].id.as_str())
+        .and_then(|m| m["delivery"][billing]["status"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    (replies[0].content.clone(), status)
+}
+
+#[tokio::test]
+async fn a_mention_marker_or_participant_handle_in_a_reply_text_is_a_mention() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ids are made when the sandbox starts: bob's message ends with the one
+    // the `by-id` rule turns into a marker.
+    let workflow = r#"version: 1
+rules:
+  - name: by-id
+    on: message_created
+    if: [ { event.content: { contains: by id } } ]
+    do:
+      - add_participant: alice/billing-agent
+      - reply: "ask {{ event.content[-36:] | mention }}"
+  - name: by-handle
+    on: message_created
+    if: [ { event.content: { contains: by handle } } ]
+    do:
+      - add_participant: alice/billing-agent
+      - send_message:
+          chat: "{{ chat.id }}"
+          text: "ask @alice/billing-agent, bob@example.com is not one"
+          mentions: ["{{ sender.id }}"]
+"#;
+    std::fs::write(dir.path().join("mentions.yaml"), workflow).unwrap();
+    let mut h = Harness::start_with(dir.path().to_path_buf(), Vec::new()).await;
+    let billing = billing_id(&h).await;
+
+    let (first, report) = h.bob_says(&format!("please route by id {billing}")).await;
+    assert_eq!(report.report.matched, ["mentions/by-id"]);
+    assert_eq!(h.settled_status(&first).await, "processed");
+    let (content, status) = billing_delivery(&h, &first, &billing).await;
+    assert!(content.contains(&format!("@[[{billing}]]")), "{content}");
+    assert_eq!(
+        status, "delivered",
+        "the marker's agent is mentioned: {content}"
+    );
+
+    let (second, report) = h.bob_says("please route by handle").await;
+    assert_eq!(report.report.matched, ["mentions/by-handle"]);
+    assert_eq!(h.settled_status(&second).await, "processed");
+    let (content, status) = billing_delivery(&h, &second, &billing).await;
+    assert_eq!(
+        status, "delivered",
+        "the handle's agent is mentioned: {content}"
+    );
+    h.stop().await;
+}
