@@ -152,7 +152,7 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
     // Absent from the line (None) unless a throttle held a rule back: a
     // throttled rule otherwise reads exactly like one that did not match.
     let throttled = report.throttled().collect::<Vec<_>>().join(",");
-    let throttled = (!throttled.is_empty()).then_some(throttled.as_str());
+    let throttled = (!throttled.is_empty()).then(|| tracing::field::display(throttled.as_str()));
     let ms = elapsed.as_secs_f64() * 1000.0;
     let room = scope.chat_id.as_deref().unwrap_or("-");
     let message_id = scope.message_id.as_deref().unwrap_or("-");
