@@ -149,6 +149,10 @@ fn is_rule_event(event: &Event) -> bool {
 fn log(report: &Report, scope: &Scope, elapsed: Duration) {
     let matched = report.rules_summary();
     let actions = report.actions_summary();
+    // Absent from the line (None) unless a throttle held a rule back: a
+    // throttled rule otherwise reads exactly like one that did not match.
+    let throttled = report.throttled().collect::<Vec<_>>().join(",");
+    let throttled = (!throttled.is_empty()).then(|| tracing::field::display(throttled.as_str()));
     let ms = elapsed.as_secs_f64() * 1000.0;
     let room = scope.chat_id.as_deref().unwrap_or("-");
     let message_id = scope.message_id.as_deref().unwrap_or("-");
@@ -158,15 +162,15 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
             event = %report.event_type, room, message_id, ms = format!("{ms:.1}"), "no rule could apply"
         ),
         Finish::Done => tracing::info!(
-            event = %report.event_type, room, message_id, rules = %matched,
+            event = %report.event_type, room, message_id, rules = %matched, throttled,
             actions = %actions, ms = format!("{ms:.1}"), "handled"
         ),
         Finish::Stopped { reason } => tracing::info!(
-            event = %report.event_type, room, message_id, rules = %matched,
+            event = %report.event_type, room, message_id, rules = %matched, throttled,
             actions = %actions, ms = format!("{ms:.1}"), %reason, "stopped by the platform; runs again after PLAY"
         ),
         Finish::Failed { reason } => tracing::warn!(
-            event = %report.event_type, room, message_id, rules = %matched,
+            event = %report.event_type, room, message_id, rules = %matched, throttled,
             actions = %actions, ms = format!("{ms:.1}"), %reason, "failed"
         ),
     }

@@ -116,6 +116,9 @@ pub struct HandledEntry {
     pub event_id: Option<String>,
     /// Rules whose branch ran, in order; an `else` branch as `rule(else)`.
     pub rules: Vec<String>,
+    /// Rules whose conditions held but whose throttle window was full: they
+    /// did nothing, yet unlike rules that did not match they were asked to.
+    pub throttled: Vec<String>,
     /// Actions in order, as `name`, `name(skipped)` or `name(failed)`.
     pub actions: Vec<String>,
     /// `done` or `failed`.
@@ -156,6 +159,7 @@ impl HandledEntry {
             message_id: handled.message_id.clone(),
             event_id: handled.event_id.clone(),
             rules,
+            throttled: report.throttled().map(str::to_owned).collect(),
             actions,
             outcome,
             reason,
@@ -169,6 +173,7 @@ pub struct Telemetry {
     events: Family<TypeLabel, Counter>,
     rule_matches: Family<MatchLabels, Counter>,
     rule_errors: Family<RuleLabel, Counter>,
+    rule_throttled: Family<RuleLabel, Counter>,
     actions: Family<ActionLabels, Counter>,
     event_duration: Durations<TypeLabel>,
     action_duration: Durations<ActionLabel>,
@@ -198,6 +203,7 @@ impl Telemetry {
             events: Family::default(),
             rule_matches: Family::default(),
             rule_errors: Family::default(),
+            rule_throttled: Family::default(),
             actions: Family::default(),
             event_duration: Family::new_with_constructor(duration_histogram),
             action_duration: Family::new_with_constructor(duration_histogram),
@@ -224,6 +230,11 @@ impl Telemetry {
             "rule_errors",
             "Rules whose conditions could not be evaluated (the event failed), by rule",
             t.rule_errors.clone(),
+        );
+        t.registry.register(
+            "rule_throttled",
+            "Rules whose conditions held but whose throttle window was full (nothing ran), by rule",
+            t.rule_throttled.clone(),
         );
         t.registry.register(
             "actions",
@@ -389,6 +400,12 @@ impl Sink for Telemetry {
                 };
                 self.rule_errors.get_or_create(&labels).inc();
             }
+        }
+        for rule in report.throttled() {
+            let labels = RuleLabel {
+                rule: rule.to_owned(),
+            };
+            self.rule_throttled.get_or_create(&labels).inc();
         }
         for action in &report.actions {
             let status = match action.status {
@@ -660,6 +677,42 @@ mod tests {
             !text.contains("rule_errors_total{rule=\"triage/y\"}"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_throttled_rule_is_counted_and_listed() {
+        use switchboard_engine::run::RuleTrace;
+        let t = Telemetry::new(2);
+        let mut h = handled(0, Finish::Done);
+        h.report.matched.clear();
+        h.report.else_ran.clear();
+        h.report.actions.clear();
+        h.report.trace = vec![
+            RuleTrace {
+                rule: "faq/x".into(),
+                verdict: Verdict::Throttled,
+                conditions: Vec::new(),
+            },
+            RuleTrace {
+                rule: "faq/y".into(),
+                verdict: Verdict::NotMatched,
+                conditions: Vec::new(),
+            },
+        ];
+        t.handled(&h);
+        t.handled(&h);
+        let text = t.encode();
+        let line = "switchboard_rule_throttled_total{rule=\"faq/x\"} 2";
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        assert!(
+            !text.contains("rule_throttled_total{rule=\"faq/y\"}"),
+            "{text}"
+        );
+        let entry = &t.handled_log()[0];
+        assert_eq!(entry.throttled, ["faq/x"]);
+        assert!(entry.rules.is_empty(), "{entry:?}");
+        let json = serde_json::to_value(entry).unwrap_or_default();
+        assert_eq!(json["throttled"], serde_json::json!(["faq/x"]), "{json}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `switchboard run --metrics-addr` as a process against the sandbox, read
 //! with plain HTTP: `/healthz` after start-up, `/metrics` after a message a
 //! shipped rule answers, after a reload that fails, and after the sandbox
-//! drops every socket; and a taken address is a startup error.
+//! drops every socket; throttled runs counted, listed and logged; and a
+//! taken address is a startup error.
 
 use crate::support::seeded;
 
@@ -314,5 +315,99 @@ async fn a_taken_metrics_address_is_a_startup_error() {
     );
     assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
     drop(taken);
+    sb.shutdown().await.unwrap();
+}
+
+/// A rule that answers `ping` at most once per ten minutes.
+const THROTTLED_WORKFLOW: &str = r#"version: 1
+rules:
+  - name: pong
+    on: message_created
+    if:
+      - event.content: { matches: '\bping\b' }
+    throttle: { max: 1, per: 10m }
+    do:
+      - reply: "pong"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_rules_are_counted_listed_and_logged() {
+    let (sb, bob, room, bot) = seeded_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ping.yaml"), THROTTLED_WORKFLOW).unwrap();
+    let addr = free_addr();
+    let mut cmd = run_command(&sb, dir.path());
+    cmd.arg("--metrics-addr").arg(addr.to_string());
+    let mut agent = Running::spawn(&mut cmd);
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    let scraper = Scraper::new(addr);
+
+    // One run is allowed; the two after it fall in the full window.
+    for n in 1..=3 {
+        seeded::ask(&bob, &room, &bot, &format!("ping {n}")).await;
+    }
+    let text = scraper
+        .wait_metrics("two throttled runs", |t| {
+            at_least(
+                t,
+                "switchboard_rule_throttled_total",
+                &[("rule", "ping/pong")],
+                2.0,
+            )
+        })
+        .await;
+    assert_eq!(
+        sample(
+            &text,
+            "switchboard_rule_throttled_total",
+            &[("rule", "ping/pong")]
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "switchboard_rule_matches_total",
+            &[("rule", "ping/pong"), ("branch", "do")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+
+    let handled: Value = scraper
+        .http
+        .get(format!("{}/handled", scraper.base))
+        .send()
+        .await
+        .expect("GET /handled")
+        .json()
+        .await
+        .expect("/handled is JSON");
+    let entries = handled.as_array().expect("/handled is a list");
+    let throttled: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["throttled"] == json!(["ping/pong"]))
+        .collect();
+    assert_eq!(throttled.len(), 2, "{handled:#}");
+    for entry in throttled {
+        assert_eq!(entry["rules"], json!([]), "{entry}");
+        assert_eq!(entry["actions"], json!([]), "{entry}");
+    }
+    let ran = entries
+        .iter()
+        .filter(|e| e["rules"] == json!(["ping/pong"]))
+        .count();
+    assert_eq!(ran, 1, "{handled:#}");
+
+    let line = agent
+        .wait_for_stderr("a throttled log line", STEP, |l| {
+            cli::strip_ansi(l).contains("throttled=ping/pong")
+        })
+        .await;
+    assert!(cli::strip_ansi(&line).contains("handled"), "{line}");
+    agent.stop_cleanly("agent", Duration::from_secs(5)).await;
     sb.shutdown().await.unwrap();
 }

@@ -199,6 +199,14 @@ impl Report {
             .join(",")
     }
 
+    /// Rules whose conditions held but whose throttle window was full, in order.
+    pub fn throttled(&self) -> impl Iterator<Item = &str> {
+        self.trace
+            .iter()
+            .filter(|t| t.verdict == Verdict::Throttled)
+            .map(|t| t.rule.as_str())
+    }
+
     /// The actions, for one-line summaries: `add_participant(failed),reply`.
     pub fn actions_summary(&self) -> String {
         self.actions

@@ -434,16 +434,23 @@ function fillStatus(li, id) {
   }
   const h = state.handled.get(id);
   const handled = li.querySelector('.handled');
-  const hkey = h ? JSON.stringify([h.rules, h.actions, h.outcome, h.reason]) : '';
+  // An older agent's entries have no `throttled`.
+  const throttled = (h && h.throttled) || [];
+  const hkey = h ? JSON.stringify([h.rules, throttled, h.actions, h.outcome, h.reason]) : '';
   if (handled.dataset.key === hkey) return;
   handled.dataset.key = hkey;
   if (!h) { handled.replaceChildren(); return; }
-  const rules = h.rules.length ? `Rule ${h.rules.join(', ')}` : 'No rule matched';
+  // A throttled rule did match: saying "No rule matched" would send the user hunting in the conditions.
+  const held = throttled.length ? `throttled ${throttled.join(', ')}` : '';
+  const rules = h.rules.length
+    ? `Rule ${h.rules.join(', ')}${held ? ` · ${held}` : ''}`
+    : (held ? `Rule ${held}` : 'No rule matched');
   const actions = h.actions.length ? ` → ${h.actions.join(', ')}` : '';
   const failed = h.outcome === 'failed';
   handled.replaceChildren(el('span', {
     class: `rule${failed ? ' failed' : ''}`,
     'data-rules': h.rules.join(','),
+    'data-throttled': throttled.join(','),
     // The reason is on the lifecycle chip (what the agent told the platform).
     text: `⚙ ${rules}${actions}${failed ? ' — failed' : ''}`,
   }));
