@@ -147,10 +147,10 @@ pub enum AgentError {
     #[error(transparent)]
     Build(#[from] BuildError),
     /// The `http` action's client could not be built.
-    #[error("cannot build the client of the `http` action: {0}")]
+    #[error("cannot build the client of the `http` action")]
     HttpClient(#[source] reqwest::Error),
     /// `/agent/me` failed.
-    #[error("cannot identify the agent (GET /agent/me): {0}")]
+    #[error("cannot identify the agent (GET /agent/me)")]
     Me(#[source] ApiError),
     /// `--allow-env` names the variable holding the API key.
     #[error(
@@ -161,7 +161,7 @@ pub enum AgentError {
         name: String,
     },
     /// The recording file cannot be opened.
-    #[error("cannot open {path} to record events: {source}")]
+    #[error("cannot open {path} to record events")]
     Record {
         /// The file.
         path: PathBuf,
@@ -169,7 +169,7 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// The workflows folder cannot be watched.
-    #[error("cannot watch {dir} for changes: {source}")]
+    #[error("cannot watch {dir} for changes")]
     Watch {
         /// The folder.
         dir: PathBuf,
@@ -177,7 +177,7 @@ pub enum AgentError {
         source: notify::Error,
     },
     /// The metrics address cannot be listened on (taken, not local, ...).
-    #[error("cannot serve metrics on {addr}: {source}")]
+    #[error("cannot serve metrics on {addr}")]
     Metrics {
         /// The address asked for.
         addr: SocketAddr,
@@ -217,12 +217,12 @@ impl Files {
     async fn flush(&self) {
         if let Some(journal) = &self.journal {
             if let Err(e) = journal.flush().await {
-                tracing::warn!(error = %e, "cannot flush the action journal");
+                tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot flush the action journal");
             }
         }
         if let Some(state) = &self.state {
             if let Err(e) = state.flush().await {
-                tracing::warn!(error = %e, "cannot flush the state");
+                tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot flush the state");
             }
         }
     }
@@ -425,7 +425,7 @@ impl Agent {
         let server = self.metrics.map(|(listener, telemetry)| {
             tokio::spawn(async move {
                 if let Err(e) = telemetry::server::serve(listener, telemetry).await {
-                    tracing::error!(error = %e, "metrics server stopped");
+                    tracing::error!(error = %crate::telemetry::Chain(&e), "metrics server stopped");
                 }
             })
         });

@@ -31,7 +31,7 @@ pub enum BenchError {
     #[error("setup: {0}")]
     Setup(String),
     /// A child process would not start.
-    #[error("cannot start {what}: {source}")]
+    #[error("cannot start {what}")]
     Spawn {
         /// Which.
         what: String,

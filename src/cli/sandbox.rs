@@ -38,6 +38,11 @@ pub struct SandboxArgs {
     /// The console reads its /handled to show which rule handled a message.
     #[arg(long, value_name = "URL", value_parser = parse_feed)]
     agent_feed: Option<String>,
+
+    /// Allow --listen on an address other than loopback. The control
+    /// endpoints (faults, reset) have no authentication.
+    #[arg(long)]
+    allow_remote: bool,
 }
 
 /// Serves until Ctrl-C (or SIGTERM), then stops cleanly.
@@ -46,6 +51,21 @@ pub async fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
         Some(path) => load_seed(path)?,
         None => default_seed(),
     };
+    // The control endpoints let anyone reset the world or inject faults, so
+    // reaching them from other machines must be asked for explicitly.
+    if !args.listen.ip().is_loopback() {
+        if !args.allow_remote {
+            anyhow::bail!(
+                "refusing to listen on {}: the sandbox's control endpoints have no authentication; \
+                 use a loopback address (127.0.0.1) or pass --allow-remote",
+                args.listen
+            );
+        }
+        tracing::warn!(
+            listen = %args.listen,
+            "listening beyond loopback: the control endpoints (/_sandbox/...) have no authentication"
+        );
+    }
     let running = RunningSandbox::start(args.listen, seed).await?;
     running.sandbox().set_agent_feed(args.agent_feed);
     let stop = shutdown_signal();

@@ -38,7 +38,7 @@ pub enum StateDirError {
     #[error("the agent id {0:?} cannot name a state directory; pass --state-dir DIR")]
     BadAgentId(String),
     /// The directory or its lock file cannot be created or locked.
-    #[error("cannot use the state directory {path}: {source}")]
+    #[error("cannot use the state directory {path}")]
     Io {
         /// The directory.
         path: PathBuf,

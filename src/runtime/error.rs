@@ -10,7 +10,7 @@ pub enum RuntimeError {
     #[error(transparent)]
     Build(#[from] BuildError),
     /// `GET /agent/me` failed (after retries).
-    #[error("cannot identify the agent (GET /agent/me): {0}")]
+    #[error("cannot identify the agent (GET /agent/me)")]
     Me(#[source] ApiError),
     /// The API key belongs to another agent than the one configured.
     #[error("the API key belongs to agent {actual}, but agent {expected} was expected")]
@@ -21,7 +21,7 @@ pub enum RuntimeError {
         actual: String,
     },
     /// A topic the runtime cannot work without could not be joined.
-    #[error("cannot join {topic}: {source}")]
+    #[error("cannot join {topic}")]
     Join {
         /// The topic.
         topic: String,
@@ -30,7 +30,7 @@ pub enum RuntimeError {
         source: SocketError,
     },
     /// `GET /agent/chats` failed at startup.
-    #[error("cannot list the agent's chat rooms: {0}")]
+    #[error("cannot list the agent's chat rooms")]
     ListChats(#[source] ApiError),
     /// The socket ended for good (auth refused, superseded, gave up, ...).
     #[error("the platform connection ended: {}", describe_stop(.0))]

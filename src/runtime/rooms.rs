@@ -237,7 +237,7 @@ impl RoomWorker {
                 }
                 Err(e) => {
                     // Try again on the next event; the handler gets what we have.
-                    tracing::warn!(room = %self.info.id, error = %e, "cannot load participants");
+                    tracing::warn!(room = %self.info.id, error = %crate::telemetry::Chain(&e), "cannot load participants");
                 }
             }
         }
@@ -294,7 +294,9 @@ impl RoomWorker {
         for topic in ROOM_TOPICS.map(|k| k.topic(&self.info.id)) {
             match self.socket.leave(&topic).await {
                 Ok(()) => tracing::debug!(%topic, "left topic"),
-                Err(e) => tracing::debug!(%topic, error = %e, "leave did not complete"),
+                Err(e) => {
+                    tracing::debug!(%topic, error = %crate::telemetry::Chain(&e), "leave did not complete")
+                }
             }
         }
     }

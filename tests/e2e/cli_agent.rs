@@ -599,3 +599,54 @@ async fn run_records_and_explains_and_replay_reads_the_recording() {
         "{replayed}"
     );
 }
+
+/// How many times `needle` occurs in `haystack`.
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_reported_once() {
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
+        .await
+        .unwrap();
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--workflows")
+        .arg(workflows_dir())
+        .args(["--ephemeral", "--api-key", "not-a-key", "--rest-url"])
+        .arg(sb.rest_url())
+        .arg("--ws-url")
+        .arg(sb.ws_url());
+    let out = output_within(&mut cmd, QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = strip_ansi(&text(&out.stderr));
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("HTTP 401"), "stderr:\n{err}");
+    assert_eq!(occurrences(last, "HTTP 401"), 1, "stderr:\n{err}");
+    assert_eq!(occurrences(last, "/api/v1/agent/me"), 1, "stderr:\n{err}");
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_reported_once() {
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), default_seed())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, "{ this is not json").unwrap();
+    let mut cmd = run_command(&sb, &workflows_dir());
+    cmd.arg("--state-file").arg(&state);
+    let out = output_within(&mut cmd, QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = strip_ansi(&text(&out.stderr));
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("is not valid"), "stderr:\n{err}");
+    assert_eq!(
+        occurrences(last, "key must be a string"),
+        1,
+        "stderr:\n{err}"
+    );
+    sb.shutdown().await.unwrap();
+}

@@ -86,3 +86,16 @@ fn bad_seed_is_reported_with_its_location() {
     );
     assert!(err.contains("colour"), "{err}");
 }
+
+#[tokio::test]
+async fn refuses_a_remote_listen_address_without_allow_remote() {
+    let out = crate::support::cli::output_within(
+        crate::support::cli::switchboard().args(["sandbox", "--listen", "0.0.0.0:0"]),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--allow-remote"), "stderr: {err}");
+    assert!(err.contains("no authentication"), "stderr: {err}");
+}

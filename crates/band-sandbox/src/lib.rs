@@ -286,7 +286,7 @@ pub enum StartError {
     #[error(transparent)]
     Seed(#[from] SeedError),
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: std::net::SocketAddr,

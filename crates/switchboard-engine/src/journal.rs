@@ -62,7 +62,7 @@ pub enum Record {
 
 /// Why the journal cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("action journal {path}: {source}")]
+#[error("action journal {path}")]
 pub struct JournalError {
     /// Where the journal is kept (a file, for the binary's store).
     pub path: PathBuf,

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading failed.
-    #[error("cannot read state file {path}: {source}")]
+    #[error("cannot read state file {path}")]
     Read {
         /// File.
         path: PathBuf,
@@ -24,7 +24,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// Writing (compacting) failed.
-    #[error("cannot write state file {path}: {source}")]
+    #[error("cannot write state file {path}")]
     Write {
         /// File.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The content is not a state file.
-    #[error("state file {path} is not valid: {source}")]
+    #[error("state file {path} is not valid")]
     Parse {
         /// File.
         path: PathBuf,

@@ -25,7 +25,7 @@ pub enum ApiError {
         status: u16,
         /// Request method.
         method: String,
-        /// Request path (relative to the base URL).
+        /// Request path, from the root of the base URL (`/api/v1/...`).
         path: String,
         /// The platform's error body, when it parsed (boxed to keep the error small).
         body: Option<Box<ErrorBody>>,
@@ -33,7 +33,7 @@ pub enum ApiError {
         raw: String,
     },
     /// Connect, timeout or I/O failure: no usable response.
-    #[error("{method} {path}: transport error: {source}")]
+    #[error("{method} {path}: transport error")]
     Transport {
         /// Request method.
         method: String,
@@ -44,7 +44,7 @@ pub enum ApiError {
         source: reqwest::Error,
     },
     /// A 2xx response whose body we could not parse.
-    #[error("{method} {path}: cannot decode response: {source}")]
+    #[error("{method} {path}: cannot decode response")]
     Decode {
         /// Request method.
         method: String,
@@ -215,7 +215,7 @@ impl fmt::Debug for RestConfig {
 
 /// The HTTP client could not be built (TLS backend initialisation).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build HTTP client: {0}")]
+#[error("cannot build HTTP client")]
 pub struct BuildError(#[from] reqwest::Error);
 
 /// A successful (2xx) response, JSON-parsed.
@@ -324,7 +324,7 @@ impl RestClient {
                 retry = retry_no,
                 max_retries = self.retry.max_retries,
                 delay_ms = delay.as_millis() as u64,
-                error = %err,
+                error = %chain(&err),
                 "retrying REST call"
             );
             tokio::time::sleep(delay).await;
@@ -352,7 +352,7 @@ impl RestClient {
         }
         let transport = |source| ApiError::Transport {
             method: method.to_string(),
-            path: path.to_string(),
+            path: from_root(path),
             source,
         };
         let resp = req.send().await.map_err(|e| (transport(e), None))?;
@@ -368,7 +368,7 @@ impl RestClient {
             ApiError::Status {
                 status: status.as_u16(),
                 method: method.to_string(),
-                path: path.to_string(),
+                path: from_root(path),
                 body: parsed,
                 raw,
             },
@@ -435,7 +435,7 @@ fn parse_success(
             Err(source) => {
                 return Err(ApiError::Decode {
                     method: method.to_string(),
-                    path: path.to_string(),
+                    path: from_root(path),
                     source,
                     raw,
                 })
@@ -452,7 +452,7 @@ fn parse_success(
 fn decode_error(method: &Method, path: &str, source: serde_json::Error, raw: &str) -> ApiError {
     ApiError::Decode {
         method: method.to_string(),
-        path: path.to_string(),
+        path: from_root(path),
         source,
         raw: raw.to_string(),
     }
@@ -579,6 +579,25 @@ pub(crate) fn insert_if_set(obj: &mut Map<String, Value>, key: &str, v: Option<i
     if let Some(v) = v {
         obj.insert(key.to_string(), v.into());
     }
+}
+
+/// `err` and every cause under it, `outer: cause: root`: error types print
+/// only their own sentence, so a log of the error alone would lose why.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
+}
+
+/// `path` as errors show it: from the root, `/api/v1/agent/me`, whether or
+/// not the caller wrote the leading slash.
+fn from_root(path: &str) -> String {
+    format!("/{}", path.trim_start_matches('/'))
 }
 
 #[cfg(test)]

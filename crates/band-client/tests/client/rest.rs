@@ -456,7 +456,7 @@ async fn closed_port_is_a_transport_error() {
     let err = timeout(LIMIT, api.me()).await.unwrap().unwrap_err();
     assert!(
         matches!(&err, ApiError::Transport { method, path, .. }
-        if method == "GET" && path == "api/v1/agent/me"),
+        if method == "GET" && path == "/api/v1/agent/me"),
         "{err:?}"
     );
     assert!(err.is_retryable());
@@ -693,4 +693,20 @@ async fn debug_output_hides_the_key() {
     let err = api.me().await.unwrap_err();
     let text = format!("{err:?} {err}");
     assert!(!text.contains(KEY), "{text}");
+}
+
+#[tokio::test]
+async fn errors_name_the_request_path_from_its_root() {
+    let s = ScriptServer::start().await;
+    let api = agent(&s, 0);
+    // Nothing scripted → the server's 404.
+    let err = timeout(LIMIT, api.get_chat("nope"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with("GET /api/v1/agent/chats/nope: HTTP 404"),
+        "{shown}"
+    );
 }
