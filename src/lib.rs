@@ -8,6 +8,7 @@ pub mod bench;
 pub mod cli;
 pub mod dryrun;
 pub mod effects;
+pub mod error_chain;
 pub mod rules;
 pub mod runtime;
 pub mod telemetry;

@@ -217,12 +217,12 @@ impl Files {
     async fn flush(&self) {
         if let Some(journal) = &self.journal {
             if let Err(e) = journal.flush().await {
-                tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot flush the action journal");
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the action journal");
             }
         }
         if let Some(state) = &self.state {
             if let Err(e) = state.flush().await {
-                tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot flush the state");
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the state");
             }
         }
     }
@@ -425,7 +425,7 @@ impl Agent {
         let server = self.metrics.map(|(listener, telemetry)| {
             tokio::spawn(async move {
                 if let Err(e) = telemetry::server::serve(listener, telemetry).await {
-                    tracing::error!(error = %crate::telemetry::Chain(&e), "metrics server stopped");
+                    tracing::error!(error = %crate::error_chain::Chain(&e), "metrics server stopped");
                 }
             })
         });

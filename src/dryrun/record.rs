@@ -119,7 +119,7 @@ impl Sink for Recorder {
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         // One write per line keeps lines whole when appending.
         if let Err(e) = file.write_all(text.as_bytes()) {
-            tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot write the event recording");
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot write the event recording");
         }
     }
 }

@@ -176,7 +176,7 @@ impl Sink for JournalSink {
                 Err(e) => {
                     // Try again after as many settles more, not on every batch.
                     self.settled = 0;
-                    tracing::warn!(file = %self.path.display(), error = %crate::telemetry::Chain(&e), "cannot compact the action journal; it keeps growing until the next try");
+                    tracing::warn!(file = %self.path.display(), error = %crate::error_chain::Chain(&e), "cannot compact the action journal; it keeps growing until the next try");
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Performs rendered actions as REST calls on the platform's agent API (and
 //! outbound HTTP for `http`), resolving defaults from the event's [`Scope`].
 
+use crate::error_chain::Chain;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -244,7 +245,7 @@ impl RestExecutor {
             match self.api.add_participant(room, &id, None).await {
                 Ok(_) => {}
                 Err(e) if already_participant(&e) => {}
-                Err(e) => return Err(format!("adding {w} to the new room: {e}")),
+                Err(e) => return Err(format!("adding {w} to the new room: {}", Chain(&e))),
             }
         }
         Ok(())
@@ -334,7 +335,7 @@ impl RestExecutor {
             let resp = tokio::time::timeout(left, req.send())
                 .await
                 .map_err(|_| format!("{url}: no answer within {:?}", a.timeout))?
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| format!("{url}: {}", Chain(&e)))?;
             let status = resp.status();
             if status.is_redirection() {
                 if let Some(next) = redirect_target(&url, &resp)? {
@@ -574,7 +575,7 @@ async fn read_capped(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, S
         return Err(too_big(format!("Content-Length {len}")));
     }
     let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Chain(&e).to_string())? {
         if (bytes.len() + chunk.len()) as u64 > max {
             return Err(too_big("stopped reading".into()));
         }
@@ -736,8 +737,10 @@ fn already_participant(e: &ApiError) -> bool {
     matches!(e, ApiError::Status { status: 422, raw, .. } if raw.contains("already a participant"))
 }
 
+/// The error with its causes: it becomes the action's failure reason, which
+/// people read on the platform and in logs.
 fn api(e: ApiError) -> String {
-    e.to_string()
+    Chain(&e).to_string()
 }
 
 /// The error of a post (message or event) to `chat`. A 403 "execution is
@@ -746,7 +749,7 @@ fn api(e: ApiError) -> String {
 /// without `on_error` and the runtime leaves the message for PLAY. Stopped
 /// in another room, the post just failed (this room's work is not stopped).
 fn posting(e: ApiError, chat: &str, scope: &Scope) -> EffectError {
-    let message = e.to_string();
+    let message = Chain(&e).to_string();
     if e.is_execution_stopped() && scope.chat_id.as_deref() == Some(chat) {
         EffectError::execution_stopped(message)
     } else {

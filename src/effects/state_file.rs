@@ -176,7 +176,7 @@ impl Sink for StateSink {
         self.torn = result.is_err();
         if let Err(e) = &result {
             // The state in memory is right; what a restart sees may be older.
-            tracing::warn!(path = %self.paths.log.display(), error = %crate::telemetry::Chain(&e), "cannot save state");
+            tracing::warn!(path = %self.paths.log.display(), error = %crate::error_chain::Chain(&e), "cannot save state");
             return result;
         }
         self.lines += count;
@@ -185,7 +185,7 @@ impl Sink for StateSink {
                 Ok(()) => self.lines = 0,
                 // The log stays whole; compaction is tried again next batch.
                 Err(e) => {
-                    tracing::warn!(path = %self.paths.snapshot.display(), error = %crate::telemetry::Chain(&e), "cannot compact state")
+                    tracing::warn!(path = %self.paths.snapshot.display(), error = %crate::error_chain::Chain(&e), "cannot compact state")
                 }
             }
         }

@@ -84,7 +84,7 @@ impl<T: Send + 'static> Writer<T> {
                     }
                 }
                 if let Err(e) = sink.sync() {
-                    tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot sync the file on stopping its writer; its last lines may be lost in a crash");
+                    tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot sync the file on stopping its writer; its last lines may be lost in a crash");
                 }
             })?;
         Ok(Writer {

@@ -283,7 +283,7 @@ impl FolderWatch {
         let mut watcher = match self.new_watcher() {
             Ok(w) => w,
             Err(e) => {
-                tracing::error!(dir = %path, error = %crate::telemetry::Chain(&e), "cannot watch the workflows folder again; edits are not picked up until SIGHUP");
+                tracing::error!(dir = %path, error = %crate::error_chain::Chain(&e), "cannot watch the workflows folder again; edits are not picked up until SIGHUP");
                 return;
             }
         };
@@ -299,7 +299,7 @@ impl FolderWatch {
                 ),
                 Ok(()) => {}
                 Err(e) => tracing::error!(
-                    dir = %path, error = %crate::telemetry::Chain(&e),
+                    dir = %path, error = %crate::error_chain::Chain(&e),
                     "cannot watch the workflows folder; edits are not picked up until SIGHUP"
                 ),
             },
@@ -317,7 +317,7 @@ impl FolderWatch {
         };
         if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
             tracing::warn!(
-                dir = %self.path.display(), parent = %parent.display(), error = %crate::telemetry::Chain(&e),
+                dir = %self.path.display(), parent = %parent.display(), error = %crate::error_chain::Chain(&e),
                 "cannot watch the workflows folder's parent; if the folder is replaced, send SIGHUP"
             );
         }

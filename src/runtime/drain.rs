@@ -81,7 +81,7 @@ async fn drain_inner(
             Ok(None) => break DrainEnd::Empty,
             Ok(Some(m)) => m,
             Err(e) => {
-                tracing::warn!(room = %room.id, error = %crate::telemetry::Chain(&e), "GET /next failed; drain stops");
+                tracing::warn!(room = %room.id, error = %crate::error_chain::Chain(&e), "GET /next failed; drain stops");
                 break DrainEnd::Error;
             }
         };
@@ -155,7 +155,7 @@ async fn sweep_room(
         let page = match services.api.list_messages(&room.id, &query).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(room = %room.id, error = %crate::telemetry::Chain(&e), "cannot list unprocessed messages");
+                tracing::warn!(room = %room.id, error = %crate::error_chain::Chain(&e), "cannot list unprocessed messages");
                 return (handled, Some(DrainEnd::Error), retry);
             }
         };

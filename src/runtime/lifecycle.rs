@@ -122,7 +122,7 @@ pub(crate) async fn process_message(
             return MessageResult::RoomStopped;
         }
         Err(e) => {
-            tracing::warn!(room = %room_id, message_id = %msg_id, error = %crate::telemetry::Chain(&e), "cannot claim message; left for a later drain");
+            tracing::warn!(room = %room_id, message_id = %msg_id, error = %crate::error_chain::Chain(&e), "cannot claim message; left for a later drain");
             return MessageResult::ClaimFailed;
         }
     };
@@ -212,7 +212,7 @@ async fn mark_failed(services: &Services, target: MessageRef<'_>, reason: &str) 
     match marked {
         Ok(_) => true,
         Err(e) => {
-            tracing::warn!(room = %target.room_id, message_id = %target.id, error = %crate::telemetry::Chain(&e), "cannot mark message failed");
+            tracing::warn!(room = %target.room_id, message_id = %target.id, error = %crate::error_chain::Chain(&e), "cannot mark message failed");
             false
         }
     }
@@ -248,7 +248,7 @@ async fn post_processed(services: &Services, target: MessageRef<'_>) -> bool {
                 return true;
             }
             Err(e) => {
-                tracing::warn!(room = %room_id, message_id = %id, attempt, error = %crate::telemetry::Chain(&e), "cannot mark message processed");
+                tracing::warn!(room = %room_id, message_id = %id, attempt, error = %crate::error_chain::Chain(&e), "cannot mark message processed");
                 if attempt < attempts {
                     tokio::time::sleep(services.tunables.ack_retry_delay).await;
                 }

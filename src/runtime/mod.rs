@@ -158,7 +158,7 @@ impl Runtime {
             Err(e) => Err(e),
         };
         if let Err(e) = &result {
-            tracing::error!(error = %crate::telemetry::Chain(&e), "runtime stopping");
+            tracing::error!(error = %crate::error_chain::Chain(&e), "runtime stopping");
         }
         sup.finish().await;
         result

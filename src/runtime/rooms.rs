@@ -237,7 +237,7 @@ impl RoomWorker {
                 }
                 Err(e) => {
                     // Try again on the next event; the handler gets what we have.
-                    tracing::warn!(room = %self.info.id, error = %crate::telemetry::Chain(&e), "cannot load participants");
+                    tracing::warn!(room = %self.info.id, error = %crate::error_chain::Chain(&e), "cannot load participants");
                 }
             }
         }
@@ -295,7 +295,7 @@ impl RoomWorker {
             match self.socket.leave(&topic).await {
                 Ok(()) => tracing::debug!(%topic, "left topic"),
                 Err(e) => {
-                    tracing::debug!(%topic, error = %crate::telemetry::Chain(&e), "leave did not complete")
+                    tracing::debug!(%topic, error = %crate::error_chain::Chain(&e), "leave did not complete")
                 }
             }
         }

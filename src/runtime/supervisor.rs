@@ -42,7 +42,7 @@ where
                 tracing::warn!(
                     attempt,
                     retry_in_ms = delay.as_millis() as u64,
-                    error = %crate::telemetry::Chain(&e),
+                    error = %crate::error_chain::Chain(&e),
                     "{what} failed; the platform may be down, trying again"
                 );
                 tokio::time::sleep(delay).await;
@@ -133,7 +133,7 @@ impl Supervisor {
             Ok(_) => tracing::debug!(topic = %contacts_topic, "joined"),
             // It stays registered: the socket keeps trying to rejoin it.
             Err(e) => {
-                tracing::warn!(topic = %contacts_topic, error = %crate::telemetry::Chain(&e), "cannot join contacts topic")
+                tracing::warn!(topic = %contacts_topic, error = %crate::error_chain::Chain(&e), "cannot join contacts topic")
             }
         }
         let shutdown = self.shutdown_tx.subscribe();
@@ -366,7 +366,7 @@ impl Supervisor {
         let chats = match self.services.api.list_all_chats().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %crate::telemetry::Chain(&e), "cannot re-list rooms; draining the known ones");
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot re-list rooms; draining the known ones");
                 self.drain_all().await;
                 return;
             }
@@ -431,7 +431,7 @@ async fn join_room_topics(socket: &Socket, id: &str) {
         match socket.join(&topic).await {
             Ok(_) => tracing::debug!(%topic, "joined"),
             Err(e) => {
-                tracing::warn!(%topic, error = %crate::telemetry::Chain(&e), "cannot join room topic yet")
+                tracing::warn!(%topic, error = %crate::error_chain::Chain(&e), "cannot join room topic yet")
             }
         }
     }

@@ -301,7 +301,7 @@ impl Telemetry {
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::error!(error = %crate::telemetry::Chain(&e), "cannot encode metrics");
+            tracing::error!(error = %crate::error_chain::Chain(&e), "cannot encode metrics");
         }
         out
     }
@@ -553,23 +553,6 @@ pub struct ReloadHealth {
     pub at: Option<String>,
     /// How many errors a failed reload had (0 otherwise).
     pub errors: usize,
-}
-
-/// An error and every cause under it, `outer: cause: root`, for log fields:
-/// error types print only their own sentence, so a log of `%e` alone would
-/// lose why (the CLI's `{:#}` does the same walk for the final error).
-pub struct Chain<'a, E: ?Sized>(pub &'a E);
-
-impl<E: std::error::Error + ?Sized> std::fmt::Display for Chain<'_, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
