@@ -367,6 +367,7 @@ impl Agent {
         let mut runtime_config =
             RuntimeConfig::new(&config.rest_url, &config.ws_url, &config.api_key);
         runtime_config.expected_agent_id = config.agent_id.clone();
+        runtime_config.me = Some(me.clone());
         runtime_config.tunables.max_attempts = config.max_attempts.max(1);
         runtime_config.tunables.retry_delay = config.retry_delay;
         let mut reloads: Vec<Arc<dyn reload::Listener>> = Vec::new();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use band_client::rest::RestConfig;
 use band_client::socket::SocketConfig;
+use band_wire::model::AgentMe;
 
 use super::Observer;
 
@@ -18,6 +19,9 @@ pub struct RuntimeConfig {
     pub socket: SocketConfig,
     /// When set, startup fails unless `/agent/me` returns this id.
     pub expected_agent_id: Option<String>,
+    /// The agent as `/agent/me` already answered its caller (who needed its id
+    /// first, e.g. for the state directory): start-up does not ask again.
+    pub me: Option<AgentMe>,
     /// Knobs with sane defaults.
     pub tunables: Tunables,
     /// Told about socket and lifecycle changes (metrics), when set.
@@ -37,6 +41,7 @@ impl RuntimeConfig {
             rest: RestConfig::new(rest_url, key.clone()),
             socket: SocketConfig::new(ws_url, key),
             expected_agent_id: None,
+            me: None,
             tunables: Tunables::default(),
             observer: None,
         }
@@ -50,6 +55,7 @@ impl fmt::Debug for RuntimeConfig {
             .field("rest", &self.rest)
             .field("socket", &self.socket)
             .field("expected_agent_id", &self.expected_agent_id)
+            .field("me", &self.me.as_ref().map(|m| &m.id))
             .field("tunables", &self.tunables)
             .field("observer", &self.observer.is_some())
             .finish()

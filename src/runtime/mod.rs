@@ -117,9 +117,12 @@ impl Runtime {
         let mut stop = self.shutdown.subscribe();
         let tunables = self.config.tunables.clone();
         let api = AgentApi::new(self.config.rest.clone())?;
-        let me = tokio::select! {
-            me = fetch_me(&api, &tunables) => me?,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+        let me = match self.config.me.clone() {
+            Some(me) => me,
+            None => tokio::select! {
+                me = fetch_me(&api, &tunables) => me?,
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            },
         };
         if let Some(expected) = &self.config.expected_agent_id {
             if *expected != me.id {
