@@ -831,6 +831,22 @@ impl World {
         .await;
     }
 
+    /// Sends `text` with the claim and then the reply (both POSTs under the
+    /// room's messages) held 1.2 s each; returns once the message is claimed
+    /// and its handler runs, so its reply is on its way.
+    async fn in_hand_with_its_reply_held(&self, text: &str) -> String {
+        self.post(
+            "/_sandbox/faults",
+            json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", self.room), "ms": 1200, "count": 2}}),
+        )
+        .await;
+        let id = self.say(&self.bob, &self.room, text).await;
+        self.wait_status(&id, "processing").await;
+        self.wait("the handler to start", |w| w.runs(&id) == 1)
+            .await;
+        id
+    }
+
     /// How many replies the handler posted for message `id`.
     async fn acks(&self, id: &str) -> usize {
         let state = self.state().await;
@@ -877,15 +893,7 @@ async fn a_message_arriving_while_stopped_waits_for_play_and_is_answered_once() 
 async fn stop_during_a_slow_action_cancels_it_and_the_message_is_processed_once_later() {
     let w = World::start().await;
     let (handle, task) = w.run().await;
-    // The claim and then the reply (both POSTs under the room's messages) are slow.
-    w.post(
-        "/_sandbox/faults",
-        json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", w.room), "ms": 1200, "count": 2}}),
-    )
-    .await;
-    let id = w.say(&w.bob, &w.room, "take your time").await;
-    w.wait_status(&id, "processing").await;
-    w.wait("the handler to start", |w| w.runs(&id) == 1).await;
+    let id = w.in_hand_with_its_reply_held("take your time").await;
     // The reply is on its way (held by the delay): stop now.
     w.control("stop", true).await;
     sleep(Duration::from_millis(2000)).await;
@@ -904,15 +912,7 @@ async fn stop_during_a_slow_action_cancels_it_and_the_message_is_processed_once_
 async fn interrupt_during_a_slow_action_cancels_it_and_the_message_is_settled_unanswered() {
     let w = World::start().await;
     let (handle, task) = w.run().await;
-    // The claim and then the reply are slow, as in the STOP test.
-    w.post(
-        "/_sandbox/faults",
-        json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", w.room), "ms": 1200, "count": 2}}),
-    )
-    .await;
-    let id = w.say(&w.bob, &w.room, "never mind").await;
-    w.wait_status(&id, "processing").await;
-    w.wait("the handler to start", |w| w.runs(&id) == 1).await;
+    let id = w.in_hand_with_its_reply_held("never mind").await;
     w.control("interrupt", true).await;
     // Interrupted work is done with: marked processed, not run again, no reply
     // (the held reply is cancelled before it reaches the platform).
@@ -959,15 +959,7 @@ async fn a_stop_first_learned_from_a_403_leaves_the_message_for_play() {
     c.tunables.stopped_probe_interval = Duration::from_millis(300);
     let (handle, task) = w.spawn_with(c);
     w.wait("started", |w| w.count("started") == 1).await;
-    // The claim and then the reply are slow, as in the STOP test.
-    w.post(
-        "/_sandbox/faults",
-        json!({"delay": {"method": "POST", "path": format!("/agent/chats/{}/messages", w.room), "ms": 1200, "count": 2}}),
-    )
-    .await;
-    let id = w.say(&w.bob, &w.room, "take your time").await;
-    w.wait_status(&id, "processing").await;
-    w.wait("the handler to start", |w| w.runs(&id) == 1).await;
+    let id = w.in_hand_with_its_reply_held("take your time").await;
     // STOP while the reply is held, and its push is lost: the agent learns
     // of it only from the reply's 403 "execution is stopped".
     w.control("stop", false).await;
