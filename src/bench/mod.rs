@@ -11,6 +11,7 @@ pub mod process;
 pub mod report;
 pub mod world;
 
+use crate::error_chain::Chain;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -146,7 +147,7 @@ pub async fn run(
             Some(
                 RunningSandbox::start(addr, seed)
                     .await
-                    .map_err(|e| BenchError::Setup(format!("sandbox: {e}")))?,
+                    .map_err(|e| BenchError::Setup(format!("sandbox: {}", Chain(&e))))?,
             )
         }
     };
@@ -341,7 +342,7 @@ impl Control {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
+            .map_err(|e| BenchError::Setup(Chain(&e).to_string()))?;
         Ok(Control {
             http,
             base: base.trim_end_matches('/').to_owned(),

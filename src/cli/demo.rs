@@ -2,6 +2,7 @@
 //! workflows, and a short scripted conversation played through the human
 //! API, printed as a live transcript of what happened and which rule did it.
 
+use crate::error_chain::Chain;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -110,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     handle.shutdown();
     let _ = stop_tx.send(());
     match tokio::time::timeout(STEP_TIMEOUT, running).await {
-        Ok(Ok(Err(e))) => eprintln!("agent stopped with an error: {e}"),
+        Ok(Ok(Err(e))) => eprintln!("agent stopped with an error: {}", Chain(&e)),
         Ok(Err(e)) => eprintln!("agent task failed: {e}"),
         Err(_) => eprintln!("agent did not stop in time"),
         Ok(Ok(Ok(()))) => {}

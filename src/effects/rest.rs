@@ -118,7 +118,8 @@ impl RestExecutor {
         }
         let people = self.api.list_participants(chat).await.map_err(|e| {
             format!(
-                "listing the participants of room {chat} to resolve the mentions in the text: {e}"
+                "listing the participants of room {chat} to resolve the mentions in the text: {}",
+                Chain(&e)
             )
         })?;
         // What the given mentions name, as ids where the room knows them,
