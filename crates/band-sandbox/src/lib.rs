@@ -67,8 +67,18 @@ impl Sandbox {
     /// fault middleware on `/api/v1/*` and the platform's 404 for the rest.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .merge(rest::agent::routes())
-            .merge(rest::human::routes())
+            .merge(
+                Router::new()
+                    .merge(rest::agent::routes())
+                    .merge(
+                        rest::human::routes().route_layer(axum::middleware::from_fn_with_state(
+                            self.clone(),
+                            rest::guard::human_query,
+                        )),
+                    )
+                    // Matched routes only: an unknown path stays a plain 404.
+                    .route_layer(axum::middleware::from_fn(rest::guard::json_body)),
+            )
             .merge(control::routes())
             .merge(console::routes())
             .fallback(not_found)

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod bodies;
+pub mod guard;
 pub mod human;
 pub mod shared;
 
@@ -68,6 +69,10 @@ impl Query {
             })
             .unwrap_or_default();
         Query { pairs }
+    }
+    /// Every parameter name, in order, repeats included.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(k, _)| k.as_str())
     }
     /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {

@@ -64,6 +64,36 @@ impl Env {
         };
         (status, headers, v)
     }
+    /// Sends raw bytes with the given content type (none when `None`);
+    /// returns status, the response's content type, and its parsed body.
+    async fn raw(
+        &self,
+        method: Method,
+        key: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, String, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header("X-API-Key", key)
+            .body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = resp.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, ct, v)
+    }
     async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
         let (s, _, v) = self.call(Method::GET, Some(key), path, None).await;
         (s, v)
@@ -1300,4 +1330,160 @@ async fn control_stops_and_resumes_an_agent_in_a_room() {
     control(json!({"agent": triage, "mode": "stop", "room": room})).await;
     env.call(Method::POST, None, "/_sandbox/reset", None).await;
     assert_eq!(env.state().await["stopped"], json!({}));
+}
+
+/// A body over 2 MiB is refused with 413 and the platform's JSON error body,
+/// on the agent API and on the human API alike; one at the limit is not.
+#[tokio::test]
+async fn oversized_bodies_get_413_with_the_json_error_body() {
+    let env = start().await;
+    let room = env.support().await;
+    let limit = 2 * 1024 * 1024;
+    let body_of = |len: usize| {
+        let frame = json!({"message": {"content": "", "mentions": []}}).to_string();
+        let pad = "x".repeat(len - frame.len());
+        json!({"message": {"content": pad, "mentions": []}})
+            .to_string()
+            .into_bytes()
+    };
+    for (key, api) in [("triage-key", "agent"), ("bob-key", "me")] {
+        let path = format!("/api/v1/{api}/chats/{room}/messages");
+        let (s, ct, v) = env
+            .raw(
+                Method::POST,
+                key,
+                &path,
+                Some("application/json"),
+                body_of(limit + 1),
+            )
+            .await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{api}: {v}");
+        assert!(ct.starts_with("application/json"), "{api}: {ct}");
+        assert_error(&v, "payload_too_large");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("2 MiB"),
+            "{v}"
+        );
+        // At the limit the body is read (and judged on its content: no mentions).
+        let (s, _, v) = env
+            .raw(
+                Method::POST,
+                key,
+                &path,
+                Some("application/json"),
+                body_of(limit),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{api}: {v}");
+    }
+}
+
+/// A JSON body is read only when it says `application/json` (parameters such
+/// as charset allowed, any letter case); any other type, or none, is a 415
+/// with the JSON error body. A request without a body needs no type.
+#[tokio::test]
+async fn json_bodies_need_the_application_json_content_type() {
+    let env = start().await;
+    let room = env.support().await;
+    let triage = env.id("alice/triage-bot").await;
+    let chat = json!({"chat": {"title": "typed"}}).to_string().into_bytes();
+    for (key, api) in [("triage-key", "agent"), ("bob-key", "me")] {
+        let path = format!("/api/v1/{api}/chats");
+        for ct in [
+            Some("text/plain"),
+            Some("application/vnd.api+json"),
+            Some("application/x-www-form-urlencoded"),
+            Some("text/json"),
+            None,
+        ] {
+            let (s, rct, v) = env.raw(Method::POST, key, &path, ct, chat.clone()).await;
+            assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{api} {ct:?}: {v}");
+            assert!(rct.starts_with("application/json"), "{api}: {rct}");
+            assert_error(&v, "unsupported_media_type");
+        }
+        for ct in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON;charset=UTF-8",
+        ] {
+            let (s, _, v) = env
+                .raw(Method::POST, key, &path, Some(ct), chat.clone())
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{api} {ct}: {v}");
+        }
+    }
+    // No body, no content type: fine (lifecycle calls send nothing).
+    let (s, v) = env
+        .post(
+            "bob-key",
+            &format!("/api/v1/me/chats/{room}/messages"),
+            json!({"message": {"content": "@alice/triage-bot hi", "mentions": [{"id": triage}]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let msg = v["data"]["id"].as_str().unwrap().to_string();
+    let (s, _, v) = env
+        .raw(
+            Method::POST,
+            "triage-key",
+            &format!("/api/v1/agent/chats/{room}/messages/{msg}/processing"),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// The human API answers a query parameter its route does not declare with
+/// 422 `validation_error`, one `Unexpected field` detail per name (after
+/// auth); the agent API ignores parameters it does not know.
+#[tokio::test]
+async fn human_api_refuses_undeclared_query_parameters() {
+    let env = start().await;
+    let room = env.support().await;
+    let (s, v) = env
+        .get("bob-key", "/api/v1/me/chats?limit=5&bogus=1&zz=2&bogus=3")
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_error(&v, "validation_error");
+    assert_eq!(
+        v["error"]["details"],
+        json!({"/bogus": ["Unexpected field: bogus"], "/zz": ["Unexpected field: zz"]})
+    );
+    for path in [
+        "/api/v1/me/profile?verbose=true".to_string(),
+        format!("/api/v1/me/chats/{room}/messages?sort_order=asc"),
+        "/api/v1/me/contacts/requests?status=pending".to_string(),
+    ] {
+        let (s, v) = env.get("bob-key", &path).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+        assert_error(&v, "validation_error");
+    }
+    let (s, v) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/resolve?x=1",
+            json!({"handle": "carol"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Auth comes first.
+    let (s, v) = env.get("nope", "/api/v1/me/chats?bogus=1").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    // Declared parameters pass.
+    for path in [
+        "/api/v1/me/chats?limit=5&order=asc&include=participants".to_string(),
+        format!("/api/v1/me/chats/{room}/messages?limit=5&message_types=text"),
+        format!("/api/v1/me/chats/{room}/participants?participant_type=Agent&limit=5"),
+        "/api/v1/me/contacts/requests/sent?status=pending&page=1&page_size=5".to_string(),
+        "/api/v1/me/peers?type=Agent&page=1".to_string(),
+    ] {
+        let (s, v) = env.get("bob-key", &path).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    // The agent API: unknown parameters are ignored.
+    let (s, v) = env
+        .get("triage-key", "/api/v1/agent/chats?bogus=1&page=1")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
 }
