@@ -261,46 +261,42 @@ impl World {
             (Some(f), Some(t)) => (f, t),
             _ => return Ok((reply, Vec::new())),
         };
-        let mut effects = Vec::new();
-        match answer {
-            RequestAnswer::Approve => {
+        // Both parties hear the new status, each on its own contacts topic.
+        let mut effects = Self::request_updated(&from, &to, &reply);
+        if answer == RequestAnswer::Approve && !self.are_contacts(&from.id, &to.id) {
+            let c = Contact {
+                id: new_id(),
+                a: from.id.clone(),
+                b: to.id.clone(),
+                inserted_at: t,
+            };
+            for (me, other) in [(&from, &to), (&to, &from)] {
                 effects.push(to_one(
-                    contacts_topic(&from),
-                    "contact_request_updated",
-                    reply.clone(),
-                    &from.id,
-                ));
-                if !self.are_contacts(&from.id, &to.id) {
-                    let c = Contact {
-                        id: new_id(),
-                        a: from.id.clone(),
-                        b: to.id.clone(),
-                        inserted_at: t,
-                    };
-                    for (me, other) in [(&from, &to), (&to, &from)] {
-                        effects.push(to_one(
-                            contacts_topic(me),
-                            "contact_added",
-                            Self::contact_added(other, &c.inserted_at),
-                            &me.id,
-                        ));
-                    }
-                    self.contacts.push(c);
-                }
-            }
-            // The platform does not tell a requester about a rejection.
-            RequestAnswer::Reject => {}
-            // The recipient's pending list changed: tell them.
-            RequestAnswer::Cancel => {
-                effects.push(to_one(
-                    contacts_topic(&to),
-                    "contact_request_updated",
-                    reply.clone(),
-                    &to.id,
+                    contacts_topic(me),
+                    "contact_added",
+                    Self::contact_added(other, &c.inserted_at),
+                    &me.id,
                 ));
             }
+            self.contacts.push(c);
         }
         Ok((reply, effects))
+    }
+
+    /// `contact_request_updated` (`{id, status}`) to the requester and to the
+    /// recipient, as the platform sends it on every status change.
+    fn request_updated(from: &Entity, to: &Entity, reply: &Value) -> Vec<Effect> {
+        [from, to]
+            .into_iter()
+            .map(|e| {
+                to_one(
+                    contacts_topic(e),
+                    "contact_request_updated",
+                    reply.clone(),
+                    &e.id,
+                )
+            })
+            .collect()
     }
 
     /// Removes a contact (both directions), by record id, entity id or handle.

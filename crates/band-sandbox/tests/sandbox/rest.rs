@@ -1487,3 +1487,196 @@ async fn human_api_refuses_undeclared_query_parameters() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
+
+/// Connections of `ids` (agents or users), each joined to its own contacts
+/// topic, as the socket endpoint would register them.
+fn contact_listeners(
+    sb: &Sandbox,
+    who: &[Principal],
+) -> Vec<tokio::sync::mpsc::UnboundedReceiver<ConnCommand>> {
+    who.iter()
+        .map(|p| {
+            let (conn, rx) = sb.hub().register(p.clone());
+            let topic = match p.kind {
+                EntityType::Agent => format!("agent_contacts:{}", p.id),
+                EntityType::User => format!("user_contacts:{}", p.id),
+            };
+            sb.hub().joined(conn, &topic);
+            rx
+        })
+        .collect()
+}
+
+/// The `contact_request_updated` pushes in `got`, as (topic, payload).
+fn updates(got: Vec<(String, String, Value)>) -> Vec<(String, Value)> {
+    got.into_iter()
+        .filter(|(_, e, _)| e == "contact_request_updated")
+        .map(|(t, _, p)| (t, p))
+        .collect()
+}
+
+/// `contact_request_updated` (`{id, status}` only) reaches the requester and
+/// the recipient, each on its own contacts topic, when a request is
+/// approved, rejected or cancelled, on either API.
+#[tokio::test]
+async fn contact_request_updated_reaches_both_parties() {
+    let env = start().await;
+    let agent = |id: String| Principal {
+        id,
+        kind: EntityType::Agent,
+    };
+    let user = |id: String| Principal {
+        id,
+        kind: EntityType::User,
+    };
+    let bob = user(env.id("bob").await);
+    let carol = user(env.id("carol").await);
+    let triage = agent(env.id("alice/triage-bot").await);
+    let mut rx = contact_listeners(&env.sb, &[bob.clone(), carol.clone(), triage.clone()]);
+
+    let topic = |p: &Principal| match p.kind {
+        EntityType::Agent => format!("agent_contacts:{}", p.id),
+        EntityType::User => format!("user_contacts:{}", p.id),
+    };
+    // (requester key, recipient handle, answering key, how, status, requester index, recipient index)
+    struct Case {
+        from_key: &'static str,
+        to_handle: &'static str,
+        by_key: &'static str,
+        how: &'static str,
+        status: &'static str,
+        from: usize,
+        to: usize,
+    }
+    let cases = [
+        Case {
+            from_key: "bob-key",
+            to_handle: "carol",
+            by_key: "carol-key",
+            how: "reject",
+            status: "rejected",
+            from: 0,
+            to: 1,
+        },
+        Case {
+            from_key: "bob-key",
+            to_handle: "carol",
+            by_key: "bob-key",
+            how: "cancel",
+            status: "cancelled",
+            from: 0,
+            to: 1,
+        },
+        Case {
+            from_key: "triage-key",
+            to_handle: "bob",
+            by_key: "bob-key",
+            how: "reject",
+            status: "rejected",
+            from: 2,
+            to: 0,
+        },
+        Case {
+            from_key: "bob-key",
+            to_handle: "alice/triage-bot",
+            by_key: "bob-key",
+            how: "cancel",
+            status: "cancelled",
+            from: 0,
+            to: 2,
+        },
+        Case {
+            from_key: "carol-key",
+            to_handle: "alice/triage-bot",
+            by_key: "triage-key",
+            how: "reject",
+            status: "rejected",
+            from: 1,
+            to: 2,
+        },
+        Case {
+            from_key: "bob-key",
+            to_handle: "carol",
+            by_key: "carol-key",
+            how: "approve",
+            status: "approved",
+            from: 0,
+            to: 1,
+        },
+        Case {
+            from_key: "triage-key",
+            to_handle: "carol",
+            by_key: "triage-key",
+            how: "cancel",
+            status: "cancelled",
+            from: 2,
+            to: 1,
+        },
+        Case {
+            from_key: "carol-key",
+            to_handle: "alice/triage-bot",
+            by_key: "triage-key",
+            how: "approve",
+            status: "approved",
+            from: 1,
+            to: 2,
+        },
+    ];
+    let who = [bob, carol, triage];
+    for c in cases {
+        let (s, v) = if c.from_key == "triage-key" {
+            env.post(
+                c.from_key,
+                "/api/v1/agent/contacts/add",
+                json!({"handle": c.to_handle}),
+            )
+            .await
+        } else {
+            env.post(
+                c.from_key,
+                "/api/v1/me/contacts/requests",
+                json!({"contact_request": {"recipient_handle": c.to_handle}}),
+            )
+            .await
+        };
+        assert!(s.is_success(), "{v}");
+        let req = v["data"]["id"].as_str().unwrap().to_string();
+        for r in rx.iter_mut() {
+            drain(r);
+        }
+        let (s, v) = if c.by_key == "triage-key" {
+            env.post(
+                c.by_key,
+                "/api/v1/agent/contacts/requests/respond",
+                json!({"action": c.how, "request_id": req}),
+            )
+            .await
+        } else if c.how == "cancel" {
+            env.delete(c.by_key, &format!("/api/v1/me/contacts/requests/{req}"))
+                .await
+        } else {
+            env.post(
+                c.by_key,
+                &format!("/api/v1/me/contacts/requests/{req}/{}", c.how),
+                json!(null),
+            )
+            .await
+        };
+        assert_eq!(s, StatusCode::OK, "{} {}: {v}", c.how, c.to_handle);
+        let want = json!({"id": req, "status": c.status});
+        for (i, r) in rx.iter_mut().enumerate() {
+            let got = updates(drain(r));
+            if i == c.from || i == c.to {
+                assert_eq!(
+                    got,
+                    vec![(topic(&who[i]), want.clone())],
+                    "{} of a request to {}: party {i}",
+                    c.how,
+                    c.to_handle
+                );
+            } else {
+                assert!(got.is_empty(), "a bystander hears nothing: {got:?}");
+            }
+        }
+    }
+}
