@@ -15,7 +15,8 @@ pub mod world;
 pub mod ws;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
@@ -117,9 +118,22 @@ impl Sandbox {
     }
 
     /// The platform state (never hold the guard across an `.await`).
+    /// Requests whose time is up are expired first, so every answer sees them
+    /// as `expired` even before the background sweep has pushed it.
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
         // A panicked handler must not wedge the sandbox.
-        self.world.lock().unwrap_or_else(|e| e.into_inner())
+        let mut world = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        let effects = world.expire_requests(Instant::now());
+        if !effects.is_empty() {
+            // Same lock order as `change`: world, then hub.
+            self.hub.apply(effects);
+        }
+        world
+    }
+
+    /// When the next pending contact request expires, if any does.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.world().next_expiry()
     }
 
     /// Runs a changing world operation and publishes the pushes it caused.
@@ -212,9 +226,28 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
+    let sweeper = tokio::spawn(expire_requests(Arc::downgrade(&sandbox)));
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
+}
+
+/// Expires contact requests on time, so both parties hear it without
+/// waiting for some other request to touch the world. Wakes at the next
+/// deadline, and at least every 250 ms to see requests made meanwhile.
+async fn expire_requests(sandbox: Weak<Sandbox>) {
+    const AT_MOST: Duration = Duration::from_millis(250);
+    loop {
+        let Some(sb) = sandbox.upgrade() else { return };
+        let wait = sb
+            .next_expiry()
+            .map_or(AT_MOST, |t| t.saturating_duration_since(Instant::now()))
+            .min(AT_MOST);
+        drop(sb);
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// A sandbox served in the background: for the CLI, the demo and tests.

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
@@ -25,9 +26,56 @@ pub struct Seed {
     /// Pairs of handles that are contacts already.
     #[serde(default)]
     pub contacts: Vec<Spanned<Vec<Spanned<String>>>>,
+    /// How long a contact request may stay pending before it expires, e.g.
+    /// `30d`, `2h`, `400ms`; [`DEFAULT_CONTACT_REQUEST_EXPIRY`] when absent.
+    #[serde(default)]
+    pub contact_request_expiry: Option<Spanned<String>>,
     /// Where the seed came from (file path or a label), for error messages.
     #[serde(skip)]
     pub origin: String,
+}
+
+/// How long a contact request stays pending when the seed does not say:
+/// 30 days (the platform does not publish its own figure).
+pub const DEFAULT_CONTACT_REQUEST_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Seed {
+    /// How long a contact request may stay pending before it expires.
+    pub fn contact_request_expiry(&self) -> Duration {
+        self.contact_request_expiry
+            .as_ref()
+            .and_then(|s| parse_duration(&s.value).ok())
+            .unwrap_or(DEFAULT_CONTACT_REQUEST_EXPIRY)
+    }
+}
+
+/// A duration above zero: an integer and one unit of `ms`, `s`, `m`, `h`, `d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30d, 2h, 15m, 90s, 500ms)"))?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "{text:?} needs a unit: ms, s, m, h or d (e.g. 30d)"
+            ))
+        }
+    };
+    match n.checked_mul(ms_per) {
+        Some(0) => Err("must be above zero".to_string()),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+        None => Err(format!("{text:?} is too long")),
+    }
 }
 
 /// A user in the seed.
@@ -187,6 +235,11 @@ fn strip_at(h: &str) -> &str {
 
 /// Checks handles, keys and ids; errors point at the offending node.
 pub(crate) fn validate_seed(seed: &Seed, o: &str) -> Result<(), SeedError> {
+    if let Some(e) = &seed.contact_request_expiry {
+        parse_duration(&e.value).map_err(|why| {
+            SeedError::at(o, e.referenced, format!("contact_request_expiry: {why}"))
+        })?;
+    }
     let mut users = HashSet::new();
     let mut agents = HashSet::new();
     let mut keys = HashSet::new();

@@ -2,6 +2,7 @@
 //! contact pushes each change causes.
 
 use std::collections::HashSet;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -43,6 +44,8 @@ pub(super) struct ContactRequest {
     pub(super) message: Option<String>,
     pub(super) inserted_at: String,
     pub(super) responded_at: Option<String>,
+    /// When it expires if still pending (`None`: never).
+    pub(super) expires_at: Option<Instant>,
 }
 
 /// How a contact request is answered.
@@ -181,6 +184,9 @@ impl World {
             message,
             inserted_at: now(),
             responded_at: None,
+            expires_at: self
+                .request_expiry
+                .and_then(|d| Instant::now().checked_add(d)),
         };
         let payload = match other.kind {
             EntityType::Agent => self.request_received_json(&r),
@@ -281,6 +287,37 @@ impl World {
             self.contacts.push(c);
         }
         Ok((reply, effects))
+    }
+
+    /// Expires the pending requests whose time is up at `at`: status
+    /// `expired`, and `contact_request_updated` to both parties.
+    pub fn expire_requests(&mut self, at: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for i in 0..self.requests.len() {
+            let r = &self.requests[i];
+            if r.status != "pending" || r.expires_at.is_none_or(|t| t > at) {
+                continue;
+            }
+            let r = &mut self.requests[i];
+            r.status = "expired".into();
+            r.responded_at = Some(now());
+            let reply = json!({"id": r.id, "status": "expired"});
+            let (from, to) = (r.from.clone(), r.to.clone());
+            tracing::info!(request = %reply["id"], "contact request expired");
+            if let (Some(f), Some(t)) = (self.entity(&from), self.entity(&to)) {
+                effects.extend(Self::request_updated(f, t, &reply));
+            }
+        }
+        effects
+    }
+
+    /// When the next pending request expires, if any does.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.requests
+            .iter()
+            .filter(|r| r.status == "pending")
+            .filter_map(|r| r.expires_at)
+            .min()
     }
 
     /// `contact_request_updated` (`{id, status}`) to the requester and to the

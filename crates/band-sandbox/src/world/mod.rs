@@ -113,12 +113,17 @@ pub struct World {
     requests: Vec<contacts::ContactRequest>,
     /// Agent id → rooms where its execution is stopped (`/_sandbox/control`).
     stopped: BTreeMap<String, BTreeSet<String>>,
+    /// How long a contact request stays pending (`None`: forever).
+    request_expiry: Option<std::time::Duration>,
 }
 
 impl World {
     /// Builds the state a (validated) seed describes.
     pub fn from_seed(seed: &Seed) -> World {
-        let mut w = World::default();
+        let mut w = World {
+            request_expiry: Some(seed.contact_request_expiry()),
+            ..World::default()
+        };
         let t = now();
         for u in &seed.users {
             let handle = strip_at(&u.handle.value).to_string();

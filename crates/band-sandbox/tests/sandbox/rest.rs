@@ -19,7 +19,11 @@ struct Env {
 }
 
 async fn start() -> Env {
-    let sb = Sandbox::new(default_seed()).unwrap();
+    start_with(default_seed()).await
+}
+
+async fn start_with(seed: band_sandbox::Seed) -> Env {
+    let sb = Sandbox::new(seed).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -1679,4 +1683,138 @@ async fn contact_request_updated_reaches_both_parties() {
             }
         }
     }
+}
+
+/// The example seed with `extra` YAML appended at the top level.
+fn example_seed_with(extra: &str) -> Result<band_sandbox::Seed, SeedError> {
+    let text = include_str!("../../../../examples/sandbox-seed.yaml");
+    parse_seed(&format!("{text}\n{extra}"), "seed.yaml")
+}
+
+/// The next `contact_request_updated` push on `rx`, waiting at most 5 s.
+async fn next_update(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<ConnCommand>,
+) -> (String, Value) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some(ConnCommand::Push {
+                    topic,
+                    event,
+                    payload,
+                }) if event == "contact_request_updated" => {
+                    band_wire::events::Event::decode(&event, payload.clone())
+                        .unwrap_or_else(|e| panic!("invalid payload {payload}: {e:?}"));
+                    return (topic, payload);
+                }
+                Some(_) => {}
+                None => panic!("connection closed"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("contact_request_updated within 5 s")
+}
+
+/// A pending request expires after the seed's `contact_request_expiry`:
+/// status `expired`, `contact_request_updated` to both parties (without any
+/// request to the sandbox), and it can no longer be approved (409).
+#[tokio::test]
+async fn pending_contact_requests_expire() {
+    let env = start_with(example_seed_with("contact_request_expiry: 400ms").unwrap()).await;
+    let bob = Principal {
+        id: env.id("bob").await,
+        kind: EntityType::User,
+    };
+    let triage = Principal {
+        id: env.id("alice/triage-bot").await,
+        kind: EntityType::Agent,
+    };
+    let mut rx = contact_listeners(&env.sb, &[bob.clone(), triage.clone()]);
+    let (s, v) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/requests",
+            json!({"contact_request": {"recipient_handle": "alice/triage-bot"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let req = v["data"]["id"].as_str().unwrap().to_string();
+    let want = json!({"id": req, "status": "expired"});
+    assert_eq!(
+        next_update(&mut rx[0]).await,
+        (format!("user_contacts:{}", bob.id), want.clone())
+    );
+    assert_eq!(
+        next_update(&mut rx[1]).await,
+        (format!("agent_contacts:{}", triage.id), want.clone())
+    );
+
+    let (s, v) = env
+        .post(
+            "triage-key",
+            "/api/v1/agent/contacts/requests/respond",
+            json!({"action": "approve", "request_id": req}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_error(&v, "conflict");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
+    let (s, _) = env
+        .delete("bob-key", &format!("/api/v1/me/contacts/requests/{req}"))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (_, v) = env
+        .get("bob-key", "/api/v1/me/contacts/requests/sent?status=all")
+        .await;
+    assert_eq!(v["data"][0]["status"], "expired", "{v}");
+    assert!(v["data"][0]["responded_at"].is_string(), "{v}");
+    let (_, v) = env
+        .get("triage-key", "/api/v1/agent/contacts/requests")
+        .await;
+    assert_eq!(v["data"]["received"], json!([]), "{v}");
+    // Expired is terminal, so a new request may be sent.
+    let (s, v) = env
+        .post(
+            "bob-key",
+            "/api/v1/me/contacts/requests",
+            json!({"contact_request": {"recipient_handle": "alice/triage-bot"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["data"]["status"], "pending");
+    assert_eq!(
+        env.state().await["contact_requests"][0]["status"],
+        "expired"
+    );
+}
+
+/// `contact_request_expiry` is a duration (`ms`, `s`, `m`, `h`, `d`) above
+/// zero; 30 days when absent.
+#[tokio::test]
+async fn contact_request_expiry_in_the_seed() {
+    for bad in ["soon", "0s", "-3d", "10", "5 weeks"] {
+        let err = example_seed_with(&format!("contact_request_expiry: {bad}"))
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+        let msg = err.to_string();
+        assert!(msg.starts_with("seed.yaml:"), "{msg}");
+        assert!(msg.contains("contact_request_expiry"), "{msg}");
+    }
+    let day = Duration::from_secs(24 * 3600);
+    for (text, want) in [
+        ("250ms", Duration::from_millis(250)),
+        ("90s", Duration::from_secs(90)),
+        ("15m", Duration::from_secs(900)),
+        ("2h", Duration::from_secs(7200)),
+        ("7d", 7 * day),
+    ] {
+        let seed = example_seed_with(&format!("contact_request_expiry: {text}")).unwrap();
+        assert_eq!(seed.contact_request_expiry(), want, "{text}");
+    }
+    assert_eq!(default_seed().contact_request_expiry(), 30 * day);
 }
