@@ -469,3 +469,57 @@ async fn contact_request_round_trip() {
     assert!(text.contains(&w.agent_id), "{text}");
     socket.shutdown().await;
 }
+
+/// The next `contact_request_updated` on `events`, as (id, status).
+async fn request_updated(events: &mut Receiver<SocketEvent>) -> (String, String) {
+    wait_for(events, "contact_request_updated", |e| match e {
+        SocketEvent::Event {
+            event: Event::ContactRequestUpdated(u),
+            ..
+        } => Some((u.id.clone(), u.status.clone())),
+        _ => None,
+    })
+    .await
+}
+
+/// Over a real socket, the agent that sent a request hears
+/// `contact_request_updated` when it is rejected and when it expires (the
+/// seed sets a short `contact_request_expiry`); an expired one cannot be approved.
+#[tokio::test]
+async fn requester_hears_rejection_and_expiry_on_its_socket() {
+    let text = include_str!("../../../../examples/sandbox-seed.yaml");
+    let seed =
+        band_sandbox::parse_seed(&format!("{text}\ncontact_request_expiry: 1s\n"), "seed").unwrap();
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), seed)
+        .await
+        .unwrap();
+    let agent = AgentApi::new(RestConfig::new(sb.rest_url(), "triage-key")).unwrap();
+    let agent_id = agent.me().await.unwrap().id;
+    let mut config = SocketConfig::new(sb.ws_url(), "triage-key");
+    config.agent_id = Some(agent_id.clone());
+    let (socket, mut events) = Socket::start(config);
+    socket
+        .join(&format!("agent_contacts:{agent_id}"))
+        .await
+        .unwrap();
+    let carol = HumanApi::new(RestConfig::new(sb.rest_url(), "carol-key"))
+        .unwrap()
+        .with_retry(RetryPolicy::none());
+
+    let sent = agent.add_contact("carol", None).await.unwrap().unwrap();
+    carol.reject_contact_request(&sent.id).await.unwrap();
+    assert_eq!(
+        request_updated(&mut events).await,
+        (sent.id.clone(), "rejected".to_string())
+    );
+
+    let sent = agent.add_contact("carol", None).await.unwrap().unwrap();
+    assert_eq!(sent.status, "pending");
+    assert_eq!(
+        request_updated(&mut events).await,
+        (sent.id.clone(), "expired".to_string())
+    );
+    let err = carol.approve_contact_request(&sent.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    socket.shutdown().await;
+}
