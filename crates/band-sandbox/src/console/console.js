@@ -21,7 +21,6 @@ const state = {
   feed: '',
   socket: null,
   poll: null,
-  contactsPoll: null,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -242,10 +241,10 @@ async function pickUser(id) {
   state.socket.join(`user_contacts:${user.id}`, (event, payload) => {
     if (event === 'contact_request_received') announce(`Contact request from ${(payload.requester || {}).name || 'someone'}`);
     if (event === 'contact_added') announce(`${payload.name || payload.handle} is now a contact`);
+    if (event === 'contact_request_updated' && payload.status === 'expired') announce('A contact request expired');
     loadContacts().catch((e) => showError(e.message));
   });
   state.poll = setInterval(pollLifecycle, POLL_MS);
-  state.contactsPoll = setInterval(pollContacts, 2 * POLL_MS);
   await Promise.all([loadRooms(), loadContacts()]).catch((e) => showError(e.message));
   const first = state.rooms[0];
   if (first) await openRoom(first.id);
@@ -255,7 +254,6 @@ async function pickUser(id) {
 function stopSession() {
   if (state.socket) state.socket.close();
   clearInterval(state.poll);
-  clearInterval(state.contactsPoll);
   Object.assign(state, { socket: null, roomId: null, rooms: [], participants: [], messages: new Map(), delivery: new Map() });
   $('messages').replaceChildren();
   setSocketState('offline');
@@ -641,7 +639,6 @@ async function loadContacts() {
     api('/api/v1/me/contacts/requests/sent?page_size=100'),
     api('/api/v1/me/contacts?page_size=100'),
   ]);
-  state.sentPending = (sent.data || []).some((r) => r.status === 'pending');
   const who = (p) => (p ? `${p.name || p.handle} (@${p.handle})` : 'someone');
   const none = (text) => [el('li', { class: 'none', text })];
   const rec = received.data || [];
@@ -661,11 +658,6 @@ async function loadContacts() {
     const other = c.user || c.agent || c;
     return el('li', { 'data-handle': other.handle }, el('span', { text: `${c.contact_type === 'Agent' ? '⚙ ' : ''}${who(other)}` }));
   }) : none('No contacts yet.')));
-}
-
-function pollContacts() {
-  // A rejection is not pushed to the requester; look while one is pending.
-  if (state.me && state.sentPending && !document.hidden) loadContacts().catch(() => {});
 }
 
 async function respond(id, action) {
