@@ -35,12 +35,16 @@ pub async fn json_body(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        tracing::info!(path = %parts.uri.path(), bytes = ?declared, "request body over 2 MiB: 413");
         drain(body).await;
         return too_large().into_response();
     }
     let bytes = match read_limited(body).await {
         Ok(Some(b)) => b,
-        Ok(None) => return too_large().into_response(),
+        Ok(None) => {
+            tracing::info!(path = %parts.uri.path(), "request body over 2 MiB: 413");
+            return too_large().into_response();
+        }
         Err(e) => {
             return ApiError::bad_request(format!("cannot read the request body: {e}"))
                 .into_response()
@@ -53,6 +57,7 @@ pub async fn json_body(req: Request, next: Next) -> Response {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         if !ct.as_deref().is_some_and(is_json) {
             let got = ct.as_deref().unwrap_or("no content type");
+            tracing::info!(path = %parts.uri.path(), content_type = got, "body not application/json: 415");
             return ApiError::new(
                 axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
