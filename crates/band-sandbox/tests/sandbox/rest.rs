@@ -1818,3 +1818,48 @@ async fn contact_request_expiry_in_the_seed() {
     }
     assert_eq!(default_seed().contact_request_expiry(), 30 * day);
 }
+
+/// A body sent in chunks, with no length up front, is cut off at 2 MiB too:
+/// 413 with the JSON error body.
+#[tokio::test]
+async fn oversized_chunked_bodies_get_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = start().await;
+    let room = env.support().await;
+    let addr = env.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/me/chats/{room}/messages HTTP/1.1\r\nHost: {addr}\r\n\
+         X-API-Key: bob-key\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    let talk = async {
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let chunk = vec![b' '; 64 * 1024];
+        // 40 chunks of 64 KiB: 2.5 MiB. The server may answer before the end.
+        for _ in 0..40 {
+            let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();
+            frame.extend_from_slice(&chunk);
+            frame.extend_from_slice(b"\r\n");
+            if tcp.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        let _ = tcp.write_all(b"0\r\n\r\n").await;
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(10), talk)
+        .await
+        .expect("an answer within 10 s");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    assert!(body.contains("payload_too_large"), "{answer}");
+}
