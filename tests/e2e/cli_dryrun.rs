@@ -112,7 +112,7 @@ async fn a_changed_workflow_fails_its_test_with_a_diff_and_the_trace() {
     assert!(block.contains("  - faq/shipping"), "{block}");
     assert!(block.contains("+ escalation/count-unanswered"), "{block}");
     assert!(
-        block.contains("✗ event.content matches \"(?i)\\\\b(shipping|delivery)\\\\b\"  (saw \"Where is my TRACKING number?\")"),
+        block.contains("✗ event.text matches \"(?i)\\\\b(shipping|delivery)\\\\b\"  (saw \"Where is my TRACKING number?\")"),
         "{block}"
     );
     let summary = text.lines().last().unwrap();
@@ -208,7 +208,7 @@ async fn explain_shows_every_rule_condition_and_action() {
         "message_created event in room r1 from Bob: 6 rules listening",
         "  ✗ faq/opening-hours: not matched",
         "      ✓ event.sender_type equals \"User\"  (saw \"User\")",
-        "      ✗ event.content matches \"(?i)\\\\b(opening hours|when are you open|office hours)\\\\b\"  (saw \"I was charged twice\")",
+        "      ✗ event.text matches \"(?i)\\\\b(opening hours|when are you open|office hours)\\\\b\"  (saw \"I was charged twice\")",
         "  ✓ triage/refunds-to-billing: matched",
         "      → add_participant {\"handle\":\"alice/billing-agent\"}",
         "      → reply {\"text\":\"I've asked alice/billing-agent to help you with this.\",\"mentions\":[\"u-bob\",\"alice/billing-agent\"]}",
