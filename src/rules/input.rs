@@ -248,6 +248,7 @@ fn assemble(
         message_id: facts.message_id,
         sender: sender.clone(),
         contact_request_id: facts.contact_request_id,
+        contact_from: facts.contact_from,
         step: None,
     };
     let input = EventInput {

@@ -650,3 +650,47 @@ async fn a_corrupt_state_file_is_reported_once() {
     );
     sb.shutdown().await.unwrap();
 }
+
+/// At the default log level, a rejected contact request is logged with who
+/// asked (handle and request id) and the rule's rendered reason, with no
+/// `log` action in the workflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_contact_is_logged_with_who_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("contacts.yaml"),
+        "version: 1\nrules:\n  - name: reject-all\n    on: contact_request_received\n    do:\n      \
+         - reject_contact: { reason: \"{{ event.from_handle }} is not on the list\" }\n",
+    )
+    .unwrap();
+    let (sb, _bob, _room, _bot) = seeded_sandbox().await;
+    let mut agent = Running::spawn(&mut run_command(&sb, dir.path()));
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    let carol = HumanApi::new(band_client::rest::RestConfig::new(
+        sb.rest_url(),
+        "carol-key",
+    ))
+    .unwrap();
+    let request = carol
+        .send_contact_request("alice/triage-bot", Some("Let's connect!"))
+        .await
+        .unwrap()
+        .id;
+    let line = agent
+        .wait_for_stderr("the rejection's log line", STEP, |l| {
+            l.contains("reject") && l.contains("is not on the list")
+        })
+        .await;
+    let line = strip_ansi(&line);
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(line.contains("carol"), "who was rejected: {line}");
+    assert!(
+        line.contains("carol is not on the list"),
+        "the rendered reason: {line}"
+    );
+    assert!(line.contains(&request), "the request's id: {line}");
+    agent.stop_cleanly("agent", Duration::from_secs(5)).await;
+    sb.shutdown().await.unwrap();
+}

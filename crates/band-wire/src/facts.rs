@@ -95,6 +95,8 @@ pub struct EventFacts {
     pub sender: Option<MessageSender>,
     /// The request of a `contact_request_*` event.
     pub contact_request_id: Option<String>,
+    /// Who sent the request of a `contact_request_received` (their handle).
+    pub contact_from: Option<String>,
     /// A message event's content and mentions, to make `event.text` from;
     /// `None` when a hand-written event already has a `text`.
     pub message_text: Option<MessageText>,
@@ -128,6 +130,10 @@ impl From<&Event> for EventFacts {
             Event::MessageCreated(m) | Event::MessageUpdated(m) => Some(m.text_parts()),
             _ => None,
         };
+        let contact_from = match event {
+            Event::ContactRequestReceived(c) => c.from_handle.clone(),
+            _ => None,
+        };
         let request = matches!(
             event,
             Event::ContactRequestReceived(_) | Event::ContactRequestUpdated(_)
@@ -139,6 +145,7 @@ impl From<&Event> for EventFacts {
             contact_request_id: event_id.clone().filter(|_| request),
             event_id,
             message_text,
+            contact_from,
         }
     }
 }
@@ -163,6 +170,8 @@ struct LoosePayload {
     text: Option<String>,
     #[serde(default)]
     metadata: Option<Value>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    from_handle: Option<String>,
 }
 
 fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -196,6 +205,9 @@ impl EventFacts {
         };
         EventFacts {
             message_text,
+            contact_from: (event == "contact_request_received")
+                .then_some(loose.from_handle)
+                .flatten(),
             event_id: loose.id.clone(),
             room_id,
             message_id: message.then(|| loose.id.clone()).flatten(),
@@ -340,6 +352,8 @@ mod tests {
         assert_eq!(facts[4].room_id.as_deref(), Some("r1"));
         assert_eq!(facts[7].contact_request_id.as_deref(), Some("cr1"));
         assert_eq!(facts[8].contact_request_id.as_deref(), Some("cr1"));
+        assert_eq!(facts[7].contact_from.as_deref(), Some("bo"));
+        assert_eq!(facts[8].contact_from, None, "an update names no requester");
         assert_eq!(facts[9].event_id.as_deref(), Some("u2"));
         assert_eq!(facts[9].contact_request_id, None);
         assert_eq!(facts[11].event_id, None, "supersede has no id");
