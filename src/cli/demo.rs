@@ -5,7 +5,7 @@
 use crate::error_chain::Chain;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -14,23 +14,31 @@ use clap::Args;
 use tokio::sync::mpsc;
 
 use crate::agent::{Agent, AgentConfig, AgentError, Handled, StateDirChoice};
+use crate::rules::reload::{ReloadOutcome, ReloadReport};
 use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use band_sandbox::{default_seed, load_seed, RunningSandbox};
 use band_wire::model::{ChatMessage, Mention};
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::Finish;
+use switchboard_workflow::actions::RenderedAction;
 
 /// How long one step may wait for the agent.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The agent the demo runs as (from the example seed).
 const AGENT_KEY: &str = "triage-key";
+/// The workflow file step 5 edits, what it changes in it, and to what.
+const EDITED_FILE: &str = "faq.yaml";
+const EDIT_FROM: &str = "9:00 to 17:00";
+const EDIT_TO: &str = "8:00 to 20:00";
 
 /// Arguments of `switchboard demo`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The demo needs no network: the sandbox listens on a free loopback port and
 stops with the demo. It runs as alice/triage-bot from the example seed, with
-people bob, carol and alice acting through the sandbox's human API.
+people bob, carol and alice acting through the sandbox's human API. The agent
+runs on a temporary copy of the workflows folder, which the script edits
+while the agent runs (hot reload); the folder itself is never changed.
 
 With --keep-running, the sandbox and the agent stay up after the script: open
 the console URL it prints to be bob, carol or alice in a browser and watch the
@@ -65,14 +73,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot start the sandbox")?;
     let (tx, rx) = mpsc::unbounded_channel();
+    // The script edits a workflow while the agent runs: it does so on a copy,
+    // never in the folder it was given.
+    let copy = tempfile::Builder::new()
+        .prefix("switchboard-demo-")
+        .tempdir()
+        .context("cannot create a temporary folder for the workflows' copy")?;
+    copy_folder(&args.workflows, copy.path()).with_context(|| {
+        format!(
+            "cannot copy {} to a temporary folder",
+            args.workflows.display()
+        )
+    })?;
     let mut config = AgentConfig::new(
         sandbox.rest_url(),
         sandbox.ws_url(),
         AGENT_KEY.into(),
-        args.workflows.clone(),
+        copy.path().to_path_buf(),
     );
     // A throwaway sandbox: nothing of it is worth keeping on disk.
     config.state_dir = StateDirChoice::Ephemeral;
+    config.watch = true;
     let agent = if args.keep_running {
         let (agent, feed) = prepare_with_feed(&mut config, tx).await?;
         sandbox.sandbox().set_agent_feed(Some(feed));
@@ -80,6 +101,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         Agent::prepare(&config, Some(tx)).await?
     };
+    let (reload_tx, reloads) = mpsc::unbounded_channel();
+    let agent = agent.with_reload_reports(reload_tx);
     let rules = agent.engine().ruleset();
     let handle = agent.handle();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -87,13 +110,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_rx.await;
     }));
     println!(
-        "switchboard demo: sandbox on {}, agent alice/triage-bot, {} rules from {} workflow files in {}\n",
+        "switchboard demo: sandbox on {}, agent alice/triage-bot, {} rules from {} workflow files in {} (run from a temporary copy, edited in step 5)\n",
         sandbox.rest_url(),
         rules.len(),
         rules.files(),
         args.workflows.display()
     );
-    let mut script = Script::new(&sandbox, rx)?;
+    let mut script = Script::new(&sandbox, rx, reloads, copy.path().to_path_buf())?;
     let result = script.play().await;
     if args.keep_running {
         let stop = super::sandbox::shutdown_signal();
@@ -137,6 +160,23 @@ fn report(script: &Script, started: Instant, result: &anyhow::Result<()>) {
     }
 }
 
+/// Copies the regular files of `from` into `to`, sub-folders included
+/// (symbolic links to folders are not followed: no loops).
+fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_folder(&entry.path(), &target)?;
+        } else if kind.is_file() || (kind.is_symlink() && entry.path().is_file()) {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Prepares the agent with a metrics server on a free loopback port and
 /// returns it with that server's URL, the console's agent feed.
 async fn prepare_with_feed(
@@ -172,6 +212,12 @@ fn free_loopback_port() -> anyhow::Result<SocketAddr> {
 /// The scripted people and what they saw.
 struct Script {
     rx: mpsc::UnboundedReceiver<Handled>,
+    /// The agent's reload reports.
+    reloads: mpsc::UnboundedReceiver<ReloadReport>,
+    /// The copy of the workflows folder the agent runs on.
+    workflows: PathBuf,
+    /// Whether the line saying what a "(thought)" row is was printed.
+    thoughts_explained: bool,
     bob: HumanApi,
     carol: HumanApi,
     alice: HumanApi,
@@ -184,10 +230,18 @@ struct Script {
 }
 
 impl Script {
-    fn new(sandbox: &RunningSandbox, rx: mpsc::UnboundedReceiver<Handled>) -> anyhow::Result<Self> {
+    fn new(
+        sandbox: &RunningSandbox,
+        rx: mpsc::UnboundedReceiver<Handled>,
+        reloads: mpsc::UnboundedReceiver<ReloadReport>,
+        workflows: PathBuf,
+    ) -> anyhow::Result<Self> {
         let human = |key: &str| HumanApi::new(RestConfig::new(sandbox.rest_url(), key));
         Ok(Script {
             rx,
+            reloads,
+            workflows,
+            thoughts_explained: false,
             bob: human("bob-key")?,
             carol: human("carol-key")?,
             alice: human("alice-key")?,
@@ -251,10 +305,52 @@ impl Script {
         ] {
             self.say(&room.id, text, &mention).await?;
         }
+        println!("\n5. A workflow edited while the agent runs (hot reload)");
+        self.edit_and_ask_again(&room.id, &mention).await?;
         if self.failures > 0 {
             bail!("{} events failed; see the transcript above", self.failures);
         }
         Ok(())
+    }
+
+    /// Changes the opening hours in the running copy of the workflows, waits
+    /// for the agent to report the reload, and asks step 3's question again.
+    async fn edit_and_ask_again(&mut self, room: &str, mentions: &[Mention]) -> anyhow::Result<()> {
+        let file = self.workflows.join(EDITED_FILE);
+        let before = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        if !before.contains(EDIT_FROM) {
+            println!("   (skipped: {EDITED_FILE} has no \"{EDIT_FROM}\" to change)");
+            return Ok(());
+        }
+        println!(
+            "   editing {EDITED_FILE}: the opening hours \"{EDIT_FROM}\" become \"{EDIT_TO}\""
+        );
+        // Reports of earlier reloads (none are expected) are not this one's.
+        while self.reloads.try_recv().is_ok() {}
+        std::fs::write(&file, before.replace(EDIT_FROM, EDIT_TO))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        let report = tokio::time::timeout(STEP_TIMEOUT, self.reloads.recv())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the agent did not reload {EDITED_FILE} within {}s",
+                    STEP_TIMEOUT.as_secs()
+                )
+            })?
+            .ok_or_else(|| anyhow!("the agent stopped"))?;
+        match &report.outcome {
+            ReloadOutcome::Reloaded { rules, changed, .. } => println!(
+                "     ↻ reloaded in {}ms: {rules} rules, changed: {}",
+                report.elapsed.as_millis(),
+                changed.join(", ")
+            ),
+            ReloadOutcome::Failed { errors } => {
+                bail!("the edited workflows do not load:\n{errors}")
+            }
+        }
+        self.say(room, "What are your opening hours?", mentions)
+            .await
     }
 
     /// Bob says something in the room; waits for the agent, shows the replies.
@@ -314,6 +410,16 @@ impl Script {
                 .collect();
             self.actions += done.len();
             println!("     ⚙ {rule}{branch} → {}", done.join(", "));
+            // A rejection's reason is kept nowhere on the platform: show it.
+            for a in r.actions.iter().filter(|a| &a.rule == rule) {
+                if let Some(RenderedAction::RejectContact(reject)) = &a.action {
+                    let why = reject
+                        .reason
+                        .as_deref()
+                        .unwrap_or("(the rule gave no reason)");
+                    println!("       why: {why}");
+                }
+            }
         }
         if let Finish::Failed { reason } = &r.outcome {
             self.failures += 1;
@@ -349,15 +455,22 @@ impl Script {
         Ok(())
     }
 
-    fn print_message(&self, m: &ChatMessage) {
+    fn print_message(&mut self, m: &ChatMessage) {
         let who = m.sender_name.clone().unwrap_or_else(|| m.sender_id.clone());
-        let mut text = m.content.clone();
-        for (id, handle) in &self.names {
-            text = text.replace(&format!("@[[{id}]]"), &format!("@{handle}"));
-        }
+        let text = band_wire::mentions::replace_markers(&m.content, |id| {
+            self.names.get(id).map(String::as_str)
+        });
         match m.message_type.as_str() {
             "text" => println!("   {who}: {text}"),
-            kind => println!("   {who} ({kind}): {text}"),
+            kind => {
+                println!("   {who} ({kind}): {text}");
+                if kind == "thought" && !self.thoughts_explained {
+                    self.thoughts_explained = true;
+                    println!(
+                        "     (a \"(thought)\" row is an event the agent posted with post_event: a note in the room's timeline that notifies nobody and is not a reply)"
+                    );
+                }
+            }
         }
     }
 }

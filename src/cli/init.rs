@@ -38,7 +38,7 @@ rules:
     on: message_created
     if:
       - event.sender_type: User
-      - event.content: { matches: '(?i)\b(hello|hi|hey)\b' }
+      - event.text: { matches: '(?i)\b(hello|hi|hey)\b' }
     do:
       - reply: "Hello {{ event.sender_name }}! I'm {{ agent.name }}. {{ vars.help }}"
     stop: true

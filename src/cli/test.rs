@@ -58,19 +58,21 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     };
     let paint = Paint(std::io::stdout().is_terminal());
     let mut results: Vec<CaseResult> = Vec::new();
-    let mut broken_files = 0;
+    // Test files that did not load, with their errors: reported in the
+    // report (stdout), before its summary line, so they are read where the
+    // summary is, however the two output streams are collected.
+    let mut broken: Vec<(String, String)> = Vec::new();
     let mut filtered = 0;
     for path in &files {
+        let label = label(&args.dir, path);
         let file = match load_test_file(path) {
             Ok(f) => f,
             Err(errors) => {
-                broken_files += 1;
-                eprint!("{errors}");
-                eprintln!();
+                println!("test {label}: did not load ... {}", paint.red("FAILED"));
+                broken.push((label, errors.to_string()));
                 continue;
             }
         };
-        let label = label(&args.dir, path);
         let mut file = file;
         if let Some(f) = &args.filter {
             let before = file.tests.len();
@@ -88,8 +90,13 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let failed: Vec<&CaseResult> = results.iter().filter(|r| !r.passed()).collect();
-    if !failed.is_empty() {
+    let broken_files = broken.len();
+    if !failed.is_empty() || !broken.is_empty() {
         println!("\nfailures:");
+        for (label, errors) in &broken {
+            println!("\n---- {label}: did not load ----");
+            println!("{}", errors.trim_end());
+        }
         for r in &failed {
             println!(
                 "\n---- {}: {} ({}:{}) ----",
@@ -111,6 +118,9 @@ pub async fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             }
         }
         println!("\nfailures:");
+        for (label, _) in &broken {
+            println!("    {label}: did not load");
+        }
         for r in &failed {
             println!("    {}: {}", label(&args.dir, &r.file), r.name);
         }

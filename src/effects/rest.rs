@@ -489,9 +489,22 @@ impl Effects for RestExecutor {
     }
 
     async fn reject_contact(&self, a: &a::RejectContact, scope: &Scope) -> Effect {
-        Ok(self
+        let done = self
             .respond(ContactAction::Reject, a.request.as_deref(), scope)
-            .await?)
+            .await?;
+        // The platform's respond call carries no reason: the log is where it
+        // is kept, with who asked (the event's requester when the request is
+        // the event's own).
+        let request = a.request.as_deref().or(scope.contact_request_id.as_deref());
+        let own = a.request.is_none() || a.request == scope.contact_request_id;
+        let from = scope.contact_from.as_deref().filter(|_| own);
+        tracing::info!(
+            from = from.unwrap_or("-"),
+            request = request.unwrap_or("-"),
+            reason = a.reason.as_deref().unwrap_or("(none given)"),
+            "contact request rejected"
+        );
+        Ok(done)
     }
 
     async fn add_contact(&self, a: &a::AddContact, _scope: &Scope) -> Effect {

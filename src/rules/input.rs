@@ -153,6 +153,11 @@ impl Chat {
     fn member(&self, id: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.id.as_deref() == Some(id))
     }
+
+    /// The handle of the participant `id`, when the room lists one.
+    fn handle(&self, id: &str) -> Option<&str> {
+        self.member(id).and_then(|m| m.handle.as_deref())
+    }
 }
 
 /// A live event's engine input and scope: `event` is its typed payload as
@@ -187,14 +192,47 @@ pub fn event_input(
     assemble(event_type, event, facts, Arc::new(agent), chat, now)
 }
 
+/// What is read of the agent for `event.text`: its own handle, for markers
+/// naming it that the message's metadata does not resolve.
+#[derive(Deserialize, Default)]
+struct LooseAgent {
+    #[serde(default, deserialize_with = "string_or_none")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    handle: Option<String>,
+}
+
+/// A message event's `text`: its content with each `@[[id]]` marker made
+/// `@handle` (from the message's mentions, the room's participants, the
+/// agent) or removed when nobody known has that id.
+fn message_text(facts: &EventFacts, chat: Option<&Chat>, agent: &Value) -> Option<String> {
+    let parts = facts.message_text.as_ref()?;
+    let me = match agent {
+        Value::Object(_) => LooseAgent::deserialize(agent).unwrap_or_default(),
+        _ => LooseAgent::default(),
+    };
+    Some(parts.text(|id| {
+        chat.and_then(|c| c.handle(id)).or_else(|| {
+            (me.id.as_deref() == Some(id))
+                .then_some(me.handle.as_deref())
+                .flatten()
+        })
+    }))
+}
+
 fn assemble(
     event_type: &str,
-    event: Value,
+    mut event: Value,
     facts: EventFacts,
     agent: Arc<Value>,
     chat: Option<Chat>,
     now: DateTime<Utc>,
 ) -> PreparedEvent {
+    if let (Some(text), Value::Object(fields)) =
+        (message_text(&facts, chat.as_ref(), &agent), &mut event)
+    {
+        fields.insert("text".to_owned(), Value::String(text));
+    }
     // The handle (and a missing name) come from the room's participant list.
     let sender = facts.sender.map(|s| {
         let known = chat.as_ref().and_then(|c| c.member(&s.id));
@@ -210,6 +248,7 @@ fn assemble(
         message_id: facts.message_id,
         sender: sender.clone(),
         contact_request_id: facts.contact_request_id,
+        contact_from: facts.contact_from,
         step: None,
     };
     let input = EventInput {
@@ -274,7 +313,7 @@ mod tests {
         let normalised = json!({"id":"m1","content":"@[[a1]] hi","message_type":"text",
             "sender_id":"u1","sender_type":"User","chat_room_id":"r1","thread_id":"th1",
             "metadata":{"mentions":[]},"attachments":[],"inserted_at":T,"updated_at":T,
-            "extra_key":1});
+            "extra_key":1,"text":"@[[a1]] hi"});
         let sender = json!({"id":"u1","type":"User","name":"Ann","handle":"ann"});
         vec![
             (
@@ -410,6 +449,41 @@ mod tests {
         }
     }
 
+    /// `event.text` names who the markers name, by the handles the message,
+    /// the room and the agent know, in live events and dry runs alike.
+    #[test]
+    fn message_text_replaces_markers_with_known_handles() {
+        const AGENT: &str = "7d75c1b8-2808-4598-94fa-eda0d983b580";
+        const ANN: &str = "4f1ce37f-1316-4f79-835b-6074dd0cb943";
+        const NOBODY: &str = "0c0e7d8a-1111-4f79-835b-6074dd0cb943";
+        let content = format!("@[[{AGENT}]] @[[{NOBODY}]] 42 for @[[{ANN}]]");
+        let payload = json!({"id":"m1","content":content,"message_type":"text",
+            "sender_id":ANN,"sender_type":"User","chat_room_id":"r1","inserted_at":T,
+            "updated_at":T});
+        let agent = json!({"id": AGENT, "handle": "o/bot"});
+        let mut room = room();
+        room.participants[0].id = ANN.into();
+        let event = Event::decode("message_created", payload.clone()).unwrap();
+        let live = typed_input(
+            &event,
+            Arc::new(agent.clone()),
+            Some(Chat::of_room(&room)),
+            now(),
+        );
+        assert_eq!(live.input.event["text"], json!("@o/bot 42 for @ann"));
+        assert_eq!(live.input.event["content"], json!(content), "content kept");
+        let chat =
+            serde_json::to_value(json!({"id":"r1","participants":[{"id":ANN,"handle":"ann"}]}));
+        let dry = event_input("message_created", payload.clone(), agent, chat.ok(), now());
+        assert_eq!(dry.input.event["text"], json!("@o/bot 42 for @ann"));
+        let bare = event_input("message_created", payload, json!({}), None, now());
+        assert_eq!(
+            bare.input.event["text"],
+            json!("42 for"),
+            "unknown ids removed"
+        );
+    }
+
     #[test]
     fn room_events_without_a_room_scope_to_their_own_id() {
         let event = Event::decode("room_deleted", json!({"id":"r7"})).unwrap();
@@ -430,7 +504,12 @@ mod tests {
             Some(chat.clone()),
             now(),
         );
-        assert_eq!(*input.event, payload, "no normalisation in dry runs");
+        let mut with_text = payload.clone();
+        with_text["text"] = json!("hi");
+        assert_eq!(
+            *input.event, with_text,
+            "no normalisation in dry runs but the text"
+        );
         assert_eq!(input.chat.as_deref(), Some(&chat), "chat kept verbatim");
         assert_eq!(
             input.sender.as_deref(),

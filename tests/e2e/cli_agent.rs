@@ -378,11 +378,45 @@ async fn demo_plays_every_section() {
     ] {
         assert!(stdout.contains(rule), "`{rule}` not in:\n{stdout}");
     }
+    // Why carol was turned away: the rule's rendered reason.
+    assert!(
+        stdout.contains("why: carol is not on the allowlist"),
+        "no reason for carol's rejection in:\n{stdout}"
+    );
+    // What a "(thought)" row is, said once.
+    let legend = stdout
+        .lines()
+        .filter(|l| l.contains("\"(thought)\"") && l.contains("notifies nobody"))
+        .count();
+    assert_eq!(legend, 1, "one line explains the (thought) rows:\n{stdout}");
+    // A workflow edited while the agent runs: the reload is reported and the
+    // same question gets the new answer.
+    let edit = stdout
+        .split("\n5. ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no step 5 in:\n{stdout}"));
+    let answers: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("   Triage Bot: @bob We're open"))
+        .collect();
+    assert_eq!(answers.len(), 2, "the question asked twice:\n{stdout}");
+    assert_ne!(answers[0], answers[1], "the answer did not change");
+    assert!(
+        edit.contains(answers[1]),
+        "the new answer is in step 5:\n{edit}"
+    );
+    let reloaded = edit.find("reloaded").expect("the reload is reported");
+    let asked = edit.find(answers[1]).unwrap_or_default();
+    assert!(reloaded < asked, "reported before the question:\n{edit}");
+    assert!(edit.contains("faq/opening-hours"), "{edit}");
     let last = stdout.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("done in ") && last.ends_with(" 0 failed"),
         "unexpected last line {last:?}"
     );
+    // It edits a copy: the shipped workflow is untouched.
+    let shipped = std::fs::read_to_string(workflows_dir().join("faq.yaml")).unwrap();
+    assert!(shipped.contains(answers[0].trim_start_matches("   Triage Bot: @bob ")));
 }
 
 /// Bob says `text` to the triage bot; returns the bot's text replies after it.
@@ -648,5 +682,49 @@ async fn a_corrupt_state_file_is_reported_once() {
         1,
         "stderr:\n{err}"
     );
+    sb.shutdown().await.unwrap();
+}
+
+/// At the default log level, a rejected contact request is logged with who
+/// asked (handle and request id) and the rule's rendered reason, with no
+/// `log` action in the workflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_contact_is_logged_with_who_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("contacts.yaml"),
+        "version: 1\nrules:\n  - name: reject-all\n    on: contact_request_received\n    do:\n      \
+         - reject_contact: { reason: \"{{ event.from_handle }} is not on the list\" }\n",
+    )
+    .unwrap();
+    let (sb, _bob, _room, _bot) = seeded_sandbox().await;
+    let mut agent = Running::spawn(&mut run_command(&sb, dir.path()));
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    let carol = HumanApi::new(band_client::rest::RestConfig::new(
+        sb.rest_url(),
+        "carol-key",
+    ))
+    .unwrap();
+    let request = carol
+        .send_contact_request("alice/triage-bot", Some("Let's connect!"))
+        .await
+        .unwrap()
+        .id;
+    let line = agent
+        .wait_for_stderr("the rejection's log line", STEP, |l| {
+            l.contains("reject") && l.contains("is not on the list")
+        })
+        .await;
+    let line = strip_ansi(&line);
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(line.contains("carol"), "who was rejected: {line}");
+    assert!(
+        line.contains("carol is not on the list"),
+        "the rendered reason: {line}"
+    );
+    assert!(line.contains(&request), "the request's id: {line}");
+    agent.stop_cleanly("agent", Duration::from_secs(5)).await;
     sb.shutdown().await.unwrap();
 }

@@ -112,7 +112,7 @@ async fn a_changed_workflow_fails_its_test_with_a_diff_and_the_trace() {
     assert!(block.contains("  - faq/shipping"), "{block}");
     assert!(block.contains("+ escalation/count-unanswered"), "{block}");
     assert!(
-        block.contains("✗ event.content matches \"(?i)\\\\b(shipping|delivery)\\\\b\"  (saw \"Where is my TRACKING number?\")"),
+        block.contains("✗ event.text matches \"(?i)\\\\b(shipping|delivery)\\\\b\"  (saw \"Where is my TRACKING number?\")"),
         "{block}"
     );
     let summary = text.lines().last().unwrap();
@@ -172,7 +172,8 @@ async fn a_broken_test_file_is_reported_with_its_location() {
     )
     .unwrap();
     let out = run(&["test", dir.path().to_str().unwrap()]).await;
-    let err = stderr(&out);
+    // Part of the report, on stdout.
+    let err = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("error: unknown action `replay`"), "{err}");
     assert!(
@@ -184,6 +185,44 @@ async fn a_broken_test_file_is_reported_with_its_location() {
         stdout(&out).contains("1 test file did not load"),
         "{}",
         stdout(&out)
+    );
+}
+
+/// A test file that does not load is reported where the report is read:
+/// in the report itself, after the tests that ran and before the summary
+/// line, however stdout and stderr are collected (a CI log or a pager shows
+/// one stream after the other).
+#[tokio::test]
+async fn a_test_file_that_does_not_load_is_reported_before_the_summary() {
+    let dir = shipped_copy();
+    let file = dir.path().join("zzz.test.yaml");
+    std::fs::write(&file, "tests: [\n").unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .rposition(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in the report:\n{text}"))
+    };
+    let error = at("error: invalid YAML");
+    let location = at(&format!("--> {}:1:", file.display()));
+    let summary = at("test result: FAILED");
+    let last_test = at("test triage:");
+    assert!(
+        last_test < error && error < location && location < summary,
+        "the error belongs between the tests and the summary:\n{text}"
+    );
+    assert!(
+        lines[summary].contains("1 test file did not load"),
+        "{}",
+        lines[summary]
+    );
+    assert!(
+        text.contains("    zzz: did not load"),
+        "the broken file is listed with the failures:\n{text}"
     );
 }
 
@@ -208,7 +247,7 @@ async fn explain_shows_every_rule_condition_and_action() {
         "message_created event in room r1 from Bob: 6 rules listening",
         "  ✗ faq/opening-hours: not matched",
         "      ✓ event.sender_type equals \"User\"  (saw \"User\")",
-        "      ✗ event.content matches \"(?i)\\\\b(opening hours|when are you open|office hours)\\\\b\"  (saw \"I was charged twice\")",
+        "      ✗ event.text matches \"(?i)\\\\b(opening hours|when are you open|office hours)\\\\b\"  (saw \"I was charged twice\")",
         "  ✓ triage/refunds-to-billing: matched",
         "      → add_participant {\"handle\":\"alice/billing-agent\"}",
         "      → reply {\"text\":\"I've asked alice/billing-agent to help you with this.\",\"mentions\":[\"u-bob\",\"alice/billing-agent\"]}",

@@ -99,3 +99,51 @@ async fn refuses_a_remote_listen_address_without_allow_remote() {
     assert!(err.contains("--allow-remote"), "stderr: {err}");
     assert!(err.contains("no authentication"), "stderr: {err}");
 }
+
+/// With `--allow-remote`, a wildcard listen address is served (here reached
+/// on loopback) and the log warns that the control endpoints are open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_a_remote_listen_address_with_allow_remote_and_warns() {
+    use crate::support::cli::{strip_ansi, switchboard, Running};
+    // A free port, released for the sandbox to take.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("0.0.0.0:{port}");
+    let (mut sandbox, stdout) = Running::spawn_with_stdout(switchboard().args([
+        "sandbox",
+        "--listen",
+        &listen,
+        "--allow-remote",
+    ]));
+    sandbox
+        .wait_for_stderr("the sandbox ready", Duration::from_secs(15), |l| {
+            l.contains("sandbox ready")
+        })
+        .await;
+    let printed = stdout.lock().unwrap().clone();
+    assert!(
+        printed.iter().any(|l| l.contains(&format!(":{port}"))),
+        "no listening line with port {port}: {printed:?}"
+    );
+    let me = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/agent/me"))
+        .header("X-API-Key", "triage-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "answers on loopback");
+    let warning = sandbox
+        .stderr_lines()
+        .into_iter()
+        .map(|l| strip_ansi(&l))
+        .find(|l| l.contains(" WARN "))
+        .unwrap_or_else(|| panic!("no warning: {:?}", sandbox.stderr_lines()));
+    assert!(warning.contains("no authentication"), "{warning}");
+    assert!(warning.contains(&listen), "{warning}");
+    sandbox
+        .stop_cleanly("sandbox", Duration::from_secs(10))
+        .await;
+}

@@ -38,18 +38,19 @@ fn free_addr() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-/// Runs the idempotent `tests/console/setup.sh`; panics with its output when it fails.
+/// Runs the idempotent `tests/console/setup.sh`; panics when it fails. Its
+/// output goes straight to the terminal, past the test harness's capture:
+/// whoever runs `cargo test` sees what it installs (it says so first).
 fn setup_browser() {
-    let out = std::process::Command::new("bash")
+    let status = std::process::Command::new("bash")
         .arg(repo().join("tests/console/setup.sh"))
-        .output()
+        .stdin(std::process::Stdio::null())
+        .status()
         .expect("bash runs");
     assert!(
-        out.status.success(),
-        "tests/console/setup.sh failed (it installs chromium with apt-get and \
-         playwright-core with npm ci):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        status.success(),
+        "tests/console/setup.sh failed ({status}; its output is above): it installs chromium \
+         with apt-get (needs root) and playwright-core with npm ci"
     );
     assert!(
         Path::new("/usr/bin/chromium").exists(),

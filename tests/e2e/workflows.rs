@@ -492,3 +492,49 @@ rules:
     );
     h.stop().await;
 }
+
+/// Rules match on `event.text`, the message as the person wrote it: the
+/// platform's `@[[id]]` marker becomes the mentioned agent's `@handle`, so
+/// its UUID neither feeds a digit pattern nor hides the first word.
+#[tokio::test]
+async fn rules_match_the_text_with_handles_not_the_markers_uuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = r#"version: 1
+rules:
+  - name: number
+    on: message_created
+    if: [ { event.text: { matches: '^@\S+ \d+$' } } ]
+    do:
+      - reply: "number in {{ event.text }}"
+  - name: any-digit
+    on: message_created
+    if: [ { event.text: { matches: '\d' } } ]
+    do:
+      - reply: "a digit"
+"#;
+    std::fs::write(dir.path().join("text.yaml"), workflow).unwrap();
+    let mut h = Harness::start_with(dir.path().to_path_buf(), Vec::new()).await;
+
+    let (first, report) = h.bob_says("42").await;
+    assert_eq!(report.report.matched, ["text/number", "text/any-digit"]);
+    let replies = h.bot_messages_after(&first).await;
+    let texts: Vec<&str> = replies.iter().map(|m| m.content.as_str()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.ends_with(" 42") && t.contains("number in @")),
+        "the text starts with the agent's handle: {texts:?}"
+    );
+    assert!(
+        texts.iter().all(|t| !t.contains(&h.bot_id)),
+        "no UUID in the text: {texts:?}"
+    );
+
+    let (_, report) = h.bob_says("hello there").await;
+    assert!(
+        report.report.matched.is_empty(),
+        "the marker's digits are not the person's: {:?}",
+        report.report.matched
+    );
+    h.stop().await;
+}

@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::events::{Event, ParticipantAdded};
-use crate::model::{ChatMessage, ChatParticipant, EntityType, Extra};
+use crate::mentions;
+use crate::model::{ChatMessage, ChatParticipant, EntityType, Extra, Mention};
 
 /// Who sent a message, as the message itself says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +21,56 @@ pub struct MessageSender {
     pub name: Option<String>,
 }
 
+/// A message's content and the handles its own mention metadata gives, from
+/// which the text rules match on (`event.text`) is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageText {
+    /// The content, with the platform's `@[[id]]` markers.
+    pub content: String,
+    /// `(id, handle)` of each mention in `metadata.mentions` that has both.
+    pub mentions: Vec<(String, String)>,
+}
+
+impl MessageText {
+    /// The content with each marker replaced by `@handle`: the handle from
+    /// the message's own mentions, else from `known` (the room's
+    /// participants, the agent); a marker nobody knows is removed.
+    pub fn text<'a>(&'a self, known: impl Fn(&str) -> Option<&'a str>) -> String {
+        mentions::replace_markers(&self.content, |id| {
+            self.mentions
+                .iter()
+                .find(|(m, _)| m == id)
+                .map(|(_, handle)| handle.as_str())
+                .or_else(|| known(id))
+        })
+    }
+
+    /// From a message's content and metadata, read leniently: a mention
+    /// that is not an object with an id and a handle (or username) is skipped.
+    fn read(content: &str, metadata: Option<&Value>) -> MessageText {
+        let listed = metadata
+            .and_then(|m| m.get("mentions"))
+            .and_then(Value::as_array);
+        let mentions = listed
+            .into_iter()
+            .flatten()
+            .filter(|m| m.is_object())
+            .filter_map(|m| Mention::deserialize(m).ok())
+            .filter_map(|m| Some((m.id?, m.handle.or(m.username)?)))
+            .collect();
+        MessageText {
+            content: content.to_owned(),
+            mentions,
+        }
+    }
+}
+
 impl ChatMessage {
+    /// The message's content and mention handles, for its text.
+    pub fn text_parts(&self) -> MessageText {
+        MessageText::read(&self.content, self.metadata.as_ref())
+    }
+
     /// The message's sender.
     pub fn sender(&self) -> MessageSender {
         MessageSender {
@@ -45,6 +95,11 @@ pub struct EventFacts {
     pub sender: Option<MessageSender>,
     /// The request of a `contact_request_*` event.
     pub contact_request_id: Option<String>,
+    /// Who sent the request of a `contact_request_received` (their handle).
+    pub contact_from: Option<String>,
+    /// A message event's content and mentions, to make `event.text` from;
+    /// `None` when a hand-written event already has a `text`.
+    pub message_text: Option<MessageText>,
 }
 
 impl From<&Event> for EventFacts {
@@ -71,6 +126,14 @@ impl From<&Event> for EventFacts {
             Event::MessageCreated(m) => Some(m),
             _ => None,
         };
+        let message_text = match event {
+            Event::MessageCreated(m) | Event::MessageUpdated(m) => Some(m.text_parts()),
+            _ => None,
+        };
+        let contact_from = match event {
+            Event::ContactRequestReceived(c) => c.from_handle.clone(),
+            _ => None,
+        };
         let request = matches!(
             event,
             Event::ContactRequestReceived(_) | Event::ContactRequestUpdated(_)
@@ -81,6 +144,8 @@ impl From<&Event> for EventFacts {
             sender: created.map(ChatMessage::sender),
             contact_request_id: event_id.clone().filter(|_| request),
             event_id,
+            message_text,
+            contact_from,
         }
     }
 }
@@ -99,6 +164,14 @@ struct LoosePayload {
     sender_type: Option<String>,
     #[serde(default, deserialize_with = "string_or_none")]
     sender_name: Option<String>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    content: Option<String>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    text: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default, deserialize_with = "string_or_none")]
+    from_handle: Option<String>,
 }
 
 fn string_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -124,7 +197,17 @@ impl EventFacts {
             _ => loose.chat_room_id,
         };
         let message = event == "message_created";
+        let message_text = match (&loose.content, &loose.text) {
+            (Some(content), None) if message || event == "message_updated" => {
+                Some(MessageText::read(content, loose.metadata.as_ref()))
+            }
+            _ => None,
+        };
         EventFacts {
+            message_text,
+            contact_from: (event == "contact_request_received")
+                .then_some(loose.from_handle)
+                .flatten(),
             event_id: loose.id.clone(),
             room_id,
             message_id: message.then(|| loose.id.clone()).flatten(),
@@ -269,6 +352,8 @@ mod tests {
         assert_eq!(facts[4].room_id.as_deref(), Some("r1"));
         assert_eq!(facts[7].contact_request_id.as_deref(), Some("cr1"));
         assert_eq!(facts[8].contact_request_id.as_deref(), Some("cr1"));
+        assert_eq!(facts[7].contact_from.as_deref(), Some("bo"));
+        assert_eq!(facts[8].contact_from, None, "an update names no requester");
         assert_eq!(facts[9].event_id.as_deref(), Some("u2"));
         assert_eq!(facts[9].contact_request_id, None);
         assert_eq!(facts[11].event_id, None, "supersede has no id");
@@ -312,6 +397,38 @@ mod tests {
             EventFacts::from_payload("message_created", &json!(["m1", "r1"])),
             EventFacts::default()
         );
+    }
+
+    #[test]
+    fn message_text_takes_handles_from_the_mentions_then_from_who_is_known() {
+        const A: &str = "7d75c1b8-2808-4598-94fa-eda0d983b580";
+        const B: &str = "4f1ce37f-1316-4f79-835b-6074dd0cb943";
+        const C: &str = "0c0e7d8a-1111-4f79-835b-6074dd0cb943";
+        let t = "2024-01-01T00:00:00Z";
+        let payload = json!({"id":"m1","content":format!("@[[{A}]] @[[{B}]] 42 @[[{C}]]"),
+            "message_type":"text","sender_id":"u1","sender_type":"User","chat_room_id":"r1",
+            "metadata":{"mentions":[{"id":A,"username":"o/bot"},{"id":B}]},
+            "inserted_at":t,"updated_at":t});
+        let event = Event::decode("message_created", payload.clone()).unwrap();
+        let typed = EventFacts::from(&event).message_text.unwrap();
+        assert_eq!(typed.mentions, [(A.to_owned(), "o/bot".to_owned())]);
+        let known = |id: &str| (id == B).then_some("ann");
+        assert_eq!(typed.text(known), "@o/bot @ann 42");
+        assert_eq!(typed.text(|_| None), "@o/bot 42");
+        let loose = EventFacts::from_payload("message_created", &payload);
+        assert_eq!(loose.message_text, Some(typed));
+        let mut given = payload.clone();
+        given["text"] = json!("as written");
+        let facts = EventFacts::from_payload("message_created", &given);
+        assert_eq!(facts.message_text, None, "a hand-written text is kept");
+        let updated = EventFacts::from_payload("message_updated", &payload);
+        assert!(updated.message_text.is_some(), "edits have a text too");
+        let mut junk = payload.clone();
+        junk["metadata"]["mentions"][1] = json!("junk");
+        let loose = EventFacts::from_payload("message_created", &junk).message_text;
+        assert_eq!(loose.unwrap().text(|_| None), "@o/bot 42", "junk skipped");
+        let room = EventFacts::from_payload("room_added", &payload);
+        assert_eq!(room.message_text, None);
     }
 
     #[test]

@@ -22,6 +22,57 @@ pub fn markers(text: &str) -> Vec<&str> {
     out
 }
 
+/// `text` with each `@[[<uuid>]]` marker replaced by `@handle`, the handle
+/// `handle_of` gives for its id; a marker whose id it does not know is
+/// removed, with the whitespace it leaves squeezed (no double, leading or
+/// trailing blanks where it stood). Why: rules match on what a person wrote,
+/// and a marker's UUID would otherwise feed patterns its digits and hide the
+/// first word from `starts_with`.
+pub fn replace_markers<'a>(text: &str, handle_of: impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("@[[") {
+        let after = &rest[start + 3..];
+        let end = match after.find("]]") {
+            Some(end) if is_uuid(&after[..end]) => end,
+            _ => {
+                out.push_str(&rest[..start + 3]);
+                rest = after;
+                continue;
+            }
+        };
+        out.push_str(&rest[..start]);
+        rest = &after[end + 2..];
+        match handle_of(&after[..end]) {
+            Some(handle) if !handle.trim_start_matches('@').is_empty() => {
+                out.push('@');
+                out.push_str(handle.trim_start_matches('@'));
+            }
+            _ => {
+                // The blanks on both sides of the marker become one, or none
+                // at the start or end of a line or before punctuation.
+                let spaced = out.ends_with(is_blank) || rest.starts_with(is_blank);
+                out.truncate(out.trim_end_matches(is_blank).len());
+                rest = rest.trim_start_matches(is_blank);
+                let next_is_word = rest.chars().next().is_some_and(|c| {
+                    !c.is_whitespace()
+                        && !matches!(c, '.' | ',' | ';' | ':' | '!' | '?' | ')' | ']')
+                });
+                if spaced && next_is_word && !out.is_empty() && !out.ends_with('\n') {
+                    out.push(' ');
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A space or tab (a line break is kept: it is structure, not spacing).
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
 /// The handles (without `@`) of every `@handle` written in `text`, in order,
 /// without repeats. An `@` inside a word (`bob@example.com`) is no mention,
 /// and punctuation ending a sentence (`@bob.`) is not part of the handle.
@@ -88,6 +139,58 @@ mod tests {
     fn handles_are_words_after_an_at_sign() {
         let text = "ask @alice/billing-agent, or @bob. Not bob@example.com; @bob again, @ alone";
         assert_eq!(handles(text), ["alice/billing-agent", "bob"]);
+    }
+
+    fn known(id: &str) -> Option<&'static str> {
+        (id == A).then_some("o/agent")
+    }
+
+    #[test]
+    fn known_markers_become_handles() {
+        assert_eq!(
+            replace_markers(&format!("@[[{A}]] 42"), known),
+            "@o/agent 42"
+        );
+        assert_eq!(
+            replace_markers(&format!("ask @[[{A}]], please"), known),
+            "ask @o/agent, please"
+        );
+        assert_eq!(
+            replace_markers(&format!("@[[{A}]]"), |_| Some("@bob")),
+            "@bob"
+        );
+        assert_eq!(
+            replace_markers("no markers  here ", known),
+            "no markers  here "
+        );
+    }
+
+    #[test]
+    fn unknown_markers_are_removed_and_their_blanks_squeezed() {
+        assert_eq!(replace_markers(&format!("@[[{B}]] 42"), known), "42");
+        assert_eq!(
+            replace_markers(&format!("@[[{B}]] @[[{A}]] 42"), known),
+            "@o/agent 42"
+        );
+        assert_eq!(
+            replace_markers(&format!("ask @[[{B}]] now"), known),
+            "ask now"
+        );
+        assert_eq!(replace_markers(&format!("ask @[[{B}]]"), known), "ask");
+        assert_eq!(replace_markers(&format!("ask @[[{B}]]."), known), "ask.");
+        assert_eq!(replace_markers(&format!("@[[{B}]]"), known), "");
+        assert_eq!(
+            replace_markers(&format!("hi\n@[[{B}]] there"), known),
+            "hi\nthere"
+        );
+        assert_eq!(replace_markers(&format!("(@[[{B}]])"), known), "()");
+    }
+
+    #[test]
+    fn brackets_around_anything_else_are_kept() {
+        let text = format!("@[[bob]] @[[{A}]] @[[ and");
+        assert_eq!(replace_markers(&text, known), "@[[bob]] @o/agent @[[ and");
+        assert_eq!(replace_markers(&text, |_| None), "@[[bob]] @[[ and");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Scope {
     pub sender: Option<Sender>,
     /// Id of the contact request of a `contact_request_*` event.
     pub contact_request_id: Option<String>,
+    /// Handle of who sent that request, when the event says (for logs).
+    pub contact_from: Option<String>,
     /// The step being performed (`rule#do0`), set by the engine for each
     /// action: with `message_id`, what names one action of one message across
     /// retries and restarts (`http` derives its `Idempotency-Key` from it).
