@@ -359,3 +359,62 @@ async fn init_writes_a_folder_that_passes_its_tests() {
         "# mine\n"
     );
 }
+
+/// The YAML blocks of the reference's section `heading`, in order.
+fn reference_examples(heading: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow-reference.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section `{heading}` in the reference"));
+    let section = &text[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("\n```").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn business_hours_tests_run_on_the_clock_given_now_sets() {
+    // The reference's example: the workflow, then its tests.
+    let examples = reference_examples("Time zones and business hours");
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hours.yaml"), &examples[0]).unwrap();
+    let tests = dir.path().join("hours.test.yaml");
+    std::fs::write(&tests, &examples[1]).unwrap();
+    let folder = dir.path().to_str().unwrap();
+
+    let out = run(&["check", folder]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let passed = text
+        .lines()
+        .filter(|l| l.starts_with("test hours: ") && l.ends_with(" ... ok"))
+        .count();
+    assert_eq!(passed, 5, "{text}");
+
+    // An hour earlier, 08:00 in Berlin, the Monday-morning test fails: the
+    // `time` condition reads `given.now`, not the machine's clock.
+    std::fs::write(
+        &tests,
+        examples[1].replacen("2026-03-30T07:00:00Z", "2026-03-30T06:00:00Z", 1),
+    )
+    .unwrap();
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "a Monday morning in summer is open (09:00 in Berlin is 07:00 UTC) ... FAILED"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("2026-03-30T08:00:00+02:00"), "{text}");
+}

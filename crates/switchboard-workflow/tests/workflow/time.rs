@@ -242,3 +242,25 @@ fn a_schedule_in_another_zone_is_another_schedule() {
         cron(Some("Europe/Berlin"), "0 9 * * *")
     );
 }
+
+#[test]
+fn a_stepped_cron_follows_the_real_clock_through_the_repeated_hour() {
+    // Unlike a fixed time, `*/30` runs in both passes of 02:xx on 25 October
+    // in Berlin: every half hour of real time.
+    let s = cron(Some("Europe/Berlin"), "*/30 * * * *");
+    assert_eq!(
+        runs(&s, "2026-10-24T23:45:00Z", 5),
+        [
+            "2026-10-25T00:00:00+00:00",
+            "2026-10-25T00:30:00+00:00",
+            "2026-10-25T01:00:00+00:00",
+            "2026-10-25T01:30:00+00:00",
+            "2026-10-25T02:00:00+00:00"
+        ]
+    );
+    // And skips the missing hour on 29 March: 01:30 CET, then 03:00 CEST.
+    assert_eq!(
+        runs(&s, "2026-03-29T00:15:00Z", 2),
+        ["2026-03-29T00:30:00+00:00", "2026-03-29T01:00:00+00:00"]
+    );
+}
