@@ -418,3 +418,33 @@ async fn business_hours_tests_run_on_the_clock_given_now_sets() {
     );
     assert!(text.contains("2026-03-30T08:00:00+02:00"), "{text}");
 }
+
+#[tokio::test]
+async fn explain_reads_time_conditions_on_the_events_now_in_the_rules_zone() {
+    let examples = reference_examples("Time zones and business hours");
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf");
+    std::fs::create_dir(&wf).unwrap();
+    std::fs::write(wf.join("hours.yaml"), &examples[0]).unwrap();
+    // Saturday 10:00 in Berlin (CEST): closed, whatever the machine's clock says.
+    let event = write_event(
+        dir.path(),
+        "type: message_created\nnow: 2026-07-04T08:00:00Z\npayload: { id: m1, chat_room_id: r1, content: hi, sender_id: u1, sender_type: User, sender_name: Ann }\n",
+    );
+    let out = run(&[
+        "explain",
+        "--event",
+        event.to_str().unwrap(),
+        wf.to_str().unwrap(),
+    ])
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for line in [
+        "  ✗ hours/open: not matched, else ran",
+        "        ✗ time after 09:00 before 17:30 weekdays mon,tue,wed,thu,fri (Europe/Berlin)  (saw \"2026-07-04T10:00:00+02:00\")",
+        "      → reply {\"text\":\"We're closed right now (it is 10:00 in Berlin); we answer Monday to Friday, 9:00 to 17:30.\"}",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line `{line}` in:\n{text}");
+    }
+}
