@@ -129,7 +129,8 @@ pub(crate) fn compile(node: &Node, problems: &mut Vec<Problem>) -> Option<TimeCo
         return None;
     };
     let before_count = problems.len();
-    let allowed = keys_of::<TimeCondition>();
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let allowed = KEYS.get_or_init(keys_of::<TimeCondition>);
     let mut cond = TimeCond {
         after: None,
         before: None,
