@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -71,14 +72,16 @@ impl Timers {
     fn spawn(&self, id: String, schedule: Schedule) -> JoinHandle<()> {
         let handler = self.handler.clone();
         tokio::spawn(async move {
+            let mut previous = None;
             loop {
-                let now = chrono::Utc::now();
-                let Some(next) = schedule.next_after(now) else {
+                let now = Utc::now();
+                let Some(next) = next_run(&schedule, now, previous) else {
                     tracing::warn!(rule = %id, "schedule has no next run; stopping it");
                     return;
                 };
                 let wait = (next - now).to_std().unwrap_or_default();
                 tokio::time::sleep(wait).await;
+                previous = Some(next);
                 handler.run_scheduled(&id, json!({})).await;
             }
         })
@@ -90,5 +93,51 @@ impl Timers {
         for (_, timer) in tasks.drain() {
             timer.task.abort();
         }
+    }
+}
+
+/// The run after `now`, and after the `previous` one: tokio sleeps on the
+/// monotonic clock, so after a tick the wall clock may still read a moment
+/// before it, and the same tick must not be found (and run) again.
+fn next_run(
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    previous: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    schedule.next_after(previous.map_or(now, |p| p.max(now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_tick_woken_before_its_time_by_the_wall_clock_is_not_run_twice() {
+        // 02:30 in Berlin runs once on the autumn change, at 00:30 UTC.
+        let text = "version: 1\ntimezone: Europe/Berlin\nrules:\n  - name: t\n    on: schedule\n    cron: \"30 2 * * *\"\n    do: [ { log: t } ]\n";
+        let rs = switchboard_workflow::load_str("t.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+        let schedule = rs.schedules()[0].1.clone();
+        let tick = at("2026-10-25T00:30:00Z");
+        // The timer slept until the tick, but the wall clock reads a little
+        // earlier (it lags the monotonic clock tokio sleeps on).
+        let lagging = at("2026-10-25T00:29:59.900Z");
+        assert_eq!(
+            next_run(&schedule, lagging, Some(tick)),
+            Some(at("2026-10-26T01:30:00Z"))
+        );
+        // The first run is computed from now.
+        assert_eq!(
+            next_run(&schedule, at("2026-10-24T12:00:00Z"), None),
+            Some(tick)
+        );
+        // A clock that jumped ahead skips to the next run after it.
+        assert_eq!(
+            next_run(&schedule, at("2026-10-27T00:00:00Z"), Some(tick)),
+            Some(at("2026-10-27T01:30:00Z"))
+        );
     }
 }

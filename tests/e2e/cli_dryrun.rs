@@ -398,3 +398,92 @@ async fn init_writes_a_folder_that_passes_its_tests() {
         "# mine\n"
     );
 }
+
+/// The YAML blocks of the reference's section `heading`, in order.
+fn reference_examples(heading: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow-reference.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section `{heading}` in the reference"));
+    let section = &text[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("\n```").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn business_hours_tests_run_on_the_clock_given_now_sets() {
+    // The reference's example: the workflow, then its tests.
+    let examples = reference_examples("Time zones and business hours");
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hours.yaml"), &examples[0]).unwrap();
+    let tests = dir.path().join("hours.test.yaml");
+    std::fs::write(&tests, &examples[1]).unwrap();
+    let folder = dir.path().to_str().unwrap();
+
+    let out = run(&["check", folder]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let passed = text
+        .lines()
+        .filter(|l| l.starts_with("test hours: ") && l.ends_with(" ... ok"))
+        .count();
+    assert_eq!(passed, 5, "{text}");
+
+    // An hour earlier, 08:00 in Berlin, the Monday-morning test fails: the
+    // `time` condition reads `given.now`, not the machine's clock.
+    std::fs::write(
+        &tests,
+        examples[1].replacen("2026-03-30T07:00:00Z", "2026-03-30T06:00:00Z", 1),
+    )
+    .unwrap();
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "a Monday morning in summer is open (09:00 in Berlin is 07:00 UTC) ... FAILED"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("2026-03-30T08:00:00+02:00"), "{text}");
+}
+
+#[tokio::test]
+async fn explain_reads_time_conditions_on_the_events_now_in_the_rules_zone() {
+    let examples = reference_examples("Time zones and business hours");
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf");
+    std::fs::create_dir(&wf).unwrap();
+    std::fs::write(wf.join("hours.yaml"), &examples[0]).unwrap();
+    // Saturday 10:00 in Berlin (CEST): closed, whatever the machine's clock says.
+    let event = write_event(
+        dir.path(),
+        "type: message_created\nnow: 2026-07-04T08:00:00Z\npayload: { id: m1, chat_room_id: r1, content: hi, sender_id: u1, sender_type: User, sender_name: Ann }\n",
+    );
+    let out = run(&[
+        "explain",
+        "--event",
+        event.to_str().unwrap(),
+        wf.to_str().unwrap(),
+    ])
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for line in [
+        "  ✗ hours/open: not matched, else ran",
+        "        ✗ time after 09:00 before 17:30 weekdays mon,tue,wed,thu,fri (Europe/Berlin)  (saw \"2026-07-04T10:00:00+02:00\")",
+        "      → reply {\"text\":\"We're closed right now (it is 10:00 in Berlin); we answer Monday to Friday, 9:00 to 17:30.\"}",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no line `{line}` in:\n{text}");
+    }
+}

@@ -538,3 +538,47 @@ rules:
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_agent_reads_time_conditions_and_local_now_in_the_rules_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hours.yaml"),
+        r#"version: 1
+timezone: Pacific/Kiritimati      # UTC+14 all year: no daylight saving to race
+rules:
+  - name: long-gone
+    on: message_created
+    if:
+      - time: { dates: ["2000-01-01"] }
+    do: [ { reply: "never" } ]
+  - name: any-time
+    on: message_created
+    if:
+      - time: { after: "00:00", weekdays: [mon, tue, wed, thu, fri, sat, sun] }
+    do:
+      - reply: "{{ local_now }}"
+"#,
+    )
+    .unwrap();
+    let mut h = Harness::start_with(dir.path().to_owned(), Vec::new()).await;
+    let before = chrono::Utc::now();
+    let (first, report) = h.bob_says("what time is it?").await;
+    assert_eq!(report.report.matched, ["hours/any-time"]);
+    let replies = h.bot_messages_after(&first).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    // The reply starts with the sender's mention marker; the time is last.
+    let content = &replies[0].content;
+    let text = content.rsplit(' ').next().unwrap_or_default();
+    assert!(text.ends_with("+14:00"), "{content}");
+    let said = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .with_timezone(&chrono::Utc);
+    let after = chrono::Utc::now();
+    // RFC 3339 from chrono keeps sub-seconds, so the instant is exact.
+    assert!(
+        before <= said && said <= after,
+        "{before} <= {said} <= {after}"
+    );
+    h.stop().await;
+}

@@ -1,12 +1,16 @@
 //! What conditions and templates see for one rule: the event's part (built
-//! once per event), the file's `vars`, a state snapshot, and extras (`error`,
-//! `match`, `as:` results), all shared, none copied per rule. Templates read
+//! once per event), the file's `vars`, a state snapshot, `local_now` (in the
+//! rule's time zone), and extras (`error`, `match`, `as:` results), all
+//! shared, none copied per rule. Templates read
 //! it through [`JsonView`], a lazy minijinja view of JSON: a template pays
 //! only for the values it touches, not for a deep conversion of the context.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value as JValue};
 use serde_json::{Map, Value};
 
@@ -27,6 +31,8 @@ pub struct EventContext {
     pub sender: Option<Arc<Value>>,
     /// `now`, RFC 3339.
     pub now: Value,
+    /// The instant `now` names (for `time` conditions and `local_now`).
+    pub at: DateTime<Utc>,
     /// `env`: the allowed environment variables.
     pub env: Arc<Value>,
 }
@@ -91,6 +97,10 @@ pub struct Context {
     vars: Arc<Value>,
     state: Arc<Value>,
     extra: Arc<Map<String, Value>>,
+    /// The rule's time zone.
+    timezone: Tz,
+    /// `local_now`, made when first read.
+    local_now: OnceCell<Value>,
 }
 
 impl Context {
@@ -101,7 +111,36 @@ impl Context {
             vars,
             state,
             extra: Arc::new(Map::new()),
+            timezone: Tz::UTC,
+            local_now: OnceCell::new(),
         }
+    }
+
+    /// The same context in the rule's time zone (UTC until set).
+    pub fn in_zone(mut self, timezone: Tz) -> Self {
+        self.timezone = timezone;
+        self.local_now = OnceCell::new();
+        self
+    }
+
+    /// The rule's time zone.
+    pub fn timezone(&self) -> Tz {
+        self.timezone
+    }
+
+    /// The instant the event is handled at.
+    pub fn at(&self) -> DateTime<Utc> {
+        self.base.at
+    }
+
+    /// `local_now`: `now` on the wall clock of the rule's time zone, RFC 3339.
+    pub fn local_now(&self) -> &Value {
+        self.local_now.get_or_init(|| {
+            Value::String(switchboard_workflow::time::local_rfc3339(
+                self.base.at,
+                self.timezone,
+            ))
+        })
     }
 
     /// A top-level name: extras first, then `vars`, `state`, the event's part.
@@ -112,6 +151,7 @@ impl Context {
         match root {
             "vars" => Some(&self.vars),
             "state" => Some(&self.state),
+            "local_now" => Some(self.local_now()),
             _ => self.base.get(root),
         }
     }
@@ -149,9 +189,11 @@ impl Context {
                 (*self.extra).clone(),
             ))));
         }
+        let local_now = self.local_now().as_str().unwrap_or_default();
         layers.push(JValue::from(BTreeMap::from([
             ("vars", JsonView::wrap(self.vars.clone())),
             ("state", JsonView::wrap(self.state.clone())),
+            ("local_now", JValue::from(local_now)),
         ])));
         layers.push(JValue::from_dyn_object(self.base.clone()));
         // Earlier layers win.

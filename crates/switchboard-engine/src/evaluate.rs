@@ -163,6 +163,19 @@ pub fn eval(cond: &Cond, ev: &Evaluator, caps: &mut Captures) -> CondTrace {
                 children: Vec::new(),
             }
         }
+        Cond::Time(time) => {
+            let zone = time.zone(ev.ctx.timezone());
+            CondTrace {
+                condition: ev.describe(|| time.describe(zone)),
+                passed: time.holds(ev.ctx.at(), zone),
+                saw: ev.detail.then(|| {
+                    let local = switchboard_workflow::time::local_rfc3339(ev.ctx.at(), zone);
+                    Value::String(local)
+                }),
+                error: None,
+                children: Vec::new(),
+            }
+        }
         Cond::JsonPath {
             source,
             query,

@@ -374,7 +374,7 @@ impl Engine {
             let base = base
                 .get_or_insert_with(|| Arc::new(self.base_context(input)))
                 .clone();
-            let ctx = Context::new(base, rule.vars.clone(), snapshot);
+            let ctx = Context::new(base, rule.vars.clone(), snapshot).in_zone(rule.timezone);
             let mut caps = Captures::default();
             let (passed, conditions, broken) = {
                 let ev = Evaluator::new(&ctx, ruleset.templates(), self.every_rule);
@@ -774,6 +774,7 @@ impl Engine {
             chat: input.chat.clone(),
             sender: input.sender.clone(),
             now: Value::String(input.now.to_rfc3339()),
+            at: input.now,
             env: self.env.clone(),
         }
     }

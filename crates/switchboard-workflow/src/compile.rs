@@ -19,6 +19,7 @@ use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
 use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
 use super::template::Templates;
+use super::time;
 use super::yaml::{Kind, Loc, Node};
 
 /// Compiles one parsed file. Errors go to `errors`; rules that compiled
@@ -39,6 +40,7 @@ pub fn compile_file(
         vars: Arc::new(Value::Object(Map::new())),
         named: HashMap::new(),
         shared_source: String::new(),
+        timezone: chrono_tz::UTC,
     };
     c.file_root(root, &stem)
 }
@@ -59,6 +61,8 @@ struct Compiler<'a> {
     named: HashMap<String, Vec<Cond>>,
     /// vars, conditions and defaults as written: part of every rule's fingerprint.
     shared_source: String,
+    /// The file's `timezone` (UTC when it has none).
+    timezone: chrono_tz::Tz,
 }
 
 /// Defaults a file gives its rules.
@@ -199,7 +203,7 @@ impl<'a> Compiler<'a> {
         };
         self.check_keys(entries, file_keys(), "the workflow file");
         let get = |k: &str| field(entries, k);
-        self.shared_source = ["vars", "conditions", "defaults"]
+        self.shared_source = ["vars", "conditions", "defaults", "timezone"]
             .iter()
             .map(|k| get(k).map(Node::to_json).unwrap_or(Value::Null).to_string())
             .collect();
@@ -211,6 +215,9 @@ impl<'a> Compiler<'a> {
                 "unsupported version; this switchboard reads `version: 1`",
                 None,
             ),
+        }
+        if let Some(tz) = get("timezone").and_then(|n| self.zone(n)) {
+            self.timezone = tz;
         }
         if let Some(vars) = get("vars") {
             if self.map(vars, "`vars`").is_some() {
@@ -297,7 +304,11 @@ impl<'a> Compiler<'a> {
                 Vec::new()
             }
         };
-        let schedule = self.schedule(node, &on, get("every"), get("cron"));
+        let timezone = match get("timezone") {
+            Some(n) => self.zone(n),
+            None => Some(self.timezone),
+        };
+        let schedule = self.schedule(node, &on, get("every"), get("cron"), timezone);
         let conditions = get("if").map(|n| self.conditions(n)).unwrap_or_default();
         let actions = match get("do") {
             Some(n) => self.actions(n, "`do`"),
@@ -339,6 +350,7 @@ impl<'a> Compiler<'a> {
             description,
             on,
             schedule,
+            timezone: timezone?,
             conditions,
             actions,
             else_actions,
@@ -378,6 +390,7 @@ impl<'a> Compiler<'a> {
         on: &[String],
         every: Option<&Node>,
         cron: Option<&Node>,
+        zone: Option<chrono_tz::Tz>,
     ) -> Option<Schedule> {
         let scheduled = on.iter().any(|o| o == "schedule");
         if !scheduled {
@@ -395,7 +408,7 @@ impl<'a> Compiler<'a> {
             (None, Some(c)) => {
                 let text = self.string(c, "`cron`")?;
                 match croner::Cron::from_str(&text) {
-                    Ok(cron) => Some(Schedule::Cron(Box::new(cron))),
+                    Ok(cron) => Some(Schedule::Cron(Box::new(cron), zone?)),
                     Err(e) => {
                         self.error(c.loc, format!("bad cron expression: {e}"), None);
                         None
@@ -415,6 +428,16 @@ impl<'a> Compiler<'a> {
                 None
             }
         }
+    }
+
+    /// A `timezone:` value (an IANA name).
+    fn zone(&mut self, node: &Node) -> Option<chrono_tz::Tz> {
+        let mut problems = Vec::new();
+        let zone = time::zone(node, &mut problems);
+        for (loc, message, hint) in problems {
+            self.error(loc, message, hint);
+        }
+        zone
     }
 
     fn throttle(&mut self, node: &Node) -> Option<Throttle> {
@@ -545,6 +568,15 @@ impl<'a> Compiler<'a> {
                     }
                 }
             }
+            "time" => {
+                alone(self, "time");
+                let mut problems = Vec::new();
+                let cond = time::compile(value, &mut problems);
+                for (loc, message, hint) in problems {
+                    self.error(loc, message, hint);
+                }
+                cond.map(Cond::Time)
+            }
             "template" => {
                 alone(self, "template");
                 let source = self.string(value, "`template`")?;
@@ -574,7 +606,7 @@ impl<'a> Compiler<'a> {
             _ => {
                 alone(self, "a path condition");
                 if !valid_path(&key) {
-                    self.error(first.loc, format!("`{key}` is not a condition: expected a path like `event.content`, or all, any, not, use, template, jsonpath"), did_you_mean(&key, ["all", "any", "not", "use", "template", "jsonpath"]));
+                    self.error(first.loc, format!("`{key}` is not a condition: expected a path like `event.content`, or all, any, not, use, template, jsonpath, time"), did_you_mean(&key, ["all", "any", "not", "use", "template", "jsonpath", "time"]));
                     return None;
                 }
                 let checks = match &value.kind {

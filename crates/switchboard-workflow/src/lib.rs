@@ -2,7 +2,8 @@
 //!
 //! `load` finds and reads files, `yaml` parses them keeping positions,
 //! `compile` checks and compiles every rule, `schema` holds the format's
-//! types (and the JSON Schema), `template` the minijinja environment.
+//! types (and the JSON Schema), `template` the minijinja environment,
+//! `time` time zones and the `time` condition.
 
 pub mod actions;
 pub mod compile;
@@ -16,6 +17,7 @@ pub mod rule;
 pub mod ruleset;
 pub mod schema;
 pub mod template;
+pub mod time;
 pub mod yaml;
 
 pub use error::{LoadError, LoadErrors};

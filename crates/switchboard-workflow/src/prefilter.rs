@@ -301,7 +301,7 @@ fn need_of(cond: &Cond) -> Option<Need> {
             }
             merged.filter(|m| !m.literals.is_empty())
         }
-        Cond::Not(_) | Cond::Template { .. } | Cond::JsonPath { .. } => None,
+        Cond::Not(_) | Cond::Template { .. } | Cond::JsonPath { .. } | Cond::Time(_) => None,
     }
 }
 

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use globset::GlobMatcher;
 use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
 
 use super::pattern::Pattern;
 use super::template::Text;
+use super::time::TimeCond;
 use super::yaml::Loc;
 
 /// One compiled rule.
@@ -29,6 +31,8 @@ pub struct Rule {
     pub on: Vec<String>,
     /// Timing, for `on: schedule`.
     pub schedule: Option<Schedule>,
+    /// Its time zone (`cron`, `time` conditions, `local_now`): the rule's, else the file's, else UTC.
+    pub timezone: Tz,
     /// All must hold.
     pub conditions: Vec<Cond>,
     /// Run when they hold.
@@ -57,18 +61,24 @@ pub struct Rule {
 pub enum Schedule {
     /// At a fixed interval.
     Every(Duration),
-    /// On a cron pattern (UTC).
-    Cron(Box<croner::Cron>),
+    /// On a cron pattern, read on the wall clock of the time zone.
+    Cron(Box<croner::Cron>, Tz),
 }
 
 impl Schedule {
     /// The next run strictly after `now` (none past the calendar's end).
+    /// A cron time that the spring change to daylight saving skips runs once,
+    /// at the first instant after the gap; one the autumn change repeats runs
+    /// once, at its first occurrence (croner's rules, as in Vixie cron).
     pub fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Every(d) => chrono::Duration::from_std(*d)
                 .ok()
                 .and_then(|d| now.checked_add_signed(d)),
-            Schedule::Cron(c) => c.find_next_occurrence(&now, false).ok(),
+            Schedule::Cron(c, zone) => c
+                .find_next_occurrence(&now.with_timezone(zone), false)
+                .ok()
+                .map(|next| next.with_timezone(&Utc)),
         }
     }
 }
@@ -111,6 +121,8 @@ pub enum Cond {
         /// Compiled.
         text: Text,
     },
+    /// A `time` condition (times of day, weekdays, dates).
+    Time(TimeCond),
     /// A JSONPath query on the event.
     JsonPath {
         /// As written.

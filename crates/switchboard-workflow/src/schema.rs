@@ -20,6 +20,9 @@ use serde_json::Value;
 pub struct WorkflowFile {
     /// Language version; must be 1.
     pub version: u32,
+    /// IANA time zone of the file's `cron` schedules, `time` conditions and
+    /// `local_now` (e.g. `Europe/Berlin`); default UTC.
+    pub timezone: Option<String>,
     /// Constants for templates (`vars.NAME`) and operators (`{ var: NAME }`).
     #[serde(default)]
     pub vars: BTreeMap<String, Value>,
@@ -61,8 +64,11 @@ pub struct Rule {
     pub on: OneOrMany<EventType>,
     /// For `on: schedule`: run every interval (e.g. `10m`).
     pub every: Option<String>,
-    /// For `on: schedule`: a cron expression (e.g. `0 9 * * MON-FRI`).
+    /// For `on: schedule`: a cron expression (e.g. `0 9 * * MON-FRI`), on the
+    /// wall clock of the rule's time zone.
     pub cron: Option<String>,
+    /// IANA time zone of this rule (e.g. `America/New_York`), instead of the file's.
+    pub timezone: Option<String>,
     /// Conditions; a list means all must hold.
     #[serde(rename = "if")]
     pub if_: Option<OneOrMany<Condition>>,
@@ -185,6 +191,11 @@ pub enum Condition {
         /// Template, e.g. `{{ event.content | length > 200 }}`.
         template: String,
     },
+    /// True at the times of day, weekdays and dates given, in the rule's time zone.
+    Time {
+        /// Times of day, weekdays, dates.
+        time: TimeCondition,
+    },
     /// A JSONPath query on the event; true when it finds something, or when
     /// the operators hold on the list it finds.
     JsonPath(Box<JsonPathCondition>),
@@ -192,6 +203,50 @@ pub enum Condition {
     #[schemars(schema_with = "path_condition_schema")]
     Path(BTreeMap<String, Value>),
 }
+
+/// The `time` condition: all given parts must hold.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
+pub struct TimeCondition {
+    /// From this time of day on, inclusive (`HH:MM`).
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub after: Option<String>,
+    /// Until this time of day, exclusive (`HH:MM`); earlier than `after` wraps over midnight.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub before: Option<String>,
+    /// Days of the week.
+    pub weekdays: Option<Vec<WeekdayName>>,
+    /// Dates (`YYYY-MM-DD`).
+    pub dates: Option<Vec<IsoDate>>,
+    /// IANA time zone, instead of the rule's.
+    pub timezone: Option<String>,
+}
+
+/// A day of the week.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WeekdayName {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+/// An ISO date, `YYYY-MM-DD`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct IsoDate(#[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))] pub String);
 
 /// `jsonpath:` with optional operators.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -1,10 +1,12 @@
 //! The engine's integration tests, one binary: rules evaluated against events
 //! (`eval`), the literal prefilter against a tracing engine (`prefilter`), and
 //! every registered action agreeing across schema, loader, renderer and
-//! executor (`actions_agree`). No network: a `RecordingExecutor` stands in.
+//! executor (`actions_agree`); `time` conditions and `local_now` across
+//! daylight saving (`time`). No network: a `RecordingExecutor` stands in.
 
 mod actions_agree;
 mod eval;
 mod limits;
 mod prefilter;
 mod replies;
+mod time;
