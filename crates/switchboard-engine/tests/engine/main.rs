@@ -4,6 +4,7 @@
 //! executor (`actions_agree`). No network: a `RecordingExecutor` stands in.
 
 mod actions_agree;
+mod conversations;
 mod eval;
 mod limits;
 mod prefilter;

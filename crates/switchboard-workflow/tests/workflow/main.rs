@@ -1,7 +1,8 @@
 //! The workflow language's integration tests: every load error, with its
 //! file, line and column (`load`); the folder walk against hostile folders
-//! (`folder`); bounds on durations, patterns and templates (`limits`).
+//! (`folder`); `wait_for`, `ask` and `wait` (`conversations`); bounds on durations, patterns and templates (`limits`).
 
+mod conversations;
 mod folder;
 mod limits;
 mod load;
