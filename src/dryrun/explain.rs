@@ -42,7 +42,7 @@ pub fn explain(report: &Report, ruleset: Option<&Ruleset>) -> String {
             let _ = writeln!(out, "      {}", action_line(a));
         }
         for p in report.pending.iter().filter(|p| p.rule == rule.rule) {
-            let _ = writeln!(out, "        {}", pending_line(p));
+            let _ = writeln!(out, "        {}", pending_line(p, ruleset));
         }
     }
     if let Some(ruleset) = ruleset {
@@ -110,15 +110,25 @@ pub fn action_line(a: &ActionRecord) -> String {
 
 /// What a paused list waits for: `waits for an answer from u-ann in r1
 /// until 2026-…; then do3.. runs (on timeout: its on_timeout)`.
-pub fn pending_line(p: &PendingConversation) -> String {
+pub fn pending_line(p: &PendingConversation, ruleset: Option<&Ruleset>) -> String {
     let until = p
         .deadline
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let next = format!("{}{}", p.at.branch.name(), p.at.index + 1);
+    let on_timeout = ruleset
+        .and_then(|r| p.rule_in(r))
+        .and_then(|rule| {
+            p.at.action(rule)?
+                .pause
+                .as_ref()
+                .map(|w| w.on_timeout.len())
+        })
+        .map(|n| format!(" ({n} action{})", if n == 1 { "" } else { "s" }))
+        .unwrap_or_default();
     match p.kind {
         PauseKind::Wait => format!("waits in {} until {until}; then the list goes on at {next}", p.room),
         PauseKind::WaitFor | PauseKind::Ask => format!(
-            "waits for {} from {} in {} until {until}; an answer goes on at {next}, the timeout runs `on_timeout`",
+            "waits for {} from {} in {} until {until}; an answer goes on at {next}, the timeout runs `on_timeout`{on_timeout}",
             match p.kind {
                 PauseKind::Ask => "a choice",
                 _ => "an answer",
