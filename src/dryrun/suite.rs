@@ -170,14 +170,7 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
                 now,
             };
             let done = engine
-                .resume(
-                    ruleset,
-                    p,
-                    Resume::Deadline,
-                    &tick,
-                    &Scope::default(),
-                    &executor,
-                )
+                .resume(p, Resume::Deadline, &tick, &Scope::default(), &executor)
                 .await;
             pending.extend(done.pending.iter().cloned());
             absorb(&mut report, done);
@@ -194,7 +187,7 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
             // A message answering a paused list (the oldest it answers) goes
             // there and not through the rules.
             let answered = pending.iter().enumerate().find_map(|(j, p)| {
-                match engine.check_answer(ruleset, p, &input) {
+                match engine.check_answer(p, &input) {
                     AnswerCheck::NotAnAnswer => None,
                     AnswerCheck::Answer(value) => Some((j, Resume::Answer(value))),
                     AnswerCheck::Reprompt => Some((j, Resume::Reprompt)),
@@ -203,9 +196,7 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
             let ran = match (answered, &event.rule) {
                 (Some((j, how)), _) => {
                     let p = pending.remove(j);
-                    engine
-                        .resume(ruleset, p, how, &input, &scope, &executor)
-                        .await
+                    engine.resume(p, how, &input, &scope, &executor).await
                 }
                 (None, Some(rule)) => {
                     if ruleset.rule(rule).is_none() {

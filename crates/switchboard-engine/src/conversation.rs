@@ -7,7 +7,9 @@
 //! with the answer, a re-prompt or the deadline. No clock and no I/O here:
 //! times come in with the event input.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,8 +17,9 @@ use serde_json::{json, Map, Value};
 
 use super::action::Sender;
 use super::captures::Captures;
+use switchboard_workflow::compile::source_hash;
 use switchboard_workflow::rule::{Action, PauseKind, Rule};
-use switchboard_workflow::Ruleset;
+use switchboard_workflow::{load_str, LoadErrors, Ruleset};
 
 /// Which of a rule's lists a pause is in (`on_error` and `on_timeout` hold none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,9 +138,113 @@ pub struct PendingConversation {
     pub reprompted: bool,
     /// What the rest of the list needs.
     pub bound: Bound,
+    /// The compiled rules it runs with: those it paused in, kept alive while
+    /// it is in memory (a reload does not change them); not serialised, so
+    /// after loading it from JSON, [`PendingConversation::attach`] or
+    /// [`PendingConversation::recompile`] gives them back.
+    #[serde(skip)]
+    pub(crate) rules: Rules,
+}
+
+/// The ruleset a pending conversation runs with (compared as equal always:
+/// two records are the same conversation whatever rules they hold).
+#[derive(Clone, Default)]
+pub(crate) struct Rules(pub(crate) Option<Arc<Ruleset>>);
+
+impl PartialEq for Rules {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Rules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "attached" } else { "none" })
+    }
+}
+
+/// Why a pending conversation cannot run with the rules offered.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The ruleset has no rule with that id and fingerprint (changed or removed).
+    #[error("conversation {id}: rule `{rule}` is not in these rules as it was when it paused (changed or removed)")]
+    RuleChanged {
+        /// The conversation.
+        id: String,
+        /// Its rule's id.
+        rule: String,
+    },
+    /// The file text offered is not the one the rule was compiled from.
+    #[error("conversation {id}: the text offered for {file} is not the one it paused with (hash {got:016x}, expected {expected:016x})")]
+    OtherSource {
+        /// The conversation.
+        id: String,
+        /// The workflow file.
+        file: String,
+        /// The hash it paused with.
+        expected: u64,
+        /// The hash of the text offered.
+        got: u64,
+    },
+    /// The file text does not compile any more (a different switchboard version).
+    #[error("conversation {id}: {file} does not compile")]
+    Compile {
+        /// The conversation.
+        id: String,
+        /// The workflow file.
+        file: String,
+        /// The errors.
+        #[source]
+        errors: LoadErrors,
+    },
 }
 
 impl PendingConversation {
+    /// The rules it runs with, when attached (always, unless loaded from JSON).
+    pub fn ruleset(&self) -> Option<&Arc<Ruleset>> {
+        self.rules.0.as_ref()
+    }
+
+    /// Attaches `ruleset` (e.g. the current one after a restart) if it holds
+    /// this conversation's rule unchanged (same id and fingerprint).
+    pub fn attach(&mut self, ruleset: Arc<Ruleset>) -> Result<(), AttachError> {
+        if self.rule_in(&ruleset).is_none() {
+            return Err(AttachError::RuleChanged {
+                id: self.id.clone(),
+                rule: self.rule.clone(),
+            });
+        }
+        self.rules = Rules(Some(ruleset));
+        Ok(())
+    }
+
+    /// Compiles the rule again from its file's text as it was when the
+    /// conversation paused (kept by the runtime under [`Self::source_hash`]),
+    /// and attaches it: a conversation finishes with the actions it started
+    /// with even when the file changed since. The text must hash to
+    /// `source_hash`. Several conversations of one file may share the result
+    /// through [`Self::attach`].
+    pub fn recompile(&mut self, file_text: &str) -> Result<Arc<Ruleset>, AttachError> {
+        let file = self.file.to_string_lossy().into_owned();
+        let got = source_hash(file_text);
+        if got != self.source_hash {
+            return Err(AttachError::OtherSource {
+                id: self.id.clone(),
+                file,
+                expected: self.source_hash,
+                got,
+            });
+        }
+        let ruleset = load_str(&file, file_text).map_err(|errors| AttachError::Compile {
+            id: self.id.clone(),
+            file,
+            errors,
+        })?;
+        let ruleset = Arc::new(ruleset);
+        self.attach(ruleset.clone())?;
+        Ok(ruleset)
+    }
+
     /// The rule this conversation continues in `ruleset`: same id and same
     /// fingerprint, else `None` (changed or removed since it paused).
     pub fn rule_in<'r>(&self, ruleset: &'r Ruleset) -> Option<&'r Rule> {

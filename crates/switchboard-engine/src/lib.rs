@@ -14,7 +14,7 @@ pub mod render;
 pub mod run;
 pub mod state;
 
-pub use conversation::{AnswerCheck, PendingConversation, Resume};
+pub use conversation::{AnswerCheck, AttachError, PendingConversation, Resume};
 pub use journal::{Journal, JournalStore};
 pub use recording::RecordingExecutor;
 pub use run::{Engine, EventInput, Finish, Report};

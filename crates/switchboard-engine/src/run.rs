@@ -18,7 +18,7 @@ use super::context::lookup;
 use super::context::{Context, EventContext};
 use super::conversation::{
     answer_text, ask_result, named_choice, reprompt_text, ActionPath, AnswerCheck, Bound, Branch,
-    PendingConversation, Resume,
+    PendingConversation, Resume, Rules,
 };
 use super::evaluate::{self, CondTrace, Evaluator};
 use super::journal::{Journal, Step};
@@ -364,7 +364,7 @@ impl Engine {
 
     async fn run_rules(
         &self,
-        ruleset: &Ruleset,
+        ruleset: &Arc<Ruleset>,
         rules: &[&Rule],
         input: &EventInput,
         scope: &Scope,
@@ -469,7 +469,7 @@ impl Engine {
         &self,
         rule: &Rule,
         (list, actions, start): (List, &[Action], usize),
-        ruleset: &Ruleset,
+        ruleset: &Arc<Ruleset>,
         ctx: Context,
         caps: &Captures,
         bindings: Map<String, Value>,
@@ -555,7 +555,7 @@ impl Engine {
         &self,
         rule: &Rule,
         (action, step, at): (&Action, &str, Option<ActionPath>),
-        ruleset: &Ruleset,
+        ruleset: &Arc<Ruleset>,
         ctx: &mut Context,
         caps: &Captures,
         bindings: &mut Map<String, Value>,
@@ -620,7 +620,7 @@ impl Engine {
             Split::Pause(pause) => {
                 let paused = self
                     .pause(
-                        rule, pause, step, at, caps, bindings, input, scope, executor,
+                        ruleset, rule, pause, step, at, caps, bindings, input, scope, executor,
                     )
                     .await;
                 return match paused {
@@ -848,6 +848,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn pause(
         &self,
+        ruleset: &Arc<Ruleset>,
         rule: &Rule,
         pause: PauseAction<'_>,
         step: &str,
@@ -927,6 +928,7 @@ impl Engine {
             started: input.now,
             deadline,
             reprompted: false,
+            rules: Rules(Some(ruleset.clone())),
             bound: Bound {
                 event_type: input.event_type.clone(),
                 event: (*input.event).clone(),
@@ -939,10 +941,9 @@ impl Engine {
         })
     }
 
-    /// Whether the message event `input` answers `pending`, whose rule is in
-    /// `ruleset` (the ruleset it paused in, or one where
-    /// [`PendingConversation::rule_in`] finds it unchanged). Pure: nothing is
-    /// performed, the state is only read (for `if:`).
+    /// Whether the message event `input` answers `pending`, by the rules it
+    /// runs with ([`PendingConversation::ruleset`]; none attached: not an
+    /// answer). Pure: nothing is performed, the state is only read (for `if:`).
     ///
     /// An answer is a `message_created` in the conversation's room from one
     /// of [`PendingConversation::from`] (id or handle) meeting `wait_for`'s
@@ -952,12 +953,7 @@ impl Engine {
     /// case): naming none (or several) gets one [`AnswerCheck::Reprompt`],
     /// and after that such a message is not an answer (it goes through the
     /// rules; the wait goes on until an answer or the timeout).
-    pub fn check_answer(
-        &self,
-        ruleset: &Ruleset,
-        pending: &PendingConversation,
-        input: &EventInput,
-    ) -> AnswerCheck {
+    pub fn check_answer(&self, pending: &PendingConversation, input: &EventInput) -> AnswerCheck {
         if pending.kind == PauseKind::Wait || input.event_type != "message_created" {
             return AnswerCheck::NotAnAnswer;
         }
@@ -975,12 +971,15 @@ impl Engine {
         if sender_id.is_empty() || !pending.may_answer(sender_id, handle) {
             return AnswerCheck::NotAnAnswer;
         }
+        let Some(ruleset) = pending.ruleset() else {
+            tracing::warn!(pending = %pending.id, rule = %pending.rule, "the conversation has no rules attached (attach or recompile them after loading it); its answers cannot be checked");
+            return AnswerCheck::NotAnAnswer;
+        };
         let Some(pause) = pending
             .rule_in(ruleset)
             .and_then(|rule| Some((rule, pending.at.action(rule)?.pause.as_deref()?)))
         else {
-            tracing::warn!(pending = %pending.id, rule = %pending.rule, "the conversation's rule is not in this ruleset; its answers cannot be checked");
-            return AnswerCheck::NotAnAnswer;
+            return AnswerCheck::NotAnAnswer; // `attach` checked it is there.
         };
         let (rule, pause) = pause;
         if !pause.answer_if.is_empty() {
@@ -1020,8 +1019,8 @@ impl Engine {
         }
     }
 
-    /// Goes on with a pending conversation, in `ruleset` (see
-    /// [`Engine::check_answer`]): with its answer (`as:` binds it, then the
+    /// Goes on with a pending conversation, with the rules it paused in
+    /// (kept in it; after loading it from JSON, attached or recompiled): with its answer (`as:` binds it, then the
     /// rest of the list runs), a re-prompt (sent; the conversation is handed
     /// back in [`Report::pending`] with `reprompted` set) or its deadline
     /// (`on_timeout` runs, not the rest; for `wait`, the rest runs). The rest
@@ -1032,11 +1031,10 @@ impl Engine {
     /// actions run in (the answer's; none for a deadline), for the journal.
     /// The rest runs in the conversation's room, `reply` mentioning the
     /// sender of the message that started it, and sees that message as
-    /// `event`. If the rule changed or went, nothing runs: the outcome is
-    /// a failure saying so (the runtime keeps the old ruleset for this).
+    /// `event`. A reload does not change what it runs. With no rules
+    /// attached nothing runs: the outcome is a failure saying so.
     pub async fn resume(
         &self,
-        ruleset: &Ruleset,
         pending: PendingConversation,
         how: Resume,
         input: &EventInput,
@@ -1044,14 +1042,18 @@ impl Engine {
         executor: &dyn Executor,
     ) -> Report {
         let mut report = Report::new(&input.event_type);
-        let Some(rule) = pending.rule_in(ruleset) else {
+        let Some(ruleset) = pending.ruleset().cloned() else {
             report.outcome = Finish::Failed {
                 reason: format!(
-                    "{}: the rule changed or was removed since conversation {} paused; give the ruleset it paused in",
+                    "{}: conversation {} has no rules attached (attach or recompile them after loading it)",
                     pending.rule, pending.id
                 ),
             };
             return report;
+        };
+        let ruleset = &ruleset;
+        let Some(rule) = pending.rule_in(ruleset) else {
+            return report; // `attach` checked it is there.
         };
         let Some(action) = pending.at.action(rule) else {
             return report; // rule_in checked it is there.

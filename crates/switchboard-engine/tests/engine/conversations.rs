@@ -32,11 +32,15 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 12, 0, 0).unwrap()
 }
 
-fn ruleset(actions: &str) -> Arc<Ruleset> {
-    let text = format!(
+/// The workflow file with one rule, `conv/r`, doing `actions` on "refund N".
+fn source(actions: &str) -> String {
+    format!(
         "version: 1\nrules:\n  - name: r\n    on: message_created\n    if:\n      - event.content: {{ matches: '(?i)refund (?P<amount>\\d+)' }}\n    do:\n{actions}"
-    );
-    Arc::new(load_str("conv.yaml", &text).unwrap_or_else(|e| panic!("{e}")))
+    )
+}
+
+fn ruleset(actions: &str) -> Arc<Ruleset> {
+    Arc::new(load_str("conv.yaml", &source(actions)).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A message `content` from `who` (id `u-who`, handle `who`) in `room`.
@@ -107,7 +111,7 @@ impl Conv {
 
     fn check(&self, p: &PendingConversation, room: &str, who: &str, content: &str) -> AnswerCheck {
         let (input, _) = message("m-check", room, who, content, t0());
-        self.engine.check_answer(&self.ruleset, p, &input)
+        self.engine.check_answer(p, &input)
     }
 
     fn resume(
@@ -120,10 +124,7 @@ impl Conv {
         at: DateTime<Utc>,
     ) -> Report {
         let (input, scope) = message(id, "r1", who, content, at);
-        ready(
-            self.engine
-                .resume(&self.ruleset, p, how, &input, &scope, &self.executor),
-        )
+        ready(self.engine.resume(p, how, &input, &scope, &self.executor))
     }
 }
 
@@ -356,39 +357,78 @@ fn a_pending_conversation_survives_a_json_round_trip() {
     let pending = report.pending.remove(0);
     let text = serde_json::to_string(&pending).unwrap();
     assert!(text.len() < 1024, "small: {} bytes: {text}", text.len());
-    let back: PendingConversation = serde_json::from_str(&text).unwrap();
+    let mut back: PendingConversation = serde_json::from_str(&text).unwrap();
     assert_eq!(back, pending);
+    assert!(pending.ruleset().is_some() && back.ruleset().is_none());
 
-    // A fresh engine on a freshly compiled ruleset (a restart) goes on with it.
+    // Loaded with no rules attached, it cannot run, and says why.
     let restarted = Conv::new(WAIT_FOR);
-    assert!(back.rule_in(&restarted.ruleset).is_some());
+    assert_eq!(
+        restarted.check(&back, "r1", "ann", "42"),
+        AnswerCheck::NotAnAnswer
+    );
+    let report = restarted.resume(back.clone(), Resume::Deadline, "", "ann", "", t0());
+    let Finish::Failed { reason } = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert!(reason.contains("has no rules attached"), "{reason}");
+
+    // After a restart on unchanged rules: attached, it goes on.
+    back.attach(restarted.ruleset.clone()).unwrap();
     let AnswerCheck::Answer(answer) = restarted.check(&back, "r1", "ann", "42") else {
         panic!()
     };
-    let report = restarted.resume(
-        back.clone(),
-        Resume::Answer(answer),
-        "m2",
-        "ann",
-        "42",
-        t0(),
-    );
+    let report = restarted.resume(back, Resume::Answer(answer), "m2", "ann", "42", t0());
     assert_eq!(report.outcome, Finish::Done);
     assert_eq!(
         texts(&restarted.executor),
         ["Refund of 30 for order 42 (refund 30)."]
     );
+}
 
-    // A changed rule does not take it: the runtime must give the ruleset it paused in.
-    let changed = Conv::new(&WAIT_FOR.replace("Which order?", "Which order number?"));
-    assert!(back.rule_in(&changed.ruleset).is_none());
-    let report = changed.resume(back, Resume::Deadline, "", "ann", "", t0());
-    let Finish::Failed { reason } = &report.outcome else {
-        panic!("{:?}", report.outcome)
+#[test]
+fn a_conversation_finishes_with_the_actions_it_started_with() {
+    let conv = Conv::new(WAIT_FOR);
+    let mut report = conv.handle("m1", "ann", "refund 30");
+    let pending = report.pending.remove(0);
+
+    // A reload to a changed rule: the one in memory keeps its rules.
+    let changed = ruleset(&WAIT_FOR.replace("Refund of", "Changed: refund of"));
+    conv.engine.swap(changed.clone());
+    let AnswerCheck::Answer(answer) = conv.check(&pending, "r1", "ann", "42") else {
+        panic!()
     };
-    assert!(
-        reason.contains("the rule changed or was removed"),
-        "{reason}"
+    conv.resume(
+        pending.clone(),
+        Resume::Answer(answer.clone()),
+        "m2",
+        "ann",
+        "42",
+        t0(),
     );
-    assert!(texts(&changed.executor).is_empty());
+    assert_eq!(
+        texts(&conv.executor)[1],
+        "Refund of 30 for order 42 (refund 30)."
+    );
+
+    // After a restart the changed rules do not take it; the file's text as
+    // it was (which the runtime keeps by its hash) compiles it again.
+    let mut back: PendingConversation =
+        serde_json::from_str(&serde_json::to_string(&pending).unwrap()).unwrap();
+    let err = back.attach(changed).unwrap_err().to_string();
+    assert!(
+        err.contains("is not in these rules as it was when it paused"),
+        "{err}"
+    );
+    let changed_text = source(&WAIT_FOR.replace("Refund of", "Changed: refund of"));
+    let err = back.recompile(&changed_text).unwrap_err().to_string();
+    assert!(err.contains("is not the one it paused with"), "{err}");
+    back.recompile(&source(WAIT_FOR)).unwrap();
+    let restarted = Conv::new(&WAIT_FOR.replace("Refund of", "Changed: refund of"));
+    let report = restarted.resume(back, Resume::Answer(answer), "m2", "ann", "42", t0());
+    assert_eq!(report.outcome, Finish::Done);
+    assert_eq!(
+        texts(&restarted.executor),
+        ["Refund of 30 for order 42 (refund 30)."]
+    );
 }

@@ -11,8 +11,12 @@
 //! You write two things: a module here (`Args` deriving `JsonSchema`, `DEF`,
 //! the rendered type with `render`), and its line in [`registry!`]
 //! (`name::Type: Local` or `name::Type: Platform`; the kind is written only
-//! there). The schema, the loader, `find`/`names`, rendering, serialisation
-//! and the test-file checks follow from [`ALL`]. The compiler then asks for
+//! there). `Pause` is the kind of `wait_for`, `ask` and `wait`: control flow
+//! the engine handles itself (it pauses the list); their arguments that are
+//! conditions or action lists are named in [`ActionDef::nested`] and compiled
+//! into [`crate::rule::Pause`] by the loader instead of being rendered.
+//! The schema, the loader, `find`/`names`, rendering, serialisation and the
+//! test-file checks follow from [`ALL`]. The compiler then asks for
 //! the rest: a `Local` action does not compile until `Engine::run_local`
 //! (switchboard-engine `run.rs`, an exhaustive match on [`LocalAction`])
 //! performs it; a `Platform` one until the `Effects` dispatch
