@@ -945,7 +945,8 @@ impl Engine {
     /// runs with ([`PendingConversation::ruleset`]; none attached: not an
     /// answer). Pure: nothing is performed, the state is only read (for `if:`).
     ///
-    /// An answer is a `message_created` in the conversation's room from one
+    /// An answer is a `message_created` before the deadline (by its `now`),
+    /// in the conversation's room from one
     /// of [`PendingConversation::from`] (id or handle) meeting `wait_for`'s
     /// `if:` (evaluated with `event`, `sender` and `chat` the answer's, and
     /// `match` and the `as:` results of the paused list). With `ask`'s
@@ -955,6 +956,10 @@ impl Engine {
     /// rules; the wait goes on until an answer or the timeout).
     pub fn check_answer(&self, pending: &PendingConversation, input: &EventInput) -> AnswerCheck {
         if pending.kind == PauseKind::Wait || input.event_type != "message_created" {
+            return AnswerCheck::NotAnAnswer;
+        }
+        // From the deadline on the timeout wins, even before it was handled.
+        if pending.is_due(input.now) {
             return AnswerCheck::NotAnAnswer;
         }
         let room = input.event.get("chat_room_id").and_then(Value::as_str);

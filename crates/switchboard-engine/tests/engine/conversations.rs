@@ -202,6 +202,23 @@ fn the_timeout_runs_on_timeout_and_not_the_rest() {
     let pending = report.pending.remove(0);
     let later = pending.deadline;
     assert!(pending.is_due(later) && !pending.is_due(later - chrono::Duration::seconds(1)));
+    // Once the deadline passed, a late answer is not one: the timeout wins.
+    let (late, _) = message("m9", "r1", "ann", "42", later);
+    assert_eq!(
+        conv.engine.check_answer(&pending, &late),
+        AnswerCheck::NotAnAnswer
+    );
+    let (in_time, _) = message(
+        "m9",
+        "r1",
+        "ann",
+        "42",
+        later - chrono::Duration::seconds(1),
+    );
+    assert!(matches!(
+        conv.engine.check_answer(&pending, &in_time),
+        AnswerCheck::Answer(_)
+    ));
     let report = conv.resume(pending, Resume::Deadline, "", "ann", "", later);
     assert_eq!(report.outcome, Finish::Done);
     assert!(report.pending.is_empty());
