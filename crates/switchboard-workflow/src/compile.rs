@@ -1033,6 +1033,19 @@ impl<'a> Compiler<'a> {
                 Some(hint),
             );
         }
+        // Only a message has a sender to wait for by default.
+        if kind == PauseKind::WaitFor && field(entries, "from").is_none() {
+            if let Some(on) = self.rule_on.iter().find(|on| *on != "message_created") {
+                let msg = format!(
+                    "`wait_for` without `from:` waits for the sender of the message, and a rule on `{on}` has none"
+                );
+                self.error(
+                    name_node.loc,
+                    msg,
+                    Some("give `from:` (a handle or id)".into()),
+                );
+            }
+        }
         let mut pause = Pause {
             kind,
             timeout: MAX_WAIT,

@@ -154,6 +154,24 @@ fn only_where_the_event_has_a_room() {
 }
 
 #[test]
+fn wait_for_names_who_answers_where_the_event_has_no_sender() {
+    for on in ["room_added", "participant_added"] {
+        let out = errors(&rule(on, "      - wait_for: { timeout: 1m }\n"));
+        assert!(
+            out.contains(&format!(
+                "`wait_for` without `from:` waits for the sender of the message, and a rule on `{on}` has none"
+            )),
+            "{on}: {out}"
+        );
+        load_str(
+            "w.yaml",
+            &rule(on, "      - wait_for: { timeout: 1m, from: '@ann' }\n"),
+        )
+        .unwrap_or_else(|e| panic!("{on}: {e}"));
+    }
+}
+
+#[test]
 fn no_pause_inside_on_timeout_or_on_error() {
     let out = errors(&rule(
         "message_created",
