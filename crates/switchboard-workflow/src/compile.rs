@@ -14,10 +14,13 @@ use serde_json::{Map, Value};
 
 use super::actions;
 use super::duration::{parse_duration, seconds};
+use super::duration::{MAX_WAIT, MAX_WAIT_DAYS};
 use super::error::{did_you_mean, LoadError};
 use super::pattern::Pattern;
-use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
-use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
+use super::rule::{
+    Action, Arg, Check, Cond, OnError, Op, Pause, PauseKind, Rule, Schedule, Throttle,
+};
+use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES, ROOM_EVENTS};
 use super::template::Templates;
 use super::time;
 use super::yaml::{Kind, Loc, Node};
@@ -34,6 +37,7 @@ pub fn compile_file(
     let stem = file_stem(file);
     let mut c = Compiler {
         file,
+        text,
         lines: text.lines().collect(),
         errors,
         templates,
@@ -41,6 +45,8 @@ pub fn compile_file(
         named: HashMap::new(),
         shared_source: String::new(),
         timezone: chrono_tz::UTC,
+        rule_on: Vec::new(),
+        list: "`do`",
     };
     c.file_root(root, &stem)
 }
@@ -54,6 +60,7 @@ pub fn file_stem(file: &Path) -> String {
 
 struct Compiler<'a> {
     file: &'a Path,
+    text: &'a str,
     lines: Vec<&'a str>,
     errors: &'a mut Vec<LoadError>,
     templates: &'a mut Templates,
@@ -63,6 +70,10 @@ struct Compiler<'a> {
     shared_source: String,
     /// The file's `timezone` (UTC when it has none).
     timezone: chrono_tz::Tz,
+    /// The event types of the rule being compiled (may it pause: has it a room?).
+    rule_on: Vec<String>,
+    /// The action list being compiled (`` `do` ``, `` `on_timeout` ``, ...).
+    list: &'static str,
 }
 
 /// Defaults a file gives its rules.
@@ -309,6 +320,7 @@ impl<'a> Compiler<'a> {
             None => Some(self.timezone),
         };
         let schedule = self.schedule(node, &on, get("every"), get("cron"), timezone);
+        self.rule_on = on.clone();
         let conditions = get("if").map(|n| self.conditions(n)).unwrap_or_default();
         let actions = match get("do") {
             Some(n) => self.actions(n, "`do`"),
@@ -361,6 +373,7 @@ impl<'a> Compiler<'a> {
             enabled: enabled.unwrap_or(true),
             vars: self.vars.clone(),
             fingerprint: fingerprint(&self.shared_source, node),
+            source_hash: source_hash(self.text),
         })
     }
 
@@ -784,9 +797,19 @@ impl<'a> Compiler<'a> {
         Some(node.to_json())
     }
 
-    fn actions(&mut self, node: &Node, what: &str) -> Vec<Action> {
+    fn actions(&mut self, node: &Node, what: &'static str) -> Vec<Action> {
+        let outer = std::mem::replace(&mut self.list, what);
+        let out = self.action_list(node, what);
+        self.list = outer;
+        out
+    }
+
+    fn action_list(&mut self, node: &Node, what: &str) -> Vec<Action> {
         match &node.kind {
-            Kind::Seq(items) => items.iter().filter_map(|n| self.action(n)).collect(),
+            Kind::Seq(items) => {
+                self.unique_bindings(items);
+                items.iter().filter_map(|n| self.action(n)).collect()
+            }
             Kind::Null => Vec::new(),
             _ => {
                 self.error(
@@ -798,6 +821,33 @@ impl<'a> Compiler<'a> {
                     None,
                 );
                 Vec::new()
+            }
+        }
+    }
+
+    /// `as:` names are unique in one list: a later step reading `answer`
+    /// must not depend on which of two steps bound it last.
+    fn unique_bindings(&mut self, items: &[Node]) {
+        let mut seen: HashMap<String, Loc> = HashMap::new();
+        for item in items {
+            let Kind::Map(entries) = &item.kind else {
+                continue;
+            };
+            let Some(bind) = field(entries, "as") else {
+                continue;
+            };
+            let Some(name) = bind.as_str() else { continue };
+            match seen.get(name) {
+                Some(first) => {
+                    let msg = format!(
+                        "`as: {name}` is already bound at line {} of this list",
+                        first.line
+                    );
+                    self.error(bind.loc, msg, Some("give each `as:` its own name".into()));
+                }
+                None => {
+                    seen.insert(name.to_owned(), bind.loc);
+                }
             }
         }
     }
@@ -863,6 +913,18 @@ impl<'a> Compiler<'a> {
             return None;
         };
         let spec = actions::find(name_node.as_str()?)?;
+        if spec.kind == actions::Kind::Pause {
+            let (args, pause) = self.pause(spec, name_node, args_node)?;
+            return ok.then(|| Action {
+                name: spec.name,
+                args,
+                when,
+                bind,
+                on_error,
+                loc: name_node.loc,
+                pause: Some(Box::new(pause)),
+            });
+        }
         let (name, shorthand) = (spec.name, spec.shorthand);
         let allowed = spec.arg_keys();
         let mut args: Vec<(String, Arg)> = Vec::new();
@@ -922,7 +984,233 @@ impl<'a> Compiler<'a> {
             bind,
             on_error,
             loc: name_node.loc,
+            pause: None,
         })
+    }
+
+    /// `wait_for`, `ask`, `wait`: their arguments, and the parts compiled
+    /// into the rule (timeout, choices, `if`, `on_timeout`), all checked now.
+    fn pause(
+        &mut self,
+        spec: &actions::ActionSpec,
+        name_node: &Node,
+        args_node: &Node,
+    ) -> Option<(Vec<(String, Arg)>, Pause)> {
+        let name = spec.name;
+        let kind = match name {
+            "wait_for" => PauseKind::WaitFor,
+            "ask" => PauseKind::Ask,
+            _ => PauseKind::Wait,
+        };
+        let before = self.errors.len();
+        match self.list {
+            "`on_timeout`" => self.error(
+                name_node.loc,
+                format!("`{name}` cannot be inside `on_timeout`: one level is enough"),
+                Some("put what comes after the answer in the list after the first wait".into()),
+            ),
+            "`on_error`" => self.error(
+                name_node.loc,
+                format!("`{name}` cannot be inside `on_error`: the fallback ends the event"),
+                None,
+            ),
+            _ => {}
+        }
+        // A shorthand (`wait: 5m`) is its one argument.
+        let shorthand;
+        let entries: &[(Node, Node)] = match (&args_node.kind, spec.shorthand) {
+            (Kind::Map(entries), _) => {
+                self.check_keys(entries, spec.arg_keys(), &format!("`{name}`"));
+                entries
+            }
+            (_, Some(arg)) => {
+                shorthand = [(
+                    Node {
+                        kind: Kind::Str(arg.to_owned()),
+                        loc: args_node.loc,
+                    },
+                    args_node.clone(),
+                )];
+                &shorthand
+            }
+            _ => {
+                let msg = format!(
+                    "`{name}` needs a mapping of arguments ({})",
+                    spec.arg_keys().join(", ")
+                );
+                self.error(args_node.loc, msg, None);
+                return None;
+            }
+        };
+        let has_room = !self.rule_on.is_empty()
+            && self
+                .rule_on
+                .iter()
+                .all(|on| ROOM_EVENTS.contains(&on.as_str()));
+        let room_given = kind == PauseKind::WaitFor && field(entries, "chat").is_some();
+        if !(has_room || room_given) {
+            let on = self
+                .rule_on
+                .iter()
+                .find(|on| !ROOM_EVENTS.contains(&on.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            let hint = match kind {
+                PauseKind::WaitFor => "give it `chat:` (the room to wait in)".to_owned(),
+                _ => format!("only rules on {} have a room", ROOM_EVENTS.join(", ")),
+            };
+            self.error(
+                name_node.loc,
+                format!("`{name}` waits in a room, and a rule on `{on}` has none"),
+                Some(hint),
+            );
+        }
+        // Only a message has a sender to wait for by default.
+        if kind == PauseKind::WaitFor && field(entries, "from").is_none() {
+            if let Some(on) = self.rule_on.iter().find(|on| *on != "message_created") {
+                let msg = format!(
+                    "`wait_for` without `from:` waits for the sender of the message, and a rule on `{on}` has none"
+                );
+                self.error(
+                    name_node.loc,
+                    msg,
+                    Some("give `from:` (a handle or id)".into()),
+                );
+            }
+        }
+        let mut pause = Pause {
+            kind,
+            timeout: MAX_WAIT,
+            answer_if: Vec::new(),
+            choices: Vec::new(),
+            on_timeout: Vec::new(),
+        };
+        let mut args = Vec::new();
+        for (k, v) in entries {
+            let key = k.key_text();
+            match key.as_str() {
+                "if" => pause.answer_if = self.conditions(v),
+                "on_timeout" => pause.on_timeout = self.actions(v, "`on_timeout`"),
+                "timeout" | "duration" => {
+                    if let Some(d) = self.wait_duration(v, &key) {
+                        pause.timeout = d;
+                        args.push((key, Arg::Value(Value::String(format!("{}s", d.as_secs())))));
+                    }
+                }
+                "choices" => {
+                    if let Some(choices) = self.choices(v) {
+                        let list = choices.iter().map(|c| Arg::Value(Value::String(c.clone())));
+                        args.push((key, Arg::List(list.collect())));
+                        pause.choices = choices;
+                    }
+                }
+                _ if spec.arg_keys().contains(&key) => {
+                    if let Some(a) = self.arg(v) {
+                        args.push((key, a));
+                    }
+                }
+                _ => {} // reported by check_keys
+            }
+        }
+        for req in spec.required() {
+            if field(entries, req).is_none() {
+                self.error(
+                    name_node.loc,
+                    format!("`{name}` is missing its `{req}` argument"),
+                    None,
+                );
+            }
+        }
+        (self.errors.len() == before).then_some((args, pause))
+    }
+
+    /// A pause's `timeout` (or `wait`'s duration): literal, at most [`MAX_WAIT`].
+    fn wait_duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
+        let parsed = match &node.kind {
+            Kind::Str(s) if s.contains("{{") => {
+                let msg =
+                    format!("`{key}` must be a literal duration (like `10m`), not a template");
+                self.error(node.loc, msg, None);
+                return None;
+            }
+            Kind::Str(s) => parse_duration(s).map(|d| (d, s.clone())),
+            Kind::Int(i) => seconds(*i as f64).map(|d| (d, format!("{i}s"))),
+            Kind::Float(f) => seconds(*f).map(|d| (d, format!("{f}s"))),
+            _ => Err(format!(
+                "must be a duration like `10m`, found {}",
+                node.describe()
+            )),
+        };
+        match parsed {
+            Ok((d, _)) if d <= MAX_WAIT => Some(d),
+            Ok((_, text)) => {
+                let msg = format!(
+                    "`{key}`: {text} is longer than a conversation may wait ({MAX_WAIT_DAYS}d)"
+                );
+                self.error(node.loc, msg, None);
+                None
+            }
+            Err(e) => {
+                self.error(
+                    node.loc,
+                    format!("`{key}`: {e}"),
+                    Some("e.g. `30s`, `10m`, `1h`, `2d`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `ask`'s `choices`: literal strings, at least one, distinct ignoring case.
+    fn choices(&mut self, node: &Node) -> Option<Vec<String>> {
+        let Kind::Seq(items) = &node.kind else {
+            let msg = format!(
+                "`choices` must be a list of words, found {}",
+                node.describe()
+            );
+            self.error(node.loc, msg, None);
+            return None;
+        };
+        if items.is_empty() {
+            self.error(node.loc, "`choices` must name at least one choice", None);
+            return None;
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let choice = match &item.kind {
+                Kind::Str(s) if s.contains("{{") => {
+                    self.error(
+                        item.loc,
+                        "a choice must be literal text, not a template",
+                        None,
+                    );
+                    ok = false;
+                    continue;
+                }
+                Kind::Str(s) if !s.trim().is_empty() => s.trim().to_owned(),
+                Kind::Int(i) => i.to_string(),
+                _ => {
+                    let msg = format!("a choice must be a word, found {}", item.describe());
+                    self.error(item.loc, msg, None);
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some(first) = out
+                .iter()
+                .find(|c| c.to_lowercase() == choice.to_lowercase())
+            {
+                let msg = format!(
+                    "choice `{choice}` repeats `{first}` (choices are compared ignoring case)"
+                );
+                self.error(item.loc, msg, None);
+                ok = false;
+                continue;
+            }
+            out.push(choice);
+        }
+        ok.then_some(out)
     }
 
     /// Validates arguments whose value is known now (enums, durations).
@@ -998,6 +1286,14 @@ fn fingerprint(shared: &str, rule: &Node) -> u64 {
     shared.hash(&mut h);
     rule.to_json().to_string().hash(&mut h);
     h.finish()
+}
+
+/// A hash of a workflow file's text ([`Rule::source_hash`]): FNV-1a, the
+/// same across builds and Rust versions, as it is persisted.
+pub fn source_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The value under `key` in a mapping's entries.
