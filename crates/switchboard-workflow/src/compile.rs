@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::actions;
 use super::duration::{parse_duration, seconds};
-use super::error::{did_you_mean, LoadError};
+use super::error::{closest, did_you_mean, LoadError};
 use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
 use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
@@ -778,6 +778,8 @@ impl<'a> Compiler<'a> {
         let mut bind = None;
         let mut on_error = OnError::Fail;
         let mut ok = true;
+        // A misspelt action name, with the action it probably means.
+        let mut guessed: Option<(&str, &Node)> = None;
         for (k, v) in entries {
             let key = k.key_text();
             match key.as_str() {
@@ -811,16 +813,27 @@ impl<'a> Compiler<'a> {
                         .iter()
                         .copied()
                         .chain(ACTION_MODIFIERS.iter().copied());
+                    let guess = closest(&key, known);
+                    if let Some(action) = guess.filter(|g| names.contains(g)) {
+                        guessed = Some((action, v));
+                    }
                     self.error(
                         k.loc,
                         format!("unknown action `{key}`"),
-                        did_you_mean(&key, known),
+                        guess.map(|g| format!("did you mean `{g}`?")),
                     );
                     ok = false;
                 }
             }
         }
         let Some((name_node, args_node)) = found else {
+            // The arguments of a misspelt action are checked against the
+            // action it probably means, so their own typos show in this run.
+            if let Some((action, args)) = guessed {
+                if let (Some(spec), Kind::Map(entries)) = (actions::find(action), &args.kind) {
+                    self.check_keys(entries, spec.arg_keys(), &format!("`{action}`"));
+                }
+            }
             if ok {
                 self.error(
                     node.loc,

@@ -143,6 +143,24 @@ pub fn parse_cached(text: &str) -> Result<Node, SyntaxError> {
     TREES.get_or_try((h.finish(), text.len()), || parse(text))
 }
 
+/// A hint for a YAML syntax error: the parser's wording ("mapping values are
+/// not allowed", "did not find expected key") rarely says that the usual
+/// cause is a line indented more or less than its siblings.
+pub fn syntax_hint(message: &str) -> Option<String> {
+    const INDENTATION: &[&str] = &[
+        "mapping values are not allowed",
+        "did not find expected key",
+        "did not find expected '-'",
+        "while parsing a block",
+        "block sequence entries are not allowed",
+        "could not find expected ':'",
+    ];
+    INDENTATION
+        .iter()
+        .any(|m| message.contains(m))
+        .then(|| "hint: check the indentation of this line against the one above".to_owned())
+}
+
 /// serde-saphyr's messages carry their own snippet; we print ours.
 fn first_line(message: &str) -> String {
     let line = message.lines().next().unwrap_or(message).trim();

@@ -171,3 +171,33 @@ fn yaml_bombs_are_refused() {
     );
     assert!(errors(&deep).contains("invalid YAML"));
 }
+
+#[test]
+fn wrong_indentation_gets_a_hint() {
+    for text in [
+        "version: 1\nrules:\n  - name: a\n    on: message_created\n   do: []\n",
+        "version: 1\nrules:\n  - name: a\n    on: message_created\n      do: []\n",
+    ] {
+        let out = errors(text);
+        assert!(
+            out.contains("hint: check the indentation of this line against the one above"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn every_unknown_key_of_a_rule_and_its_actions_is_reported_at_once() {
+    let text = "version: 1\nrules:\n  - name: a\n    onn: message_created\n    descriptoin: x\n    do:\n      - rpely: { txt: hi, mentons: [a] }\n        iff: x\n";
+    let out = errors(text);
+    for expected in [
+        "unknown key `onn` in rule",
+        "unknown key `descriptoin` in rule",
+        "unknown action `rpely`",
+        "unknown action `iff`",
+        "unknown key `txt` in `reply`",
+        "unknown key `mentons` in `reply`",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
