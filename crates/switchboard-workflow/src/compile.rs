@@ -19,7 +19,7 @@ use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
 use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
 use super::template::Templates;
-use super::yaml::{Kind, Loc, Node};
+use super::yaml::{self, Kind, Loc, Node};
 
 /// Compiles one parsed file. Errors go to `errors`; rules that compiled
 /// cleanly are returned (the caller discards everything if any error exists).
@@ -453,12 +453,30 @@ impl<'a> Compiler<'a> {
     }
 
     fn template(&mut self, node: &Node, source: &str) -> Option<super::template::Text> {
-        match self.templates.compile(source) {
+        match self.templates.compile_located(source) {
             Ok(t) => Some(t),
-            Err(e) => {
-                self.error(node.loc, format!("template error: {e}"), None);
+            Err(errors) => {
+                for e in errors {
+                    let loc = self.inside(node, source, e.offset);
+                    let message = match e.message.starts_with("unknown ") {
+                        true => e.message,
+                        false => format!("template error: {}", e.message),
+                    };
+                    self.error(loc, message, e.hint);
+                }
                 None
             }
+        }
+    }
+
+    /// Where byte `offset` of `value` is, when `node` is the string scalar
+    /// holding it (a value from `vars` is pointed at where it is used).
+    fn inside(&self, node: &Node, value: &str, offset: Option<usize>) -> Loc {
+        match offset {
+            Some(offset) if node.as_str() == Some(value) => {
+                yaml::position_in_scalar(&self.lines, node.loc, value, offset)
+            }
+            _ => node.loc,
         }
     }
 
@@ -672,10 +690,11 @@ impl<'a> Compiler<'a> {
                     );
                     return None;
                 };
-                match Pattern::new(pattern, insensitive) {
+                match Pattern::located(pattern, insensitive) {
                     Ok(p) => check.regex = Some(p),
-                    Err(msg) => {
-                        self.error(node.loc, format!("bad regular expression: {msg}"), None);
+                    Err(e) => {
+                        let loc = self.inside(node, pattern, e.offset);
+                        self.error(loc, format!("bad regular expression: {}", e.message), None);
                         return None;
                     }
                 }
