@@ -934,6 +934,19 @@ impl<'a> Compiler<'a> {
     ) -> bool {
         let mut ok = true;
         for (k, a) in args {
+            if let Some(schema) = spec.arg_schema(k) {
+                if !literal_fits(schema, a) {
+                    let loc = arg_loc(at, k).unwrap_or(at.loc);
+                    let msg = format!(
+                        "`{k}` must be {}, found {}",
+                        expected(schema).join(" or "),
+                        found(a)
+                    );
+                    self.error(loc, msg, None);
+                    ok = false;
+                    continue;
+                }
+            }
             // A number where a duration goes is seconds; bounded like text.
             if let Arg::Value(Value::Number(n)) = a {
                 let bad = match spec.durations.contains(&k.as_str()) {
@@ -988,6 +1001,106 @@ impl<'a> Compiler<'a> {
             }
             _ => Some(Arg::Value(node.to_json())),
         }
+    }
+}
+
+/// Whether an argument as written can be what its schema (from the action's
+/// argument type) says, as the renderer reads it: templates can render to
+/// anything; a scalar may stand where text goes (it is written as text),
+/// text where a list goes (a list of one), text holding a number or a
+/// boolean where one goes. Only a literal the action would refuse at run
+/// time fails.
+fn literal_fits(schema: &Value, arg: &Arg) -> bool {
+    let Value::Object(m) = schema else {
+        return schema != &Value::Bool(false);
+    };
+    if let Some(Value::Array(alternatives)) = m.get("anyOf").or_else(|| m.get("oneOf")) {
+        return alternatives.iter().any(|s| literal_fits(s, arg));
+    }
+    let types: Vec<&str> = match m.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return true,
+    };
+    let has = |t: &str| types.contains(&t);
+    match arg {
+        Arg::Text(text) => {
+            let Some(s) = text.literal() else {
+                return true;
+            };
+            let pattern_ok = || {
+                m.get("pattern")
+                    .and_then(Value::as_str)
+                    .and_then(|p| regex::Regex::new(p).ok())
+                    .is_none_or(|re| re.is_match(s))
+            };
+            (has("string") && pattern_ok())
+                || has("array")
+                || (has("integer") && s.trim().parse::<i64>().is_ok())
+                || (has("number") && s.trim().parse::<f64>().is_ok())
+                || (has("boolean") && (s == "true" || s == "false"))
+        }
+        Arg::Value(Value::Null) => true,
+        Arg::Value(Value::Bool(_)) => has("boolean") || has("string"),
+        Arg::Value(Value::Number(n)) => {
+            has("number") || has("string") || (has("integer") && (n.is_i64() || n.is_u64()))
+        }
+        Arg::Value(_) => true,
+        Arg::List(items) => {
+            has("array")
+                && m.get("items")
+                    .is_none_or(|item| items.iter().all(|a| literal_fits(item, a)))
+        }
+        Arg::Map(_) => has("object"),
+    }
+}
+
+/// What a schema accepts, in words ("a whole number", "true or false").
+fn expected(schema: &Value) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let Value::Object(m) = schema else {
+        return out;
+    };
+    if let Some(Value::Array(alternatives)) = m.get("anyOf").or_else(|| m.get("oneOf")) {
+        for s in alternatives {
+            // A string branch with a pattern is the text form of another branch.
+            let patterned = s.get("pattern").is_some();
+            for word in expected(s) {
+                if !(patterned || out.contains(&word)) {
+                    out.push(word);
+                }
+            }
+        }
+        return out;
+    }
+    let types: Vec<&str> = match m.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for t in types {
+        out.push(match t {
+            "integer" => "a whole number",
+            "number" => "a number",
+            "boolean" => "true or false",
+            "array" => "a list",
+            "object" => "a mapping",
+            "string" => "text",
+            _ => continue,
+        });
+    }
+    out
+}
+
+/// An argument as written, in words.
+fn found(arg: &Arg) -> String {
+    match arg {
+        Arg::Text(t) => format!("the string {:?}", t.literal().unwrap_or_default()),
+        Arg::Value(Value::Bool(_)) => "a boolean".into(),
+        Arg::Value(Value::Number(n)) => format!("the number {n}"),
+        Arg::Value(_) => "nothing".into(),
+        Arg::List(_) => "a list".into(),
+        Arg::Map(_) => "a mapping".into(),
     }
 }
 

@@ -211,6 +211,28 @@ fn unknown_filters_tests_and_functions_are_load_errors_at_their_name() {
 }
 
 #[test]
+fn literal_arguments_of_the_wrong_type_are_load_errors() {
+    let out = errors(&rule_doing(
+        "      - incr: { key: k, by: \"two\" }\n      - http: { url: 'https://x.example', max_bytes: lots, follow_redirects: 'yes' }\n      - reply: { text: hi, mentions: { a: 1 } }\n",
+    ));
+    for expected in [
+        "`by` must be a whole number, found the string \"two\"\n  --> w.yaml:6:29",
+        "`max_bytes` must be a whole number, found the string \"lots\"\n  --> w.yaml:7:54",
+        "`follow_redirects` must be true or false, found the string \"yes\"\n  --> w.yaml:7:78",
+        "`mentions` must be a list, found a mapping\n  --> w.yaml:8:38",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // Templates stay allowed where the field takes them; so does text holding the value.
+    let fine = rule_doing(
+        "      - incr: { key: k, by: \"{{ n }}\" }\n      - incr: { key: k, by: '3' }\n      - http: { url: 'https://x.example', max_bytes: 100, follow_redirects: 'false' }\n      - reply: { text: 42, mentions: '@ann' }\n",
+    );
+    if let Err(e) = load_str("w.yaml", &fine) {
+        panic!("{e}");
+    }
+}
+
+#[test]
 fn carets_point_inside_bad_regexes_and_templates() {
     let cond = |c: &str| {
         format!("version: 1\nrules:\n  - name: a\n    on: message_created\n    if:\n      - {c}\n    do: []\n")
