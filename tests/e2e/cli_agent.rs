@@ -174,7 +174,7 @@ async fn check_lists_every_error_with_its_location() {
         &report,
         "regular expression",
         &a,
-        (6, 35),
+        (6, 36),
         "      - event.content: { matches: '(unclosed' }",
         None,
     );
@@ -244,7 +244,7 @@ async fn run_refuses_broken_workflows_with_their_location() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     for at in [
-        format!("{}:6:35", dir.path().join("a.yaml").display()),
+        format!("{}:6:36", dir.path().join("a.yaml").display()),
         format!("{}:10:9", dir.path().join("a.yaml").display()),
         format!("{}:5:5", dir.path().join("b.yaml").display()),
     ] {

@@ -317,7 +317,32 @@ impl Templates {
                 || (prev_ident == Some("filter") && block_start(i.checked_sub(2)));
             let is_test = (prev_ident == Some("is") && name != "not")
                 || (prev_ident == Some("not") && i.checked_sub(2).and_then(ident) == Some("is"));
+            // Operators and statement words before a parenthesis are not calls.
+            const KEYWORDS: &[&str] = &[
+                "in",
+                "and",
+                "or",
+                "not",
+                "if",
+                "elif",
+                "else",
+                "is",
+                "for",
+                "recursive",
+                "with",
+                "without",
+                "context",
+                "ignore",
+                "missing",
+                "set",
+                "block",
+                "import",
+                "include",
+                "from",
+                "as",
+            ];
             let called = matches!(tokens.get(i + 1), Some((Token::ParenOpen, _)))
+                && !KEYWORDS.contains(&name)
                 && !matches!(prev, Some(Token::Dot))
                 && !matches!(prev_ident, Some("macro" | "call"));
             let offset = tokens[i].1;

@@ -204,6 +204,7 @@ fn unknown_filters_tests_and_functions_are_load_errors_at_their_name() {
         "      - log: \"{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1) }} {% set f = namespace(n=1) %}{{ f.n }}\"\n",
         "      - log: \"{% for i in range(3) %}{{ loop.cycle('a', 'b') }}{% endfor %}{% if x is defined and x is not even %}y{% endif %}\"\n",
         "      - log: \"{% filter upper %}x{% endfilter %}{{ dict(a=1) | tojson }}\"\n",
+        "      - log: \"{{ x not in (y | list) and (1) or (2) if (3) else (4) }}\"\n",
     ));
     if let Err(e) = load_str("w.yaml", &fine) {
         panic!("{e}");
