@@ -203,6 +203,60 @@ async fn check_lists_every_error_with_its_location() {
 }
 
 #[tokio::test]
+async fn check_catches_what_would_fail_only_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\n\
+         rules:\n\
+         \x20 - name: greet\n\
+         \x20   on: message_created\n\
+         \x20   do:\n\
+         \x20     - reply: \"Hi {{ sender.name | uppper }}\"\n\
+         \x20     - incr: { key: greetings, by: \"two\" }\n\
+         \x20     - rpely: { txt: hi }\n",
+    )
+    .unwrap();
+    let out = output_within(switchboard().arg("check").arg(dir.path()), QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stderr);
+    assert_error_at(
+        &report,
+        "unknown filter `uppper`",
+        &file,
+        (6, 37),
+        "      - reply: \"Hi {{ sender.name | uppper }}\"",
+        Some("did you mean `upper`?"),
+    );
+    assert_error_at(
+        &report,
+        "`by` must be a whole number, found the string \"two\"",
+        &file,
+        (7, 37),
+        "      - incr: { key: greetings, by: \"two\" }",
+        None,
+    );
+    assert_error_at(
+        &report,
+        "unknown action `rpely`",
+        &file,
+        (8, 9),
+        "      - rpely: { txt: hi }",
+        Some("did you mean `reply`?"),
+    );
+    assert_error_at(
+        &report,
+        "unknown key `txt` in `reply`",
+        &file,
+        (8, 18),
+        "      - rpely: { txt: hi }",
+        Some("did you mean `text`?"),
+    );
+    assert_eq!(report.matches("error: ").count(), 4, "{report}");
+}
+
+#[tokio::test]
 async fn schema_prints_the_committed_schema() {
     let out = output_within(switchboard().arg("schema"), QUICK).await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
