@@ -223,6 +223,21 @@ fn did_you_mean<'k>(got: &str, known: impl IntoIterator<Item = &'k str>) -> Opti
         .map(|(_, k)| format!("did you mean `{k}`?"))
 }
 
+/// A hint for a YAML error whose usual cause is a line indented more or
+/// less than its siblings (the parser's wording does not say so).
+fn indentation_hint(message: &str) -> Option<String> {
+    const INDENTATION: &[&str] = &[
+        "mapping values are not allowed",
+        "did not find expected key",
+        "did not find expected '-'",
+        "while parsing a block",
+    ];
+    INDENTATION
+        .iter()
+        .any(|m| message.contains(m))
+        .then(|| "hint: check the indentation of this line against the one above".to_owned())
+}
+
 /// Keys of the seed file and of its entries (the fields of [`Seed`],
 /// [`SeedUser`], [`SeedAgent`], [`SeedRoom`]; a unit test keeps them equal).
 const SEED_KEYS: &[&str] = &["users", "agents", "rooms", "contacts"];
@@ -264,7 +279,7 @@ pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SeedError> {
                 _ => first,
             };
             let mut problems = Problems::new(origin, text);
-            problems.push(loc, first, None);
+            problems.push(loc, first, indentation_hint(first));
             match problems.finish() {
                 Err(e) => e,
                 Ok(()) => SeedError::Invalid {
@@ -561,6 +576,16 @@ mod tests {
         }
         // Every listed key is a field (deny_unknown_fields would refuse it otherwise).
         parse_seed(every, "all").unwrap();
+    }
+
+    #[test]
+    fn wrong_indentation_gets_a_hint() {
+        let text = "users:\n  - handle: alice\n      api_key: k\n";
+        let err = parse_seed(text, "s.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("hint: check the indentation of this line against the one above"),
+            "{err}"
+        );
     }
 
     #[test]

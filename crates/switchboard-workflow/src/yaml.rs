@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn offsets_in_a_scalar_map_to_the_file() {
+        let at = |text: &str, value: &str, offset: usize| {
+            let lines: Vec<&str> = text.lines().collect();
+            let col = text.find(['\'', '"', '|']).map_or(4, |c| c + 1) as u32;
+            position_in_scalar(&lines, Loc { line: 1, col }, value, offset)
+        };
+        // Plain: one column per character, multi-byte ones too.
+        assert_eq!(
+            at("a: héllo x", "héllo x", "héllo ".len()),
+            Loc { line: 1, col: 10 }
+        );
+        // Double-quoted: a \u escape is one character of the value.
+        let value = "é (";
+        assert_eq!(at("a: \"\\u00e9 (\"", value, 3), Loc { line: 1, col: 12 });
+        // A quoted scalar over two lines: the break is one space, indentation skipped.
+        assert_eq!(
+            at("a: 'one\n   two'", "one two", 4),
+            Loc { line: 2, col: 4 }
+        );
+        // A literal block: by line, after the indentation.
+        assert_eq!(at("a: |\n  x\n  yz", "x\nyz\n", 3), Loc { line: 3, col: 4 });
+    }
+
+    #[test]
     fn syntax_errors_have_a_position() {
         let e = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert_eq!(e.loc, Some(Loc { line: 2, col: 2 }));
