@@ -311,101 +311,201 @@ fn strip_at(h: &str) -> &str {
     h.strip_prefix('@').unwrap_or(h)
 }
 
-/// A YAML node, its mapping keys with their positions: enough of the seed's
-/// shape to check its keys.
-enum Tree {
+/// A YAML node with its position: enough of the seed's shape to check its
+/// keys and the kind of every value before serde, which stops at the first.
+struct Tree {
+    at: Location,
+    shape: Shape,
+}
+
+enum Shape {
+    Null,
     Scalar,
     Seq(Vec<Tree>),
-    Map(Vec<(Option<String>, Tree, Location)>),
+    /// Entries: key, the key's position, value.
+    Map(Vec<(Option<String>, Location, Tree)>),
+}
+
+impl Tree {
+    /// The node's kind in words.
+    fn describe(&self) -> &'static str {
+        match self.shape {
+            Shape::Null => "nothing",
+            Shape::Scalar => "a single value",
+            Shape::Seq(_) => "a list",
+            Shape::Map(_) => "a mapping",
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Tree {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TreeVisitor)
+        let s = Spanned::<Shape>::deserialize(d)?;
+        Ok(Tree {
+            at: s.referenced,
+            shape: s.value,
+        })
     }
 }
 
-struct TreeVisitor;
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ShapeVisitor)
+    }
+}
 
-impl<'de> serde::de::Visitor<'de> for TreeVisitor {
-    type Value = Tree;
+struct ShapeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
+    type Value = Shape;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any YAML value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
     }
-    fn visit_unit<E>(self) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Null)
     }
-    fn visit_none<E>(self) -> Result<Tree, E> {
-        Ok(Tree::Scalar)
+    fn visit_none<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Null)
     }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Tree, D::Error> {
-        d.deserialize_any(TreeVisitor)
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+        d.deserialize_any(ShapeVisitor)
     }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
         let mut items = Vec::new();
         while let Some(n) = seq.next_element::<Tree>()? {
             items.push(n);
         }
-        Ok(Tree::Seq(items))
+        Ok(Shape::Seq(items))
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
         let mut entries = Vec::new();
         while let Some(k) = map.next_key::<Spanned<Option<String>>>()? {
             let v = map.next_value::<Tree>()?;
-            entries.push((k.value, v, k.referenced));
+            entries.push((k.value, k.referenced, v));
         }
-        Ok(Tree::Map(entries))
+        Ok(Shape::Map(entries))
     }
 }
 
-/// Reports every key of the seed and its entries that is not a known one.
+/// Reports every unknown key of the seed and its entries, and every value
+/// of the wrong kind (a list where a handle goes, a mapping where a list goes).
 fn check_keys(root: &Tree, problems: &mut Problems) {
-    let unknown = |entries: &[(Option<String>, Tree, Location)],
-                   known: &[&str],
-                   what: &str,
-                   problems: &mut Problems| {
-        for (k, _, at) in entries {
-            let key = k.as_deref().unwrap_or("~");
-            if !known.contains(&key) {
-                let hint = did_you_mean(key, known.iter().copied());
-                problems.push(*at, format!("unknown key `{key}` in {what}"), hint);
-            }
-        }
-    };
-    let Tree::Map(top) = root else {
+    let Shape::Map(top) = &root.shape else {
         return;
     };
-    unknown(top, SEED_KEYS, "the seed", problems);
-    for (key, value, _) in top {
+    check_entries(top, SEED_KEYS, "the seed", problems);
+    for (key, _, value) in top {
         let (known, what) = match key.as_deref() {
             Some("users") => (USER_KEYS, "a user"),
             Some("agents") => (AGENT_KEYS, "an agent"),
             Some("rooms") => (ROOM_KEYS, "a room"),
+            Some("contacts") => (&[][..], "a contact"),
             _ => continue,
         };
-        if let Tree::Seq(items) = value {
-            for item in items {
-                if let Tree::Map(entries) = item {
-                    unknown(entries, known, what, problems);
+        let key = key.as_deref().unwrap_or_default();
+        let items = match &value.shape {
+            Shape::Seq(items) => items,
+            Shape::Null => continue,
+            _ => {
+                let found = value.describe();
+                problems.push(
+                    value.at,
+                    format!("`{key}` must be a list, found {found}"),
+                    None,
+                );
+                continue;
+            }
+        };
+        for item in items {
+            match (&item.shape, key) {
+                (Shape::Map(entries), "users" | "agents" | "rooms") => {
+                    check_entries(entries, known, what, problems);
+                }
+                (Shape::Seq(pair), "contacts") => {
+                    for handle in pair {
+                        must_be_scalar(handle, "a contact's handle", problems);
+                    }
+                }
+                (_, "contacts") => {
+                    let found = item.describe();
+                    let message =
+                        format!("{what} must be a pair `[handle, handle]`, found {found}");
+                    problems.push(item.at, message, None);
+                }
+                _ => {
+                    let found = item.describe();
+                    problems.push(
+                        item.at,
+                        format!("{what} must be a mapping, found {found}"),
+                        None,
+                    );
                 }
             }
         }
+    }
+}
+
+/// Unknown keys of one mapping (with did-you-mean), and values of the wrong kind.
+fn check_entries(
+    entries: &[(Option<String>, Location, Tree)],
+    known: &[&str],
+    what: &str,
+    problems: &mut Problems,
+) {
+    for (k, at, value) in entries {
+        let key = k.as_deref().unwrap_or("~");
+        if !known.contains(&key) {
+            let hint = did_you_mean(key, known.iter().copied());
+            problems.push(*at, format!("unknown key `{key}` in {what}"), hint);
+            continue;
+        }
+        match key {
+            // The seed's lists, checked by the caller.
+            "users" | "agents" | "rooms" | "contacts" => {}
+            "participants" => match &value.shape {
+                Shape::Seq(items) => {
+                    for item in items {
+                        must_be_scalar(item, "a participant", problems);
+                    }
+                }
+                Shape::Null => {}
+                _ => {
+                    let found = value.describe();
+                    let message =
+                        format!("`participants` must be a list of handles, found {found}");
+                    problems.push(value.at, message, None);
+                }
+            },
+            _ => must_be_scalar(value, &format!("`{key}`"), problems),
+        }
+    }
+}
+
+/// A handle, key, name or id: one value, not a list or a mapping.
+fn must_be_scalar(value: &Tree, what: &str, problems: &mut Problems) {
+    if matches!(value.shape, Shape::Seq(_) | Shape::Map(_)) {
+        let found = value.describe();
+        problems.push(
+            value.at,
+            format!("{what} must be a single value, found {found}"),
+            None,
+        );
     }
 }
 
@@ -576,6 +676,21 @@ mod tests {
         }
         // Every listed key is a field (deny_unknown_fields would refuse it otherwise).
         parse_seed(every, "all").unwrap();
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_all_reported() {
+        let text =
+            "users:\n  - handle: [a]\n    api_key: { k: 1 }\nrooms: 5\ncontacts:\n  - alice\n";
+        let err = parse_seed(text, "s.yaml").unwrap_err().to_string();
+        for expected in [
+            "`handle` must be a single value, found a list\n  --> s.yaml:2:13\n",
+            "`api_key` must be a single value, found a mapping\n  --> s.yaml:3:14\n",
+            "`rooms` must be a list, found a single value\n  --> s.yaml:4:8\n",
+            "a contact must be a pair `[handle, handle]`, found a single value\n  --> s.yaml:6:5\n",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
     }
 
     #[test]
