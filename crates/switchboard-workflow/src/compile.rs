@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::actions;
 use super::duration::{parse_duration, seconds};
 use super::duration::{MAX_WAIT, MAX_WAIT_DAYS};
-use super::error::{did_you_mean, LoadError};
+use super::error::{closest, did_you_mean, LoadError};
 use super::pattern::Pattern;
 use super::rule::{
     Action, Arg, Check, Cond, OnError, Op, Pause, PauseKind, Rule, Schedule, Throttle,
@@ -23,7 +23,7 @@ use super::rule::{
 use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES, ROOM_EVENTS};
 use super::template::Templates;
 use super::time;
-use super::yaml::{Kind, Loc, Node};
+use super::yaml::{self, Kind, Loc, Node};
 
 /// Compiles one parsed file. Errors go to `errors`; rules that compiled
 /// cleanly are returned (the caller discards everything if any error exists).
@@ -489,12 +489,30 @@ impl<'a> Compiler<'a> {
     }
 
     fn template(&mut self, node: &Node, source: &str) -> Option<super::template::Text> {
-        match self.templates.compile(source) {
+        match self.templates.compile_located(source) {
             Ok(t) => Some(t),
-            Err(e) => {
-                self.error(node.loc, format!("template error: {e}"), None);
+            Err(errors) => {
+                for e in errors {
+                    let loc = self.inside(node, source, e.offset);
+                    let message = match e.message.starts_with("unknown ") {
+                        true => e.message,
+                        false => format!("template error: {}", e.message),
+                    };
+                    self.error(loc, message, e.hint);
+                }
                 None
             }
+        }
+    }
+
+    /// Where byte `offset` of `value` is, when `node` is the string scalar
+    /// holding it (a value from `vars` is pointed at where it is used).
+    fn inside(&self, node: &Node, value: &str, offset: Option<usize>) -> Loc {
+        match offset {
+            Some(offset) if node.as_str() == Some(value) => {
+                yaml::position_in_scalar(&self.lines, node.loc, value, offset)
+            }
+            _ => node.loc,
         }
     }
 
@@ -717,10 +735,11 @@ impl<'a> Compiler<'a> {
                     );
                     return None;
                 };
-                match Pattern::new(pattern, insensitive) {
+                match Pattern::located(pattern, insensitive) {
                     Ok(p) => check.regex = Some(p),
-                    Err(msg) => {
-                        self.error(node.loc, format!("bad regular expression: {msg}"), None);
+                    Err(e) => {
+                        let loc = self.inside(node, pattern, e.offset);
+                        self.error(loc, format!("bad regular expression: {}", e.message), None);
                         return None;
                     }
                 }
@@ -860,6 +879,8 @@ impl<'a> Compiler<'a> {
         let mut bind = None;
         let mut on_error = OnError::Fail;
         let mut ok = true;
+        // A misspelt action name, with the action it probably means.
+        let mut guessed: Option<(&str, &Node)> = None;
         for (k, v) in entries {
             let key = k.key_text();
             match key.as_str() {
@@ -893,16 +914,27 @@ impl<'a> Compiler<'a> {
                         .iter()
                         .copied()
                         .chain(ACTION_MODIFIERS.iter().copied());
+                    let guess = closest(&key, known);
+                    if let Some(action) = guess.filter(|g| names.contains(g)) {
+                        guessed = Some((action, v));
+                    }
                     self.error(
                         k.loc,
                         format!("unknown action `{key}`"),
-                        did_you_mean(&key, known),
+                        guess.map(|g| format!("did you mean `{g}`?")),
                     );
                     ok = false;
                 }
             }
         }
         let Some((name_node, args_node)) = found else {
+            // The arguments of a misspelt action are checked against the
+            // action it probably means, so their own typos show in this run.
+            if let Some((action, args)) = guessed {
+                if let (Some(spec), Kind::Map(entries)) = (actions::find(action), &args.kind) {
+                    self.check_keys(entries, spec.arg_keys(), &format!("`{action}`"));
+                }
+            }
             if ok {
                 self.error(
                     node.loc,
@@ -1222,6 +1254,19 @@ impl<'a> Compiler<'a> {
     ) -> bool {
         let mut ok = true;
         for (k, a) in args {
+            if let Some(schema) = spec.arg_schema(k) {
+                if !literal_fits(schema, a) {
+                    let loc = arg_loc(at, k).unwrap_or(at.loc);
+                    let msg = format!(
+                        "`{k}` must be {}, found {}",
+                        expected(schema).join(" or "),
+                        found(a)
+                    );
+                    self.error(loc, msg, None);
+                    ok = false;
+                    continue;
+                }
+            }
             // A number where a duration goes is seconds; bounded like text.
             if let Arg::Value(Value::Number(n)) = a {
                 let bad = match spec.durations.contains(&k.as_str()) {
@@ -1276,6 +1321,106 @@ impl<'a> Compiler<'a> {
             }
             _ => Some(Arg::Value(node.to_json())),
         }
+    }
+}
+
+/// Whether an argument as written can be what its schema (from the action's
+/// argument type) says, as the renderer reads it: templates can render to
+/// anything; a scalar may stand where text goes (it is written as text),
+/// text where a list goes (a list of one), text holding a number or a
+/// boolean where one goes. Only a literal the action would refuse at run
+/// time fails.
+fn literal_fits(schema: &Value, arg: &Arg) -> bool {
+    let Value::Object(m) = schema else {
+        return schema != &Value::Bool(false);
+    };
+    if let Some(Value::Array(alternatives)) = m.get("anyOf").or_else(|| m.get("oneOf")) {
+        return alternatives.iter().any(|s| literal_fits(s, arg));
+    }
+    let types: Vec<&str> = match m.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return true,
+    };
+    let has = |t: &str| types.contains(&t);
+    match arg {
+        Arg::Text(text) => {
+            let Some(s) = text.literal() else {
+                return true;
+            };
+            let pattern_ok = || {
+                m.get("pattern")
+                    .and_then(Value::as_str)
+                    .and_then(|p| regex::Regex::new(p).ok())
+                    .is_none_or(|re| re.is_match(s))
+            };
+            (has("string") && pattern_ok())
+                || has("array")
+                || (has("integer") && s.trim().parse::<i64>().is_ok())
+                || (has("number") && s.trim().parse::<f64>().is_ok())
+                || (has("boolean") && (s == "true" || s == "false"))
+        }
+        Arg::Value(Value::Null) => true,
+        Arg::Value(Value::Bool(_)) => has("boolean") || has("string"),
+        Arg::Value(Value::Number(n)) => {
+            has("number") || has("string") || (has("integer") && (n.is_i64() || n.is_u64()))
+        }
+        Arg::Value(_) => true,
+        Arg::List(items) => {
+            has("array")
+                && m.get("items")
+                    .is_none_or(|item| items.iter().all(|a| literal_fits(item, a)))
+        }
+        Arg::Map(_) => has("object"),
+    }
+}
+
+/// What a schema accepts, in words ("a whole number", "true or false").
+fn expected(schema: &Value) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let Value::Object(m) = schema else {
+        return out;
+    };
+    if let Some(Value::Array(alternatives)) = m.get("anyOf").or_else(|| m.get("oneOf")) {
+        for s in alternatives {
+            // A string branch with a pattern is the text form of another branch.
+            let patterned = s.get("pattern").is_some();
+            for word in expected(s) {
+                if !(patterned || out.contains(&word)) {
+                    out.push(word);
+                }
+            }
+        }
+        return out;
+    }
+    let types: Vec<&str> = match m.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for t in types {
+        out.push(match t {
+            "integer" => "a whole number",
+            "number" => "a number",
+            "boolean" => "true or false",
+            "array" => "a list",
+            "object" => "a mapping",
+            "string" => "text",
+            _ => continue,
+        });
+    }
+    out
+}
+
+/// An argument as written, in words.
+fn found(arg: &Arg) -> String {
+    match arg {
+        Arg::Text(t) => format!("the string {:?}", t.literal().unwrap_or_default()),
+        Arg::Value(Value::Bool(_)) => "a boolean".into(),
+        Arg::Value(Value::Number(n)) => format!("the number {n}"),
+        Arg::Value(_) => "nothing".into(),
+        Arg::List(_) => "a list".into(),
+        Arg::Map(_) => "a mapping".into(),
     }
 }
 

@@ -182,10 +182,7 @@ impl ActionDef {
     fn keys(&self) -> &'static ArgKeys {
         // Read from the generated schema, so the loader checks what editors see.
         static KEYS: OnceLock<HashMap<&'static str, ArgKeys>> = OnceLock::new();
-        static NONE: ArgKeys = ArgKeys {
-            names: Vec::new(),
-            required: Vec::new(),
-        };
+        static NONE: OnceLock<ArgKeys> = OnceLock::new();
         let all = KEYS.get_or_init(|| {
             ALL.iter()
                 .map(|spec| {
@@ -202,18 +199,66 @@ impl ActionDef {
                     };
                     let names = strings(schema.get("properties"));
                     let required = strings(schema.get("required"));
-                    (spec.name, ArgKeys { names, required })
+                    let schemas = match schema.get("properties") {
+                        Some(Value::Object(m)) => {
+                            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                        }
+                        _ => HashMap::new(),
+                    };
+                    (
+                        spec.name,
+                        ArgKeys {
+                            names,
+                            required,
+                            schemas,
+                        },
+                    )
                 })
                 .collect()
         });
-        all.get(self.name).unwrap_or(&NONE)
+        all.get(self.name).unwrap_or_else(|| {
+            NONE.get_or_init(|| ArgKeys {
+                names: Vec::new(),
+                required: Vec::new(),
+                schemas: HashMap::new(),
+            })
+        })
+    }
+
+    /// The JSON Schema of the argument `key` (from the argument type).
+    pub fn arg_schema(&self, key: &str) -> Option<&'static Value> {
+        self.keys().schemas.get(key)
     }
 }
 
-/// An action's argument names, all and required.
+/// An action's argument names, all and required, and each one's schema.
 struct ArgKeys {
     names: Vec<String>,
     required: Vec<String>,
+    schemas: HashMap<String, Value>,
+}
+
+/// The schema of an argument that is a whole number, or text holding one,
+/// or a template (which renders to text): what `ArgValues` readers accept.
+pub(crate) fn whole_number_or_template(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "integer" },
+            { "type": "string", "pattern": "\\{\\{|\\{%|^\\s*-?[0-9]+\\s*$" },
+            { "type": "null" }
+        ]
+    })
+}
+
+/// The schema of an argument that is true or false (also as text), or a template.
+pub(crate) fn boolean_or_template(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "boolean" },
+            { "type": "string", "pattern": "\\{\\{|\\{%|^(true|false)$" },
+            { "type": "null" }
+        ]
+    })
 }
 
 fn subschema_of<A: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
