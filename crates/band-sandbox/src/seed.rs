@@ -288,7 +288,13 @@ fn indentation_hint(message: &str) -> Option<String> {
 
 /// Keys of the seed file and of its entries (the fields of [`Seed`],
 /// [`SeedUser`], [`SeedAgent`], [`SeedRoom`]; a unit test keeps them equal).
-const SEED_KEYS: &[&str] = &["users", "agents", "rooms", "contacts", "contact_request_expiry"];
+const SEED_KEYS: &[&str] = &[
+    "users",
+    "agents",
+    "rooms",
+    "contacts",
+    "contact_request_expiry",
+];
 const USER_KEYS: &[&str] = &["handle", "name", "api_key", "id"];
 const AGENT_KEYS: &[&str] = &["handle", "name", "description", "api_key", "owner", "id"];
 const ROOM_KEYS: &[&str] = &["title", "owner", "participants", "id"];
