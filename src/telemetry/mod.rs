@@ -586,6 +586,7 @@ mod tests {
             status,
             error: None,
             result: None,
+            calls: Vec::new(),
         };
         Handled {
             event_type: "message_created".into(),

@@ -16,10 +16,10 @@ use super::context::lookup;
 use super::context::{Context, EventContext};
 use super::evaluate::{self, CondTrace, Evaluator};
 use super::journal::{Journal, Step};
-use super::render::render_action;
+use super::render::{render_action, render_arg};
 use super::state::StateStore;
 use switchboard_workflow::prefilter::Field;
-use switchboard_workflow::rule::{Action, OnError, Rule};
+use switchboard_workflow::rule::{Action, Call, OnError, Rule};
 use switchboard_workflow::Ruleset;
 
 /// One event as the engine sees it.
@@ -113,6 +113,21 @@ pub struct ActionRecord {
     /// Its result (bound by `as:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The calls (`- call: NAME`) it ran under, outermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub calls: Vec<CallFrame>,
+}
+
+/// One `- call: NAME` an action ran under.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallFrame {
+    /// The action list's name.
+    pub name: String,
+    /// Its rendered `with:` (what the list saw as `args`).
+    pub args: Value,
+    /// Tells two calls of the same list apart within one report (the
+    /// index in [`Report::actions`] where the call began).
+    pub seq: usize,
 }
 
 /// How the event ended.
@@ -230,6 +245,16 @@ impl Report {
             outcome: Finish::Done,
         }
     }
+}
+
+/// What every step of a rule's action lists shares.
+struct List<'a> {
+    rule: &'a Rule,
+    ruleset: &'a Ruleset,
+    caps: &'a Captures,
+    input: &'a EventInput,
+    scope: &'a Scope,
+    executor: &'a dyn Executor,
 }
 
 /// Run times per (rule id, rendered throttle key).
@@ -462,64 +487,220 @@ impl Engine {
         } else {
             "on_error"
         };
-        for (index, action) in actions.iter().enumerate() {
-            let step = format!("{}#{branch}{index}", rule.id);
-            match self
-                .run_action(
+        let prefix = format!("{}#{branch}", rule.id);
+        let list = List {
+            rule,
+            ruleset,
+            caps,
+            input,
+            scope,
+            executor,
+        };
+        match self
+            .run_list(
+                &list,
+                actions,
+                &prefix,
+                &[],
+                &mut ctx,
+                &mut bindings,
+                report,
+            )
+            .await
+        {
+            Ok(flow) => flow,
+            // Neither `on_error: continue` nor the fallback: the rule did
+            // not fail, the room stopped under it.
+            Err(StepError::Stopped(error)) => {
+                tracing::info!(rule = %rule.id, %error, "the platform says the room's execution is stopped; the event ends here and runs again after PLAY");
+                report.outcome = Finish::Stopped {
+                    reason: format!("{}: {error}", rule.id),
+                };
+                Flow::End
+            }
+            Err(StepError::Failed(error)) => {
+                let reason = format!("{}: {error}", rule.id);
+                if rule.on_error.is_empty() || std::ptr::eq(actions, rule.on_error.as_slice()) {
+                    report.outcome = Finish::Failed { reason };
+                    return Flow::End;
+                }
+                // The rule's fallback runs with the error in `error`.
+                ctx.insert("error", Value::String(reason));
+                // Whatever the fallback does, the event ends here.
+                Box::pin(self.run_actions(
                     rule,
-                    action,
-                    &step,
+                    &rule.on_error,
                     ruleset,
-                    &mut ctx,
+                    ctx,
                     caps,
-                    &mut bindings,
                     input,
                     scope,
                     executor,
                     report,
-                )
-                .await
-            {
-                Ok(Flow::Next) => {}
-                Ok(Flow::End) => return Flow::End,
-                // Neither `on_error: continue` nor the fallback: the rule did
-                // not fail, the room stopped under it.
-                Err(StepError::Stopped(error)) => {
-                    tracing::info!(rule = %rule.id, action = action.name, %error, "the platform says the room's execution is stopped; the event ends here and runs again after PLAY");
-                    report.outcome = Finish::Stopped {
-                        reason: format!("{}: {error}", rule.id),
-                    };
-                    return Flow::End;
+                ))
+                .await;
+                Flow::End
+            }
+        }
+    }
+
+    /// Runs an action list: a rule's branch, or a called list (under
+    /// `calls`). Step keys are `PREFIX<index>`, a called list's inside its
+    /// call's (`rule#do1.0`). The first failure that is not
+    /// `on_error: continue` ends the list and is returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_list(
+        &self,
+        list: &List<'_>,
+        actions: &[Action],
+        prefix: &str,
+        calls: &[CallFrame],
+        ctx: &mut Context,
+        bindings: &mut Map<String, Value>,
+        report: &mut Report,
+    ) -> Result<Flow, StepError> {
+        let rule = list.rule;
+        for (index, action) in actions.iter().enumerate() {
+            let step = format!("{prefix}{index}");
+            let outcome = match &action.call {
+                Some(call) => {
+                    Box::pin(self.run_call(list, action, call, &step, calls, ctx, bindings, report))
+                        .await
                 }
+                None => {
+                    self.run_action(
+                        rule,
+                        action,
+                        &step,
+                        calls,
+                        list.ruleset,
+                        ctx,
+                        list.caps,
+                        bindings,
+                        list.input,
+                        list.scope,
+                        list.executor,
+                        report,
+                    )
+                    .await
+                }
+            };
+            match outcome {
+                Ok(Flow::Next) => {}
+                Ok(Flow::End) => return Ok(Flow::End),
                 Err(StepError::Failed(error)) if action.on_error == OnError::Continue => {
                     tracing::warn!(rule = %rule.id, action = action.name, %error, "action failed; continuing (on_error: continue)");
                 }
-                Err(StepError::Failed(error)) => {
-                    let reason = format!("{}: {error}", rule.id);
-                    if rule.on_error.is_empty() || std::ptr::eq(actions, rule.on_error.as_slice()) {
-                        report.outcome = Finish::Failed { reason };
-                        return Flow::End;
-                    }
-                    // The rule's fallback runs with the error in `error`.
-                    ctx.insert("error", Value::String(reason));
-                    // Whatever the fallback does, the event ends here.
-                    Box::pin(self.run_actions(
-                        rule,
-                        &rule.on_error,
-                        ruleset,
-                        ctx,
-                        caps,
-                        input,
-                        scope,
-                        executor,
-                        report,
-                    ))
-                    .await;
-                    return Flow::End;
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    /// A `- call: NAME` step: its `if`, its `with` rendered into `args`,
+    /// then the list run with its own `as:` bindings (the caller's are not
+    /// seen inside; pass them with `with:`).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_call(
+        &self,
+        list: &List<'_>,
+        action: &Action,
+        call: &Call,
+        step: &str,
+        calls: &[CallFrame],
+        ctx: &mut Context,
+        bindings: &mut Map<String, Value>,
+        report: &mut Report,
+    ) -> Result<Flow, StepError> {
+        let mut frames = calls.to_vec();
+        frames.push(CallFrame {
+            name: call.name.clone(),
+            args: Value::Null,
+            seq: report.actions.len(),
+        });
+        let mut record = ActionRecord {
+            rule: list.rule.id.clone(),
+            name: action.name,
+            action: None,
+            status: ActionStatus::Skipped,
+            error: None,
+            result: None,
+            calls: frames.clone(),
+        };
+        ctx.set_state(Arc::new(self.state.snapshot(list.input.now)));
+        match self.action_holds(action, list.ruleset, ctx, list.caps, bindings) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.actions.push(record);
+                return Ok(Flow::Next);
+            }
+            Err(error) => {
+                record.status = ActionStatus::Failed;
+                record.error = Some(error.clone());
+                report.actions.push(record);
+                return Err(error.into());
+            }
+        }
+        let jctx = ctx.template(list.caps, bindings);
+        let mut args = Map::new();
+        for (k, a) in &call.with {
+            match render_arg(a, list.ruleset.templates(), &jctx) {
+                Ok(v) => {
+                    args.insert(k.clone(), v);
+                }
+                Err(e) => {
+                    let error = format!("call {} `with.{k}`: {e}", call.name);
+                    record.status = ActionStatus::Failed;
+                    record.error = Some(error.clone());
+                    report.actions.push(record);
+                    return Err(error.into());
                 }
             }
         }
-        Flow::Next
+        if let Some(frame) = frames.last_mut() {
+            frame.args = Value::Object(args.clone());
+        }
+        let mut inner = ctx.clone();
+        inner.insert("args", Value::Object(args));
+        let mut own = Map::new();
+        let prefix = format!("{step}.");
+        self.run_list(
+            list,
+            &call.actions,
+            &prefix,
+            &frames,
+            &mut inner,
+            &mut own,
+            report,
+        )
+        .await
+    }
+
+    /// Whether an action's `if:` holds (true without one). Path conditions
+    /// see what templates see: `match` and `as:` results too.
+    fn action_holds(
+        &self,
+        action: &Action,
+        ruleset: &Ruleset,
+        ctx: &Context,
+        caps: &Captures,
+        bindings: &Map<String, Value>,
+    ) -> Result<bool, String> {
+        if action.when.is_empty() {
+            return Ok(true);
+        }
+        let mut scratch = caps.clone();
+        let mut seen = ctx.clone();
+        seen.insert("match", caps.to_json());
+        for (k, v) in bindings.iter() {
+            seen.insert(k, v.clone());
+        }
+        let ev = Evaluator::new(&seen, ruleset.templates(), false);
+        let (ok, _) = evaluate::all(&action.when, &ev, &mut scratch);
+        match ev.take_broken() {
+            Some(e) => Err(format!("{} `if`: {e}", action.name)),
+            None => Ok(ok),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -528,6 +709,7 @@ impl Engine {
         rule: &Rule,
         action: &Action,
         step: &str,
+        calls: &[CallFrame],
         ruleset: &Ruleset,
         ctx: &mut Context,
         caps: &Captures,
@@ -547,27 +729,19 @@ impl Engine {
             status: ActionStatus::Skipped,
             error: None,
             result: None,
+            calls: calls.to_vec(),
         };
-        if !action.when.is_empty() {
-            let mut scratch = caps.clone();
-            // Path conditions see what templates see: `match` and `as:` results too.
-            let mut seen = ctx.clone();
-            seen.insert("match", caps.to_json());
-            for (k, v) in bindings.iter() {
-                seen.insert(k, v.clone());
+        match self.action_holds(action, ruleset, ctx, caps, bindings) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.actions.push(record);
+                return Ok(Flow::Next);
             }
-            let ev = Evaluator::new(&seen, ruleset.templates(), false);
-            let (ok, _) = evaluate::all(&action.when, &ev, &mut scratch);
-            if let Some(e) = ev.take_broken() {
-                let error = format!("{} `if`: {e}", action.name);
+            Err(error) => {
                 record.status = ActionStatus::Failed;
                 record.error = Some(error.clone());
                 report.actions.push(record);
                 return Err(error.into());
-            }
-            if !ok {
-                report.actions.push(record);
-                return Ok(Flow::Next);
             }
         }
         let rendered = match render_action(action, ruleset.templates(), &jctx) {

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod compile;
 pub mod duration;
 pub mod error;
+pub mod include;
 pub mod load;
 pub mod pattern;
 pub mod prefilter;

@@ -230,6 +230,21 @@ pub struct Action {
     pub on_error: OnError,
     /// Where it is written.
     pub loc: Loc,
+    /// For `call:` (then `name` is `call` and `args` is empty): the named
+    /// action list it runs.
+    pub call: Option<Box<Call>>,
+}
+
+/// A `- call: NAME` step: a named action list (from `actions:`) run with
+/// arguments, kept as a node so traces show the call with its actions under it.
+#[derive(Debug)]
+pub struct Call {
+    /// The action list's name.
+    pub name: String,
+    /// `with:`, rendered at the call and seen inside as `args`.
+    pub with: Vec<(String, Arg)>,
+    /// The list's actions, compiled once per including file and shared by its calls.
+    pub actions: Arc<Vec<Action>>,
 }
 
 /// An action argument.

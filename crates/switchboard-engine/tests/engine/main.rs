@@ -5,6 +5,7 @@
 //! daylight saving (`time`). No network: a `RecordingExecutor` stands in.
 
 mod actions_agree;
+mod calls;
 mod eval;
 mod limits;
 mod prefilter;
