@@ -337,3 +337,49 @@ fn a_library_has_no_rules_and_a_missing_include_is_named() {
     let text = load_dir(dir.path()).unwrap_err().to_string();
     assert!(text.contains("`kind` is `workflow` or `library`"), "{text}");
 }
+
+#[test]
+fn calls_nest_up_to_a_bound_and_misplaced_call_keys_are_named() {
+    let chain = |lists: usize| {
+        let mut text = String::from("version: 1\nactions:\n");
+        for i in 0..lists {
+            match i + 1 < lists {
+                true => text.push_str(&format!("  l{i}: [ {{ call: l{} }} ]\n", i + 1)),
+                false => text.push_str(&format!("  l{i}: [ {{ log: deep }} ]\n")),
+            }
+        }
+        text + "rules:\n  - name: r\n    on: room_added\n    do: [ { call: l0 } ]\n"
+    };
+    let deepest = switchboard_workflow::compile::MAX_CALL_DEPTH;
+    assert!(load_str("w.yaml", &chain(deepest)).is_ok());
+    let out = errors(&chain(deepest + 1));
+    assert!(
+        out.contains("calls nest 17 lists deep from `actions.l0` (at most 16)"),
+        "{out}"
+    );
+
+    let text = r#"version: 1
+actions:
+  greet: [ { reply: hi } ]
+rules:
+  - name: r
+    on: message_created
+    do:
+      - call: greet
+        as: result
+      - reply: hi
+        with: { name: x }
+      - call: greet
+        reply: hi
+"#;
+    let out = errors(text);
+    for expected in [
+        "`as` does not apply to a `call`",
+        "--> w.yaml:9:9",
+        "`with` goes with `call`",
+        "--> w.yaml:11:9",
+        "one action per list item: `reply` and `call` are both here",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in:\n{out}");
+    }
+}
