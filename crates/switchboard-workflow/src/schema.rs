@@ -58,7 +58,8 @@ pub struct WorkflowFile {
 }
 
 /// A library: names for the files that include it; no rules, not loaded as
-/// a workflow of its own (but checked like one).
+/// a workflow of its own (but checked like one). Its fields are the sections
+/// of `include::MERGED` (a new one goes there, here and in [`WorkflowFile`]).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LibraryFile {
