@@ -57,9 +57,10 @@ pub struct WorkflowFile {
     pub rules: Vec<Rule>,
 }
 
+// Its named sections are `include::MERGED`: a new one (`secrets`) goes
+// there, here and in `WorkflowFile`.
 /// A library: names for the files that include it; no rules, not loaded as
-/// a workflow of its own (but checked like one). Its fields are the sections
-/// of `include::MERGED` (a new one goes there, here and in [`WorkflowFile`]).
+/// a workflow of its own (but checked like one).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LibraryFile {
