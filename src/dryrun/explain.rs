@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use switchboard_engine::evaluate::CondTrace;
-use switchboard_engine::run::{ActionRecord, ActionStatus, Verdict};
+use switchboard_engine::run::{ActionRecord, ActionStatus, CallFrame, Verdict};
 use switchboard_engine::{Finish, PendingConversation, Report};
 use switchboard_workflow::rule::PauseKind;
 use switchboard_workflow::Ruleset;
@@ -38,8 +38,26 @@ pub fn explain(report: &Report, ruleset: Option<&Ruleset>) -> String {
         for c in &rule.conditions {
             condition(&mut out, c, 3);
         }
+        let mut open: &[CallFrame] = &[];
         for a in report.actions.iter().filter(|a| a.rule == rule.rule) {
-            let _ = writeln!(out, "      {}", action_line(a));
+            // A call's actions go under it: a header for each call entered.
+            let same = open
+                .iter()
+                .zip(&a.calls)
+                .take_while(|(x, y)| x.seq == y.seq && x.name == y.name)
+                .count();
+            for (depth, frame) in a.calls.iter().enumerate().skip(same) {
+                let pad = "  ".repeat(depth);
+                let args = match &frame.args {
+                    Value::Object(m) if m.is_empty() => String::new(),
+                    Value::Null => String::new(),
+                    v => format!(" with {v}"),
+                };
+                let _ = writeln!(out, "      {pad}↳ call {}{args}", frame.name);
+            }
+            open = &a.calls;
+            let pad = "  ".repeat(a.calls.len());
+            let _ = writeln!(out, "      {pad}{}", action_line(a));
         }
         for p in report.pending.iter().filter(|p| p.rule == rule.rule) {
             let _ = writeln!(out, "        {}", pending_line(p, ruleset));

@@ -588,6 +588,7 @@ mod tests {
             status,
             error: None,
             result: None,
+            calls: Vec::new(),
         };
         Handled {
             event_type: "message_created".into(),

@@ -625,3 +625,77 @@ async fn explain_shows_where_a_list_pauses_and_what_it_waits_for() {
         "{text}"
     );
 }
+
+/// The reference's examples of `heading` written as files: each block's
+/// first line is `# PATH` inside the workflows folder.
+fn reference_folder(heading: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for block in reference_examples(heading) {
+        let first = block.lines().next().unwrap_or_default();
+        let Some(path) = first.strip_prefix("# ") else {
+            continue;
+        };
+        let path = dir.path().join("wf").join(path.trim());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{block}\n")).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_reuse_examples_check_and_explain_shows_each_call_with_its_actions() {
+    let dir = reference_folder("Reuse across files");
+    let wf = dir.path().join("wf");
+    let out = run(&["check", wf.to_str().unwrap()]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    let event = write_event(
+        dir.path(),
+        "type: message_created\n\
+payload: { id: m1, chat_room_id: r1, content: \"hello there\", sender_id: u-ann, sender_type: User, sender_name: Ann }\n\
+chat: { id: r1, title: Support, participants: [ { id: u-ann, handle: ann, name: Ann, type: User } ] }\n",
+    );
+    let out = run(&[
+        "explain",
+        "-e",
+        event.to_str().unwrap(),
+        wf.to_str().unwrap(),
+    ])
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for line in [
+        "  ✓ welcome/hello: matched",
+        "      ↳ call greet with {\"name\":\"Ann\"}",
+        "        → reply {\"text\":\"Hi Ann, the support team is here.\"}",
+        "        ↳ call note with {\"what\":\"greeted Ann\"}",
+        "          → log {\"message\":\"greeted Ann\",\"level\":\"info\"}",
+        "          → incr {\"key\":\"greeted.ann\",\"by\":1}",
+        "      → log {\"message\":\"done with ann\",\"level\":\"info\"}",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line `{line}` in:\n{text}"
+        );
+    }
+    // The library is no workflow of its own: one file's rules listen.
+    assert!(!text.contains("support/"), "{text}");
+
+    // A mistake inside the library is reported in the library by `check`.
+    let lib = wf.join("common/support.yaml");
+    let broken = std::fs::read_to_string(&lib)
+        .unwrap()
+        .replace("- log:", "- lgo:");
+    std::fs::write(&lib, broken).unwrap();
+    let out = run(&["check", wf.to_str().unwrap()]).await;
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("unknown action `lgo`"), "{text}");
+    assert!(text.contains(&format!("{}:", lib.display())), "{text}");
+}

@@ -267,3 +267,41 @@ async fn an_every_schedule_keeps_its_phase_across_reloads_of_other_files() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn saving_a_library_reloads_the_workflows_that_include_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = |answer: &str| {
+        format!("version: 1\nkind: library\nactions:\n  answer:\n    - reply: \"{answer} to {{{{ args.who }}}}\"\n")
+    };
+    std::fs::create_dir(dir.path().join("common")).unwrap();
+    let library = dir.path().join("common/answers.yaml");
+    std::fs::write(&library, lib("pong v1")).unwrap();
+    let main = "version: 1\ninclude: [common/answers.yaml]\nrules:\n  - name: ping\n    on: message_created\n    if: [ { event.content: { contains: ping } } ]\n    do:\n      - call: answer\n        with: { who: \"{{ sender.name }}\" }\n";
+    std::fs::write(dir.path().join("main.yaml"), main).unwrap();
+    let mut h = Harness::start_full(dir.path().to_owned(), Vec::new(), true).await;
+    let replies = reply_to_ping(&mut h).await;
+    assert!(contains(&replies, "pong v1 to "), "{replies:?}");
+
+    // Only the library changes; the rule that calls it is the one changed.
+    save(&library, &lib("pong v2"));
+    match next_reload(&mut h).await.outcome {
+        ReloadOutcome::Reloaded { changed, .. } => assert_eq!(changed, ["main/ping"]),
+        other => panic!("expected a reload, got {other:?}"),
+    }
+    let replies = reply_to_ping(&mut h).await;
+    assert!(contains(&replies, "pong v2 to "), "{replies:?}");
+
+    // A broken library: the error is in the library, the old rules answer.
+    save(&library, &lib("pong v3").replace("reply:", "rpely:"));
+    match next_reload(&mut h).await.outcome {
+        ReloadOutcome::Failed { errors } => {
+            let text = errors.to_string();
+            let at = format!("{}:5:7", library.display());
+            assert!(text.contains(&at), "{text}");
+        }
+        other => panic!("expected a failed reload, got {other:?}"),
+    }
+    assert!(contains(&reply_to_ping(&mut h).await, "pong v2 to "));
+    h.stop().await;
+}

@@ -22,11 +22,11 @@ use super::conversation::{
 };
 use super::evaluate::{self, CondTrace, Evaluator};
 use super::journal::{Journal, Step};
-use super::render::render_action;
+use super::render::{render_action, render_arg};
 use super::state::StateStore;
 use switchboard_workflow::actions::SendMessage;
 use switchboard_workflow::prefilter::Field;
-use switchboard_workflow::rule::{Action, OnError, PauseKind, Rule};
+use switchboard_workflow::rule::{Action, Call, OnError, PauseKind, Rule};
 use switchboard_workflow::Ruleset;
 
 /// One event as the engine sees it.
@@ -122,6 +122,21 @@ pub struct ActionRecord {
     /// Its result (bound by `as:`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The calls (`- call: NAME`) it ran under, outermost first.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub calls: Vec<CallFrame>,
+}
+
+/// One `- call: NAME` an action ran under.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallFrame {
+    /// The action list's name.
+    pub name: String,
+    /// Its rendered `with:` (what the list saw as `args`).
+    pub args: Value,
+    /// Tells two calls of the same list apart within one report (the
+    /// index in [`Report::actions`] where the call began).
+    pub seq: usize,
 }
 
 /// How the event ended.
@@ -268,6 +283,16 @@ enum Flow {
     Paused,
     /// The event is finished (a `fail`, or an error and its fallback).
     End,
+}
+
+/// What every step of a called action list shares.
+struct RuleRun<'a> {
+    rule: &'a Rule,
+    ruleset: &'a Arc<Ruleset>,
+    caps: &'a Captures,
+    input: &'a EventInput,
+    scope: &'a Scope,
+    executor: &'a dyn Executor,
 }
 
 impl Engine {
@@ -491,21 +516,37 @@ impl Engine {
                 List::OnTimeout(at) => (format!("{}.t{index}", at.step(&rule.id)), None),
             };
             let at = at.map(|(branch, index)| ActionPath { branch, index });
-            match self
-                .run_action(
-                    rule,
-                    (action, &step, at),
-                    ruleset,
-                    &mut ctx,
-                    caps,
-                    &mut bindings,
-                    input,
-                    scope,
-                    executor,
-                    report,
-                )
-                .await
-            {
+            let outcome = match &action.call {
+                Some(call) => {
+                    let run = RuleRun {
+                        rule,
+                        ruleset,
+                        caps,
+                        input,
+                        scope,
+                        executor,
+                    };
+                    let mut own = Map::new();
+                    Box::pin(self.run_call(&run, (action, call, &step), &[], &mut ctx, &mut own, report))
+                        .await
+                }
+                None => {
+                    self.run_action(
+                        rule,
+                        (action, &step, at, &[]),
+                        ruleset,
+                        &mut ctx,
+                        caps,
+                        &mut bindings,
+                        input,
+                        scope,
+                        executor,
+                        report,
+                    )
+                    .await
+                }
+            };
+            match outcome {
                 Ok(Flow::Next) => {}
                 Ok(Flow::Paused) => return Flow::Paused,
                 Ok(Flow::End) => return Flow::End,
@@ -550,11 +591,168 @@ impl Engine {
         Flow::Next
     }
 
+    /// Runs an action list: a rule's branch, or a called list (under
+    /// `calls`). Step keys are `PREFIX<index>`, a called list's inside its
+    /// call's (`rule#do1.0`). The first failure that is not
+    /// `on_error: continue` ends the list and is returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_list(
+        &self,
+        list: &RuleRun<'_>,
+        actions: &[Action],
+        prefix: &str,
+        calls: &[CallFrame],
+        ctx: &mut Context,
+        bindings: &mut Map<String, Value>,
+        report: &mut Report,
+    ) -> Result<Flow, StepError> {
+        let rule = list.rule;
+        for (index, action) in actions.iter().enumerate() {
+            let step = format!("{prefix}{index}");
+            let outcome = match &action.call {
+                Some(call) => {
+                    Box::pin(self.run_call(list, (action, call, &step), calls, ctx, bindings, report))
+                        .await
+                }
+                None => {
+                    self.run_action(
+                        rule,
+                        (action, &step, None, calls),
+                        list.ruleset,
+                        ctx,
+                        list.caps,
+                        bindings,
+                        list.input,
+                        list.scope,
+                        list.executor,
+                        report,
+                    )
+                    .await
+                }
+            };
+            match outcome {
+                Ok(Flow::Next) => {}
+                Ok(Flow::End) => return Ok(Flow::End),
+                // A called list holds no pause (refused at load).
+                Ok(Flow::Paused) => return Ok(Flow::Paused),
+                Err(StepError::Failed(error)) if action.on_error == OnError::Continue => {
+                    tracing::warn!(rule = %rule.id, action = action.name, %error, "action failed; continuing (on_error: continue)");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Flow::Next)
+    }
+
+    /// A `- call: NAME` step: its `if`, its `with` rendered into `args`,
+    /// then the list run with its own `as:` bindings (the caller's are not
+    /// seen inside; pass them with `with:`).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_call(
+        &self,
+        list: &RuleRun<'_>,
+        (action, call, step): (&Action, &Call, &str),
+        calls: &[CallFrame],
+        ctx: &mut Context,
+        bindings: &mut Map<String, Value>,
+        report: &mut Report,
+    ) -> Result<Flow, StepError> {
+        let mut frames = calls.to_vec();
+        frames.push(CallFrame {
+            name: call.name.clone(),
+            args: Value::Null,
+            seq: report.actions.len(),
+        });
+        let mut record = ActionRecord {
+            rule: list.rule.id.clone(),
+            name: action.name,
+            action: None,
+            status: ActionStatus::Skipped,
+            error: None,
+            result: None,
+            calls: frames.clone(),
+        };
+        ctx.set_state(Arc::new(self.state.snapshot(list.input.now)));
+        match self.action_holds(action, list.ruleset, ctx, list.caps, bindings) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.actions.push(record);
+                return Ok(Flow::Next);
+            }
+            Err(error) => {
+                record.status = ActionStatus::Failed;
+                record.error = Some(error.clone());
+                report.actions.push(record);
+                return Err(error.into());
+            }
+        }
+        let jctx = ctx.template(list.caps, bindings);
+        let mut args = Map::new();
+        for (k, a) in &call.with {
+            match render_arg(a, list.ruleset.templates(), &jctx) {
+                Ok(v) => {
+                    args.insert(k.clone(), v);
+                }
+                Err(e) => {
+                    let error = format!("call {} `with.{k}`: {e}", call.name);
+                    record.status = ActionStatus::Failed;
+                    record.error = Some(error.clone());
+                    report.actions.push(record);
+                    return Err(error.into());
+                }
+            }
+        }
+        if let Some(frame) = frames.last_mut() {
+            frame.args = Value::Object(args.clone());
+        }
+        let mut inner = ctx.clone();
+        inner.insert("args", Value::Object(args));
+        let mut own = Map::new();
+        let prefix = format!("{step}.");
+        self.run_list(
+            list,
+            &call.actions,
+            &prefix,
+            &frames,
+            &mut inner,
+            &mut own,
+            report,
+        )
+        .await
+    }
+
+    /// Whether an action's `if:` holds (true without one). Path conditions
+    /// see what templates see: `match` and `as:` results too.
+    fn action_holds(
+        &self,
+        action: &Action,
+        ruleset: &Ruleset,
+        ctx: &Context,
+        caps: &Captures,
+        bindings: &Map<String, Value>,
+    ) -> Result<bool, String> {
+        if action.when.is_empty() {
+            return Ok(true);
+        }
+        let mut scratch = caps.clone();
+        let mut seen = ctx.clone();
+        seen.insert("match", caps.to_json());
+        for (k, v) in bindings.iter() {
+            seen.insert(k, v.clone());
+        }
+        let ev = Evaluator::new(&seen, ruleset.templates(), false);
+        let (ok, _) = evaluate::all(&action.when, &ev, &mut scratch);
+        match ev.take_broken() {
+            Some(e) => Err(format!("{} `if`: {e}", action.name)),
+            None => Ok(ok),
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn run_action(
         &self,
         rule: &Rule,
-        (action, step, at): (&Action, &str, Option<ActionPath>),
+        (action, step, at, calls): (&Action, &str, Option<ActionPath>, &[CallFrame]),
         ruleset: &Arc<Ruleset>,
         ctx: &mut Context,
         caps: &Captures,
@@ -574,27 +772,19 @@ impl Engine {
             status: ActionStatus::Skipped,
             error: None,
             result: None,
+            calls: calls.to_vec(),
         };
-        if !action.when.is_empty() {
-            let mut scratch = caps.clone();
-            // Path conditions see what templates see: `match` and `as:` results too.
-            let mut seen = ctx.clone();
-            seen.insert("match", caps.to_json());
-            for (k, v) in bindings.iter() {
-                seen.insert(k, v.clone());
+        match self.action_holds(action, ruleset, ctx, caps, bindings) {
+            Ok(true) => {}
+            Ok(false) => {
+                report.actions.push(record);
+                return Ok(Flow::Next);
             }
-            let ev = Evaluator::new(&seen, ruleset.templates(), false);
-            let (ok, _) = evaluate::all(&action.when, &ev, &mut scratch);
-            if let Some(e) = ev.take_broken() {
-                let error = format!("{} `if`: {e}", action.name);
+            Err(error) => {
                 record.status = ActionStatus::Failed;
                 record.error = Some(error.clone());
                 report.actions.push(record);
                 return Err(error.into());
-            }
-            if !ok {
-                report.actions.push(record);
-                return Ok(Flow::Next);
             }
         }
         let rendered = match render_action(action, ruleset.templates(), &jctx) {
@@ -1129,6 +1319,7 @@ impl Engine {
                     status: ActionStatus::Ok,
                     error: None,
                     result: None,
+                    calls: Vec::new(),
                 };
                 match result {
                     Ok(value) => record.result = Some(value),

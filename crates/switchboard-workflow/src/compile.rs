@@ -4,7 +4,7 @@
 //! the exact node, so a ruleset that compiles cannot fail on its own syntax
 //! later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -16,17 +16,23 @@ use super::actions;
 use super::duration::{parse_duration, seconds};
 use super::duration::{MAX_WAIT, MAX_WAIT_DAYS};
 use super::error::{closest, did_you_mean, LoadError};
+use super::include::{self, Names, Source};
 use super::pattern::Pattern;
 use super::rule::{
-    Action, Arg, Check, Cond, OnError, Op, Pause, PauseKind, Rule, Schedule, Throttle,
+    Action, Arg, Call, Check, Cond, OnError, Op, Pause, PauseKind, Rule, Schedule, Throttle,
 };
-use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES, ROOM_EVENTS};
+use super::schema::{self, keys_of, ACTION_MODIFIERS, CALL_KEYS, EVENT_TYPES, ROOM_EVENTS};
 use super::template::Templates;
 use super::time;
 use super::yaml::{self, Kind, Loc, Node};
 
-/// Compiles one parsed file. Errors go to `errors`; rules that compiled
-/// cleanly are returned (the caller discards everything if any error exists).
+/// How deep calls may nest (a list calling a list calling ...): recursion is
+/// refused at load, and this bounds what a chain of lists costs at run time.
+pub const MAX_CALL_DEPTH: usize = 16;
+
+/// Compiles one parsed file on its own (an `include:` in it names no file).
+/// Errors go to `errors`; rules that compiled cleanly are returned (the
+/// caller discards everything if any error exists).
 pub fn compile_file(
     file: &Path,
     text: &str,
@@ -34,11 +40,49 @@ pub fn compile_file(
     templates: &mut Templates,
     errors: &mut Vec<LoadError>,
 ) -> Vec<Rule> {
-    let stem = file_stem(file);
-    let mut c = Compiler {
-        file,
+    let sources = [Source {
+        path: file,
+        rel: file.to_path_buf(),
         text,
         lines: text.lines().collect(),
+        root: Some(root.clone()),
+    }];
+    let names = include::names(&sources, Path::new(""), 0, &mut HashSet::new(), errors);
+    let unit = Unit {
+        sources: &sources,
+        of: 0,
+        names: &names,
+    };
+    compile_unit(&unit, root, templates, errors)
+}
+
+/// One file to compile with the names it sees (its own and its includes').
+pub struct Unit<'a> {
+    /// Every file of the load (names point into them by index).
+    pub sources: &'a [Source<'a>],
+    /// The file compiled.
+    pub of: usize,
+    /// The names it sees.
+    pub names: &'a Names<'a>,
+}
+
+/// Compiles `unit`'s file, whose tree is `root`: its rules, or nothing for a
+/// library (which is still checked).
+pub fn compile_unit(
+    unit: &Unit<'_>,
+    root: &Node,
+    templates: &mut Templates,
+    errors: &mut Vec<LoadError>,
+) -> Vec<Rule> {
+    let stem = file_stem(unit.sources[unit.of].path);
+    let mut c = Compiler {
+        sources: unit.sources,
+        cur: unit.of,
+        top: unit.of,
+        names: unit.names,
+        lists: HashMap::new(),
+        calling: Vec::new(),
+        deepest: 0,
         errors,
         templates,
         vars: Arc::new(Value::Object(Map::new())),
@@ -46,7 +90,7 @@ pub fn compile_file(
         shared_source: String::new(),
         timezone: chrono_tz::UTC,
         rule_on: Vec::new(),
-        list: "`do`",
+        list: "`do`".to_owned(),
     };
     c.file_root(root, &stem)
 }
@@ -58,10 +102,25 @@ pub fn file_stem(file: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// A named action list once compiled: its actions and how deep calls nest
+/// in it (1 with no calls); `None` when it did not compile (reported once).
+type Compiled = Option<(Arc<Vec<Action>>, usize)>;
+
 struct Compiler<'a> {
-    file: &'a Path,
-    text: &'a str,
-    lines: Vec<&'a str>,
+    /// Every file of the load.
+    sources: &'a [Source<'a>],
+    /// The file whose nodes are being compiled (a library's, inside a call).
+    cur: usize,
+    /// The file being compiled (its rules).
+    top: usize,
+    /// The names the file sees.
+    names: &'a Names<'a>,
+    /// Named action lists compiled so far.
+    lists: HashMap<String, Compiled>,
+    /// The lists being compiled, outermost first (to refuse recursion).
+    calling: Vec<String>,
+    /// The deepest call nesting in the list being compiled.
+    deepest: usize,
     errors: &'a mut Vec<LoadError>,
     templates: &'a mut Templates,
     vars: Arc<Value>,
@@ -72,8 +131,9 @@ struct Compiler<'a> {
     timezone: chrono_tz::Tz,
     /// The event types of the rule being compiled (may it pause: has it a room?).
     rule_on: Vec<String>,
-    /// The action list being compiled (`` `do` ``, `` `on_timeout` ``, ...).
-    list: &'static str,
+    /// The action list being compiled (`` `do` ``, `` `on_timeout` ``,
+    /// `` `actions.NAME` ``, ...).
+    list: String,
 }
 
 /// Defaults a file gives its rules.
@@ -93,6 +153,10 @@ fn key_list<T: schemars::JsonSchema>(cell: &'static OnceLock<Vec<String>>) -> &'
 fn file_keys() -> &'static [String] {
     static K: OnceLock<Vec<String>> = OnceLock::new();
     key_list::<schema::WorkflowFile>(&K)
+}
+fn library_keys() -> &'static [String] {
+    static K: OnceLock<Vec<String>> = OnceLock::new();
+    key_list::<schema::LibraryFile>(&K)
 }
 fn rule_keys() -> &'static [String] {
     static K: OnceLock<Vec<String>> = OnceLock::new();
@@ -118,16 +182,16 @@ pub fn action_arg_keys(name: &str) -> &'static [String] {
 
 impl<'a> Compiler<'a> {
     fn error(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
-        let source_line = (loc.line > 0)
-            .then(|| self.lines.get(loc.line as usize - 1).map(|l| l.to_string()))
-            .flatten();
-        self.errors.push(LoadError {
-            file: self.file.to_owned(),
-            loc,
-            message: message.into(),
-            hint,
-            source_line,
-        });
+        let e = self.sources[self.cur].error(loc, message.into(), hint);
+        self.errors.push(e);
+    }
+
+    /// Runs `f` on nodes of the file `origin` (errors point there).
+    fn within<R>(&mut self, origin: usize, f: impl FnOnce(&mut Self) -> R) -> R {
+        let outer = std::mem::replace(&mut self.cur, origin);
+        let out = f(self);
+        self.cur = outer;
+        out
     }
 
     /// The node's entries, or an error saying a mapping was expected.
@@ -212,12 +276,55 @@ impl<'a> Compiler<'a> {
         let Some(entries) = self.map(root, "a workflow file") else {
             return Vec::new();
         };
-        self.check_keys(entries, file_keys(), "the workflow file");
         let get = |k: &str| field(entries, k);
-        self.shared_source = ["vars", "conditions", "defaults", "timezone"]
+        let library = match get("kind") {
+            None => false,
+            Some(k) => match k.as_str() {
+                Some("workflow") => false,
+                Some("library") => true,
+                _ => {
+                    self.error(k.loc, "`kind` is `workflow` or `library`", None);
+                    false
+                }
+            },
+        };
+        match library {
+            true => {
+                let without_rules: Vec<(Node, Node)> = entries
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != Some("rules"))
+                    .cloned()
+                    .collect();
+                self.check_keys(&without_rules, library_keys(), "a library");
+                if let Some((k, _)) = entries.iter().find(|(k, _)| k.as_str() == Some("rules")) {
+                    self.error(
+                        k.loc,
+                        "a library (`kind: library`) has no `rules`",
+                        Some("put rules in a workflow that includes this file".into()),
+                    );
+                }
+            }
+            false => self.check_keys(entries, file_keys(), "the workflow file"),
+        }
+        // Everything a rule sees beside itself, includes too: an edit to an
+        // included file changes the rules of the files including it.
+        let mut shared: Vec<Value> = include::MERGED
             .iter()
-            .map(|k| get(k).map(Node::to_json).unwrap_or(Value::Null).to_string())
+            .map(|section| {
+                let names = self.names.section(section).iter();
+                Value::Array(
+                    names
+                        .map(|(n, e)| serde_json::json!([n, e.value.to_json()]))
+                        .collect(),
+                )
+            })
             .collect();
+        shared.extend(
+            ["defaults", "timezone"]
+                .iter()
+                .map(|k| get(k).map(Node::to_json).unwrap_or(Value::Null)),
+        );
+        self.shared_source = Value::Array(shared).to_string();
         match get("version") {
             None => self.error(root.loc, "missing `version: 1`", None),
             Some(v) if v.kind == Kind::Int(1) => {}
@@ -230,18 +337,28 @@ impl<'a> Compiler<'a> {
         if let Some(tz) = get("timezone").and_then(|n| self.zone(n)) {
             self.timezone = tz;
         }
-        if let Some(vars) = get("vars") {
-            if self.map(vars, "`vars`").is_some() {
-                self.vars = Arc::new(vars.to_json());
+        for section in include::MERGED {
+            if let Some(n) = get(section) {
+                self.map(n, &format!("`{section}`"));
             }
         }
-        if let Some(conds) = get("conditions") {
-            if let Some(named) = self.map(conds, "`conditions`") {
-                for (k, v) in named {
-                    let list = self.conditions(v);
-                    self.named.insert(k.key_text(), list);
-                }
-            }
+        let names = self.names;
+        let vars: Map<String, Value> = names
+            .section("vars")
+            .iter()
+            .map(|(n, e)| (n.clone(), e.value.to_json()))
+            .collect();
+        self.vars = Arc::new(Value::Object(vars));
+        for (name, e) in names.section("conditions") {
+            let list = self.within(e.origin, |c| c.conditions(e.value));
+            self.named.insert(name.clone(), list);
+        }
+        // Every list is checked, called or not.
+        for (name, _) in names.section("actions") {
+            self.action_list(name);
+        }
+        if library {
+            return Vec::new();
         }
         let mut defaults = Defaults::default();
         if let Some(d) = get("defaults") {
@@ -357,7 +474,7 @@ impl<'a> Compiler<'a> {
         }
         Some(Rule {
             id: format!("{stem}/{}", name?),
-            file: self.file.to_owned(),
+            file: self.sources[self.top].path.to_owned(),
             loc: name_node.map_or(node.loc, |n| n.loc),
             description,
             on,
@@ -373,7 +490,7 @@ impl<'a> Compiler<'a> {
             enabled: enabled.unwrap_or(true),
             vars: self.vars.clone(),
             fingerprint: fingerprint(&self.shared_source, node),
-            source_hash: source_hash(self.text),
+            source_hash: source_hash(self.sources[self.top].text),
         })
     }
 
@@ -510,7 +627,7 @@ impl<'a> Compiler<'a> {
     fn inside(&self, node: &Node, value: &str, offset: Option<usize>) -> Loc {
         match offset {
             Some(offset) if node.as_str() == Some(value) => {
-                yaml::position_in_scalar(&self.lines, node.loc, value, offset)
+                yaml::position_in_scalar(&self.sources[self.cur].lines, node.loc, value, offset)
             }
             _ => node.loc,
         }
@@ -816,14 +933,14 @@ impl<'a> Compiler<'a> {
         Some(node.to_json())
     }
 
-    fn actions(&mut self, node: &Node, what: &'static str) -> Vec<Action> {
-        let outer = std::mem::replace(&mut self.list, what);
-        let out = self.action_list(node, what);
+    fn actions(&mut self, node: &Node, what: &str) -> Vec<Action> {
+        let outer = std::mem::replace(&mut self.list, what.to_owned());
+        let out = self.action_items(node, what);
         self.list = outer;
         out
     }
 
-    fn action_list(&mut self, node: &Node, what: &str) -> Vec<Action> {
+    fn action_items(&mut self, node: &Node, what: &str) -> Vec<Action> {
         match &node.kind {
             Kind::Seq(items) => {
                 self.unique_bindings(items);
@@ -881,11 +998,19 @@ impl<'a> Compiler<'a> {
         let mut ok = true;
         // A misspelt action name, with the action it probably means.
         let mut guessed: Option<(&str, &Node)> = None;
+        let mut call: Option<(&Node, &Node)> = None;
+        let mut with: Option<(&Node, &Node)> = None;
+        let mut bind_key: Option<&Node> = None;
         for (k, v) in entries {
             let key = k.key_text();
             match key.as_str() {
                 "if" => when = self.conditions(v),
-                "as" => bind = self.string(v, "`as`"),
+                "as" => {
+                    bind_key = Some(k);
+                    bind = self.string(v, "`as`");
+                }
+                "call" => call = Some((k, v)),
+                "with" => with = Some((k, v)),
                 "on_error" => match v.as_str() {
                     Some("fail") => on_error = OnError::Fail,
                     Some("continue") => on_error = OnError::Continue,
@@ -913,7 +1038,8 @@ impl<'a> Compiler<'a> {
                     let known = names
                         .iter()
                         .copied()
-                        .chain(ACTION_MODIFIERS.iter().copied());
+                        .chain(ACTION_MODIFIERS.iter().copied())
+                        .chain(CALL_KEYS.iter().copied());
                     let guess = closest(&key, known);
                     if let Some(action) = guess.filter(|g| names.contains(g)) {
                         guessed = Some((action, v));
@@ -926,6 +1052,33 @@ impl<'a> Compiler<'a> {
                     ok = false;
                 }
             }
+        }
+        if let Some((call_key, call_value)) = call {
+            if let Some((prev, _)) = found {
+                let msg = format!(
+                    "one action per list item: `{}` and `call` are both here",
+                    prev.key_text()
+                );
+                self.error(call_key.loc, msg, Some("start a new item with `- `".into()));
+                return None;
+            }
+            if let Some(k) = bind_key {
+                self.error(
+                    k.loc,
+                    "`as` does not apply to a `call` (a list has no single result)",
+                    Some("bind results with `as:` on the actions inside the list".into()),
+                );
+                return None;
+            }
+            if !ok {
+                return None;
+            }
+            let with = with.map(|(_, v)| v);
+            return self.call(call_key, call_value, with, when, on_error);
+        }
+        if let Some((k, _)) = with {
+            self.error(k.loc, "`with` goes with `call`", None);
+            ok = false;
         }
         let Some((name_node, args_node)) = found else {
             // The arguments of a misspelt action are checked against the
@@ -955,6 +1108,7 @@ impl<'a> Compiler<'a> {
                 on_error,
                 loc: name_node.loc,
                 pause: Some(Box::new(pause)),
+                call: None,
             });
         }
         let (name, shorthand) = (spec.name, spec.shorthand);
@@ -1017,6 +1171,7 @@ impl<'a> Compiler<'a> {
             on_error,
             loc: name_node.loc,
             pause: None,
+            call: None,
         })
     }
 
@@ -1035,7 +1190,12 @@ impl<'a> Compiler<'a> {
             _ => PauseKind::Wait,
         };
         let before = self.errors.len();
-        match self.list {
+        match self.list.as_str() {
+            named if named.starts_with("`actions.") => self.error(
+                name_node.loc,
+                format!("`{name}` cannot be inside a named action list ({named}): a call runs to its end"),
+                Some("put the wait in the rule's own list, after the `call`".into()),
+            ),
             "`on_timeout`" => self.error(
                 name_node.loc,
                 format!("`{name}` cannot be inside `on_timeout`: one level is enough"),
@@ -1243,6 +1403,104 @@ impl<'a> Compiler<'a> {
             out.push(choice);
         }
         ok.then_some(out)
+    }
+
+    /// A `- call: NAME` step (with its `with:`).
+    fn call(
+        &mut self,
+        key: &Node,
+        value: &Node,
+        with: Option<&Node>,
+        when: Vec<Cond>,
+        on_error: OnError,
+    ) -> Option<Action> {
+        let name = self.string(value, "`call`")?;
+        let mut args = Vec::new();
+        let mut ok = true;
+        if let Some(w) = with {
+            for (k, v) in self.map(w, "`with`")? {
+                match self.arg(v) {
+                    Some(a) => args.push((k.key_text(), a)),
+                    None => ok = false,
+                }
+            }
+        }
+        if self.names.get("actions", &name).is_none() {
+            let names = self
+                .names
+                .section("actions")
+                .iter()
+                .map(|(n, _)| n.as_str());
+            let hint = did_you_mean(&name, names);
+            self.error(
+                value.loc,
+                format!("no action list named `{name}` in `actions:`"),
+                hint,
+            );
+            return None;
+        }
+        if let Some(at) = self.calling.iter().position(|n| *n == name) {
+            let chain: Vec<&str> = self.calling[at..]
+                .iter()
+                .map(String::as_str)
+                .chain([name.as_str()])
+                .collect();
+            self.error(
+                value.loc,
+                format!("action list `{name}` calls itself: {}", chain.join(" → ")),
+                Some("a list cannot run itself, directly or through others".into()),
+            );
+            return None;
+        }
+        let (actions, height) = self.action_list(&name)?;
+        self.deepest = self.deepest.max(height);
+        ok.then(|| Action {
+            name: "call",
+            args: Vec::new(),
+            when,
+            bind: None,
+            on_error,
+            loc: key.loc,
+            pause: None,
+            call: Some(Box::new(Call {
+                name,
+                with: args,
+                actions,
+            })),
+        })
+    }
+
+    /// The named action list `name` (which exists), compiled once, in the
+    /// file that wrote it.
+    fn action_list(&mut self, name: &str) -> Compiled {
+        if let Some(done) = self.lists.get(name) {
+            return done.clone();
+        }
+        let entry = *self.names.get("actions", name)?;
+        self.calling.push(name.to_owned());
+        let outer = std::mem::take(&mut self.deepest);
+        let before = self.errors.len();
+        let what = format!("`actions.{name}`");
+        let list = self.within(entry.origin, |c| c.actions(entry.value, &what));
+        let height = 1 + self.deepest;
+        self.deepest = outer;
+        self.calling.pop();
+        let mut ok = self.errors.len() == before;
+        if ok && height > MAX_CALL_DEPTH {
+            self.within(entry.origin, |c| {
+                c.error(
+                    entry.key.loc,
+                    format!(
+                        "calls nest {height} lists deep from {what} (at most {MAX_CALL_DEPTH})"
+                    ),
+                    None,
+                )
+            });
+            ok = false;
+        }
+        let compiled = ok.then(|| (Arc::new(list), height));
+        self.lists.insert(name.to_owned(), compiled.clone());
+        compiled
     }
 
     /// Validates arguments whose value is known now (enums, durations).

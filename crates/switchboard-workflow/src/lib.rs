@@ -1,7 +1,8 @@
 //! Workflows: YAML files in, a compiled, immutable [`Ruleset`] out.
 //!
 //! `load` finds and reads files, `yaml` parses them keeping positions,
-//! `compile` checks and compiles every rule, `schema` holds the format's
+//! `include` resolves what each file brings in from others (`include:`,
+//! `kind: library`), `compile` checks and compiles every rule, `schema` holds the format's
 //! types (and the JSON Schema), `template` the minijinja environment,
 //! `time` time zones and the `time` condition.
 
@@ -9,6 +10,7 @@ pub mod actions;
 pub mod compile;
 pub mod duration;
 pub mod error;
+pub mod include;
 pub mod load;
 pub mod pattern;
 pub mod prefilter;

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::compile::compile_file;
+use super::compile::{compile_unit, Unit};
 use super::error::{LoadError, LoadErrors};
+use super::include::{self, Source};
 use super::ruleset::Ruleset;
 use super::template::Templates;
 use super::yaml::{self, Loc};
@@ -31,7 +32,7 @@ pub fn load_dir(dir: &Path) -> Result<Ruleset, LoadErrors> {
         .iter()
         .map(|(p, t)| (p.as_path(), t.as_str()))
         .collect();
-    let loaded = load_sources(&named);
+    let loaded = load_folder_sources(dir, &named);
     drop(named);
     drop(sources);
     release_scratch();
@@ -62,14 +63,22 @@ pub fn load_str(name: &str, text: &str) -> Result<Ruleset, LoadErrors> {
     load_sources(&[(Path::new(name), text)])
 }
 
-/// Compiles several files into one ruleset.
+/// Compiles several files into one ruleset (includes resolve among them,
+/// by their paths as given).
 pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
+    load_folder_sources(Path::new(""), files)
+}
+
+/// Compiles the files of the workflows folder `folder` into one ruleset:
+/// includes name paths inside it.
+pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
     let mut templates = Templates::new();
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let mut sources = Vec::with_capacity(files.len());
     for (path, text) in files {
-        match yaml::parse_cached(text) {
-            Ok(root) => rules.extend(compile_file(path, text, &root, &mut templates, &mut errors)),
+        let root = match yaml::parse_cached(text) {
+            Ok(root) => Some(root),
             Err(e) => {
                 let loc = e.loc.unwrap_or_default();
                 let source_line = (loc.line > 0)
@@ -82,9 +91,31 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
                     hint: yaml::syntax_hint(&e.message),
                     source_line,
                 });
+                None
             }
-        }
+        };
+        sources.push(Source {
+            path,
+            rel: include::relative(folder, path),
+            text,
+            lines: text.lines().collect(),
+            root,
+        });
     }
+    let mut cycles = HashSet::new();
+    for (of, source) in sources.iter().enumerate() {
+        let Some(root) = &source.root else { continue };
+        let names = include::names(&sources, folder, of, &mut cycles, &mut errors);
+        let unit = Unit {
+            sources: &sources,
+            of,
+            names: &names,
+        };
+        rules.extend(compile_unit(&unit, root, &mut templates, &mut errors));
+    }
+    // A library's mistake is found once per file that includes it.
+    let mut seen = HashSet::new();
+    errors.retain(|e| seen.insert((e.file.clone(), e.loc.line, e.loc.col, e.message.clone())));
     // The same id from two files (same stem in two folders).
     let mut seen: HashMap<&str, &Path> = HashMap::new();
     for r in &rules {

@@ -237,6 +237,9 @@ pub struct Action {
     /// For `wait_for`, `ask` and `wait`: what the pause waits for (the parts
     /// compiled rather than rendered). `None` for every other action.
     pub pause: Option<Box<Pause>>,
+    /// For `call:` (then `name` is `call` and `args` is empty): the named
+    /// action list it runs.
+    pub call: Option<Box<Call>>,
 }
 
 /// Which of the pausing actions.
@@ -275,6 +278,18 @@ pub struct Pause {
     pub choices: Vec<String>,
     /// Run when the timeout passes first; holds no pause.
     pub on_timeout: Vec<Action>,
+}
+
+/// A `- call: NAME` step: a named action list (from `actions:`) run with
+/// arguments, kept as a node so traces show the call with its actions under it.
+#[derive(Debug)]
+pub struct Call {
+    /// The action list's name.
+    pub name: String,
+    /// `with:`, rendered at the call and seen inside as `args`.
+    pub with: Vec<(String, Arg)>,
+    /// The list's actions, compiled once per including file and shared by its calls.
+    pub actions: Arc<Vec<Action>>,
 }
 
 /// An action argument.

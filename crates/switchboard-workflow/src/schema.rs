@@ -10,16 +10,34 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// A file of the workflows folder: a workflow (rules) or a library (`kind:
+/// library`: names other files include).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(
+    title = "switchboard workflow",
+    description = "Rules that tell a switchboard agent what to do with platform events, or (`kind: library`) vars, conditions and action lists for other files to include."
+)]
+pub enum File {
+    /// `kind: library`.
+    Library(LibraryFile),
+    /// A workflow.
+    Workflow(WorkflowFile),
+}
+
 /// A workflow file.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(
-    title = "switchboard workflow",
-    description = "Rules that tell a switchboard agent what to do with platform events."
-)]
 pub struct WorkflowFile {
     /// Language version; must be 1.
     pub version: u32,
+    /// `workflow`, the default: a file of rules.
+    pub kind: Option<WorkflowKind>,
+    /// Files (relative to this one, inside the workflows folder) whose
+    /// `vars`, `conditions` and `actions` this file sees; its own names win,
+    /// then the first include that has a name.
+    #[serde(default)]
+    pub include: Vec<String>,
     /// IANA time zone of the file's `cron` schedules, `time` conditions and
     /// `local_now` (e.g. `Europe/Berlin`); default UTC.
     pub timezone: Option<String>,
@@ -29,11 +47,55 @@ pub struct WorkflowFile {
     /// Named conditions, reused in rules with `- use: NAME`.
     #[serde(default)]
     pub conditions: BTreeMap<String, ConditionList>,
+    /// Named action lists, run with `- call: NAME` (`with:` gives `args`).
+    #[serde(default)]
+    pub actions: BTreeMap<String, Vec<Action>>,
     /// Fields every rule of this file inherits unless it sets them.
     #[serde(default)]
     pub defaults: Option<Defaults>,
     /// The rules, in order.
     pub rules: Vec<Rule>,
+}
+
+// Its named sections are `include::MERGED`: a new one (`secrets`) goes
+// there, here and in `WorkflowFile`.
+/// A library: names for the files that include it; no rules, not loaded as
+/// a workflow of its own (but checked like one).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryFile {
+    /// Language version; must be 1.
+    pub version: u32,
+    /// `library`.
+    pub kind: LibraryKind,
+    /// Further files whose names this library (and so its includers) sees.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Constants for templates (`vars.NAME`) and operators (`{ var: NAME }`).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    /// Named conditions (`- use: NAME`).
+    #[serde(default)]
+    pub conditions: BTreeMap<String, ConditionList>,
+    /// Named action lists (`- call: NAME`).
+    #[serde(default)]
+    pub actions: BTreeMap<String, Vec<Action>>,
+}
+
+/// `kind` of a workflow.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowKind {
+    /// A file of rules (the default).
+    Workflow,
+}
+
+/// `kind` of a library.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LibraryKind {
+    /// Names for other files; no rules.
+    Library,
 }
 
 /// Fields rules inherit.
@@ -345,6 +407,9 @@ fn path_condition_schema(generator: &mut SchemaGenerator) -> Schema {
 /// Keys every action accepts beside its own.
 pub const ACTION_MODIFIERS: &[&str] = &["if", "as", "on_error"];
 
+/// The keys of a `- call: NAME` step beside `if` and `on_error`.
+pub const CALL_KEYS: &[&str] = &["call", "with"];
+
 /// An action: one action key, plus `if`, `as` and `on_error`.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -376,12 +441,24 @@ fn action_schema(generator: &mut SchemaGenerator) -> Schema {
             "additionalProperties": false
         }));
     }
+    variants.push(serde_json::json!({
+        "type": "object",
+        "description": "Runs the named action list from `actions:` (this file's or an included one's)",
+        "required": ["call"],
+        "properties": {
+            "call": {"type": "string", "description": "Name of the action list"},
+            "with": {"type": "object", "description": "Arguments, seen inside the list as `args.NAME`"},
+            "if": conditions,
+            "on_error": {"enum": ["fail", "continue"]}
+        },
+        "additionalProperties": false
+    }));
     schemars::json_schema!({ "oneOf": variants })
 }
 
-/// The JSON Schema of a workflow file.
+/// The JSON Schema of a workflows-folder file (a workflow or a library).
 pub fn json_schema() -> Value {
-    let schema = schemars::schema_for!(WorkflowFile);
+    let schema = schemars::schema_for!(File);
     serde_json::to_value(&schema).unwrap_or_default()
 }
 
@@ -422,6 +499,38 @@ mod tests {
         assert_eq!(keys_of::<crate::actions::post_event::Args>().len(), 4);
         let ops = keys_of::<Operators>();
         assert!(ops.contains(&"in".to_string()) && ops.contains(&"case".to_string()));
+    }
+
+    #[test]
+    fn a_library_and_a_workflow_with_include_fit_the_schema_types() {
+        let library = "version: 1\nkind: library\ninclude: [more.yaml]\nvars: { team: support }\nconditions:\n  q: { event.content: { ends_with: \"?\" } }\nactions:\n  greet:\n    - reply: \"hi {{ args.name }}\"\n    - call: sign\n      with: { by: \"{{ vars.team }}\" }\n";
+        let lib: LibraryFile = serde_saphyr::from_str(library).unwrap();
+        assert_eq!(lib.actions["greet"].len(), 2);
+        let workflow = "version: 1\ninclude: [common/support.yaml]\nrules:\n  - name: r\n    on: message_created\n    do:\n      - call: greet\n        with: { name: Ann }\n        if: { use: q }\n";
+        let file: WorkflowFile = serde_saphyr::from_str(workflow).unwrap();
+        assert_eq!(file.include, ["common/support.yaml"]);
+        // A library with rules is not a library, nor is a workflow one.
+        let both = "version: 1\nkind: library\nrules: []\n";
+        assert!(serde_saphyr::from_str::<LibraryFile>(both).is_err());
+        assert!(serde_saphyr::from_str::<WorkflowFile>(both).is_err());
+        let schema = json_schema();
+        let kinds: Vec<String> = schema["anyOf"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v["$ref"].to_string())
+            .collect();
+        assert_eq!(kinds.len(), 2, "a library or a workflow: {kinds:?}");
+        let text = schema.to_string();
+        for key in [
+            "\"include\"",
+            "\"kind\"",
+            "\"call\"",
+            "\"with\"",
+            "\"library\"",
+        ] {
+            assert!(text.contains(key), "{key} missing from the schema");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod actions_agree;
 mod conversations;
+mod calls;
 mod eval;
 mod limits;
 mod prefilter;

@@ -291,3 +291,215 @@ fn every_unknown_key_of_a_rule_and_its_actions_is_reported_at_once() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 }
+
+/// A workflows folder with `files` (path, text) written in it.
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+const SUPPORT: &str = r#"version: 1
+kind: library
+vars:
+  greeting: Hello
+  team: support
+conditions:
+  question:
+    - event.content: { ends_with: "?" }
+actions:
+  greet:
+    - reply: "{{ vars.greeting }}, {{ args.name }}"
+    - call: sign
+  sign:
+    - log: "signed by {{ vars.team }}"
+"#;
+
+const MAIN: &str = r#"version: 1
+include: [common/support.yaml]
+vars:
+  greeting: Hi
+rules:
+  - name: welcome
+    on: message_created
+    if:
+      - use: question
+    do:
+      - call: greet
+        with: { name: "{{ sender.name }}" }
+"#;
+
+#[test]
+fn include_brings_in_names_and_the_including_files_own_win() {
+    let dir = folder(&[("common/support.yaml", SUPPORT), ("main.yaml", MAIN)]);
+    let rs = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    // The library is not a workflow of its own.
+    assert_eq!(rs.rule_ids().collect::<Vec<_>>(), ["main/welcome"]);
+    let rule = rs.rule("main/welcome").unwrap();
+    assert_eq!(rule.vars["greeting"], "Hi", "the including file's var wins");
+    assert_eq!(rule.vars["team"], "support", "the library's var comes in");
+    let call = rule.actions[0].call.as_ref().expect("a call");
+    assert_eq!(call.name, "greet");
+    assert_eq!(call.actions.len(), 2);
+    let inner = call.actions[1].call.as_ref().expect("a nested call");
+    assert_eq!(inner.name, "sign");
+}
+
+#[test]
+fn an_include_cycle_is_a_load_error_in_the_file_that_closes_it() {
+    let a =
+        "version: 1\ninclude: [lib/b.yaml]\nrules:\n  - name: r\n    on: room_added\n    do: []\n";
+    let b = "version: 1\nkind: library\ninclude:\n  - ../a.yaml\n";
+    let dir = folder(&[("a.yaml", a), ("lib/b.yaml", b)]);
+    let text = load_dir(dir.path()).unwrap_err().to_string();
+    let at = format!("{}:4:5", dir.path().join("lib/b.yaml").display());
+    assert!(text.contains("include cycle"), "{text}");
+    assert!(text.contains(&at), "points at the include in b: {text}");
+    assert!(text.contains("a.yaml → lib/b.yaml → a.yaml"), "{text}");
+}
+
+#[test]
+fn a_call_to_itself_through_another_is_a_load_error() {
+    let text = r#"version: 1
+actions:
+  ping: [ { call: pong } ]
+  pong:
+    - log: x
+    - call: ping
+rules:
+  - name: r
+    on: room_added
+    do: [ { call: ping } ]
+"#;
+    let out = errors(text);
+    assert!(out.contains("calls itself: ping → pong → ping"), "{out}");
+    assert!(out.contains("w.yaml:6:13"), "{out}");
+}
+
+#[test]
+fn an_unknown_action_list_suggests_the_name_meant() {
+    let main = MAIN.replace("call: greet", "call: gret");
+    let dir = folder(&[("common/support.yaml", SUPPORT), ("main.yaml", &main)]);
+    let text = load_dir(dir.path()).unwrap_err().to_string();
+    let at = format!("{}:11:15", dir.path().join("main.yaml").display());
+    assert!(text.contains("no action list named `gret`"), "{text}");
+    assert!(text.contains(&at), "{text}");
+    assert!(text.contains("did you mean `greet`?"), "{text}");
+}
+
+#[test]
+fn an_error_inside_a_library_points_at_the_library() {
+    let support = SUPPORT.replace("- log:", "- lgo:");
+    let dir = folder(&[("common/support.yaml", &support), ("main.yaml", MAIN)]);
+    let err = load_dir(dir.path()).unwrap_err();
+    let text = err.to_string();
+    let at = format!("{}:14:7", dir.path().join("common/support.yaml").display());
+    assert!(text.contains("unknown action `lgo`"), "{text}");
+    assert!(text.contains(&at), "{text}");
+    assert_eq!(err.len(), 1, "reported once, not once per includer: {text}");
+}
+
+#[test]
+fn an_include_outside_the_folder_is_a_load_error() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.yaml"), SUPPORT).unwrap();
+    let cases = [
+        "../x.yaml".to_owned(),
+        outside.path().join("x.yaml").display().to_string(),
+        "link.yaml".to_owned(),
+    ];
+    for target in cases {
+        let main = MAIN.replace("common/support.yaml", &target);
+        let dir = folder(&[("main.yaml", &main)]);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(outside.path().join("x.yaml"), dir.path().join("link.yaml"))
+            .unwrap();
+        let text = load_dir(dir.path()).unwrap_err().to_string();
+        let at = format!("{}:2:11", dir.path().join("main.yaml").display());
+        assert!(
+            text.contains("outside the workflows folder"),
+            "{target}: {text}"
+        );
+        assert!(text.contains(&at), "{target}: {text}");
+    }
+}
+
+#[test]
+fn a_library_has_no_rules_and_a_missing_include_is_named() {
+    let lib = "version: 1\nkind: library\nrules: []\n";
+    let dir = folder(&[("lib.yaml", lib)]);
+    let text = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        text.contains("a library (`kind: library`) has no `rules`"),
+        "{text}"
+    );
+
+    let main = MAIN.replace("common/support.yaml", "common/suport.yaml");
+    let dir = folder(&[("common/support.yaml", SUPPORT), ("main.yaml", &main)]);
+    let text = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(
+        text.contains("no workflow file `common/suport.yaml`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("did you mean `common/support.yaml`?"),
+        "{text}"
+    );
+
+    // Checked on its own even when nothing includes it.
+    let dir = folder(&[("lib.yaml", "version: 1\nkind: libary\n")]);
+    let text = load_dir(dir.path()).unwrap_err().to_string();
+    assert!(text.contains("`kind` is `workflow` or `library`"), "{text}");
+}
+
+#[test]
+fn calls_nest_up_to_a_bound_and_misplaced_call_keys_are_named() {
+    let chain = |lists: usize| {
+        let mut text = String::from("version: 1\nactions:\n");
+        for i in 0..lists {
+            match i + 1 < lists {
+                true => text.push_str(&format!("  l{i}: [ {{ call: l{} }} ]\n", i + 1)),
+                false => text.push_str(&format!("  l{i}: [ {{ log: deep }} ]\n")),
+            }
+        }
+        text + "rules:\n  - name: r\n    on: room_added\n    do: [ { call: l0 } ]\n"
+    };
+    let deepest = switchboard_workflow::compile::MAX_CALL_DEPTH;
+    assert!(load_str("w.yaml", &chain(deepest)).is_ok());
+    let out = errors(&chain(deepest + 1));
+    assert!(
+        out.contains("calls nest 17 lists deep from `actions.l0` (at most 16)"),
+        "{out}"
+    );
+
+    let text = r#"version: 1
+actions:
+  greet: [ { reply: hi } ]
+rules:
+  - name: r
+    on: message_created
+    do:
+      - call: greet
+        as: result
+      - reply: hi
+        with: { name: x }
+      - call: greet
+        reply: hi
+"#;
+    let out = errors(text);
+    for expected in [
+        "`as` does not apply to a `call`",
+        "--> w.yaml:9:9",
+        "`with` goes with `call`",
+        "--> w.yaml:11:9",
+        "one action per list item: `reply` and `call` are both here",
+    ] {
+        assert!(out.contains(expected), "no `{expected}` in:\n{out}");
+    }
+}
