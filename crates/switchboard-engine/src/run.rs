@@ -527,8 +527,15 @@ impl Engine {
                         executor,
                     };
                     let mut own = Map::new();
-                    Box::pin(self.run_call(&run, (action, call, &step), &[], &mut ctx, &mut own, report))
-                        .await
+                    Box::pin(self.run_call(
+                        &run,
+                        (action, call, &step),
+                        &[],
+                        &mut ctx,
+                        &mut own,
+                        report,
+                    ))
+                    .await
                 }
                 None => {
                     self.run_action(
@@ -611,8 +618,15 @@ impl Engine {
             let step = format!("{prefix}{index}");
             let outcome = match &action.call {
                 Some(call) => {
-                    Box::pin(self.run_call(list, (action, call, &step), calls, ctx, bindings, report))
-                        .await
+                    Box::pin(self.run_call(
+                        list,
+                        (action, call, &step),
+                        calls,
+                        ctx,
+                        bindings,
+                        report,
+                    ))
+                    .await
                 }
                 None => {
                     self.run_action(

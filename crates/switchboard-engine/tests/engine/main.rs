@@ -5,8 +5,8 @@
 //! daylight saving (`time`). No network: a `RecordingExecutor` stands in.
 
 mod actions_agree;
-mod conversations;
 mod calls;
+mod conversations;
 mod eval;
 mod limits;
 mod prefilter;
