@@ -3,12 +3,13 @@
 //! `*.test.yaml`, each parsed and compiled; all errors of all files are
 //! collected before anything runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::compile::compile_file;
-use super::error::{LoadError, LoadErrors};
+use super::error::{did_you_mean, LoadError, LoadErrors};
+use super::rule::Webhook;
 use super::ruleset::Ruleset;
 use super::template::Templates;
 use super::yaml::{self, Loc};
@@ -67,9 +68,34 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
     let mut templates = Templates::new();
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let mut webhooks: BTreeMap<String, Webhook> = BTreeMap::new();
     for (path, text) in files {
         match yaml::parse_cached(text) {
-            Ok(root) => rules.extend(compile_file(path, text, &root, &mut templates, &mut errors)),
+            Ok(root) => {
+                let compiled = compile_file(path, text, &root, &mut templates, &mut errors);
+                rules.extend(compiled.rules);
+                for hook in compiled.webhooks {
+                    match webhooks.get(&hook.name) {
+                        // One URL serves one hook: a second definition is a mistake.
+                        Some(first) => errors.push(LoadError {
+                            file: hook.file.clone(),
+                            loc: hook.loc,
+                            message: format!(
+                                "webhook `{}` is defined twice (also in {})",
+                                hook.name,
+                                first.file.display()
+                            ),
+                            hint: Some(
+                                "define each hook in one file; rules of any file can use it".into(),
+                            ),
+                            source_line: line_of(text, hook.loc),
+                        }),
+                        None => {
+                            webhooks.insert(hook.name.clone(), hook);
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 let loc = e.loc.unwrap_or_default();
                 let source_line = (loc.line > 0)
@@ -102,10 +128,49 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
             });
         }
     }
+    // A rule's hook may be defined in any file of the folder.
+    for r in &rules {
+        let (Some(name), Some(loc)) = (&r.webhook, r.webhook_loc) else {
+            continue;
+        };
+        if webhooks.contains_key(name) {
+            continue;
+        }
+        let text = files
+            .iter()
+            .find(|(p, _)| *p == r.file.as_path())
+            .map_or("", |(_, t)| *t);
+        let hint = did_you_mean(name, webhooks.keys().map(String::as_str)).or_else(|| {
+            Some(format!(
+                "define it under `webhooks:`{}",
+                match webhooks.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        " (defined: {})",
+                        webhooks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            ))
+        });
+        errors.push(LoadError {
+            file: r.file.clone(),
+            loc,
+            message: format!("no webhook named `{name}`"),
+            hint,
+            source_line: line_of(text, loc),
+        });
+    }
     if !errors.is_empty() {
         return Err(LoadErrors::new(errors));
     }
-    Ok(Ruleset::new(rules, templates, files.len()))
+    Ok(Ruleset::new(rules, templates, files.len()).with_webhooks(webhooks))
+}
+
+/// The text of the line `loc` points at.
+fn line_of(text: &str, loc: Loc) -> Option<String> {
+    (loc.line > 0)
+        .then(|| text.lines().nth(loc.line as usize - 1).map(str::to_owned))
+        .flatten()
 }
 
 /// Workflow files under `dir`, sorted by path.
