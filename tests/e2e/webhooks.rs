@@ -425,3 +425,59 @@ async fn without_the_flag_no_webhook_port_is_opened() {
     );
     sb.shutdown().await.unwrap();
 }
+
+/// The YAML blocks of the reference's "Webhooks" section, in order.
+fn reference_examples() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow-reference.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("\n## Webhooks\n").expect("a Webhooks section");
+    let section = &text[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("\n```").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_references_example_checks_and_its_tests_pass() {
+    let examples = reference_examples();
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hooks.yaml"), &examples[0]).unwrap();
+    std::fs::write(dir.path().join("hooks.test.yaml"), &examples[1]).unwrap();
+    let folder = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = crate::support::cli::switchboard();
+        cmd.args(args);
+        cmd
+    };
+    let out = crate::support::cli::output_within(&mut run(&["check", folder]), STEP).await;
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = crate::support::cli::output_within(&mut run(&["test", folder]), STEP).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let passed = text(&out).matches(" ... ok").count();
+    assert_eq!(passed, 3, "{}", text(&out));
+    // A rule naming a hook nobody defines does not check.
+    std::fs::write(
+        dir.path().join("hooks.yaml"),
+        examples[0].replacen("webhook: deploys", "webhook: deploy", 1),
+    )
+    .unwrap();
+    let out = crate::support::cli::output_within(&mut run(&["check", folder]), STEP).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no webhook named `deploy`"),
+        "{}",
+        text(&out)
+    );
+}
