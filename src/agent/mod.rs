@@ -34,6 +34,9 @@ use switchboard_workflow::LoadErrors;
 use crate::rules::{reload, schedule};
 pub use crate::rules::{Handled, RulesHandler};
 
+/// How long a stopping agent waits for the webhook delivery in hand.
+const WEBHOOK_FINISH: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What an agent needs to run.
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -502,17 +505,29 @@ impl Agent {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "webhook server stopped");
                 }
             });
-            let consumer = tokio::spawn(webhooks::consume(queue, self.handler.clone()));
-            (server, consumer)
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let consumer = tokio::spawn(webhooks::consume(queue, self.handler.clone(), stopped));
+            (server, consumer, stop)
         });
         let result = self.runtime.run_until(stop).await;
         if let Some(server) = server {
             server.abort();
         }
-        if let Some((server, consumer)) = hooks {
-            // A delivery cut short stays queued and runs at the next start.
+        if let Some((server, mut consumer, stop)) = hooks {
+            // No new deliveries; the one in hand finishes (bounded), so a
+            // clean stop does not repeat it. One cut short stays queued and
+            // runs at the next start.
             server.abort();
-            consumer.abort();
+            let _ = stop.send(true);
+            if tokio::time::timeout(WEBHOOK_FINISH, &mut consumer)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the webhook delivery in hand did not finish in {WEBHOOK_FINISH:?}; it runs again at the next start"
+                );
+                consumer.abort();
+            }
         }
         reloader.abort();
         timers.stop();

@@ -88,10 +88,24 @@ struct App {
     queue: Arc<WebhookQueue>,
 }
 
-/// `POST /hooks/{name}`.
+/// `POST /hooks/{name}`; anything else gets the platform's JSON error too.
 pub fn router(engine: Arc<Engine>, queue: Arc<WebhookQueue>) -> Router {
     Router::new()
         .route("/hooks/{name}", post(deliver))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "webhooks are served at POST /hooks/NAME",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "webhooks take POST",
+            )
+        })
         .with_state(Arc::new(App { engine, queue }))
 }
 
@@ -104,10 +118,19 @@ pub async fn serve(
     axum::serve(listener, router(engine, queue)).await
 }
 
-/// Runs the queued deliveries, oldest first, one at a time, for ever.
-pub async fn consume(queue: Arc<WebhookQueue>, handler: Arc<RulesHandler>) {
+/// Runs the queued deliveries, oldest first, one at a time, until `stop`
+/// turns true; the delivery in hand then finishes first (like the runtime's
+/// event in hand), so a clean stop never repeats one.
+pub async fn consume(
+    queue: Arc<WebhookQueue>,
+    handler: Arc<RulesHandler>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
-        let entry = queue.next().await;
+        let entry = tokio::select! {
+            entry = queue.next() => entry,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
         let report = handler.run_webhook(entry.event.clone()).await;
         match &report.outcome {
             Finish::Done => {}

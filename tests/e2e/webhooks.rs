@@ -247,6 +247,19 @@ async fn deliveries_are_authenticated_and_each_handled_once() {
     let (status, body, _) = post(addr, "nope", b"{}".to_vec(), &[]).await;
     assert_eq!(status, 404, "{body}");
     assert_error(&body, "not_found");
+    // Another path, another method: the same kind of answer.
+    let resp = reqwest::get(format!("http://{addr}/hooks/deploys"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_error(&resp.json::<Value>().await.unwrap(), "method_not_allowed");
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_error(&resp.json::<Value>().await.unwrap(), "not_found");
     // 2 MiB, correctly signed: too large all the same.
     let big = serde_json::to_vec(
         &json!({"status": "failed", "service": "big", "pad": "x".repeat(2 << 20)}),
@@ -480,4 +493,55 @@ async fn the_references_example_checks_and_its_tests_pass() {
         "{}",
         text(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_delivery_in_hand_finish_and_it_is_not_repeated() {
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let dir = folder(&room, &bob);
+    let home = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut first =
+        Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
+    listening(&mut first, addr).await;
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": "/messages", "ms": 1500, "count": 1}}),
+    )
+    .await;
+    let (status, body, _) = deliver(
+        addr,
+        &json!({"status": "failed", "service": "db"}),
+        "d-term",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    // Stopped while the rule's post is in flight: it completes before the exit.
+    first
+        .wait_for_stderr("the delivery in hand", STEP, |l| {
+            l.contains("webhook delivery accepted")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = first.stop_cleanly("the agent", STEP).await;
+    assert_eq!(
+        posted(&sb, &bot, &room, "deploy ").await.len(),
+        1,
+        "the delivery in hand did not finish; logs:\n{}",
+        logs.join("\n")
+    );
+    // And the restart does not run it again.
+    let mut second =
+        Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
+    listening(&mut second, addr).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert_eq!(
+        posted(&sb, &bot, &room, "deploy ").await.len(),
+        1,
+        "{}",
+        logs.join("\n")
+    );
+    sb.shutdown().await.unwrap();
 }
