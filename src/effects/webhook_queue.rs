@@ -520,6 +520,33 @@ mod tests {
     }
 
     #[test]
+    fn the_file_stays_bounded_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("webhooks");
+        let body = "x".repeat(1024);
+        let n = COMPACT_AFTER_DONE * 2 + 10;
+        rt().block_on(async {
+            let q = WebhookQueue::open(&path, 10).unwrap();
+            for i in 0..n {
+                let key = format!("h/{i}");
+                q.push(key.clone(), json!({"body": body}), Utc::now())
+                    .await
+                    .unwrap();
+                q.done(&key).await.unwrap();
+            }
+        });
+        // The bodies of handled deliveries are gone; their ids are kept (a day).
+        let len = std::fs::metadata(&path).unwrap().len() as usize;
+        assert!(len < 80 * 1024, "{len} bytes after {n} deliveries");
+        rt().block_on(async {
+            let q = WebhookQueue::open(&path, 10).unwrap();
+            assert_eq!(q.pending(), 0);
+            let again = q.push("h/3".into(), json!({}), Utc::now()).await.unwrap();
+            assert_eq!(again, Pushed::Duplicate);
+        });
+    }
+
+    #[test]
     fn a_damaged_file_is_kept_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("webhooks");
