@@ -545,3 +545,21 @@ async fn sigterm_lets_the_delivery_in_hand_finish_and_it_is_not_repeated() {
     );
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_secret_stops_the_start_and_names_the_hook_not_a_value() {
+    let (sb, _bob, room, _bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let dir = folder(&room, &bob);
+    let mut cmd = agent_command(&sb, dir.path(), free_addr());
+    cmd.env_remove("DEPLOY_HOOK_SECRET").arg("--ephemeral");
+    let out = crate::support::cli::output_within(&mut cmd, STEP).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the secret of webhook `deploys` (env DEPLOY_HOOK_SECRET) cannot be read")
+            && stderr.contains("DEPLOY_HOOK_SECRET is not set"),
+        "{stderr}"
+    );
+    sb.shutdown().await.unwrap();
+}
