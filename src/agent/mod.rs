@@ -342,6 +342,9 @@ impl Agent {
                     durable = files.dir.is_some(),
                     "webhooks listening (POST /hooks/NAME)"
                 );
+                if files.dir.is_none() {
+                    tracing::warn!("ephemeral: accepted webhook deliveries are queued in memory; a crash loses those not yet handled");
+                }
                 Some((listener, Arc::new(queue)))
             }
         };

@@ -190,9 +190,20 @@ async fn deliver(
     let Some(bytes) = read_body(body).await else {
         return too_large();
     };
-    let secret = match hook.secret.read() {
-        Ok(secret) => secret,
+    // A file secret is read from disk: off the async workers.
+    let source = hook.secret.clone();
+    let read = tokio::task::spawn_blocking(move || source.read()).await;
+    let secret = match read {
+        Ok(Ok(secret)) => secret,
         Err(e) => {
+            tracing::error!(hook = %hook.name, error = %e, "reading the webhook's secret did not finish");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the hook's secret cannot be read",
+            );
+        }
+        Ok(Err(e)) => {
             tracing::error!(hook = %hook.name, secret = %hook.secret, error = %crate::error_chain::Chain(&e), "cannot read the webhook's secret; deliveries are refused");
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
