@@ -12,3 +12,4 @@ pub mod error_chain;
 pub mod rules;
 pub mod runtime;
 pub mod telemetry;
+pub mod webhooks;

@@ -20,8 +20,10 @@ pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
 use crate::effects::state_file::StateFile;
+use crate::effects::webhook_queue::{QueueError, WebhookQueue, DEFAULT_MAX_PENDING};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
+use crate::webhooks::{self, WebhookError};
 use band_client::rest::{AgentApi, ApiError, BuildError, RestConfig};
 use switchboard_engine::action::Executor;
 use switchboard_engine::journal::{Journal, JournalError};
@@ -31,6 +33,9 @@ use switchboard_workflow::LoadErrors;
 
 use crate::rules::{reload, schedule};
 pub use crate::rules::{Handled, RulesHandler};
+
+/// How long a stopping agent waits for the webhook delivery in hand.
+const WEBHOOK_FINISH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What an agent needs to run.
 #[derive(Clone)]
@@ -69,6 +74,10 @@ pub struct AgentConfig {
     pub record: Option<PathBuf>,
     /// Serve `/metrics` and `/healthz` on this address, when given.
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve incoming webhooks (`POST /hooks/NAME`) on this address, when given.
+    pub webhook_addr: Option<SocketAddr>,
+    /// The most webhook deliveries waiting before new ones get 429.
+    pub webhook_queue: usize,
 }
 
 impl AgentConfig {
@@ -94,6 +103,8 @@ impl AgentConfig {
             explain: false,
             record: None,
             metrics_addr: None,
+            webhook_addr: None,
+            webhook_queue: DEFAULT_MAX_PENDING,
         }
     }
 }
@@ -119,6 +130,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("workflows", &self.workflows)
             .field("state_dir", &self.state_dir)
             .field("metrics_addr", &self.metrics_addr)
+            .field("webhook_addr", &self.webhook_addr)
             .finish_non_exhaustive()
     }
 }
@@ -184,6 +196,20 @@ pub enum AgentError {
         /// Cause.
         source: std::io::Error,
     },
+    /// A webhook cannot be served (its secret cannot be read).
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
+    /// The webhook address cannot be listened on.
+    #[error("cannot serve webhooks on {addr}")]
+    WebhookAddr {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The webhook queue cannot be opened.
+    #[error(transparent)]
+    WebhookQueue(#[from] QueueError),
     /// The runtime stopped with an error.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -201,6 +227,8 @@ pub struct Agent {
     metrics: Option<(TcpListener, Arc<Telemetry>)>,
     /// The files behind the journal and the state, flushed when the agent stops.
     files: Files,
+    /// The bound webhook listener and the queue, until `run_until` serves them.
+    webhooks: Option<(TcpListener, Arc<WebhookQueue>)>,
 }
 
 /// The agent's files, each written by its own thread, and the lock on their
@@ -258,6 +286,24 @@ impl Agent {
                 Some((listener, Arc::new(Telemetry::new(ruleset.len()))))
             }
         };
+        let webhook_listener = match config.webhook_addr {
+            None => {
+                if !ruleset.webhooks().is_empty() {
+                    tracing::info!(
+                        webhooks = ruleset.webhooks().len(),
+                        "the workflows define webhooks, but none is served without --webhook-addr"
+                    );
+                }
+                None
+            }
+            Some(addr) => {
+                webhooks::check_secrets(&ruleset)?;
+                let listener = webhooks::bind(addr)
+                    .await
+                    .map_err(|source| AgentError::WebhookAddr { addr, source })?;
+                Some(listener)
+            }
+        };
         let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
         // Waits out an outage like the runtime's own start-up (a 429 or 503
@@ -279,6 +325,29 @@ impl Agent {
             files.dir = Some(dir);
         }
         let in_dir = |file: fn(&StateDir) -> PathBuf| files.dir.as_ref().map(file);
+        let webhooks = match webhook_listener {
+            None => None,
+            Some(listener) => {
+                let queue = match in_dir(StateDir::webhooks) {
+                    Some(path) => WebhookQueue::open(&path, config.webhook_queue)?,
+                    None => WebhookQueue::in_memory(config.webhook_queue),
+                };
+                let bound = listener
+                    .local_addr()
+                    .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+                tracing::info!(
+                    addr = %bound,
+                    hooks = %ruleset.webhooks().keys().cloned().collect::<Vec<_>>().join(","),
+                    pending = queue.pending(),
+                    durable = files.dir.is_some(),
+                    "webhooks listening (POST /hooks/NAME)"
+                );
+                if files.dir.is_none() {
+                    tracing::warn!("ephemeral: accepted webhook deliveries are queued in memory; a crash loses those not yet handled");
+                }
+                Some((listener, Arc::new(queue)))
+            }
+        };
         let state_path = config
             .state_file
             .clone()
@@ -385,6 +454,7 @@ impl Agent {
             reloads,
             metrics,
             files,
+            webhooks,
         })
     }
 
@@ -430,9 +500,37 @@ impl Agent {
                 }
             })
         });
+        let hooks = self.webhooks.map(|(listener, queue)| {
+            let engine = self.engine.clone();
+            let served = queue.clone();
+            let server = tokio::spawn(async move {
+                if let Err(e) = webhooks::serve(listener, engine, served).await {
+                    tracing::error!(error = %crate::error_chain::Chain(&e), "webhook server stopped");
+                }
+            });
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let consumer = tokio::spawn(webhooks::consume(queue, self.handler.clone(), stopped));
+            (server, consumer, stop)
+        });
         let result = self.runtime.run_until(stop).await;
         if let Some(server) = server {
             server.abort();
+        }
+        if let Some((server, mut consumer, stop)) = hooks {
+            // No new deliveries; the one in hand finishes (bounded), so a
+            // clean stop does not repeat it. One cut short stays queued and
+            // runs at the next start.
+            server.abort();
+            let _ = stop.send(true);
+            if tokio::time::timeout(WEBHOOK_FINISH, &mut consumer)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "the webhook delivery in hand did not finish in {WEBHOOK_FINISH:?}; it runs again at the next start"
+                );
+                consumer.abort();
+            }
         }
         reloader.abort();
         timers.stop();

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::agent::{Agent, AgentConfig, AllowedHost, StateDirChoice};
+use crate::effects::webhook_queue::DEFAULT_MAX_PENDING;
 
 /// The platform's defaults, as the official SDK has them.
 const DEFAULT_REST_URL: &str = "https://app.band.ai";
@@ -21,8 +22,9 @@ Against the sandbox (`switchboard sandbox` in another terminal):
   switchboard run --rest-url http://127.0.0.1:4000 \\
       --ws-url ws://127.0.0.1:4000/api/v1/socket/websocket --api-key triage-key
 
-The journal and rule state live in a locked state directory (--state-dir;
---ephemeral keeps them in memory), so a crash does not repeat replies.
+The journal, the rule state and the queue of accepted webhook deliveries live
+in a locked state directory (--state-dir; --ephemeral keeps them in memory), so
+a crash does not repeat replies nor lose a delivery answered 202.
 The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.
 It reloads its workflows when a file in the folder changes, and on SIGHUP; a
 folder that does not compile leaves the running rules in place (errors logged).")]
@@ -63,8 +65,9 @@ pub struct RunArgs {
     #[arg(long, env = "SWITCHBOARD_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Keep the journal and the state in memory: nothing is written, and a
-    /// reply sent just before a crash may be sent again after it (demos,
+    /// Keep the journal, the state and the webhook queue in memory: nothing
+    /// is written, a reply sent just before a crash may be sent again after
+    /// it, and webhook deliveries not yet handled are lost (demos,
     /// benchmarks, throwaway runs).
     #[arg(long, conflicts_with = "state_dir")]
     ephemeral: bool,
@@ -110,6 +113,16 @@ pub struct RunArgs {
     /// this address, e.g. 127.0.0.1:9464.
     #[arg(long, env = "BAND_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+
+    /// Serve the workflows' incoming webhooks (POST /hooks/NAME) on this
+    /// address, e.g. 0.0.0.0:8787. Accepted deliveries are queued in the
+    /// state directory (in memory with --ephemeral) before the 202.
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_ADDR", value_name = "ADDR")]
+    webhook_addr: Option<SocketAddr>,
+
+    /// The most webhook deliveries waiting to be handled; more get 429.
+    #[arg(long, default_value_t = DEFAULT_MAX_PENDING, value_name = "N")]
+    webhook_queue: usize,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -142,6 +155,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         record: args.record,
         metrics_addr: args.metrics_addr,
+        webhook_addr: args.webhook_addr,
+        webhook_queue: args.webhook_queue,
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

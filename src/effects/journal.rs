@@ -374,7 +374,7 @@ fn read(path: &Path) -> io::Result<(Vec<Record>, usize)> {
 
 /// Renames the damaged file at `path` to `<path>.damaged-<UTC time>`, never
 /// over an existing file; the new name.
-fn keep_aside(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn keep_aside(path: &Path) -> io::Result<PathBuf> {
     let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".damaged-{stamp}"));

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 const JOURNAL: &str = "journal";
 /// The rule state's file name inside the state directory.
 const STATE: &str = "state.json";
+/// The webhook queue's file name inside the state directory.
+const WEBHOOKS: &str = "webhooks";
 /// The lock file's name inside the state directory.
 const LOCK: &str = "lock";
 
@@ -138,6 +140,11 @@ impl StateDir {
     /// The rule state's file.
     pub fn state(&self) -> PathBuf {
         self.path.join(STATE)
+    }
+
+    /// The webhook queue's file.
+    pub fn webhooks(&self) -> PathBuf {
+        self.path.join(WEBHOOKS)
     }
 }
 

@@ -51,6 +51,13 @@ impl RulesHandler {
         self.run_prepared(prepared, Some(rule_id)).await
     }
 
+    /// Runs the `on: webhook` rules for one delivery (`event.hook` names the
+    /// hook), outside any message's lifecycle: no room, no processing marks.
+    pub async fn run_webhook(&self, event: Value) -> Report {
+        let prepared = event_input("webhook", event, self.agent().clone(), None, now());
+        self.run_prepared(prepared, None).await
+    }
+
     /// Runs one platform event through the engine, logs it and reports it.
     pub async fn run(&self, event: &Event, chat: Option<Chat>) -> Report {
         let prepared = typed_input(event, self.agent.clone(), chat, now());

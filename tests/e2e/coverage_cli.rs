@@ -338,6 +338,7 @@ async fn run_is_configured_by_its_environment_variables() {
         "BAND_JOURNAL",
         "BAND_METRICS_ADDR",
         "SWITCHBOARD_STATE_DIR",
+        "SWITCHBOARD_WEBHOOK_ADDR",
     ]
     .map(String::from)
     .into();
@@ -356,13 +357,15 @@ async fn run_is_configured_by_its_environment_variables() {
         ("BAND_WS_URL", sb.ws_url()),
     ];
 
-    // 1: key, URLs, agent id, journal, metrics address.
+    // 1: key, URLs, agent id, journal, metrics and webhook addresses.
+    let hooks = free_addr();
     let mut env = urls.to_vec();
     env.extend([
         ("BAND_API_KEY", "triage-key".to_owned()),
         ("BAND_AGENT_ID", bot.clone()),
         ("BAND_JOURNAL", journal.display().to_string()),
         ("BAND_METRICS_ADDR", addr.to_string()),
+        ("SWITCHBOARD_WEBHOOK_ADDR", hooks.to_string()),
     ]);
     let agent = Running::spawn(&mut run_from_env(&env));
     let id = seeded::ask(&bob, &room, &bot, "What are your opening hours?").await;
@@ -371,6 +374,13 @@ async fn run_is_configured_by_its_environment_variables() {
         code == 200
     })
     .await;
+    // The shipped workflows define no hook: served, but unknown.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{hooks}/hooks/anything"))
+        .send()
+        .await
+        .expect("POST to SWITCHBOARD_WEBHOOK_ADDR");
+    assert_eq!(resp.status().as_u16(), 404);
     let logs = agent.stop_cleanly("agent (env)", STEP).await;
     let reply = seeded::reply_after(&bob, &room, &bot, &id, Duration::from_secs(1)).await;
     assert!(

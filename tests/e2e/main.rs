@@ -23,5 +23,6 @@ mod sdk_compat;
 mod secrets;
 mod setup_scripts;
 mod support;
+mod webhooks;
 mod workflows;
 mod workspace_invariants;

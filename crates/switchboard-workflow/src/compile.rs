@@ -20,8 +20,10 @@ use super::include::{self, Names, Source};
 use super::pattern::Pattern;
 use super::rule::{
     Action, Arg, Call, Check, Cond, OnError, Op, Pause, PauseKind, Rule, Schedule, Throttle,
+    Webhook, WebhookAuth, DEFAULT_SIGNATURE_HEADER,
 };
 use super::schema::{self, keys_of, ACTION_MODIFIERS, CALL_KEYS, EVENT_TYPES, ROOM_EVENTS};
+use super::secrets::SecretSource;
 use super::template::Templates;
 use super::time;
 use super::yaml::{self, Kind, Loc, Node};
@@ -39,7 +41,7 @@ pub fn compile_file(
     root: &Node,
     templates: &mut Templates,
     errors: &mut Vec<LoadError>,
-) -> Vec<Rule> {
+) -> FileOutput {
     let sources = [Source {
         path: file,
         rel: file.to_path_buf(),
@@ -73,7 +75,7 @@ pub fn compile_unit(
     root: &Node,
     templates: &mut Templates,
     errors: &mut Vec<LoadError>,
-) -> Vec<Rule> {
+) -> FileOutput {
     let stem = file_stem(unit.sources[unit.of].path);
     let mut c = Compiler {
         sources: unit.sources,
@@ -91,8 +93,22 @@ pub fn compile_unit(
         timezone: chrono_tz::UTC,
         rule_on: Vec::new(),
         list: "`do`".to_owned(),
+        webhooks: Vec::new(),
     };
-    c.file_root(root, &stem)
+    let rules = c.file_root(root, &stem);
+    FileOutput {
+        rules,
+        webhooks: c.webhooks,
+    }
+}
+
+/// What one file defines.
+#[derive(Debug, Default)]
+pub struct FileOutput {
+    /// Its rules.
+    pub rules: Vec<Rule>,
+    /// Its incoming webhooks, in file order.
+    pub webhooks: Vec<Webhook>,
 }
 
 /// `workflows/triage.yaml` → `triage`.
@@ -134,6 +150,8 @@ struct Compiler<'a> {
     /// The action list being compiled (`` `do` ``, `` `on_timeout` ``,
     /// `` `actions.NAME` ``, ...).
     list: String,
+    /// The file's `webhooks:`.
+    webhooks: Vec<Webhook>,
 }
 
 /// Defaults a file gives its rules.
@@ -169,6 +187,10 @@ fn defaults_keys() -> &'static [String] {
 fn throttle_keys() -> &'static [String] {
     static K: OnceLock<Vec<String>> = OnceLock::new();
     key_list::<schema::Throttle>(&K)
+}
+fn webhook_keys() -> &'static [String] {
+    static K: OnceLock<Vec<String>> = OnceLock::new();
+    key_list::<schema::Webhook>(&K)
 }
 fn operator_keys() -> &'static [String] {
     static K: OnceLock<Vec<String>> = OnceLock::new();
@@ -376,6 +398,15 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
+        if let Some(hooks) = get("webhooks") {
+            if let Some(entries) = self.map(hooks, "`webhooks`") {
+                for (k, v) in entries {
+                    if let Some(hook) = self.webhook(k, v) {
+                        self.webhooks.push(hook);
+                    }
+                }
+            }
+        }
         let Some(rules) = get("rules") else {
             self.error(root.loc, "missing `rules:` (a list of rules)", None);
             return Vec::new();
@@ -438,7 +469,13 @@ impl<'a> Compiler<'a> {
         };
         let schedule = self.schedule(node, &on, get("every"), get("cron"), timezone);
         self.rule_on = on.clone();
-        let conditions = get("if").map(|n| self.conditions(n)).unwrap_or_default();
+        let webhook = self.rule_webhook(node, &on, get("webhook"));
+        let mut conditions = get("if").map(|n| self.conditions(n)).unwrap_or_default();
+        if let Some((name, _)) = &webhook {
+            // A hook's rules see only its deliveries: a condition, so traces
+            // (`explain`, `--explain`) say why another hook's rule did not run.
+            conditions.insert(0, hook_condition(name));
+        }
         let actions = match get("do") {
             Some(n) => self.actions(n, "`do`"),
             None => {
@@ -479,6 +516,8 @@ impl<'a> Compiler<'a> {
             description,
             on,
             schedule,
+            webhook_loc: webhook.as_ref().map(|(_, loc)| *loc),
+            webhook: webhook.map(|(name, _)| name),
             timezone: timezone?,
             conditions,
             actions,
@@ -558,6 +597,144 @@ impl<'a> Compiler<'a> {
                 None
             }
         }
+    }
+
+    /// A rule's `webhook:`, with where it is: required with `on: webhook`,
+    /// refused without. Whether the hook exists is checked across files.
+    fn rule_webhook(
+        &mut self,
+        rule: &Node,
+        on: &[String],
+        webhook: Option<&Node>,
+    ) -> Option<(String, Loc)> {
+        let listens = on.iter().any(|o| o == "webhook");
+        match (listens, webhook) {
+            (true, Some(n)) => self.string(n, "`webhook`").map(|name| (name, n.loc)),
+            (true, None) => {
+                self.error(
+                    rule.loc,
+                    "`on: webhook` needs `webhook: NAME` (a hook under `webhooks:`)",
+                    None,
+                );
+                None
+            }
+            (false, Some(n)) => {
+                self.error(n.loc, "`webhook` only applies to `on: webhook`", None);
+                None
+            }
+            (false, None) => None,
+        }
+    }
+
+    /// One entry of `webhooks:`.
+    fn webhook(&mut self, key: &Node, node: &Node) -> Option<Webhook> {
+        let name = key.key_text();
+        let mut ok = true;
+        if !valid_hook_name(&name) {
+            self.error(
+                key.loc,
+                format!("webhook name `{name}` cannot be a URL path segment"),
+                Some("use letters, digits, `-` and `_`".into()),
+            );
+            ok = false;
+        }
+        let entries = self.map(node, &format!("webhook `{name}`"))?;
+        self.check_keys(entries, webhook_keys(), &format!("webhook `{name}`"));
+        let get = |k: &str| field(entries, k);
+        let secret = match get("secret") {
+            Some(n) => self.secret_source(n),
+            None => {
+                self.error(
+                    key.loc,
+                    format!("webhook `{name}` has no `secret`"),
+                    Some("add `secret: { env: NAME }` or `secret: { file: PATH }`".into()),
+                );
+                None
+            }
+        };
+        let auth = match get("auth") {
+            None => Some(WebhookAuth::HmacSha256),
+            Some(n) => {
+                let text = self.string(n, "`auth`")?;
+                let found = WebhookAuth::ALL
+                    .iter()
+                    .find(|(k, _)| *k == text)
+                    .map(|(_, a)| *a);
+                if found.is_none() {
+                    let names: Vec<&str> = WebhookAuth::ALL.iter().map(|(k, _)| *k).collect();
+                    self.error(
+                        n.loc,
+                        format!("`auth` must be one of {}", names.join(", ")),
+                        did_you_mean(&text, names.iter().copied()),
+                    );
+                }
+                found
+            }
+        };
+        let signature_header = match get("signature_header") {
+            None => Some(DEFAULT_SIGNATURE_HEADER.to_owned()),
+            Some(n) => {
+                let header = self.string(n, "`signature_header`")?;
+                if auth == Some(WebhookAuth::Token) {
+                    self.error(
+                        n.loc,
+                        "`signature_header` only applies to `auth: hmac-sha256`",
+                        None,
+                    );
+                    ok = false;
+                }
+                if !valid_header_name(&header) {
+                    self.error(
+                        n.loc,
+                        format!("`signature_header` `{header}` is not an HTTP header name"),
+                        None,
+                    );
+                    ok = false;
+                }
+                Some(header.to_ascii_lowercase())
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(Webhook {
+            name,
+            secret: secret?,
+            auth: auth?,
+            signature_header: signature_header?,
+            file: self.sources[self.cur].path.to_owned(),
+            loc: key.loc,
+        })
+    }
+
+    /// `{ env: NAME }` or `{ file: PATH }`.
+    fn secret_source(&mut self, node: &Node) -> Option<SecretSource> {
+        let source = match &node.kind {
+            Kind::Map(entries) => match entries.as_slice() {
+                [(k, v)] => match (k.as_str(), v.as_str()) {
+                    (Some("env"), Some(name)) if !name.is_empty() => {
+                        Some(SecretSource::Env(name.to_owned()))
+                    }
+                    (Some("file"), Some(path)) if !path.is_empty() => {
+                        Some(SecretSource::File(path.into()))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        };
+        if source.is_none() {
+            self.error(
+                node.loc,
+                format!(
+                    "`secret` is `{{ env: NAME }}` or `{{ file: PATH }}`, found {}",
+                    node.describe()
+                ),
+                Some("the secret's value itself never goes in a workflow file".into()),
+            );
+        }
+        source
     }
 
     /// A `timezone:` value (an IANA name).
@@ -1715,6 +1892,39 @@ fn arg_loc(at: &Node, key: &str) -> Option<Loc> {
             .map(|(_, v)| v.loc),
         _ => Some(at.loc),
     }
+}
+
+/// `event.hook` equals `name`: what keeps a hook's rules to its deliveries.
+fn hook_condition(name: &str) -> Cond {
+    Cond::Path {
+        path: "event.hook".to_owned(),
+        segments: vec!["event".to_owned(), "hook".to_owned()],
+        checks: vec![Check {
+            op: Op::Equals,
+            operand: Value::String(name.to_owned()),
+            insensitive: false,
+            regex: None,
+            glob: None,
+            nested: Vec::new(),
+        }],
+    }
+}
+
+/// A hook's name is one path segment of its URL, `/hooks/NAME`.
+fn valid_hook_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// An HTTP header name (RFC 9110 token characters).
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A path: identifiers separated by dots (list indexes allowed after the first).

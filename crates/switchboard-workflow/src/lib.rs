@@ -18,6 +18,7 @@ pub mod reload_cache;
 pub mod rule;
 pub mod ruleset;
 pub mod schema;
+pub mod secrets;
 pub mod template;
 pub mod time;
 pub mod yaml;

@@ -3,13 +3,14 @@
 //! `*.test.yaml`, each parsed and compiled; all errors of all files are
 //! collected before anything runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::compile::{compile_unit, Unit};
-use super::error::{LoadError, LoadErrors};
+use super::error::{did_you_mean, LoadError, LoadErrors};
 use super::include::{self, Source};
+use super::rule::Webhook;
 use super::ruleset::Ruleset;
 use super::template::Templates;
 use super::yaml::{self, Loc};
@@ -75,6 +76,7 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
     let mut templates = Templates::new();
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let mut webhooks: BTreeMap<String, Webhook> = BTreeMap::new();
     let mut sources = Vec::with_capacity(files.len());
     for (path, text) in files {
         let root = match yaml::parse_cached(text) {
@@ -111,7 +113,27 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
             of,
             names: &names,
         };
-        rules.extend(compile_unit(&unit, root, &mut templates, &mut errors));
+        let compiled = compile_unit(&unit, root, &mut templates, &mut errors);
+        rules.extend(compiled.rules);
+        for hook in compiled.webhooks {
+            match webhooks.get(&hook.name) {
+                // One URL serves one hook: a second definition is a mistake.
+                Some(first) => errors.push(LoadError {
+                    file: hook.file.clone(),
+                    loc: hook.loc,
+                    message: format!(
+                        "webhook `{}` is defined twice (also in {})",
+                        hook.name,
+                        first.file.display()
+                    ),
+                    hint: Some("define each hook in one file; rules of any file can use it".into()),
+                    source_line: line_of(source.text, hook.loc),
+                }),
+                None => {
+                    webhooks.insert(hook.name.clone(), hook);
+                }
+            }
+        }
     }
     // A library's mistake is found once per file that includes it.
     let mut seen = HashSet::new();
@@ -133,10 +155,49 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
             });
         }
     }
+    // A rule's hook may be defined in any file of the folder.
+    for r in &rules {
+        let (Some(name), Some(loc)) = (&r.webhook, r.webhook_loc) else {
+            continue;
+        };
+        if webhooks.contains_key(name) {
+            continue;
+        }
+        let text = files
+            .iter()
+            .find(|(p, _)| *p == r.file.as_path())
+            .map_or("", |(_, t)| *t);
+        let hint = did_you_mean(name, webhooks.keys().map(String::as_str)).or_else(|| {
+            Some(format!(
+                "define it under `webhooks:`{}",
+                match webhooks.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        " (defined: {})",
+                        webhooks.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                }
+            ))
+        });
+        errors.push(LoadError {
+            file: r.file.clone(),
+            loc,
+            message: format!("no webhook named `{name}`"),
+            hint,
+            source_line: line_of(text, loc),
+        });
+    }
     if !errors.is_empty() {
         return Err(LoadErrors::new(errors));
     }
-    Ok(Ruleset::new(rules, templates, files.len()))
+    Ok(Ruleset::new(rules, templates, files.len()).with_webhooks(webhooks))
+}
+
+/// The text of the line `loc` points at.
+fn line_of(text: &str, loc: Loc) -> Option<String> {
+    (loc.line > 0)
+        .then(|| text.lines().nth(loc.line as usize - 1).map(str::to_owned))
+        .flatten()
 }
 
 /// Workflow files under `dir`, sorted by path.

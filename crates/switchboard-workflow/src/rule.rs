@@ -12,6 +12,7 @@ use jsonpath_rust::parser::model::JpQuery;
 use serde_json::Value;
 
 use super::pattern::Pattern;
+use super::secrets::SecretSource;
 use super::template::Text;
 use super::time::TimeCond;
 use super::yaml::Loc;
@@ -31,6 +32,11 @@ pub struct Rule {
     pub on: Vec<String>,
     /// Timing, for `on: schedule`.
     pub schedule: Option<Schedule>,
+    /// The hook it listens to, for `on: webhook` (a condition on
+    /// `event.hook` is added to `conditions` as well).
+    pub webhook: Option<String>,
+    /// Where `webhook:` is written (for the check that the hook exists).
+    pub webhook_loc: Option<Loc>,
     /// Its time zone (`cron`, `time` conditions, `local_now`): the rule's, else the file's, else UTC.
     pub timezone: Tz,
     /// All must hold.
@@ -85,6 +91,43 @@ impl Schedule {
                 .map(|next| next.with_timezone(&Utc)),
         }
     }
+}
+
+/// An incoming webhook (`webhooks:`), served at `POST /hooks/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Its name.
+    pub name: String,
+    /// Where the shared secret is read.
+    pub secret: SecretSource,
+    /// How a delivery proves it knows the secret.
+    pub auth: WebhookAuth,
+    /// The header holding the HMAC signature, lower-case.
+    pub signature_header: String,
+    /// The file it is defined in.
+    pub file: PathBuf,
+    /// Where its name is.
+    pub loc: Loc,
+}
+
+/// The header GitHub signs deliveries in, the default of `signature_header`.
+pub const DEFAULT_SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// How a webhook delivery is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookAuth {
+    /// `hmac-sha256`: `sha256=<hex HMAC-SHA256 of the raw body>` in the signature header.
+    HmacSha256,
+    /// `token`: `Authorization: Bearer <secret>`.
+    Token,
+}
+
+impl WebhookAuth {
+    /// Every kind with its name, as written in workflows.
+    pub const ALL: &'static [(&'static str, WebhookAuth)] = &[
+        ("hmac-sha256", WebhookAuth::HmacSha256),
+        ("token", WebhookAuth::Token),
+    ];
 }
 
 /// A rate limit.

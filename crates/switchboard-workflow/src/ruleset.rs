@@ -1,10 +1,10 @@
 //! The compiled, immutable form of a workflows folder: rules indexed by event
 //! type, with every regex, glob, JSONPath and template compiled.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::prefilter::{Field, Prefilter};
-use super::rule::{Rule, Schedule};
+use super::rule::{Rule, Schedule, Webhook};
 use super::template::Templates;
 
 /// Every rule of a folder, ready to run. Cheap to share in an `Arc`.
@@ -15,6 +15,7 @@ pub struct Ruleset {
     prefilter: Prefilter,
     templates: Templates,
     files: usize,
+    webhooks: BTreeMap<String, Webhook>,
 }
 
 impl Ruleset {
@@ -38,7 +39,19 @@ impl Ruleset {
             prefilter,
             templates,
             files,
+            webhooks: BTreeMap::new(),
         }
+    }
+
+    /// The same rules, with these incoming webhooks.
+    pub fn with_webhooks(mut self, webhooks: BTreeMap<String, Webhook>) -> Self {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// The incoming webhooks (`webhooks:` of every file), by name.
+    pub fn webhooks(&self) -> &BTreeMap<String, Webhook> {
+        &self.webhooks
     }
 
     /// An empty ruleset.

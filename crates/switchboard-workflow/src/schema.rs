@@ -53,6 +53,10 @@ pub struct WorkflowFile {
     /// Fields every rule of this file inherits unless it sets them.
     #[serde(default)]
     pub defaults: Option<Defaults>,
+    /// Incoming webhooks by name, served at `POST /hooks/NAME` by
+    /// `switchboard run --webhook-addr`; rules listen with `on: webhook`.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, Webhook>,
     /// The rules, in order.
     pub rules: Vec<Rule>,
 }
@@ -98,6 +102,30 @@ pub enum LibraryKind {
     Library,
 }
 
+/// An incoming webhook.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// The shared secret: `{ env: NAME }` or `{ file: PATH }`.
+    pub secret: crate::secrets::SecretSource,
+    /// `hmac-sha256` (default): `sha256=<hex HMAC-SHA256 of the raw body>` in
+    /// `signature_header`; `token`: `Authorization: Bearer <secret>`.
+    pub auth: Option<WebhookAuth>,
+    /// For `hmac-sha256`: the signature's header (default `X-Hub-Signature-256`).
+    pub signature_header: Option<String>,
+}
+
+/// How a webhook delivery is authenticated.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub enum WebhookAuth {
+    /// HMAC-SHA256 of the raw body with the secret, GitHub-style.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    /// `Authorization: Bearer <secret>`.
+    #[serde(rename = "token")]
+    Token,
+}
+
 /// Fields rules inherit.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +159,8 @@ pub struct Rule {
     pub cron: Option<String>,
     /// IANA time zone of this rule (e.g. `America/New_York`), instead of the file's.
     pub timezone: Option<String>,
+    /// For `on: webhook` (required there): the name of the hook under `webhooks:`.
+    pub webhook: Option<String>,
     /// Conditions; a list means all must hold.
     #[serde(rename = "if")]
     pub if_: Option<OneOrMany<Condition>>,
@@ -177,7 +207,7 @@ pub enum OneOrMany<T> {
 /// A list of conditions (all must hold) or one.
 pub type ConditionList = OneOrMany<Condition>;
 
-/// The platform's event types, plus `agent_started` and `schedule`.
+/// The platform's event types, plus `agent_started`, `schedule` and `webhook`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
@@ -205,6 +235,8 @@ pub enum EventType {
     AgentStarted,
     /// On a timer (`every` or `cron`).
     Schedule,
+    /// A delivery to an incoming webhook (`webhook: NAME`).
+    Webhook,
 }
 
 /// The event type names, as written in workflows.
@@ -221,6 +253,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "contact_removed",
     "agent_started",
     "schedule",
+    "webhook",
 ];
 
 /// The event types whose rules have a room the agent is in: only they may

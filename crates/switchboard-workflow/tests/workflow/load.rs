@@ -503,3 +503,102 @@ rules:
         assert!(out.contains(expected), "no `{expected}` in:\n{out}");
     }
 }
+
+const HOOK_RULE: &str = "  - name: deploy-failed\n    on: webhook\n    webhook: deploys\n    if:\n      - event.body.status: failed\n    do:\n      - log: \"{{ event.body.service }}\"\n";
+
+#[test]
+fn webhooks_compile_with_their_auth_and_rules_only_see_their_own_hook() {
+    let text = format!(
+        "version: 1\nwebhooks:\n  deploys:\n    secret: {{ env: DEPLOY_HOOK_SECRET }}\n    auth: hmac-sha256\n    signature_header: X-Signature\n  alerts:\n    secret: {{ file: /run/secrets/alerts }}\n    auth: token\n  plain:\n    secret: {{ env: PLAIN }}\nrules:\n{HOOK_RULE}"
+    );
+    let rs = load_str("w.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let hooks = rs.webhooks();
+    assert_eq!(
+        hooks.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["alerts", "deploys", "plain"]
+    );
+    use switchboard_workflow::rule::WebhookAuth;
+    use switchboard_workflow::secrets::SecretSource;
+    let deploys = &hooks["deploys"];
+    assert_eq!(deploys.auth, WebhookAuth::HmacSha256);
+    assert_eq!(deploys.signature_header, "x-signature");
+    assert_eq!(
+        deploys.secret,
+        SecretSource::Env("DEPLOY_HOOK_SECRET".into())
+    );
+    assert_eq!(hooks["alerts"].auth, WebhookAuth::Token);
+    assert_eq!(
+        hooks["alerts"].secret,
+        SecretSource::File("/run/secrets/alerts".into())
+    );
+    // The defaults: HMAC-SHA256 in GitHub's header.
+    assert_eq!(hooks["plain"].auth, WebhookAuth::HmacSha256);
+    assert_eq!(hooks["plain"].signature_header, "x-hub-signature-256");
+    let rule = rs.rule("w/deploy-failed").expect("the rule");
+    assert_eq!(rule.on, ["webhook"]);
+    assert_eq!(rule.webhook.as_deref(), Some("deploys"));
+    assert_eq!(rs.rules_for("webhook").count(), 1);
+}
+
+#[test]
+fn webhook_mistakes_are_load_errors() {
+    // A rule naming a hook nobody defines: did you mean.
+    let text =
+        format!("version: 1\nwebhooks:\n  deploy:\n    secret: {{ env: S }}\nrules:\n{HOOK_RULE}");
+    let out = errors(&text);
+    assert!(
+        out.contains("no webhook named `deploys`") && out.contains("did you mean `deploy`?"),
+        "{out}"
+    );
+    assert!(out.contains("--> w.yaml:8:14"), "{out}");
+    // `on: webhook` without `webhook:`, and `webhook:` on another event.
+    let out = errors("version: 1\nwebhooks:\n  h:\n    secret: { env: S }\nrules:\n  - name: a\n    on: webhook\n    do: [ { log: x } ]\n  - name: b\n    on: message_created\n    webhook: h\n    do: [ { log: x } ]\n");
+    assert!(out.contains("`on: webhook` needs `webhook: NAME`"), "{out}");
+    assert!(
+        out.contains("`webhook` only applies to `on: webhook`\n  --> w.yaml:11:14"),
+        "{out}"
+    );
+    // A hook without a secret, a bad auth, an unknown key, a secret of neither kind.
+    let out = errors("version: 1\nwebhooks:\n  nosecret:\n    auth: token\n  badauth:\n    secret: { env: S }\n    auth: hmac\n  typo:\n    secret: { env: S }\n    signature_hedaer: X\n  weird:\n    secret: { vault: x }\n  'bad/name':\n    secret: { env: S }\nrules: []\n");
+    for expected in [
+        "webhook `nosecret` has no `secret`",
+        "--> w.yaml:3:3",
+        "`auth` must be one of hmac-sha256, token\n  --> w.yaml:7:11",
+        "unknown key `signature_hedaer` in webhook `typo`",
+        "did you mean `signature_header`?",
+        "`secret` is `{ env: NAME }` or `{ file: PATH }`",
+        "webhook name `bad/name`",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // `signature_header` is for HMAC only.
+    let out = errors("version: 1\nwebhooks:\n  t:\n    secret: { env: S }\n    auth: token\n    signature_header: X-Sig\nrules: []\n");
+    assert!(
+        out.contains("`signature_header` only applies to `auth: hmac-sha256`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_webhook_is_defined_once_across_files_and_usable_from_any() {
+    use std::path::Path;
+    let hooks = "version: 1\nwebhooks:\n  deploys:\n    secret: { env: S }\nrules: []\n";
+    let rules = format!("version: 1\nrules:\n{HOOK_RULE}");
+    let rs = switchboard_workflow::load_sources(&[
+        (Path::new("hooks.yaml"), hooks),
+        (Path::new("rules.yaml"), &rules),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(rs.webhooks().contains_key("deploys"));
+    let twice = switchboard_workflow::load_sources(&[
+        (Path::new("a.yaml"), hooks),
+        (Path::new("b.yaml"), hooks),
+    ])
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        twice.contains("webhook `deploys` is defined twice (also in a.yaml)"),
+        "{twice}"
+    );
+}
