@@ -29,8 +29,11 @@ use switchboard_engine::state::StateError;
 use switchboard_engine::{Engine, StateStore};
 use switchboard_workflow::LoadErrors;
 
+use crate::effects::conversation_file::ConversationFile;
+use crate::rules::conversations::{self, Conversations};
 use crate::rules::{reload, schedule};
 pub use crate::rules::{Handled, RulesHandler};
+use switchboard_engine::conversation::ConversationStoreError;
 
 /// What an agent needs to run.
 #[derive(Clone)]
@@ -69,6 +72,9 @@ pub struct AgentConfig {
     pub record: Option<PathBuf>,
     /// Serve `/metrics` and `/healthz` on this address, when given.
     pub metrics_addr: Option<SocketAddr>,
+    /// Most pending conversations per room and person; past it the oldest
+    /// ends with its `on_timeout`.
+    pub max_pending_per_person: usize,
 }
 
 impl AgentConfig {
@@ -94,6 +100,7 @@ impl AgentConfig {
             explain: false,
             record: None,
             metrics_addr: None,
+            max_pending_per_person: conversations::DEFAULT_MAX_PER_PERSON,
         }
     }
 }
@@ -140,6 +147,9 @@ pub enum AgentError {
     /// The journal file is unusable.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The pending conversations cannot be read or kept.
+    #[error(transparent)]
+    Conversations(#[from] ConversationStoreError),
     /// The state directory is unusable or in use.
     #[error(transparent)]
     StateDir(#[from] StateDirError),
@@ -210,6 +220,7 @@ struct Files {
     dir: Option<StateDir>,
     journal: Option<Arc<JournalFile>>,
     state: Option<Arc<StateFile>>,
+    conversations: Option<Arc<ConversationFile>>,
 }
 
 impl Files {
@@ -223,6 +234,11 @@ impl Files {
         if let Some(state) = &self.state {
             if let Err(e) = state.flush().await {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the state");
+            }
+        }
+        if let Some(conversations) = &self.conversations {
+            if let Err(e) = conversations.flush().await {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the pending conversations");
             }
         }
     }
@@ -329,7 +345,22 @@ impl Agent {
                 "action journal has unfinished messages; they resume when served again"
             );
         }
-        let mut engine = Engine::new(Arc::new(ruleset), Arc::new(state))
+        let ruleset = Arc::new(ruleset);
+        let conversations = match files.dir.as_ref().map(StateDir::conversations) {
+            Some(path) => {
+                let file = Arc::new(ConversationFile::open(&path)?);
+                files.conversations = Some(file.clone());
+                Conversations::open(
+                    file,
+                    &ruleset,
+                    config.max_pending_per_person,
+                    chrono::Utc::now(),
+                )?
+            }
+            None => Conversations::in_memory(config.max_pending_per_person),
+        };
+        let conversations = Arc::new(conversations);
+        let mut engine = Engine::new(ruleset, Arc::new(state))
             .with_env(env)
             .with_journal(Arc::new(journal));
         if config.explain {
@@ -344,7 +375,8 @@ impl Agent {
         if let Some(t) = &telemetry {
             executor = Arc::new(TimedExecutor::new(executor, t.clone()));
         }
-        let mut handler = RulesHandler::new(engine.clone(), executor, &me);
+        let mut handler =
+            RulesHandler::new(engine.clone(), executor, &me).with_conversations(conversations);
         if let Some(tx) = watch {
             handler = handler.with_sink(Arc::new(tx));
         }
@@ -412,6 +444,7 @@ impl Agent {
             self.handler.clone(),
         ));
         let restart = timers.clone();
+        let deadlines = conversations::spawn_timers(self.handler.clone());
         let reloader = reload::spawn(
             self.engine.clone(),
             self.workflows.clone(),
@@ -436,6 +469,7 @@ impl Agent {
         }
         reloader.abort();
         timers.stop();
+        deadlines.abort();
         self.files.flush().await;
         Ok(result?)
     }

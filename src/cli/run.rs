@@ -110,6 +110,16 @@ pub struct RunArgs {
     /// this address, e.g. 127.0.0.1:9464.
     #[arg(long, env = "BAND_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// Most pending conversations (`wait_for`, `ask`) per room and person;
+    /// past it the oldest ends at once with its `on_timeout`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_PENDING_PER_PERSON",
+        default_value_t = crate::rules::conversations::DEFAULT_MAX_PER_PERSON as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        value_name = "N"
+    )]
+    max_pending_per_person: u64,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -142,6 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         record: args.record,
         metrics_addr: args.metrics_addr,
+        max_pending_per_person: usize::try_from(args.max_pending_per_person).unwrap_or(usize::MAX),
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

@@ -139,6 +139,11 @@ impl StateDir {
     pub fn state(&self) -> PathBuf {
         self.path.join(STATE)
     }
+
+    /// The pending conversations' file.
+    pub fn conversations(&self) -> PathBuf {
+        self.path.join("conversations")
+    }
 }
 
 /// Takes an exclusive `flock` on `file` without waiting; false when another
