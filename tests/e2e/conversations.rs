@@ -8,9 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
+use band_sandbox::RunningSandbox;
+use serde_json::{json, Value};
 
+use crate::support::cli::{run_command, Running};
 use crate::support::harness::{Harness, WAIT};
+use crate::support::seeded;
 
 const REFUND: &str = r#"version: 1
 rules:
@@ -170,5 +173,231 @@ async fn a_wait_runs_the_rest_of_the_list_later() {
     h.stop().await;
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path, _: &Value) {}
+/// Bound on one step of a process test (a start-up, a reply, a settle).
+const STEP: Duration = Duration::from_secs(20);
+
+/// `switchboard run` on `workflows` with its state in `state`, no watching.
+fn agent(sb: &RunningSandbox, workflows: &Path, state: &Path, extra: &[&str]) -> Running {
+    let mut cmd = run_command(sb, workflows);
+    cmd.arg("--state-dir")
+        .arg(state)
+        .args(["--no-watch", "--retry-delay", "200ms"])
+        .args(extra);
+    Running::spawn(&mut cmd)
+}
+
+async fn started(agent: &mut Running) {
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+}
+
+/// How many of the bot's messages contain `text`.
+async fn said(sb: &RunningSandbox, bot: &str, text: &str) -> usize {
+    seeded::sandbox_state(sb).await["messages"]
+        .as_array()
+        .expect("messages in the sandbox state")
+        .iter()
+        .filter(|m| m["sender_id"] == bot && m["content"].as_str().unwrap_or("").contains(text))
+        .count()
+}
+
+/// Waits until the bot said `text` at least once; panics with the agent's logs.
+async fn until_said(sb: &RunningSandbox, bot: &str, text: &str, agent: &Running) {
+    tokio::time::timeout(STEP, async {
+        while said(sb, bot, text).await == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the bot never said {text:?}; logs:\n{}",
+            agent.stderr_lines().join("\n")
+        )
+    });
+}
+
+/// The bot's delivery status of `message`, once it is processed or failed.
+async fn settled(sb: &RunningSandbox, bot: &str, message: &str, agent: &Running) -> String {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let state = seeded::sandbox_state(sb).await;
+            let status = state["messages"]
+                .as_array()
+                .expect("messages")
+                .iter()
+                .find(|m| m["id"] == message)
+                .and_then(|m| m["delivery"][bot]["status"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            if status == "processed" || status == "failed" {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not settled; logs:\n{}", agent.stderr_lines().join("\n")))
+}
+
+async fn fault(sb: &RunningSandbox, body: Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_sandbox/faults", sb.rest_url()))
+        .json(&body)
+        .send()
+        .await
+        .expect("arm a fault");
+    assert!(resp.status().is_success(), "faults: {}", resp.status());
+}
+
+/// Waits until the sandbox began delaying a request `held` accepts.
+async fn held(sb: &RunningSandbox, agent: &Running, held: impl Fn(&str, &str) -> bool) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let faults: Value = reqwest::get(format!("{}/_sandbox/faults", sb.rest_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hit = faults["fired"].as_array().unwrap().iter().any(|f| {
+            f["kind"] == "delay"
+                && held(
+                    f["method"].as_str().unwrap_or(""),
+                    f["path"].as_str().unwrap_or(""),
+                )
+        });
+        if hit {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delayed request; logs:\n{}",
+            agent.stderr_lines().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_conversation_survives_a_sigkill_and_still_takes_its_answer() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let (_dir, workflows) = folder(&refund("10m"));
+    let state = tempfile::tempdir().unwrap();
+    let mut first = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut first).await;
+    let question = seeded::ask(&bob, &room, &bot, "refund please").await;
+    until_said(&sb, &bot, "Which order number", &first).await;
+    assert_eq!(settled(&sb, &bot, &question, &first).await, "processed");
+    first.signal("KILL");
+    first.wait_exit(STEP).await;
+
+    let mut second = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut second).await;
+    let answer = seeded::ask(&bob, &room, &bot, "4711").await;
+    until_said(&sb, &bot, "Thanks, looking at order 4711.", &second).await;
+    assert_eq!(settled(&sb, &bot, &answer, &second).await, "processed");
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("pending conversations kept from the last run")),
+        "{}",
+        logs.join("\n")
+    );
+    assert_eq!(said(&sb, &bot, "Thanks, looking at order").await, 1);
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_that_passed_while_the_agent_was_down_fires_at_start_once() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let (_dir, workflows) = folder(&refund("1s"));
+    let state = tempfile::tempdir().unwrap();
+    let mut first = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut first).await;
+    // The timer fires after a second; the agent dies before that.
+    seeded::ask(&bob, &room, &bot, "refund please").await;
+    until_said(&sb, &bot, "Which order number", &first).await;
+    first.signal("KILL");
+    first.wait_exit(STEP).await;
+    assert_eq!(said(&sb, &bot, "No order number").await, 0);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let mut second = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut second).await;
+    until_said(&sb, &bot, "No order number", &second).await;
+    // Once: neither a second start nor time passing fires it again.
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    let mut third = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut third).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    third.stop_cleanly("the third agent", STEP).await;
+    assert_eq!(
+        said(&sb, &bot, "No order number").await,
+        1,
+        "{}",
+        logs.join("\n")
+    );
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_the_answers_processing_mark_and_its_reply_continues_once() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let (_dir, workflows) = folder(&refund("10m"));
+    let state = tempfile::tempdir().unwrap();
+    let mut first = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut first).await;
+    let question = seeded::ask(&bob, &room, &bot, "refund please").await;
+    until_said(&sb, &bot, "Which order number", &first).await;
+    assert_eq!(settled(&sb, &bot, &question, &first).await, "processed");
+    // Delay rules match paths by substring, and the processing mark's path
+    // contains the reply's: hold the mark first, then arm the reply's delay.
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": "/processing", "ms": 1_000}}),
+    )
+    .await;
+    let answer = seeded::ask(&bob, &room, &bot, "4711").await;
+    held(&sb, &first, |m, p| {
+        m == "POST" && p.ends_with("/processing")
+    })
+    .await;
+    let reply_path = format!("/chats/{room}/messages");
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": reply_path, "ms": 1_000}}),
+    )
+    .await;
+    held(&sb, &first, |m, p| m == "POST" && p.ends_with(&reply_path)).await;
+    first.signal("KILL");
+    first.wait_exit(STEP).await;
+    // The held reply died with the agent's connection.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(said(&sb, &bot, "Thanks, looking at order").await, 0);
+    fault(&sb, json!({"clear": true})).await;
+
+    let mut second = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut second).await;
+    assert_eq!(settled(&sb, &bot, &answer, &second).await, "processed");
+    until_said(&sb, &bot, "Thanks, looking at order 4711.", &second).await;
+    // A later number is nobody's answer: the conversation was consumed.
+    let later = seeded::ask(&bob, &room, &bot, "4712").await;
+    assert_eq!(settled(&sb, &bot, &later, &second).await, "processed");
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("served again: goes on with the conversation it answered")),
+        "{}",
+        logs.join("\n")
+    );
+    assert_eq!(
+        said(&sb, &bot, "Thanks, looking at order").await,
+        1,
+        "{}",
+        logs.join("\n")
+    );
+    assert_eq!(said(&sb, &bot, "Which order number").await, 1);
+    sb.shutdown().await.unwrap();
+}
