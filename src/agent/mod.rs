@@ -451,6 +451,7 @@ impl Agent {
             self.watch,
             self.reloads,
             Box::new(move || restart.restart()),
+            Some(self.handler.conversations().clone()),
         )
         .map_err(|e| AgentError::Watch {
             dir: self.workflows.clone(),

@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use crate::support::cli::{run_command, Running};
 use crate::support::harness::{Harness, WAIT};
 use crate::support::seeded;
+use switchboard::rules::conversations::PendingOnReload;
+use switchboard::rules::reload::ReloadOutcome;
 
 const REFUND: &str = r#"version: 1
 rules:
@@ -400,4 +402,39 @@ async fn a_kill_between_the_answers_processing_mark_and_its_reply_continues_once
     );
     assert_eq!(said(&sb, &bot, "Which order number").await, 1);
     sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_while_pending_keeps_the_actions_it_started_with_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flow.yaml"), refund("1m")).unwrap();
+    let mut h = Harness::start_full(dir.path().to_owned(), Vec::new(), true).await;
+    h.bob_says("refund please").await;
+    bot_said(&h, "Which order number is it about?", 1).await;
+    let changed = refund("1m").replace("Thanks, looking at order", "Now checking order");
+    std::fs::write(dir.path().join("flow.yaml"), changed).unwrap();
+    let report = tokio::time::timeout(WAIT, h.reloads.recv())
+        .await
+        .expect("no reload in time")
+        .expect("the agent stopped");
+    assert!(
+        matches!(report.outcome, ReloadOutcome::Reloaded { ref changed, .. } if changed == &["flow/refund".to_owned()]),
+        "{:?}",
+        report.outcome
+    );
+    assert_eq!(
+        report.conversations,
+        PendingOnReload {
+            pending: 1,
+            rule_changed: 1
+        }
+    );
+    h.bob_says("99").await;
+    bot_said(&h, "Thanks, looking at order 99.", 1).await;
+    // New conversations run the new rule.
+    h.bob_says("another refund").await;
+    h.bob_says("100").await;
+    bot_said(&h, "Now checking order 100.", 1).await;
+    assert_eq!(h.bot_events("Now checking order 99").await, 0);
+    h.stop().await;
 }
