@@ -360,6 +360,9 @@ impl Agent {
             None => Conversations::in_memory(config.max_pending_per_person),
         };
         let conversations = Arc::new(conversations);
+        if let Some(t) = &telemetry {
+            t.watch_conversations(conversations.clone());
+        }
         let mut engine = Engine::new(ruleset, Arc::new(state))
             .with_env(env)
             .with_journal(Arc::new(journal));

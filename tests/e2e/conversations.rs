@@ -438,3 +438,84 @@ async fn a_reload_while_pending_keeps_the_actions_it_started_with_and_says_so() 
     assert_eq!(h.bot_events("Now checking order 99").await, 0);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_cap_per_person_the_oldest_ends_with_its_on_timeout() {
+    let (_dir, path) = folder(&refund("1m"));
+    let mut h = Harness::start_configured(path, |config| config.max_pending_per_person = 2).await;
+    h.bob_says("refund one").await;
+    h.bob_says("refund two").await;
+    bot_said(&h, "Which order number is it about?", 2).await;
+    assert_eq!(h.bot_events("No order number").await, 0);
+    h.bob_says("refund three").await;
+    bot_said(&h, "No order number, so I'll leave this for now.", 1).await;
+    // The two left answer in order, oldest first; then none is left.
+    h.bob_says("55").await;
+    h.bob_says("56").await;
+    bot_said(&h, "Thanks, looking at order 55.", 1).await;
+    bot_said(&h, "Thanks, looking at order 56.", 1).await;
+    let (_, none) = h.bob_says("57").await;
+    assert!(none.report.matched.is_empty(), "{:?}", none.report);
+    assert_eq!(h.bot_events("No order number").await, 1);
+    h.stop().await;
+}
+
+/// A port nobody listens on right now.
+fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// The value of the pending gauge in `/metrics`.
+async fn pending_gauge(addr: std::net::SocketAddr) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("switchboard_conversations_pending "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_the_conversations_list_show_what_is_pending() {
+    let (_dir, path) = folder(&refund("10m"));
+    let addr = free_addr();
+    let mut h = Harness::start_configured(path, |config| config.metrics_addr = Some(addr)).await;
+    assert_eq!(pending_gauge(addr).await, Some(0.0));
+    let (_, asked) = h.bob_says("refund please").await;
+    let bob = asked.event["sender_id"].clone();
+    bot_said(&h, "Which order number is it about?", 1).await;
+    assert_eq!(pending_gauge(addr).await, Some(1.0));
+    let list: Value = reqwest::get(format!("http://{addr}/conversations"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let list = list.as_array().expect("a JSON list");
+    assert_eq!(list.len(), 1, "{list:?}");
+    let c = &list[0];
+    assert_eq!(c["rule"], "flow/refund");
+    assert_eq!(c["room"], h.room.as_str());
+    assert_eq!(c["kind"], "wait_for");
+    assert_eq!(c["waiting_for"], serde_json::json!([bob]));
+    assert!(
+        c["id"]
+            .as_str()
+            .is_some_and(|id| id.ends_with("/flow/refund#do1")),
+        "{c}"
+    );
+    let deadline: chrono::DateTime<chrono::Utc> = c["deadline"].as_str().unwrap().parse().unwrap();
+    let left = deadline - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(9) && left <= chrono::Duration::minutes(10),
+        "{left}"
+    );
+    h.bob_says("12").await;
+    bot_said(&h, "Thanks, looking at order 12.", 1).await;
+    assert_eq!(pending_gauge(addr).await, Some(0.0));
+    h.stop().await;
+}
