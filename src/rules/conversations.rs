@@ -639,3 +639,120 @@ pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FLOW: &str = "version: 1\nrules:\n  - name: r\n    on: message_created\n    do:\n      - wait_for: { timeout: 1m }\n      - reply: done\n";
+
+    /// A conversation paused at `r#do0` in `room`, started `at`, due `deadline`.
+    fn pending(id: &str, room: &str, at: &str, deadline: &str) -> PendingConversation {
+        let rules = Arc::new(switchboard_workflow::load_str("f.yaml", FLOW).unwrap());
+        let rule = rules.rule("f/r").unwrap();
+        let mut p: PendingConversation = serde_json::from_value(json!({
+            "id": id, "rule": "f/r", "fingerprint": rule.fingerprint, "file": "f.yaml",
+            "source_hash": rule.source_hash, "kind": "wait_for",
+            "at": {"branch": "do", "index": 0}, "room": room, "from": ["bob"],
+            "started": at, "deadline": deadline,
+            "bound": {"event_type": "message_created", "event": {}}
+        }))
+        .unwrap();
+        p.attach(rules).unwrap();
+        p
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_deadline_in_the_past_fires_once_and_answers_are_offered_oldest_first() {
+        let c = Conversations::in_memory(10);
+        c.keep(vec![
+            pending("b", "room", "2026-01-01T00:00:02Z", "2026-01-01T01:00:00Z"),
+            pending("a", "room", "2026-01-01T00:00:01Z", "2026-01-01T02:00:00Z"),
+            pending("c", "other", "2026-01-01T00:00:00Z", "2026-01-01T03:00:00Z"),
+        ])
+        .await
+        .unwrap();
+        let ids = |v: Vec<PendingConversation>| v.into_iter().map(|p| p.id).collect::<Vec<_>>();
+        assert_eq!(ids(c.waiting_in("room")), ["a", "b"]);
+        assert_eq!(c.next_deadline(), Some(t("2026-01-01T01:00:00Z")));
+        // The clock jumped far ahead: every deadline passed, each fires once.
+        let now = t("2027-01-01T00:00:00Z");
+        assert_eq!(ids(c.take_due(now).await.unwrap()), ["b", "a", "c"]);
+        assert!(c.take_due(now).await.unwrap().is_empty());
+        assert!(
+            c.waiting_in("room").is_empty(),
+            "taken: not offered to messages"
+        );
+        assert_eq!(c.len(), 0);
+        c.finished("b").await.unwrap();
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_taken_once_and_dropped_when_its_message_settles() {
+        let c = Conversations::in_memory(10);
+        let p = pending("a", "room", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
+        c.keep(vec![p.clone()]).await.unwrap();
+        let now = t("2026-01-01T00:10:00Z");
+        let answer = Taken::Answer {
+            message: "m2".into(),
+            value: json!({"content": "42"}),
+        };
+        assert!(c.take("a", answer.clone(), now).await.unwrap().is_some());
+        // Neither a second message nor the deadline can take it now.
+        assert!(c.take("a", Taken::Deadline, now).await.unwrap().is_none());
+        assert!(c
+            .take_due(t("2026-01-01T02:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty());
+        // Served again, m2 finds what it took.
+        assert_eq!(
+            c.taken_by("m2").map(|(p, t)| (p.id, t)),
+            Some(("a".to_owned(), answer))
+        );
+        // The same pause reached again (a resumed run) is not kept twice.
+        c.keep(vec![p]).await.unwrap();
+        assert_eq!(c.lock().entries.len(), 1);
+        c.settled("m2");
+        assert!(c.taken_by("m2").is_none());
+        assert!(c.lock().entries.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reprompt_waits_on_once_its_message_settles() {
+        let c = Conversations::in_memory(10);
+        c.keep(vec![pending(
+            "a",
+            "room",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T01:00:00Z",
+        )])
+        .await
+        .unwrap();
+        let now = t("2026-01-01T00:10:00Z");
+        let mut p = c
+            .take(
+                "a",
+                Taken::Reprompt {
+                    message: "m2".into(),
+                },
+                now,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        p.reprompted = true;
+        c.reprompted(p).await.unwrap();
+        assert!(c.waiting_in("room").is_empty());
+        c.settled("m2");
+        let waiting = c.waiting_in("room");
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting[0].reprompted);
+    }
+}

@@ -519,3 +519,55 @@ async fn metrics_and_the_conversations_list_show_what_is_pending() {
     assert_eq!(pending_gauge(addr).await, Some(0.0));
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_a_conversation_whose_rule_changed_finishes_with_its_old_actions() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let (dir, workflows) = folder(&refund("10m"));
+    let state = tempfile::tempdir().unwrap();
+    let mut first = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut first).await;
+    seeded::ask(&bob, &room, &bot, "refund please").await;
+    until_said(&sb, &bot, "Which order number", &first).await;
+    first.stop_cleanly("the first agent", STEP).await;
+    let changed = refund("10m").replace("Thanks, looking at order", "Now checking order");
+    std::fs::write(dir.path().join("flow.yaml"), changed).unwrap();
+
+    let mut second = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut second).await;
+    let answer = seeded::ask(&bob, &room, &bot, "4711").await;
+    until_said(&sb, &bot, "Thanks, looking at order 4711.", &second).await;
+    assert_eq!(settled(&sb, &bot, &answer, &second).await, "processed");
+    // A new conversation runs the rule as it is now.
+    seeded::ask(&bob, &room, &bot, "another refund").await;
+    until_said(&sb, &bot, "Which order number", &second).await;
+    tokio::time::timeout(STEP, async {
+        while said(&sb, &bot, "Which order number").await < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the second question");
+    let id = seeded::ask(&bob, &room, &bot, "4712").await;
+    assert_eq!(settled(&sb, &bot, &id, &second).await, "processed");
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert_eq!(
+        said(&sb, &bot, "Now checking order 4712.").await,
+        1,
+        "{}",
+        logs.join("\n")
+    );
+    assert_eq!(said(&sb, &bot, "Now checking order 4711").await, 0);
+    // Nothing refers to the old text any more: it is no longer kept.
+    use switchboard_engine::conversation::ConversationStore;
+    let kept = switchboard::effects::conversation_file::ConversationFile::open(
+        &state.path().join("conversations"),
+    )
+    .unwrap()
+    .load()
+    .unwrap();
+    assert_eq!(kept.conversations.len(), 0, "{kept:?}");
+    assert!(kept.sources.is_empty(), "{kept:?}");
+    drop(dir);
+    sb.shutdown().await.unwrap();
+}
