@@ -86,6 +86,8 @@ struct Entry {
     /// A deadline taken and being run by the timer task (not kept on disk:
     /// after a crash it runs again).
     running: bool,
+    /// A deadline whose room was stopped: run again from then on.
+    retry_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -112,6 +114,7 @@ impl Inner {
             Entry {
                 stored,
                 running: false,
+                retry_at: None,
             },
         );
     }
@@ -552,9 +555,11 @@ impl Conversations {
                         entry.stored.taken_at = Some(now);
                         changes.push(Self::put_change(&entry.stored));
                     }
-                    Some(Taken::Deadline) if !entry.running => {}
+                    Some(Taken::Deadline)
+                        if !entry.running && entry.retry_at.is_none_or(|at| at <= now) => {}
                     _ => continue,
                 }
+                entry.retry_at = None;
                 entry.running = true;
                 due.push(entry.stored.conversation.clone());
             }
@@ -565,10 +570,11 @@ impl Conversations {
         Ok(due)
     }
 
-    /// The next deadline of a conversation nobody took.
+    /// The next deadline of a conversation nobody took, or the next retry
+    /// of one whose room was stopped.
     fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let inner = self.lock();
-        inner
+        let deadline = inner
             .deadlines
             .iter()
             .find(|(_, id)| {
@@ -577,7 +583,24 @@ impl Conversations {
                     .get(id)
                     .is_some_and(|e| e.stored.taken.is_none())
             })
-            .map(|(deadline, _)| *deadline)
+            .map(|(deadline, _)| *deadline);
+        let retry = inner
+            .entries
+            .values()
+            .filter(|e| !e.running)
+            .filter_map(|e| e.retry_at)
+            .min();
+        deadline.into_iter().chain(retry).min()
+    }
+
+    /// The deadline of `id` could not run (its room is stopped): it runs
+    /// again at `at`, skipping what it did (journaled).
+    pub fn retry_later(&self, id: &str, at: DateTime<Utc>) {
+        if let Some(entry) = self.lock().entries.get_mut(id) {
+            entry.running = false;
+            entry.retry_at = Some(at);
+        }
+        self.wake.notify_one();
     }
 
     /// For the reload's log line: how many are pending and how many of those
@@ -599,8 +622,9 @@ impl Conversations {
 
 /// Starts the timer task: it sleeps until the earliest deadline (or until a
 /// conversation is kept or settles), then runs every conversation whose
-/// deadline passed, one at a time, outside any message lifecycle. A deadline
-/// already past (the agent was down, the clock jumped) fires at once, once.
+/// deadline passed, each on its own task, outside any message lifecycle. A
+/// deadline already past (the agent was down, the clock jumped) fires at
+/// once, once. One whose room is stopped runs again a minute later.
 pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let conversations = handler.conversations().clone();
@@ -611,8 +635,10 @@ pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
             let now = Utc::now();
             match conversations.take_due(now).await {
                 Ok(due) => {
+                    // Each on its own task: a slow `on_timeout` holds no other.
                     for p in due {
-                        handler.deadline(p).await;
+                        let handler = handler.clone();
+                        tokio::spawn(async move { handler.deadline(p).await });
                     }
                 }
                 Err(e) => {
@@ -691,6 +717,27 @@ mod tests {
         assert_eq!(c.len(), 0);
         c.finished("b").await.unwrap();
         assert_eq!(c.next_deadline(), None);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_whose_room_is_stopped_runs_again_later() {
+        let c = Conversations::in_memory(10);
+        c.keep(vec![pending(
+            "a",
+            "room",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T01:00:00Z",
+        )])
+        .await
+        .unwrap();
+        let now = t("2026-01-01T01:00:00Z");
+        assert_eq!(c.take_due(now).await.unwrap().len(), 1);
+        let later = t("2026-01-01T01:01:00Z");
+        c.retry_later("a", later);
+        assert_eq!(c.next_deadline(), Some(later));
+        assert!(c.take_due(now).await.unwrap().is_empty());
+        assert_eq!(c.take_due(later).await.unwrap().len(), 1);
+        assert!(c.take_due(later).await.unwrap().is_empty());
     }
 
     #[tokio::test]

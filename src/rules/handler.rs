@@ -241,9 +241,11 @@ impl RulesHandler {
             .await;
         self.keep_pending(&mut report).await;
         if let Finish::Stopped { .. } = report.outcome {
-            // The room is stopped: the conversation waits, taken, for the
-            // next start (its steps done so far are journaled).
+            // The room is stopped: tried again later, skipping the steps
+            // done so far (journaled), as a stopped room's messages wait for PLAY.
             log(&report, &scope, started.elapsed());
+            self.conversations
+                .retry_later(&id, now() + chrono::Duration::seconds(STOPPED_RETRY_SECS));
             return;
         }
         match self.conversations.finished(&id).await {
@@ -275,6 +277,10 @@ impl RulesHandler {
         }
     }
 }
+
+/// How long a deadline whose room is stopped waits before it is tried again
+/// (the runtime probes a stopped room as often).
+const STOPPED_RETRY_SECS: i64 = 60;
 
 /// A report of an event that failed before any rule ran.
 fn failed(input: &EventInput, reason: String) -> Report {
