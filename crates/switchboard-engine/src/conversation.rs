@@ -490,7 +490,8 @@ pub type DurableChange =
 pub trait ConversationStore: Send + Sync {
     /// Everything kept from earlier runs.
     fn load(&self) -> Result<StoredConversations, ConversationStoreError>;
-    /// Queues `change`; the future resolves once it is durable.
+    /// Queues `change` (when called: dropping the future does not undo it);
+    /// the future resolves once it is durable.
     fn apply(&self, change: ConversationChange) -> DurableChange;
 }
 
