@@ -17,7 +17,7 @@ use band_sandbox::RunningSandbox;
 
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.
-const BAND_VARS: [&str; 8] = [
+const BAND_VARS: [&str; 9] = [
     "BAND_API_KEY",
     "BAND_AGENT_ID",
     "BAND_REST_URL",
@@ -26,6 +26,7 @@ const BAND_VARS: [&str; 8] = [
     "BAND_API_KEY_FILE",
     "BAND_JOURNAL",
     "SWITCHBOARD_STATE_DIR",
+    "SWITCHBOARD_MAX_PENDING_PER_PERSON",
 ];
 
 /// Where agents run by tests keep their default state directories, so no
