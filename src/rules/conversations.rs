@@ -99,6 +99,9 @@ struct Inner {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     /// Workflow file texts kept, by hash.
     sources: HashMap<u64, ()>,
+    /// Message id → the conversation it took (every message that settles
+    /// asks, so this is a lookup, not a scan).
+    by_message: HashMap<String, String>,
 }
 
 impl Inner {
@@ -109,6 +112,9 @@ impl Inner {
             .or_default()
             .insert((p.started, p.id.clone()));
         self.deadlines.insert((p.deadline, p.id.clone()));
+        if let Some(message) = stored.taken.as_ref().and_then(Taken::message) {
+            self.by_message.insert(message.to_owned(), p.id.clone());
+        }
         self.entries.insert(
             p.id.clone(),
             Entry {
@@ -129,7 +135,30 @@ impl Inner {
             }
         }
         self.deadlines.remove(&(p.deadline, p.id.clone()));
+        if let Some(message) = entry.stored.taken.as_ref().and_then(Taken::message) {
+            self.by_message.remove(message);
+        }
         Some(entry.stored)
+    }
+
+    /// Marks `id` taken (or no longer taken) and keeps the index in step;
+    /// the record to write, `None` when there is no such conversation.
+    fn set_taken(
+        &mut self,
+        id: &str,
+        taken: Option<Taken>,
+        at: Option<DateTime<Utc>>,
+    ) -> Option<&StoredConversation> {
+        let entry = self.entries.get_mut(id)?;
+        if let Some(message) = entry.stored.taken.as_ref().and_then(Taken::message) {
+            self.by_message.remove(message);
+        }
+        if let Some(message) = taken.as_ref().and_then(Taken::message) {
+            self.by_message.insert(message.to_owned(), id.to_owned());
+        }
+        entry.stored.taken = taken;
+        entry.stored.taken_at = at;
+        Some(&entry.stored)
     }
 
     /// Texts no kept conversation refers to any more.
@@ -301,11 +330,8 @@ impl Conversations {
     /// after a crash or a failure), with what it took it with.
     pub fn taken_by(&self, message: &str) -> Option<(PendingConversation, Taken)> {
         let inner = self.lock();
-        inner.entries.values().find_map(|e| {
-            let taken = e.stored.taken.as_ref()?;
-            (taken.message() == Some(message))
-                .then(|| (e.stored.conversation.clone(), taken.clone()))
-        })
+        let e = inner.entries.get(inner.by_message.get(message)?)?;
+        Some((e.stored.conversation.clone(), e.stored.taken.clone()?))
     }
 
     /// The conversations waiting in `room` for a message, oldest first.
@@ -331,18 +357,17 @@ impl Conversations {
     ) -> Result<Option<PendingConversation>, StoreError> {
         let change = {
             let mut inner = self.lock();
-            let Some(entry) = inner.entries.get_mut(id) else {
-                return Ok(None);
-            };
-            if entry.stored.taken.is_some() {
+            if inner
+                .entries
+                .get(id)
+                .is_none_or(|e| e.stored.taken.is_some())
+            {
                 return Ok(None);
             }
-            entry.stored.taken = Some(taken);
-            entry.stored.taken_at = Some(now);
-            (
-                entry.stored.conversation.clone(),
-                Self::put_change(&entry.stored),
-            )
+            let Some(stored) = inner.set_taken(id, Some(taken), Some(now)) else {
+                return Ok(None);
+            };
+            (stored.conversation.clone(), Self::put_change(stored))
         };
         self.write(change.1).await?;
         Ok(Some(change.0))
@@ -472,32 +497,25 @@ impl Conversations {
         let mut changes = Vec::new();
         {
             let mut inner = self.lock();
-            let ids: Vec<String> = inner
+            let Some(id) = inner.by_message.get(message).cloned() else {
+                return;
+            };
+            let answered = inner
                 .entries
-                .values()
-                .filter(|e| e.stored.taken.as_ref().and_then(Taken::message) == Some(message))
-                .map(|e| e.stored.conversation.id.clone())
-                .collect();
-            for id in ids {
-                let answered = inner
-                    .entries
-                    .get(&id)
-                    .is_some_and(|e| matches!(e.stored.taken, Some(Taken::Answer { .. })));
-                if answered {
-                    inner.remove(&id);
-                    changes.push(ConversationChange::Remove { id });
-                } else if let Some(entry) = inner.entries.get_mut(&id) {
-                    entry.stored.taken = None;
-                    entry.stored.taken_at = None;
-                    changes.push(Self::put_change(&entry.stored));
-                }
+                .get(&id)
+                .is_some_and(|e| matches!(e.stored.taken, Some(Taken::Answer { .. })));
+            if answered {
+                inner.remove(&id);
+                changes.push(ConversationChange::Remove { id });
+                changes.extend(
+                    inner
+                        .unreferenced()
+                        .into_iter()
+                        .map(|hash| ConversationChange::DropSource { hash }),
+                );
+            } else if let Some(stored) = inner.set_taken(&id, None, None) {
+                changes.push(Self::put_change(stored));
             }
-            changes.extend(
-                inner
-                    .unreferenced()
-                    .into_iter()
-                    .map(|hash| ConversationChange::DropSource { hash }),
-            );
         }
         if let Some(store) = &self.store {
             // Nobody waits for these: a crash before they are on disk leaves
@@ -551,6 +569,7 @@ impl Conversations {
                 };
                 match &entry.stored.taken {
                     None => {
+                        // A deadline takes no message: no index to keep.
                         entry.stored.taken = Some(Taken::Deadline);
                         entry.stored.taken_at = Some(now);
                         changes.push(Self::put_change(&entry.stored));

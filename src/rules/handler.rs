@@ -146,7 +146,16 @@ impl RulesHandler {
                 .take(&p.id, taken.clone(), input.now)
                 .await
             {
-                Ok(Some(p)) => return Some(self.go_on(p, taken, input, scope).await),
+                Ok(Some(p)) => {
+                    let what = match taken {
+                        Taken::Reprompt { .. } => {
+                            "names none of the choices: re-prompted, the conversation waits on"
+                        }
+                        _ => "answers a pending conversation; the rest of its list runs",
+                    };
+                    tracing::info!(conversation = %p.id, rule = %p.rule, message_id = message, "{what}");
+                    return Some(self.go_on(p, taken, input, scope).await);
+                }
                 Ok(None) => continue,
                 Err(e) => {
                     return Some(failed(
