@@ -32,7 +32,7 @@ rules:
           on_timeout:
             - reply: "No order number, so I'll leave this for now."
         as: answer
-      - reply: "Thanks, looking at order {{ answer.text | replace('@alice/triage-bot', '') | trim }}."
+      - reply: "Thanks, looking at order {{ answer.content | strip_mentions }}."
   - name: hello
     on: message_created
     if:
