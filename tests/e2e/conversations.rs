@@ -571,3 +571,41 @@ async fn after_a_restart_a_conversation_whose_rule_changed_finishes_with_its_old
     drop(dir);
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_while_on_timeout_sends_its_reply_runs_it_once_after_the_restart() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let (_dir, workflows) = folder(&refund("2s"));
+    let state = tempfile::tempdir().unwrap();
+    let mut first = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut first).await;
+    let question = seeded::ask(&bob, &room, &bot, "refund please").await;
+    until_said(&sb, &bot, "Which order number", &first).await;
+    assert_eq!(settled(&sb, &bot, &question, &first).await, "processed");
+    // The next message the bot posts in the room is on_timeout's reply: hold it.
+    let reply_path = format!("/chats/{room}/messages");
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": reply_path, "ms": 1_000}}),
+    )
+    .await;
+    held(&sb, &first, |m, p| m == "POST" && p.ends_with(&reply_path)).await;
+    first.signal("KILL");
+    first.wait_exit(STEP).await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(said(&sb, &bot, "No order number").await, 0);
+    fault(&sb, json!({"clear": true})).await;
+
+    let mut second = agent(&sb, &workflows, state.path(), &[]);
+    started(&mut second).await;
+    until_said(&sb, &bot, "No order number", &second).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert_eq!(
+        said(&sb, &bot, "No order number").await,
+        1,
+        "{}",
+        logs.join("\n")
+    );
+    sb.shutdown().await.unwrap();
+}
