@@ -99,6 +99,7 @@ fn save_to_effective(c: &mut Criterion) {
         true,
         Vec::new(),
         Box::new(|| {}),
+        None,
     )
     .unwrap();
     let mut group = c.benchmark_group("hot reload");

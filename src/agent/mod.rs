@@ -31,8 +31,11 @@ use switchboard_engine::state::StateError;
 use switchboard_engine::{Engine, StateStore};
 use switchboard_workflow::LoadErrors;
 
+use crate::effects::conversation_file::ConversationFile;
+use crate::rules::conversations::{self, Conversations};
 use crate::rules::{reload, schedule};
 pub use crate::rules::{Handled, RulesHandler};
+use switchboard_engine::conversation::ConversationStoreError;
 
 /// How long a stopping agent waits for the webhook delivery in hand.
 const WEBHOOK_FINISH: std::time::Duration = std::time::Duration::from_secs(30);
@@ -78,6 +81,9 @@ pub struct AgentConfig {
     pub webhook_addr: Option<SocketAddr>,
     /// The most webhook deliveries waiting before new ones get 429.
     pub webhook_queue: usize,
+    /// Most pending conversations per room and person; past it the oldest
+    /// ends with its `on_timeout`.
+    pub max_pending_per_person: usize,
 }
 
 impl AgentConfig {
@@ -105,6 +111,7 @@ impl AgentConfig {
             metrics_addr: None,
             webhook_addr: None,
             webhook_queue: DEFAULT_MAX_PENDING,
+            max_pending_per_person: conversations::DEFAULT_MAX_PER_PERSON,
         }
     }
 }
@@ -152,6 +159,9 @@ pub enum AgentError {
     /// The journal file is unusable.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The pending conversations cannot be read or kept.
+    #[error(transparent)]
+    Conversations(#[from] ConversationStoreError),
     /// The state directory is unusable or in use.
     #[error(transparent)]
     StateDir(#[from] StateDirError),
@@ -238,6 +248,7 @@ struct Files {
     dir: Option<StateDir>,
     journal: Option<Arc<JournalFile>>,
     state: Option<Arc<StateFile>>,
+    conversations: Option<Arc<ConversationFile>>,
 }
 
 impl Files {
@@ -251,6 +262,11 @@ impl Files {
         if let Some(state) = &self.state {
             if let Err(e) = state.flush().await {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the state");
+            }
+        }
+        if let Some(conversations) = &self.conversations {
+            if let Err(e) = conversations.flush().await {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the pending conversations");
             }
         }
     }
@@ -398,7 +414,25 @@ impl Agent {
                 "action journal has unfinished messages; they resume when served again"
             );
         }
-        let mut engine = Engine::new(Arc::new(ruleset), Arc::new(state))
+        let ruleset = Arc::new(ruleset);
+        let conversations = match files.dir.as_ref().map(StateDir::conversations) {
+            Some(path) => {
+                let file = Arc::new(ConversationFile::open(&path)?);
+                files.conversations = Some(file.clone());
+                Conversations::open(
+                    file,
+                    &ruleset,
+                    config.max_pending_per_person,
+                    chrono::Utc::now(),
+                )?
+            }
+            None => Conversations::in_memory(config.max_pending_per_person),
+        };
+        let conversations = Arc::new(conversations);
+        if let Some(t) = &telemetry {
+            t.watch_conversations(conversations.clone());
+        }
+        let mut engine = Engine::new(ruleset, Arc::new(state))
             .with_env(env)
             .with_journal(Arc::new(journal));
         if config.explain {
@@ -413,7 +447,8 @@ impl Agent {
         if let Some(t) = &telemetry {
             executor = Arc::new(TimedExecutor::new(executor, t.clone()));
         }
-        let mut handler = RulesHandler::new(engine.clone(), executor, &me);
+        let mut handler =
+            RulesHandler::new(engine.clone(), executor, &me).with_conversations(conversations);
         if let Some(tx) = watch {
             handler = handler.with_sink(Arc::new(tx));
         }
@@ -482,12 +517,14 @@ impl Agent {
             self.handler.clone(),
         ));
         let restart = timers.clone();
+        let deadlines = conversations::spawn_timers(self.handler.clone());
         let reloader = reload::spawn(
             self.engine.clone(),
             self.workflows.clone(),
             self.watch,
             self.reloads,
             Box::new(move || restart.restart()),
+            Some(self.handler.conversations().clone()),
         )
         .map_err(|e| AgentError::Watch {
             dir: self.workflows.clone(),
@@ -534,6 +571,7 @@ impl Agent {
         }
         reloader.abort();
         timers.stop();
+        deadlines.abort();
         self.files.flush().await;
         Ok(result?)
     }

@@ -123,6 +123,16 @@ pub struct RunArgs {
     /// The most webhook deliveries waiting to be handled; more get 429.
     #[arg(long, default_value_t = DEFAULT_MAX_PENDING, value_name = "N")]
     webhook_queue: usize,
+    /// Most pending conversations (`wait_for`, `ask`) per room and person;
+    /// past it the oldest ends at once with its `on_timeout`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_PENDING_PER_PERSON",
+        default_value_t = crate::rules::conversations::DEFAULT_MAX_PER_PERSON as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        value_name = "N"
+    )]
+    max_pending_per_person: u64,
 }
 
 /// Runs the agent until Ctrl-C / SIGTERM.
@@ -157,6 +167,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         metrics_addr: args.metrics_addr,
         webhook_addr: args.webhook_addr,
         webhook_queue: args.webhook_queue,
+        max_pending_per_person: usize::try_from(args.max_pending_per_person).unwrap_or(usize::MAX),
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

@@ -1,10 +1,12 @@
 //! The engine's effects as this binary performs them: rendered actions as
-//! REST calls on the platform ([`rest`]), the action journal ([`journal`])
-//! and the rules' state ([`state_file`]) on disk, both written by a
+//! REST calls on the platform ([`rest`]), the action journal ([`journal`]),
+//! the rules' state ([`state_file`]) and the pending conversations
+//! ([`conversation_file`]) on disk, each written by a
 //! dedicated thread ([`writer`]) so the async runtime never waits on a disk;
-//! both live in the agent's locked state directory ([`state_dir`]) by default,
+//! all live in the agent's locked state directory ([`state_dir`]) by default,
 //! as does the queue of accepted webhook deliveries ([`webhook_queue`]).
 
+pub mod conversation_file;
 pub mod journal;
 pub mod rest;
 pub mod state_dir;

@@ -146,6 +146,11 @@ impl StateDir {
     pub fn webhooks(&self) -> PathBuf {
         self.path.join(WEBHOOKS)
     }
+
+    /// The pending conversations' file.
+    pub fn conversations(&self) -> PathBuf {
+        self.path.join("conversations")
+    }
 }
 
 /// Takes an exclusive `flock` on `file` without waiting; false when another

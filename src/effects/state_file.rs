@@ -210,7 +210,9 @@ impl StateFile {
     pub fn open_bounded(path: &Path, bound: usize) -> Result<StateFile, StateError> {
         let paths = Paths::new(path);
         let (mut entries, lines) = paths.load()?;
-        if lines > 0 {
+        // A torn fragment alone counts too: a line appended to it would be lost.
+        let torn = std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > 0);
+        if lines > 0 || torn {
             paths
                 .compact(&mut entries, None)
                 .map_err(write_error(&paths.snapshot))?;
@@ -327,6 +329,31 @@ mod tests {
         s.set("c", json!(2), None, now);
         drop(s);
         drop(file);
+        let file = Arc::new(StateFile::open(&path).unwrap());
+        assert_eq!(store(&file).snapshot(now), json!({"a": 1, "c": 2}));
+    }
+
+    #[test]
+    fn a_torn_fragment_alone_in_the_log_does_not_swallow_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let now = Utc::now();
+        {
+            let file = Arc::new(StateFile::open(&path).unwrap());
+            store(&file).set("a", json!(1), None, now);
+        }
+        // Opening folds that line into the snapshot: the log is empty.
+        drop(StateFile::open(&path).unwrap());
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("state.json.log"))
+            .unwrap();
+        log.write_all(br#"{"set":{"key":"b","val"#).unwrap();
+        drop(log);
+        {
+            let file = Arc::new(StateFile::open(&path).unwrap());
+            store(&file).set("c", json!(2), None, now);
+        }
         let file = Arc::new(StateFile::open(&path).unwrap());
         assert_eq!(store(&file).snapshot(now), json!({"a": 1, "c": 2}));
     }

@@ -1,19 +1,24 @@
 //! The runtime's [`Handler`] in production: each event becomes an engine
 //! input (event, agent, room, sender), runs through the rules, and is
-//! logged as one line saying which rules matched and what they did.
+//! logged as one line saying which rules matched and what they did. A
+//! message is first offered to the pending conversations of its room
+//! ([`super::conversations`]): one it answers goes on there instead.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::conversations::{Conversations, DEFAULT_MAX_PER_PERSON};
 use super::handled::{Handled, Sink};
 use super::input::{event_input, typed_input, Chat, PreparedEvent};
 use crate::runtime::{Delivery, Handler, HandlerFuture, HandlerResult};
 use band_wire::events::Event;
 use band_wire::model::AgentMe;
 use switchboard_engine::action::{Executor, Scope};
-use switchboard_engine::{Engine, Finish, Report};
+use switchboard_engine::conversation::{AnswerCheck, Taken};
+use switchboard_engine::EventInput;
+use switchboard_engine::{Engine, Finish, PendingConversation, Report};
 
 /// Runs the rules for the runtime's events.
 pub struct RulesHandler {
@@ -21,6 +26,7 @@ pub struct RulesHandler {
     executor: Arc<dyn Executor>,
     agent: Arc<Value>,
     sinks: Vec<Arc<dyn Sink>>,
+    conversations: Arc<Conversations>,
 }
 
 impl RulesHandler {
@@ -31,7 +37,19 @@ impl RulesHandler {
             executor,
             agent: Arc::new(serde_json::to_value(me).unwrap_or(Value::Null)),
             sinks: Vec::new(),
+            conversations: Arc::new(Conversations::in_memory(DEFAULT_MAX_PER_PERSON)),
         }
+    }
+
+    /// Keeps pending conversations in `conversations` (default: in memory).
+    pub fn with_conversations(mut self, conversations: Arc<Conversations>) -> Self {
+        self.conversations = conversations;
+        self
+    }
+
+    /// The pending conversations.
+    pub fn conversations(&self) -> &Arc<Conversations> {
+        &self.conversations
     }
 
     /// Also tells `sink` about every handled event.
@@ -72,10 +90,16 @@ impl RulesHandler {
         } = prepared;
         let started = Instant::now();
         let executor = self.executor.as_ref();
-        let report = match only_rule {
-            Some(id) => self.engine.run_rule(id, &input, &scope, executor).await,
-            None => self.engine.handle(&input, &scope, executor).await,
+        let answered = match only_rule {
+            None => self.answer(&input, &scope).await,
+            Some(_) => None,
         };
+        let mut report = match (answered, only_rule) {
+            (Some(report), _) => report,
+            (None, Some(id)) => self.engine.run_rule(id, &input, &scope, executor).await,
+            (None, None) => self.engine.handle(&input, &scope, executor).await,
+        };
+        self.keep_pending(&mut report).await;
         let elapsed = started.elapsed();
         log(&report, &scope, elapsed);
         if !self.sinks.is_empty() {
@@ -99,6 +123,188 @@ impl RulesHandler {
     }
 }
 
+impl RulesHandler {
+    /// When the message `input` answers a pending conversation of its room
+    /// (or took one before a crash), goes on with it and returns what ran;
+    /// `None` when it answers nothing (it goes through the rules).
+    async fn answer(&self, input: &EventInput, scope: &Scope) -> Option<Report> {
+        if input.event_type != "message_created" {
+            return None;
+        }
+        let message = scope.message_id.as_deref()?;
+        if let Some((p, taken)) = self.conversations.taken_by(message) {
+            tracing::info!(conversation = %p.id, rule = %p.rule, message_id = message, "served again: goes on with the conversation it answered");
+            return Some(self.go_on(p, taken, input, scope).await);
+        }
+        let room = scope.chat_id.as_deref()?;
+        for p in self.conversations.waiting_in(room) {
+            let taken = match self.engine.check_answer(&p, input) {
+                AnswerCheck::NotAnAnswer => continue,
+                AnswerCheck::Answer(value) => Taken::Answer {
+                    message: message.to_owned(),
+                    value,
+                },
+                AnswerCheck::Reprompt => Taken::Reprompt {
+                    message: message.to_owned(),
+                },
+            };
+            match self
+                .conversations
+                .take(&p.id, taken.clone(), input.now)
+                .await
+            {
+                Ok(Some(p)) => {
+                    let what = match taken {
+                        Taken::Reprompt { .. } => {
+                            "names none of the choices: re-prompted, the conversation waits on"
+                        }
+                        _ => "answers a pending conversation; the rest of its list runs",
+                    };
+                    tracing::info!(conversation = %p.id, rule = %p.rule, message_id = message, "{what}");
+                    return Some(self.go_on(p, taken, input, scope).await);
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    return Some(failed(
+                        input,
+                        format!(
+                            "cannot keep that conversation {} was answered: {}",
+                            p.id,
+                            crate::error_chain::Chain(&e)
+                        ),
+                    ))
+                }
+            }
+        }
+        None
+    }
+
+    /// Resumes `p` as `taken` says, inside the current message's lifecycle.
+    async fn go_on(
+        &self,
+        p: PendingConversation,
+        taken: Taken,
+        input: &EventInput,
+        scope: &Scope,
+    ) -> Report {
+        let executor = self.executor.as_ref();
+        let mut report = self
+            .engine
+            .resume(p, taken.resume(), input, scope, executor)
+            .await;
+        if matches!(taken, Taken::Reprompt { .. }) {
+            // The same conversation, re-prompted: it waits on (not a new one).
+            for p in std::mem::take(&mut report.pending) {
+                if let Err(e) = self.conversations.reprompted(p).await {
+                    report.outcome = Finish::Failed {
+                        reason: format!(
+                            "cannot keep the re-prompted conversation: {}",
+                            crate::error_chain::Chain(&e)
+                        ),
+                    };
+                }
+            }
+        }
+        report
+    }
+
+    /// Keeps the lists that paused; the event fails if they cannot be kept
+    /// (it is served again and pauses again, with the same ids).
+    async fn keep_pending(&self, report: &mut Report) {
+        let pending = std::mem::take(&mut report.pending);
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(e) = self.conversations.keep(pending.clone()).await {
+            report.outcome = Finish::Failed {
+                reason: format!(
+                    "cannot keep the pending conversation: {}",
+                    crate::error_chain::Chain(&e)
+                ),
+            };
+        }
+        report.pending = pending;
+    }
+
+    /// Runs conversation `p`, whose deadline passed (taken by it): its
+    /// `on_timeout`, or for a `wait` the rest of its list, outside any
+    /// message lifecycle, its steps journaled under `<id>@deadline`.
+    pub async fn deadline(&self, p: PendingConversation) {
+        let key = format!("{}@deadline", p.id);
+        let PreparedEvent { input, .. } = event_input(
+            "conversation_deadline",
+            json!({"conversation": p.id, "rule": p.rule, "chat_room_id": p.room}),
+            self.agent().clone(),
+            None,
+            now(),
+        );
+        let scope = Scope {
+            chat_id: Some(p.room.clone()),
+            message_id: Some(key.clone()),
+            ..Scope::default()
+        };
+        let started = Instant::now();
+        let id = p.id.clone();
+        let mut report = self
+            .engine
+            .resume(
+                p,
+                Taken::Deadline.resume(),
+                &input,
+                &scope,
+                self.executor.as_ref(),
+            )
+            .await;
+        self.keep_pending(&mut report).await;
+        if let Finish::Stopped { .. } = report.outcome {
+            // The room is stopped: tried again later, skipping the steps
+            // done so far (journaled), as a stopped room's messages wait for PLAY.
+            log(&report, &scope, started.elapsed());
+            self.conversations
+                .retry_later(&id, now() + chrono::Duration::seconds(STOPPED_RETRY_SECS));
+            return;
+        }
+        match self.conversations.finished(&id).await {
+            Ok(()) => {
+                if let Some(journal) = self.engine.journal() {
+                    journal.settled(&key);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(conversation = %id, error = %crate::error_chain::Chain(&e), "cannot drop the finished conversation; it runs again (skipping what was done) at the next start")
+            }
+        }
+        let elapsed = started.elapsed();
+        log(&report, &scope, elapsed);
+        let handled = Handled {
+            event_type: input.event_type,
+            event: Arc::unwrap_or_clone(input.event),
+            room: scope.chat_id,
+            message_id: None,
+            event_id: None,
+            chat: None,
+            rule: None,
+            now: input.now,
+            elapsed,
+            report,
+        };
+        for sink in &self.sinks {
+            sink.handled(&handled);
+        }
+    }
+}
+
+/// How long a deadline whose room is stopped waits before it is tried again
+/// (the runtime probes a stopped room as often).
+const STOPPED_RETRY_SECS: i64 = 60;
+
+/// A report of an event that failed before any rule ran.
+fn failed(input: &EventInput, reason: String) -> Report {
+    let mut report = Report::empty(&input.event_type);
+    report.outcome = Finish::Failed { reason };
+    report
+}
+
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
@@ -113,6 +319,7 @@ impl Handler for RulesHandler {
     }
 
     fn settled(&self, message_id: &str) {
+        self.conversations.settled(message_id);
         if let Some(journal) = self.engine.journal() {
             journal.settled(message_id);
         }

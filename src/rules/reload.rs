@@ -13,6 +13,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::conversations::{Conversations, PendingOnReload};
 use switchboard_engine::Engine;
 use switchboard_workflow::load::is_workflow;
 use switchboard_workflow::{self, LoadErrors, Ruleset};
@@ -28,6 +29,9 @@ pub struct ReloadReport {
     pub outcome: ReloadOutcome,
     /// Load + compile + swap time.
     pub elapsed: Duration,
+    /// Pending conversations after it, and how many of those had their rule
+    /// changed or removed (they finish with the actions they started with).
+    pub conversations: PendingOnReload,
 }
 
 /// How a reload ended.
@@ -53,9 +57,23 @@ pub enum ReloadOutcome {
 
 /// Loads `dir` and, if it compiles, swaps it into `engine`. Logs one summary line.
 pub fn reload(engine: &Engine, dir: &Path) -> ReloadReport {
+    reload_with(engine, dir, None)
+}
+
+/// [`reload`], also saying in its line and report how many `conversations`
+/// are pending and how many of those had their rule changed or removed.
+pub fn reload_with(
+    engine: &Engine,
+    dir: &Path,
+    conversations: Option<&Conversations>,
+) -> ReloadReport {
     let started = Instant::now();
+    let mut pending = PendingOnReload::default();
     let outcome = match switchboard_workflow::load_dir(dir) {
         Ok(next) => {
+            if let Some(conversations) = conversations {
+                pending = conversations.on_reload(&next);
+            }
             let (added, removed, changed) = diff(&engine.ruleset(), &next);
             let rules = next.len();
             engine.swap(Arc::new(next));
@@ -71,6 +89,7 @@ pub fn reload(engine: &Engine, dir: &Path) -> ReloadReport {
     let report = ReloadReport {
         outcome,
         elapsed: started.elapsed(),
+        conversations: pending,
     };
     log(&report, dir);
     report
@@ -125,7 +144,9 @@ fn log(report: &ReloadReport, dir: &Path) {
             tracing::info!(
                 dir = %dir.display(), rules, ms,
                 added = %list(added), removed = %list(removed), changed = %list(changed),
-                "workflows reloaded"
+                pending = report.conversations.pending,
+                pending_rule_changed = report.conversations.rule_changed,
+                "workflows reloaded (pending conversations finish with the actions they started with)"
             );
         }
         ReloadOutcome::Failed { errors } => {
@@ -164,6 +185,7 @@ pub fn spawn(
     watch: bool,
     listeners: Vec<Arc<dyn Listener>>,
     after_swap: AfterSwap,
+    conversations: Option<Arc<Conversations>>,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut changes) = mpsc::unbounded_channel::<()>();
     let mut folder = match watch {
@@ -193,8 +215,10 @@ pub fn spawn(
             if let Some(folder) = folder.as_mut() {
                 folder.follow(asked);
             }
-            let (engine, dir) = (engine.clone(), dir.clone());
-            let Ok(report) = tokio::task::spawn_blocking(move || reload(&engine, &dir)).await
+            let (engine, dir, pending) = (engine.clone(), dir.clone(), conversations.clone());
+            let Ok(report) =
+                tokio::task::spawn_blocking(move || reload_with(&engine, &dir, pending.as_deref()))
+                    .await
             else {
                 continue;
             };

@@ -22,6 +22,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
+use crate::rules::conversations::{Conversations, Summary};
 use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
 use crate::rules::{Handled, Sink};
 use crate::runtime::{LifecycleMark, Observer};
@@ -183,6 +184,9 @@ pub struct Telemetry {
     socket_reconnects: Counter,
     reloads: Family<OutcomeLabel, Counter>,
     rules: Gauge,
+    conversations_pending: Gauge,
+    /// The agent's pending conversations, once it has them.
+    conversations: std::sync::OnceLock<Arc<Conversations>>,
     health: Mutex<HealthState>,
     /// The last [`HANDLED_CAPACITY`] handled events, oldest first.
     handled: Mutex<VecDeque<HandledEntry>>,
@@ -213,6 +217,8 @@ impl Telemetry {
             socket_reconnects: Counter::default(),
             reloads: Family::default(),
             rules: Gauge::default(),
+            conversations_pending: Gauge::default(),
+            conversations: std::sync::OnceLock::new(),
             health: Mutex::new(HealthState::default()),
             handled: Mutex::new(VecDeque::with_capacity(HANDLED_CAPACITY)),
         };
@@ -277,6 +283,11 @@ impl Telemetry {
         t.registry
             .register("rules", "Rules loaded now", t.rules.clone());
         t.rules.set(gauge_value(rules));
+        t.registry.register(
+            "conversations_pending",
+            "Conversations paused at wait_for, ask or wait, waiting for an answer or their time",
+            t.conversations_pending.clone(),
+        );
         // Known label values start at 0, so rate() and alerts see them before the first one.
         for outcome in ["ok", "failed"] {
             let _ = t.reloads.get_or_create(&OutcomeLabel { outcome });
@@ -297,8 +308,26 @@ impl Telemetry {
         t
     }
 
+    /// Reports on `conversations`: the pending gauge and `/conversations`.
+    pub fn watch_conversations(&self, conversations: Arc<Conversations>) {
+        let _ = self.conversations.set(conversations);
+    }
+
+    /// The pending conversations, oldest first (what `/conversations` serves).
+    pub fn conversations(&self) -> Vec<Summary> {
+        self.conversations
+            .get()
+            .map(|c| c.list())
+            .unwrap_or_default()
+    }
+
     /// The metrics in the OpenMetrics text format (what Prometheus scrapes).
     pub fn encode(&self) -> String {
+        if let Some(conversations) = self.conversations.get() {
+            // Read when scraped: the set changes outside any event.
+            self.conversations_pending
+                .set(gauge_value(conversations.len()));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

@@ -1,7 +1,8 @@
 //! The metrics server: a small axum app on its own address, apart from the
 //! platform connection, with `/metrics` for Prometheus and `/healthz` for
-//! load balancers and orchestrators, and `/handled` (the last handled events
-//! as JSON) for the sandbox console.
+//! load balancers and orchestrators, `/handled` (the last handled events
+//! as JSON) for the sandbox console, and `/conversations` (the pending
+//! conversations as JSON).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use super::Telemetry;
 /// What the encoder writes: OpenMetrics text, which Prometheus scrapes natively.
 const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// `GET /metrics`, `GET /healthz` and `GET /handled` over `telemetry`.
+/// `GET /metrics`, `GET /healthz`, `GET /handled` and `GET /conversations` over `telemetry`.
 pub fn router(telemetry: Arc<Telemetry>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/handled", get(handled))
+        .route("/conversations", get(conversations))
         .with_state(telemetry)
 }
 
@@ -67,6 +69,16 @@ async fn handled(State(telemetry): State<Arc<Telemetry>>) -> Response {
             (header::CACHE_CONTROL, "no-store"),
         ],
         Json(telemetry.handled_log()),
+    )
+        .into_response()
+}
+
+/// The pending conversations, oldest first: id, rule, room, kind, who may
+/// answer, deadline.
+async fn conversations(State(telemetry): State<Arc<Telemetry>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(telemetry.conversations()),
     )
         .into_response()
 }

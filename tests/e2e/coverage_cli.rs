@@ -326,7 +326,8 @@ fn run_from_env(env: &[(&str, String)]) -> tokio::process::Command {
 
 /// Every variable `run --help` lists configures a run of the binary: key,
 /// URLs, agent id, journal and metrics address in one run, the key file in
-/// a second, and a wrong agent id refused in a third.
+/// a second, a wrong agent id refused in a third, a cap of 0 pending
+/// conversations refused in a fourth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_is_configured_by_its_environment_variables() {
     let checked: BTreeSet<String> = [
@@ -339,6 +340,7 @@ async fn run_is_configured_by_its_environment_variables() {
         "BAND_METRICS_ADDR",
         "SWITCHBOARD_STATE_DIR",
         "SWITCHBOARD_WEBHOOK_ADDR",
+        "SWITCHBOARD_MAX_PENDING_PER_PERSON",
     ]
     .map(String::from)
     .into();
@@ -431,5 +433,19 @@ async fn run_is_configured_by_its_environment_variables() {
         "a wrong BAND_AGENT_ID was accepted:\n{stderr}"
     );
     assert!(stderr.contains(&bob_id), "{stderr}");
+
+    // 4: SWITCHBOARD_MAX_PENDING_PER_PERSON is read (and must be at least 1).
+    let mut env = urls.to_vec();
+    env.extend([
+        ("BAND_API_KEY", "triage-key".to_owned()),
+        ("SWITCHBOARD_MAX_PENDING_PER_PERSON", "0".to_owned()),
+    ]);
+    let out = cli::output_within(&mut run_from_env(&env), STEP).await;
+    let stderr = cli::strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "a cap of 0 pending conversations was accepted:\n{stderr}"
+    );
+    assert!(stderr.contains("--max-pending-per-person"), "{stderr}");
     sb.shutdown().await.unwrap();
 }

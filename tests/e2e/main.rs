@@ -9,6 +9,7 @@ mod cli_agent;
 mod cli_dryrun;
 mod cli_sandbox;
 mod console_browser;
+mod conversations;
 mod coverage_cli;
 mod coverage_runtime;
 mod durable;

@@ -7,8 +7,11 @@
 //! with the answer, a re-prompt or the deadline. No clock and no I/O here:
 //! times come in with the event input.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -349,6 +352,147 @@ pub(crate) fn ask_result(choice: Option<&str>, message: &Value, by: &str) -> Val
 /// The re-prompt sent once to an answer naming no choice.
 pub(crate) fn reprompt_text(choices: &[String]) -> String {
     format!("Please answer with one of: {}.", choices.join(", "))
+}
+
+/// What took a pending conversation: kept with it until that finished, so a
+/// crash in between resumes it the same way instead of losing or doubling it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Taken {
+    /// Message `message` answered it with `value` (what `as:` binds).
+    Answer {
+        /// The answering message's id (the journal keys the steps by it).
+        message: String,
+        /// The answer.
+        value: Value,
+    },
+    /// Message `message` got the one re-prompt.
+    Reprompt {
+        /// The message's id.
+        message: String,
+    },
+    /// Its deadline passed: `on_timeout` (for `wait`, the rest) runs.
+    Deadline,
+}
+
+impl Taken {
+    /// The message that took it, if a message did.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            Taken::Answer { message, .. } | Taken::Reprompt { message } => Some(message),
+            Taken::Deadline => None,
+        }
+    }
+
+    /// How [`Engine::resume`](crate::Engine::resume) goes on with it.
+    pub fn resume(&self) -> Resume {
+        match self {
+            Taken::Answer { value, .. } => Resume::Answer(value.clone()),
+            Taken::Reprompt { .. } => Resume::Reprompt,
+            Taken::Deadline => Resume::Deadline,
+        }
+    }
+}
+
+/// A pending conversation as a [`ConversationStore`] keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredConversation {
+    /// The conversation.
+    pub conversation: PendingConversation,
+    /// What took it, while that is not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken: Option<Taken>,
+    /// When it was taken (a taking never finished is forgotten after the
+    /// journal's retention, like the journal's own unsettled messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<DateTime<Utc>>,
+}
+
+/// One change to the kept conversations; each sets or drops a whole value,
+/// so replaying one twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ConversationChange {
+    /// The conversation (by its id) is now this.
+    Put {
+        /// The whole record.
+        conversation: Box<StoredConversation>,
+    },
+    /// The conversation ended.
+    Remove {
+        /// Its id.
+        id: String,
+    },
+    /// A workflow file's text, by its hash ([`PendingConversation::source_hash`]).
+    Source {
+        /// The hash.
+        hash: u64,
+        /// The text.
+        text: String,
+    },
+    /// No kept conversation refers to this text any more.
+    DropSource {
+        /// The hash.
+        hash: u64,
+    },
+}
+
+/// Everything a [`ConversationStore`] keeps: the conversations by id and the
+/// workflow texts they paused in, by hash.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredConversations {
+    /// By id.
+    #[serde(default)]
+    pub conversations: BTreeMap<String, StoredConversation>,
+    /// Workflow file texts by [`PendingConversation::source_hash`].
+    #[serde(default)]
+    pub sources: BTreeMap<u64, String>,
+}
+
+impl StoredConversations {
+    /// Applies one change.
+    pub fn apply(&mut self, change: ConversationChange) {
+        match change {
+            ConversationChange::Put { conversation } => {
+                self.conversations
+                    .insert(conversation.conversation.id.clone(), *conversation);
+            }
+            ConversationChange::Remove { id } => {
+                self.conversations.remove(&id);
+            }
+            ConversationChange::Source { hash, text } => {
+                self.sources.insert(hash, text);
+            }
+            ConversationChange::DropSource { hash } => {
+                self.sources.remove(&hash);
+            }
+        }
+    }
+}
+
+/// Why the kept conversations cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("pending conversations in {place}: {message}")]
+pub struct ConversationStoreError {
+    /// Where they are kept (a file, a server).
+    pub place: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Resolves once a change is durable (or could not be made so).
+pub type DurableChange =
+    Pin<Box<dyn Future<Output = Result<(), ConversationStoreError>> + Send + 'static>>;
+
+/// Where pending conversations outlive the process (a file in the state
+/// directory; another store, e.g. Redis, can implement it). The engine and
+/// the runtime only call it; nothing here does I/O.
+pub trait ConversationStore: Send + Sync {
+    /// Everything kept from earlier runs.
+    fn load(&self) -> Result<StoredConversations, ConversationStoreError>;
+    /// Queues `change` (when called: dropping the future does not undo it);
+    /// the future resolves once it is durable.
+    fn apply(&self, change: ConversationChange) -> DurableChange;
 }
 
 #[cfg(test)]

@@ -249,6 +249,11 @@ impl Report {
             .join(",")
     }
 
+    /// A report of `event_type` where nothing ran yet.
+    pub fn empty(event_type: &str) -> Self {
+        Report::new(event_type)
+    }
+
     fn new(event_type: &str) -> Self {
         Report {
             event_type: event_type.to_owned(),

@@ -1,0 +1,270 @@
+//! Pending conversations on disk, in the state directory: a snapshot (JSON:
+//! the conversations by id and the workflow texts they paused in, by hash)
+//! and a change log next to it (`<file>.log`, JSON lines), appended and
+//! synced by a dedicated thread ([`super::writer`]). Every line sets or drops
+//! a whole value, so a crash during compaction (which replays a log the
+//! snapshot already holds) changes nothing. Loading is the snapshot plus the
+//! log (a torn last line from a crash is skipped); the log is folded into
+//! the snapshot at open and past [`COMPACT_AFTER`] lines.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use switchboard_engine::conversation::{
+    ConversationChange, ConversationStore, ConversationStoreError, DurableChange,
+    StoredConversations,
+};
+
+use super::journal::replace;
+use super::writer::{Sink, Writer};
+
+/// Log lines after which the writer folds the log into the snapshot.
+pub const COMPACT_AFTER: usize = 1_000;
+
+/// The snapshot, its log and the temporary file of a compaction.
+#[derive(Debug, Clone)]
+struct Paths {
+    snapshot: PathBuf,
+    log: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Paths {
+    fn new(snapshot: &Path) -> Paths {
+        let beside = |suffix: &str| {
+            let mut name = OsString::from(snapshot.as_os_str());
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        Paths {
+            snapshot: snapshot.to_owned(),
+            log: beside(".log"),
+            tmp: beside(".tmp"),
+        }
+    }
+
+    /// The snapshot with the log replayed over it, and the log's line count.
+    fn load(&self) -> Result<(StoredConversations, usize), ConversationStoreError> {
+        let mut kept: StoredConversations = match std::fs::read(&self.snapshot) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| error(&self.snapshot, format!("not readable as JSON: {e}")))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => StoredConversations::default(),
+            Err(e) => return Err(error(&self.snapshot, format!("cannot read: {e}"))),
+        };
+        let mut lines = 0;
+        match File::open(&self.log) {
+            Ok(f) => {
+                for line in BufReader::new(f).split(b'\n') {
+                    let line = line.map_err(|e| error(&self.log, format!("cannot read: {e}")))?;
+                    // A line cut short by a crash is skipped.
+                    let Ok(change) = serde_json::from_slice::<ConversationChange>(&line) else {
+                        continue;
+                    };
+                    lines += 1;
+                    kept.apply(change);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(error(&self.log, format!("cannot read: {e}"))),
+        }
+        Ok((kept, lines))
+    }
+
+    /// Writes `kept` as the snapshot (temp file + rename), then empties the log.
+    fn compact(&self, kept: &StoredConversations, log: Option<&File>) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(kept).map_err(io::Error::other)?;
+        replace(&self.snapshot, &self.tmp, &bytes)?;
+        match log {
+            Some(log) => log.set_len(0),
+            None => match OpenOptions::new().write(true).open(&self.log) {
+                Ok(f) => f.set_len(0),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+fn error(path: &Path, message: String) -> ConversationStoreError {
+    ConversationStoreError {
+        place: path.display().to_string(),
+        message,
+    }
+}
+
+/// The log behind the writer thread, with a copy of what is kept to compact from.
+struct LogSink {
+    paths: Paths,
+    log: File,
+    kept: StoredConversations,
+    lines: usize,
+    bound: usize,
+    torn: bool,
+}
+
+impl Sink for LogSink {
+    type Item = ConversationChange;
+
+    fn write_batch(&mut self, changes: Vec<ConversationChange>) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        if self.torn {
+            // Start after whatever fragment a failed write left.
+            bytes.push(b'\n');
+        }
+        let count = changes.len();
+        for change in changes {
+            serde_json::to_writer(&mut bytes, &change).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+            self.kept.apply(change);
+        }
+        // Always synced: a taken conversation must be on disk before its
+        // answer's actions go out (see `rules::conversations`).
+        let result = self
+            .log
+            .write_all(&bytes)
+            .and_then(|()| self.log.sync_data());
+        self.torn = result.is_err();
+        result?;
+        self.lines += count;
+        if self.lines > self.bound {
+            match self.paths.compact(&self.kept, Some(&self.log)) {
+                Ok(()) => self.lines = 0,
+                // The log stays whole; compaction is tried again next batch.
+                Err(e) => {
+                    tracing::warn!(path = %self.paths.snapshot.display(), error = %crate::error_chain::Chain(&e), "cannot compact the pending conversations")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pending conversations kept in files (see the module documentation).
+pub struct ConversationFile {
+    paths: Paths,
+    writer: Writer<ConversationChange>,
+}
+
+impl ConversationFile {
+    /// Opens the file at `path` (absent: nothing pending), folds its log into
+    /// it, and starts the writer thread.
+    pub fn open(path: &Path) -> Result<ConversationFile, ConversationStoreError> {
+        ConversationFile::open_bounded(path, COMPACT_AFTER)
+    }
+
+    /// [`ConversationFile::open`] with the log compacted past `bound` lines.
+    pub fn open_bounded(
+        path: &Path,
+        bound: usize,
+    ) -> Result<ConversationFile, ConversationStoreError> {
+        let paths = Paths::new(path);
+        let (kept, lines) = paths.load()?;
+        // A torn fragment alone counts too: a line appended to it would be lost.
+        let torn = std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > 0);
+        if lines > 0 || torn {
+            paths
+                .compact(&kept, None)
+                .map_err(|e| error(&paths.snapshot, format!("cannot compact: {e}")))?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&paths.log)
+            .map_err(|e| error(&paths.log, format!("cannot open: {e}")))?;
+        let sink = LogSink {
+            paths: paths.clone(),
+            log,
+            kept,
+            lines: 0,
+            bound,
+            torn: false,
+        };
+        let writer = Writer::spawn("conversations-writer", sink)
+            .map_err(|e| error(&paths.log, format!("cannot start its writer: {e}")))?;
+        Ok(ConversationFile { paths, writer })
+    }
+
+    /// Resolves once every change queued so far is on disk (at shutdown).
+    pub async fn flush(&self) -> Result<(), ConversationStoreError> {
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| error(&self.paths.log, format!("cannot write: {e}")))
+    }
+}
+
+impl ConversationStore for ConversationFile {
+    fn load(&self) -> Result<StoredConversations, ConversationStoreError> {
+        self.writer
+            .flush_blocking()
+            .map_err(|e| error(&self.paths.log, format!("cannot write: {e}")))?;
+        Ok(self.paths.load()?.0)
+    }
+
+    fn apply(&self, change: ConversationChange) -> DurableChange {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let sent = self.writer.send(
+            Some(change),
+            Some(Box::new(move |r| {
+                let _ = ack.send(r);
+            })),
+        );
+        let log = self.paths.log.clone();
+        Box::pin(async move {
+            if !sent {
+                return Err(error(&log, "its writer has stopped".into()));
+            }
+            match done.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(error(&log, format!("cannot write: {e}"))),
+                Err(_) => Err(error(&log, "its writer has stopped".into())),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_the_log_is_folded_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conversations");
+        {
+            let file = ConversationFile::open_bounded(&path, 2).unwrap();
+            for hash in 0..5u64 {
+                let done = file.apply(ConversationChange::Source {
+                    hash,
+                    text: format!("text {hash}"),
+                });
+                futures_lite_block(done).unwrap();
+            }
+            let done = file.apply(ConversationChange::DropSource { hash: 1 });
+            futures_lite_block(done).unwrap();
+        }
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("conversations.log"))
+            .unwrap();
+        log.write_all(b"{\"op\":\"drop_sou").unwrap();
+        let file = ConversationFile::open(&path).unwrap();
+        let kept = file.load().unwrap();
+        assert_eq!(
+            kept.sources.keys().copied().collect::<Vec<_>>(),
+            [0, 2, 3, 4]
+        );
+        let log = std::fs::read_to_string(dir.path().join("conversations.log")).unwrap();
+        assert!(log.is_empty(), "{log}");
+    }
+
+    /// Waits for a durability future on a test thread.
+    fn futures_lite_block(f: DurableChange) -> Result<(), ConversationStoreError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+}
