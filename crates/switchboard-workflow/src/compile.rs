@@ -18,6 +18,7 @@ use super::error::{did_you_mean, LoadError};
 use super::pattern::Pattern;
 use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
 use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
+use super::secrets::{self, SecretDecl, SecretSource};
 use super::template::Templates;
 use super::time;
 use super::yaml::{Kind, Loc, Node};
@@ -30,6 +31,7 @@ pub fn compile_file(
     root: &Node,
     templates: &mut Templates,
     errors: &mut Vec<LoadError>,
+    secrets: &mut Vec<SecretDecl>,
 ) -> Vec<Rule> {
     let stem = file_stem(file);
     let mut c = Compiler {
@@ -41,8 +43,11 @@ pub fn compile_file(
         named: HashMap::new(),
         shared_source: String::new(),
         timezone: chrono_tz::UTC,
+        secrets: Vec::new(),
     };
-    c.file_root(root, &stem)
+    let rules = c.file_root(root, &stem);
+    secrets.append(&mut c.secrets);
+    rules
 }
 
 /// `workflows/triage.yaml` → `triage`.
@@ -63,6 +68,8 @@ struct Compiler<'a> {
     shared_source: String,
     /// The file's `timezone` (UTC when it has none).
     timezone: chrono_tz::Tz,
+    /// The file's `secrets:` (templates may name only these).
+    secrets: Vec<SecretDecl>,
 }
 
 /// Defaults a file gives its rules.
@@ -203,7 +210,7 @@ impl<'a> Compiler<'a> {
         };
         self.check_keys(entries, file_keys(), "the workflow file");
         let get = |k: &str| field(entries, k);
-        self.shared_source = ["vars", "conditions", "defaults", "timezone"]
+        self.shared_source = ["vars", "conditions", "defaults", "timezone", "secrets"]
             .iter()
             .map(|k| get(k).map(Node::to_json).unwrap_or(Value::Null).to_string())
             .collect();
@@ -223,6 +230,10 @@ impl<'a> Compiler<'a> {
             if self.map(vars, "`vars`").is_some() {
                 self.vars = Arc::new(vars.to_json());
             }
+        }
+        // Before anything with templates: they are checked against these names.
+        if let Some(secrets) = get("secrets") {
+            self.secret_decls(secrets);
         }
         if let Some(conds) = get("conditions") {
             if let Some(named) = self.map(conds, "`conditions`") {
@@ -476,12 +487,84 @@ impl<'a> Compiler<'a> {
     }
 
     fn template(&mut self, node: &Node, source: &str) -> Option<super::template::Text> {
-        match self.templates.compile(source) {
-            Ok(t) => Some(t),
+        let text = match self.templates.compile(source) {
+            Ok(t) => t,
             Err(e) => {
                 self.error(node.loc, format!("template error: {e}"), None);
-                None
+                return None;
             }
+        };
+        let names = match secrets::referenced(source) {
+            Ok(names) => names,
+            Err(e) => {
+                self.error(node.loc, e, None);
+                return None;
+            }
+        };
+        let mut ok = true;
+        for name in names {
+            if !self.secrets.iter().any(|d| d.name == name) {
+                let hint = did_you_mean(&name, self.secrets.iter().map(|d| d.name.as_str()));
+                self.error(
+                    node.loc,
+                    format!("no secret named `{name}` in `secrets:`"),
+                    hint.or_else(|| {
+                        Some("declare it: `secrets: { NAME: { env: VARIABLE } }`".into())
+                    }),
+                );
+                ok = false;
+            }
+        }
+        ok.then_some(text)
+    }
+
+    /// The file's `secrets:`: name → `{ env: NAME }` or `{ file: PATH }`.
+    fn secret_decls(&mut self, node: &Node) {
+        let Some(entries) = self.map(node, "`secrets`") else {
+            return;
+        };
+        let dir = self.file.parent().unwrap_or(Path::new("")).to_owned();
+        for (k, v) in entries {
+            let name = k.key_text();
+            if !valid_name(&name) {
+                self.error(
+                    k.loc,
+                    format!("`{name}` is not a secret name: letters, digits and `_`, not starting with a digit"),
+                    None,
+                );
+                continue;
+            }
+            let source = match serde_json::from_value::<SecretSource>(v.to_json()) {
+                Ok(SecretSource::Env(var)) if var.is_empty() => None,
+                Ok(SecretSource::File(path)) if path.as_os_str().is_empty() => None,
+                Ok(source) => Some(source),
+                Err(_) => None,
+            };
+            let Some(source) = source else {
+                self.error(
+                    v.loc,
+                    format!(
+                        "secret `{name}` must be `{{ env: NAME }}` or `{{ file: PATH }}`, found {}",
+                        v.describe()
+                    ),
+                    None,
+                );
+                continue;
+            };
+            let source_line = (v.loc.line > 0)
+                .then(|| {
+                    self.lines
+                        .get(v.loc.line as usize - 1)
+                        .map(|l| l.to_string())
+                })
+                .flatten();
+            self.secrets.push(SecretDecl {
+                name,
+                source: source.relative_to(&dir),
+                file: self.file.to_owned(),
+                loc: v.loc,
+                source_line,
+            });
         }
     }
 
@@ -989,6 +1072,15 @@ impl<'a> Compiler<'a> {
             _ => Some(Arg::Value(node.to_json())),
         }
     }
+}
+
+/// A secret's name: an identifier, so `secrets.NAME` reads it.
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A stable hash of a rule's source with its file's shared parts.

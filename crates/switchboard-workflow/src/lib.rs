@@ -3,7 +3,8 @@
 //! `load` finds and reads files, `yaml` parses them keeping positions,
 //! `compile` checks and compiles every rule, `schema` holds the format's
 //! types (and the JSON Schema), `template` the minijinja environment,
-//! `time` time zones and the `time` condition.
+//! `time` time zones and the `time` condition, `secrets` where secret values
+//! come from and how they are kept out of everything the agent writes.
 
 pub mod actions;
 pub mod compile;
@@ -16,6 +17,7 @@ pub mod reload_cache;
 pub mod rule;
 pub mod ruleset;
 pub mod schema;
+pub mod secrets;
 pub mod template;
 pub mod time;
 pub mod yaml;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::compile::compile_file;
 use super::error::{LoadError, LoadErrors};
 use super::ruleset::Ruleset;
+use super::secrets::SecretDecl;
 use super::template::Templates;
 use super::yaml::{self, Loc};
 
@@ -67,9 +68,17 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
     let mut templates = Templates::new();
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let mut secrets: Vec<SecretDecl> = Vec::new();
     for (path, text) in files {
         match yaml::parse_cached(text) {
-            Ok(root) => rules.extend(compile_file(path, text, &root, &mut templates, &mut errors)),
+            Ok(root) => rules.extend(compile_file(
+                path,
+                text,
+                &root,
+                &mut templates,
+                &mut errors,
+                &mut secrets,
+            )),
             Err(e) => {
                 let loc = e.loc.unwrap_or_default();
                 let source_line = (loc.line > 0)
@@ -102,10 +111,25 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
             });
         }
     }
+    // One name, one value: `[secret:NAME]` must say which value it hides.
+    for (i, d) in secrets.iter().enumerate() {
+        if let Some(first) = secrets[..i]
+            .iter()
+            .find(|f| f.name == d.name && f.source != d.source)
+        {
+            errors.push(d.error(format!(
+                "secret `{}` comes from the {} here but from the {} in {}",
+                d.name,
+                d.source,
+                first.source,
+                first.file.display()
+            )));
+        }
+    }
     if !errors.is_empty() {
         return Err(LoadErrors::new(errors));
     }
-    Ok(Ruleset::new(rules, templates, files.len()))
+    Ok(Ruleset::new(rules, templates, files.len()).with_secrets(secrets))
 }
 
 /// Workflow files under `dir`, sorted by path.

@@ -29,6 +29,11 @@ pub struct WorkflowFile {
     /// Named conditions, reused in rules with `- use: NAME`.
     #[serde(default)]
     pub conditions: BTreeMap<String, ConditionList>,
+    /// Values templates read as `secrets.NAME`, from `{ env: NAME }` or
+    /// `{ file: PATH }` (relative to this file); never written anywhere by
+    /// the agent (shown as `[secret:NAME]`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::secrets::SecretSource>,
     /// Fields every rule of this file inherits unless it sets them.
     #[serde(default)]
     pub defaults: Option<Defaults>,
