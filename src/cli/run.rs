@@ -142,6 +142,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         explain: args.explain,
         record: args.record,
         metrics_addr: args.metrics_addr,
+        redaction: super::logging::redaction(),
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

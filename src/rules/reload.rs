@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use switchboard_engine::Engine;
 use switchboard_workflow::load::is_workflow;
+use switchboard_workflow::secrets::SecretValues;
 use switchboard_workflow::{self, LoadErrors, Ruleset};
 
 /// Quiet time after the last change before reloading: an editor's
@@ -51,13 +52,27 @@ pub enum ReloadOutcome {
     },
 }
 
-/// Loads `dir` and, if it compiles, swaps it into `engine`. Logs one summary line.
-pub fn reload(engine: &Engine, dir: &Path) -> ReloadReport {
+/// Reads a ruleset's secrets (the agent's, which also refuses its own API
+/// key); each one that cannot be used is a load error at its declaration.
+pub type ReadSecrets = Arc<dyn Fn(&Ruleset) -> Result<SecretValues, LoadErrors> + Send + Sync>;
+
+/// Reads a ruleset's secrets with no further check (benchmarks, tests).
+pub fn plain_secrets() -> ReadSecrets {
+    Arc::new(|ruleset: &Ruleset| ruleset.read_secrets())
+}
+
+/// Loads `dir` and, if it compiles and its secrets can be read, swaps it
+/// (and the secrets) into `engine`. Logs one summary line.
+pub fn reload(engine: &Engine, dir: &Path, read_secrets: &ReadSecrets) -> ReloadReport {
     let started = Instant::now();
-    let outcome = match switchboard_workflow::load_dir(dir) {
-        Ok(next) => {
+    let loaded = switchboard_workflow::load_dir(dir)
+        .and_then(|next| read_secrets(&next).map(|values| (next, values)));
+    let outcome = match loaded {
+        Ok((next, values)) => {
             let (added, removed, changed) = diff(&engine.ruleset(), &next);
             let rules = next.len();
+            // Secrets first: a new rule never runs without its values.
+            engine.redaction().set(values);
             engine.swap(Arc::new(next));
             ReloadOutcome::Reloaded {
                 rules,
@@ -164,6 +179,7 @@ pub fn spawn(
     watch: bool,
     listeners: Vec<Arc<dyn Listener>>,
     after_swap: AfterSwap,
+    read_secrets: ReadSecrets,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut changes) = mpsc::unbounded_channel::<()>();
     let mut folder = match watch {
@@ -193,8 +209,9 @@ pub fn spawn(
             if let Some(folder) = folder.as_mut() {
                 folder.follow(asked);
             }
-            let (engine, dir) = (engine.clone(), dir.clone());
-            let Ok(report) = tokio::task::spawn_blocking(move || reload(&engine, &dir)).await
+            let (engine, dir, read) = (engine.clone(), dir.clone(), read_secrets.clone());
+            let Ok(report) =
+                tokio::task::spawn_blocking(move || reload(&engine, &dir, &read)).await
             else {
                 continue;
             };

@@ -20,7 +20,26 @@ use super::render::render_action;
 use super::state::StateStore;
 use switchboard_workflow::prefilter::Field;
 use switchboard_workflow::rule::{Action, OnError, Rule};
+use switchboard_workflow::secrets::{shown, Redaction, Redactor, SecretValues};
 use switchboard_workflow::Ruleset;
+
+/// Why `action` may not run: it would hand a secret to the platform (a
+/// message, an event, a room's title...). Only `http` requests, which go to
+/// the hosts the operator allowed, may carry one.
+fn secret_bound_for_platform(action: &RenderedAction, redactor: &Redactor) -> Option<String> {
+    if redactor.is_empty() || action.name() == "http" {
+        return None;
+    }
+    let Split::Platform(_) = action.split() else {
+        return None;
+    };
+    let value = serde_json::to_value(action).ok()?;
+    let name = redactor.find_in(&value)?;
+    Some(format!(
+        "{} would send the secret `{name}` to the platform; secrets go only into `http` requests",
+        action.name()
+    ))
+}
 
 /// One event as the engine sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -242,6 +261,8 @@ pub struct Engine {
     state: Arc<StateStore>,
     throttles: Mutex<ThrottleRuns>,
     env: Arc<Value>,
+    /// The secrets' values, and what hides them (shared with the writers).
+    redaction: Redaction,
     journal: Option<Arc<Journal>>,
     every_rule: bool,
 }
@@ -261,9 +282,29 @@ impl Engine {
             state,
             throttles: Mutex::new(HashMap::new()),
             env: Arc::new(Value::Object(Map::new())),
+            redaction: Redaction::new(),
             journal: None,
             every_rule: false,
         }
+    }
+
+    /// Gives templates these secrets (`secrets.NAME`); the handle's later
+    /// changes (a reload) apply to the next event.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
+    }
+
+    /// Gives templates these secret values (a fresh handle; tests, dry runs).
+    pub fn with_secrets(self, values: SecretValues) -> Self {
+        let redaction = Redaction::new();
+        redaction.set(values);
+        self.with_redaction(redaction)
+    }
+
+    /// The secrets in use and what hides them.
+    pub fn redaction(&self) -> &Redaction {
+        &self.redaction
     }
 
     /// Evaluates (and traces) every rule listening for an event, not only
@@ -354,6 +395,7 @@ impl Engine {
         executor: &dyn Executor,
     ) -> Report {
         let mut report = Report::new(&input.event_type);
+        let redactor = self.redaction.current();
         // The event's part of the context is built once; `vars` and the
         // state snapshot are shared, the snapshot renewed only after a
         // rule's actions ran (they may change state).
@@ -372,7 +414,7 @@ impl Engine {
                 .get_or_insert_with(|| Arc::new(self.state.snapshot(input.now)))
                 .clone();
             let base = base
-                .get_or_insert_with(|| Arc::new(self.base_context(input)))
+                .get_or_insert_with(|| Arc::new(self.base_context(input, ruleset, &redactor)))
                 .clone();
             let ctx = Context::new(base, rule.vars.clone(), snapshot).in_zone(rule.timezone);
             let mut caps = Captures::default();
@@ -431,10 +473,20 @@ impl Engine {
                     scope,
                     executor,
                     &mut report,
+                    &redactor,
                 )
                 .await;
             if matches!(flow, Flow::End) || (verdict == Verdict::Matched && rule.stop) {
                 break;
+            }
+        }
+        // What goes back to the platform (`/failed`) and into every sink.
+        if let Finish::Failed { reason } | Finish::Stopped { reason } = &mut report.outcome {
+            *reason = redactor.redact(reason).into_owned();
+        }
+        for a in &mut report.actions {
+            if let Some(e) = &mut a.error {
+                *e = redactor.redact(e).into_owned();
             }
         }
         report
@@ -452,6 +504,7 @@ impl Engine {
         scope: &Scope,
         executor: &dyn Executor,
         report: &mut Report,
+        redactor: &Redactor,
     ) -> Flow {
         let mut bindings = Map::new();
         let mut ctx = ctx;
@@ -477,6 +530,7 @@ impl Engine {
                     scope,
                     executor,
                     report,
+                    redactor,
                 )
                 .await
             {
@@ -501,7 +555,11 @@ impl Engine {
                         return Flow::End;
                     }
                     // The rule's fallback runs with the error in `error`.
-                    ctx.insert("error", Value::String(reason));
+                    // Redacted: a fallback often puts it in a message.
+                    ctx.insert(
+                        "error",
+                        Value::String(redactor.redact(&reason).into_owned()),
+                    );
                     // Whatever the fallback does, the event ends here.
                     Box::pin(self.run_actions(
                         rule,
@@ -513,6 +571,7 @@ impl Engine {
                         scope,
                         executor,
                         report,
+                        redactor,
                     ))
                     .await;
                     return Flow::End;
@@ -536,6 +595,7 @@ impl Engine {
         scope: &Scope,
         executor: &dyn Executor,
         report: &mut Report,
+        redactor: &Redactor,
     ) -> Result<Flow, StepError> {
         // State may have changed since the rule started (incr, set).
         ctx.set_state(Arc::new(self.state.snapshot(input.now)));
@@ -581,6 +641,12 @@ impl Engine {
             }
         };
         record.action = Some(rendered.clone());
+        if let Some(error) = secret_bound_for_platform(&rendered, redactor) {
+            record.status = ActionStatus::Failed;
+            record.error = Some(error.clone());
+            report.actions.push(record);
+            return Err(error.into());
+        }
         let result = match rendered.split() {
             Split::Local(LocalAction::Fail(fail)) => {
                 record.status = ActionStatus::Ok;
@@ -594,7 +660,7 @@ impl Engine {
                 let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
                 let bound = action.bind.is_some();
                 self.perform(
-                    &rendered, rule, step, bound, journal, input, scope, executor,
+                    &rendered, rule, step, bound, journal, input, scope, executor, redactor,
                 )
                 .await
             }
@@ -633,6 +699,7 @@ impl Engine {
         input: &EventInput,
         scope: &Scope,
         executor: &dyn Executor,
+        redactor: &Redactor,
     ) -> Result<Value, StepError> {
         let journal_err = |e: super::journal::JournalError| e.to_string();
         if let Some((j, message)) = journal {
@@ -667,7 +734,7 @@ impl Engine {
         }
         let result = match action.split() {
             Split::Local(local) => self
-                .run_local(rule, local, input.now)
+                .run_local(rule, local, input.now, redactor)
                 .map_err(StepError::from),
             Split::Platform(_) => {
                 let scope = Scope {
@@ -696,23 +763,29 @@ impl Engine {
         rule: &Rule,
         action: LocalAction<'_>,
         now: DateTime<Utc>,
+        redactor: &Redactor,
     ) -> Result<Value, String> {
         match action {
             LocalAction::Set(set) => {
-                self.state.set(&set.key, set.value.clone(), set.ttl, now);
-                Ok(set.value.clone())
+                // State is written to disk and shown: it keeps `[secret:NAME]`,
+                // never the value (so it reads the same after a restart).
+                let key = redactor.redact(&set.key);
+                let mut value = set.value.clone();
+                redactor.redact_value(&mut value);
+                self.state.set(&key, value.clone(), set.ttl, now);
+                Ok(value)
             }
             LocalAction::Unset(unset) => {
-                self.state.unset(&unset.key);
+                self.state.unset(&redactor.redact(&unset.key));
                 Ok(Value::Null)
             }
             LocalAction::Incr(incr) => self
                 .state
-                .incr(&incr.key, incr.by, incr.ttl, now)
+                .incr(&redactor.redact(&incr.key), incr.by, incr.ttl, now)
                 .map(Value::from)
                 .map_err(|e| format!("incr: {e}")),
             LocalAction::Log(log) => {
-                let (rule, message) = (rule.id.as_str(), &log.message);
+                let (rule, message) = (rule.id.as_str(), redactor.redact(&log.message));
                 match log.level.as_str() {
                     "error" => tracing::error!(rule, "{message}"),
                     "warn" => tracing::warn!(rule, "{message}"),
@@ -766,8 +839,30 @@ impl Engine {
         true
     }
 
-    fn base_context(&self, input: &EventInput) -> EventContext {
+    fn base_context(
+        &self,
+        input: &EventInput,
+        ruleset: &Ruleset,
+        redactor: &Redactor,
+    ) -> EventContext {
+        // Declared names without a value (dry runs) read as their placeholder.
+        let secrets = match ruleset.secret_decls() {
+            [] => Arc::new(Value::Object(Map::new())),
+            decls => Arc::new(Value::Object(
+                decls
+                    .iter()
+                    .map(|d| {
+                        let value = redactor
+                            .values()
+                            .get(&d.name)
+                            .map_or_else(|| shown(&d.name), str::to_owned);
+                        (d.name.clone(), Value::String(value))
+                    })
+                    .collect(),
+            )),
+        };
         EventContext {
+            secrets,
             event_type: Value::String(input.event_type.clone()),
             event: input.event.clone(),
             agent: input.agent.clone(),
