@@ -5,7 +5,10 @@
 //! starts (which checks it got the real value), stores it with `set:` and
 //! logs it; another rule tries to put it in a reply. Then everything written
 //! is searched for the value, and `[secret:NAME]` is found where it would be.
+//! A reload reads the secrets again (a rotated key is used and hidden; one
+//! that cannot be read keeps the running rules).
 
+use crate::support::harness::Harness;
 use crate::support::{cli, seeded};
 
 use std::path::Path;
@@ -16,6 +19,9 @@ use axum::http::HeaderMap;
 use axum::routing::any;
 use axum::Router;
 use cli::{run_command, Running};
+use switchboard::rules::reload::{ReloadOutcome, ReloadReport};
+use switchboard_engine::Finish;
+use switchboard_workflow::secrets::Redaction;
 
 /// The partner's key: long and unlike anything else the agent writes.
 const VALUE: &str = "pk-live-93b1d5e7f9a2c4e6b8d0f1a3c5e7b9d2";
@@ -229,4 +235,103 @@ rules:
     );
     assert!(sandbox.contains(&leak));
     sb.shutdown().await.unwrap();
+}
+
+/// Serves on loopback, keeping each request's Authorization header; the port.
+async fn partner(seen: Arc<Mutex<Vec<String>>>) -> u16 {
+    let router = Router::new().fallback(any(move |headers: HeaderMap| {
+        let seen = seen.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            seen.lock().unwrap().push(auth);
+            "ok"
+        }
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    port
+}
+
+async fn next_reload(h: &mut Harness) -> ReloadReport {
+    tokio::time::timeout(STEP, h.reloads.recv())
+        .await
+        .expect("a reload within the time limit")
+        .expect("the agent is running")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_reads_the_secrets_again_and_one_that_cannot_be_read_keeps_the_old_rules() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let port = partner(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    std::fs::create_dir(&workflows).unwrap();
+    let key = dir.path().join("partner.key");
+    std::fs::write(&key, "first-key-4c1d9e\n").unwrap();
+    let workflow = workflows.join("partner.yaml");
+    let text = |comment: &str| {
+        format!(
+            "# {comment}\nversion: 1\nsecrets:\n  partner_key: {{ file: ../partner.key }}\nrules:\n  - name: ping\n    on: message_created\n    if: [ {{ event.content: {{ contains: ping }} }} ]\n    do:\n      - http:\n          url: \"http://127.0.0.1:{port}/\"\n          headers: {{ Authorization: \"Bearer {{{{ secrets.partner_key }}}}\" }}\n"
+        )
+    };
+    std::fs::write(&workflow, text("first")).unwrap();
+    let redaction = Redaction::new();
+    let shared = redaction.clone();
+    let mut h = Harness::start_configured(workflows.clone(), move |config| {
+        config.watch = true;
+        config.redaction = shared;
+        config.allow_http_hosts = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    })
+    .await;
+    let (_, handled) = h.bob_says("ping").await;
+    assert_eq!(handled.report.outcome, Finish::Done);
+    assert_eq!(
+        redaction.redact("x first-key-4c1d9e"),
+        "x [secret:partner_key]"
+    );
+
+    // The key is rotated: the next reload reads it, and hides the new value.
+    std::fs::write(&key, "second-key-7a2b5f\n").unwrap();
+    std::fs::write(&workflow, text("second")).unwrap();
+    let report = next_reload(&mut h).await;
+    assert!(
+        matches!(report.outcome, ReloadOutcome::Reloaded { .. }),
+        "{report:?}"
+    );
+    assert_eq!(
+        redaction.redact("x second-key-7a2b5f"),
+        "x [secret:partner_key]"
+    );
+    let (_, handled) = h.bob_says("ping").await;
+    assert_eq!(handled.report.outcome, Finish::Done);
+
+    // The key file is gone: the reload fails, naming the secret; the rules
+    // (and the key) that were running stay.
+    std::fs::remove_file(&key).unwrap();
+    std::fs::write(&workflow, text("third")).unwrap();
+    let report = next_reload(&mut h).await;
+    let ReloadOutcome::Failed { errors } = &report.outcome else {
+        panic!("{report:?}")
+    };
+    let errors = errors.to_string();
+    assert!(
+        errors.contains("secret `partner_key`: cannot read the file"),
+        "{errors}"
+    );
+    let (_, handled) = h.bob_says("ping").await;
+    assert_eq!(handled.report.outcome, Finish::Done);
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [
+            "Bearer first-key-4c1d9e",
+            "Bearer second-key-7a2b5f",
+            "Bearer second-key-7a2b5f"
+        ]
+    );
+    h.stop().await;
 }
