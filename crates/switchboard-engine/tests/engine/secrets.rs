@@ -34,6 +34,15 @@ rules:
       - event.content: { contains: leak }
     do:
       - reply: "key: {{ secrets.partner_key }}"
+  - name: ask
+    on: message_created
+    if:
+      - event.content: { contains: question }
+    do:
+      - ask:
+          to: "@carol"
+          text: "May I use {{ secrets.partner_key }}?"
+          timeout: 1h
   - name: fail
     on: message_created
     if:
@@ -96,6 +105,27 @@ async fn a_message_that_would_carry_a_secret_is_refused() {
     };
     assert!(
         reason.contains("reply would send the secret `partner_key` to the platform"),
+        "{reason}"
+    );
+    // `ask` sends its question as a message: refused the same way.
+    let in_room = Scope {
+        chat_id: Some("r1".into()),
+        ..Scope::default()
+    };
+    let report = e.handle(&message("question"), &in_room, &ex).await;
+    assert!(report.pending.is_empty());
+    assert!(
+        !ex.actions()
+            .iter()
+            .any(|a| matches!(a, RenderedAction::SendMessage(_))),
+        "{:?}",
+        ex.actions()
+    );
+    let Finish::Failed { reason } = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert!(
+        reason.contains("ask would send the secret `partner_key` to the platform"),
         "{reason}"
     );
     let report = e.handle(&message("fail"), &Scope::default(), &ex).await;
