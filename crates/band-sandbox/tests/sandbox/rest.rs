@@ -1830,7 +1830,7 @@ async fn contact_request_expiry_in_the_seed() {
             .err()
             .unwrap_or_else(|| panic!("{bad} accepted"));
         let msg = err.to_string();
-        assert!(msg.starts_with("seed.yaml:"), "{msg}");
+        assert!(msg.contains("--> seed.yaml:"), "{msg}");
         assert!(msg.contains("contact_request_expiry"), "{msg}");
     }
     let day = Duration::from_secs(24 * 3600);
