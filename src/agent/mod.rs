@@ -107,6 +107,22 @@ impl AgentConfig {
 /// The environment variable the CLI reads the agent's API key from.
 const API_KEY_VARIABLE: &str = "BAND_API_KEY";
 
+/// True for a variable name with a part like `KEY`, `TOKEN` or `SECRET`
+/// (`PARTNER_API_TOKEN`, not `MONKEY`).
+fn named_like_a_secret(name: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "KEY",
+        "APIKEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIALS",
+    ];
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|part| WORDS.iter().any(|w| part.eq_ignore_ascii_case(w)))
+}
+
 /// Reads a ruleset's secrets, refusing any that is the agent's own API key
 /// (by its variable, or by value: its file, or a copy elsewhere), so no
 /// template can put the key in a message or a request.
@@ -350,6 +366,14 @@ impl Agent {
                 || std::env::var(name).is_ok_and(|v| v.trim() == config.api_key.trim())
         }) {
             return Err(AgentError::SecretInTemplates { name: name.clone() });
+        }
+        // Allowed variables are shown as they are in traces and logs.
+        for name in config.allow_env.iter().filter(|n| named_like_a_secret(n)) {
+            tracing::warn!(
+                "--allow-env {name} looks like a secret, but an allowed variable is shown as it is in \
+                 logs and --explain traces; declare it under `secrets:` in the workflow \
+                 (`{{ env: {name} }}`) and read it as `secrets.NAME` to have it shown as [secret:NAME]"
+            );
         }
         let env: Map<String, Value> = config
             .allow_env

@@ -335,3 +335,35 @@ async fn a_reload_reads_the_secrets_again_and_one_that_cannot_be_read_keeps_the_
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_variable_named_like_a_secret_gets_a_warning_pointing_at_secrets() {
+    let (sb, ..) = seeded::seeded_sandbox().await;
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows");
+    let mut cmd = run_command(&sb, &workflows);
+    cmd.env("PARTNER_API_TOKEN", "s3cr3t-tok")
+        .env("REPORT_ROOM", "r1")
+        .args(["--ephemeral", "--allow-env", "PARTNER_API_TOKEN"])
+        .args(["--allow-env", "REPORT_ROOM"]);
+    let mut agent = Running::spawn(&mut cmd);
+    agent
+        .wait_for_stderr("the warning", STEP, |l| {
+            l.contains("--allow-env PARTNER_API_TOKEN looks like a secret")
+                && l.contains("declare it under `secrets:`")
+        })
+        .await;
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    let stderr = agent.stop_cleanly("agent", Duration::from_secs(10)).await;
+    // Only the variable named like one; never its value.
+    assert!(
+        !stderr.iter().any(|l| l.contains("REPORT_ROOM looks like")),
+        "{stderr:#?}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("s3cr3t-tok")),
+        "{stderr:#?}"
+    );
+    sb.shutdown().await.unwrap();
+}
