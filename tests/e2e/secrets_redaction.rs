@@ -307,6 +307,11 @@ async fn a_reload_reads_the_secrets_again_and_one_that_cannot_be_read_keeps_the_
         redaction.redact("x second-key-7a2b5f"),
         "x [secret:partner_key]"
     );
+    // The old value stays hidden (an event in flight may still log it).
+    assert_eq!(
+        redaction.redact("x first-key-4c1d9e"),
+        "x [secret:partner_key]"
+    );
     let (_, handled) = h.bob_says("ping").await;
     assert_eq!(handled.report.outcome, Finish::Done);
 

@@ -213,8 +213,14 @@ pub fn shown(name: &str) -> String {
 /// in every string of a JSON value.
 pub struct Redactor {
     values: SecretValues,
-    /// Each pattern's name; `None` without secrets.
-    matcher: Option<(AhoCorasick, Vec<usize>)>,
+    /// Values replaced by a reload (a rotated key): no template reads them,
+    /// but an event that started before the reload may still log one.
+    retired: Vec<(String, String)>,
+    /// Every form to hide, longest first, with the index of its owner in `names`.
+    patterns: Vec<(String, usize)>,
+    /// The patterns compiled; `None` without any (or, should building fail,
+    /// `patterns` are searched one by one: slower, never less hidden).
+    matcher: Option<AhoCorasick>,
     names: Vec<String>,
 }
 
@@ -233,41 +239,76 @@ impl Default for Redactor {
 impl Redactor {
     /// A redactor for these values (empty values are ignored).
     pub fn new(values: SecretValues) -> Self {
-        let mut patterns: Vec<String> = Vec::new();
-        let mut owners: Vec<usize> = Vec::new();
+        Redactor::with_retired(values, Vec::new())
+    }
+
+    /// A redactor for `values` that also hides `retired` (name, value) pairs.
+    pub fn with_retired(values: SecretValues, retired: Vec<(String, String)>) -> Self {
+        let mut patterns: Vec<(String, usize)> = Vec::new();
         let mut names = Vec::new();
-        for (i, (name, value)) in values.iter().enumerate() {
-            names.push(name.to_owned());
+        let all: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain(retired.iter().cloned())
+            .collect();
+        for (i, (name, value)) in all.iter().enumerate() {
+            names.push(name.clone());
             if value.is_empty() {
                 continue;
             }
             let json = serde_json::to_string(value).unwrap_or_default();
             let debug = format!("{value:?}");
             for form in [
-                value,
+                value.as_str(),
                 json.get(1..json.len().saturating_sub(1)).unwrap_or(value),
                 debug.get(1..debug.len().saturating_sub(1)).unwrap_or(value),
             ] {
-                if !form.is_empty() && !patterns.iter().any(|p| p == form) {
-                    patterns.push(form.to_owned());
-                    owners.push(i);
+                if !form.is_empty() && !patterns.iter().any(|(p, _)| p == form) {
+                    patterns.push((form.to_owned(), i));
                 }
             }
         }
+        // Longest first, so one secret inside another is not half shown.
+        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         let matcher = match patterns.is_empty() {
             true => None,
-            // Longest first, so one secret inside another is not half shown.
             false => AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostLongest)
-                .build(&patterns)
-                .ok()
-                .map(|ac| (ac, owners)),
+                .build(patterns.iter().map(|(p, _)| p))
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot compile the secrets' patterns; searching them one by one")
+                })
+                .ok(),
         };
         Redactor {
             values,
+            retired,
+            patterns,
             matcher,
             names,
         }
+    }
+
+    /// Every (name, value) it hides: the values, then the retired ones.
+    fn hidden(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .iter()
+            .chain(self.retired.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// The first secret in `text`: (start, end, owner), leftmost, longest.
+    fn first(&self, text: &str, from: usize) -> Option<(usize, usize, usize)> {
+        let rest = text.get(from..)?;
+        if let Some(ac) = &self.matcher {
+            let m = ac.find(rest)?;
+            let owner = self.patterns[m.pattern().as_usize()].1;
+            return Some((from + m.start(), from + m.end(), owner));
+        }
+        self.patterns
+            .iter()
+            .filter_map(|(p, owner)| rest.find(p.as_str()).map(|at| (at, p.len(), *owner)))
+            .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)))
+            .map(|(at, len, owner)| (from + at, from + at + len, owner))
     }
 
     /// The values it hides.
@@ -277,19 +318,20 @@ impl Redactor {
 
     /// True when there is nothing to hide.
     pub fn is_empty(&self) -> bool {
-        self.matcher.is_none()
+        self.patterns.is_empty()
     }
 
     /// The name of the first secret found in `text`.
     pub fn find(&self, text: &str) -> Option<&str> {
-        let (ac, owners) = self.matcher.as_ref()?;
-        let m = ac.find(text)?;
-        Some(self.names[owners[m.pattern().as_usize()]].as_str())
+        let (_, _, owner) = self.first(text, 0)?;
+        Some(self.names[owner].as_str())
     }
 
     /// The name of the first secret found in a string (or key) of `value`.
     pub fn find_in(&self, value: &Value) -> Option<&str> {
-        self.matcher.as_ref()?;
+        if self.is_empty() {
+            return None;
+        }
         match value {
             Value::String(s) => self.find(s),
             Value::Array(items) => items.iter().find_map(|v| self.find_in(v)),
@@ -302,15 +344,12 @@ impl Redactor {
 
     /// `text` with every secret shown as `[secret:NAME]`.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let Some((ac, owners)) = &self.matcher else {
-            return Cow::Borrowed(text);
-        };
         let mut out = String::new();
         let mut last = 0;
-        for m in ac.find_iter(text) {
-            out.push_str(&text[last..m.start()]);
-            out.push_str(&shown(&self.names[owners[m.pattern().as_usize()]]));
-            last = m.end();
+        while let Some((start, end, owner)) = self.first(text, last) {
+            out.push_str(&text[last..start]);
+            out.push_str(&shown(&self.names[owner]));
+            last = end;
         }
         if last == 0 {
             return Cow::Borrowed(text);
@@ -321,7 +360,7 @@ impl Redactor {
 
     /// Redacts every string and key of `value` in place.
     pub fn redact_value(&self, value: &mut Value) {
-        if self.matcher.is_none() {
+        if self.is_empty() {
             return;
         }
         match value {
@@ -382,9 +421,19 @@ impl Redaction {
         self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Replaces the secrets (a reload).
+    /// Replaces the secrets (a reload). The values replaced stay hidden:
+    /// an event that started before may still write one.
     pub fn set(&self, values: SecretValues) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Redactor::new(values));
+        let mut current = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut retired: Vec<(String, String)> = Vec::new();
+        for (name, value) in current.hidden() {
+            let kept =
+                values.iter().any(|(_, v)| v == value) || retired.iter().any(|(_, v)| v == value);
+            if !kept {
+                retired.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        *current = Arc::new(Redactor::with_retired(values, retired));
     }
 
     /// Shorthand for `current().redact(text)`, owned.
@@ -458,6 +507,36 @@ mod tests {
             serde_json::json!({"a": ["[secret:k]!"], "[secret:k]": 1})
         );
         assert_eq!(format!("{:?}", r.values()), r#"{"k", "long"}"#);
+    }
+
+    #[test]
+    fn without_the_compiled_matcher_the_patterns_hide_the_same() {
+        let mut r = redactor(&[("k", "ab\"cd"), ("long", "ab\"cdef")]);
+        let text = r#"x ab"cdef y {"h":"ab\"cd"} ab"cd"#;
+        let compiled = r.redact(text).into_owned();
+        r.matcher = None;
+        assert_eq!(r.redact(text), compiled);
+        assert_eq!(
+            compiled,
+            r#"x [secret:long] y {"h":"[secret:k]"} [secret:k]"#
+        );
+    }
+
+    #[test]
+    fn a_rotated_value_stays_hidden_but_is_no_longer_given_to_templates() {
+        let handle = Redaction::new();
+        let mut first = SecretValues::new();
+        first.insert("k", "old-value-1");
+        handle.set(first);
+        let mut second = SecretValues::new();
+        second.insert("k", "new-value-2");
+        handle.set(second);
+        assert_eq!(
+            handle.redact("old-value-1 new-value-2"),
+            "[secret:k] [secret:k]"
+        );
+        assert_eq!(handle.current().values().get("k"), Some("new-value-2"));
+        assert_eq!(handle.current().values().iter().count(), 1);
     }
 
     #[test]
