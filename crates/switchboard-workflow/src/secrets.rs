@@ -436,6 +436,18 @@ impl Redaction {
         *current = Arc::new(Redactor::with_retired(values, retired));
     }
 
+    /// Also hides `value` as `[secret:NAME]` from now on, without giving it
+    /// to templates (a webhook's secret, the `llm` key): kept across reloads.
+    pub fn also_hide(&self, name: &str, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let mut current = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut retired = current.retired.clone();
+        retired.push((name.to_owned(), value.to_owned()));
+        *current = Arc::new(Redactor::with_retired(current.values.clone(), retired));
+    }
+
     /// Shorthand for `current().redact(text)`, owned.
     pub fn redact(&self, text: &str) -> String {
         self.current().redact(text).into_owned()
@@ -537,6 +549,11 @@ mod tests {
         );
         assert_eq!(handle.current().values().get("k"), Some("new-value-2"));
         assert_eq!(handle.current().values().iter().count(), 1);
+        // A value hidden but never given to templates, kept across a reload.
+        handle.also_hide("llm_key", "llm-key-3");
+        handle.set(SecretValues::new());
+        assert_eq!(handle.redact("llm-key-3"), "[secret:llm_key]");
+        assert!(handle.current().values().is_empty());
     }
 
     #[test]
