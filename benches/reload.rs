@@ -56,19 +56,20 @@ fn reload_1000(c: &mut Criterion) {
         Arc::new(Ruleset::empty()),
         Arc::new(StateStore::in_memory()),
     );
+    let secrets = reload::plain_secrets();
     let mut group = c.benchmark_group("reload 1000 rules in 10 files");
     group.sample_size(20);
     let mut n = 0u64;
     // SIGHUP with nothing changed: every file and pattern seen before.
     group.bench_function("nothing changed", |b| {
-        b.iter(|| reload::reload(&engine, dir.path()))
+        b.iter(|| reload::reload(&engine, dir.path(), &secrets))
     });
     // The usual reload: one file rewritten (its 100 patterns new), nine unchanged.
     group.bench_function("one file edited", |b| {
         b.iter(|| {
             n += 1;
             write_file(dir.path(), 0, 1000, &format!("e{n}"));
-            reload::reload(&engine, dir.path())
+            reload::reload(&engine, dir.path(), &secrets)
         })
     });
     // The first load: every file and pattern new.
@@ -76,7 +77,7 @@ fn reload_1000(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             write_rules(dir.path(), 1000, &format!("c{n}"));
-            reload::reload(&engine, dir.path())
+            reload::reload(&engine, dir.path(), &secrets)
         })
     });
     group.finish();
@@ -100,6 +101,7 @@ fn save_to_effective(c: &mut Criterion) {
         Vec::new(),
         Box::new(|| {}),
         None,
+        reload::plain_secrets(),
     )
     .unwrap();
     let mut group = c.benchmark_group("hot reload");

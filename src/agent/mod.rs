@@ -29,7 +29,8 @@ use switchboard_engine::action::Executor;
 use switchboard_engine::journal::{Journal, JournalError};
 use switchboard_engine::state::StateError;
 use switchboard_engine::{Engine, StateStore};
-use switchboard_workflow::LoadErrors;
+use switchboard_workflow::secrets::{Redaction, SecretDecl, SecretSource, SecretValues};
+use switchboard_workflow::{LoadError, LoadErrors, Ruleset};
 
 use crate::effects::conversation_file::ConversationFile;
 use crate::rules::conversations::{self, Conversations};
@@ -84,6 +85,10 @@ pub struct AgentConfig {
     /// Most pending conversations per room and person; past it the oldest
     /// ends with its `on_timeout`.
     pub max_pending_per_person: usize,
+    /// Where the workflows' secrets go once read: the engine reads them,
+    /// and every writer (the log lines too, when the CLI passes its own)
+    /// shows them as `[secret:NAME]`.
+    pub redaction: Redaction,
 }
 
 impl AgentConfig {
@@ -112,8 +117,58 @@ impl AgentConfig {
             webhook_addr: None,
             webhook_queue: DEFAULT_MAX_PENDING,
             max_pending_per_person: conversations::DEFAULT_MAX_PER_PERSON,
+            redaction: Redaction::new(),
         }
     }
+}
+
+/// The environment variable the CLI reads the agent's API key from.
+const API_KEY_VARIABLE: &str = "BAND_API_KEY";
+
+/// True for a variable name with a part like `KEY`, `TOKEN` or `SECRET`
+/// (`PARTNER_API_TOKEN`, not `MONKEY`).
+fn named_like_a_secret(name: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "KEY",
+        "APIKEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIALS",
+    ];
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|part| WORDS.iter().any(|w| part.eq_ignore_ascii_case(w)))
+}
+
+/// Reads a ruleset's secrets, refusing any that is the agent's own API key
+/// (by its variable, or by value: its file, or a copy elsewhere), so no
+/// template can put the key in a message or a request.
+fn secrets_reader(api_key: &str) -> reload::ReadSecrets {
+    let key = api_key.trim().to_owned();
+    Arc::new(move |ruleset: &Ruleset| {
+        let named = |d: &&SecretDecl| d.source == SecretSource::Env(API_KEY_VARIABLE.into());
+        // The key's variable is refused before anything is read.
+        let values = match ruleset.secret_decls().iter().any(|d| named(&d)) {
+            true => SecretValues::new(),
+            false => ruleset.read_secrets()?,
+        };
+        let errors: Vec<LoadError> = ruleset
+            .secret_decls()
+            .iter()
+            .filter(|d| named(d) || values.get(&d.name).is_some_and(|v| v.trim() == key))
+            .map(|d| {
+                d.error(format!(
+                    "secret `{}` ({}) is the agent's own API key, which is never given to templates",
+                    d.name, d.source
+                ))
+            })
+            .collect();
+        match errors.is_empty() {
+            true => Ok(values),
+            false => Err(LoadErrors::new(errors)),
+        }
+    })
 }
 
 /// Where an agent keeps its journal and state when no file is given for them.
@@ -239,6 +294,8 @@ pub struct Agent {
     files: Files,
     /// The bound webhook listener and the queue, until `run_until` serves them.
     webhooks: Option<(TcpListener, Arc<WebhookQueue>)>,
+    /// Reads the secrets of a reloaded ruleset.
+    read_secrets: reload::ReadSecrets,
 }
 
 /// The agent's files, each written by its own thread, and the lock on their
@@ -279,12 +336,14 @@ impl Agent {
         config: &AgentConfig,
         watch: Option<mpsc::UnboundedSender<Handled>>,
     ) -> Result<Agent, AgentError> {
-        let ruleset = switchboard_workflow::load_dir(&config.workflows).map_err(|errors| {
-            AgentError::Workflows {
+        let read_secrets = secrets_reader(&config.api_key);
+        let (ruleset, secrets) = switchboard_workflow::load_dir(&config.workflows)
+            .and_then(|rs| read_secrets(&rs).map(|values| (rs, values)))
+            .map_err(|errors| AgentError::Workflows {
                 dir: config.workflows.clone(),
                 errors,
-            }
-        })?;
+            })?;
+        config.redaction.set(secrets);
         tracing::info!(
             rules = ruleset.len(),
             files = ruleset.files(),
@@ -299,7 +358,9 @@ impl Agent {
                     .map_err(|source| AgentError::Metrics { addr, source })?;
                 let bound = listener.local_addr().unwrap_or(addr);
                 tracing::info!(addr = %bound, "metrics listening");
-                Some((listener, Arc::new(Telemetry::new(ruleset.len()))))
+                let telemetry =
+                    Telemetry::new(ruleset.len()).with_redaction(config.redaction.clone());
+                Some((listener, Arc::new(telemetry)))
             }
         };
         let webhook_listener = match config.webhook_addr {
@@ -376,7 +437,8 @@ impl Agent {
         }
         let state = match &state_path {
             Some(path) => {
-                let file = Arc::new(StateFile::open(path)?);
+                let file =
+                    Arc::new(StateFile::open(path)?.with_redaction(config.redaction.clone()));
                 files.state = Some(file.clone());
                 StateStore::persisted(file)?
             }
@@ -384,12 +446,19 @@ impl Agent {
         };
         // The key reaches templates only if someone allows its variable by
         // name; refuse that rather than let a reply leak it.
-        if let Some(name) = config
-            .allow_env
-            .iter()
-            .find(|name| std::env::var(name).is_ok_and(|v| v.trim() == config.api_key.trim()))
-        {
+        if let Some(name) = config.allow_env.iter().find(|name| {
+            name.as_str() == API_KEY_VARIABLE
+                || std::env::var(name).is_ok_and(|v| v.trim() == config.api_key.trim())
+        }) {
             return Err(AgentError::SecretInTemplates { name: name.clone() });
+        }
+        // Allowed variables are shown as they are in traces and logs.
+        for name in config.allow_env.iter().filter(|n| named_like_a_secret(n)) {
+            tracing::warn!(
+                "--allow-env {name} looks like a secret, but an allowed variable is shown as it is in \
+                 logs and --explain traces; declare it under `secrets:` in the workflow \
+                 (`{{ env: {name} }}`) and read it as `secrets.NAME` to have it shown as [secret:NAME]"
+            );
         }
         let env: Map<String, Value> = config
             .allow_env
@@ -402,7 +471,8 @@ impl Agent {
             .collect();
         let journal = match &journal_path {
             Some(path) => {
-                let file = Arc::new(JournalFile::open(path)?);
+                let file =
+                    Arc::new(JournalFile::open(path)?.with_redaction(config.redaction.clone()));
                 files.journal = Some(file.clone());
                 Journal::backed_by(file)?
             }
@@ -434,6 +504,7 @@ impl Agent {
         }
         let mut engine = Engine::new(ruleset, Arc::new(state))
             .with_env(env)
+            .with_redaction(config.redaction.clone())
             .with_journal(Arc::new(journal));
         if config.explain {
             engine = engine.tracing_every_rule();
@@ -456,12 +527,11 @@ impl Agent {
             handler = handler.with_sink(Arc::new(ExplainLog::new(engine.clone())));
         }
         if let Some(path) = &config.record {
-            let recorder = Recorder::open(path, handler.agent().clone()).map_err(|source| {
-                AgentError::Record {
+            let recorder = Recorder::open(path, handler.agent().clone(), config.redaction.clone())
+                .map_err(|source| AgentError::Record {
                     path: path.clone(),
                     source,
-                }
-            })?;
+                })?;
             handler = handler.with_sink(recorder);
         }
         if let Some(t) = &telemetry {
@@ -490,6 +560,7 @@ impl Agent {
             metrics,
             files,
             webhooks,
+            read_secrets,
         })
     }
 
@@ -525,6 +596,7 @@ impl Agent {
             self.reloads,
             Box::new(move || restart.restart()),
             Some(self.handler.conversations().clone()),
+            self.read_secrets,
         )
         .map_err(|e| AgentError::Watch {
             dir: self.workflows.clone(),

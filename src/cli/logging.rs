@@ -1,6 +1,51 @@
-//! Log setup: human-readable text or one JSON object per line, on stderr.
+//! Log setup: human-readable text or one JSON object per line, on stderr,
+//! each line with the workflows' secrets shown as `[secret:NAME]`.
 
+use std::io::Write;
+use std::sync::OnceLock;
+
+use switchboard_workflow::secrets::Redaction;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+
+/// The secrets every log line is cleaned of: the agent this process runs
+/// sets them when it loads (and reloads) its workflows.
+pub fn redaction() -> Redaction {
+    static LOGS: OnceLock<Redaction> = OnceLock::new();
+    LOGS.get_or_init(Redaction::new).clone()
+}
+
+/// Makes a [`RedactingStderr`] per log line.
+struct Redacted(Redaction);
+
+impl<'a> MakeWriter<'a> for Redacted {
+    type Writer = RedactingStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingStderr(self.0.clone())
+    }
+}
+
+/// Stderr that replaces secrets in what is written. The formatter writes
+/// each line whole (one `write_all` of its buffer), so a secret is never
+/// split across two writes.
+struct RedactingStderr(Redaction);
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let redactor = self.0.current();
+        let mut err = std::io::stderr().lock();
+        match std::str::from_utf8(buf) {
+            Ok(text) if !redactor.is_empty() => err.write_all(redactor.redact(text).as_bytes())?,
+            _ => err.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -47,7 +92,7 @@ pub fn init(format: LogFormat, verbose: u8, quiet: Quiet) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(Redacted(redaction()))
         // Colour codes only for a person at a terminal, not in files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (e.g. in tests) is harmless: keep the first subscriber.

@@ -168,6 +168,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         webhook_addr: args.webhook_addr,
         webhook_queue: args.webhook_queue,
         max_pending_per_person: usize::try_from(args.max_pending_per_person).unwrap_or(usize::MAX),
+        redaction: super::logging::redaction(),
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::suite::{default_agent, DEFAULT_NOW};
 use crate::rules::{event_input, Handled, PreparedEvent, Sink};
 use switchboard_engine::{Engine, RecordingExecutor, Report};
+use switchboard_workflow::secrets::Redaction;
 
 /// One event as recorded: enough to run it through the rules again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,11 +86,13 @@ impl RecordedEvent {
 pub struct Recorder {
     agent: Value,
     file: Mutex<File>,
+    /// A secret in an event (someone pasted it) is recorded as `[secret:NAME]`.
+    redaction: Redaction,
 }
 
 impl Recorder {
     /// Opens (creates or appends to) `path`; `agent` is written with each event.
-    pub fn open(path: &Path, agent: Value) -> std::io::Result<Arc<Recorder>> {
+    pub fn open(path: &Path, agent: Value, redaction: Redaction) -> std::io::Result<Arc<Recorder>> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -97,6 +100,7 @@ impl Recorder {
         Ok(Arc::new(Recorder {
             agent,
             file: Mutex::new(file),
+            redaction,
         }))
     }
 }
@@ -112,7 +116,7 @@ impl Sink for Recorder {
             rule: h.rule.clone(),
             state: None,
         };
-        let Ok(mut text) = serde_json::to_string(&line) else {
+        let Ok(mut text) = self.redaction.current().to_json_string(&line) else {
             return;
         };
         text.push('\n');

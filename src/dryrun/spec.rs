@@ -73,6 +73,10 @@ pub struct Given {
     /// Environment variables templates see as `env`.
     #[serde(default)]
     pub env: Option<Map<String, Value>>,
+    /// Values of the workflows' secrets (`secrets.NAME`); a secret without
+    /// one reads as `[secret:NAME]`. Shown as `[secret:NAME]` in the output.
+    #[serde(default)]
+    pub secrets: Option<BTreeMap<String, String>>,
     /// Actions that fail, by name, with the error they give (`add_participant: "404 not found"`).
     #[serde(default)]
     pub failures: Option<BTreeMap<String, String>>,
@@ -170,6 +174,7 @@ impl Given {
             chat: map(&self.chat, &over.chat, json),
             now: over.now.clone().or_else(|| self.now.clone()),
             env: map(&self.env, &over.env, json),
+            secrets: map(&self.secrets, &over.secrets, tree),
             failures: map(&self.failures, &over.failures, tree),
             results: map(&self.results, &over.results, tree),
         }

@@ -23,6 +23,7 @@ use switchboard_engine::{
 use switchboard_workflow::actions;
 use switchboard_workflow::duration::parse_duration;
 use switchboard_workflow::error::did_you_mean;
+use switchboard_workflow::secrets::SecretValues;
 use switchboard_workflow::yaml::Loc;
 use switchboard_workflow::Ruleset;
 
@@ -111,9 +112,26 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
         state.set(k, v.clone(), None, now);
     }
     let env = given.env.clone().unwrap_or_default();
+    let mut secrets = SecretValues::new();
+    for (name, value) in given.secrets.iter().flatten() {
+        let declared = ruleset.secret_decls().iter().map(|d| d.name.as_str());
+        if !declared.clone().any(|d| d == name) {
+            let hint = did_you_mean(name, declared)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            return vec![setup(format!(
+                "`given.secrets` names `{name}`, which no workflow declares{hint}"
+            ))];
+        }
+        secrets.insert(name.clone(), value.clone());
+    }
     let engine = Engine::new(ruleset.clone(), Arc::new(state))
         .with_env(env)
+        .with_secrets(secrets)
         .tracing_every_rule();
+    // What a failure shows: given values as `[secret:NAME]`.
+    let redactor = engine.redaction().current();
+    let redact = |text: String| redactor.redact(&text).into_owned();
     let executor = RecordingExecutor::new();
     for (name, message) in given.failures.iter().flatten() {
         if let Some(name) = static_action_name(name) {
@@ -226,8 +244,8 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
             failures.push(Failure {
                 event: (i + 1, count),
                 event_type: report.event_type.clone(),
-                problems,
-                trace: explain(&report, Some(ruleset)),
+                problems: problems.into_iter().map(redact).collect(),
+                trace: redact(explain(&report, Some(ruleset))),
             });
         }
     }

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_engine::journal::{self, Durable, JournalError, JournalStore, Record};
+use switchboard_workflow::secrets::Redaction;
 
 use super::writer::{Sink, Writer};
 
@@ -227,6 +228,8 @@ pub struct JournalFile {
     path: PathBuf,
     writer: Writer<Queued>,
     syncs: Arc<AtomicU64>,
+    /// Secrets in a result (an `http` body echoing one) are written as `[secret:NAME]`.
+    redaction: Redaction,
 }
 
 impl JournalFile {
@@ -274,7 +277,14 @@ impl JournalFile {
             path: path.to_owned(),
             writer,
             syncs,
+            redaction: Redaction::new(),
         })
+    }
+
+    /// Writes secrets (as they are then) as `[secret:NAME]`.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
     }
 
     /// Resolves once every record queued so far is durable (at shutdown,
@@ -315,7 +325,10 @@ impl JournalStore for JournalFile {
             .map_err(|source| self.error(source))
     }
 
-    fn record(&self, record: Record) -> Durable {
+    fn record(&self, mut record: Record) -> Durable {
+        if let Record::Done { result, .. } = &mut record {
+            self.redaction.current().redact_value(result);
+        }
         let path = self.path.clone();
         let err = move |source| JournalError { path, source };
         let bytes = match Line::queued(record) {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use switchboard_engine::state::{Change, Entries, StateError, StatePersistence, Stored};
+use switchboard_workflow::secrets::Redaction;
 
 use super::journal::replace;
 use super::writer::{Sink, Writer};
@@ -197,6 +198,8 @@ impl Sink for StateSink {
 pub struct StateFile {
     paths: Paths,
     writer: Writer<Change>,
+    /// Secrets in a key or value are written as `[secret:NAME]`.
+    redaction: Redaction,
 }
 
 impl StateFile {
@@ -231,7 +234,17 @@ impl StateFile {
             torn: false,
         };
         let writer = Writer::spawn("state-writer", sink).map_err(write_error(&paths.log))?;
-        Ok(StateFile { paths, writer })
+        Ok(StateFile {
+            paths,
+            writer,
+            redaction: Redaction::new(),
+        })
+    }
+
+    /// Writes secrets (as they are then) as `[secret:NAME]`.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
     }
 
     /// The change log next to the snapshot.
@@ -262,7 +275,17 @@ impl StatePersistence for StateFile {
         Ok(self.paths.load()?.0)
     }
 
-    fn apply(&self, change: Change) {
+    fn apply(&self, mut change: Change) {
+        let redactor = self.redaction.current();
+        if !redactor.is_empty() {
+            match &mut change {
+                Change::Set { key, stored } => {
+                    *key = redactor.redact(key).into_owned();
+                    redactor.redact_value(&mut stored.value);
+                }
+                Change::Unset { key } => *key = redactor.redact(key).into_owned(),
+            }
+        }
         if !self.writer.send(Some(change), None) {
             tracing::warn!(path = %self.paths.log.display(), "cannot save state: its writer has stopped");
         }

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::conversations::{Conversations, PendingOnReload};
 use switchboard_engine::Engine;
+use switchboard_workflow::secrets::SecretValues;
 use switchboard_workflow::load::is_workflow;
 use switchboard_workflow::{self, LoadErrors, Ruleset};
 
@@ -55,9 +56,19 @@ pub enum ReloadOutcome {
     },
 }
 
-/// Loads `dir` and, if it compiles, swaps it into `engine`. Logs one summary line.
-pub fn reload(engine: &Engine, dir: &Path) -> ReloadReport {
-    reload_with(engine, dir, None)
+/// Reads a ruleset's secrets (the agent's, which also refuses its own API
+/// key); each one that cannot be used is a load error at its declaration.
+pub type ReadSecrets = Arc<dyn Fn(&Ruleset) -> Result<SecretValues, LoadErrors> + Send + Sync>;
+
+/// Reads a ruleset's secrets with no further check (benchmarks, tests).
+pub fn plain_secrets() -> ReadSecrets {
+    Arc::new(|ruleset: &Ruleset| ruleset.read_secrets())
+}
+
+/// Loads `dir` and, if it compiles and its secrets can be read, swaps it
+/// (and the secrets) into `engine`. Logs one summary line.
+pub fn reload(engine: &Engine, dir: &Path, read_secrets: &ReadSecrets) -> ReloadReport {
+    reload_with(engine, dir, read_secrets, None)
 }
 
 /// [`reload`], also saying in its line and report how many `conversations`
@@ -65,17 +76,22 @@ pub fn reload(engine: &Engine, dir: &Path) -> ReloadReport {
 pub fn reload_with(
     engine: &Engine,
     dir: &Path,
+    read_secrets: &ReadSecrets,
     conversations: Option<&Conversations>,
 ) -> ReloadReport {
     let started = Instant::now();
     let mut pending = PendingOnReload::default();
-    let outcome = match switchboard_workflow::load_dir(dir) {
-        Ok(next) => {
+    let loaded = switchboard_workflow::load_dir(dir)
+        .and_then(|next| read_secrets(&next).map(|values| (next, values)));
+    let outcome = match loaded {
+        Ok((next, values)) => {
             if let Some(conversations) = conversations {
                 pending = conversations.on_reload(&next);
             }
             let (added, removed, changed) = diff(&engine.ruleset(), &next);
             let rules = next.len();
+            // Secrets first: a new rule never runs without its values.
+            engine.redaction().set(values);
             engine.swap(Arc::new(next));
             ReloadOutcome::Reloaded {
                 rules,
@@ -186,6 +202,7 @@ pub fn spawn(
     listeners: Vec<Arc<dyn Listener>>,
     after_swap: AfterSwap,
     conversations: Option<Arc<Conversations>>,
+    read_secrets: ReadSecrets,
 ) -> Result<JoinHandle<()>, notify::Error> {
     let (tx, mut changes) = mpsc::unbounded_channel::<()>();
     let mut folder = match watch {
@@ -216,9 +233,11 @@ pub fn spawn(
                 folder.follow(asked);
             }
             let (engine, dir, pending) = (engine.clone(), dir.clone(), conversations.clone());
-            let Ok(report) =
-                tokio::task::spawn_blocking(move || reload_with(&engine, &dir, pending.as_deref()))
-                    .await
+            let read = read_secrets.clone();
+            let Ok(report) = tokio::task::spawn_blocking(move || {
+                reload_with(&engine, &dir, &read, pending.as_deref())
+            })
+            .await
             else {
                 continue;
             };

@@ -12,6 +12,7 @@ pub mod server;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use switchboard_workflow::secrets::Redaction;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -190,6 +191,8 @@ pub struct Telemetry {
     health: Mutex<HealthState>,
     /// The last [`HANDLED_CAPACITY`] handled events, oldest first.
     handled: Mutex<VecDeque<HandledEntry>>,
+    /// What `/handled` and `/metrics` show of a secret: `[secret:NAME]`.
+    redaction: Redaction,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -221,6 +224,7 @@ impl Telemetry {
             conversations: std::sync::OnceLock::new(),
             health: Mutex::new(HealthState::default()),
             handled: Mutex::new(VecDeque::with_capacity(HANDLED_CAPACITY)),
+            redaction: Redaction::new(),
         };
         // Counters get their `_total` suffix from the encoder.
         t.registry.register(
@@ -333,7 +337,14 @@ impl Telemetry {
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %crate::error_chain::Chain(&e), "cannot encode metrics");
         }
-        out
+        // Labels are rule ids and action names, but a secret never shows.
+        self.redaction.redact(&out)
+    }
+
+    /// Shows secrets (as they are then) as `[secret:NAME]`.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
     }
 
     /// The agent's health as `/healthz` reports it.
@@ -380,7 +391,10 @@ impl Telemetry {
             .collect()
     }
 
-    fn remember(&self, entry: HandledEntry) {
+    fn remember(&self, mut entry: HandledEntry) {
+        if let Some(reason) = &mut entry.reason {
+            *reason = self.redaction.redact(reason);
+        }
         // Same reasoning as `lock`: a poisoned log is still a log.
         let mut log = self.handled.lock().unwrap_or_else(|p| p.into_inner());
         if log.len() == HANDLED_CAPACITY {

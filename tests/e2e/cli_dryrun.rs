@@ -699,3 +699,54 @@ chat: { id: r1, title: Support, participants: [ { id: u-ann, handle: ann, name: 
     assert!(text.contains("unknown action `lgo`"), "{text}");
     assert!(text.contains(&format!("{}:", lib.display())), "{text}");
 }
+
+#[tokio::test]
+async fn secrets_come_from_given_secrets_in_tests_and_never_show_in_the_output() {
+    // The reference's example: the workflow, then its tests.
+    let examples = reference_examples("Secrets");
+    assert_eq!(examples.len(), 2, "{examples:?}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("partner.yaml"), &examples[0]).unwrap();
+    let tests = dir.path().join("partner.test.yaml");
+    std::fs::write(&tests, &examples[1]).unwrap();
+    let folder = dir.path().to_str().unwrap();
+
+    // `check` and `test` read no secret: PARTNER_API_KEY is not set here.
+    let out = run(&["check", folder]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("test result: ok. 2 passed, 0 failed"),
+        "{text}"
+    );
+
+    // A failing test shows the given value as `[secret:NAME]`, in the diff
+    // and in the trace.
+    std::fs::write(
+        &tests,
+        examples[1].replacen("You have 2 open orders.", "You have 3 open orders.", 1),
+    )
+    .unwrap();
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!text.contains("test-key-1"), "{text}");
+    assert!(text.contains("Bearer [secret:partner_key]"), "{text}");
+
+    // A name the workflows do not declare is a mistake in the test.
+    std::fs::write(
+        &tests,
+        examples[1].replacen("partner_key: test-key-1", "partner_kye: test-key-1", 1),
+    )
+    .unwrap();
+    let out = run(&["test", folder]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("`given.secrets` names `partner_kye`, which no workflow declares")
+            && text.contains("did you mean `partner_key`?"),
+        "{text}"
+    );
+}

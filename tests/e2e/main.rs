@@ -22,6 +22,7 @@ mod runtime_sandbox;
 mod schemas;
 mod sdk_compat;
 mod secrets;
+mod secrets_redaction;
 mod setup_scripts;
 mod support;
 mod webhooks;

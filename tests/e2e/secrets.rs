@@ -130,3 +130,67 @@ async fn a_missing_or_empty_key_file_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is empty"), "{stderr}");
 }
+
+/// `switchboard run` on a folder whose one workflow declares `partner_key`
+/// from `source`, with the key in `BAND_API_KEY` or else in `key_file`; its
+/// exit code and stderr.
+async fn run_with_secret(source: &str, key_file: Option<&Path>) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("partner.yaml"),
+        format!(
+            "version: 1\nsecrets:\n  partner_key: {source}\nrules:\n  - name: lookup\n    on: message_created\n    do:\n      - http:\n          url: https://partner.example/\n          headers: {{ Authorization: \"{{{{ secrets.partner_key }}}}\" }}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = switchboard();
+    cmd.args(["run", "--ephemeral", "--rest-url", "http://127.0.0.1:9"])
+        .arg("--workflows")
+        .arg(dir.path());
+    match key_file {
+        Some(file) => cmd.arg("--api-key-file").arg(file),
+        None => cmd.env("BAND_API_KEY", SECRET),
+    };
+    let out = output_within(&mut cmd, STEP).await;
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_api_key_cannot_be_a_workflow_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{SECRET}\n")).unwrap();
+    // By its variable, by its file, and by a copy of its value elsewhere.
+    let copy = dir.path().join("copy");
+    std::fs::write(&copy, SECRET).unwrap();
+    for (source, key) in [
+        ("{ env: BAND_API_KEY }".to_owned(), None),
+        (
+            format!("{{ file: '{}' }}", key_file.display()),
+            Some(key_file.as_path()),
+        ),
+        (format!("{{ file: '{}' }}", copy.display()), None),
+    ] {
+        let (code, stderr) = run_with_secret(&source, key).await;
+        assert_eq!(code, Some(1), "{source}: {stderr}");
+        assert!(
+            stderr.contains("secret `partner_key`")
+                && stderr.contains("is the agent's own API key, which is never given to templates")
+                && stderr.contains("partner.yaml:3:16"),
+            "{source}: {stderr}"
+        );
+        assert!(!stderr.contains(SECRET), "{stderr}");
+    }
+    // A secret that cannot be read stops the start, naming it.
+    let (code, stderr) = run_with_secret("{ env: PARTNER_TOKEN_NEVER_SET }", None).await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "secret `partner_key`: the environment variable PARTNER_TOKEN_NEVER_SET is not set"
+        ),
+        "{stderr}"
+    );
+}

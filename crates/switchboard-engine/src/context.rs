@@ -35,6 +35,9 @@ pub struct EventContext {
     pub at: DateTime<Utc>,
     /// `env`: the allowed environment variables.
     pub env: Arc<Value>,
+    /// `secrets`: the workflows' secrets by name (a dry run without a
+    /// value sees `[secret:NAME]`).
+    pub secrets: Arc<Value>,
 }
 
 /// The names an [`EventContext`] answers, sorted (as minijinja lists map keys).
@@ -45,6 +48,7 @@ const EVENT_KEYS: &[&str] = &[
     "event",
     "event_type",
     "now",
+    "secrets",
     "sender",
 ];
 
@@ -59,6 +63,7 @@ impl EventContext {
             "sender" => self.sender.as_deref().unwrap_or(NULL),
             "now" => &self.now,
             "env" => &self.env,
+            "secrets" => &self.secrets,
             _ => return None,
         })
     }
@@ -68,6 +73,7 @@ impl EventContext {
             "event" => &self.event,
             "agent" => &self.agent,
             "env" => &self.env,
+            "secrets" => &self.secrets,
             "chat" => self.chat.as_ref()?,
             "sender" => self.sender.as_ref()?,
             _ => return self.get(key).map(|v| scalar(v).unwrap_or_default()),

@@ -27,7 +27,61 @@ use super::state::StateStore;
 use switchboard_workflow::actions::SendMessage;
 use switchboard_workflow::prefilter::Field;
 use switchboard_workflow::rule::{Action, Call, OnError, PauseKind, Rule};
+use switchboard_workflow::secrets::{shown, Redaction, Redactor, SecretValues};
 use switchboard_workflow::Ruleset;
+
+/// What goes back to the platform (`/failed`) and into every sink: failure
+/// reasons and action errors with secrets shown as `[secret:NAME]`.
+fn redact_report(report: &mut Report, redactor: &Redactor) {
+    if let Finish::Failed { reason } | Finish::Stopped { reason } = &mut report.outcome {
+        *reason = redactor.redact(reason).into_owned();
+    }
+    for a in &mut report.actions {
+        if let Some(e) = &mut a.error {
+            *e = redactor.redact(e).into_owned();
+        }
+    }
+}
+
+/// `secrets` in templates: the ruleset's declared names with their values;
+/// a name without one (a dry run) reads as its placeholder.
+fn secrets_value(ruleset: &Ruleset, redactor: &Redactor) -> Arc<Value> {
+    let decls = ruleset.secret_decls();
+    if decls.is_empty() {
+        return Arc::new(Value::Object(Map::new()));
+    }
+    Arc::new(Value::Object(
+        decls
+            .iter()
+            .map(|d| {
+                let value = redactor
+                    .values()
+                    .get(&d.name)
+                    .map_or_else(|| shown(&d.name), str::to_owned);
+                (d.name.clone(), Value::String(value))
+            })
+            .collect(),
+    ))
+}
+
+/// Why `action` may not run: it would hand a secret to the platform (a
+/// message, an event, a room's title...). Only `http` requests, which go to
+/// the hosts the operator allowed, may carry one.
+fn secret_bound_for_platform(action: &RenderedAction, redactor: &Redactor) -> Option<String> {
+    if redactor.is_empty() || action.name() == "http" {
+        return None;
+    }
+    // Platform actions, and `ask` (its question is a message).
+    if let Split::Local(_) = action.split() {
+        return None;
+    }
+    let value = serde_json::to_value(action).ok()?;
+    let name = redactor.find_in(&value)?;
+    Some(format!(
+        "{} would send the secret `{name}` to the platform; secrets go only into `http` requests",
+        action.name()
+    ))
+}
 
 /// One event as the engine sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -277,6 +331,8 @@ pub struct Engine {
     state: Arc<StateStore>,
     throttles: Mutex<ThrottleRuns>,
     env: Arc<Value>,
+    /// The secrets' values, and what hides them (shared with the writers).
+    redaction: Redaction,
     journal: Option<Arc<Journal>>,
     every_rule: bool,
 }
@@ -298,6 +354,7 @@ struct RuleRun<'a> {
     input: &'a EventInput,
     scope: &'a Scope,
     executor: &'a dyn Executor,
+    redactor: &'a Redactor,
 }
 
 impl Engine {
@@ -308,9 +365,29 @@ impl Engine {
             state,
             throttles: Mutex::new(HashMap::new()),
             env: Arc::new(Value::Object(Map::new())),
+            redaction: Redaction::new(),
             journal: None,
             every_rule: false,
         }
+    }
+
+    /// Gives templates these secrets (`secrets.NAME`); the handle's later
+    /// changes (a reload) apply to the next event.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
+    }
+
+    /// Gives templates these secret values (a fresh handle; tests, dry runs).
+    pub fn with_secrets(self, values: SecretValues) -> Self {
+        let redaction = Redaction::new();
+        redaction.set(values);
+        self.with_redaction(redaction)
+    }
+
+    /// The secrets in use and what hides them.
+    pub fn redaction(&self) -> &Redaction {
+        &self.redaction
     }
 
     /// Evaluates (and traces) every rule listening for an event, not only
@@ -401,6 +478,7 @@ impl Engine {
         executor: &dyn Executor,
     ) -> Report {
         let mut report = Report::new(&input.event_type);
+        let redactor = self.redaction.current();
         // The event's part of the context is built once; `vars` and the
         // state snapshot are shared, the snapshot renewed only after a
         // rule's actions ran (they may change state).
@@ -419,7 +497,7 @@ impl Engine {
                 .get_or_insert_with(|| Arc::new(self.state.snapshot(input.now)))
                 .clone();
             let base = base
-                .get_or_insert_with(|| Arc::new(self.base_context(input)))
+                .get_or_insert_with(|| Arc::new(self.base_context(input, ruleset, &redactor)))
                 .clone();
             let ctx = Context::new(base, rule.vars.clone(), snapshot).in_zone(rule.timezone);
             let mut caps = Captures::default();
@@ -483,12 +561,14 @@ impl Engine {
                     scope,
                     executor,
                     &mut report,
+                    &redactor,
                 )
                 .await;
             if matches!(flow, Flow::End) || (verdict == Verdict::Matched && rule.stop) {
                 break;
             }
         }
+        redact_report(&mut report, &redactor);
         report
     }
 
@@ -507,6 +587,7 @@ impl Engine {
         scope: &Scope,
         executor: &dyn Executor,
         report: &mut Report,
+        redactor: &Redactor,
     ) -> Flow {
         let mut bindings = bindings;
         let mut ctx = ctx;
@@ -530,6 +611,7 @@ impl Engine {
                         input,
                         scope,
                         executor,
+                        redactor,
                     };
                     let mut own = Map::new();
                     Box::pin(self.run_call(
@@ -554,6 +636,7 @@ impl Engine {
                         scope,
                         executor,
                         report,
+                        redactor,
                     )
                     .await
                 }
@@ -581,7 +664,11 @@ impl Engine {
                         return Flow::End;
                     }
                     // The rule's fallback runs with the error in `error`.
-                    ctx.insert("error", Value::String(reason));
+                    // Redacted: a fallback often puts it in a message.
+                    ctx.insert(
+                        "error",
+                        Value::String(redactor.redact(&reason).into_owned()),
+                    );
                     // Whatever the fallback does, the event ends here.
                     Box::pin(self.run_actions(
                         rule,
@@ -594,6 +681,7 @@ impl Engine {
                         scope,
                         executor,
                         report,
+                        redactor,
                     ))
                     .await;
                     return Flow::End;
@@ -623,15 +711,8 @@ impl Engine {
             let step = format!("{prefix}{index}");
             let outcome = match &action.call {
                 Some(call) => {
-                    Box::pin(self.run_call(
-                        list,
-                        (action, call, &step),
-                        calls,
-                        ctx,
-                        bindings,
-                        report,
-                    ))
-                    .await
+                    Box::pin(self.run_call(list, (action, call, &step), calls, ctx, bindings, report))
+                        .await
                 }
                 None => {
                     self.run_action(
@@ -645,6 +726,7 @@ impl Engine {
                         list.scope,
                         list.executor,
                         report,
+                        list.redactor,
                     )
                     .await
                 }
@@ -780,6 +862,7 @@ impl Engine {
         scope: &Scope,
         executor: &dyn Executor,
         report: &mut Report,
+        redactor: &Redactor,
     ) -> Result<Flow, StepError> {
         // State may have changed since the rule started (incr, set).
         ctx.set_state(Arc::new(self.state.snapshot(input.now)));
@@ -817,6 +900,12 @@ impl Engine {
             }
         };
         record.action = Some(rendered.clone());
+        if let Some(error) = secret_bound_for_platform(&rendered, redactor) {
+            record.status = ActionStatus::Failed;
+            record.error = Some(error.clone());
+            report.actions.push(record);
+            return Err(error.into());
+        }
         let result = match rendered.split() {
             Split::Local(LocalAction::Fail(fail)) => {
                 record.status = ActionStatus::Ok;
@@ -830,6 +919,7 @@ impl Engine {
                 let paused = self
                     .pause(
                         ruleset, rule, pause, step, at, caps, bindings, input, scope, executor,
+                        redactor,
                     )
                     .await;
                 return match paused {
@@ -852,7 +942,7 @@ impl Engine {
                 let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
                 let bound = action.bind.is_some();
                 self.perform(
-                    &rendered, rule, step, bound, journal, input, scope, executor,
+                    &rendered, rule, step, bound, journal, input, scope, executor, redactor,
                 )
                 .await
             }
@@ -891,6 +981,7 @@ impl Engine {
         input: &EventInput,
         scope: &Scope,
         executor: &dyn Executor,
+        redactor: &Redactor,
     ) -> Result<Value, StepError> {
         let journal_err = |e: super::journal::JournalError| e.to_string();
         if let Some((j, message)) = journal {
@@ -925,7 +1016,7 @@ impl Engine {
         }
         let result = match action.split() {
             Split::Local(local) => self
-                .run_local(rule, local, input.now)
+                .run_local(rule, local, input.now, redactor)
                 .map_err(StepError::from),
             Split::Pause(_) => Err(StepError::Failed(format!(
                 "`{}` reached perform (engine bug)",
@@ -958,23 +1049,29 @@ impl Engine {
         rule: &Rule,
         action: LocalAction<'_>,
         now: DateTime<Utc>,
+        redactor: &Redactor,
     ) -> Result<Value, String> {
         match action {
             LocalAction::Set(set) => {
-                self.state.set(&set.key, set.value.clone(), set.ttl, now);
-                Ok(set.value.clone())
+                // State is written to disk and shown: it keeps `[secret:NAME]`,
+                // never the value (so it reads the same after a restart).
+                let key = redactor.redact(&set.key);
+                let mut value = set.value.clone();
+                redactor.redact_value(&mut value);
+                self.state.set(&key, value.clone(), set.ttl, now);
+                Ok(value)
             }
             LocalAction::Unset(unset) => {
-                self.state.unset(&unset.key);
+                self.state.unset(&redactor.redact(&unset.key));
                 Ok(Value::Null)
             }
             LocalAction::Incr(incr) => self
                 .state
-                .incr(&incr.key, incr.by, incr.ttl, now)
+                .incr(&redactor.redact(&incr.key), incr.by, incr.ttl, now)
                 .map(Value::from)
                 .map_err(|e| format!("incr: {e}")),
             LocalAction::Log(log) => {
-                let (rule, message) = (rule.id.as_str(), &log.message);
+                let (rule, message) = (rule.id.as_str(), redactor.redact(&log.message));
                 match log.level.as_str() {
                     "error" => tracing::error!(rule, "{message}"),
                     "warn" => tracing::warn!(rule, "{message}"),
@@ -1028,8 +1125,15 @@ impl Engine {
         true
     }
 
-    fn base_context(&self, input: &EventInput) -> EventContext {
+    fn base_context(
+        &self,
+        input: &EventInput,
+        ruleset: &Ruleset,
+        redactor: &Redactor,
+    ) -> EventContext {
+        let secrets = secrets_value(ruleset, redactor);
         EventContext {
+            secrets,
             event_type: Value::String(input.event_type.clone()),
             event: input.event.clone(),
             agent: input.agent.clone(),
@@ -1068,6 +1172,7 @@ impl Engine {
         input: &EventInput,
         scope: &Scope,
         executor: &dyn Executor,
+        redactor: &Redactor,
     ) -> Result<PendingConversation, StepError> {
         let Some(at) = at else {
             // The loader refuses these; a pause here would never resume.
@@ -1116,7 +1221,7 @@ impl Engine {
                 ..scope.clone()
             };
             self.perform(
-                &question, rule, step, false, journal, input, &scope, executor,
+                &question, rule, step, false, journal, input, &scope, executor, redactor,
             )
             .await?;
         }
@@ -1198,8 +1303,9 @@ impl Engine {
         };
         let (rule, pause) = pause;
         if !pause.answer_if.is_empty() {
+            let redactor = self.redaction.current();
             let mut ctx = Context::new(
-                Arc::new(self.base_context(input)),
+                Arc::new(self.base_context(input, ruleset, &redactor)),
                 rule.vars.clone(),
                 Arc::new(self.state.snapshot(input.now)),
             );
@@ -1257,6 +1363,7 @@ impl Engine {
         executor: &dyn Executor,
     ) -> Report {
         let mut report = Report::new(&input.event_type);
+        let redactor = self.redaction.current();
         let Some(ruleset) = pending.ruleset().cloned() else {
             report.outcome = Finish::Failed {
                 reason: format!(
@@ -1293,6 +1400,7 @@ impl Engine {
             now: Value::String(input.now.to_rfc3339()),
             at: input.now,
             env: self.env.clone(),
+            secrets: secrets_value(ruleset, &redactor),
         };
         // The rest of the list sees the event that started it.
         let started = EventInput {
@@ -1328,7 +1436,7 @@ impl Engine {
                 let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
                 let result = self
                     .perform(
-                        &prompt, rule, &step, false, journal, &started, &scope, executor,
+                        &prompt, rule, &step, false, journal, &started, &scope, executor, &redactor,
                     )
                     .await;
                 let mut record = ActionRecord {
@@ -1370,8 +1478,10 @@ impl Engine {
                     &scope,
                     executor,
                     &mut report,
+                    &redactor,
                 )
                 .await;
+                redact_report(&mut report, &redactor);
                 return report;
             }
         };
@@ -1390,8 +1500,10 @@ impl Engine {
             &scope,
             executor,
             &mut report,
+            &redactor,
         )
         .await;
+        redact_report(&mut report, &redactor);
         report
     }
 }

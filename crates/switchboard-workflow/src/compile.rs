@@ -23,7 +23,7 @@ use super::rule::{
     Webhook, WebhookAuth, DEFAULT_SIGNATURE_HEADER,
 };
 use super::schema::{self, keys_of, ACTION_MODIFIERS, CALL_KEYS, EVENT_TYPES, ROOM_EVENTS};
-use super::secrets::SecretSource;
+use super::secrets::{self, SecretDecl, SecretSource};
 use super::template::Templates;
 use super::time;
 use super::yaml::{self, Kind, Loc, Node};
@@ -91,6 +91,7 @@ pub fn compile_unit(
         named: HashMap::new(),
         shared_source: String::new(),
         timezone: chrono_tz::UTC,
+        secrets: Vec::new(),
         rule_on: Vec::new(),
         list: "`do`".to_owned(),
         webhooks: Vec::new(),
@@ -99,6 +100,7 @@ pub fn compile_unit(
     FileOutput {
         rules,
         webhooks: c.webhooks,
+        secrets: c.secrets,
     }
 }
 
@@ -109,6 +111,8 @@ pub struct FileOutput {
     pub rules: Vec<Rule>,
     /// Its incoming webhooks, in file order.
     pub webhooks: Vec<Webhook>,
+    /// The `secrets:` it sees (its own and its includes').
+    pub secrets: Vec<SecretDecl>,
 }
 
 /// `workflows/triage.yaml` → `triage`.
@@ -145,6 +149,8 @@ struct Compiler<'a> {
     shared_source: String,
     /// The file's `timezone` (UTC when it has none).
     timezone: chrono_tz::Tz,
+    /// The file's `secrets:` (templates may name only these).
+    secrets: Vec<SecretDecl>,
     /// The event types of the rule being compiled (may it pause: has it a room?).
     rule_on: Vec<String>,
     /// The action list being compiled (`` `do` ``, `` `on_timeout` ``,
@@ -365,6 +371,10 @@ impl<'a> Compiler<'a> {
             }
         }
         let names = self.names;
+        // Before anything with templates: they are checked against these names.
+        for (name, e) in names.section("secrets") {
+            self.within(e.origin, |c| c.secret_decl(name, e.key, e.value));
+        }
         let vars: Map<String, Value> = names
             .section("vars")
             .iter()
@@ -783,8 +793,8 @@ impl<'a> Compiler<'a> {
     }
 
     fn template(&mut self, node: &Node, source: &str) -> Option<super::template::Text> {
-        match self.templates.compile_located(source) {
-            Ok(t) => Some(t),
+        let text = match self.templates.compile_located(source) {
+            Ok(t) => t,
             Err(errors) => {
                 for e in errors {
                     let loc = self.inside(node, source, e.offset);
@@ -794,9 +804,78 @@ impl<'a> Compiler<'a> {
                     };
                     self.error(loc, message, e.hint);
                 }
-                None
+                return None;
+            }
+        };
+        let names = match secrets::referenced(source) {
+            Ok(names) => names,
+            Err(e) => {
+                self.error(node.loc, e, None);
+                return None;
+            }
+        };
+        let mut ok = true;
+        for name in names {
+            if !self.secrets.iter().any(|d| d.name == name) {
+                let hint = did_you_mean(&name, self.secrets.iter().map(|d| d.name.as_str()));
+                self.error(
+                    node.loc,
+                    format!("no secret named `{name}` in `secrets:`"),
+                    hint.or_else(|| {
+                        Some("declare it: `secrets: { NAME: { env: VARIABLE } }`".into())
+                    }),
+                );
+                ok = false;
             }
         }
+        ok.then_some(text)
+    }
+
+    /// One `secrets:` entry (of this file or a library it includes):
+    /// name → `{ env: NAME }` or `{ file: PATH }`, relative to its file.
+    fn secret_decl(&mut self, name: &str, k: &Node, v: &Node) {
+        let file = self.sources[self.cur].path;
+        let dir = file.parent().unwrap_or(Path::new("")).to_owned();
+        if !valid_name(name) {
+            self.error(
+                k.loc,
+                format!("`{name}` is not a secret name: letters, digits and `_`, not starting with a digit"),
+                None,
+            );
+            return;
+        }
+        let source = match serde_json::from_value::<SecretSource>(v.to_json()) {
+            Ok(SecretSource::Env(var)) if var.is_empty() => None,
+            Ok(SecretSource::File(path)) if path.as_os_str().is_empty() => None,
+            Ok(source) => Some(source),
+            Err(_) => None,
+        };
+        let Some(source) = source else {
+            self.error(
+                v.loc,
+                format!(
+                    "secret `{name}` must be `{{ env: NAME }}` or `{{ file: PATH }}`, found {}",
+                    v.describe()
+                ),
+                None,
+            );
+            return;
+        };
+        let source_line = (v.loc.line > 0)
+            .then(|| {
+                self.sources[self.cur]
+                    .lines
+                    .get(v.loc.line as usize - 1)
+                    .map(|l| l.to_string())
+            })
+            .flatten();
+        self.secrets.push(SecretDecl {
+            name: name.to_owned(),
+            source: source.relative_to(&dir),
+            file: file.to_owned(),
+            loc: v.loc,
+            source_line,
+        });
     }
 
     /// Where byte `offset` of `value` is, when `node` is the string scalar
@@ -1757,6 +1836,15 @@ impl<'a> Compiler<'a> {
             _ => Some(Arg::Value(node.to_json())),
         }
     }
+}
+
+/// A secret's name: an identifier, so `secrets.NAME` reads it.
+fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Whether an argument as written can be what its schema (from the action's

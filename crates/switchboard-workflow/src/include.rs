@@ -15,7 +15,7 @@ use super::yaml::{Kind, Loc, Node};
 /// including file's own names first, then each include's in list order;
 /// the first of a name wins). A new named section (e.g. `secrets`) is one
 /// more entry here, read in `compile` with `Names::section`.
-pub const MERGED: &[&str] = &["vars", "conditions", "actions"];
+pub const MERGED: &[&str] = &["vars", "conditions", "actions", "secrets"];
 
 /// One parsed file of the folder.
 pub struct Source<'a> {

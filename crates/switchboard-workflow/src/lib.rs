@@ -4,7 +4,8 @@
 //! `include` resolves what each file brings in from others (`include:`,
 //! `kind: library`), `compile` checks and compiles every rule, `schema` holds the format's
 //! types (and the JSON Schema), `template` the minijinja environment,
-//! `time` time zones and the `time` condition.
+//! `time` time zones and the `time` condition, `secrets` where secret values
+//! come from and how they are kept out of everything the agent writes.
 
 pub mod actions;
 pub mod compile;

@@ -12,6 +12,7 @@ use super::error::{did_you_mean, LoadError, LoadErrors};
 use super::include::{self, Source};
 use super::rule::Webhook;
 use super::ruleset::Ruleset;
+use super::secrets::SecretDecl;
 use super::template::Templates;
 use super::yaml::{self, Loc};
 
@@ -77,6 +78,7 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     let mut webhooks: BTreeMap<String, Webhook> = BTreeMap::new();
+    let mut secrets: Vec<SecretDecl> = Vec::new();
     let mut sources = Vec::with_capacity(files.len());
     for (path, text) in files {
         let root = match yaml::parse_cached(text) {
@@ -115,6 +117,7 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
         };
         let compiled = compile_unit(&unit, root, &mut templates, &mut errors);
         rules.extend(compiled.rules);
+        secrets.extend(compiled.secrets);
         for hook in compiled.webhooks {
             match webhooks.get(&hook.name) {
                 // One URL serves one hook: a second definition is a mistake.
@@ -187,10 +190,26 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
             source_line: line_of(text, loc),
         });
     }
+    // One name, one value: `[secret:NAME]` must say which value it hides.
+    for (i, d) in secrets.iter().enumerate() {
+        if let Some(first) = secrets[..i]
+            .iter()
+            .find(|f| f.name == d.name && f.source != d.source)
+        {
+            errors.push(d.error(format!(
+                "secret `{}` comes from the {} here but from the {} in {}",
+                d.name,
+                d.source,
+                first.source,
+                first.file.display()
+            )));
+        }
+    }
     if !errors.is_empty() {
         return Err(LoadErrors::new(errors));
     }
-    Ok(Ruleset::new(rules, templates, files.len()).with_webhooks(webhooks))
+    Ok(Ruleset::new(rules, templates, files.len()).with_webhooks(webhooks)
+        .with_secrets(secrets))
 }
 
 /// The text of the line `loc` points at.

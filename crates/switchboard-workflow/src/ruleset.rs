@@ -3,8 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::error::LoadErrors;
 use super::prefilter::{Field, Prefilter};
 use super::rule::{Rule, Schedule, Webhook};
+use super::secrets::{SecretDecl, SecretValues};
 use super::template::Templates;
 
 /// Every rule of a folder, ready to run. Cheap to share in an `Arc`.
@@ -16,6 +18,8 @@ pub struct Ruleset {
     templates: Templates,
     files: usize,
     webhooks: BTreeMap<String, Webhook>,
+    /// Every file's `secrets:` declarations (one per name and source).
+    secrets: Vec<SecretDecl>,
 }
 
 impl Ruleset {
@@ -40,6 +44,39 @@ impl Ruleset {
             templates,
             files,
             webhooks: BTreeMap::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    /// With the workflows' `secrets:` declarations.
+    pub fn with_secrets(mut self, mut secrets: Vec<SecretDecl>) -> Self {
+        secrets.dedup_by(|a, b| a.name == b.name && a.source == b.source);
+        self.secrets = secrets;
+        self
+    }
+
+    /// The `secrets:` declarations, in load order.
+    pub fn secret_decls(&self) -> &[SecretDecl] {
+        &self.secrets
+    }
+
+    /// Reads every declared secret; each one that cannot be read is a load
+    /// error at its declaration, naming it (never showing a value).
+    pub fn read_secrets(&self) -> Result<SecretValues, LoadErrors> {
+        let mut values = SecretValues::new();
+        let mut errors = Vec::new();
+        for decl in &self.secrets {
+            if values.get(&decl.name).is_some() {
+                continue;
+            }
+            match decl.source.read() {
+                Ok(v) => values.insert(decl.name.clone(), v),
+                Err(e) => errors.push(decl.error(format!("secret `{}`: {e}", decl.name))),
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(values),
+            false => Err(LoadErrors::new(errors)),
         }
     }
 

@@ -50,6 +50,11 @@ pub struct WorkflowFile {
     /// Named action lists, run with `- call: NAME` (`with:` gives `args`).
     #[serde(default)]
     pub actions: BTreeMap<String, Vec<Action>>,
+    /// Values templates read as `secrets.NAME`, from `{ env: NAME }` or
+    /// `{ file: PATH }` (relative to this file); never written anywhere by
+    /// the agent (shown as `[secret:NAME]`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::secrets::SecretSource>,
     /// Fields every rule of this file inherits unless it sets them.
     #[serde(default)]
     pub defaults: Option<Defaults>,
@@ -61,8 +66,8 @@ pub struct WorkflowFile {
     pub rules: Vec<Rule>,
 }
 
-// Its named sections are `include::MERGED`: a new one (`secrets`) goes
-// there, here and in `WorkflowFile`.
+// Its named sections are `include::MERGED`: a new one goes there, here
+// and in `WorkflowFile`.
 /// A library: names for the files that include it; no rules, not loaded as
 /// a workflow of its own (but checked like one).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -84,6 +89,10 @@ pub struct LibraryFile {
     /// Named action lists (`- call: NAME`).
     #[serde(default)]
     pub actions: BTreeMap<String, Vec<Action>>,
+    /// Values templates read as `secrets.NAME`, from `{ env: NAME }` or
+    /// `{ file: PATH }` (relative to this file); never written by the agent.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, crate::secrets::SecretSource>,
 }
 
 /// `kind` of a workflow.

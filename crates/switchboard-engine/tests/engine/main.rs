@@ -11,4 +11,5 @@ mod eval;
 mod limits;
 mod prefilter;
 mod replies;
+mod secrets;
 mod time;

@@ -172,6 +172,132 @@ fn yaml_bombs_are_refused() {
     assert!(errors(&deep).contains("invalid YAML"));
 }
 
+/// A workflow whose `partner_key` secret comes from `source` (YAML flow text).
+fn with_secret(source: &str, header: &str) -> String {
+    format!(
+        "version: 1\nsecrets:\n  partner_key: {source}\nrules:\n  - name: lookup\n    on: message_created\n    do:\n      - http:\n          url: https://partner.example/api\n          headers: {{ Authorization: \"{header}\" }}\n"
+    )
+}
+
+#[test]
+fn a_secret_from_a_variable_that_is_not_set_is_a_load_error_naming_it() {
+    let text = with_secret(
+        "{ env: SWITCHBOARD_TEST_NEVER_SET_7 }",
+        "Bearer {{ secrets.partner_key }}",
+    );
+    let ruleset = load_str("w.yaml", &text).expect("the file itself is fine");
+    let out = ruleset.read_secrets().unwrap_err().to_string();
+    assert!(
+        out.contains("secret `partner_key`: the environment variable SWITCHBOARD_TEST_NEVER_SET_7 is not set")
+            && out.contains("--> w.yaml:3:16"),
+        "{out}"
+    );
+    std::env::set_var("SWITCHBOARD_TEST_SET_8", "pk-from-env-8");
+    let text = with_secret("{ env: SWITCHBOARD_TEST_SET_8 }", "x");
+    let values = load_str("w.yaml", &text).unwrap().read_secrets().unwrap();
+    assert_eq!(values.get("partner_key"), Some("pk-from-env-8"));
+}
+
+#[test]
+fn a_secret_file_is_read_next_to_the_workflow_and_a_missing_one_is_a_load_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("flows");
+    std::fs::create_dir_all(wf.join("keys")).unwrap();
+    std::fs::write(
+        wf.join("partner.yaml"),
+        with_secret("{ file: keys/partner }", "Bearer {{ secrets.partner_key }}"),
+    )
+    .unwrap();
+    let out = load_dir(&wf)
+        .unwrap()
+        .read_secrets()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        out.contains("secret `partner_key`: cannot read the file")
+            && out.contains(&wf.join("keys/partner").display().to_string())
+            && out.contains("partner.yaml:3:16"),
+        "{out}"
+    );
+    // Read relative to the workflow file, trailing newline trimmed.
+    std::fs::write(wf.join("keys/partner"), "pk-from-file\n").unwrap();
+    let values = load_dir(&wf).unwrap().read_secrets().unwrap();
+    assert_eq!(values.get("partner_key"), Some("pk-from-file"));
+    // An empty file is refused, a huge one too (without reading it whole).
+    std::fs::write(wf.join("keys/partner"), "\n").unwrap();
+    let out = load_dir(&wf)
+        .unwrap()
+        .read_secrets()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        out.contains("secret `partner_key`") && out.contains("is empty"),
+        "{out}"
+    );
+    std::fs::write(wf.join("keys/partner"), vec![b'k'; 70_000]).unwrap();
+    let out = load_dir(&wf)
+        .unwrap()
+        .read_secrets()
+        .unwrap_err()
+        .to_string();
+    assert!(out.contains("larger than"), "{out}");
+}
+
+#[test]
+fn an_unknown_secret_in_a_template_is_a_load_error_with_a_suggestion() {
+    let text = with_secret(
+        "{ env: PARTNER_API_KEY }",
+        "Bearer {{ secrets.partner_kye }}",
+    );
+    let out = errors(&text);
+    assert!(
+        out.contains("no secret named `partner_kye` in `secrets:`")
+            && out.contains("did you mean `partner_key`?")
+            && out.contains("--> w.yaml:10:"),
+        "{out}"
+    );
+    // The whole map (or a name computed at run time) cannot be checked: refused.
+    let out = errors(&with_secret("{ env: PARTNER_API_KEY }", "{{ secrets }}"));
+    assert!(
+        out.contains("`secrets` must be followed by a name"),
+        "{out}"
+    );
+    let out = errors(&with_secret(
+        "{ env: PARTNER_API_KEY }",
+        "{{ secrets[vars.k] }}",
+    ));
+    assert!(
+        out.contains("`secrets` must be followed by a name"),
+        "{out}"
+    );
+    // Bracketed names are checked like dotted ones.
+    assert!(load_str(
+        "w.yaml",
+        &with_secret("{ env: PARTNER_API_KEY }", "{{ secrets['partner_key'] }}")
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_secret_source_is_env_or_file() {
+    let out = errors(&with_secret("{ vault: x }", "x"));
+    assert!(
+        out.contains("secret `partner_key` must be `{ env: NAME }` or `{ file: PATH }`")
+            && out.contains("--> w.yaml:3:"),
+        "{out}"
+    );
+    let out = errors(&with_secret("{ env: A, file: b }", "x"));
+    assert!(
+        out.contains("must be `{ env: NAME }` or `{ file: PATH }`"),
+        "{out}"
+    );
+    let out = errors(&with_secret("PARTNER_API_KEY", "x"));
+    assert!(
+        out.contains("must be `{ env: NAME }` or `{ file: PATH }`"),
+        "{out}"
+    );
+}
+
 fn rule_doing(actions: &str) -> String {
     format!("version: 1\nrules:\n  - name: a\n    on: message_created\n    do:\n{actions}")
 }
