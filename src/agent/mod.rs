@@ -374,7 +374,7 @@ impl Agent {
                 None
             }
             Some(addr) => {
-                webhooks::check_secrets(&ruleset)?;
+                webhooks::check_secrets(&ruleset, &config.redaction)?;
                 let listener = webhooks::bind(addr)
                     .await
                     .map_err(|source| AgentError::WebhookAddr { addr, source })?;
@@ -487,7 +487,9 @@ impl Agent {
         let ruleset = Arc::new(ruleset);
         let conversations = match files.dir.as_ref().map(StateDir::conversations) {
             Some(path) => {
-                let file = Arc::new(ConversationFile::open(&path)?);
+                let file = Arc::new(
+                    ConversationFile::open(&path)?.with_redaction(config.redaction.clone()),
+                );
                 files.conversations = Some(file.clone());
                 Conversations::open(
                     file,

@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use switchboard_workflow::secrets::{Redaction, Redactor};
 
 use switchboard_engine::conversation::{
     ConversationChange, ConversationStore, ConversationStoreError, DurableChange,
@@ -145,6 +146,7 @@ impl Sink for LogSink {
 pub struct ConversationFile {
     paths: Paths,
     writer: Writer<ConversationChange>,
+    redaction: Redaction,
 }
 
 impl ConversationFile {
@@ -183,7 +185,18 @@ impl ConversationFile {
         };
         let writer = Writer::spawn("conversations-writer", sink)
             .map_err(|e| error(&paths.log, format!("cannot start its writer: {e}")))?;
-        Ok(ConversationFile { paths, writer })
+        Ok(ConversationFile {
+            paths,
+            writer,
+            redaction: Redaction::new(),
+        })
+    }
+
+    /// Writes secrets (in an answer, an `as:` result) as `[secret:NAME]`:
+    /// the conversation in memory keeps its values, the file never has them.
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = redaction;
+        self
     }
 
     /// Resolves once every change queued so far is on disk (at shutdown).
@@ -204,6 +217,7 @@ impl ConversationStore for ConversationFile {
     }
 
     fn apply(&self, change: ConversationChange) -> DurableChange {
+        let change = redacted(change, &self.redaction.current());
         let (ack, done) = tokio::sync::oneshot::channel();
         let sent = self.writer.send(
             Some(change),
@@ -223,6 +237,18 @@ impl ConversationStore for ConversationFile {
             }
         })
     }
+}
+
+/// `change` with every secret value in it shown as `[secret:NAME]`.
+fn redacted(change: ConversationChange, redactor: &Redactor) -> ConversationChange {
+    if redactor.is_empty() {
+        return change;
+    }
+    let Ok(mut value) = serde_json::to_value(&change) else {
+        return change;
+    };
+    redactor.redact_value(&mut value);
+    serde_json::from_value(value).unwrap_or(change)
 }
 
 #[cfg(test)]
@@ -258,6 +284,27 @@ mod tests {
         );
         let log = std::fs::read_to_string(dir.path().join("conversations.log")).unwrap();
         assert!(log.is_empty(), "{log}");
+    }
+
+    #[test]
+    fn secrets_are_written_as_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conversations");
+        let redaction = Redaction::new();
+        let mut values = switchboard_workflow::secrets::SecretValues::new();
+        values.insert("token", "s3cr3t-value");
+        redaction.set(values);
+        let file = ConversationFile::open(&path)
+            .unwrap()
+            .with_redaction(redaction);
+        let done = file.apply(ConversationChange::Source {
+            hash: 7,
+            text: "an answer quoting s3cr3t-value".into(),
+        });
+        futures_lite_block(done).unwrap();
+        let log = std::fs::read_to_string(dir.path().join("conversations.log")).unwrap();
+        assert!(!log.contains("s3cr3t-value"), "{log}");
+        assert!(log.contains("[secret:token]"), "{log}");
     }
 
     /// Waits for a durability future on a test thread.

@@ -15,8 +15,8 @@ use tokio::task::JoinHandle;
 
 use super::conversations::{Conversations, PendingOnReload};
 use switchboard_engine::Engine;
-use switchboard_workflow::secrets::SecretValues;
 use switchboard_workflow::load::is_workflow;
+use switchboard_workflow::secrets::SecretValues;
 use switchboard_workflow::{self, LoadErrors, Ruleset};
 
 /// Quiet time after the last change before reloading: an editor's

@@ -30,7 +30,7 @@ use crate::effects::webhook_queue::{Pushed, QueueError, WebhookQueue};
 use crate::rules::RulesHandler;
 use switchboard_engine::{Engine, Finish};
 use switchboard_workflow::rule::{Webhook, WebhookAuth};
-use switchboard_workflow::secrets::SecretError;
+use switchboard_workflow::secrets::{Redaction, SecretError};
 use switchboard_workflow::Ruleset;
 
 /// The largest body accepted (bytes); larger ones are answered 413.
@@ -63,16 +63,23 @@ pub enum WebhookError {
 }
 
 /// Checks that every hook's secret can be read now, so a missing variable
-/// or file stops the start rather than refusing every delivery later.
-pub fn check_secrets(ruleset: &Ruleset) -> Result<(), WebhookError> {
+/// or file stops the start rather than refusing every delivery later; each
+/// value read is hidden from everything the agent writes.
+pub fn check_secrets(ruleset: &Ruleset, redaction: &Redaction) -> Result<(), WebhookError> {
     for hook in ruleset.webhooks().values() {
-        hook.secret.read().map_err(|source| WebhookError::Secret {
+        let value = hook.secret.read().map_err(|source| WebhookError::Secret {
             hook: hook.name.clone(),
             source_name: hook.secret.to_string(),
             source,
         })?;
+        redaction.also_hide(&hidden_name(&hook.name), &value);
     }
     Ok(())
+}
+
+/// How a hook's secret is shown where it would be written.
+fn hidden_name(hook: &str) -> String {
+    format!("webhook:{hook}")
 }
 
 /// Binds the webhook address; done before the agent connects, so a taken
@@ -194,7 +201,15 @@ async fn deliver(
     let source = hook.secret.clone();
     let read = tokio::task::spawn_blocking(move || source.read()).await;
     let secret = match read {
-        Ok(Ok(secret)) => secret,
+        Ok(Ok(secret)) => {
+            // A hook added by a reload: hidden from its first delivery on.
+            if app.engine.redaction().current().find(&secret).is_none() {
+                app.engine
+                    .redaction()
+                    .also_hide(&hidden_name(&hook.name), &secret);
+            }
+            secret
+        }
         Err(e) => {
             tracing::error!(hook = %hook.name, error = %e, "reading the webhook's secret did not finish");
             return error(

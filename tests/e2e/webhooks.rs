@@ -557,7 +557,7 @@ async fn an_unreadable_secret_stops_the_start_and_names_the_hook_not_a_value() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("the secret of webhook `deploys` (env DEPLOY_HOOK_SECRET) cannot be read")
+        stderr.contains("the secret of webhook `deploys` (environment variable DEPLOY_HOOK_SECRET) cannot be read")
             && stderr.contains("DEPLOY_HOOK_SECRET is not set"),
         "{stderr}"
     );

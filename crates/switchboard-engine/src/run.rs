@@ -711,8 +711,15 @@ impl Engine {
             let step = format!("{prefix}{index}");
             let outcome = match &action.call {
                 Some(call) => {
-                    Box::pin(self.run_call(list, (action, call, &step), calls, ctx, bindings, report))
-                        .await
+                    Box::pin(self.run_call(
+                        list,
+                        (action, call, &step),
+                        calls,
+                        ctx,
+                        bindings,
+                        report,
+                    ))
+                    .await
                 }
                 None => {
                     self.run_action(

@@ -208,7 +208,8 @@ pub fn load_folder_sources(folder: &Path, files: &[(&Path, &str)]) -> Result<Rul
     if !errors.is_empty() {
         return Err(LoadErrors::new(errors));
     }
-    Ok(Ruleset::new(rules, templates, files.len()).with_webhooks(webhooks)
+    Ok(Ruleset::new(rules, templates, files.len())
+        .with_webhooks(webhooks)
         .with_secrets(secrets))
 }
 
