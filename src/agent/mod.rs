@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::effects::journal::JournalFile;
+use crate::effects::llm::LlmClient;
 /// An `--allow-http-host` entry (`host` or `host:port`).
+pub use crate::effects::llm::LlmConfig;
 pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
@@ -69,6 +71,8 @@ pub struct AgentConfig {
     pub record: Option<PathBuf>,
     /// Serve `/metrics` and `/healthz` on this address, when given.
     pub metrics_addr: Option<SocketAddr>,
+    /// The language model `llm` actions ask, when given.
+    pub llm: Option<LlmConfig>,
 }
 
 impl AgentConfig {
@@ -94,6 +98,7 @@ impl AgentConfig {
             explain: false,
             record: None,
             metrics_addr: None,
+            llm: None,
         }
     }
 }
@@ -146,6 +151,9 @@ pub enum AgentError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The `llm` action's client could not be built.
+    #[error(transparent)]
+    Llm(#[from] crate::effects::llm::LlmConfigError),
     /// The `http` action's client could not be built.
     #[error("cannot build the client of the `http` action")]
     HttpClient(#[source] reqwest::Error),
@@ -299,11 +307,12 @@ impl Agent {
         };
         // The key reaches templates only if someone allows its variable by
         // name; refuse that rather than let a reply leak it.
-        if let Some(name) = config
-            .allow_env
-            .iter()
-            .find(|name| std::env::var(name).is_ok_and(|v| v.trim() == config.api_key.trim()))
-        {
+        if let Some(name) = config.allow_env.iter().find(|name| {
+            std::env::var(name).is_ok_and(|v| {
+                let key = config.llm.as_ref().and_then(|l| l.api_key.as_deref());
+                v.trim() == config.api_key.trim() || key.is_some_and(|k| v.trim() == k.trim())
+            })
+        }) {
             return Err(AgentError::SecretInTemplates { name: name.clone() });
         }
         let env: Map<String, Value> = config
@@ -336,11 +345,14 @@ impl Agent {
             engine = engine.tracing_every_rule();
         }
         let engine = Arc::new(engine);
-        let mut executor: Arc<dyn Executor> = Arc::new(
-            RestExecutor::new(api, config.allow_http_hosts.clone())
-                .map_err(AgentError::HttpClient)?
-                .with_identity(&me.id),
-        );
+        let mut rest = RestExecutor::new(api, config.allow_http_hosts.clone())
+            .map_err(AgentError::HttpClient)?
+            .with_identity(&me.id);
+        if let Some(llm) = &config.llm {
+            tracing::info!(url = %llm.url, model = %llm.model, key = llm.api_key.is_some(), "llm actions ask this model");
+            rest = rest.with_llm(LlmClient::new(llm.clone())?);
+        }
+        let mut executor: Arc<dyn Executor> = Arc::new(rest);
         if let Some(t) = &telemetry {
             executor = Arc::new(TimedExecutor::new(executor, t.clone()));
         }

@@ -5,6 +5,7 @@
 //! both live in the agent's locked state directory ([`state_dir`]) by default.
 
 pub mod journal;
+pub mod llm;
 pub mod rest;
 pub mod state_dir;
 pub mod state_file;
