@@ -183,7 +183,20 @@ impl LlmClient {
     }
 
     /// Asks `a` and reads the answer: `{text, json (when schema), model, usage}`.
+    /// A failure's reason never holds the key, even where a server echoed it.
     pub async fn ask(&self, a: &Llm) -> Result<Value, String> {
+        self.ask_once(a).await.map_err(|e| self.redact(&e))
+    }
+
+    /// The key, wherever it occurs in `text`, replaced by `[redacted]`.
+    fn redact(&self, text: &str) -> String {
+        match self.config.api_key.as_deref().map(str::trim) {
+            Some(key) if !key.is_empty() => text.replace(key, "[redacted]"),
+            _ => text.to_owned(),
+        }
+    }
+
+    async fn ask_once(&self, a: &Llm) -> Result<Value, String> {
         let endpoint = self.config.endpoint();
         let body = ChatRequest {
             model: &self.config.model,
@@ -230,6 +243,7 @@ impl LlmClient {
                     a.timeout
                 ));
             }
+            let why = self.redact(&why);
             tracing::info!(model = %self.config.model, attempt, why = %why, pause_ms = pause.as_millis() as u64, "language model busy; asking again");
             tokio::time::sleep(pause).await;
             backoff *= 2;
@@ -268,6 +282,8 @@ impl LlmClient {
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
         let bytes = read_capped(resp).await.map_err(Attempt::Fail)?;
+        // Before any excerpt is cut: a key cut in two would not be found.
+        let bytes = self.redact(&String::from_utf8_lossy(&bytes)).into_bytes();
         if !status.is_success() {
             let why = format!(
                 "HTTP {}{}",

@@ -141,6 +141,10 @@ mod tests {
         assert_eq!(bad.at, ["properties", "a", "type"]);
         assert!(bad.message.contains("strin"), "{}", bad.message);
         assert!(check_schema(&json!({"pattern": "(unclosed"})).is_err());
+        // Nothing is fetched: a reference outside the schema does not resolve.
+        let far = check_schema(&json!({"$ref": "https://example.com/s.json"})).unwrap_err();
+        assert!(far.message.contains("not a usable JSON Schema"), "{}", far.message);
+        assert!(check_schema(&json!({"$defs": {"r": {"enum": [1]}}, "$ref": "#/$defs/r"})).is_ok());
         assert!(validate_answer(&schema, &json!({"route": "docs"})).is_ok());
         let no = validate_answer(&schema, &json!({"route": "sales"})).unwrap_err();
         assert!(no.contains("/route") && no.contains("sales"), "{no}");
