@@ -103,6 +103,24 @@ impl AgentConfig {
     }
 }
 
+/// Warns when a rule has an `llm` action but no model was given: those
+/// actions would fail on every message, which start-up can tell already.
+fn warn_llm_unconfigured(ruleset: &switchboard_workflow::Ruleset) {
+    let uses_llm = |r: &&switchboard_workflow::rule::Rule| {
+        r.actions
+            .iter()
+            .chain(&r.else_actions)
+            .chain(&r.on_error)
+            .any(|a| a.name == "llm")
+    };
+    if let Some(rule) = ruleset.rules().iter().find(uses_llm) {
+        tracing::warn!(
+            rule = %rule.id,
+            "a rule uses the `llm` action but no model is configured (--llm-url and --llm-model): its `llm` actions will fail"
+        );
+    }
+}
+
 /// Where an agent keeps its journal and state when no file is given for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateDirChoice {
@@ -255,6 +273,9 @@ impl Agent {
             dir = %config.workflows.display(),
             "workflows loaded"
         );
+        if config.llm.is_none() {
+            warn_llm_unconfigured(&ruleset);
+        }
         let metrics = match config.metrics_addr {
             None => None,
             Some(addr) => {

@@ -62,6 +62,9 @@ pub enum LlmConfigError {
         /// What is wrong with it.
         why: String,
     },
+    /// `--llm-url` carries a user name or password, which would be logged.
+    #[error("--llm-url must not hold credentials (user:password@): give the key with --llm-key-file or SWITCHBOARD_LLM_API_KEY")]
+    CredentialsInUrl,
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client for the language model")]
     Client(#[source] reqwest::Error),
@@ -77,6 +80,10 @@ impl LlmConfig {
         let parsed = url::Url::parse(url.trim()).map_err(|e| err(e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(err("not an http:// or https:// URL with a host".into()));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // A URL is logged and quoted in failure reasons; a key must not be.
+            return Err(LlmConfigError::CredentialsInUrl);
         }
         Ok(LlmConfig {
             url: parsed,
@@ -457,9 +464,17 @@ mod tests {
             !shown.contains("sk-secret") && shown.contains("redacted"),
             "{shown}"
         );
-        for bad in ["ftp://h/v1", "not a url", "http://"] {
+        for bad in [
+            "ftp://h/v1",
+            "not a url",
+            "http://",
+            "http://u:sk-secret@h/v1",
+        ] {
             let e = LlmConfig::new(bad, "m", None).unwrap_err().to_string();
-            assert!(e.contains("--llm-url"), "{bad}: {e}");
+            assert!(
+                e.contains("--llm-url") && !e.contains("sk-secret"),
+                "{bad}: {e}"
+            );
         }
     }
 

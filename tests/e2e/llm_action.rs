@@ -522,3 +522,79 @@ async fn a_crash_after_the_call_does_not_ask_again_and_the_key_is_never_logged()
     assert!(!journal_text.contains(KEY));
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn bad_llm_settings_are_refused_at_start_and_name_the_flag() {
+    let missing = std::env::temp_dir().join("switchboard-no-such-llm-key-file");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--llm-url", "http://127.0.0.1:9/v1"], "--llm-model"),
+        (
+            &["--llm-url", "ftp://127.0.0.1/v1", "--llm-model", "m"],
+            "bad --llm-url",
+        ),
+        (
+            &[
+                "--llm-url",
+                &format!("http://me:{KEY}@127.0.0.1:9/v1"),
+                "--llm-model",
+                "m",
+            ],
+            "SWITCHBOARD_LLM_API_KEY",
+        ),
+        (
+            &[
+                "--llm-url",
+                "http://127.0.0.1:9/v1",
+                "--llm-model",
+                "m",
+                "--llm-key-file",
+                missing.to_str().unwrap(),
+            ],
+            "switchboard-no-such-llm-key-file",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = cli::output_within(
+            cli::switchboard()
+                .args(["run", "--api-key", "k", "--ephemeral"])
+                .args(args),
+            STEP,
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains(KEY), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_using_llm_without_a_model_are_warned_about_and_the_key_stays_out_of_templates() {
+    let (sb, ..) = seeded::seeded_sandbox().await;
+    let mut agent = Running::spawn(&mut run_command(&sb, &example()).arg("--ephemeral"));
+    agent
+        .wait_for_stderr("a warning about the missing model", STEP, |l| {
+            l.contains("triage/ask-the-model") && l.contains("--llm-url")
+        })
+        .await;
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+    agent.stop_cleanly("the agent", STEP).await;
+
+    // `--allow-env` naming a variable that holds the model's key is refused.
+    let out = cli::output_within(
+        run_command(&sb, &example())
+            .args(["--ephemeral", "--allow-env", "MY_SETTING"])
+            .args(["--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "m"])
+            .env("MY_SETTING", KEY)
+            .env("SWITCHBOARD_LLM_API_KEY", KEY),
+        STEP,
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--allow-env MY_SETTING"), "{err}");
+    assert!(!err.contains(KEY), "{err}");
+    sb.shutdown().await.unwrap();
+}
