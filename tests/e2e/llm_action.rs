@@ -571,7 +571,7 @@ async fn bad_llm_settings_are_refused_at_start_and_name_the_flag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflows_using_llm_without_a_model_are_warned_about_and_the_key_stays_out_of_templates() {
     let (sb, ..) = seeded::seeded_sandbox().await;
-    let mut agent = Running::spawn(&mut run_command(&sb, &example()).arg("--ephemeral"));
+    let mut agent = Running::spawn(run_command(&sb, &example()).arg("--ephemeral"));
     agent
         .wait_for_stderr("a warning about the missing model", STEP, |l| {
             l.contains("triage/ask-the-model") && l.contains("--llm-url")
