@@ -338,6 +338,10 @@ async fn run_is_configured_by_its_environment_variables() {
         "BAND_JOURNAL",
         "BAND_METRICS_ADDR",
         "SWITCHBOARD_STATE_DIR",
+        // Checked by llm_action's crash test (its restart is configured by them).
+        "SWITCHBOARD_LLM_URL",
+        "SWITCHBOARD_LLM_MODEL",
+        "SWITCHBOARD_LLM_KEY_FILE",
     ]
     .map(String::from)
     .into();

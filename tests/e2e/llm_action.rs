@@ -439,15 +439,18 @@ async fn a_crash_after_the_call_does_not_ask_again_and_the_key_is_never_logged()
     let state = dir.path().join("state");
     let key_file = dir.path().join("llm-key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let command = |key_from_file: bool| {
+    // First by flags and the key's variable, then by the environment alone.
+    let command = |from_env: bool| {
         let mut cmd = run_command(&sb, &example());
-        cmd.arg("--state-dir")
-            .arg(&state)
-            .args(["--llm-url", &url, "--llm-model", "test-model"])
-            .env("RUST_LOG", "debug");
-        match key_from_file {
-            true => cmd.arg("--llm-key-file").arg(&key_file),
-            false => cmd.env("SWITCHBOARD_LLM_API_KEY", KEY),
+        cmd.arg("--state-dir").arg(&state).env("RUST_LOG", "debug");
+        match from_env {
+            false => cmd
+                .args(["--llm-url", &url, "--llm-model", "test-model"])
+                .env("SWITCHBOARD_LLM_API_KEY", KEY),
+            true => cmd
+                .env("SWITCHBOARD_LLM_URL", &url)
+                .env("SWITCHBOARD_LLM_MODEL", "test-model")
+                .env("SWITCHBOARD_LLM_KEY_FILE", &key_file),
         };
         cmd
     };
@@ -494,8 +497,25 @@ async fn a_crash_after_the_call_does_not_ask_again_and_the_key_is_never_logged()
     )
     .await;
     let reply = seeded::reply_after(&bob, &room, &bot, &id, STEP).await;
-    let second_logs = second.stop_cleanly("the restarted agent", STEP).await;
     assert_eq!(model.calls().len(), 1, "the model was asked again");
+    // A new question is asked, with the settings and key from the environment.
+    let next = seeded::ask(
+        &bob,
+        &room,
+        &bot,
+        "And can I move the old data elsewhere too?",
+    )
+    .await;
+    let next_reply = seeded::reply_after(&bob, &room, &bot, &next, STEP).await;
+    let second_logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert!(next_reply.is_some(), "{}", second_logs.join("\n"));
+    let calls = model.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[1].body["model"], "test-model");
+    assert_eq!(
+        calls[1].headers.get("authorization").unwrap(),
+        &format!("Bearer {KEY}")
+    );
     let reply = reply.unwrap_or_else(|| panic!("no reply; logs:\n{}", second_logs.join("\n")));
     assert!(reply.content.contains("alice/faq-bot"), "{}", reply.content);
     let people = bob.list_participants(&room).await.unwrap();
@@ -509,10 +529,8 @@ async fn a_crash_after_the_call_does_not_ask_again_and_the_key_is_never_logged()
         "{}",
         second_logs.join("\n")
     );
-    // The key was sent (from the environment) and never shown; the restart
-    // read it from --llm-key-file.
     assert_eq!(
-        model.calls()[0].headers.get("authorization").unwrap(),
+        calls[0].headers.get("authorization").unwrap(),
         &format!("Bearer {KEY}")
     );
     for line in first_logs.iter().chain(&second_logs) {
