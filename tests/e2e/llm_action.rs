@@ -144,6 +144,14 @@ async fn chat(State(model): State<Model>, headers: HeaderMap, body: Json<Value>)
         )
             .into_response();
     }
+    if prompt.contains("jammed") {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "0")],
+            "upstream overloaded",
+        )
+            .into_response();
+    }
     if prompt.contains("locked") {
         // A server that echoes the key it refused.
         let message = format!("Incorrect API key provided: {KEY}");
@@ -339,6 +347,15 @@ async fn a_429_is_waited_out_after_retry_after_within_the_timeout() {
         started.elapsed()
     );
     assert_eq!(model.calls_about("swamped"), 1);
+
+    // A server that stays busy is asked a bounded number of times.
+    let (_, report) = h.bob_says("a jammed service").await;
+    let error = failed_action(&report);
+    assert!(
+        error.contains("HTTP 503: upstream overloaded, 4 attempts"),
+        "{error}"
+    );
+    assert_eq!(model.calls_about("jammed"), 4);
     h.stop().await;
 }
 
