@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::agent::{Agent, AgentConfig, AgentError, Handled, StateDirChoice};
 use crate::rules::reload::{ReloadOutcome, ReloadReport};
 use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
-use band_sandbox::{default_seed, load_seed, RunningSandbox};
+use band_sandbox::{default_seed, RunningSandbox};
 use band_wire::model::{ChatMessage, Mention};
 use switchboard_engine::run::ActionStatus;
 use switchboard_engine::Finish;
@@ -66,7 +66,10 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let seed = match &args.seed {
-        Some(p) => load_seed(p)?,
+        Some(p) => match super::sandbox::seed_or_report(p)? {
+            Some(seed) => seed,
+            None => return Ok(ExitCode::FAILURE),
+        },
         None => default_seed(),
     };
     let sandbox = RunningSandbox::start(args.listen, seed)

@@ -1,13 +1,13 @@
 //! `switchboard sandbox`: serve the platform emulator until Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 
-use band_sandbox::{default_seed, load_seed, RunningSandbox};
+use band_sandbox::{default_seed, load_seed, RunningSandbox, Seed, SeedError};
 
 /// Arguments of `switchboard sandbox`.
 #[derive(Debug, Args)]
@@ -48,7 +48,10 @@ pub struct SandboxArgs {
 /// Serves until Ctrl-C (or SIGTERM), then stops cleanly.
 pub async fn run(args: SandboxArgs) -> anyhow::Result<ExitCode> {
     let seed = match &args.seed {
-        Some(path) => load_seed(path)?,
+        Some(path) => match seed_or_report(path)? {
+            Some(seed) => seed,
+            None => return Ok(ExitCode::FAILURE),
+        },
         None => default_seed(),
     };
     // The control endpoints let anyone reset the world or inject faults, so
@@ -117,4 +120,18 @@ fn parse_feed(s: &str) -> Result<String, String> {
         return Err("must start with http:// or https://".into());
     }
     Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// Loads a seed file; a seed with problems has them all printed to stderr,
+/// shaped like `check`'s errors, and gives `None`.
+pub(crate) fn seed_or_report(path: &Path) -> anyhow::Result<Option<Seed>> {
+    match load_seed(path) {
+        Ok(seed) => Ok(Some(seed)),
+        Err(e @ SeedError::Invalid { .. }) => {
+            eprint!("{e}");
+            eprintln!("\nthe seed {} has errors", path.display());
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

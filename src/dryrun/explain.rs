@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use switchboard_engine::evaluate::CondTrace;
 use switchboard_engine::run::{ActionRecord, ActionStatus, Verdict};
-use switchboard_engine::{Finish, Report};
+use switchboard_engine::{Finish, PendingConversation, Report};
+use switchboard_workflow::rule::PauseKind;
 use switchboard_workflow::Ruleset;
 
 /// Longest value shown for what a condition saw.
@@ -39,6 +40,9 @@ pub fn explain(report: &Report, ruleset: Option<&Ruleset>) -> String {
         }
         for a in report.actions.iter().filter(|a| a.rule == rule.rule) {
             let _ = writeln!(out, "      {}", action_line(a));
+        }
+        for p in report.pending.iter().filter(|p| p.rule == rule.rule) {
+            let _ = writeln!(out, "        {}", pending_line(p, ruleset));
         }
     }
     if let Some(ruleset) = ruleset {
@@ -90,11 +94,47 @@ pub fn action_line(a: &ActionRecord) -> String {
     match a.status {
         ActionStatus::Ok => format!("→ {} {}", a.name, args.unwrap_or_default()),
         ActionStatus::Skipped => format!("· {} skipped (its `if` did not hold)", a.name),
+        ActionStatus::Paused => format!(
+            "⏸ {} {}: the list pauses here",
+            a.name,
+            args.unwrap_or_default()
+        ),
         ActionStatus::Failed => format!(
             "✗ {} {} failed: {}",
             a.name,
             args.unwrap_or_default(),
             a.error.as_deref().unwrap_or("?")
+        ),
+    }
+}
+
+/// What a paused list waits for: `waits for an answer from u-ann in r1
+/// until 2026-…; then do3.. runs (on timeout: its on_timeout)`.
+pub fn pending_line(p: &PendingConversation, ruleset: Option<&Ruleset>) -> String {
+    let until = p
+        .deadline
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let next = format!("{}{}", p.at.branch.name(), p.at.index + 1);
+    let on_timeout = ruleset
+        .and_then(|r| p.rule_in(r))
+        .and_then(|rule| {
+            p.at.action(rule)?
+                .pause
+                .as_ref()
+                .map(|w| w.on_timeout.len())
+        })
+        .map(|n| format!(" ({n} action{})", if n == 1 { "" } else { "s" }))
+        .unwrap_or_default();
+    match p.kind {
+        PauseKind::Wait => format!("waits in {} until {until}; then the list goes on at {next}", p.room),
+        PauseKind::WaitFor | PauseKind::Ask => format!(
+            "waits for {} from {} in {} until {until}; an answer goes on at {next}, the timeout runs `on_timeout`{on_timeout}",
+            match p.kind {
+                PauseKind::Ask => "a choice",
+                _ => "an answer",
+            },
+            p.from.join(" or "),
+            p.room
         ),
     }
 }

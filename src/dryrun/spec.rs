@@ -86,15 +86,18 @@ pub struct Given {
 #[serde(deny_unknown_fields)]
 pub struct EventSpec {
     /// Event type (`message_created`, `contact_request_received`, `schedule`, ...).
-    #[serde(rename = "type")]
-    pub kind: String,
+    /// Left out, the entry is no event: only the clock moves (by `after`),
+    /// and the waits whose time passed go on.
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
     /// The payload, as the platform sends it.
     #[serde(default)]
     pub payload: Map<String, Value>,
     /// The room for this event, instead of `given.chat`.
     #[serde(default)]
     pub chat: Option<Map<String, Value>>,
-    /// How long after the previous event this one arrives (`11m`), for throttles and TTLs.
+    /// How long after the previous event this one arrives (`11m`), for throttles,
+    /// TTLs and the timeouts of `wait_for`, `ask` and `wait` (which pass first).
     #[serde(default)]
     pub after: Option<String>,
     /// For `schedule`: the rule that fires (default: every `on: schedule` rule).
@@ -126,6 +129,10 @@ pub struct Expect {
     /// Text the failure reason must contain.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Rule ids with a list paused (`wait_for`, `ask`, `wait`) after this
+    /// event, oldest first (exactly these; `[]`: none).
+    #[serde(default)]
+    pub waiting: Option<Vec<String>>,
 }
 
 /// `done` or `failed`.
@@ -277,14 +284,24 @@ pub fn parse_test_file(path: &Path, text: &str) -> Result<TestFile, LoadErrors> 
         };
         for (event, path) in events {
             let mut p: Vec<&str> = path.iter().map(String::as_str).collect();
-            if !EVENT_TYPES.contains(&event.kind.as_str()) {
-                p.push("type");
-                errors.push(error(
+            match &event.kind {
+                Some(kind) if !EVENT_TYPES.contains(&kind.as_str()) => {
+                    p.push("type");
+                    errors.push(error(
+                        at(&p),
+                        format!("unknown event type `{kind}`"),
+                        did_you_mean(kind, EVENT_TYPES.iter().copied()),
+                    ));
+                    p.pop();
+                }
+                Some(_) => {}
+                None if event.after.is_none() => errors.push(error(
                     at(&p),
-                    format!("unknown event type `{}`", event.kind),
-                    did_you_mean(&event.kind, EVENT_TYPES.iter().copied()),
-                ));
-                p.pop();
+                    "an event needs `type`; without one it only lets time pass, so give it `after:`"
+                        .into(),
+                    None,
+                )),
+                None => {}
             }
             if let Some(after) = &event.after {
                 if let Err(e) = switchboard_workflow::duration::parse_duration(after) {

@@ -14,8 +14,12 @@ use similar::{capture_diff_slices, Algorithm, DiffTag};
 use super::explain::explain;
 use super::spec::{expected_action, EventSpec, Expect, ExpectedOutcome, Given, TestCase, TestFile};
 use crate::rules::{event_input, PreparedEvent};
+use switchboard_engine::action::Scope;
 use switchboard_engine::run::ActionStatus;
-use switchboard_engine::{Engine, Finish, RecordingExecutor, Report, StateStore};
+use switchboard_engine::{
+    AnswerCheck, Engine, EventInput, Finish, PendingConversation, RecordingExecutor, Report,
+    Resume, StateStore,
+};
 use switchboard_workflow::actions;
 use switchboard_workflow::duration::parse_duration;
 use switchboard_workflow::error::did_you_mean;
@@ -123,6 +127,8 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
     }
     let agent = Value::Object(given.agent.clone().unwrap_or_else(default_agent));
     let mut failures = Vec::new();
+    // Lists paused by earlier events (what `switchboard run` would keep).
+    let mut pending: Vec<PendingConversation> = Vec::new();
     for (i, event) in events.iter().enumerate() {
         if let Some(after) = &event.after {
             // The spec check already refused a bad `after`; the clock still
@@ -140,24 +146,74 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
             };
             now = later;
         }
-        let chat = event.chat.clone().or_else(|| given.chat.clone());
-        let PreparedEvent { input, scope, .. } = event_input(
-            &event.kind,
-            Value::Object(event.payload.clone()),
-            agent.clone(),
-            chat.map(Value::Object),
-            now,
-        );
-        let report = match &event.rule {
-            Some(rule) => {
-                if ruleset.rule(rule).is_none() {
-                    failures.push(setup(unknown_rule(ruleset, rule)));
-                    return failures;
-                }
-                engine.run_rule(rule, &input, &scope, &executor).await
-            }
-            None => engine.handle(&input, &scope, &executor).await,
+        // Waits whose time passed go on first, the earliest deadline first.
+        let mut report = Report {
+            event_type: event.kind.clone().unwrap_or_else(|| TIME_PASSES.into()),
+            matched: Vec::new(),
+            else_ran: Vec::new(),
+            actions: Vec::new(),
+            trace: Vec::new(),
+            outcome: Finish::Done,
+            pending: Vec::new(),
         };
+        while let Some(due) = (0..pending.len())
+            .filter(|&j| pending[j].is_due(now))
+            .min_by_key(|&j| pending[j].deadline)
+        {
+            let p = pending.remove(due);
+            let tick = EventInput {
+                event_type: TIME_PASSES.into(),
+                event: Arc::new(json!({})),
+                agent: Arc::new(agent.clone()),
+                chat: None,
+                sender: None,
+                now,
+            };
+            let done = engine
+                .resume(p, Resume::Deadline, &tick, &Scope::default(), &executor)
+                .await;
+            pending.extend(done.pending.iter().cloned());
+            absorb(&mut report, done);
+        }
+        if let Some(kind) = &event.kind {
+            let chat = event.chat.clone().or_else(|| given.chat.clone());
+            let PreparedEvent { input, scope, .. } = event_input(
+                kind,
+                Value::Object(event.payload.clone()),
+                agent.clone(),
+                chat.map(Value::Object),
+                now,
+            );
+            // A message answering a paused list (the oldest it answers) goes
+            // there and not through the rules.
+            let answered = pending.iter().enumerate().find_map(|(j, p)| {
+                match engine.check_answer(p, &input) {
+                    AnswerCheck::NotAnAnswer => None,
+                    AnswerCheck::Answer(value) => Some((j, Resume::Answer(value))),
+                    AnswerCheck::Reprompt => Some((j, Resume::Reprompt)),
+                }
+            });
+            let ran = match (answered, &event.rule) {
+                (Some((j, how)), _) => {
+                    let p = pending.remove(j);
+                    engine.resume(p, how, &input, &scope, &executor).await
+                }
+                (None, Some(rule)) => {
+                    if ruleset.rule(rule).is_none() {
+                        failures.push(setup(unknown_rule(ruleset, rule)));
+                        return failures;
+                    }
+                    engine.run_rule(rule, &input, &scope, &executor).await
+                }
+                (None, None) => engine.handle(&input, &scope, &executor).await,
+            };
+            pending.extend(ran.pending.iter().cloned());
+            report.trace.extend(ran.trace.iter().cloned());
+            absorb(&mut report, ran);
+        }
+        // Oldest first (a re-prompted one keeps its place).
+        pending.sort_by_key(|p| p.started);
+        let waiting: Vec<String> = pending.iter().map(|p| p.rule.clone()).collect();
         let expect = match (&case.expect, &case.expect_each) {
             (_, Some(each)) => each.get(i),
             (Some(e), None) if i + 1 == count => Some(e),
@@ -165,17 +221,32 @@ pub async fn run_case(ruleset: &Arc<Ruleset>, given: &Given, case: &TestCase) ->
         };
         let Some(expect) = expect else { continue };
         let state_after = engine.state().snapshot(now);
-        let problems = compare(ruleset, expect, &report, &state_after);
+        let problems = compare(ruleset, expect, &report, &state_after, &waiting);
         if !problems.is_empty() {
             failures.push(Failure {
                 event: (i + 1, count),
-                event_type: event.kind.clone(),
+                event_type: report.event_type.clone(),
                 problems,
                 trace: explain(&report, Some(ruleset)),
             });
         }
     }
     failures
+}
+
+/// The event type shown for an entry with no `type` (only the clock moves).
+const TIME_PASSES: &str = "time passes";
+
+/// Adds what `from` did to `into` (the reports of one step of a test:
+/// timeouts that fired, then the event itself); the first failure wins.
+fn absorb(into: &mut Report, from: Report) {
+    into.matched.extend(from.matched);
+    into.else_ran.extend(from.else_ran);
+    into.actions.extend(from.actions);
+    into.pending.extend(from.pending);
+    if into.outcome == Finish::Done {
+        into.outcome = from.outcome;
+    }
 }
 
 fn static_action_name(name: &str) -> Option<&'static str> {
@@ -190,9 +261,16 @@ fn unknown_rule(ruleset: &Ruleset, id: &str) -> String {
 }
 
 /// Every expectation that does not hold, as text.
-fn compare(ruleset: &Ruleset, expect: &Expect, report: &Report, state: &Value) -> Vec<String> {
+fn compare(
+    ruleset: &Ruleset,
+    expect: &Expect,
+    report: &Report,
+    state: &Value,
+    waiting: &[String],
+) -> Vec<String> {
     let mut problems = Vec::new();
-    for id in expect.matched.iter().chain(&expect.else_ran).flatten() {
+    let named = expect.matched.iter().chain(&expect.else_ran);
+    for id in named.chain(&expect.waiting).flatten() {
         if ruleset.rule(id).is_none() {
             problems.push(unknown_rule(ruleset, id));
         }
@@ -214,6 +292,11 @@ fn compare(ruleset: &Ruleset, expect: &Expect, report: &Report, state: &Value) -
     if let Some(want) = &expect.actions {
         if let Some(p) = compare_actions(want, report) {
             problems.push(p);
+        }
+    }
+    if let Some(want) = &expect.waiting {
+        if want.as_slice() != waiting {
+            problems.push(diff("rules waiting differ", want, waiting));
         }
     }
     if let Some(want) = &expect.state {

@@ -145,6 +145,7 @@ impl HandledEntry {
                 ActionStatus::Ok => a.name.to_owned(),
                 ActionStatus::Skipped => format!("{}(skipped)", a.name),
                 ActionStatus::Failed => format!("{}(failed)", a.name),
+                ActionStatus::Paused => format!("{}(paused)", a.name),
             })
             .collect();
         let (outcome, reason) = match &report.outcome {
@@ -412,6 +413,7 @@ impl Sink for Telemetry {
                 ActionStatus::Ok => "ok",
                 ActionStatus::Failed => "failed",
                 ActionStatus::Skipped => "skipped",
+                ActionStatus::Paused => "paused",
             };
             let labels = ActionLabels {
                 action: action.name,
@@ -608,6 +610,7 @@ mod tests {
                 ],
                 trace: Vec::new(),
                 outcome,
+                pending: Vec::new(),
             },
         }
     }

@@ -174,7 +174,7 @@ async fn check_lists_every_error_with_its_location() {
         &report,
         "regular expression",
         &a,
-        (6, 35),
+        (6, 36),
         "      - event.content: { matches: '(unclosed' }",
         None,
     );
@@ -200,6 +200,60 @@ async fn check_lists_every_error_with_its_location() {
         Some(format!("3 errors in {}", dir.path().display()).as_str()),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn check_catches_what_would_fail_only_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("w.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\n\
+         rules:\n\
+         \x20 - name: greet\n\
+         \x20   on: message_created\n\
+         \x20   do:\n\
+         \x20     - reply: \"Hi {{ sender.name | uppper }}\"\n\
+         \x20     - incr: { key: greetings, by: \"two\" }\n\
+         \x20     - rpely: { txt: hi }\n",
+    )
+    .unwrap();
+    let out = output_within(switchboard().arg("check").arg(dir.path()), QUICK).await;
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stderr);
+    assert_error_at(
+        &report,
+        "unknown filter `uppper`",
+        &file,
+        (6, 37),
+        "      - reply: \"Hi {{ sender.name | uppper }}\"",
+        Some("did you mean `upper`?"),
+    );
+    assert_error_at(
+        &report,
+        "`by` must be a whole number, found the string \"two\"",
+        &file,
+        (7, 37),
+        "      - incr: { key: greetings, by: \"two\" }",
+        None,
+    );
+    assert_error_at(
+        &report,
+        "unknown action `rpely`",
+        &file,
+        (8, 9),
+        "      - rpely: { txt: hi }",
+        Some("did you mean `reply`?"),
+    );
+    assert_error_at(
+        &report,
+        "unknown key `txt` in `reply`",
+        &file,
+        (8, 18),
+        "      - rpely: { txt: hi }",
+        Some("did you mean `text`?"),
+    );
+    assert_eq!(report.matches("error: ").count(), 4, "{report}");
 }
 
 #[tokio::test]
@@ -244,7 +298,7 @@ async fn run_refuses_broken_workflows_with_their_location() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     for at in [
-        format!("{}:6:35", dir.path().join("a.yaml").display()),
+        format!("{}:6:36", dir.path().join("a.yaml").display()),
         format!("{}:10:9", dir.path().join("a.yaml").display()),
         format!("{}:5:5", dir.path().join("b.yaml").display()),
     ] {

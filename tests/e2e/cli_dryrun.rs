@@ -488,6 +488,144 @@ async fn explain_reads_time_conditions_on_the_events_now_in_the_rules_zone() {
     }
 }
 
+const CONVERSATION: &str = r#"version: 1
+rules:
+  - name: refund-needs-order
+    on: message_created
+    if:
+      - event.content: { matches: '(?i)\brefund\b' }
+    do:
+      - reply: "Which order number is it about?"
+      - wait_for:
+          if:
+            - event.content: { matches: '^\s*\d+\s*$' }
+          timeout: 10m
+          on_timeout:
+            - reply: "No order number, so I'll leave this for now."
+        as: answer
+      - reply: "Thanks, looking at order {{ answer.content }}."
+  - name: anything-else
+    on: message_created
+    if:
+      - event.content: { contains: hello }
+    do:
+      - reply: "Hello!"
+"#;
+
+const CONVERSATION_TESTS: &str = r#"given:
+  chat: { id: r1, title: Support, participants: [ { id: u-bob, handle: bob, name: Bob, type: User } ] }
+tests:
+  - name: a later message answers
+    events:
+      - type: message_created
+        payload: { id: m1, chat_room_id: r1, content: "a refund please", sender_id: u-bob, sender_type: User, sender_name: Bob }
+      - type: message_created
+        after: 1m
+        payload: { id: m2, chat_room_id: r1, content: "hello?", sender_id: u-bob, sender_type: User, sender_name: Bob }
+      - type: message_created
+        after: 2m
+        payload: { id: m3, chat_room_id: r1, content: "42", sender_id: u-bob, sender_type: User, sender_name: Bob }
+    expect_each:
+      - matched: [conv/refund-needs-order]
+        actions: [reply: "Which order number is it about?", wait_for]
+        waiting: [conv/refund-needs-order]
+      - matched: [conv/anything-else]
+        actions: [reply: "Hello!"]
+        waiting: [conv/refund-needs-order]
+      - matched: [conv/refund-needs-order]
+        actions: [reply: "Thanks, looking at order 42."]
+        waiting: []
+  - name: the timeout passes
+    events:
+      - type: message_created
+        payload: { id: m1, chat_room_id: r1, content: "refund", sender_id: u-bob, sender_type: User, sender_name: Bob }
+      - after: 9m
+      - after: 1m
+    expect_each:
+      - waiting: [conv/refund-needs-order]
+      - actions: []
+        waiting: [conv/refund-needs-order]
+      - actions: [reply: "No order number, so I'll leave this for now."]
+        waiting: []
+"#;
+
+#[tokio::test]
+async fn test_sequences_answer_a_wait_let_its_timeout_pass_and_check_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("conv.yaml"), CONVERSATION).unwrap();
+    let tests = dir.path().join("conv.test.yaml");
+    std::fs::write(&tests, CONVERSATION_TESTS).unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("test result: ok. 2 passed, 0 failed"),
+        "{text}"
+    );
+
+    // A wrong `waiting` fails with a diff.
+    std::fs::write(
+        &tests,
+        CONVERSATION_TESTS.replacen(
+            "      - waiting: [conv/refund-needs-order]\n      - actions: []",
+            "      - waiting: []\n      - actions: []",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("event 1 of 3 (message_created):"), "{text}");
+    assert!(
+        text.contains("rules waiting differ (- expected, + got):")
+            && text.contains("  + conv/refund-needs-order"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn explain_shows_where_a_list_pauses_and_what_it_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf");
+    std::fs::create_dir(&wf).unwrap();
+    std::fs::write(
+        wf.join("conv.yaml"),
+        CONVERSATION.replace("hello", "charged"),
+    )
+    .unwrap();
+    let event = write_event(
+        dir.path(),
+        &REFUND.replace("I was charged twice", "refund: charged twice"),
+    );
+    let out = run(&[
+        "explain",
+        "-e",
+        event.to_str().unwrap(),
+        wf.to_str().unwrap(),
+    ])
+    .await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    for line in [
+        "  ✓ conv/refund-needs-order: matched",
+        "      → reply {\"text\":\"Which order number is it about?\"}",
+        "      ⏸ wait_for {\"timeout\":\"600s\"}: the list pauses here",
+        "  ✓ conv/anything-else: matched",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line `{line}` in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("        waits for an answer from u-bob in r1 until ")
+            && text
+                .contains("; an answer goes on at do2, the timeout runs `on_timeout` (1 action)"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn the_llm_example_passes_its_tests_with_the_model_stubbed_by_given_results() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/llm-triage");

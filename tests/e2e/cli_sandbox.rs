@@ -87,6 +87,38 @@ fn bad_seed_is_reported_with_its_location() {
     assert!(err.contains("colour"), "{err}");
 }
 
+#[test]
+fn every_seed_error_is_reported_once_with_a_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "users:\n  - handle: alice\n    api_key: k\nrooms:\n  - owner: alcie\n    participants: [bob]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["sandbox", "--listen", "127.0.0.1:0", "--seed"])
+        .arg(&seed)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        format!(
+            "error: unknown handle \"alcie\"\n  --> {}:5:12\n",
+            seed.display()
+        ),
+        "5 |   - owner: alcie\n  |            ^ did you mean `alice`?\n".to_string(),
+        format!(
+            "error: unknown handle \"bob\"\n  --> {}:6:20\n",
+            seed.display()
+        ),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("error: error"), "{err}");
+}
+
 #[tokio::test]
 async fn refuses_a_remote_listen_address_without_allow_remote() {
     let out = crate::support::cli::output_within(

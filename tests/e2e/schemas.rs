@@ -67,3 +67,33 @@ fn shipped_workflows_point_editors_at_the_schema() {
         );
     }
 }
+
+/// Every complete workflow (a YAML block starting `version: 1`) in the
+/// reference's "Conversations" section loads, as users copy them.
+#[test]
+fn the_conversation_examples_of_the_reference_load() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/workflow-reference.md");
+    let reference = std::fs::read_to_string(&path).unwrap();
+    let section = reference
+        .split("\n## Conversations\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Conversations section");
+    let examples: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.starts_with("version: 1"))
+        .collect();
+    assert!(examples.len() >= 2, "{examples:?}");
+    for (i, example) in examples.iter().enumerate() {
+        let ruleset = switchboard_workflow::load_str("example.yaml", example)
+            .unwrap_or_else(|e| panic!("example {} does not load:\n{e}\n{example}", i + 1));
+        let pauses = ruleset.rules()[0]
+            .actions
+            .iter()
+            .filter(|a| a.pause.is_some())
+            .count();
+        assert!(pauses >= 1, "example {} has no pause", i + 1);
+    }
+}

@@ -163,30 +163,141 @@ pub enum SeedError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// Bad YAML, a wrong type, an unknown key, or a dangling/duplicate handle.
-    #[error("{origin}:{line}:{column}: {message}")]
+    /// Bad YAML, wrong types, unknown keys, or dangling/duplicate handles:
+    /// every problem found, rendered like a compiler's errors in `report`.
+    #[error("{report}")]
     Invalid {
         /// File path or label.
         origin: String,
-        /// 1-based line (0 when unknown).
+        /// 1-based line of the first problem (0 when unknown).
         line: u64,
-        /// 1-based column (0 when unknown).
+        /// 1-based column of the first problem (0 when unknown).
         column: u64,
-        /// What is wrong.
+        /// What is wrong (the first problem).
         message: String,
+        /// Every problem: message, `--> file:line:column`, the line and a caret.
+        report: String,
     },
 }
 
-impl SeedError {
-    fn at(origin: &str, loc: Location, message: impl Into<String>) -> SeedError {
-        SeedError::Invalid {
-            origin: origin.to_string(),
-            line: loc.line(),
-            column: loc.column(),
-            message: message.into(),
+/// One problem in a seed.
+struct Problem {
+    at: Location,
+    message: String,
+    hint: Option<String>,
+}
+
+/// The problems found in one seed, with its text for the carets.
+struct Problems<'a> {
+    origin: &'a str,
+    text: &'a str,
+    list: Vec<Problem>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(origin: &'a str, text: &'a str) -> Self {
+        Problems {
+            origin,
+            text,
+            list: Vec::new(),
         }
     }
+
+    fn push(&mut self, at: Location, message: impl Into<String>, hint: Option<String>) {
+        self.list.push(Problem {
+            at,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    /// `Ok` when nothing was found, else every problem in one error.
+    fn finish(self) -> Result<(), SeedError> {
+        let Some(first) = self.list.first() else {
+            return Ok(());
+        };
+        let lines: Vec<&str> = self.text.lines().collect();
+        let report: Vec<String> = self
+            .list
+            .iter()
+            .map(|p| render(self.origin, &lines, p))
+            .collect();
+        Err(SeedError::Invalid {
+            origin: self.origin.to_string(),
+            line: first.at.line(),
+            column: first.at.column(),
+            message: first.message.clone(),
+            report: report.join("\n"),
+        })
+    }
 }
+
+/// One problem as a compiler shows it (the same look as workflow errors):
+/// the message, `--> file:line:column`, the line and a caret with the hint.
+fn render(origin: &str, lines: &[&str], p: &Problem) -> String {
+    let (line, col) = (p.at.line(), p.at.column());
+    let mut out = format!("error: {}\n", p.message);
+    if line == 0 {
+        out.push_str(&format!("  --> {origin}\n"));
+        return out;
+    }
+    out.push_str(&format!("  --> {origin}:{line}:{col}\n"));
+    let Some(text) = lines.get(line as usize - 1) else {
+        if let Some(h) = &p.hint {
+            out.push_str(&format!("  = {h}\n"));
+        }
+        return out;
+    };
+    let num = line.to_string();
+    let pad = " ".repeat(num.len());
+    // Tabs would shift the caret; show them as single spaces.
+    let text = text.replace('\t', " ");
+    let caret = " ".repeat(col.saturating_sub(1) as usize);
+    out.push_str(&format!("{pad} |\n{num} | {text}\n{pad} | {caret}^"));
+    match &p.hint {
+        Some(h) => out.push_str(&format!(" {h}\n")),
+        None => out.push('\n'),
+    }
+    out
+}
+
+/// "did you mean `x`?" when one of `known` is close to `got`.
+fn did_you_mean<'k>(got: &str, known: impl IntoIterator<Item = &'k str>) -> Option<String> {
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(got, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("did you mean `{k}`?"))
+}
+
+/// A hint for a YAML error whose usual cause is a line indented more or
+/// less than its siblings (the parser's wording does not say so).
+fn indentation_hint(message: &str) -> Option<String> {
+    const INDENTATION: &[&str] = &[
+        "mapping values are not allowed",
+        "did not find expected key",
+        "did not find expected '-'",
+        "while parsing a block",
+    ];
+    INDENTATION
+        .iter()
+        .any(|m| message.contains(m))
+        .then(|| "hint: check the indentation of this line against the one above".to_owned())
+}
+
+/// Keys of the seed file and of its entries (the fields of [`Seed`],
+/// [`SeedUser`], [`SeedAgent`], [`SeedRoom`]; a unit test keeps them equal).
+const SEED_KEYS: &[&str] = &[
+    "users",
+    "agents",
+    "rooms",
+    "contacts",
+    "contact_request_expiry",
+];
+const USER_KEYS: &[&str] = &["handle", "name", "api_key", "id"];
+const AGENT_KEYS: &[&str] = &["handle", "name", "description", "api_key", "owner", "id"];
+const ROOM_KEYS: &[&str] = &["title", "owner", "participants", "id"];
 
 /// Reads and validates a seed file.
 pub fn load_seed(path: &Path) -> Result<Seed, SeedError> {
@@ -197,11 +308,19 @@ pub fn load_seed(path: &Path) -> Result<Seed, SeedError> {
     parse_seed(&text, &path.display().to_string())
 }
 
-/// Parses and validates seed YAML; `origin` names it in errors.
+/// Parses and validates seed YAML; `origin` names it in errors. Every
+/// unknown key is reported at once; when the keys are right, every
+/// dangling or duplicate handle, key and id is.
 pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SeedError> {
     let mut seed: Seed = if text.trim().is_empty() {
         Seed::default()
     } else {
+        // Keys first, from a positioned tree: serde stops at the first unknown one.
+        if let Ok(tree) = serde_saphyr::from_str::<Tree>(text) {
+            let mut problems = Problems::new(origin, text);
+            check_keys(&tree, &mut problems);
+            problems.finish()?;
+        }
         serde_saphyr::from_str(text).map_err(|e| {
             let loc = e.location().unwrap_or(Location::UNKNOWN);
             // The rendered error repeats the position and a snippet; keep its first line.
@@ -213,11 +332,24 @@ pub fn parse_seed(text: &str, origin: &str) -> Result<Seed, SeedError> {
                 Some((pos, rest)) if pos.starts_with("line ") => rest,
                 _ => first,
             };
-            SeedError::at(origin, loc, first.to_string())
+            let mut problems = Problems::new(origin, text);
+            problems.push(loc, first, indentation_hint(first));
+            match problems.finish() {
+                Err(e) => e,
+                Ok(()) => SeedError::Invalid {
+                    origin: origin.to_string(),
+                    line: 0,
+                    column: 0,
+                    message: first.to_string(),
+                    report: first.to_string(),
+                },
+            }
         })?
     };
     seed.origin = origin.to_string();
-    validate_seed(&seed, origin)?;
+    let mut problems = Problems::new(origin, text);
+    validate(&seed, &mut problems);
+    problems.finish()?;
     Ok(seed)
 }
 
@@ -233,163 +365,348 @@ fn strip_at(h: &str) -> &str {
     h.strip_prefix('@').unwrap_or(h)
 }
 
-/// Checks handles, keys and ids; errors point at the offending node.
+/// A YAML node with its position: enough of the seed's shape to check its
+/// keys and the kind of every value before serde, which stops at the first.
+struct Tree {
+    at: Location,
+    shape: Shape,
+}
+
+enum Shape {
+    Null,
+    Scalar,
+    Seq(Vec<Tree>),
+    /// Entries: key, the key's position, value.
+    Map(Vec<(Option<String>, Location, Tree)>),
+}
+
+impl Tree {
+    /// The node's kind in words.
+    fn describe(&self) -> &'static str {
+        match self.shape {
+            Shape::Null => "nothing",
+            Shape::Scalar => "a single value",
+            Shape::Seq(_) => "a list",
+            Shape::Map(_) => "a mapping",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<Shape>::deserialize(d)?;
+        Ok(Tree {
+            at: s.referenced,
+            shape: s.value,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ShapeVisitor)
+    }
+}
+
+struct ShapeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ShapeVisitor {
+    type Value = Shape;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+        Ok(Shape::Scalar)
+    }
+    fn visit_unit<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Null)
+    }
+    fn visit_none<E>(self) -> Result<Shape, E> {
+        Ok(Shape::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Shape, D::Error> {
+        d.deserialize_any(ShapeVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+        let mut items = Vec::new();
+        while let Some(n) = seq.next_element::<Tree>()? {
+            items.push(n);
+        }
+        Ok(Shape::Seq(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<Spanned<Option<String>>>()? {
+            let v = map.next_value::<Tree>()?;
+            entries.push((k.value, k.referenced, v));
+        }
+        Ok(Shape::Map(entries))
+    }
+}
+
+/// Reports every unknown key of the seed and its entries, and every value
+/// of the wrong kind (a list where a handle goes, a mapping where a list goes).
+fn check_keys(root: &Tree, problems: &mut Problems) {
+    let Shape::Map(top) = &root.shape else {
+        return;
+    };
+    check_entries(top, SEED_KEYS, "the seed", problems);
+    for (key, _, value) in top {
+        let (known, what) = match key.as_deref() {
+            Some("users") => (USER_KEYS, "a user"),
+            Some("agents") => (AGENT_KEYS, "an agent"),
+            Some("rooms") => (ROOM_KEYS, "a room"),
+            Some("contacts") => (&[][..], "a contact"),
+            _ => continue,
+        };
+        let key = key.as_deref().unwrap_or_default();
+        let items = match &value.shape {
+            Shape::Seq(items) => items,
+            Shape::Null => continue,
+            _ => {
+                let found = value.describe();
+                problems.push(
+                    value.at,
+                    format!("`{key}` must be a list, found {found}"),
+                    None,
+                );
+                continue;
+            }
+        };
+        for item in items {
+            match (&item.shape, key) {
+                (Shape::Map(entries), "users" | "agents" | "rooms") => {
+                    check_entries(entries, known, what, problems);
+                }
+                (Shape::Seq(pair), "contacts") => {
+                    for handle in pair {
+                        must_be_scalar(handle, "a contact's handle", problems);
+                    }
+                }
+                (_, "contacts") => {
+                    let found = item.describe();
+                    let message =
+                        format!("{what} must be a pair `[handle, handle]`, found {found}");
+                    problems.push(item.at, message, None);
+                }
+                _ => {
+                    let found = item.describe();
+                    problems.push(
+                        item.at,
+                        format!("{what} must be a mapping, found {found}"),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Unknown keys of one mapping (with did-you-mean), and values of the wrong kind.
+fn check_entries(
+    entries: &[(Option<String>, Location, Tree)],
+    known: &[&str],
+    what: &str,
+    problems: &mut Problems,
+) {
+    for (k, at, value) in entries {
+        let key = k.as_deref().unwrap_or("~");
+        if !known.contains(&key) {
+            let hint = did_you_mean(key, known.iter().copied());
+            problems.push(*at, format!("unknown key `{key}` in {what}"), hint);
+            continue;
+        }
+        match key {
+            // The seed's lists, checked by the caller.
+            "users" | "agents" | "rooms" | "contacts" => {}
+            "participants" => match &value.shape {
+                Shape::Seq(items) => {
+                    for item in items {
+                        must_be_scalar(item, "a participant", problems);
+                    }
+                }
+                Shape::Null => {}
+                _ => {
+                    let found = value.describe();
+                    let message =
+                        format!("`participants` must be a list of handles, found {found}");
+                    problems.push(value.at, message, None);
+                }
+            },
+            _ => must_be_scalar(value, &format!("`{key}`"), problems),
+        }
+    }
+}
+
+/// A handle, key, name or id: one value, not a list or a mapping.
+fn must_be_scalar(value: &Tree, what: &str, problems: &mut Problems) {
+    if matches!(value.shape, Shape::Seq(_) | Shape::Map(_)) {
+        let found = value.describe();
+        problems.push(
+            value.at,
+            format!("{what} must be a single value, found {found}"),
+            None,
+        );
+    }
+}
+
+/// Checks handles, keys and ids of a seed that may have been built in code;
+/// every problem is reported (without carets: there is no text to show).
 pub(crate) fn validate_seed(seed: &Seed, o: &str) -> Result<(), SeedError> {
+    let mut problems = Problems::new(o, "");
+    validate(seed, &mut problems);
+    problems.finish()
+}
+
+/// Checks handles, keys, ids and the expiry; every problem points at its node.
+fn validate(seed: &Seed, problems: &mut Problems) {
     if let Some(e) = &seed.contact_request_expiry {
-        parse_duration(&e.value).map_err(|why| {
-            SeedError::at(o, e.referenced, format!("contact_request_expiry: {why}"))
-        })?;
+        if let Err(why) = parse_duration(&e.value) {
+            problems.push(e.referenced, format!("contact_request_expiry: {why}"), None);
+        }
     }
     let mut users = HashSet::new();
     let mut agents = HashSet::new();
     let mut keys = HashSet::new();
     let mut ids = HashSet::new();
-    let mut check_id = |id: &Option<Spanned<String>>| -> Result<(), SeedError> {
+    let mut check_id = |id: &Option<Spanned<String>>, problems: &mut Problems| {
         if let Some(id) = id {
             if id.value.trim().is_empty() {
-                return Err(SeedError::at(o, id.referenced, "id must not be empty"));
-            }
-            if !ids.insert(id.value.clone()) {
-                return Err(SeedError::at(
-                    o,
-                    id.referenced,
-                    format!("duplicate id {:?}", id.value),
-                ));
+                problems.push(id.referenced, "id must not be empty", None);
+            } else if !ids.insert(id.value.clone()) {
+                problems.push(id.referenced, format!("duplicate id {:?}", id.value), None);
             }
         }
-        Ok(())
     };
     for u in &seed.users {
         let h = strip_at(&u.handle.value);
         if h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace) {
-            return Err(SeedError::at(
-                o,
+            problems.push(
                 u.handle.referenced,
                 format!("invalid user handle {h:?}"),
-            ));
-        }
-        if !users.insert(h.to_string()) {
-            return Err(SeedError::at(
-                o,
+                None,
+            );
+        } else if !users.insert(h.to_string()) {
+            problems.push(
                 u.handle.referenced,
                 format!("duplicate user handle {h:?}"),
-            ));
+                None,
+            );
         }
         if u.api_key.value.is_empty() || !keys.insert(u.api_key.value.clone()) {
-            return Err(SeedError::at(
-                o,
+            problems.push(
                 u.api_key.referenced,
                 "api_key must be non-empty and unique",
-            ));
+                None,
+            );
         }
-        check_id(&u.id)?;
+        check_id(&u.id, problems);
     }
     for a in &seed.agents {
         let h = strip_at(&a.handle.value);
-        let Some((owner, slug)) = h.split_once('/') else {
-            return Err(SeedError::at(
-                o,
-                a.handle.referenced,
-                format!("agent handle {h:?} is not owner/slug"),
-            ));
-        };
-        if owner.is_empty()
-            || slug.is_empty()
-            || slug.contains('/')
-            || h.chars().any(char::is_whitespace)
-        {
-            return Err(SeedError::at(
-                o,
-                a.handle.referenced,
-                format!("agent handle {h:?} is not owner/slug"),
-            ));
-        }
-        if !agents.insert(h.to_string()) {
-            return Err(SeedError::at(
-                o,
-                a.handle.referenced,
-                format!("duplicate agent handle {h:?}"),
-            ));
-        }
-        match &a.owner {
-            Some(ow) if !users.contains(strip_at(&ow.value)) => {
-                return Err(SeedError::at(
-                    o,
-                    ow.referenced,
-                    format!("unknown owner {:?}", ow.value),
-                ));
+        let owner = match h.split_once('/') {
+            Some((owner, slug))
+                if !owner.is_empty()
+                    && !slug.is_empty()
+                    && !slug.contains('/')
+                    && !h.chars().any(char::is_whitespace) =>
+            {
+                if !agents.insert(h.to_string()) {
+                    problems.push(
+                        a.handle.referenced,
+                        format!("duplicate agent handle {h:?}"),
+                        None,
+                    );
+                }
+                Some(owner)
             }
-            None if !users.contains(owner) => {
-                return Err(SeedError::at(
-                    o,
+            _ => {
+                problems.push(
+                    a.handle.referenced,
+                    format!("agent handle {h:?} is not owner/slug"),
+                    None,
+                );
+                None
+            }
+        };
+        let user_hint = |got: &str| did_you_mean(got, users.iter().map(String::as_str));
+        match (&a.owner, owner) {
+            (Some(ow), _) if !users.contains(strip_at(&ow.value)) => {
+                let hint = user_hint(strip_at(&ow.value));
+                problems.push(ow.referenced, format!("unknown owner {:?}", ow.value), hint);
+            }
+            (None, Some(owner)) if !users.contains(owner) => {
+                let hint = user_hint(owner);
+                problems.push(
                     a.handle.referenced,
                     format!("unknown owner {owner:?}"),
-                ));
+                    hint,
+                );
             }
             _ => {}
         }
         if a.description.value.trim().is_empty() {
-            return Err(SeedError::at(
-                o,
+            problems.push(
                 a.description.referenced,
                 "description must not be empty",
-            ));
+                None,
+            );
         }
         if a.api_key.value.is_empty() || !keys.insert(a.api_key.value.clone()) {
-            return Err(SeedError::at(
-                o,
+            problems.push(
                 a.api_key.referenced,
                 "api_key must be non-empty and unique",
-            ));
+                None,
+            );
         }
-        check_id(&a.id)?;
+        check_id(&a.id, problems);
     }
-    let known = |h: &Spanned<String>| -> Result<(), SeedError> {
+    let known = |h: &Spanned<String>, problems: &mut Problems| {
         let s = strip_at(&h.value);
         if users.contains(s) || agents.contains(s) {
-            Ok(())
-        } else {
-            Err(SeedError::at(
-                o,
-                h.referenced,
-                format!("unknown handle {:?}", h.value),
-            ))
+            return true;
         }
+        let hint = did_you_mean(s, users.iter().chain(agents.iter()).map(String::as_str));
+        problems.push(h.referenced, format!("unknown handle {:?}", h.value), hint);
+        false
     };
     for r in &seed.rooms {
-        known(&r.owner)?;
+        known(&r.owner, problems);
         let mut seen = HashSet::from([strip_at(&r.owner.value).to_string()]);
         for p in &r.participants {
-            known(p)?;
-            if !seen.insert(strip_at(&p.value).to_string()) {
-                return Err(SeedError::at(
-                    o,
-                    p.referenced,
-                    format!("{:?} is listed twice", p.value),
-                ));
+            if known(p, problems) && !seen.insert(strip_at(&p.value).to_string()) {
+                problems.push(p.referenced, format!("{:?} is listed twice", p.value), None);
             }
         }
-        check_id(&r.id)?;
+        check_id(&r.id, problems);
     }
     for pair in &seed.contacts {
-        if pair.value.len() != 2 {
-            return Err(SeedError::at(
-                o,
-                pair.referenced,
-                "a contact is a pair of two handles",
-            ));
-        }
-        known(&pair.value[0])?;
-        known(&pair.value[1])?;
-        if strip_at(&pair.value[0].value) == strip_at(&pair.value[1].value) {
-            return Err(SeedError::at(
-                o,
+        let [first, second] = pair.value.as_slice() else {
+            problems.push(pair.referenced, "a contact is a pair of two handles", None);
+            continue;
+        };
+        let both = known(first, problems) & known(second, problems);
+        if both && strip_at(&first.value) == strip_at(&second.value) {
+            problems.push(
                 pair.referenced,
                 "a contact pair needs two different handles",
-            ));
+                None,
+            );
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -407,10 +724,49 @@ mod tests {
     }
 
     #[test]
+    fn the_key_lists_are_the_fields() {
+        let every = "users:\n  - { handle: u, name: U, api_key: k1, id: i1 }\nagents:\n  - { handle: u/a, name: A, description: d, api_key: k2, owner: u, id: i2 }\nrooms:\n  - { title: t, owner: u, participants: [u/a], id: i3 }\ncontacts: []\ncontact_request_expiry: 30d\n";
+        let yaml_keys = [SEED_KEYS, USER_KEYS, AGENT_KEYS, ROOM_KEYS].concat();
+        for k in yaml_keys {
+            assert!(
+                every.contains(&format!("{k}:")),
+                "{k} is not in the test seed"
+            );
+        }
+        // Every listed key is a field (deny_unknown_fields would refuse it otherwise).
+        parse_seed(every, "all").unwrap();
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_all_reported() {
+        let text =
+            "users:\n  - handle: [a]\n    api_key: { k: 1 }\nrooms: 5\ncontacts:\n  - alice\n";
+        let err = parse_seed(text, "s.yaml").unwrap_err().to_string();
+        for expected in [
+            "`handle` must be a single value, found a list\n  --> s.yaml:2:13\n",
+            "`api_key` must be a single value, found a mapping\n  --> s.yaml:3:14\n",
+            "`rooms` must be a list, found a single value\n  --> s.yaml:4:8\n",
+            "a contact must be a pair `[handle, handle]`, found a single value\n  --> s.yaml:6:5\n",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn wrong_indentation_gets_a_hint() {
+        let text = "users:\n  - handle: alice\n      api_key: k\n";
+        let err = parse_seed(text, "s.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("hint: check the indentation of this line against the one above"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn dangling_handle_reports_position() {
         let text = "users:\n  - handle: alice\n    api_key: k\nrooms:\n  - owner: alice\n    participants: [zed]\n";
         let err = parse_seed(text, "s.yaml").unwrap_err().to_string();
-        assert!(err.starts_with("s.yaml:6:20:"), "{err}");
+        assert!(err.contains("--> s.yaml:6:20\n"), "{err}");
         assert!(err.contains("zed"), "{err}");
     }
 }

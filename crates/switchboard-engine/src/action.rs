@@ -5,13 +5,15 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use switchboard_workflow::actions;
 /// Defined, one module per action, in the workflow crate (the language);
 /// re-exported here as the engine's contract with executors.
-pub use switchboard_workflow::actions::{LocalAction, PlatformAction, RenderedAction, Split};
+pub use switchboard_workflow::actions::{
+    LocalAction, PauseAction, PlatformAction, RenderedAction, Split,
+};
 
 /// Where an event happened: what the executor needs to resolve defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,7 +35,7 @@ pub struct Scope {
 }
 
 /// Who sent a message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sender {
     /// Participant id.
     pub id: String,
@@ -232,6 +234,7 @@ impl<T: Effects> Executor for T {
                     P::Llm(a) => self.llm(a, scope).await,
                 },
                 Split::Local(_) => Err("a local action reached the executor (engine bug)".into()),
+                Split::Pause(_) => Err("a pause reached the executor (engine bug)".into()),
             };
             done.map_err(|e| ActionError {
                 action: action.name(),
@@ -246,7 +249,7 @@ impl<T: Effects> Executor for T {
             let found = match action.split() {
                 Split::Platform(platform) => Effects::landed(self, platform, scope).await,
                 // Never sent, so never found.
-                Split::Local(_) => Ok(None),
+                Split::Local(_) | Split::Pause(_) => Ok(None),
             };
             found.map_err(|message| ActionError {
                 action: action.name(),

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, Value as JValue};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Regex captures of `matches`, as `match.NAME` and `match[1]` in templates.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Captures {
     /// Numbered groups (0 is the whole match).
     pub groups: Vec<Option<String>>,

@@ -6,6 +6,7 @@
 pub mod action;
 pub mod captures;
 pub mod context;
+pub mod conversation;
 pub mod evaluate;
 pub mod journal;
 pub mod recording;
@@ -13,6 +14,7 @@ pub mod render;
 pub mod run;
 pub mod state;
 
+pub use conversation::{AnswerCheck, AttachError, PendingConversation, Resume};
 pub use journal::{Journal, JournalStore};
 pub use recording::RecordingExecutor;
 pub use run::{Engine, EventInput, Finish, Report};

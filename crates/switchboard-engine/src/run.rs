@@ -10,16 +10,23 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::action::{ActionError, ErrorKind, Executor, LocalAction, RenderedAction, Scope, Split};
+use super::action::{
+    ActionError, ErrorKind, Executor, LocalAction, PauseAction, RenderedAction, Scope, Split,
+};
 use super::captures::Captures;
 use super::context::lookup;
 use super::context::{Context, EventContext};
+use super::conversation::{
+    answer_text, ask_result, named_choice, reprompt_text, ActionPath, AnswerCheck, Bound, Branch,
+    PendingConversation, Resume, Rules,
+};
 use super::evaluate::{self, CondTrace, Evaluator};
 use super::journal::{Journal, Step};
 use super::render::render_action;
 use super::state::StateStore;
+use switchboard_workflow::actions::SendMessage;
 use switchboard_workflow::prefilter::Field;
-use switchboard_workflow::rule::{Action, OnError, Rule};
+use switchboard_workflow::rule::{Action, OnError, PauseKind, Rule};
 use switchboard_workflow::Ruleset;
 
 /// One event as the engine sees it.
@@ -93,6 +100,8 @@ pub enum ActionStatus {
     Failed,
     /// Its `if:` did not hold.
     Skipped,
+    /// The list paused here (`wait_for`, `ask`, `wait`): see [`Report::pending`].
+    Paused,
 }
 
 /// One action's record.
@@ -183,6 +192,10 @@ pub struct Report {
     pub trace: Vec<RuleTrace>,
     /// How the event ended.
     pub outcome: Finish,
+    /// Lists that paused (`wait_for`, `ask`, `wait`), one per rule at most:
+    /// the runtime keeps them and resumes them with [`Engine::resume`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<PendingConversation>,
 }
 
 impl Report {
@@ -215,6 +228,7 @@ impl Report {
                 ActionStatus::Ok => a.name.to_owned(),
                 ActionStatus::Skipped => format!("{}(skipped)", a.name),
                 ActionStatus::Failed => format!("{}(failed)", a.name),
+                ActionStatus::Paused => format!("{}(paused)", a.name),
             })
             .collect::<Vec<_>>()
             .join(",")
@@ -228,6 +242,7 @@ impl Report {
             actions: Vec::new(),
             trace: Vec::new(),
             outcome: Finish::Done,
+            pending: Vec::new(),
         }
     }
 }
@@ -249,6 +264,8 @@ pub struct Engine {
 /// How a rule's actions ended.
 enum Flow {
     Next,
+    /// The list paused (its pending conversation is in the report).
+    Paused,
     /// The event is finished (a `fail`, or an error and its fallback).
     End,
 }
@@ -347,7 +364,7 @@ impl Engine {
 
     async fn run_rules(
         &self,
-        ruleset: &Ruleset,
+        ruleset: &Arc<Ruleset>,
         rules: &[&Rule],
         input: &EventInput,
         scope: &Scope,
@@ -420,13 +437,18 @@ impl Engine {
             };
             // Actions may change state: the next rule takes a new snapshot.
             state = None;
+            let list = match verdict {
+                Verdict::Matched => List::Do,
+                _ => List::Else,
+            };
             let flow = self
                 .run_actions(
                     rule,
-                    actions,
+                    (list, actions, 0),
                     ruleset,
                     ctx,
                     &caps,
+                    Map::new(),
                     input,
                     scope,
                     executor,
@@ -440,35 +462,39 @@ impl Engine {
         report
     }
 
+    /// Runs `actions` (the list `list` of `rule`) from index `start`, with
+    /// the `as:` results bound so far.
     #[allow(clippy::too_many_arguments)]
     async fn run_actions(
         &self,
         rule: &Rule,
-        actions: &[Action],
-        ruleset: &Ruleset,
+        (list, actions, start): (List, &[Action], usize),
+        ruleset: &Arc<Ruleset>,
         ctx: Context,
         caps: &Captures,
+        bindings: Map<String, Value>,
         input: &EventInput,
         scope: &Scope,
         executor: &dyn Executor,
         report: &mut Report,
     ) -> Flow {
-        let mut bindings = Map::new();
+        let mut bindings = bindings;
         let mut ctx = ctx;
-        let branch = if std::ptr::eq(actions, rule.actions.as_slice()) {
-            "do"
-        } else if std::ptr::eq(actions, rule.else_actions.as_slice()) {
-            "else"
-        } else {
-            "on_error"
-        };
-        for (index, action) in actions.iter().enumerate() {
-            let step = format!("{}#{branch}{index}", rule.id);
+        for (index, action) in actions.iter().enumerate().skip(start) {
+            let (step, at) = match list {
+                List::Do => (format!("{}#do{index}", rule.id), Some((Branch::Do, index))),
+                List::Else => (
+                    format!("{}#else{index}", rule.id),
+                    Some((Branch::Else, index)),
+                ),
+                List::OnError => (format!("{}#on_error{index}", rule.id), None),
+                List::OnTimeout(at) => (format!("{}.t{index}", at.step(&rule.id)), None),
+            };
+            let at = at.map(|(branch, index)| ActionPath { branch, index });
             match self
                 .run_action(
                     rule,
-                    action,
-                    &step,
+                    (action, &step, at),
                     ruleset,
                     &mut ctx,
                     caps,
@@ -481,6 +507,7 @@ impl Engine {
                 .await
             {
                 Ok(Flow::Next) => {}
+                Ok(Flow::Paused) => return Flow::Paused,
                 Ok(Flow::End) => return Flow::End,
                 // Neither `on_error: continue` nor the fallback: the rule did
                 // not fail, the room stopped under it.
@@ -496,7 +523,7 @@ impl Engine {
                 }
                 Err(StepError::Failed(error)) => {
                     let reason = format!("{}: {error}", rule.id);
-                    if rule.on_error.is_empty() || std::ptr::eq(actions, rule.on_error.as_slice()) {
+                    if rule.on_error.is_empty() || list == List::OnError {
                         report.outcome = Finish::Failed { reason };
                         return Flow::End;
                     }
@@ -505,10 +532,11 @@ impl Engine {
                     // Whatever the fallback does, the event ends here.
                     Box::pin(self.run_actions(
                         rule,
-                        &rule.on_error,
+                        (List::OnError, &rule.on_error, 0),
                         ruleset,
                         ctx,
                         caps,
+                        bindings,
                         input,
                         scope,
                         executor,
@@ -526,9 +554,8 @@ impl Engine {
     async fn run_action(
         &self,
         rule: &Rule,
-        action: &Action,
-        step: &str,
-        ruleset: &Ruleset,
+        (action, step, at): (&Action, &str, Option<ActionPath>),
+        ruleset: &Arc<Ruleset>,
         ctx: &mut Context,
         caps: &Captures,
         bindings: &mut Map<String, Value>,
@@ -589,6 +616,28 @@ impl Engine {
                     reason: format!("{}: {}", rule.id, fail.reason),
                 };
                 return Ok(Flow::End);
+            }
+            Split::Pause(pause) => {
+                let paused = self
+                    .pause(
+                        ruleset, rule, pause, step, at, caps, bindings, input, scope, executor,
+                    )
+                    .await;
+                return match paused {
+                    Ok(pending) => {
+                        tracing::debug!(rule = %rule.id, pending = %pending.id, until = %pending.deadline, "the list pauses");
+                        record.status = ActionStatus::Paused;
+                        report.actions.push(record);
+                        report.pending.push(pending);
+                        Ok(Flow::Paused)
+                    }
+                    Err(e) => {
+                        record.status = ActionStatus::Failed;
+                        record.error = Some(e.message().to_owned());
+                        report.actions.push(record);
+                        Err(e)
+                    }
+                };
             }
             _ => {
                 let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
@@ -669,6 +718,10 @@ impl Engine {
             Split::Local(local) => self
                 .run_local(rule, local, input.now)
                 .map_err(StepError::from),
+            Split::Pause(_) => Err(StepError::Failed(format!(
+                "`{}` reached perform (engine bug)",
+                action.name()
+            ))),
             Split::Platform(_) => {
                 let scope = Scope {
                     step: Some(step.to_owned()),
@@ -777,5 +830,358 @@ impl Engine {
             at: input.now,
             env: self.env.clone(),
         }
+    }
+}
+
+/// Which of a rule's action lists is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Do,
+    Else,
+    OnError,
+    /// The `on_timeout` of the pause at this place.
+    OnTimeout(ActionPath),
+}
+
+impl Engine {
+    /// Reaching `wait_for`, `ask` or `wait`: `ask` sends its question (a
+    /// journaled step like any message), then the pending conversation.
+    #[allow(clippy::too_many_arguments)]
+    async fn pause(
+        &self,
+        ruleset: &Arc<Ruleset>,
+        rule: &Rule,
+        pause: PauseAction<'_>,
+        step: &str,
+        at: Option<ActionPath>,
+        caps: &Captures,
+        bindings: &Map<String, Value>,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Result<PendingConversation, StepError> {
+        let Some(at) = at else {
+            // The loader refuses these; a pause here would never resume.
+            return Err(StepError::Failed(
+                "cannot pause inside `on_error` or `on_timeout`".into(),
+            ));
+        };
+        let (kind, chat, from, timeout) = match pause {
+            PauseAction::WaitFor(w) => (
+                PauseKind::WaitFor,
+                w.chat.clone(),
+                w.from.clone(),
+                w.timeout,
+            ),
+            PauseAction::Ask(a) => (PauseKind::Ask, None, Some(a.to.clone()), a.timeout),
+            PauseAction::Wait(w) => (PauseKind::Wait, None, Some(Vec::new()), w.duration),
+        };
+        let name = kind.name();
+        let room = chat
+            .or_else(|| scope.chat_id.clone())
+            .ok_or_else(|| format!("{name}: the event has no room to wait in (give `chat:`)"))?;
+        let from = match from {
+            Some(from) => from,
+            None => match scope.sender.as_ref() {
+                Some(sender) => vec![sender.id.clone()],
+                None => {
+                    return Err(StepError::Failed(format!(
+                        "{name}: the event has no sender to wait for (give `from:`)"
+                    )))
+                }
+            },
+        };
+        let deadline = chrono::Duration::from_std(timeout)
+            .ok()
+            .and_then(|d| input.now.checked_add_signed(d))
+            .ok_or_else(|| format!("{name}: the timeout is past the calendar's end"))?;
+        if let PauseAction::Ask(ask) = pause {
+            let question = RenderedAction::SendMessage(SendMessage {
+                chat: room.clone(),
+                text: ask.text.clone(),
+                mentions: ask.to.clone(),
+            });
+            let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
+            let scope = Scope {
+                chat_id: Some(room.clone()),
+                ..scope.clone()
+            };
+            self.perform(
+                &question, rule, step, false, journal, input, &scope, executor,
+            )
+            .await?;
+        }
+        let origin = scope.message_id.clone().unwrap_or_else(|| {
+            input
+                .now
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        });
+        Ok(PendingConversation {
+            id: format!("{origin}/{}", at.step(&rule.id)),
+            rule: rule.id.clone(),
+            fingerprint: rule.fingerprint,
+            file: rule.file.clone(),
+            source_hash: rule.source_hash,
+            kind,
+            at,
+            room,
+            from,
+            started: input.now,
+            deadline,
+            reprompted: false,
+            rules: Rules(Some(ruleset.clone())),
+            bound: Bound {
+                event_type: input.event_type.clone(),
+                event: (*input.event).clone(),
+                chat: input.chat.as_deref().cloned(),
+                sender: input.sender.as_deref().cloned(),
+                reply_to: scope.sender.clone(),
+                captures: caps.clone(),
+                bindings: bindings.clone(),
+            },
+        })
+    }
+
+    /// Whether the message event `input` answers `pending`, by the rules it
+    /// runs with ([`PendingConversation::ruleset`]; none attached: not an
+    /// answer). Pure: nothing is performed, the state is only read (for `if:`).
+    ///
+    /// An answer is a `message_created` before the deadline (by its `now`),
+    /// in the conversation's room from one
+    /// of [`PendingConversation::from`] (id or handle) meeting `wait_for`'s
+    /// `if:` (evaluated with `event`, `sender` and `chat` the answer's, and
+    /// `match` and the `as:` results of the paused list). With `ask`'s
+    /// `choices`, the answer must name exactly one choice as a word (ignoring
+    /// case): naming none (or several) gets one [`AnswerCheck::Reprompt`],
+    /// and after that such a message is not an answer (it goes through the
+    /// rules; the wait goes on until an answer or the timeout).
+    pub fn check_answer(&self, pending: &PendingConversation, input: &EventInput) -> AnswerCheck {
+        if pending.kind == PauseKind::Wait || input.event_type != "message_created" {
+            return AnswerCheck::NotAnAnswer;
+        }
+        // From the deadline on the timeout wins, even before it was handled.
+        if pending.is_due(input.now) {
+            return AnswerCheck::NotAnAnswer;
+        }
+        let room = input.event.get("chat_room_id").and_then(Value::as_str);
+        if room != Some(pending.room.as_str()) {
+            return AnswerCheck::NotAnAnswer;
+        }
+        let sender = input.sender.as_deref();
+        let sender_id = sender
+            .and_then(|s| s.get("id"))
+            .or_else(|| input.event.get("sender_id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let handle = sender.and_then(|s| s.get("handle")).and_then(Value::as_str);
+        if sender_id.is_empty() || !pending.may_answer(sender_id, handle) {
+            return AnswerCheck::NotAnAnswer;
+        }
+        let Some(ruleset) = pending.ruleset() else {
+            tracing::warn!(pending = %pending.id, rule = %pending.rule, "the conversation has no rules attached (attach or recompile them after loading it); its answers cannot be checked");
+            return AnswerCheck::NotAnAnswer;
+        };
+        let Some(pause) = pending
+            .rule_in(ruleset)
+            .and_then(|rule| Some((rule, pending.at.action(rule)?.pause.as_deref()?)))
+        else {
+            return AnswerCheck::NotAnAnswer; // `attach` checked it is there.
+        };
+        let (rule, pause) = pause;
+        if !pause.answer_if.is_empty() {
+            let mut ctx = Context::new(
+                Arc::new(self.base_context(input)),
+                rule.vars.clone(),
+                Arc::new(self.state.snapshot(input.now)),
+            );
+            ctx.insert("match", pending.bound.captures.to_json());
+            for (k, v) in &pending.bound.bindings {
+                ctx.insert(k, v.clone());
+            }
+            let mut caps = Captures::default();
+            let ev = Evaluator::new(&ctx, ruleset.templates(), false);
+            let (ok, _) = evaluate::all(&pause.answer_if, &ev, &mut caps);
+            if let Some(error) = ev.take_broken() {
+                tracing::warn!(pending = %pending.id, %error, "the answer's `if:` could not be evaluated; not an answer");
+                return AnswerCheck::NotAnAnswer;
+            }
+            if !ok {
+                return AnswerCheck::NotAnAnswer;
+            }
+        }
+        match pending.kind {
+            PauseKind::Ask if !pause.choices.is_empty() => {
+                let text = answer_text(&input.event);
+                match named_choice(&text, &pause.choices) {
+                    Some(choice) => {
+                        AnswerCheck::Answer(ask_result(Some(choice), &input.event, sender_id))
+                    }
+                    None if !pending.reprompted => AnswerCheck::Reprompt,
+                    None => AnswerCheck::NotAnAnswer,
+                }
+            }
+            PauseKind::Ask => AnswerCheck::Answer(ask_result(None, &input.event, sender_id)),
+            _ => AnswerCheck::Answer((*input.event).clone()),
+        }
+    }
+
+    /// Goes on with a pending conversation, with the rules it paused in
+    /// (kept in it; after loading it from JSON, attached or recompiled): with its answer (`as:` binds it, then the
+    /// rest of the list runs), a re-prompt (sent; the conversation is handed
+    /// back in [`Report::pending`] with `reprompted` set) or its deadline
+    /// (`on_timeout` runs, not the rest; for `wait`, the rest runs). The rest
+    /// may pause again: the new pending conversation is in the report.
+    ///
+    /// `input` gives the time, the agent and (for an answer) the answering
+    /// message; `scope.message_id` names the message whose lifecycle the
+    /// actions run in (the answer's; none for a deadline), for the journal.
+    /// The rest runs in the conversation's room, `reply` mentioning the
+    /// sender of the message that started it, and sees that message as
+    /// `event`. A reload does not change what it runs. With no rules
+    /// attached nothing runs: the outcome is a failure saying so.
+    pub async fn resume(
+        &self,
+        pending: PendingConversation,
+        how: Resume,
+        input: &EventInput,
+        scope: &Scope,
+        executor: &dyn Executor,
+    ) -> Report {
+        let mut report = Report::new(&input.event_type);
+        let Some(ruleset) = pending.ruleset().cloned() else {
+            report.outcome = Finish::Failed {
+                reason: format!(
+                    "{}: conversation {} has no rules attached (attach or recompile them after loading it)",
+                    pending.rule, pending.id
+                ),
+            };
+            return report;
+        };
+        let ruleset = &ruleset;
+        let Some(rule) = pending.rule_in(ruleset) else {
+            return report; // `attach` checked it is there.
+        };
+        let Some(action) = pending.at.action(rule) else {
+            return report; // rule_in checked it is there.
+        };
+        let Some(pause) = action.pause.as_deref() else {
+            return report;
+        };
+        let scope = Scope {
+            chat_id: Some(pending.room.clone()),
+            sender: pending.bound.reply_to.clone(),
+            contact_request_id: None,
+            contact_from: None,
+            step: None,
+            message_id: scope.message_id.clone(),
+        };
+        let base = EventContext {
+            event_type: Value::String(pending.bound.event_type.clone()),
+            event: Arc::new(pending.bound.event.clone()),
+            agent: input.agent.clone(),
+            chat: pending.bound.chat.clone().map(Arc::new),
+            sender: pending.bound.sender.clone().map(Arc::new),
+            now: Value::String(input.now.to_rfc3339()),
+            at: input.now,
+            env: self.env.clone(),
+        };
+        // The rest of the list sees the event that started it.
+        let started = EventInput {
+            event_type: pending.bound.event_type.clone(),
+            event: base.event.clone(),
+            agent: input.agent.clone(),
+            chat: base.chat.clone(),
+            sender: base.sender.clone(),
+            now: input.now,
+        };
+        let ctx = Context::new(
+            Arc::new(base),
+            rule.vars.clone(),
+            Arc::new(self.state.snapshot(input.now)),
+        )
+        .in_zone(rule.timezone);
+        let caps = pending.bound.captures.clone();
+        let mut bindings = pending.bound.bindings.clone();
+        let list = match pending.at.branch {
+            Branch::Do => List::Do,
+            Branch::Else => List::Else,
+        };
+        let rest = (list, pending.at.list(rule), pending.at.index + 1);
+        let answer = match how {
+            Resume::Reprompt => {
+                let text = reprompt_text(&pause.choices);
+                let prompt = RenderedAction::SendMessage(SendMessage {
+                    chat: pending.room.clone(),
+                    text,
+                    mentions: pending.from.clone(),
+                });
+                let step = format!("{}.reprompt", pending.at.step(&rule.id));
+                let journal = self.journal.as_deref().zip(scope.message_id.as_deref());
+                let result = self
+                    .perform(
+                        &prompt, rule, &step, false, journal, &started, &scope, executor,
+                    )
+                    .await;
+                let mut record = ActionRecord {
+                    rule: rule.id.clone(),
+                    name: prompt.name(),
+                    action: Some(prompt),
+                    status: ActionStatus::Ok,
+                    error: None,
+                    result: None,
+                };
+                match result {
+                    Ok(value) => record.result = Some(value),
+                    Err(e) => {
+                        record.status = ActionStatus::Failed;
+                        record.error = Some(e.message().to_owned());
+                    }
+                }
+                report.actions.push(record);
+                let mut pending = pending;
+                pending.reprompted = true;
+                report.pending.push(pending);
+                return report;
+            }
+            Resume::Answer(value) => value,
+            Resume::Deadline if pending.kind == PauseKind::Wait => Value::Null,
+            Resume::Deadline => {
+                tracing::info!(rule = %rule.id, pending = %pending.id, "no answer before the timeout; on_timeout runs");
+                report.matched.push(rule.id.clone());
+                let on_timeout = (List::OnTimeout(pending.at), pause.on_timeout.as_slice(), 0);
+                self.run_actions(
+                    rule,
+                    on_timeout,
+                    ruleset,
+                    ctx,
+                    &caps,
+                    bindings,
+                    &started,
+                    &scope,
+                    executor,
+                    &mut report,
+                )
+                .await;
+                return report;
+            }
+        };
+        if let Some(name) = &action.bind {
+            bindings.insert(name.clone(), answer);
+        }
+        report.matched.push(rule.id.clone());
+        self.run_actions(
+            rule,
+            rest,
+            ruleset,
+            ctx,
+            &caps,
+            bindings,
+            &started,
+            &scope,
+            executor,
+            &mut report,
+        )
+        .await;
+        report
     }
 }

@@ -14,13 +14,16 @@ use serde_json::{Map, Value};
 
 use super::actions;
 use super::duration::{parse_duration, seconds};
-use super::error::{did_you_mean, LoadError};
+use super::duration::{MAX_WAIT, MAX_WAIT_DAYS};
+use super::error::{closest, did_you_mean, LoadError};
 use super::pattern::Pattern;
-use super::rule::{Action, Arg, Check, Cond, OnError, Op, Rule, Schedule, Throttle};
-use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES};
+use super::rule::{
+    Action, Arg, Check, Cond, OnError, Op, Pause, PauseKind, Rule, Schedule, Throttle,
+};
+use super::schema::{self, keys_of, ACTION_MODIFIERS, EVENT_TYPES, ROOM_EVENTS};
 use super::template::Templates;
 use super::time;
-use super::yaml::{Kind, Loc, Node};
+use super::yaml::{self, Kind, Loc, Node};
 
 /// Compiles one parsed file. Errors go to `errors`; rules that compiled
 /// cleanly are returned (the caller discards everything if any error exists).
@@ -34,6 +37,7 @@ pub fn compile_file(
     let stem = file_stem(file);
     let mut c = Compiler {
         file,
+        text,
         lines: text.lines().collect(),
         errors,
         templates,
@@ -41,6 +45,8 @@ pub fn compile_file(
         named: HashMap::new(),
         shared_source: String::new(),
         timezone: chrono_tz::UTC,
+        rule_on: Vec::new(),
+        list: "`do`",
     };
     c.file_root(root, &stem)
 }
@@ -54,6 +60,7 @@ pub fn file_stem(file: &Path) -> String {
 
 struct Compiler<'a> {
     file: &'a Path,
+    text: &'a str,
     lines: Vec<&'a str>,
     errors: &'a mut Vec<LoadError>,
     templates: &'a mut Templates,
@@ -63,6 +70,10 @@ struct Compiler<'a> {
     shared_source: String,
     /// The file's `timezone` (UTC when it has none).
     timezone: chrono_tz::Tz,
+    /// The event types of the rule being compiled (may it pause: has it a room?).
+    rule_on: Vec<String>,
+    /// The action list being compiled (`` `do` ``, `` `on_timeout` ``, ...).
+    list: &'static str,
 }
 
 /// Defaults a file gives its rules.
@@ -309,6 +320,7 @@ impl<'a> Compiler<'a> {
             None => Some(self.timezone),
         };
         let schedule = self.schedule(node, &on, get("every"), get("cron"), timezone);
+        self.rule_on = on.clone();
         let conditions = get("if").map(|n| self.conditions(n)).unwrap_or_default();
         let actions = match get("do") {
             Some(n) => self.actions(n, "`do`"),
@@ -361,6 +373,7 @@ impl<'a> Compiler<'a> {
             enabled: enabled.unwrap_or(true),
             vars: self.vars.clone(),
             fingerprint: fingerprint(&self.shared_source, node),
+            source_hash: source_hash(self.text),
         })
     }
 
@@ -476,12 +489,30 @@ impl<'a> Compiler<'a> {
     }
 
     fn template(&mut self, node: &Node, source: &str) -> Option<super::template::Text> {
-        match self.templates.compile(source) {
+        match self.templates.compile_located(source) {
             Ok(t) => Some(t),
-            Err(e) => {
-                self.error(node.loc, format!("template error: {e}"), None);
+            Err(errors) => {
+                for e in errors {
+                    let loc = self.inside(node, source, e.offset);
+                    let message = match e.message.starts_with("unknown ") {
+                        true => e.message,
+                        false => format!("template error: {}", e.message),
+                    };
+                    self.error(loc, message, e.hint);
+                }
                 None
             }
+        }
+    }
+
+    /// Where byte `offset` of `value` is, when `node` is the string scalar
+    /// holding it (a value from `vars` is pointed at where it is used).
+    fn inside(&self, node: &Node, value: &str, offset: Option<usize>) -> Loc {
+        match offset {
+            Some(offset) if node.as_str() == Some(value) => {
+                yaml::position_in_scalar(&self.lines, node.loc, value, offset)
+            }
+            _ => node.loc,
         }
     }
 
@@ -704,10 +735,11 @@ impl<'a> Compiler<'a> {
                     );
                     return None;
                 };
-                match Pattern::new(pattern, insensitive) {
+                match Pattern::located(pattern, insensitive) {
                     Ok(p) => check.regex = Some(p),
-                    Err(msg) => {
-                        self.error(node.loc, format!("bad regular expression: {msg}"), None);
+                    Err(e) => {
+                        let loc = self.inside(node, pattern, e.offset);
+                        self.error(loc, format!("bad regular expression: {}", e.message), None);
                         return None;
                     }
                 }
@@ -784,9 +816,19 @@ impl<'a> Compiler<'a> {
         Some(node.to_json())
     }
 
-    fn actions(&mut self, node: &Node, what: &str) -> Vec<Action> {
+    fn actions(&mut self, node: &Node, what: &'static str) -> Vec<Action> {
+        let outer = std::mem::replace(&mut self.list, what);
+        let out = self.action_list(node, what);
+        self.list = outer;
+        out
+    }
+
+    fn action_list(&mut self, node: &Node, what: &str) -> Vec<Action> {
         match &node.kind {
-            Kind::Seq(items) => items.iter().filter_map(|n| self.action(n)).collect(),
+            Kind::Seq(items) => {
+                self.unique_bindings(items);
+                items.iter().filter_map(|n| self.action(n)).collect()
+            }
             Kind::Null => Vec::new(),
             _ => {
                 self.error(
@@ -802,6 +844,33 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `as:` names are unique in one list: a later step reading `answer`
+    /// must not depend on which of two steps bound it last.
+    fn unique_bindings(&mut self, items: &[Node]) {
+        let mut seen: HashMap<String, Loc> = HashMap::new();
+        for item in items {
+            let Kind::Map(entries) = &item.kind else {
+                continue;
+            };
+            let Some(bind) = field(entries, "as") else {
+                continue;
+            };
+            let Some(name) = bind.as_str() else { continue };
+            match seen.get(name) {
+                Some(first) => {
+                    let msg = format!(
+                        "`as: {name}` is already bound at line {} of this list",
+                        first.line
+                    );
+                    self.error(bind.loc, msg, Some("give each `as:` its own name".into()));
+                }
+                None => {
+                    seen.insert(name.to_owned(), bind.loc);
+                }
+            }
+        }
+    }
+
     fn action(&mut self, node: &Node) -> Option<Action> {
         let entries = self.map(node, "an action")?;
         let names: Vec<&str> = actions::names().collect();
@@ -810,6 +879,8 @@ impl<'a> Compiler<'a> {
         let mut bind = None;
         let mut on_error = OnError::Fail;
         let mut ok = true;
+        // A misspelt action name, with the action it probably means.
+        let mut guessed: Option<(&str, &Node)> = None;
         for (k, v) in entries {
             let key = k.key_text();
             match key.as_str() {
@@ -843,16 +914,27 @@ impl<'a> Compiler<'a> {
                         .iter()
                         .copied()
                         .chain(ACTION_MODIFIERS.iter().copied());
+                    let guess = closest(&key, known);
+                    if let Some(action) = guess.filter(|g| names.contains(g)) {
+                        guessed = Some((action, v));
+                    }
                     self.error(
                         k.loc,
                         format!("unknown action `{key}`"),
-                        did_you_mean(&key, known),
+                        guess.map(|g| format!("did you mean `{g}`?")),
                     );
                     ok = false;
                 }
             }
         }
         let Some((name_node, args_node)) = found else {
+            // The arguments of a misspelt action are checked against the
+            // action it probably means, so their own typos show in this run.
+            if let Some((action, args)) = guessed {
+                if let (Some(spec), Kind::Map(entries)) = (actions::find(action), &args.kind) {
+                    self.check_keys(entries, spec.arg_keys(), &format!("`{action}`"));
+                }
+            }
             if ok {
                 self.error(
                     node.loc,
@@ -863,6 +945,18 @@ impl<'a> Compiler<'a> {
             return None;
         };
         let spec = actions::find(name_node.as_str()?)?;
+        if spec.kind == actions::Kind::Pause {
+            let (args, pause) = self.pause(spec, name_node, args_node)?;
+            return ok.then(|| Action {
+                name: spec.name,
+                args,
+                when,
+                bind,
+                on_error,
+                loc: name_node.loc,
+                pause: Some(Box::new(pause)),
+            });
+        }
         let (name, shorthand) = (spec.name, spec.shorthand);
         let allowed = spec.arg_keys();
         let mut args: Vec<(String, Arg)> = Vec::new();
@@ -922,7 +1016,233 @@ impl<'a> Compiler<'a> {
             bind,
             on_error,
             loc: name_node.loc,
+            pause: None,
         })
+    }
+
+    /// `wait_for`, `ask`, `wait`: their arguments, and the parts compiled
+    /// into the rule (timeout, choices, `if`, `on_timeout`), all checked now.
+    fn pause(
+        &mut self,
+        spec: &actions::ActionSpec,
+        name_node: &Node,
+        args_node: &Node,
+    ) -> Option<(Vec<(String, Arg)>, Pause)> {
+        let name = spec.name;
+        let kind = match name {
+            "wait_for" => PauseKind::WaitFor,
+            "ask" => PauseKind::Ask,
+            _ => PauseKind::Wait,
+        };
+        let before = self.errors.len();
+        match self.list {
+            "`on_timeout`" => self.error(
+                name_node.loc,
+                format!("`{name}` cannot be inside `on_timeout`: one level is enough"),
+                Some("put what comes after the answer in the list after the first wait".into()),
+            ),
+            "`on_error`" => self.error(
+                name_node.loc,
+                format!("`{name}` cannot be inside `on_error`: the fallback ends the event"),
+                None,
+            ),
+            _ => {}
+        }
+        // A shorthand (`wait: 5m`) is its one argument.
+        let shorthand;
+        let entries: &[(Node, Node)] = match (&args_node.kind, spec.shorthand) {
+            (Kind::Map(entries), _) => {
+                self.check_keys(entries, spec.arg_keys(), &format!("`{name}`"));
+                entries
+            }
+            (_, Some(arg)) => {
+                shorthand = [(
+                    Node {
+                        kind: Kind::Str(arg.to_owned()),
+                        loc: args_node.loc,
+                    },
+                    args_node.clone(),
+                )];
+                &shorthand
+            }
+            _ => {
+                let msg = format!(
+                    "`{name}` needs a mapping of arguments ({})",
+                    spec.arg_keys().join(", ")
+                );
+                self.error(args_node.loc, msg, None);
+                return None;
+            }
+        };
+        let has_room = !self.rule_on.is_empty()
+            && self
+                .rule_on
+                .iter()
+                .all(|on| ROOM_EVENTS.contains(&on.as_str()));
+        let room_given = kind == PauseKind::WaitFor && field(entries, "chat").is_some();
+        if !(has_room || room_given) {
+            let on = self
+                .rule_on
+                .iter()
+                .find(|on| !ROOM_EVENTS.contains(&on.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            let hint = match kind {
+                PauseKind::WaitFor => "give it `chat:` (the room to wait in)".to_owned(),
+                _ => format!("only rules on {} have a room", ROOM_EVENTS.join(", ")),
+            };
+            self.error(
+                name_node.loc,
+                format!("`{name}` waits in a room, and a rule on `{on}` has none"),
+                Some(hint),
+            );
+        }
+        // Only a message has a sender to wait for by default.
+        if kind == PauseKind::WaitFor && field(entries, "from").is_none() {
+            if let Some(on) = self.rule_on.iter().find(|on| *on != "message_created") {
+                let msg = format!(
+                    "`wait_for` without `from:` waits for the sender of the message, and a rule on `{on}` has none"
+                );
+                self.error(
+                    name_node.loc,
+                    msg,
+                    Some("give `from:` (a handle or id)".into()),
+                );
+            }
+        }
+        let mut pause = Pause {
+            kind,
+            timeout: MAX_WAIT,
+            answer_if: Vec::new(),
+            choices: Vec::new(),
+            on_timeout: Vec::new(),
+        };
+        let mut args = Vec::new();
+        for (k, v) in entries {
+            let key = k.key_text();
+            match key.as_str() {
+                "if" => pause.answer_if = self.conditions(v),
+                "on_timeout" => pause.on_timeout = self.actions(v, "`on_timeout`"),
+                "timeout" | "duration" => {
+                    if let Some(d) = self.wait_duration(v, &key) {
+                        pause.timeout = d;
+                        args.push((key, Arg::Value(Value::String(format!("{}s", d.as_secs())))));
+                    }
+                }
+                "choices" => {
+                    if let Some(choices) = self.choices(v) {
+                        let list = choices.iter().map(|c| Arg::Value(Value::String(c.clone())));
+                        args.push((key, Arg::List(list.collect())));
+                        pause.choices = choices;
+                    }
+                }
+                _ if spec.arg_keys().contains(&key) => {
+                    if let Some(a) = self.arg(v) {
+                        args.push((key, a));
+                    }
+                }
+                _ => {} // reported by check_keys
+            }
+        }
+        for req in spec.required() {
+            if field(entries, req).is_none() {
+                self.error(
+                    name_node.loc,
+                    format!("`{name}` is missing its `{req}` argument"),
+                    None,
+                );
+            }
+        }
+        (self.errors.len() == before).then_some((args, pause))
+    }
+
+    /// A pause's `timeout` (or `wait`'s duration): literal, at most [`MAX_WAIT`].
+    fn wait_duration(&mut self, node: &Node, key: &str) -> Option<Duration> {
+        let parsed = match &node.kind {
+            Kind::Str(s) if s.contains("{{") => {
+                let msg =
+                    format!("`{key}` must be a literal duration (like `10m`), not a template");
+                self.error(node.loc, msg, None);
+                return None;
+            }
+            Kind::Str(s) => parse_duration(s).map(|d| (d, s.clone())),
+            Kind::Int(i) => seconds(*i as f64).map(|d| (d, format!("{i}s"))),
+            Kind::Float(f) => seconds(*f).map(|d| (d, format!("{f}s"))),
+            _ => Err(format!(
+                "must be a duration like `10m`, found {}",
+                node.describe()
+            )),
+        };
+        match parsed {
+            Ok((d, _)) if d <= MAX_WAIT => Some(d),
+            Ok((_, text)) => {
+                let msg = format!(
+                    "`{key}`: {text} is longer than a conversation may wait ({MAX_WAIT_DAYS}d)"
+                );
+                self.error(node.loc, msg, None);
+                None
+            }
+            Err(e) => {
+                self.error(
+                    node.loc,
+                    format!("`{key}`: {e}"),
+                    Some("e.g. `30s`, `10m`, `1h`, `2d`".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `ask`'s `choices`: literal strings, at least one, distinct ignoring case.
+    fn choices(&mut self, node: &Node) -> Option<Vec<String>> {
+        let Kind::Seq(items) = &node.kind else {
+            let msg = format!(
+                "`choices` must be a list of words, found {}",
+                node.describe()
+            );
+            self.error(node.loc, msg, None);
+            return None;
+        };
+        if items.is_empty() {
+            self.error(node.loc, "`choices` must name at least one choice", None);
+            return None;
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let choice = match &item.kind {
+                Kind::Str(s) if s.contains("{{") => {
+                    self.error(
+                        item.loc,
+                        "a choice must be literal text, not a template",
+                        None,
+                    );
+                    ok = false;
+                    continue;
+                }
+                Kind::Str(s) if !s.trim().is_empty() => s.trim().to_owned(),
+                Kind::Int(i) => i.to_string(),
+                _ => {
+                    let msg = format!("a choice must be a word, found {}", item.describe());
+                    self.error(item.loc, msg, None);
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some(first) = out
+                .iter()
+                .find(|c| c.to_lowercase() == choice.to_lowercase())
+            {
+                let msg = format!(
+                    "choice `{choice}` repeats `{first}` (choices are compared ignoring case)"
+                );
+                self.error(item.loc, msg, None);
+                ok = false;
+                continue;
+            }
+            out.push(choice);
+        }
+        ok.then_some(out)
     }
 
     /// Validates arguments whose value is known now (enums, durations).
@@ -948,6 +1268,19 @@ impl<'a> Compiler<'a> {
             }
         }
         for (k, a) in args {
+            if let Some(schema) = spec.arg_schema(k) {
+                if !literal_fits(schema, a) {
+                    let loc = arg_loc(at, k).unwrap_or(at.loc);
+                    let msg = format!(
+                        "`{k}` must be {}, found {}",
+                        expected(schema).join(" or "),
+                        found(a)
+                    );
+                    self.error(loc, msg, None);
+                    ok = false;
+                    continue;
+                }
+            }
             // A number where a duration goes is seconds; bounded like text.
             if let Arg::Value(Value::Number(n)) = a {
                 let bad = match spec.durations.contains(&k.as_str()) {
@@ -1005,6 +1338,106 @@ impl<'a> Compiler<'a> {
     }
 }
 
+/// Whether an argument as written can be what its schema (from the action's
+/// argument type) says, as the renderer reads it: templates can render to
+/// anything; a scalar may stand where text goes (it is written as text),
+/// text where a list goes (a list of one), text holding a number or a
+/// boolean where one goes. Only a literal the action would refuse at run
+/// time fails.
+fn literal_fits(schema: &Value, arg: &Arg) -> bool {
+    let Value::Object(m) = schema else {
+        return schema != &Value::Bool(false);
+    };
+    if let Some(Value::Array(alternatives)) = m.get("anyOf").or_else(|| m.get("oneOf")) {
+        return alternatives.iter().any(|s| literal_fits(s, arg));
+    }
+    let types: Vec<&str> = match m.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => return true,
+    };
+    let has = |t: &str| types.contains(&t);
+    match arg {
+        Arg::Text(text) => {
+            let Some(s) = text.literal() else {
+                return true;
+            };
+            let pattern_ok = || {
+                m.get("pattern")
+                    .and_then(Value::as_str)
+                    .and_then(|p| regex::Regex::new(p).ok())
+                    .is_none_or(|re| re.is_match(s))
+            };
+            (has("string") && pattern_ok())
+                || has("array")
+                || (has("integer") && s.trim().parse::<i64>().is_ok())
+                || (has("number") && s.trim().parse::<f64>().is_ok())
+                || (has("boolean") && (s == "true" || s == "false"))
+        }
+        Arg::Value(Value::Null) => true,
+        Arg::Value(Value::Bool(_)) => has("boolean") || has("string"),
+        Arg::Value(Value::Number(n)) => {
+            has("number") || has("string") || (has("integer") && (n.is_i64() || n.is_u64()))
+        }
+        Arg::Value(_) => true,
+        Arg::List(items) => {
+            has("array")
+                && m.get("items")
+                    .is_none_or(|item| items.iter().all(|a| literal_fits(item, a)))
+        }
+        Arg::Map(_) => has("object"),
+    }
+}
+
+/// What a schema accepts, in words ("a whole number", "true or false").
+fn expected(schema: &Value) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let Value::Object(m) = schema else {
+        return out;
+    };
+    if let Some(Value::Array(alternatives)) = m.get("anyOf").or_else(|| m.get("oneOf")) {
+        for s in alternatives {
+            // A string branch with a pattern is the text form of another branch.
+            let patterned = s.get("pattern").is_some();
+            for word in expected(s) {
+                if !(patterned || out.contains(&word)) {
+                    out.push(word);
+                }
+            }
+        }
+        return out;
+    }
+    let types: Vec<&str> = match m.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    for t in types {
+        out.push(match t {
+            "integer" => "a whole number",
+            "number" => "a number",
+            "boolean" => "true or false",
+            "array" => "a list",
+            "object" => "a mapping",
+            "string" => "text",
+            _ => continue,
+        });
+    }
+    out
+}
+
+/// An argument as written, in words.
+fn found(arg: &Arg) -> String {
+    match arg {
+        Arg::Text(t) => format!("the string {:?}", t.literal().unwrap_or_default()),
+        Arg::Value(Value::Bool(_)) => "a boolean".into(),
+        Arg::Value(Value::Number(n)) => format!("the number {n}"),
+        Arg::Value(_) => "nothing".into(),
+        Arg::List(_) => "a list".into(),
+        Arg::Map(_) => "a mapping".into(),
+    }
+}
+
 /// A stable hash of a rule's source with its file's shared parts.
 fn fingerprint(shared: &str, rule: &Node) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -1012,6 +1445,14 @@ fn fingerprint(shared: &str, rule: &Node) -> u64 {
     shared.hash(&mut h);
     rule.to_json().to_string().hash(&mut h);
     h.finish()
+}
+
+/// A hash of a workflow file's text ([`Rule::source_hash`]): FNV-1a, the
+/// same across builds and Rust versions, as it is persisted.
+pub fn source_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The value under `key` in a mapping's entries.

@@ -9,6 +9,14 @@ use std::time::Duration;
 /// adding one to "now" cannot overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DAYS * 24 * 60 * 60);
 
+/// The longest a `wait_for`, `ask` or `wait` may wait: 30 days. A pending
+/// conversation is kept (in memory and on disk) until it ends, so an
+/// unanswered one must end within a bounded time.
+pub const MAX_WAIT: Duration = Duration::from_secs(MAX_WAIT_DAYS * 24 * 60 * 60);
+
+/// [`MAX_WAIT`] in days, for messages.
+pub const MAX_WAIT_DAYS: u64 = 30;
+
 /// [`MAX_DURATION`] in days, for messages.
 const MAX_DAYS: u64 = 3650;
 

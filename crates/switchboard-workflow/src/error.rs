@@ -115,12 +115,17 @@ impl std::error::Error for LoadErrors {}
 
 /// "did you mean `x`?" when one of `known` is close to `got`.
 pub fn did_you_mean<'a>(got: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    closest(got, known).map(|k| format!("did you mean `{k}`?"))
+}
+
+/// The one of `known` closest to `got`, when it is close enough to be what was meant.
+pub fn closest<'a>(got: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     known
         .into_iter()
         .map(|k| (strsim::jaro_winkler(got, k), k))
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| format!("did you mean `{k}`?"))
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]

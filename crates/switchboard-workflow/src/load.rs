@@ -79,7 +79,7 @@ pub fn load_sources(files: &[(&Path, &str)]) -> Result<Ruleset, LoadErrors> {
                     file: path.to_path_buf(),
                     loc,
                     message: format!("invalid YAML: {}", e.message),
-                    hint: None,
+                    hint: yaml::syntax_hint(&e.message),
                     source_line,
                 });
             }

@@ -24,6 +24,11 @@ pub struct Pattern {
 impl Pattern {
     /// Checks `source`; the error reads like the `regex` crate's last line.
     pub fn new(source: &str, insensitive: bool) -> Result<Self, String> {
+        Self::located(source, insensitive).map_err(|e| e.message)
+    }
+
+    /// Like [`Pattern::new`], the error saying where in `source` the problem is.
+    pub fn located(source: &str, insensitive: bool) -> Result<Self, PatternError> {
         check_once(source, insensitive)?;
         Ok(Pattern {
             source: source.to_owned(),
@@ -60,9 +65,18 @@ impl Pattern {
     }
 }
 
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternError {
+    /// What is wrong, like the `regex` crate's last line.
+    pub message: String,
+    /// Byte offset in the pattern of the problem, when it has one place.
+    pub offset: Option<usize>,
+}
+
 /// [`check`], remembered for patterns that passed: a reload of a folder
 /// does not check its unchanged patterns again. Cleared past a bound.
-fn check_once(source: &str, insensitive: bool) -> Result<(), String> {
+fn check_once(source: &str, insensitive: bool) -> Result<(), PatternError> {
     static PASSED: ReloadCache<(String, bool), ()> = ReloadCache::new(50_000);
     PASSED.get_or_try((source.to_owned(), insensitive), || {
         check(source, insensitive)
@@ -74,13 +88,23 @@ fn check_once(source: &str, insensitive: bool) -> Result<(), String> {
 /// and reverse (without; it can be the larger one: `(?s:.){2000}`), each
 /// configured as `regex` does, against the same limit. Building the regex
 /// itself would cost several times more per pattern at load.
-fn check(source: &str, insensitive: bool) -> Result<(), String> {
+fn check(source: &str, insensitive: bool) -> Result<(), PatternError> {
     use regex_automata::nfa::thompson::{self, WhichCaptures};
     let hir = regex_syntax::ParserBuilder::new()
         .case_insensitive(insensitive)
         .build()
         .parse(source)
-        .map_err(|e| last_line(&e.to_string()))?;
+        .map_err(|e| {
+            let offset = match &e {
+                regex_syntax::Error::Parse(e) => Some(e.span().start.offset),
+                regex_syntax::Error::Translate(e) => Some(e.span().start.offset),
+                _ => None,
+            };
+            PatternError {
+                message: last_line(&e.to_string()),
+                offset,
+            }
+        })?;
     let config = thompson::Config::new()
         .nfa_size_limit(Some(SIZE_LIMIT))
         .shrink(false);
@@ -92,7 +116,10 @@ fn check(source: &str, insensitive: bool) -> Result<(), String> {
         thompson::Compiler::new()
             .configure(config)
             .build_from_hir(&hir)
-            .map_err(|_| format!("compiled regex exceeds size limit of {SIZE_LIMIT} bytes"))?;
+            .map_err(|_| PatternError {
+                message: format!("compiled regex exceeds size limit of {SIZE_LIMIT} bytes"),
+                offset: None,
+            })?;
     }
     Ok(())
 }

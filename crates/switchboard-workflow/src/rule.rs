@@ -54,6 +54,10 @@ pub struct Rule {
     /// Hash of the rule's source and its file's vars, named conditions and
     /// defaults: equal fingerprints mean an unchanged rule across reloads.
     pub fingerprint: u64,
+    /// Hash of its file's whole text: with the text kept by that hash, the
+    /// rule can be compiled again as it was (a paused conversation after a
+    /// restart finishes with the actions it started with).
+    pub source_hash: u64,
 }
 
 /// When a schedule rule runs (equal schedules keep their timers across reloads).
@@ -230,6 +234,47 @@ pub struct Action {
     pub on_error: OnError,
     /// Where it is written.
     pub loc: Loc,
+    /// For `wait_for`, `ask` and `wait`: what the pause waits for (the parts
+    /// compiled rather than rendered). `None` for every other action.
+    pub pause: Option<Box<Pause>>,
+}
+
+/// Which of the pausing actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseKind {
+    /// `wait_for`: until a message answers.
+    WaitFor,
+    /// `ask`: a question sent, until the one asked answers.
+    Ask,
+    /// `wait`: a delay.
+    Wait,
+}
+
+impl PauseKind {
+    /// The action's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PauseKind::WaitFor => "wait_for",
+            PauseKind::Ask => "ask",
+            PauseKind::Wait => "wait",
+        }
+    }
+}
+
+/// The compiled parts of a pause: literal, checked at load.
+#[derive(Debug)]
+pub struct Pause {
+    /// Which action.
+    pub kind: PauseKind,
+    /// `timeout` (`wait`: its duration); at most [`crate::duration::MAX_WAIT`].
+    pub timeout: Duration,
+    /// `wait_for`'s `if:`, evaluated with `event` = the answering message.
+    pub answer_if: Vec<Cond>,
+    /// `ask`'s `choices`, as written (distinct ignoring case).
+    pub choices: Vec<String>,
+    /// Run when the timeout passes first; holds no pause.
+    pub on_timeout: Vec<Action>,
 }
 
 /// An action argument.

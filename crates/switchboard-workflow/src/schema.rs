@@ -161,6 +161,15 @@ pub const EVENT_TYPES: &[&str] = &[
     "schedule",
 ];
 
+/// The event types whose rules have a room the agent is in: only they may
+/// `wait_for` (without `chat:`), `ask` or `wait`.
+pub const ROOM_EVENTS: &[&str] = &[
+    "message_created",
+    "room_added",
+    "participant_added",
+    "participant_removed",
+];
+
 /// A condition.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]

@@ -45,6 +45,129 @@ impl Text {
     }
 }
 
+/// A problem in a template: what, where in its source (byte offset) when
+/// known, and a suggestion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateError {
+    /// What is wrong.
+    pub message: String,
+    /// Byte offset in the template's source.
+    pub offset: Option<usize>,
+    /// E.g. "did you mean `upper`?".
+    pub hint: Option<String>,
+}
+
+impl TemplateError {
+    fn at(message: String, offset: Option<usize>) -> Self {
+        TemplateError {
+            message,
+            offset,
+            hint: None,
+        }
+    }
+}
+
+/// Our filters: registered by `add_own_filters` and named in
+/// `OWN_FILTERS` (for suggestions), both from this one list.
+macro_rules! own_filters {
+    ($($f:ident),* $(,)?) => {
+        const OWN_FILTERS: &[&str] = &[$(stringify!($f)),*];
+        fn add_own_filters(env: &mut Environment<'static>) {
+            $( env.add_filter(stringify!($f), $f); )*
+        }
+    };
+}
+own_filters!(mention, strip_mentions, truncate, slug, json);
+
+/// minijinja's built-in filters, for "did you mean" only: whether a name
+/// exists is asked of the environment (a test checks this list against it).
+const BUILTIN_FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+];
+
+/// minijinja's built-in tests, for "did you mean" only (see [`BUILTIN_FILTERS`]).
+const BUILTIN_TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
 /// All templates of a ruleset, in one environment.
 pub struct Templates {
     env: Environment<'static>,
@@ -73,11 +196,7 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
         env.set_fuel(Some(FUEL));
-        env.add_filter("mention", mention);
-        env.add_filter("strip_mentions", strip_mentions);
-        env.add_filter("truncate", truncate);
-        env.add_filter("slug", slug);
-        env.add_filter("json", json);
+        add_own_filters(&mut env);
         let sources: Arc<RwLock<HashMap<String, String>>> = Arc::default();
         let served = sources.clone();
         env.set_loader(move |name| {
@@ -92,35 +211,177 @@ impl Templates {
         }
     }
 
-    /// Checks `source` and keeps it under `name` for its first render.
-    fn add(&mut self, name: &str, source: String) -> Result<(), String> {
-        self.env
-            .template_from_str(&source)
-            .map_err(|e| describe(&e))?;
-        self.sources
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), source);
-        Ok(())
-    }
-
     /// Compiles `source`; the error is minijinja's description of the syntax problem.
     pub fn compile(&mut self, source: &str) -> Result<Text, String> {
+        self.compile_located(source).map_err(|errors| {
+            let all: Vec<String> = errors.into_iter().map(|e| e.message).collect();
+            all.join("; ")
+        })
+    }
+
+    /// Compiles `source`, checking that every filter, test and function it
+    /// names exists in this environment (otherwise it would fail only when
+    /// rendered); each error says where in `source` it is.
+    pub fn compile_located(&mut self, source: &str) -> Result<Text, Vec<TemplateError>> {
         if !source.contains("{{") && !source.contains("{%") && !source.contains("{#") {
             return Ok(Text::Literal(source.to_owned()));
         }
-        check_tag_size(source)?;
-        self.count += 1;
-        let name = format!("t{}", self.count);
-        if let Some(expr) = single_expression(source) {
-            self.env
-                .compile_expression(expr)
-                .map_err(|e| describe(&e))?;
-            self.exprs.insert(name.clone(), expr.to_owned());
-            return Ok(Text::Expr(name));
+        check_tag_size(source).map_err(|message| vec![TemplateError::at(message, None)])?;
+        let name = format!("t{}", self.count + 1);
+        let text = match single_expression(source) {
+            Some(expr) => {
+                // The expression's error offsets count from the expression, not the source.
+                let shift = expr.as_ptr() as usize - source.as_ptr() as usize;
+                self.env.compile_expression(expr).map_err(|e| {
+                    let offset = error_offset(&e, expr).map(|o| o + shift);
+                    vec![TemplateError::at(describe(&e), offset)]
+                })?;
+                Text::Expr(name.clone())
+            }
+            None => {
+                self.env
+                    .template_from_str(source)
+                    .map_err(|e| vec![TemplateError::at(describe(&e), error_offset(&e, source))])?;
+                Text::Template(name.clone())
+            }
+        };
+        let unknown = self.unknown_names(source);
+        if !unknown.is_empty() {
+            return Err(unknown);
         }
-        self.add(&name, source.to_owned())?;
-        Ok(Text::Template(name))
+        self.count += 1;
+        match &text {
+            Text::Expr(_) => {
+                let expr = single_expression(source).unwrap_or_default();
+                self.exprs.insert(name, expr.to_owned());
+            }
+            _ => {
+                self.sources
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name, source.to_owned());
+            }
+        }
+        Ok(text)
+    }
+
+    /// Filters, tests and functions `source` uses that this environment
+    /// does not have. Read from minijinja's own tokens: a name after `|` (or
+    /// `{% filter`) is a filter, after `is` / `is not` a test, and before `(`
+    /// (not after `.`) a function, unless the template defines it itself
+    /// (`macro`, `set`, `for`, `import`).
+    fn unknown_names(&self, source: &str) -> Vec<TemplateError> {
+        use minijinja::machinery::{tokenize, Token};
+        let mut tokens = Vec::new();
+        for token in tokenize(source, false, Default::default()) {
+            match token {
+                Ok((Token::TemplateData(_), _)) => {}
+                Ok((token, span)) => tokens.push((token, span.start_offset as usize)),
+                Err(_) => break,
+            }
+        }
+        let ident = |i: usize| match tokens.get(i) {
+            Some((Token::Ident(name), _)) => Some(*name),
+            _ => None,
+        };
+        let mut defined: Vec<&str> = vec!["loop", "caller", "super", "self", "varargs", "kwargs"];
+        for i in 0..tokens.len() {
+            if matches!(
+                ident(i),
+                Some("macro" | "set" | "for" | "as" | "import" | "with")
+            ) {
+                let mut j = i + 1;
+                while let Some(name) = ident(j) {
+                    if name == "in" {
+                        break;
+                    }
+                    defined.push(name);
+                    j += 1;
+                    if matches!(tokens.get(j), Some((Token::Comma, _))) {
+                        j += 1;
+                    }
+                }
+            }
+        }
+        let mut state = self.env.empty_state();
+        let globals: Vec<String> = self.env.globals().map(|(n, _)| n.to_owned()).collect();
+        let mut errors = Vec::new();
+        for i in 0..tokens.len() {
+            let Some(name) = ident(i) else { continue };
+            let prev = i.checked_sub(1).map(|p| &tokens[p].0);
+            let prev_ident = i.checked_sub(1).and_then(ident);
+            let block_start = |k: Option<usize>| {
+                k.is_some_and(|k| matches!(tokens.get(k), Some((Token::BlockStart, _))))
+            };
+            let is_filter = matches!(prev, Some(Token::Pipe))
+                || (prev_ident == Some("filter") && block_start(i.checked_sub(2)));
+            let is_test = (prev_ident == Some("is") && name != "not")
+                || (prev_ident == Some("not") && i.checked_sub(2).and_then(ident) == Some("is"));
+            // Operators and statement words before a parenthesis are not calls.
+            const KEYWORDS: &[&str] = &[
+                "in",
+                "and",
+                "or",
+                "not",
+                "if",
+                "elif",
+                "else",
+                "is",
+                "for",
+                "recursive",
+                "with",
+                "without",
+                "context",
+                "ignore",
+                "missing",
+                "set",
+                "block",
+                "import",
+                "include",
+                "from",
+                "as",
+            ];
+            let called = matches!(tokens.get(i + 1), Some((Token::ParenOpen, _)))
+                && !KEYWORDS.contains(&name)
+                && !matches!(prev, Some(Token::Dot))
+                && !matches!(prev_ident, Some("macro" | "call"));
+            let offset = tokens[i].1;
+            let (what, known, candidates): (&str, bool, Vec<&str>) = if is_filter {
+                let known = !matches!(
+                    state.apply_filter(name, &[]),
+                    Err(e) if e.kind() == ErrorKind::UnknownFilter
+                );
+                (
+                    "filter",
+                    known,
+                    BUILTIN_FILTERS.iter().chain(OWN_FILTERS).copied().collect(),
+                )
+            } else if is_test {
+                let known = !matches!(
+                    state.perform_test(name, &[]),
+                    Err(e) if e.kind() == ErrorKind::UnknownTest
+                );
+                ("test", known, BUILTIN_TESTS.to_vec())
+            } else if called {
+                let known = defined.contains(&name) || globals.iter().any(|g| g == name);
+                (
+                    "function",
+                    known,
+                    globals.iter().map(String::as_str).collect(),
+                )
+            } else {
+                continue;
+            };
+            if !known {
+                let hint = crate::error::did_you_mean(name, candidates);
+                errors.push(TemplateError {
+                    message: format!("unknown {what} `{name}`"),
+                    offset: Some(offset),
+                    hint,
+                });
+            }
+        }
+        errors
     }
 
     /// Renders a compiled text against a context.
@@ -214,6 +475,15 @@ fn check_tag_size(source: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Where in `source` a compile error is: the end for "unexpected end of
+/// input" (minijinja points at the last token), else where minijinja says.
+fn error_offset(e: &minijinja::Error, source: &str) -> Option<usize> {
+    if e.detail().is_some_and(|d| d.contains("end of input")) {
+        return Some(source.len());
+    }
+    e.range().map(|r| r.start)
 }
 
 /// minijinja's error in one readable line.
@@ -347,6 +617,26 @@ mod tests {
     }
 
     #[test]
+    fn the_suggestion_lists_name_only_what_the_environment_has() {
+        let t = Templates::new();
+        let mut state = t.env.empty_state();
+        for f in BUILTIN_FILTERS.iter().chain(OWN_FILTERS) {
+            let known = state.apply_filter(f, &[]);
+            assert!(
+                !matches!(&known, Err(e) if e.kind() == ErrorKind::UnknownFilter),
+                "{f}"
+            );
+        }
+        for test in BUILTIN_TESTS {
+            let known = state.perform_test(test, &[]);
+            assert!(
+                !matches!(&known, Err(e) if e.kind() == ErrorKind::UnknownTest),
+                "{test}"
+            );
+        }
+    }
+
+    #[test]
     fn syntax_errors_are_compile_errors() {
         let mut t = Templates::new();
         let e = t.compile("Hi {{ name ").unwrap_err();
@@ -386,7 +676,8 @@ mod tests {
         assert_eq!(render(&fine, json!({})).unwrap(), json!(201));
         // Just under the limit, the deepest shapes still compile on this thread.
         for src in [
-            format!("{{{{ a{} }}}}", "()".repeat(249)),
+            // A function the environment has: an unknown one is refused by name.
+            format!("{{{{ dict{} }}}}", "()".repeat(249)),
             format!("{{{{ {}1 }}}}", "-".repeat(499)),
         ] {
             assert!(Templates::new().compile(&src).is_ok());

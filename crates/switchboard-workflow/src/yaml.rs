@@ -100,6 +100,96 @@ impl Node {
     }
 }
 
+/// Where byte `offset` of a string scalar's value is in the file, given the
+/// scalar's start `at` (its opening quote or block indicator) and the file's
+/// `lines`: an error inside a regex or template then points at its place,
+/// not at the quote. Plain and quoted scalars are followed character by
+/// character (`''` and `\` escapes are one character of the value, a line
+/// break one space); block scalars (`|`, `>`) by line.
+pub fn position_in_scalar(lines: &[&str], at: Loc, value: &str, offset: usize) -> Loc {
+    let Some(first) = lines.get(at.line.saturating_sub(1) as usize) else {
+        return at;
+    };
+    let offset = offset.min(value.len());
+    let start_char = at.col.saturating_sub(1) as usize;
+    let style = first.chars().nth(start_char).unwrap_or(' ');
+    if style == '|' || style == '>' {
+        let before = value.get(..offset).unwrap_or(value);
+        let line_index = before.matches('\n').count();
+        let within = before.rsplit('\n').next().unwrap_or("").chars().count();
+        let body = &lines[(at.line as usize).min(lines.len())..];
+        let indent = body
+            .iter()
+            .find(|l| !l.trim().is_empty())
+            .map_or(0, |l| l.len() - l.trim_start().len());
+        return Loc {
+            line: at.line + 1 + line_index as u32,
+            col: (indent + within + 1) as u32,
+        };
+    }
+    let quote = matches!(style, '\'' | '"').then_some(style);
+    let mut line = at.line.saturating_sub(1) as usize;
+    let mut chars: Vec<char> = first.chars().collect();
+    let mut i = start_char + usize::from(quote.is_some());
+    let mut consumed = 0usize;
+    loop {
+        if consumed >= offset {
+            break;
+        }
+        let Some(&c) = chars.get(i) else {
+            // A line break folds into one character; the next line's indentation is not part of the value.
+            match lines.get(line + 1) {
+                Some(next) => {
+                    line += 1;
+                    chars = next.chars().collect();
+                    i = chars.iter().take_while(|c| c.is_whitespace()).count();
+                    consumed += 1;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        match (quote, c) {
+            (Some('\''), '\'') if chars.get(i + 1) == Some(&'\'') => {
+                consumed += 1;
+                i += 2;
+            }
+            (Some('"'), '\\') => {
+                let escape = chars.get(i + 1).copied();
+                let (raw, bytes) = match escape {
+                    Some('x') => (4, hex_char_len(&chars, i + 2, 2)),
+                    Some('u') => (6, hex_char_len(&chars, i + 2, 4)),
+                    Some('U') => (10, hex_char_len(&chars, i + 2, 8)),
+                    Some('N' | '_') => (2, 2),
+                    Some('L' | 'P') => (2, 3),
+                    // An escaped line break: nothing in the value.
+                    None => (1, 0),
+                    Some(_) => (2, 1),
+                };
+                consumed += bytes;
+                i += raw;
+            }
+            _ => {
+                consumed += c.len_utf8();
+                i += 1;
+            }
+        }
+    }
+    Loc {
+        line: line as u32 + 1,
+        col: i as u32 + 1,
+    }
+}
+
+/// The UTF-8 length of the character a `\x`/`\u`/`\U` escape's hex digits name.
+fn hex_char_len(chars: &[char], from: usize, digits: usize) -> usize {
+    let hex: String = chars.iter().skip(from).take(digits).collect();
+    u32::from_str_radix(&hex, 16)
+        .ok()
+        .and_then(char::from_u32)
+        .map_or(1, char::len_utf8)
+}
+
 /// A YAML syntax error with its position.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
@@ -141,6 +231,24 @@ pub fn parse_cached(text: &str) -> Result<Node, SyntaxError> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
     TREES.get_or_try((h.finish(), text.len()), || parse(text))
+}
+
+/// A hint for a YAML syntax error: the parser's wording ("mapping values are
+/// not allowed", "did not find expected key") rarely says that the usual
+/// cause is a line indented more or less than its siblings.
+pub fn syntax_hint(message: &str) -> Option<String> {
+    const INDENTATION: &[&str] = &[
+        "mapping values are not allowed",
+        "did not find expected key",
+        "did not find expected '-'",
+        "while parsing a block",
+        "block sequence entries are not allowed",
+        "could not find expected ':'",
+    ];
+    INDENTATION
+        .iter()
+        .any(|m| message.contains(m))
+        .then(|| "hint: check the indentation of this line against the one above".to_owned())
 }
 
 /// serde-saphyr's messages carry their own snippet; we print ours.
@@ -241,6 +349,30 @@ mod tests {
         };
         assert_eq!(rule[0].0.as_str(), Some("on"));
         assert_eq!(rule[0].1.loc, Loc { line: 3, col: 9 });
+    }
+
+    #[test]
+    fn offsets_in_a_scalar_map_to_the_file() {
+        let at = |text: &str, value: &str, offset: usize| {
+            let lines: Vec<&str> = text.lines().collect();
+            let col = text.find(['\'', '"', '|']).map_or(4, |c| c + 1) as u32;
+            position_in_scalar(&lines, Loc { line: 1, col }, value, offset)
+        };
+        // Plain: one column per character, multi-byte ones too.
+        assert_eq!(
+            at("a: héllo x", "héllo x", "héllo ".len()),
+            Loc { line: 1, col: 10 }
+        );
+        // Double-quoted: a \u escape is one character of the value.
+        let value = "é (";
+        assert_eq!(at("a: \"\\u00e9 (\"", value, 3), Loc { line: 1, col: 12 });
+        // A quoted scalar over two lines: the break is one space, indentation skipped.
+        assert_eq!(
+            at("a: 'one\n   two'", "one two", 4),
+            Loc { line: 2, col: 4 }
+        );
+        // A literal block: by line, after the indentation.
+        assert_eq!(at("a: |\n  x\n  yz", "x\nyz\n", 3), Loc { line: 3, col: 4 });
     }
 
     #[test]

@@ -950,11 +950,39 @@ async fn seed_errors_carry_line_and_column() {
     )
     .unwrap();
     let msg = load_seed(&path).unwrap_err().to_string();
-    assert!(msg.starts_with(&format!("{}:5:", path.display())), "{msg}");
+    assert!(msg.contains(&format!("--> {}:5:", path.display())), "{msg}");
     assert!(msg.contains("ghost"), "{msg}");
 
     let ok = parse_seed("users:\n  - handle: a\n    api_key: k\n", "y").unwrap();
     assert!(Sandbox::new(ok).is_ok());
+}
+
+#[tokio::test]
+async fn seed_errors_are_all_reported_with_a_caret_and_a_suggestion() {
+    // Every misspelt key at once, each with its line, a caret and the key meant.
+    let keys = "users:\n  - handle: alice\n    api_key: k\n    nmae: Alice\n  - handle: bob\n    api_kye: k2\nromos: []\n";
+    let msg = parse_seed(keys, "s.yaml").unwrap_err().to_string();
+    for expected in [
+        "error: unknown key `nmae` in a user\n  --> s.yaml:4:5\n  |\n4 |     nmae: Alice\n  |     ^ did you mean `name`?\n",
+        "error: unknown key `api_kye` in a user\n  --> s.yaml:6:5\n",
+        "did you mean `api_key`?",
+        "error: unknown key `romos` in the seed\n  --> s.yaml:7:1\n",
+        "did you mean `rooms`?",
+    ] {
+        assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");
+    }
+    // Every dangling or duplicate handle at once, too.
+    let handles = "users:\n  - handle: alice\n    api_key: k\n  - handle: alice\n    api_key: k2\nrooms:\n  - owner: alcie\n    participants: [zed]\ncontacts:\n  - [alice, ghost]\n";
+    let msg = parse_seed(handles, "s.yaml").unwrap_err().to_string();
+    for expected in [
+        "duplicate user handle \"alice\"\n  --> s.yaml:4:13\n",
+        "unknown handle \"alcie\"\n  --> s.yaml:7:12\n",
+        "did you mean `alice`?",
+        "unknown handle \"zed\"\n  --> s.yaml:8:20\n",
+        "unknown handle \"ghost\"\n  --> s.yaml:10:13\n",
+    ] {
+        assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");
+    }
 }
 
 /// Drains pushes already queued for a connection, checking each against the
@@ -1802,7 +1830,7 @@ async fn contact_request_expiry_in_the_seed() {
             .err()
             .unwrap_or_else(|| panic!("{bad} accepted"));
         let msg = err.to_string();
-        assert!(msg.starts_with("seed.yaml:"), "{msg}");
+        assert!(msg.contains("--> seed.yaml:"), "{msg}");
         assert!(msg.contains("contact_request_expiry"), "{msg}");
     }
     let day = Duration::from_secs(24 * 3600);

@@ -98,6 +98,8 @@ fn the_checker_accepts_each_example_and_rejects_an_unknown_argument() {
             .args
             .iter()
             .map(|(k, _)| k.clone())
+            // Conditions and action lists are compiled into the rule, not kept as arguments.
+            .chain(spec.nested.iter().map(|k| k.to_string()))
             .collect();
         assert_eq!(
             given,
@@ -141,14 +143,12 @@ fn the_renderer_and_the_executor_handle_every_action() {
         let engine = Engine::new(Arc::new(ruleset), Arc::new(StateStore::in_memory()));
         let executor = RecordingExecutor::new();
         let report = ready(engine.handle(&input, &scope, &executor));
-        let record = &report.actions[0];
-        assert_eq!(
-            record.status,
-            ActionStatus::Ok,
-            "{}: {:?}",
-            spec.name,
-            record.error
-        );
+        let expected = match spec.kind {
+            Kind::Pause => ActionStatus::Paused,
+            _ => ActionStatus::Ok,
+        };
+        let record = report.actions.last().expect(spec.name);
+        assert_eq!(record.status, expected, "{}: {:?}", spec.name, record.error);
         let rendered: &RenderedAction = record.action.as_ref().expect(spec.name);
         assert_eq!(rendered.name(), spec.name);
         assert_eq!(rendered.kind(), spec.kind, "{}", spec.name);
@@ -174,6 +174,17 @@ fn the_renderer_and_the_executor_handle_every_action() {
         match spec.kind {
             Kind::Platform => assert_eq!(performed, vec![rendered.clone()], "{}", spec.name),
             Kind::Local => assert!(performed.is_empty(), "{}: {performed:?}", spec.name),
+            // A pause reaches no executor; `ask` sends its question as a message.
+            Kind::Pause => {
+                assert_eq!(report.pending.len(), 1, "{}", spec.name);
+                let sent: Vec<&str> = performed.iter().map(|a| a.name()).collect();
+                let question: &[&str] = if spec.name == "ask" {
+                    &["send_message"]
+                } else {
+                    &[]
+                };
+                assert_eq!(sent, question, "{}", spec.name);
+            }
         }
         let failed = matches!(report.outcome, Finish::Failed { .. });
         assert_eq!(

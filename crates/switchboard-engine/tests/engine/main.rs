@@ -5,6 +5,7 @@
 //! daylight saving (`time`). No network: a `RecordingExecutor` stands in.
 
 mod actions_agree;
+mod conversations;
 mod eval;
 mod limits;
 mod prefilter;

@@ -51,9 +51,13 @@ pub struct Args {
     pub timeout: Option<String>,
     /// Largest response body accepted, in bytes (default 1048576, 1 MiB); a
     /// larger one fails the action.
+    #[serde(default)]
+    #[schemars(schema_with = "super::whole_number_or_template")]
     pub max_bytes: Option<Value>,
     /// Follow redirects (default true): each hop must be an allowed host, and
     /// `headers` go only to the URL's own origin. With false a 3xx fails.
+    #[serde(default)]
+    #[schemars(schema_with = "super::boolean_or_template")]
     pub follow_redirects: Option<Value>,
 }
 

@@ -23,6 +23,8 @@ pub struct Args {
     /// Key.
     pub key: String,
     /// Amount (default 1).
+    #[serde(default)]
+    #[schemars(schema_with = "super::whole_number_or_template")]
     pub by: Option<Value>,
     /// Time to live.
     pub ttl: Option<String>,

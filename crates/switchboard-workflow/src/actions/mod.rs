@@ -11,8 +11,12 @@
 //! You write two things: a module here (`Args` deriving `JsonSchema`, `DEF`,
 //! the rendered type with `render`), and its line in [`registry!`]
 //! (`name::Type: Local` or `name::Type: Platform`; the kind is written only
-//! there). The schema, the loader, `find`/`names`, rendering, serialisation
-//! and the test-file checks follow from [`ALL`]. The compiler then asks for
+//! there). `Pause` is the kind of `wait_for`, `ask` and `wait`: control flow
+//! the engine handles itself (it pauses the list); their arguments that are
+//! conditions or action lists are named in [`ActionDef::nested`] and compiled
+//! into [`crate::rule::Pause`] by the loader instead of being rendered.
+//! The schema, the loader, `find`/`names`, rendering, serialisation and the
+//! test-file checks follow from [`ALL`]. The compiler then asks for
 //! the rest: a `Local` action does not compile until `Engine::run_local`
 //! (switchboard-engine `run.rs`, an exhaustive match on [`LocalAction`])
 //! performs it; a `Platform` one until the `Effects` dispatch
@@ -48,6 +52,9 @@ pub enum Kind {
     Local,
     /// By the executor, outside the process (REST calls, outbound HTTP).
     Platform,
+    /// Control flow: the engine pauses the list there (`wait_for`, `ask`,
+    /// `wait`) and hands back a pending conversation; the runtime resumes it.
+    Pause,
 }
 
 /// How the journal treats an action of a message interrupted by a crash.
@@ -81,6 +88,9 @@ pub struct ActionDef {
     /// Checks of arguments whose whole value is literal (no template in it),
     /// run at load (e.g. `llm`'s `schema` must be a JSON Schema).
     pub literal_checks: &'static [(&'static str, LiteralCheck)],
+    /// Arguments the loader compiles into the rule itself (conditions, action
+    /// lists such as `on_timeout`) instead of rendering them.
+    pub nested: &'static [&'static str],
     /// A valid use giving every argument (YAML flow mapping), for tests and docs.
     pub example: &'static str,
     subschema: fn(&mut SchemaGenerator) -> Schema,
@@ -129,6 +139,7 @@ impl ActionDef {
             durations: &[],
             one_of: &[],
             literal_checks: &[],
+            nested: &[],
             example: "{}",
             subschema: subschema_of::<A>,
             root_schema: root_schema_of::<A>,
@@ -172,6 +183,11 @@ impl ActionDef {
         }
     }
 
+    /// With arguments compiled into the rule (conditions, action lists), not rendered.
+    pub const fn nested(self, nested: &'static [&'static str]) -> Self {
+        ActionDef { nested, ..self }
+    }
+
     /// With an example giving every argument.
     pub const fn example(self, example: &'static str) -> Self {
         ActionDef { example, ..self }
@@ -195,10 +211,7 @@ impl ActionDef {
     fn keys(&self) -> &'static ArgKeys {
         // Read from the generated schema, so the loader checks what editors see.
         static KEYS: OnceLock<HashMap<&'static str, ArgKeys>> = OnceLock::new();
-        static NONE: ArgKeys = ArgKeys {
-            names: Vec::new(),
-            required: Vec::new(),
-        };
+        static NONE: OnceLock<ArgKeys> = OnceLock::new();
         let all = KEYS.get_or_init(|| {
             ALL.iter()
                 .map(|spec| {
@@ -215,18 +228,66 @@ impl ActionDef {
                     };
                     let names = strings(schema.get("properties"));
                     let required = strings(schema.get("required"));
-                    (spec.name, ArgKeys { names, required })
+                    let schemas = match schema.get("properties") {
+                        Some(Value::Object(m)) => {
+                            m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+                        }
+                        _ => HashMap::new(),
+                    };
+                    (
+                        spec.name,
+                        ArgKeys {
+                            names,
+                            required,
+                            schemas,
+                        },
+                    )
                 })
                 .collect()
         });
-        all.get(self.name).unwrap_or(&NONE)
+        all.get(self.name).unwrap_or_else(|| {
+            NONE.get_or_init(|| ArgKeys {
+                names: Vec::new(),
+                required: Vec::new(),
+                schemas: HashMap::new(),
+            })
+        })
+    }
+
+    /// The JSON Schema of the argument `key` (from the argument type).
+    pub fn arg_schema(&self, key: &str) -> Option<&'static Value> {
+        self.keys().schemas.get(key)
     }
 }
 
-/// An action's argument names, all and required.
+/// An action's argument names, all and required, and each one's schema.
 struct ArgKeys {
     names: Vec<String>,
     required: Vec<String>,
+    schemas: HashMap<String, Value>,
+}
+
+/// The schema of an argument that is a whole number, or text holding one,
+/// or a template (which renders to text): what `ArgValues` readers accept.
+pub(crate) fn whole_number_or_template(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "integer" },
+            { "type": "string", "pattern": "\\{\\{|\\{%|^\\s*-?[0-9]+\\s*$" },
+            { "type": "null" }
+        ]
+    })
+}
+
+/// The schema of an argument that is true or false (also as text), or a template.
+pub(crate) fn boolean_or_template(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({
+        "anyOf": [
+            { "type": "boolean" },
+            { "type": "string", "pattern": "\\{\\{|\\{%|^(true|false)$" },
+            { "type": "null" }
+        ]
+    })
 }
 
 fn subschema_of<A: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
@@ -304,17 +365,20 @@ macro_rules! registry {
             }
         }
 
-        registry!(@split [] [] $( $module::$ty: $kind, )*);
+        registry!(@split [] [] [] $( $module::$ty: $kind, )*);
     };
 
     // Sorts the actions by kind, keeping their order.
-    (@split [$($l:tt)*] [$($p:tt)*] $module:ident :: $ty:ident : Local, $($rest:tt)*) => {
-        registry!(@split [$($l)* $module::$ty,] [$($p)*] $($rest)*);
+    (@split [$($l:tt)*] [$($p:tt)*] [$($w:tt)*] $module:ident :: $ty:ident : Local, $($rest:tt)*) => {
+        registry!(@split [$($l)* $module::$ty,] [$($p)*] [$($w)*] $($rest)*);
     };
-    (@split [$($l:tt)*] [$($p:tt)*] $module:ident :: $ty:ident : Platform, $($rest:tt)*) => {
-        registry!(@split [$($l)*] [$($p)* $module::$ty,] $($rest)*);
+    (@split [$($l:tt)*] [$($p:tt)*] [$($w:tt)*] $module:ident :: $ty:ident : Platform, $($rest:tt)*) => {
+        registry!(@split [$($l)*] [$($p)* $module::$ty,] [$($w)*] $($rest)*);
     };
-    (@split [$($lm:ident :: $lt:ident,)*] [$($pm:ident :: $pt:ident,)*]) => {
+    (@split [$($l:tt)*] [$($p:tt)*] [$($w:tt)*] $module:ident :: $ty:ident : Pause, $($rest:tt)*) => {
+        registry!(@split [$($l)*] [$($p)*] [$($w)* $module::$ty,] $($rest)*);
+    };
+    (@split [$($lm:ident :: $lt:ident,)*] [$($pm:ident :: $pt:ident,)*] [$($wm:ident :: $wt:ident,)*]) => {
         /// A [`Kind::Local`] action: performed by the engine itself.
         #[derive(Debug, Clone, Copy, PartialEq)]
         pub enum LocalAction<'a> {
@@ -333,6 +397,15 @@ macro_rules! registry {
             )*
         }
 
+        /// A [`Kind::Pause`] action: where the engine pauses the list.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub enum PauseAction<'a> {
+            $(
+                #[doc = concat!("`", stringify!($wm), "`")]
+                $wt(&'a $wm::$wt),
+            )*
+        }
+
         impl RenderedAction {
             /// The action as the one who performs it sees it: match the
             /// result, not [`RenderedAction`], where only one kind is handled,
@@ -341,6 +414,7 @@ macro_rules! registry {
                 match self {
                     $( RenderedAction::$lt(a) => Split::Local(LocalAction::$lt(a)), )*
                     $( RenderedAction::$pt(a) => Split::Platform(PlatformAction::$pt(a)), )*
+                    $( RenderedAction::$wt(a) => Split::Pause(PauseAction::$wt(a)), )*
                 }
             }
         }
@@ -354,6 +428,8 @@ pub enum Split<'a> {
     Local(LocalAction<'a>),
     /// Performed by the executor (REST calls, outbound HTTP).
     Platform(PlatformAction<'a>),
+    /// Pauses the list (the engine hands back a pending conversation).
+    Pause(PauseAction<'a>),
 }
 
 registry! {
@@ -374,6 +450,9 @@ registry! {
     llm::Llm: Platform,
     log::Log: Local,
     fail::Fail: Local,
+    wait_for::WaitFor: Pause,
+    ask::Ask: Pause,
+    wait::Wait: Pause,
 }
 
 impl RenderedAction {
@@ -392,6 +471,7 @@ impl RenderedAction {
         match self.split() {
             Split::Local(_) => Kind::Local,
             Split::Platform(_) => Kind::Platform,
+            Split::Pause(_) => Kind::Pause,
         }
     }
 
@@ -480,6 +560,18 @@ pub fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+/// Serialises a duration as whole seconds, `"3600s"`.
+pub(crate) mod secs {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    /// For `#[serde(with)]`.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", d.as_secs()))
     }
 }
 

@@ -47,13 +47,13 @@ rules:
         "unknown event type `message_creatd`\n  --> w.yaml:4:9",
         "did you mean `message_created`?",
         "bad regular expression",
-        "--> w.yaml:6:35",
+        "--> w.yaml:6:36",
         "unknown key `startswith` in the operators\n  --> w.yaml:7:30",
         "did you mean `starts_with`?",
         "unknown action `rpely`\n  --> w.yaml:9:9",
         "did you mean `reply`?",
         "template error: syntax error: unexpected end of input",
-        "--> w.yaml:13:16",
+        "--> w.yaml:13:41",
         "`type` must be one of thought, tool_call, tool_result, error, task\n  --> w.yaml:14:29",
         "`send_message` is missing its `chat` argument",
         "`send_message` is missing its `mentions` argument",
@@ -170,6 +170,126 @@ fn yaml_bombs_are_refused() {
         "]".repeat(100)
     );
     assert!(errors(&deep).contains("invalid YAML"));
+}
+
+fn rule_doing(actions: &str) -> String {
+    format!("version: 1\nrules:\n  - name: a\n    on: message_created\n    do:\n{actions}")
+}
+
+#[test]
+fn unknown_filters_tests_and_functions_are_load_errors_at_their_name() {
+    let out = errors(&rule_doing(
+        "      - reply: \"Hi {{ sender.name | uppper }}\"\n      - log: \"{% if n is evn %}x{% endif %}\"\n      - log: \"{{ rnage(3) }}\"\n",
+    ));
+    for expected in [
+        "error: unknown filter `uppper`\n  --> w.yaml:6:37",
+        "did you mean `upper`?",
+        "error: unknown test `evn`\n  --> w.yaml:7:26",
+        "did you mean `even`?",
+        "error: unknown function `rnage`\n  --> w.yaml:8:18",
+        "did you mean `range`?",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // A condition's template is checked the same way; our own filters are known.
+    let cond = "version: 1\nrules:\n  - name: a\n    on: message_created\n    if: \"{{ event.content | slgu }}\"\n    do: []\n";
+    let out = errors(cond);
+    assert!(
+        out.contains("unknown filter `slgu`") && out.contains("did you mean `slug`?"),
+        "{out}"
+    );
+    // Everything the environment knows, and names the template defines, pass.
+    let fine = rule_doing(concat!(
+        "      - reply: \"{{ sender.name | upper | truncate(5) | slug | mention }} {{ x | strip_mentions | json }}\"\n",
+        "      - log: \"{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1) }} {% set f = namespace(n=1) %}{{ f.n }}\"\n",
+        "      - log: \"{% for i in range(3) %}{{ loop.cycle('a', 'b') }}{% endfor %}{% if x is defined and x is not even %}y{% endif %}\"\n",
+        "      - log: \"{% filter upper %}x{% endfilter %}{{ dict(a=1) | tojson }}\"\n",
+        "      - log: \"{{ x not in (y | list) and (1) or (2) if (3) else (4) }}\"\n",
+    ));
+    if let Err(e) = load_str("w.yaml", &fine) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn literal_arguments_of_the_wrong_type_are_load_errors() {
+    let out = errors(&rule_doing(
+        "      - incr: { key: k, by: \"two\" }\n      - http: { url: 'https://x.example', max_bytes: lots, follow_redirects: 'yes' }\n      - reply: { text: hi, mentions: { a: 1 } }\n",
+    ));
+    for expected in [
+        "`by` must be a whole number, found the string \"two\"\n  --> w.yaml:6:29",
+        "`max_bytes` must be a whole number, found the string \"lots\"\n  --> w.yaml:7:54",
+        "`follow_redirects` must be true or false, found the string \"yes\"\n  --> w.yaml:7:78",
+        "`mentions` must be a list, found a mapping\n  --> w.yaml:8:38",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // Templates stay allowed where the field takes them; so does text holding the value.
+    let fine = rule_doing(
+        "      - incr: { key: k, by: \"{{ n }}\" }\n      - incr: { key: k, by: '3' }\n      - http: { url: 'https://x.example', max_bytes: 100, follow_redirects: 'false' }\n      - reply: { text: 42, mentions: '@ann' }\n",
+    );
+    if let Err(e) = load_str("w.yaml", &fine) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn carets_point_inside_bad_regexes_and_templates() {
+    let cond = |c: &str| {
+        format!("version: 1\nrules:\n  - name: a\n    on: message_created\n    if:\n      - {c}\n    do: []\n")
+    };
+    // Plain, single-quoted ('' is one quote) and double-quoted (\\ is one backslash).
+    for (c, col) in [
+        ("event.content: { matches: ab(c }", 37),
+        ("event.content: { matches: 'it''s (x' }", 42),
+        ("event.content: { matches: \"\\\\d+ (x\" }", 41),
+    ] {
+        let out = errors(&cond(c));
+        assert!(
+            out.contains(&format!("--> w.yaml:6:{col}\n")),
+            "{c}: want column {col}:\n{out}"
+        );
+    }
+    let out = errors(&rule_doing("      - reply: 'Hi {{ name ) }}'\n"));
+    assert!(out.contains("--> w.yaml:6:28\n"), "{out}");
+    // A block scalar: the template's second line.
+    let out = errors(&rule_doing(
+        "      - reply: |\n          Hello\n          {{ name | nope }}\n",
+    ));
+    assert!(
+        out.contains("unknown filter `nope`\n  --> w.yaml:8:21\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn wrong_indentation_gets_a_hint() {
+    for text in [
+        "version: 1\nrules:\n  - name: a\n    on: message_created\n   do: []\n",
+        "version: 1\nrules:\n  - name: a\n    on: message_created\n      do: []\n",
+    ] {
+        let out = errors(text);
+        assert!(
+            out.contains("hint: check the indentation of this line against the one above"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn every_unknown_key_of_a_rule_and_its_actions_is_reported_at_once() {
+    let text = "version: 1\nrules:\n  - name: a\n    onn: message_created\n    descriptoin: x\n    do:\n      - rpely: { txt: hi, mentons: [a] }\n        iff: x\n";
+    let out = errors(text);
+    for expected in [
+        "unknown key `onn` in rule",
+        "unknown key `descriptoin` in rule",
+        "unknown action `rpely`",
+        "unknown action `iff`",
+        "unknown key `txt` in `reply`",
+        "unknown key `mentons` in `reply`",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
 }
 
 fn llm_rule(args: &str) -> String {
