@@ -15,7 +15,9 @@ use tokio::sync::mpsc;
 use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::effects::journal::JournalFile;
+use crate::effects::llm::LlmClient;
 /// An `--allow-http-host` entry (`host` or `host:port`).
+pub use crate::effects::llm::LlmConfig;
 pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
@@ -89,6 +91,8 @@ pub struct AgentConfig {
     /// and every writer (the log lines too, when the CLI passes its own)
     /// shows them as `[secret:NAME]`.
     pub redaction: Redaction,
+    /// The language model `llm` actions ask, when given.
+    pub llm: Option<LlmConfig>,
 }
 
 impl AgentConfig {
@@ -118,6 +122,7 @@ impl AgentConfig {
             webhook_queue: DEFAULT_MAX_PENDING,
             max_pending_per_person: conversations::DEFAULT_MAX_PER_PERSON,
             redaction: Redaction::new(),
+            llm: None,
         }
     }
 }
@@ -169,6 +174,24 @@ fn secrets_reader(api_key: &str) -> reload::ReadSecrets {
             false => Err(LoadErrors::new(errors)),
         }
     })
+}
+
+/// Warns when a rule has an `llm` action but no model was given: those
+/// actions would fail on every message, which start-up can tell already.
+fn warn_llm_unconfigured(ruleset: &switchboard_workflow::Ruleset) {
+    let uses_llm = |r: &&switchboard_workflow::rule::Rule| {
+        r.actions
+            .iter()
+            .chain(&r.else_actions)
+            .chain(&r.on_error)
+            .any(|a| a.name == "llm")
+    };
+    if let Some(rule) = ruleset.rules().iter().find(uses_llm) {
+        tracing::warn!(
+            rule = %rule.id,
+            "a rule uses the `llm` action but no model is configured (--llm-url and --llm-model): its `llm` actions will fail"
+        );
+    }
 }
 
 /// Where an agent keeps its journal and state when no file is given for them.
@@ -223,6 +246,9 @@ pub enum AgentError {
     /// The HTTP client could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The `llm` action's client could not be built.
+    #[error(transparent)]
+    Llm(#[from] crate::effects::llm::LlmConfigError),
     /// The `http` action's client could not be built.
     #[error("cannot build the client of the `http` action")]
     HttpClient(#[source] reqwest::Error),
@@ -350,6 +376,9 @@ impl Agent {
             dir = %config.workflows.display(),
             "workflows loaded"
         );
+        if config.llm.is_none() {
+            warn_llm_unconfigured(&ruleset);
+        }
         let metrics = match config.metrics_addr {
             None => None,
             Some(addr) => {
@@ -448,7 +477,10 @@ impl Agent {
         // name; refuse that rather than let a reply leak it.
         if let Some(name) = config.allow_env.iter().find(|name| {
             name.as_str() == API_KEY_VARIABLE
-                || std::env::var(name).is_ok_and(|v| v.trim() == config.api_key.trim())
+                || std::env::var(name).is_ok_and(|v| {
+                    let key = config.llm.as_ref().and_then(|l| l.api_key.as_deref());
+                    v.trim() == config.api_key.trim() || key.is_some_and(|k| v.trim() == k.trim())
+                })
         }) {
             return Err(AgentError::SecretInTemplates { name: name.clone() });
         }
@@ -512,11 +544,18 @@ impl Agent {
             engine = engine.tracing_every_rule();
         }
         let engine = Arc::new(engine);
-        let mut executor: Arc<dyn Executor> = Arc::new(
-            RestExecutor::new(api, config.allow_http_hosts.clone())
-                .map_err(AgentError::HttpClient)?
-                .with_identity(&me.id),
-        );
+        let mut rest = RestExecutor::new(api, config.allow_http_hosts.clone())
+            .map_err(AgentError::HttpClient)?
+            .with_identity(&me.id);
+        if let Some(llm) = &config.llm {
+            // Hidden like a workflow secret wherever the agent writes.
+            if let Some(key) = llm.api_key.as_deref() {
+                config.redaction.also_hide("llm_key", key);
+            }
+            tracing::info!(url = %llm.url, model = %llm.model, key = llm.api_key.is_some(), "llm actions ask this model");
+            rest = rest.with_llm(LlmClient::new(llm.clone())?);
+        }
+        let mut executor: Arc<dyn Executor> = Arc::new(rest);
         if let Some(t) = &telemetry {
             executor = Arc::new(TimedExecutor::new(executor, t.clone()));
         }

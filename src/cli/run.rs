@@ -85,6 +85,31 @@ pub struct RunArgs {
     #[arg(long = "allow-http-host", value_name = "HOST[:PORT]")]
     allow_http_hosts: Vec<AllowedHost>,
 
+    /// The OpenAI-compatible API `llm` actions ask, up to `/v1`
+    /// (e.g. http://127.0.0.1:11434/v1 for Ollama). Only this host is
+    /// reached for them; the `http` allowlist is not widened.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LLM_URL",
+        value_name = "URL",
+        requires = "llm_model"
+    )]
+    llm_url: Option<String>,
+
+    /// The model `llm` actions ask (e.g. gpt-4o-mini, llama3.2).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LLM_MODEL",
+        value_name = "NAME",
+        requires = "llm_url"
+    )]
+    llm_model: Option<String>,
+
+    /// Read the language model's API key from this file; or set
+    /// SWITCHBOARD_LLM_API_KEY. None is sent when neither is given (local servers).
+    #[arg(long, env = "SWITCHBOARD_LLM_KEY_FILE", value_name = "PATH")]
+    llm_key_file: Option<PathBuf>,
+
     /// Do not reload when workflow files change (SIGHUP still reloads).
     #[arg(long)]
     no_watch: bool,
@@ -169,6 +194,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         webhook_queue: args.webhook_queue,
         max_pending_per_person: usize::try_from(args.max_pending_per_person).unwrap_or(usize::MAX),
         redaction: super::logging::redaction(),
+        llm: llm_config(args.llm_url, args.llm_model, args.llm_key_file)?,
     };
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;
@@ -198,6 +224,32 @@ fn read_key_file(path: &Path) -> anyhow::Result<String> {
     }
     Ok(key.to_owned())
 }
+
+/// The `--llm-*` settings; the key from `--llm-key-file`, else from
+/// `SWITCHBOARD_LLM_API_KEY` (never a flag: the process list shows flags).
+fn llm_config(
+    url: Option<String>,
+    model: Option<String>,
+    key_file: Option<PathBuf>,
+) -> anyhow::Result<Option<crate::agent::LlmConfig>> {
+    let (Some(url), Some(model)) = (url, model) else {
+        if key_file.is_some() {
+            bail!("--llm-key-file is given without --llm-url and --llm-model");
+        }
+        return Ok(None);
+    };
+    if model.trim().is_empty() {
+        bail!("--llm-model is empty");
+    }
+    let key = match key_file {
+        Some(path) => Some(read_key_file(&path).context("the language model's API key")?),
+        None => std::env::var(LLM_KEY_VAR).ok(),
+    };
+    Ok(Some(crate::agent::LlmConfig::new(&url, &model, key)?))
+}
+
+/// The environment variable holding the language model's API key.
+const LLM_KEY_VAR: &str = "SWITCHBOARD_LLM_API_KEY";
 
 fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
     switchboard_workflow::duration::parse_duration(s)

@@ -8,6 +8,7 @@
 
 pub mod conversation_file;
 pub mod journal;
+pub mod llm;
 pub mod rest;
 pub mod state_dir;
 pub mod state_file;

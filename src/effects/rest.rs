@@ -26,6 +26,7 @@ pub struct RestExecutor {
     http: reqwest::Client,
     http_allow: Vec<AllowedHost>,
     me: Option<String>,
+    llm: Option<super::llm::LlmClient>,
 }
 
 impl RestExecutor {
@@ -41,12 +42,20 @@ impl RestExecutor {
             http,
             http_allow,
             me: None,
+            llm: None,
         })
     }
 
     /// Our agent id: how messages we sent are told apart in `/context`.
     pub fn with_identity(mut self, agent_id: &str) -> Self {
         self.me = Some(agent_id.to_owned());
+        self
+    }
+
+    /// Performs `llm` actions with `client` (without one they fail, saying
+    /// which flags are missing). Its host is not added to the `http` allowlist.
+    pub fn with_llm(mut self, client: super::llm::LlmClient) -> Self {
+        self.llm = Some(client);
         self
     }
 
@@ -529,6 +538,13 @@ impl Effects for RestExecutor {
         Ok(self.outbound(a, scope).await?)
     }
 
+    async fn llm(&self, a: &a::Llm, _scope: &Scope) -> Effect {
+        let client = self.llm.as_ref().ok_or(
+            "no language model is configured: start the agent with --llm-url and --llm-model",
+        )?;
+        Ok(client.ask(a).await?)
+    }
+
     async fn landed(
         &self,
         action: PlatformAction<'_>,
@@ -550,14 +566,17 @@ impl Effects for RestExecutor {
             // Sent again, harmlessly: adding someone already there, removing
             // someone gone or answering an answered request changes nothing
             // twice (a repeat may fail, never double). `http` is another
-            // matter (its own Idempotency-Key). Listed, not `_`: a new
-            // platform action must say whether it can be found.
+            // matter (its own Idempotency-Key). An `llm` call cut short
+            // by a crash left no answer to find: it is asked again (a
+            // finished one is in the journal and never is). Listed, not
+            // `_`: a new platform action must say whether it can be found.
             P::AddParticipant(_)
             | P::RemoveParticipant(_)
             | P::ApproveContact(_)
             | P::RejectContact(_)
             | P::RemoveContact(_)
-            | P::Http(_) => Ok(None),
+            | P::Http(_)
+            | P::Llm(_) => Ok(None),
         }
     }
 }

@@ -750,3 +750,39 @@ async fn secrets_come_from_given_secrets_in_tests_and_never_show_in_the_output()
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_llm_example_passes_its_tests_with_the_model_stubbed_by_given_results() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/llm-triage");
+    let out = run(&["test", example.to_str().unwrap()]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("test triage: no keyword, so the model's route is taken ... ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("test result: ok. 3 passed, 0 failed"),
+        "{text}"
+    );
+
+    // The stub is what routes: another answer, another participant.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["triage.yaml", "triage.test.yaml"] {
+        std::fs::copy(example.join(name), dir.path().join(name)).unwrap();
+    }
+    let tests = dir.path().join("triage.test.yaml");
+    let text = std::fs::read_to_string(&tests).unwrap();
+    std::fs::write(
+        &tests,
+        text.replace("json: { route: docs }", "json: { route: human }"),
+    )
+    .unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("add_participant {\"handle\":\"carol\"}"),
+        "{text}"
+    );
+}

@@ -341,6 +341,10 @@ async fn run_is_configured_by_its_environment_variables() {
         "SWITCHBOARD_STATE_DIR",
         "SWITCHBOARD_WEBHOOK_ADDR",
         "SWITCHBOARD_MAX_PENDING_PER_PERSON",
+        // Checked by llm_action's crash test (its restart is configured by them).
+        "SWITCHBOARD_LLM_URL",
+        "SWITCHBOARD_LLM_MODEL",
+        "SWITCHBOARD_LLM_KEY_FILE",
     ]
     .map(String::from)
     .into();

@@ -16,6 +16,7 @@ mod durable;
 mod http_action;
 mod journal;
 mod limits;
+mod llm_action;
 mod metrics;
 mod reload;
 mod runtime_sandbox;

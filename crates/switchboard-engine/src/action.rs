@@ -200,6 +200,8 @@ pub trait Effects: Send + Sync {
     ) -> impl Future<Output = Effect> + Send;
     /// `http`.
     fn http(&self, a: &actions::Http, scope: &Scope) -> impl Future<Output = Effect> + Send;
+    /// `llm`.
+    fn llm(&self, a: &actions::Llm, scope: &Scope) -> impl Future<Output = Effect> + Send;
 
     /// See [`Executor::landed`]; by default nothing can be found (sent again).
     fn landed(
@@ -229,6 +231,7 @@ impl<T: Effects> Executor for T {
                     P::AddContact(a) => self.add_contact(a, scope).await,
                     P::RemoveContact(a) => self.remove_contact(a, scope).await,
                     P::Http(a) => self.http(a, scope).await,
+                    P::Llm(a) => self.llm(a, scope).await,
                 },
                 Split::Local(_) => Err("a local action reached the executor (engine bug)".into()),
                 Split::Pause(_) => Err("a pause reached the executor (engine bug)".into()),

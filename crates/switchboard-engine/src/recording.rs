@@ -87,6 +87,19 @@ fn synthetic_result(action: &RenderedAction, n: usize) -> Value {
             json!({"id": format!("dry-run-event-{n}"), "message_type": event.kind, "success": true})
         }
         P::Http(_) => json!({"status": 200, "body": null}),
+        // No model is asked: an empty answer (`json` null when a schema was
+        // given); `given.results` stubs a real-looking one.
+        P::Llm(llm) => {
+            let mut answer = json!({
+                "text": "",
+                "model": "dry-run",
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            });
+            if llm.schema.is_some() {
+                answer["json"] = Value::Null;
+            }
+            answer
+        }
         P::AddParticipant(_)
         | P::RemoveParticipant(_)
         | P::ApproveContact(_)

@@ -1767,6 +1767,20 @@ impl<'a> Compiler<'a> {
         at: &Node,
     ) -> bool {
         let mut ok = true;
+        for (k, check) in spec.literal_checks {
+            let Some(value) = args
+                .iter()
+                .find(|(a, _)| a == k)
+                .and_then(|(_, a)| literal(a))
+            else {
+                continue;
+            };
+            if let Err(e) = check(&value) {
+                let node = arg_node(at, k).unwrap_or(at);
+                self.error(inside(node, &e.at), e.message, None);
+                ok = false;
+            }
+        }
         for (k, a) in args {
             if let Some(schema) = spec.arg_schema(k) {
                 if !literal_fits(schema, a) {
@@ -1970,6 +1984,50 @@ fn field<'n>(entries: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
         .iter()
         .find(|(k, _)| k.as_str() == Some(key))
         .map(|(_, v)| v)
+}
+
+/// The node of argument `key` (the node itself for a shorthand value).
+fn arg_node<'n>(at: &'n Node, key: &str) -> Option<&'n Node> {
+    match &at.kind {
+        Kind::Map(entries) => field(entries, key),
+        _ => Some(at),
+    }
+}
+
+/// Where `path` (keys and list indexes) leads inside `node`: as deep as it
+/// can be followed, so an error points at the innermost part that exists.
+fn inside(node: &Node, path: &[String]) -> Loc {
+    let mut here = node;
+    for step in path {
+        let next = match &here.kind {
+            Kind::Map(entries) => field(entries, step),
+            Kind::Seq(items) => step.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => here = n,
+            None => break,
+        }
+    }
+    here.loc
+}
+
+/// An argument's value when no part of it is a template.
+fn literal(arg: &Arg) -> Option<Value> {
+    match arg {
+        Arg::Text(t) => t.literal().map(|s| Value::String(s.to_owned())),
+        Arg::Value(v) => Some(v.clone()),
+        Arg::List(items) => items
+            .iter()
+            .map(literal)
+            .collect::<Option<_>>()
+            .map(Value::Array),
+        Arg::Map(entries) => entries
+            .iter()
+            .map(|(k, a)| literal(a).map(|v| (k.clone(), v)))
+            .collect::<Option<Map<_, _>>>()
+            .map(Value::Object),
+    }
 }
 
 fn arg_loc(at: &Node, key: &str) -> Option<Loc> {

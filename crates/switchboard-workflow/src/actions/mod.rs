@@ -85,6 +85,9 @@ pub struct ActionDef {
     pub durations: &'static [&'static str],
     /// At least one of these arguments must be given (e.g. `handle` or `id`).
     pub one_of: &'static [&'static str],
+    /// Checks of arguments whose whole value is literal (no template in it),
+    /// run at load (e.g. `llm`'s `schema` must be a JSON Schema).
+    pub literal_checks: &'static [(&'static str, LiteralCheck)],
     /// Arguments the loader compiles into the rule itself (conditions, action
     /// lists such as `on_timeout`) instead of rendering them.
     pub nested: &'static [&'static str],
@@ -92,6 +95,20 @@ pub struct ActionDef {
     pub example: &'static str,
     subschema: fn(&mut SchemaGenerator) -> Schema,
     root_schema: fn() -> Schema,
+}
+
+/// A check of a literal argument value (see [`ActionDef::literal_checks`]).
+pub type LiteralCheck = fn(&Value) -> Result<(), LiteralError>;
+
+/// Why a literal argument value is refused, and where inside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LiteralError {
+    /// The path inside the value (keys and list indexes) of what is wrong;
+    /// empty for the value as a whole. The loader points at it.
+    pub at: Vec<String>,
+    /// What is wrong, readable.
+    pub message: String,
 }
 
 /// A registered action: its module's [`ActionDef`] (reached through `Deref`:
@@ -121,6 +138,7 @@ impl ActionDef {
             choices: &[],
             durations: &[],
             one_of: &[],
+            literal_checks: &[],
             nested: &[],
             example: "{}",
             subschema: subschema_of::<A>,
@@ -152,6 +170,17 @@ impl ActionDef {
     /// Needing at least one of these arguments.
     pub const fn one_of(self, one_of: &'static [&'static str]) -> Self {
         ActionDef { one_of, ..self }
+    }
+
+    /// With checks of literal argument values, run at load.
+    pub const fn literal_checks(
+        self,
+        literal_checks: &'static [(&'static str, LiteralCheck)],
+    ) -> Self {
+        ActionDef {
+            literal_checks,
+            ..self
+        }
     }
 
     /// With arguments compiled into the rule (conditions, action lists), not rendered.
@@ -418,6 +447,7 @@ registry! {
     unset::Unset: Local,
     incr::Incr: Local,
     http::Http: Platform,
+    llm::Llm: Platform,
     log::Log: Local,
     fail::Fail: Local,
     wait_for::WaitFor: Pause,

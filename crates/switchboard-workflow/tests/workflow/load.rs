@@ -728,3 +728,42 @@ fn a_webhook_is_defined_once_across_files_and_usable_from_any() {
         "{twice}"
     );
 }
+
+fn llm_rule(args: &str) -> String {
+    format!("version: 1\nrules:\n  - name: ask\n    on: message_created\n    do:\n      - llm: {args}\n        as: verdict\n")
+}
+
+#[test]
+fn an_llm_action_with_a_schema_loads() {
+    let text = llm_rule(
+        "{ system: 'Classify. Answer with JSON.', prompt: '{{ event.text }}', schema: { type: object, properties: { route: { enum: [billing, docs, human] } }, required: [route] }, timeout: 20s }",
+    );
+    load_str("w.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    // The shorthand is the prompt.
+    load_str("w.yaml", &llm_rule("'{{ event.text }}'")).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn an_llm_schema_that_is_no_json_schema_is_a_load_error_at_its_place() {
+    let text = llm_rule("{ prompt: hi, schema: { type: objekt } }");
+    let out = errors(&text);
+    assert!(out.contains("`schema` is not a valid JSON Schema"), "{out}");
+    assert!(out.contains("objekt"), "{out}");
+    assert!(out.contains("--> w.yaml:6:44"), "{out}");
+    let text = llm_rule("{ prompt: hi, schema: { required: 3 } }");
+    let out = errors(&text);
+    assert!(out.contains("`schema` is not a valid JSON Schema"), "{out}");
+}
+
+#[test]
+fn an_llm_action_needs_a_prompt_and_a_good_timeout() {
+    let out = errors(&llm_rule("{ system: hi }"));
+    assert!(
+        out.contains("`llm` is missing its `prompt` argument"),
+        "{out}"
+    );
+    let out = errors(&llm_rule("{ prompt: hi, timeout: soon }"));
+    assert!(out.contains("`timeout`"), "{out}");
+    let out = errors(&llm_rule("{ prompt: hi, shema: {} }"));
+    assert!(out.contains("did you mean `schema`?"), "{out}");
+}
