@@ -1,7 +1,7 @@
 //! The pending conversations of a running agent: lists paused at `wait_for`,
 //! `ask` or `wait`, indexed by room (oldest first) and by deadline, kept in
 //! memory and, through a [`ConversationStore`], where the journal and the
-//! state are kept. The [`RulesHandler`](super::RulesHandler) offers each
+//! state are kept. The rules handler offers each
 //! message to the conversations of its room before the rules; one timer task
 //! ([`spawn_timers`]) fires deadlines and the end of `wait`s.
 //!
@@ -37,7 +37,6 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::handler::RulesHandler;
 use switchboard_engine::conversation::{
     ConversationChange, ConversationStore, ConversationStoreError, StoredConversation, Taken,
 };
@@ -639,12 +638,24 @@ impl Conversations {
     }
 }
 
+/// Runs a conversation whose deadline passed (the rules handler does, in
+/// the conversation's room): what [`spawn_timers`] calls.
+pub trait DeadlineRunner: Send + Sync + 'static {
+    /// The conversations whose deadlines it runs.
+    fn conversations(&self) -> &Arc<Conversations>;
+    /// Runs `p`'s `on_timeout` (for `wait`, the rest of its list).
+    fn run_deadline(
+        self: Arc<Self>,
+        p: PendingConversation,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
 /// Starts the timer task: it sleeps until the earliest deadline (or until a
 /// conversation is kept or settles), then runs every conversation whose
 /// deadline passed, each on its own task, outside any message lifecycle. A
 /// deadline already past (the agent was down, the clock jumped) fires at
 /// once, once. One whose room is stopped runs again a minute later.
-pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
+pub fn spawn_timers<H: DeadlineRunner>(handler: Arc<H>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let conversations = handler.conversations().clone();
         loop {
@@ -656,8 +667,7 @@ pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
                 Ok(due) => {
                     // Each on its own task: a slow `on_timeout` holds no other.
                     for p in due {
-                        let handler = handler.clone();
-                        tokio::spawn(async move { handler.deadline(p).await });
+                        tokio::spawn(handler.clone().run_deadline(p));
                     }
                 }
                 Err(e) => {

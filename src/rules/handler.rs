@@ -389,3 +389,16 @@ fn log(report: &Report, scope: &Scope, elapsed: Duration) {
         ),
     }
 }
+
+impl super::conversations::DeadlineRunner for RulesHandler {
+    fn conversations(&self) -> &Arc<Conversations> {
+        RulesHandler::conversations(self)
+    }
+
+    fn run_deadline(
+        self: Arc<Self>,
+        p: PendingConversation,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move { self.deadline(p).await })
+    }
+}
