@@ -42,7 +42,8 @@ while the agent runs (hot reload); the folder itself is never changed.
 
 With --keep-running, the sandbox and the agent stay up after the script: open
 the console URL it prints to be bob, carol or alice in a browser and watch the
-agent (and which rule handled each message) until Ctrl-C.")]
+agent (which rule handled each message, and the room's conversations waiting
+for an answer) until Ctrl-C.")]
 pub struct DemoArgs {
     /// Workflows folder the agent runs.
     #[arg(long, default_value = "workflows")]
