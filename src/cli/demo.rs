@@ -42,7 +42,8 @@ while the agent runs (hot reload); the folder itself is never changed.
 
 With --keep-running, the sandbox and the agent stay up after the script: open
 the console URL it prints to be bob, carol or alice in a browser and watch the
-agent (and which rule handled each message) until Ctrl-C.")]
+agent (which rule handled each message, and the room's conversations waiting
+for an answer) until Ctrl-C.")]
 pub struct DemoArgs {
     /// Workflows folder the agent runs.
     #[arg(long, default_value = "workflows")]
@@ -212,6 +213,13 @@ fn free_loopback_port() -> anyhow::Result<SocketAddr> {
     Ok(probe.local_addr()?)
 }
 
+/// Who speaks in a step (the seed's people).
+#[derive(Debug, Clone, Copy)]
+enum Person {
+    Bob,
+    Carol,
+}
+
 /// The scripted people and what they saw.
 struct Script {
     rx: mpsc::UnboundedReceiver<Handled>,
@@ -310,6 +318,10 @@ impl Script {
         }
         println!("\n5. A workflow edited while the agent runs (hot reload)");
         self.edit_and_ask_again(&room.id, &mention).await?;
+        println!(
+            "\n6. A conversation: the bot asks back and waits for the answer (workflow: triage)"
+        );
+        self.conversation(&room.id, &mention).await?;
         if self.failures > 0 {
             bail!("{} events failed; see the transcript above", self.failures);
         }
@@ -356,12 +368,39 @@ impl Script {
             .await
     }
 
+    /// Bob asks for his money back: the rule asks which order and waits;
+    /// his answer goes on with it, which asks carol, whose answer ends it.
+    async fn conversation(&mut self, room: &str, mentions: &[Mention]) -> anyhow::Result<()> {
+        println!(
+            "   (a conversation: the rule asks back and pauses; an answer, which must mention the bot like every message it receives, goes to the waiting rule instead of the rules, and the rule goes on)"
+        );
+        self.say(room, "I'd like my money back, please.", mentions)
+            .await?;
+        self.say(room, "It's order 1042.", mentions).await?;
+        self.say_as(Person::Carol, room, "approve", mentions).await
+    }
+
     /// Bob says something in the room; waits for the agent, shows the replies.
     async fn say(&mut self, room: &str, text: &str, mentions: &[Mention]) -> anyhow::Result<()> {
-        let sent = self.bob.send_message(room, text, mentions).await?;
+        self.say_as(Person::Bob, room, text, mentions).await
+    }
+
+    /// `who` says something in the room; waits for the agent, shows the replies.
+    async fn say_as(
+        &mut self,
+        who: Person,
+        room: &str,
+        text: &str,
+        mentions: &[Mention],
+    ) -> anyhow::Result<()> {
+        let (api, name) = match who {
+            Person::Bob => (&self.bob, "Bob Jones"),
+            Person::Carol => (&self.carol, "Carol White"),
+        };
+        let sent = api.send_message(room, text, mentions).await?;
         let id = sent.id.clone();
-        // Show Bob's line now; the agent's answers are read after it.
-        println!("   Bob Jones: @alice/triage-bot {text}");
+        // Show the person's line now; the agent's answers are read after it.
+        println!("   {name}: @alice/triage-bot {text}");
         self.last_seen = Some(id.clone());
         self.wait_for(|h| h.message_id.as_deref() == Some(id.as_str()))
             .await?;

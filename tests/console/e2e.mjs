@@ -13,6 +13,9 @@
 //   rules (faq), an event row (the escalation rule's thought) and a message
 //   that ends failed, with its reason (the fixture workflows/compliance.yaml,
 //   which the test runs beside the shipped workflows with --max-attempts 1).
+//   A conversation: bob wants his money back, the rule asks which order and
+//   the room's "Waiting for answers" panel (the agent's /conversations) shows
+//   it waiting for bob; his answer moves it to asking carol.
 // Scenario B: bob (no contact with the agent yet) sends the agent a contact
 //   request from the console; the shipped workflows/contacts.yaml approves it.
 //   Carol's is rejected by the same rule (she is not on the allowlist).
@@ -197,6 +200,18 @@ async function main() {
     refused.locator('.state[data-agent="alice/triage-bot"][data-status="failed"]', { hasText: 'legal questions need a person, not the bot' }).waitFor());
   await expect('the refused message shows the failing rule', () =>
     refused.locator('.rule.failed[data-rules="compliance/no-legal-advice"]').waitFor());
+
+  step = 'A: a conversation waits for an answer';
+  const pending = page.getByRole('region', { name: 'Waiting for answers' });
+  await ask(page, 'I want my money back', 'triage/money-back-needs-approval');
+  await expect('the panel shows the rule waiting for bob', () =>
+    pending.locator('li[data-rule="triage/money-back-needs-approval"][data-kind="wait_for"]', { hasText: '@bob' }).waitFor());
+  await ask(page, "It's order 4711", 'triage/money-back-needs-approval');
+  await expect('the bot asks carol to approve', () =>
+    messages.locator('li.msg', { hasText: 'Approve a refund for order 4711' }).waitFor());
+  await expect('the panel now shows the rule asking carol', () =>
+    pending.locator('li[data-rule="triage/money-back-needs-approval"][data-kind="ask"]', { hasText: '@carol' }).waitFor());
+  if (await pending.locator('li').count() !== 1) throw new Error('the answered wait is still listed');
   await shot(page, 'room');
 
   // ---------------------------------------------------------------- B
@@ -246,6 +261,7 @@ async function main() {
   await page.getByRole('button', { name: 'Create room' }).click();
   await expect('the new room opens', () =>
     page.getByRole('heading', { name: 'Manuals', level: 2 }).waitFor());
+  if (await page.locator('#pending').isVisible()) throw new Error('the Support room\'s pending conversation shows in Manuals');
   await page.getByLabel('Add an agent').selectOption({ label: 'Triage Bot (@alice/triage-bot)' });
   await page.getByRole('button', { name: 'Add', exact: true }).click();
   await expect('the triage bot joins the room', () =>
@@ -257,7 +273,7 @@ async function main() {
 
 try {
   await main();
-  console.log('e2e: PASS (A: mention, reply, processed, rules; B: contact approved and rejected by the workflow; C: approve and reject in the console, new room, agent added and answering)');
+  console.log('e2e: PASS (A: mention, reply, processed, rules, a pending conversation; B: contact approved and rejected by the workflow; C: approve and reject in the console, new room, agent added and answering)');
   process.exitCode = 0;
 } catch (e) {
   console.error(`e2e: FAIL at "${step}": ${e.message}`);

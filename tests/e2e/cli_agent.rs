@@ -463,6 +463,39 @@ async fn demo_plays_every_section() {
     let asked = edit.find(answers[1]).unwrap_or_default();
     assert!(reloaded < asked, "reported before the question:\n{edit}");
     assert!(edit.contains("faq/opening-hours"), "{edit}");
+    // One conversation: the bot asks back, bob's answer (mentioning the bot)
+    // goes to the waiting rule, which asks carol, whose answer finishes it.
+    let talk = stdout
+        .split("\n6. ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no step 6 in:\n{stdout}"));
+    let mut at = 0;
+    for line in [
+        "   Bob Jones: @alice/triage-bot I'd like my money back, please.",
+        "     ⚙ triage/money-back-needs-approval → reply, wait_for",
+        "   Triage Bot: @bob Which order number is it about?",
+        "   Bob Jones: @alice/triage-bot It's order 1042.",
+        "     ⚙ triage/money-back-needs-approval → ask",
+        "   Triage Bot: @carol Approve a refund for order 1042 (Bob Jones)?",
+        "   Carol White: @alice/triage-bot approve",
+        "     ⚙ triage/money-back-needs-approval → reply",
+        "   Triage Bot: @bob Your refund for order 1042 was approved.",
+    ] {
+        let found = talk[at..]
+            .lines()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no line `{line}` (in order) in step 6:\n{talk}"));
+        at += talk[at..]
+            .lines()
+            .take(found + 1)
+            .map(|l| l.len() + 1)
+            .sum::<usize>();
+    }
+    let explained = talk
+        .lines()
+        .filter(|l| l.contains("conversation") && l.contains("mention"))
+        .count();
+    assert_eq!(explained, 1, "one line explains the conversation:\n{talk}");
     let last = stdout.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("done in ") && last.ends_with(" 0 failed"),

@@ -244,7 +244,7 @@ async fn explain_shows_every_rule_condition_and_action() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     for line in [
-        "message_created event in room r1 from Bob: 6 rules listening",
+        "message_created event in room r1 from Bob: 7 rules listening",
         "  ✗ faq/opening-hours: not matched",
         "      ✓ event.sender_type equals \"User\"  (saw \"User\")",
         "      ✗ event.text matches \"(?i)\\\\b(opening hours|when are you open|office hours)\\\\b\"  (saw \"I was charged twice\")",

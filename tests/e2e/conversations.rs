@@ -489,12 +489,19 @@ async fn metrics_and_the_conversations_list_show_what_is_pending() {
     let bob = asked.event["sender_id"].clone();
     bot_said(&h, "Which order number is it about?", 1).await;
     assert_eq!(pending_gauge(addr).await, Some(1.0));
-    let list: Value = reqwest::get(format!("http://{addr}/conversations"))
-        .await
-        .unwrap()
-        .json()
+    let resp = reqwest::get(format!("http://{addr}/conversations"))
         .await
         .unwrap();
+    // The sandbox console, on another origin, reads it like `/handled`.
+    assert_eq!(
+        resp.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("*"),
+        "{:?}",
+        resp.headers()
+    );
+    let list: Value = resp.json().await.unwrap();
     let list = list.as_array().expect("a JSON list");
     assert_eq!(list.len(), 1, "{list:?}");
     let c = &list[0];

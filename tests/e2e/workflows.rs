@@ -582,3 +582,76 @@ rules:
     );
     h.stop().await;
 }
+
+/// `who` (a person's API) mentions the bot in the Support room; returns the
+/// message's id and the agent's report of it.
+async fn person_says(h: &mut Harness, who: &HumanApi, text: &str) -> (String, Handled) {
+    let mention = [band_wire::model::Mention {
+        id: Some(h.bot_id.clone()),
+        ..band_wire::model::Mention::default()
+    }];
+    let id = who.send_message(&h.room, text, &mention).await.unwrap().id;
+    let wanted = id.clone();
+    let report = h
+        .next_handled(move |e| {
+            e.event_type == "message_created"
+                && e.event.get("id").and_then(Value::as_str) == Some(wanted.as_str())
+        })
+        .await;
+    (id, report)
+}
+
+/// Waits until the bot posted a message containing `text` (the question is
+/// sent in the answer's lifecycle, so it may land after the report).
+async fn until_bot_said(h: &Harness, text: &str) {
+    let deadline = tokio::time::Instant::now() + harness::WAIT;
+    while h.bot_events(text).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot did not say {text:?} in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triage_asks_for_the_order_then_the_on_call_person_approves_the_refund() {
+    let mut h = Harness::start().await;
+    let carol = HumanApi::new(RestConfig::new(h.sb.rest_url(), "carol-key")).unwrap();
+    let (first, report) = h.bob_says("I want my money back").await;
+    assert_eq!(report.report.matched, ["triage/money-back-needs-approval"]);
+    assert_eq!(h.settled_status(&first).await, "processed");
+    until_bot_said(&h, "Which order number is it about?").await;
+
+    // Not a number: not the answer; the rules take it (escalation counts it).
+    let (_, other) = h.bob_says("hmm, let me look").await;
+    assert_eq!(other.report.matched, ["escalation/count-unanswered"]);
+
+    // The order number answers the question; carol is called in and asked.
+    let (order, answered) = h.bob_says("It's order 4711").await;
+    assert!(
+        !answered
+            .report
+            .trace
+            .iter()
+            .any(|t| t.rule.starts_with("escalation/")),
+        "an answer does not go through the rules: {:?}",
+        answered.report
+    );
+    assert_eq!(h.settled_status(&order).await, "processed");
+    until_bot_said(&h, "Approve a refund for order 4711 (Bob Jones)?").await;
+    assert!(h.participants().await.contains(&"carol".to_string()));
+
+    // Carol answers with no choice: one re-prompt, the wait goes on.
+    let (unsure, _) = person_says(&mut h, &carol, "which order was that?").await;
+    assert_eq!(h.settled_status(&unsure).await, "processed");
+    until_bot_said(&h, "Please answer with one of: approve, reject.").await;
+
+    let (decision, _) = person_says(&mut h, &carol, "Approve").await;
+    assert_eq!(h.settled_status(&decision).await, "processed");
+    until_bot_said(&h, "Your refund for order 4711 was approved.").await;
+    let replies = h.bot_messages_after(&decision).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(h.bot_events("Approve a refund for order").await, 1);
+    h.stop().await;
+}

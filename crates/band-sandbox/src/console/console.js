@@ -18,6 +18,7 @@ const state = {
   names: new Map(),   // entity id -> {handle, name}, for markers and delivery maps
   delivery: new Map(),// message id -> {agent id -> {status, attempts}}
   handled: new Map(), // message id -> /handled entry
+  pending: [],        // the agent's pending conversations (/conversations), all rooms
   feed: '',
   socket: null,
   poll: null,
@@ -303,6 +304,7 @@ async function openRoom(id) {
   $('empty-room').hidden = true;
   $('composer').hidden = false;
   renderRooms();
+  renderPending();
   // Join first, then read history: every message either arrives live or is
   // already in the history (the platform's catch-up rule); ids deduplicate.
   state.socket.join(`chat_room:${id}`, (event, payload) => {
@@ -488,7 +490,12 @@ function feedStatus(text) {
 }
 
 async function pollFeed() {
-  if (!state.feed) { feedStatus('no agent feed: rules not shown'); return; }
+  if (!state.feed) {
+    feedStatus('no agent feed: rules not shown');
+    state.pending = [];
+    renderPending();
+    return;
+  }
   try {
     const entries = await getJson(`${state.feed}/handled`);
     for (const e of entries) if (e.message_id) state.handled.set(e.message_id, e);
@@ -496,6 +503,35 @@ async function pollFeed() {
   } catch {
     feedStatus('agent feed unreachable');
   }
+  // An agent too old to serve /conversations still gives its rules.
+  state.pending = await getJson(`${state.feed}/conversations`).catch(() => []);
+  renderPending();
+}
+
+/** Who a pending conversation waits for: a handle or an id the page knows. */
+function waitee(who) {
+  return '@' + (state.names.has(who) ? handleOf(who) : who.replace(/^@/, ''));
+}
+
+/** The open room's pending conversations (a rule paused at wait_for, ask or wait). */
+function renderPending() {
+  const mine = Array.isArray(state.pending) ? state.pending.filter((c) => c.room === state.roomId) : [];
+  const items = mine.map((c) => {
+    const who = (c.waiting_for || []).map(waitee).join(', ');
+    const what = c.kind === 'ask' ? `asked ${who}`
+      : c.kind === 'wait_for' ? `waits for an answer from ${who}`
+      : 'waits';
+    const until = new Date(c.deadline);
+    return el('li', { 'data-rule': c.rule, 'data-kind': c.kind, 'data-id': c.id },
+      el('span', { text: `⏸ ${c.rule} · ${what} · until ` }),
+      el('time', { datetime: c.deadline, text: until.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }) }));
+  });
+  const list = $('pending-list');
+  const key = JSON.stringify(items.map((li) => li.textContent));
+  if (list.dataset.key === key) return;
+  list.dataset.key = key;
+  list.replaceChildren(...items);
+  $('pending').hidden = items.length === 0;
 }
 
 // ------------------------------------------------------------------ composer
@@ -712,6 +748,7 @@ async function start() {
     if (state.feed) localStorage.setItem(FEED_KEY, state.feed);
     else localStorage.removeItem(FEED_KEY);
     state.handled = new Map();
+    state.pending = [];
     pollFeed();
   });
   const config = await getJson('/_sandbox/console/config').catch(() => ({}));
