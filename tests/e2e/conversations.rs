@@ -616,3 +616,33 @@ async fn a_kill_while_on_timeout_sends_its_reply_runs_it_once_after_the_restart(
     );
     sb.shutdown().await.unwrap();
 }
+
+const LONG_ANSWER: &str = r#"version: 1
+rules:
+  - name: essay
+    on: message_created
+    if:
+      - event.text: { matches: '(?i)\bessay\b' }
+    do:
+      - reply: "Send it."
+      - wait_for:
+          timeout: 1m
+        as: answer
+      - reply: "Got {{ answer.text | length }} characters, ending {{ answer.text[-6:] }}."
+"#;
+
+/// An answer near the platform's 512 KiB message limit is taken like any
+/// other: kept with the conversation, bound to `as:`, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enormous_answer_is_taken_whole() {
+    let (_dir, path) = folder(LONG_ANSWER);
+    let mut h = Harness::start_with(path, Vec::new()).await;
+    h.bob_says("an essay for you").await;
+    bot_said(&h, "Send it.", 1).await;
+    let body = format!("{} END42", "lorem ipsum ".repeat(40_000));
+    let (answer, handled) = h.bob_says(&body).await;
+    assert_eq!(handled.report.matched, vec!["flow/essay".to_owned()]);
+    assert_eq!(h.settled_status(&answer).await, "processed");
+    assert_eq!(h.bot_events("characters, ending  END42.").await, 1);
+    h.stop().await;
+}
