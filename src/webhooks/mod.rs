@@ -5,7 +5,8 @@
 //! into the event the rules see, and answered `202` once it is durably
 //! queued ([`crate::effects::webhook_queue`]). One task takes the queue in
 //! order and runs each delivery's `on: webhook` rules outside any message
-//! lifecycle, then marks it done, so a restart handles each delivery once.
+//! lifecycle, its actions journaled like a message's, then marks it done,
+//! so a restart handles each delivery once and repeats none of its actions.
 //! Refusals carry the platform's JSON error body.
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use tokio::net::TcpListener;
 
 use crate::effects::webhook_queue::{Pushed, QueueError, WebhookQueue};
 use crate::rules::RulesHandler;
+use crate::runtime::Handler as _;
 use switchboard_engine::{Engine, Finish};
 use switchboard_workflow::rule::{Webhook, WebhookAuth};
 use switchboard_workflow::secrets::{Redaction, SecretError};
@@ -138,7 +140,8 @@ pub async fn consume(
             entry = queue.next() => entry,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let report = handler.run_webhook(entry.event.clone()).await;
+        let key = crate::rules::handler::webhook_key(&entry.key);
+        let report = handler.run_webhook(&key, entry.event.clone()).await;
         match &report.outcome {
             Finish::Done => {}
             // The handler logged the reason; a delivery is not retried: its
@@ -147,10 +150,16 @@ pub async fn consume(
                 tracing::warn!(delivery = %entry.key, "webhook delivery not fully handled; not retried")
             }
         }
-        if let Err(e) = queue.done(&entry.key).await {
-            tracing::error!(delivery = %entry.key, error = %crate::error_chain::Chain(&e), "cannot mark the webhook delivery done; it may be handled again after a restart");
-            // A disk that refuses writes: do not spin through the queue.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        match queue.done(&entry.key).await {
+            // Done for good: its journal records are no longer needed.
+            Ok(()) => handler.settled(&key),
+            Err(e) => {
+                // Not settled: run again after a restart, its journal
+                // keeps the actions that went out from repeating.
+                tracing::error!(delivery = %entry.key, error = %crate::error_chain::Chain(&e), "cannot mark the webhook delivery done; it runs again after a restart, repeating none of its journaled actions");
+                // A disk that refuses writes: do not spin through the queue.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }

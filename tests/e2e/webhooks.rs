@@ -3,8 +3,8 @@
 //! posts in the room; a wrong signature, a wrong token, an unknown hook and
 //! an oversized body are refused with the platform's JSON error and post
 //! nothing; a redelivery is acknowledged and handled once; a delivery
-//! acknowledged just before a SIGKILL is handled after the restart; a full
-//! queue answers 429.
+//! acknowledged just before a SIGKILL is handled after the restart, and one
+//! killed between its actions repeats none of them; a full queue answers 429.
 
 use crate::support::cli::{run_command, Running};
 use crate::support::seeded;
@@ -560,6 +560,117 @@ async fn an_unreadable_secret_stops_the_start_and_names_the_hook_not_a_value() {
         stderr.contains("the secret of webhook `deploys` (environment variable DEPLOY_HOOK_SECRET) cannot be read")
             && stderr.contains("DEPLOY_HOOK_SECRET is not set"),
         "{stderr}"
+    );
+    sb.shutdown().await.unwrap();
+}
+
+/// Waits until the sandbox has delayed a request (its fault log says so).
+async fn wait_delay_fired(sb: &RunningSandbox, agent: &Running) {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let faults: Value = reqwest::get(format!("{}/_sandbox/faults", sb.rest_url()))
+                .await
+                .expect("read the sandbox's faults")
+                .json()
+                .await
+                .expect("the faults as JSON");
+            let fired = faults["fired"].as_array().cloned().unwrap_or_default();
+            if fired.iter().any(|f| f["kind"] == "delay") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the delayed request never came; logs:\n{}",
+            agent.stderr_lines().join("\n")
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_a_deliverys_actions_repeats_none_of_them() {
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let alice_id = user_id(&sb, "alice").await;
+    // A second room of the bot's, so that only the second send is delayed.
+    let alice = band_client::rest::HumanApi::new(band_client::rest::RestConfig::new(
+        sb.rest_url(),
+        "alice-key",
+    ))
+    .unwrap();
+    let ops = alice.create_chat(Some("Ops")).await.unwrap().id;
+    alice.add_participant(&ops, &bot, None).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workflows")).unwrap();
+    let yaml = format!(
+        r#"version: 1
+webhooks:
+  deploys:
+    secret: {{ env: DEPLOY_HOOK_SECRET }}
+    auth: hmac-sha256
+rules:
+  - name: two-sends
+    on: webhook
+    webhook: deploys
+    do:
+      - send_message:
+          chat: "{room}"
+          text: "deploy {{{{ event.body.service }}}} first"
+          mentions: ["{bob}"]
+      - send_message:
+          chat: "{ops}"
+          text: "deploy {{{{ event.body.service }}}} second"
+          mentions: ["{alice_id}"]
+"#
+    );
+    std::fs::write(dir.path().join("workflows/hooks.yaml"), yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut first =
+        Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
+    listening(&mut first, addr).await;
+    // Only the post in the second room hangs: the kill lands after the
+    // first send went out, while the second is in flight.
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": format!("{ops}/messages"), "ms": 30_000}}),
+    )
+    .await;
+    let (status, body, _) = deliver(
+        addr,
+        &json!({"status": "failed", "service": "api"}),
+        "d-two",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_posted(&sb, &first, &bot, &room, "deploy api first", 1).await;
+    wait_delay_fired(&sb, &first).await;
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10)).await;
+    fault(&sb, json!({"clear": true})).await;
+    assert!(posted(&sb, &bot, &ops, "deploy ").await.is_empty());
+
+    let mut second =
+        Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
+    listening(&mut second, addr).await;
+    wait_posted(&sb, &second, &bot, &ops, "deploy api second", 1).await;
+    // Time for a repeat of either to land, were there one.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    let logs = logs.join("\n");
+    assert_eq!(
+        posted(&sb, &bot, &room, "deploy ").await,
+        ["deploy api first"],
+        "{logs}"
+    );
+    assert_eq!(
+        posted(&sb, &bot, &ops, "deploy ").await,
+        ["deploy api second"],
+        "{logs}"
     );
     sb.shutdown().await.unwrap();
 }
