@@ -32,8 +32,8 @@ use crate::rules::RulesHandler;
 use crate::runtime::Handler as _;
 use switchboard_engine::{Engine, Finish};
 use switchboard_workflow::rule::{Webhook, WebhookAuth};
-use switchboard_workflow::secrets::{Redaction, SecretError};
-use switchboard_workflow::Ruleset;
+use switchboard_workflow::secrets::Redaction;
+use switchboard_workflow::{LoadError, Ruleset};
 
 /// The largest body accepted (bytes); larger ones are answered 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -48,35 +48,37 @@ const DELIVERY_ID_HEADERS: [&str; 2] = ["x-github-delivery", "x-request-id"];
 /// Seconds a sender is told to wait when the queue is full.
 const RETRY_AFTER_SECS: u64 = 5;
 
-/// Why webhooks cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    /// A hook's secret cannot be read.
-    #[error("the secret of webhook `{hook}` ({source_name}) cannot be read")]
-    Secret {
-        /// The hook.
-        hook: String,
-        /// Where it is read from (`env NAME`, `file PATH`).
-        source_name: String,
-        /// Cause.
-        #[source]
-        source: SecretError,
-    },
+/// Reads every hook's secret, so a missing variable or file is found when
+/// the workflows load (at start, which it stops, and at each reload, which
+/// it fails, keeping the running rules) rather than by refusing every
+/// delivery later; one load error at the hook's name for each that cannot
+/// be read. Each value read is hidden from everything the agent writes.
+pub fn read_secrets(ruleset: &Ruleset, redaction: &Redaction) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    for hook in ruleset.webhooks().values() {
+        match hook.secret.read() {
+            Ok(value) => hide(redaction, &hook.name, &value),
+            Err(e) => errors.push(LoadError {
+                file: hook.file.clone(),
+                loc: hook.loc,
+                message: format!(
+                    "the secret of webhook `{}` ({}) cannot be read: {e}",
+                    hook.name, hook.secret
+                ),
+                hint: None,
+                source_line: None,
+            }),
+        }
+    }
+    errors
 }
 
-/// Checks that every hook's secret can be read now, so a missing variable
-/// or file stops the start rather than refusing every delivery later; each
-/// value read is hidden from everything the agent writes.
-pub fn check_secrets(ruleset: &Ruleset, redaction: &Redaction) -> Result<(), WebhookError> {
-    for hook in ruleset.webhooks().values() {
-        let value = hook.secret.read().map_err(|source| WebhookError::Secret {
-            hook: hook.name.clone(),
-            source_name: hook.secret.to_string(),
-            source,
-        })?;
-        redaction.also_hide(&hidden_name(&hook.name), &value);
+/// Hides a hook's secret `value` unless it is hidden already (a reload
+/// reads it again; hidden values are kept across reloads).
+fn hide(redaction: &Redaction, hook: &str, value: &str) {
+    if redaction.current().find(value).is_none() {
+        redaction.also_hide(&hidden_name(hook), value);
     }
-    Ok(())
 }
 
 /// How a hook's secret is shown where it would be written.
@@ -211,12 +213,8 @@ async fn deliver(
     let read = tokio::task::spawn_blocking(move || source.read()).await;
     let secret = match read {
         Ok(Ok(secret)) => {
-            // A hook added by a reload: hidden from its first delivery on.
-            if app.engine.redaction().current().find(&secret).is_none() {
-                app.engine
-                    .redaction()
-                    .also_hide(&hidden_name(&hook.name), &secret);
-            }
+            // A file rotated since the load: hidden from its first delivery on.
+            hide(app.engine.redaction(), &hook.name, &secret);
             secret
         }
         Err(e) => {

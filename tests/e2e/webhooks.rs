@@ -674,3 +674,79 @@ rules:
     );
     sb.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adding_a_hook_whose_secret_cannot_be_read_fails_and_keeps_the_running_rules() {
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let dir = folder(&room, &bob);
+    let addr = free_addr();
+    let mut cmd = agent_command(&sb, dir.path(), addr);
+    cmd.arg("--ephemeral");
+    let mut agent = Running::spawn(&mut cmd);
+    listening(&mut agent, addr).await;
+
+    // A new hook whose secret file is not there, and the running rule changed.
+    let file = dir.path().join("workflows/hooks.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    let missing = dir.path().join("no-such-secret");
+    let broken = yaml
+        .replacen(
+            "webhooks:\n",
+            &format!(
+                "webhooks:\n  extra:\n    secret: {{ file: \"{}\" }}\n    auth: token\n",
+                missing.display()
+            ),
+            1,
+        )
+        .replacen("deploy {{", "changed {{", 1);
+    std::fs::write(&file, broken).unwrap();
+    agent.signal("HUP");
+    let line = agent
+        .wait_for_stderr("the reload to fail", STEP, |l| l.contains("reload failed"))
+        .await;
+    let logs = agent.stderr_lines().join("\n");
+    assert!(
+        logs.contains("the secret of webhook `extra`") && logs.contains("no-such-secret"),
+        "the failed reload should name the hook and its secret's file:\n{line}\n{logs}"
+    );
+    // The running rules and hooks stay: the new hook is not served, the old
+    // rule runs as it was.
+    let (status, body, _) = post(
+        addr,
+        "extra",
+        b"x".to_vec(),
+        &[("authorization", "Bearer x".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "not_found");
+    let (status, body, _) = deliver(
+        addr,
+        &json!({"status": "failed", "service": "kept"}),
+        "d-kept",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let posted = wait_posted(&sb, &agent, &bot, &room, "deploy kept", 1).await;
+    assert_eq!(posted.len(), 1, "{posted:?}");
+
+    // Once the secret is there, the same folder reloads.
+    std::fs::write(&missing, "x\n").unwrap();
+    agent.signal("HUP");
+    agent
+        .wait_for_stderr("the reload to succeed", STEP, |l| {
+            l.contains("workflows reloaded")
+        })
+        .await;
+    let (status, body, _) = post(
+        addr,
+        "extra",
+        b"x".to_vec(),
+        &[("authorization", "Bearer x".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    agent.stop_cleanly("the agent", STEP).await;
+    sb.shutdown().await.unwrap();
+}
