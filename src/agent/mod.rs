@@ -191,6 +191,24 @@ fn secrets_reader(api_key: &str, hooks: Option<Redaction>) -> reload::ReadSecret
     })
 }
 
+/// What serving webhooks needs: the bound listener, the queue, and who
+/// counts the answers (with metrics).
+type Served = (
+    TcpListener,
+    Arc<WebhookQueue>,
+    Option<Arc<dyn webhooks::Observer>>,
+);
+
+/// Counts the webhook server's answers in the agent's metrics (the
+/// telemetry and webhook layers do not know each other).
+struct WebhookMetrics(Arc<Telemetry>);
+
+impl webhooks::Observer for WebhookMetrics {
+    fn delivery(&self, hook: &str, status: &'static str) {
+        self.0.webhook_delivery(hook, status);
+    }
+}
+
 /// Warns when a rule has an `llm` action but no model was given: those
 /// actions would fail on every message, which start-up can tell already.
 fn warn_llm_unconfigured(ruleset: &switchboard_workflow::Ruleset) {
@@ -330,8 +348,9 @@ pub struct Agent {
     metrics: Option<(TcpListener, Arc<Telemetry>)>,
     /// The files behind the journal and the state, flushed when the agent stops.
     files: Files,
-    /// The bound webhook listener and the queue, until `run_until` serves them.
-    webhooks: Option<(TcpListener, Arc<WebhookQueue>)>,
+    /// The bound webhook listener, the queue and who counts the answers,
+    /// until `run_until` serves them.
+    webhooks: Option<Served>,
     /// Reads the secrets of a reloaded ruleset.
     read_secrets: reload::ReadSecrets,
 }
@@ -463,7 +482,13 @@ impl Agent {
                 if files.dir.is_none() {
                     tracing::warn!("ephemeral: accepted webhook deliveries are queued in memory; a crash loses those not yet handled");
                 }
-                Some((listener, Arc::new(queue)))
+                let queue = Arc::new(queue);
+                let observer = telemetry.as_ref().map(|t| {
+                    let depth = queue.clone();
+                    t.watch_webhook_queue(move || depth.pending());
+                    Arc::new(WebhookMetrics(t.clone())) as Arc<dyn webhooks::Observer>
+                });
+                Some((listener, queue, observer))
             }
         };
         let state_path = config
@@ -662,11 +687,11 @@ impl Agent {
                 }
             })
         });
-        let hooks = self.webhooks.map(|(listener, queue)| {
+        let hooks = self.webhooks.map(|(listener, queue, observer)| {
             let engine = self.engine.clone();
             let served = queue.clone();
             let server = tokio::spawn(async move {
-                if let Err(e) = webhooks::serve(listener, engine, served).await {
+                if let Err(e) = webhooks::serve(listener, engine, served, observer).await {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "webhook server stopped");
                 }
             });

@@ -92,15 +92,43 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Told how each delivery was answered (telemetry counts them); implemented
+/// above this layer, so the server knows nothing of metrics.
+pub trait Observer: Send + Sync {
+    /// A delivery to `hook` ([`UNKNOWN_HOOK`] for a name no hook has) was
+    /// answered `status`: `accepted`, `duplicate`, or the refusal's error
+    /// code (`unauthorized`, `payload_too_large`, `queue_full`, ...).
+    fn delivery(&self, hook: &str, status: &'static str);
+}
+
+/// The hook a delivery to an undefined name is counted under: senders
+/// choose the names, so each must not get a series of its own.
+pub const UNKNOWN_HOOK: &str = "-";
+
 /// What the endpoint reads: the hooks of the engine's current ruleset (so a
-/// reload adds and removes hooks) and the queue.
+/// reload adds and removes hooks), the queue, and who is told the answers.
 struct App {
     engine: Arc<Engine>,
     queue: Arc<WebhookQueue>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl App {
+    /// Tells the observer, if any, how a delivery to `hook` was answered.
+    fn answered(&self, hook: &str, status: &'static str) {
+        if let Some(observer) = &self.observer {
+            observer.delivery(hook, status);
+        }
+    }
 }
 
 /// `POST /hooks/{name}`; anything else gets the platform's JSON error too.
-pub fn router(engine: Arc<Engine>, queue: Arc<WebhookQueue>) -> Router {
+/// Each answer to a `POST /hooks/NAME` is told to `observer`.
+pub fn router(
+    engine: Arc<Engine>,
+    queue: Arc<WebhookQueue>,
+    observer: Option<Arc<dyn Observer>>,
+) -> Router {
     Router::new()
         .route("/hooks/{name}", post(deliver))
         .fallback(|| async {
@@ -117,7 +145,11 @@ pub fn router(engine: Arc<Engine>, queue: Arc<WebhookQueue>) -> Router {
                 "webhooks take POST",
             )
         })
-        .with_state(Arc::new(App { engine, queue }))
+        .with_state(Arc::new(App {
+            engine,
+            queue,
+            observer,
+        }))
 }
 
 /// Serves [`router`] on `listener` until the task is dropped or aborted.
@@ -125,8 +157,9 @@ pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     queue: Arc<WebhookQueue>,
+    observer: Option<Arc<dyn Observer>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine, queue)).await
+    axum::serve(listener, router(engine, queue, observer)).await
 }
 
 /// Runs the queued deliveries, oldest first, one at a time, until `stop`
@@ -176,6 +209,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, Json(body)).into_response()
 }
 
+/// `POST /hooks/{name}`: [`accept`], its answer told to the observer.
 async fn deliver(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -183,14 +217,34 @@ async fn deliver(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let (hook, status, response) = accept(&app, name, query, headers, body).await;
+    app.answered(hook.as_deref().unwrap_or(UNKNOWN_HOOK), status);
+    response
+}
+
+/// What became of one delivery: the hook (`None` when no hook has the
+/// name), how it was answered (as [`Observer::delivery`] says) and the answer.
+type Answer = (Option<String>, &'static str, Response);
+
+/// Authenticates and queues one delivery to `name`.
+async fn accept(
+    app: &App,
+    name: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
     let ruleset = app.engine.ruleset();
     let Some(hook) = ruleset.webhooks().get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
+        let message = format!("no webhook named {name:?}");
+        return (
+            None,
             "not_found",
-            format!("no webhook named {name:?}"),
+            error(StatusCode::NOT_FOUND, "not_found", message),
         );
     };
+    // Every answer from here on is for this hook.
+    let answer = |code: &'static str, response: Response| (Some(name.clone()), code, response);
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -203,10 +257,10 @@ async fn deliver(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
-        return too_large();
+        return answer("payload_too_large", too_large());
     }
     let Some(bytes) = read_body(body).await else {
-        return too_large();
+        return answer("payload_too_large", too_large());
     };
     // A file secret is read from disk: off the async workers.
     let source = hook.secret.clone();
@@ -219,24 +273,33 @@ async fn deliver(
         }
         Err(e) => {
             tracing::error!(hook = %hook.name, error = %e, "reading the webhook's secret did not finish");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return answer(
                 "internal_error",
-                "the hook's secret cannot be read",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the hook's secret cannot be read",
+                ),
             );
         }
         Ok(Err(e)) => {
             tracing::error!(hook = %hook.name, secret = %hook.secret, error = %crate::error_chain::Chain(&e), "cannot read the webhook's secret; deliveries are refused");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return answer(
                 "internal_error",
-                "the hook's secret cannot be read",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the hook's secret cannot be read",
+                ),
             );
         }
     };
     if let Err(why) = authenticate(hook, &secret, &headers, &bytes) {
         tracing::info!(hook = %hook.name, why, "webhook delivery refused");
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", why);
+        return answer(
+            "unauthorized",
+            error(StatusCode::UNAUTHORIZED, "unauthorized", why),
+        );
     }
     let now = Utc::now();
     let id = DELIVERY_ID_HEADERS
@@ -252,7 +315,8 @@ async fn deliver(
             let duplicate = pushed == Pushed::Duplicate;
             tracing::info!(hook = %hook.name, delivery = %id, duplicate, "webhook delivery accepted");
             let body = json!({"data": {"id": id, "duplicate": duplicate}});
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            let status = if duplicate { "duplicate" } else { "accepted" };
+            answer(status, (StatusCode::ACCEPTED, Json(body)).into_response())
         }
         Err(QueueError::Full { max }) => {
             tracing::warn!(hook = %hook.name, delivery = %id, max, "webhook queue full; delivery refused with 429");
@@ -263,14 +327,17 @@ async fn deliver(
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            resp
+            answer("queue_full", resp)
         }
         Err(e) => {
             tracing::error!(hook = %hook.name, delivery = %id, error = %crate::error_chain::Chain(&e), "cannot queue the webhook delivery");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            answer(
                 "internal_error",
-                "the delivery could not be queued",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the delivery could not be queued",
+                ),
             )
         }
     }

@@ -685,6 +685,10 @@ async fn a_reload_adding_a_hook_whose_secret_cannot_be_read_fails_and_keeps_the_
     cmd.arg("--ephemeral");
     let mut agent = Running::spawn(&mut cmd);
     listening(&mut agent, addr).await;
+    // The reload task (and its SIGHUP handler) runs by then.
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
 
     // A new hook whose secret file is not there, and the running rule changed.
     let file = dir.path().join("workflows/hooks.yaml");
@@ -747,6 +751,87 @@ async fn a_reload_adding_a_hook_whose_secret_cannot_be_read_fails_and_keeps_the_
     )
     .await;
     assert_eq!(status, 202, "{body}");
+    agent.stop_cleanly("the agent", STEP).await;
+    sb.shutdown().await.unwrap();
+}
+
+/// `/metrics` of the agent whose metrics server is on `addr`, polled until
+/// `pred` holds (bounded by `STEP`).
+async fn wait_metrics(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics as text");
+        if pred(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {what} within {STEP:?}; /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_the_queue_depth_are_in_the_metrics() {
+    use crate::metrics::sample;
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let dir = folder(&room, &bob);
+    let addr = free_addr();
+    let metrics = free_addr();
+    let mut cmd = agent_command(&sb, dir.path(), addr);
+    cmd.arg("--ephemeral")
+        .arg("--metrics-addr")
+        .arg(metrics.to_string());
+    let mut agent = Running::spawn(&mut cmd);
+    listening(&mut agent, addr).await;
+    // The first delivery's post is slow: the second waits behind it.
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": "/messages", "ms": 2000, "count": 1}}),
+    )
+    .await;
+    let event = |s: &str| json!({"status": "failed", "service": s});
+    let (status, body, _) = deliver(addr, &event("m1"), "m-1").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = deliver(addr, &event("m2"), "m-2").await;
+    assert_eq!(status, 202, "{body}");
+    let depth = |t: &str| sample(t, "switchboard_webhook_queue_depth", &[]);
+    // Both wait (the first being handled) while the post hangs.
+    wait_metrics(metrics, "a queue depth of 2", |t| depth(t) == Some(2.0)).await;
+    let (status, body, _) = deliver(addr, &event("m1"), "m-1").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["duplicate"], true, "{body}");
+    let (status, _, _) = post(
+        addr,
+        "deploys",
+        b"{}".to_vec(),
+        &[("x-hub-signature-256", sign("wrong", b"{}"))],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = post(addr, "nope-1", b"{}".to_vec(), &[]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post(addr, "nope-2", b"{}".to_vec(), &[]).await;
+    assert_eq!(status, 404);
+
+    wait_posted(&sb, &agent, &bot, &room, "deploy ", 2).await;
+    let name = "switchboard_webhook_deliveries_total";
+    let text = wait_metrics(metrics, "the drained queue", |t| depth(t) == Some(0.0)).await;
+    let count =
+        |hook: &str, status: &str| sample(&text, name, &[("hook", hook), ("status", status)]);
+    assert_eq!(count("deploys", "accepted"), Some(2.0), "{text}");
+    assert_eq!(count("deploys", "duplicate"), Some(1.0), "{text}");
+    assert_eq!(count("deploys", "unauthorized"), Some(1.0), "{text}");
+    // Unknown hooks share one label: a sender cannot grow the series.
+    assert_eq!(count("-", "not_found"), Some(2.0), "{text}");
+    assert!(!text.contains("nope-1"), "{text}");
     agent.stop_cleanly("the agent", STEP).await;
     sb.shutdown().await.unwrap();
 }
