@@ -72,11 +72,18 @@ impl RulesHandler {
     /// Runs the `on: webhook` rules for one delivery (`event.hook` names the
     /// hook), outside any message's lifecycle: no room, no processing marks.
     /// Its actions are journaled under `key` (see [`webhook_key`]), so a
-    /// delivery run again after a crash repeats none that went out; the
+    /// delivery run again after a crash repeats none that went out (a send
+    /// cut short is looked for among what was sent since `received`); the
     /// caller settles `key` ([`Handler::settled`]) once the delivery is done.
-    pub async fn run_webhook(&self, key: &str, event: Value) -> Report {
+    pub async fn run_webhook(
+        &self,
+        key: &str,
+        received: Option<chrono::DateTime<chrono::Utc>>,
+        event: Value,
+    ) -> Report {
         let mut prepared = event_input("webhook", event, self.agent().clone(), None, now());
         prepared.scope.message_id = Some(key.to_owned());
+        prepared.scope.not_before = received;
         self.run_prepared(prepared, None).await
     }
 

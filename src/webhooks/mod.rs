@@ -176,7 +176,14 @@ pub async fn consume(
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
         let key = crate::rules::handler::webhook_key(&entry.key);
-        let report = handler.run_webhook(&key, entry.event.clone()).await;
+        // Our own field, written at receipt; unreadable only in a hand-edited queue.
+        let received = entry.event["received_at"]
+            .as_str()
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc));
+        let report = handler
+            .run_webhook(&key, received, entry.event.clone())
+            .await;
         match &report.outcome {
             Finish::Done => {}
             // The handler logged the reason; a delivery is not retried: its

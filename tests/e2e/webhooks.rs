@@ -592,6 +592,19 @@ async fn wait_delay_fired(sb: &RunningSandbox, agent: &Running) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_between_a_deliverys_actions_repeats_none_of_them() {
+    kill_between_two_sends(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_cut_short_is_not_taken_for_an_earlier_deliverys_same_text() {
+    kill_between_two_sends(true).await;
+}
+
+/// A delivery whose rule sends twice, killed while the second send hangs,
+/// then restarted: each send lands once. With `earlier`, a delivery with the
+/// same body (so the same texts) was handled before: its messages must not
+/// be taken for the ones the killed delivery had not sent.
+async fn kill_between_two_sends(earlier: bool) {
     let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
     let bob = user_id(&sb, "bob").await;
     let alice_id = user_id(&sb, "alice").await;
@@ -633,6 +646,19 @@ rules:
     let mut first =
         Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
     listening(&mut first, addr).await;
+    let before = usize::from(earlier);
+    if earlier {
+        let (status, body, _) = deliver(
+            addr,
+            &json!({"status": "failed", "service": "api"}),
+            "d-earlier",
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        wait_posted(&sb, &first, &bot, &ops, "deploy api second", 1).await;
+        // Later messages get later timestamps.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Only the post in the second room hangs: the kill lands after the
     // first send went out, while the second is in flight.
     fault(
@@ -647,29 +673,33 @@ rules:
     )
     .await;
     assert_eq!(status, 202, "{body}");
-    wait_posted(&sb, &first, &bot, &room, "deploy api first", 1).await;
+    wait_posted(&sb, &first, &bot, &room, "deploy api first", before + 1).await;
     wait_delay_fired(&sb, &first).await;
     first.signal("KILL");
     first.wait_exit(Duration::from_secs(10)).await;
     fault(&sb, json!({"clear": true})).await;
-    assert!(posted(&sb, &bot, &ops, "deploy ").await.is_empty());
+    assert_eq!(posted(&sb, &bot, &ops, "deploy ").await.len(), before);
 
     let mut second =
         Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
     listening(&mut second, addr).await;
-    wait_posted(&sb, &second, &bot, &ops, "deploy api second", 1).await;
-    // Time for a repeat of either to land, were there one.
+    // Time for the second send, and for a repeat of either to land, were there one.
+    second
+        .wait_for_stderr("the delivery handled", STEP, |l| {
+            l.contains("handled") && l.contains("webhook:deploys/d-two")
+        })
+        .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let logs = second.stop_cleanly("the restarted agent", STEP).await;
     let logs = logs.join("\n");
     assert_eq!(
         posted(&sb, &bot, &room, "deploy ").await,
-        ["deploy api first"],
+        vec!["deploy api first"; before + 1],
         "{logs}"
     );
     assert_eq!(
         posted(&sb, &bot, &ops, "deploy ").await,
-        ["deploy api second"],
+        vec!["deploy api second"; before + 1],
         "{logs}"
     );
     sb.shutdown().await.unwrap();
