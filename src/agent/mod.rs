@@ -25,7 +25,7 @@ use crate::effects::state_file::StateFile;
 use crate::effects::webhook_queue::{QueueError, WebhookQueue, DEFAULT_MAX_PENDING};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
-use crate::webhooks::{self, WebhookError};
+use crate::webhooks;
 use band_client::rest::{AgentApi, ApiError, BuildError, RestConfig};
 use switchboard_engine::action::Executor;
 use switchboard_engine::journal::{Journal, JournalError};
@@ -148,32 +148,65 @@ fn named_like_a_secret(name: &str) -> bool {
 
 /// Reads a ruleset's secrets, refusing any that is the agent's own API key
 /// (by its variable, or by value: its file, or a copy elsewhere), so no
-/// template can put the key in a message or a request.
-fn secrets_reader(api_key: &str) -> reload::ReadSecrets {
+/// template can put the key in a message or a request. When webhooks are
+/// served (`hooks` is the redaction hiding their secrets), every hook's
+/// secret must be readable too: at start and at each reload alike.
+fn secrets_reader(api_key: &str, hooks: Option<Redaction>) -> reload::ReadSecrets {
     let key = api_key.trim().to_owned();
     Arc::new(move |ruleset: &Ruleset| {
+        // Every secret that cannot be used is reported, hooks' and rules' alike.
+        let mut errors: Vec<LoadError> = match &hooks {
+            Some(redaction) => webhooks::read_secrets(ruleset, redaction),
+            None => Vec::new(),
+        };
         let named = |d: &&SecretDecl| d.source == SecretSource::Env(API_KEY_VARIABLE.into());
         // The key's variable is refused before anything is read.
-        let values = match ruleset.secret_decls().iter().any(|d| named(&d)) {
-            true => SecretValues::new(),
-            false => ruleset.read_secrets()?,
+        let read = match ruleset.secret_decls().iter().any(|d| named(&d)) {
+            true => Ok(SecretValues::new()),
+            false => ruleset.read_secrets(),
         };
-        let errors: Vec<LoadError> = ruleset
-            .secret_decls()
-            .iter()
-            .filter(|d| named(d) || values.get(&d.name).is_some_and(|v| v.trim() == key))
-            .map(|d| {
-                d.error(format!(
-                    "secret `{}` ({}) is the agent's own API key, which is never given to templates",
-                    d.name, d.source
-                ))
-            })
-            .collect();
+        let values = match read {
+            Ok(values) => values,
+            Err(unreadable) => {
+                errors.extend(unreadable.errors().iter().cloned());
+                return Err(LoadErrors::new(errors));
+            }
+        };
+        errors.extend(
+            ruleset
+                .secret_decls()
+                .iter()
+                .filter(|d| named(d) || values.get(&d.name).is_some_and(|v| v.trim() == key))
+                .map(|d| {
+                    d.error(format!(
+                        "secret `{}` ({}) is the agent's own API key, which is never given to templates",
+                        d.name, d.source
+                    ))
+                }),
+        );
         match errors.is_empty() {
             true => Ok(values),
             false => Err(LoadErrors::new(errors)),
         }
     })
+}
+
+/// What serving webhooks needs: the bound listener, the queue, and who
+/// counts the answers (with metrics).
+type Served = (
+    TcpListener,
+    Arc<WebhookQueue>,
+    Option<Arc<dyn webhooks::Observer>>,
+);
+
+/// Counts the webhook server's answers in the agent's metrics (the
+/// telemetry and webhook layers do not know each other).
+struct WebhookMetrics(Arc<Telemetry>);
+
+impl webhooks::Observer for WebhookMetrics {
+    fn delivery(&self, hook: &str, status: &'static str) {
+        self.0.webhook_delivery(hook, status);
+    }
 }
 
 /// Warns when a rule has an `llm` action but no model was given: those
@@ -287,9 +320,6 @@ pub enum AgentError {
         /// Cause.
         source: std::io::Error,
     },
-    /// A webhook cannot be served (its secret cannot be read).
-    #[error(transparent)]
-    Webhooks(#[from] WebhookError),
     /// The webhook address cannot be listened on.
     #[error("cannot serve webhooks on {addr}")]
     WebhookAddr {
@@ -318,8 +348,9 @@ pub struct Agent {
     metrics: Option<(TcpListener, Arc<Telemetry>)>,
     /// The files behind the journal and the state, flushed when the agent stops.
     files: Files,
-    /// The bound webhook listener and the queue, until `run_until` serves them.
-    webhooks: Option<(TcpListener, Arc<WebhookQueue>)>,
+    /// The bound webhook listener, the queue and who counts the answers,
+    /// until `run_until` serves them.
+    webhooks: Option<Served>,
     /// Reads the secrets of a reloaded ruleset.
     read_secrets: reload::ReadSecrets,
 }
@@ -362,7 +393,8 @@ impl Agent {
         config: &AgentConfig,
         watch: Option<mpsc::UnboundedSender<Handled>>,
     ) -> Result<Agent, AgentError> {
-        let read_secrets = secrets_reader(&config.api_key);
+        let hooks = config.webhook_addr.map(|_| config.redaction.clone());
+        let read_secrets = secrets_reader(&config.api_key, hooks);
         let (ruleset, secrets) = switchboard_workflow::load_dir(&config.workflows)
             .and_then(|rs| read_secrets(&rs).map(|values| (rs, values)))
             .map_err(|errors| AgentError::Workflows {
@@ -403,7 +435,6 @@ impl Agent {
                 None
             }
             Some(addr) => {
-                webhooks::check_secrets(&ruleset, &config.redaction)?;
                 let listener = webhooks::bind(addr)
                     .await
                     .map_err(|source| AgentError::WebhookAddr { addr, source })?;
@@ -451,7 +482,13 @@ impl Agent {
                 if files.dir.is_none() {
                     tracing::warn!("ephemeral: accepted webhook deliveries are queued in memory; a crash loses those not yet handled");
                 }
-                Some((listener, Arc::new(queue)))
+                let queue = Arc::new(queue);
+                let observer = telemetry.as_ref().map(|t| {
+                    let depth = queue.clone();
+                    t.watch_webhook_queue(move || depth.pending());
+                    Arc::new(WebhookMetrics(t.clone())) as Arc<dyn webhooks::Observer>
+                });
+                Some((listener, queue, observer))
             }
         };
         let state_path = config
@@ -650,11 +687,11 @@ impl Agent {
                 }
             })
         });
-        let hooks = self.webhooks.map(|(listener, queue)| {
+        let hooks = self.webhooks.map(|(listener, queue, observer)| {
             let engine = self.engine.clone();
             let served = queue.clone();
             let server = tokio::spawn(async move {
-                if let Err(e) = webhooks::serve(listener, engine, served).await {
+                if let Err(e) = webhooks::serve(listener, engine, served, observer).await {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "webhook server stopped");
                 }
             });

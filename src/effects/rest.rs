@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use band_client::rest::{AgentApi, ApiError, ContactAction};
 use band_wire::mentions;
 use band_wire::model::{ChatMessage, ChatParticipant, ChatRoom, Mention};
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, Utc};
 use switchboard_engine::action::{Effect, EffectError, Effects, PlatformAction, Scope};
 use switchboard_workflow::actions as a;
 
@@ -93,13 +93,26 @@ impl RestExecutor {
         };
         let items = self.context_items(chat).await?;
         // Only what came after the source message counts (an earlier, identical
-        // answer belongs to an earlier question); if the source is not in
-        // the context, anything counts: a missed duplicate beats a double post.
-        let start = scope
+        // answer belongs to an earlier question); an event with no source
+        // message (a webhook delivery) says when it began instead. Otherwise
+        // anything counts: a missed duplicate beats a double post.
+        let after_source = scope
             .message_id
             .as_deref()
             .and_then(|id| items.iter().position(|m| m.id == id))
-            .map_or(0, |i| i + 1);
+            .map(|i| i + 1);
+        let since = |at: DateTime<Utc>| {
+            // An unreadable time counts: a missed duplicate beats a double post.
+            items
+                .iter()
+                .position(|m| {
+                    DateTime::parse_from_rfc3339(&m.inserted_at).map_or(true, |t| t >= at)
+                })
+                .unwrap_or(items.len())
+        };
+        let start = after_source
+            .or_else(|| scope.not_before.map(since))
+            .unwrap_or(0);
         let found = items[start..].iter().find(|m| {
             m.sender_id == me
                 && m.message_type == kind
@@ -181,7 +194,10 @@ impl RestExecutor {
         let Some(title) = a.title.as_deref() else {
             return Ok(None);
         };
-        let since = self.source_time(scope).await?;
+        let since = match self.source_time(scope).await? {
+            Some(at) => Some(at),
+            None => scope.not_before.map(|at| at.fixed_offset()),
+        };
         let rooms = self.api.list_all_chats().await.map_err(api)?;
         let created = |r: &ChatRoom| DateTime::parse_from_rfc3339(&r.inserted_at).ok();
         let found = rooms

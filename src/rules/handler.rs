@@ -71,8 +71,19 @@ impl RulesHandler {
 
     /// Runs the `on: webhook` rules for one delivery (`event.hook` names the
     /// hook), outside any message's lifecycle: no room, no processing marks.
-    pub async fn run_webhook(&self, event: Value) -> Report {
-        let prepared = event_input("webhook", event, self.agent().clone(), None, now());
+    /// Its actions are journaled under `key` (see [`webhook_key`]), so a
+    /// delivery run again after a crash repeats none that went out (a send
+    /// cut short is looked for among what was sent since `received`); the
+    /// caller settles `key` ([`Handler::settled`]) once the delivery is done.
+    pub async fn run_webhook(
+        &self,
+        key: &str,
+        received: Option<chrono::DateTime<chrono::Utc>>,
+        event: Value,
+    ) -> Report {
+        let mut prepared = event_input("webhook", event, self.agent().clone(), None, now());
+        prepared.scope.message_id = Some(key.to_owned());
+        prepared.scope.not_before = received;
         self.run_prepared(prepared, None).await
     }
 
@@ -292,6 +303,13 @@ impl RulesHandler {
             sink.handled(&handled);
         }
     }
+}
+
+/// The journal key of a queued webhook delivery (`<hook>/<delivery id>`):
+/// the engine journals a delivery's actions under it as under a message id,
+/// and `http` derives its `Idempotency-Key` from it.
+pub fn webhook_key(delivery: &str) -> String {
+    format!("webhook:{delivery}")
 }
 
 /// How long a deadline whose room is stopped waits before it is tried again

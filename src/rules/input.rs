@@ -250,6 +250,7 @@ fn assemble(
         contact_request_id: facts.contact_request_id,
         contact_from: facts.contact_from,
         step: None,
+        not_before: None,
     };
     let input = EventInput {
         event_type: event_type.to_owned(),

@@ -69,6 +69,13 @@ struct MarkLabels {
     result: &'static str,
 }
 
+/// Label set of `switchboard_webhook_deliveries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    hook: String,
+    status: &'static str,
+}
+
 /// Label set of `switchboard_reloads_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -98,6 +105,9 @@ struct LastReload {
     at: DateTime<Utc>,
     errors: usize,
 }
+
+/// Reads how many webhook deliveries wait or are in hand.
+type QueueDepth = Box<dyn Fn() -> usize + Send + Sync>;
 
 /// How many handled events `/handled` keeps (the oldest go first).
 pub const HANDLED_CAPACITY: usize = 500;
@@ -188,6 +198,10 @@ pub struct Telemetry {
     conversations_pending: Gauge,
     /// The agent's pending conversations, once it has them.
     conversations: std::sync::OnceLock<Arc<Conversations>>,
+    webhook_deliveries: Family<DeliveryLabels, Counter>,
+    webhook_queue_depth: Gauge,
+    /// How many webhook deliveries wait, once webhooks are served.
+    webhook_queue: std::sync::OnceLock<QueueDepth>,
     health: Mutex<HealthState>,
     /// The last [`HANDLED_CAPACITY`] handled events, oldest first.
     handled: Mutex<VecDeque<HandledEntry>>,
@@ -222,6 +236,9 @@ impl Telemetry {
             rules: Gauge::default(),
             conversations_pending: Gauge::default(),
             conversations: std::sync::OnceLock::new(),
+            webhook_deliveries: Family::default(),
+            webhook_queue_depth: Gauge::default(),
+            webhook_queue: std::sync::OnceLock::new(),
             health: Mutex::new(HealthState::default()),
             handled: Mutex::new(VecDeque::with_capacity(HANDLED_CAPACITY)),
             redaction: Redaction::new(),
@@ -292,6 +309,16 @@ impl Telemetry {
             "Conversations paused at wait_for, ask or wait, waiting for an answer or their time",
             t.conversations_pending.clone(),
         );
+        t.registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries by hook (`-` for an unknown name) and answer: accepted, duplicate, or the refusal's error code (unauthorized, not_found, payload_too_large, queue_full, internal_error)",
+            t.webhook_deliveries.clone(),
+        );
+        t.registry.register(
+            "webhook_queue_depth",
+            "Webhook deliveries accepted and not yet handled (the one in hand included)",
+            t.webhook_queue_depth.clone(),
+        );
         // Known label values start at 0, so rate() and alerts see them before the first one.
         for outcome in ["ok", "failed"] {
             let _ = t.reloads.get_or_create(&OutcomeLabel { outcome });
@@ -317,6 +344,20 @@ impl Telemetry {
         let _ = self.conversations.set(conversations);
     }
 
+    /// Reports the webhook queue's depth, read by `depth` at each scrape.
+    pub fn watch_webhook_queue(&self, depth: impl Fn() -> usize + Send + Sync + 'static) {
+        let _ = self.webhook_queue.set(Box::new(depth));
+    }
+
+    /// Counts a webhook delivery to `hook` answered `status`.
+    pub fn webhook_delivery(&self, hook: &str, status: &'static str) {
+        let labels = DeliveryLabels {
+            hook: hook.to_owned(),
+            status,
+        };
+        self.webhook_deliveries.get_or_create(&labels).inc();
+    }
+
     /// The pending conversations, oldest first (what `/conversations` serves).
     pub fn conversations(&self) -> Vec<Summary> {
         self.conversations
@@ -331,6 +372,10 @@ impl Telemetry {
             // Read when scraped: the set changes outside any event.
             self.conversations_pending
                 .set(gauge_value(conversations.len()));
+        }
+        if let Some(depth) = self.webhook_queue.get() {
+            // Read when scraped, like the conversations.
+            self.webhook_queue_depth.set(gauge_value(depth()));
         }
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug.

@@ -5,7 +5,8 @@
 //! into the event the rules see, and answered `202` once it is durably
 //! queued ([`crate::effects::webhook_queue`]). One task takes the queue in
 //! order and runs each delivery's `on: webhook` rules outside any message
-//! lifecycle, then marks it done, so a restart handles each delivery once.
+//! lifecycle, its actions journaled like a message's, then marks it done,
+//! so a restart handles each delivery once and repeats none of its actions.
 //! Refusals carry the platform's JSON error body.
 
 use std::net::SocketAddr;
@@ -28,10 +29,11 @@ use tokio::net::TcpListener;
 
 use crate::effects::webhook_queue::{Pushed, QueueError, WebhookQueue};
 use crate::rules::RulesHandler;
+use crate::runtime::Handler as _;
 use switchboard_engine::{Engine, Finish};
 use switchboard_workflow::rule::{Webhook, WebhookAuth};
-use switchboard_workflow::secrets::{Redaction, SecretError};
-use switchboard_workflow::Ruleset;
+use switchboard_workflow::secrets::Redaction;
+use switchboard_workflow::{LoadError, Ruleset};
 
 /// The largest body accepted (bytes); larger ones are answered 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -46,35 +48,37 @@ const DELIVERY_ID_HEADERS: [&str; 2] = ["x-github-delivery", "x-request-id"];
 /// Seconds a sender is told to wait when the queue is full.
 const RETRY_AFTER_SECS: u64 = 5;
 
-/// Why webhooks cannot be served.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    /// A hook's secret cannot be read.
-    #[error("the secret of webhook `{hook}` ({source_name}) cannot be read")]
-    Secret {
-        /// The hook.
-        hook: String,
-        /// Where it is read from (`env NAME`, `file PATH`).
-        source_name: String,
-        /// Cause.
-        #[source]
-        source: SecretError,
-    },
+/// Reads every hook's secret, so a missing variable or file is found when
+/// the workflows load (at start, which it stops, and at each reload, which
+/// it fails, keeping the running rules) rather than by refusing every
+/// delivery later; one load error at the hook's name for each that cannot
+/// be read. Each value read is hidden from everything the agent writes.
+pub fn read_secrets(ruleset: &Ruleset, redaction: &Redaction) -> Vec<LoadError> {
+    let mut errors = Vec::new();
+    for hook in ruleset.webhooks().values() {
+        match hook.secret.read() {
+            Ok(value) => hide(redaction, &hook.name, &value),
+            Err(e) => errors.push(LoadError {
+                file: hook.file.clone(),
+                loc: hook.loc,
+                message: format!(
+                    "the secret of webhook `{}` ({}) cannot be read: {e}",
+                    hook.name, hook.secret
+                ),
+                hint: None,
+                source_line: None,
+            }),
+        }
+    }
+    errors
 }
 
-/// Checks that every hook's secret can be read now, so a missing variable
-/// or file stops the start rather than refusing every delivery later; each
-/// value read is hidden from everything the agent writes.
-pub fn check_secrets(ruleset: &Ruleset, redaction: &Redaction) -> Result<(), WebhookError> {
-    for hook in ruleset.webhooks().values() {
-        let value = hook.secret.read().map_err(|source| WebhookError::Secret {
-            hook: hook.name.clone(),
-            source_name: hook.secret.to_string(),
-            source,
-        })?;
-        redaction.also_hide(&hidden_name(&hook.name), &value);
+/// Hides a hook's secret `value` unless it is hidden already (a reload
+/// reads it again; hidden values are kept across reloads).
+fn hide(redaction: &Redaction, hook: &str, value: &str) {
+    if redaction.current().find(value).is_none() {
+        redaction.also_hide(&hidden_name(hook), value);
     }
-    Ok(())
 }
 
 /// How a hook's secret is shown where it would be written.
@@ -88,15 +92,43 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// Told how each delivery was answered (telemetry counts them); implemented
+/// above this layer, so the server knows nothing of metrics.
+pub trait Observer: Send + Sync {
+    /// A delivery to `hook` ([`UNKNOWN_HOOK`] for a name no hook has) was
+    /// answered `status`: `accepted`, `duplicate`, or the refusal's error
+    /// code (`unauthorized`, `payload_too_large`, `queue_full`, ...).
+    fn delivery(&self, hook: &str, status: &'static str);
+}
+
+/// The hook a delivery to an undefined name is counted under: senders
+/// choose the names, so each must not get a series of its own.
+pub const UNKNOWN_HOOK: &str = "-";
+
 /// What the endpoint reads: the hooks of the engine's current ruleset (so a
-/// reload adds and removes hooks) and the queue.
+/// reload adds and removes hooks), the queue, and who is told the answers.
 struct App {
     engine: Arc<Engine>,
     queue: Arc<WebhookQueue>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl App {
+    /// Tells the observer, if any, how a delivery to `hook` was answered.
+    fn answered(&self, hook: &str, status: &'static str) {
+        if let Some(observer) = &self.observer {
+            observer.delivery(hook, status);
+        }
+    }
 }
 
 /// `POST /hooks/{name}`; anything else gets the platform's JSON error too.
-pub fn router(engine: Arc<Engine>, queue: Arc<WebhookQueue>) -> Router {
+/// Each answer to a `POST /hooks/NAME` is told to `observer`.
+pub fn router(
+    engine: Arc<Engine>,
+    queue: Arc<WebhookQueue>,
+    observer: Option<Arc<dyn Observer>>,
+) -> Router {
     Router::new()
         .route("/hooks/{name}", post(deliver))
         .fallback(|| async {
@@ -113,7 +145,11 @@ pub fn router(engine: Arc<Engine>, queue: Arc<WebhookQueue>) -> Router {
                 "webhooks take POST",
             )
         })
-        .with_state(Arc::new(App { engine, queue }))
+        .with_state(Arc::new(App {
+            engine,
+            queue,
+            observer,
+        }))
 }
 
 /// Serves [`router`] on `listener` until the task is dropped or aborted.
@@ -121,8 +157,9 @@ pub async fn serve(
     listener: TcpListener,
     engine: Arc<Engine>,
     queue: Arc<WebhookQueue>,
+    observer: Option<Arc<dyn Observer>>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(engine, queue)).await
+    axum::serve(listener, router(engine, queue, observer)).await
 }
 
 /// Runs the queued deliveries, oldest first, one at a time, until `stop`
@@ -138,7 +175,15 @@ pub async fn consume(
             entry = queue.next() => entry,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let report = handler.run_webhook(entry.event.clone()).await;
+        let key = crate::rules::handler::webhook_key(&entry.key);
+        // Our own field, written at receipt; unreadable only in a hand-edited queue.
+        let received = entry.event["received_at"]
+            .as_str()
+            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            .map(|at| at.with_timezone(&Utc));
+        let report = handler
+            .run_webhook(&key, received, entry.event.clone())
+            .await;
         match &report.outcome {
             Finish::Done => {}
             // The handler logged the reason; a delivery is not retried: its
@@ -147,10 +192,16 @@ pub async fn consume(
                 tracing::warn!(delivery = %entry.key, "webhook delivery not fully handled; not retried")
             }
         }
-        if let Err(e) = queue.done(&entry.key).await {
-            tracing::error!(delivery = %entry.key, error = %crate::error_chain::Chain(&e), "cannot mark the webhook delivery done; it may be handled again after a restart");
-            // A disk that refuses writes: do not spin through the queue.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        match queue.done(&entry.key).await {
+            // Done for good: its journal records are no longer needed.
+            Ok(()) => handler.settled(&key),
+            Err(e) => {
+                // Not settled: run again after a restart, its journal
+                // keeps the actions that went out from repeating.
+                tracing::error!(delivery = %entry.key, error = %crate::error_chain::Chain(&e), "cannot mark the webhook delivery done; it runs again after a restart, repeating none of its journaled actions");
+                // A disk that refuses writes: do not spin through the queue.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }
@@ -165,6 +216,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
     (status, Json(body)).into_response()
 }
 
+/// `POST /hooks/{name}`: [`accept`], its answer told to the observer.
 async fn deliver(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -172,14 +224,34 @@ async fn deliver(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let (hook, status, response) = accept(&app, name, query, headers, body).await;
+    app.answered(hook.as_deref().unwrap_or(UNKNOWN_HOOK), status);
+    response
+}
+
+/// What became of one delivery: the hook (`None` when no hook has the
+/// name), how it was answered (as [`Observer::delivery`] says) and the answer.
+type Answer = (Option<String>, &'static str, Response);
+
+/// Authenticates and queues one delivery to `name`.
+async fn accept(
+    app: &App,
+    name: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
     let ruleset = app.engine.ruleset();
     let Some(hook) = ruleset.webhooks().get(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
+        let message = format!("no webhook named {name:?}");
+        return (
+            None,
             "not_found",
-            format!("no webhook named {name:?}"),
+            error(StatusCode::NOT_FOUND, "not_found", message),
         );
     };
+    // Every answer from here on is for this hook.
+    let answer = |code: &'static str, response: Response| (Some(name.clone()), code, response);
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -192,44 +264,49 @@ async fn deliver(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
-        return too_large();
+        return answer("payload_too_large", too_large());
     }
     let Some(bytes) = read_body(body).await else {
-        return too_large();
+        return answer("payload_too_large", too_large());
     };
     // A file secret is read from disk: off the async workers.
     let source = hook.secret.clone();
     let read = tokio::task::spawn_blocking(move || source.read()).await;
     let secret = match read {
         Ok(Ok(secret)) => {
-            // A hook added by a reload: hidden from its first delivery on.
-            if app.engine.redaction().current().find(&secret).is_none() {
-                app.engine
-                    .redaction()
-                    .also_hide(&hidden_name(&hook.name), &secret);
-            }
+            // A file rotated since the load: hidden from its first delivery on.
+            hide(app.engine.redaction(), &hook.name, &secret);
             secret
         }
         Err(e) => {
             tracing::error!(hook = %hook.name, error = %e, "reading the webhook's secret did not finish");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return answer(
                 "internal_error",
-                "the hook's secret cannot be read",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the hook's secret cannot be read",
+                ),
             );
         }
         Ok(Err(e)) => {
             tracing::error!(hook = %hook.name, secret = %hook.secret, error = %crate::error_chain::Chain(&e), "cannot read the webhook's secret; deliveries are refused");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            return answer(
                 "internal_error",
-                "the hook's secret cannot be read",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the hook's secret cannot be read",
+                ),
             );
         }
     };
     if let Err(why) = authenticate(hook, &secret, &headers, &bytes) {
         tracing::info!(hook = %hook.name, why, "webhook delivery refused");
-        return error(StatusCode::UNAUTHORIZED, "unauthorized", why);
+        return answer(
+            "unauthorized",
+            error(StatusCode::UNAUTHORIZED, "unauthorized", why),
+        );
     }
     let now = Utc::now();
     let id = DELIVERY_ID_HEADERS
@@ -245,7 +322,8 @@ async fn deliver(
             let duplicate = pushed == Pushed::Duplicate;
             tracing::info!(hook = %hook.name, delivery = %id, duplicate, "webhook delivery accepted");
             let body = json!({"data": {"id": id, "duplicate": duplicate}});
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            let status = if duplicate { "duplicate" } else { "accepted" };
+            answer(status, (StatusCode::ACCEPTED, Json(body)).into_response())
         }
         Err(QueueError::Full { max }) => {
             tracing::warn!(hook = %hook.name, delivery = %id, max, "webhook queue full; delivery refused with 429");
@@ -256,14 +334,17 @@ async fn deliver(
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            resp
+            answer("queue_full", resp)
         }
         Err(e) => {
             tracing::error!(hook = %hook.name, delivery = %id, error = %crate::error_chain::Chain(&e), "cannot queue the webhook delivery");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            answer(
                 "internal_error",
-                "the delivery could not be queued",
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the delivery could not be queued",
+                ),
             )
         }
     }

@@ -43,7 +43,7 @@ fn copied_workflows() -> tempfile::TempDir {
 
 /// The value of the sample `name{labels...}` in a text exposition, when
 /// there is one whose labels include every pair of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|line| {

@@ -3,8 +3,8 @@
 //! posts in the room; a wrong signature, a wrong token, an unknown hook and
 //! an oversized body are refused with the platform's JSON error and post
 //! nothing; a redelivery is acknowledged and handled once; a delivery
-//! acknowledged just before a SIGKILL is handled after the restart; a full
-//! queue answers 429.
+//! acknowledged just before a SIGKILL is handled after the restart, and one
+//! killed between its actions repeats none of them; a full queue answers 429.
 
 use crate::support::cli::{run_command, Running};
 use crate::support::seeded;
@@ -561,5 +561,307 @@ async fn an_unreadable_secret_stops_the_start_and_names_the_hook_not_a_value() {
             && stderr.contains("DEPLOY_HOOK_SECRET is not set"),
         "{stderr}"
     );
+    sb.shutdown().await.unwrap();
+}
+
+/// Waits until the sandbox has delayed a request (its fault log says so).
+async fn wait_delay_fired(sb: &RunningSandbox, agent: &Running) {
+    tokio::time::timeout(STEP, async {
+        loop {
+            let faults: Value = reqwest::get(format!("{}/_sandbox/faults", sb.rest_url()))
+                .await
+                .expect("read the sandbox's faults")
+                .json()
+                .await
+                .expect("the faults as JSON");
+            let fired = faults["fired"].as_array().cloned().unwrap_or_default();
+            if fired.iter().any(|f| f["kind"] == "delay") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the delayed request never came; logs:\n{}",
+            agent.stderr_lines().join("\n")
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_between_a_deliverys_actions_repeats_none_of_them() {
+    kill_between_two_sends(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_cut_short_is_not_taken_for_an_earlier_deliverys_same_text() {
+    kill_between_two_sends(true).await;
+}
+
+/// A delivery whose rule sends twice, killed while the second send hangs,
+/// then restarted: each send lands once. With `earlier`, a delivery with the
+/// same body (so the same texts) was handled before: its messages must not
+/// be taken for the ones the killed delivery had not sent.
+async fn kill_between_two_sends(earlier: bool) {
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let alice_id = user_id(&sb, "alice").await;
+    // A second room of the bot's, so that only the second send is delayed.
+    let alice = band_client::rest::HumanApi::new(band_client::rest::RestConfig::new(
+        sb.rest_url(),
+        "alice-key",
+    ))
+    .unwrap();
+    let ops = alice.create_chat(Some("Ops")).await.unwrap().id;
+    alice.add_participant(&ops, &bot, None).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workflows")).unwrap();
+    let yaml = format!(
+        r#"version: 1
+webhooks:
+  deploys:
+    secret: {{ env: DEPLOY_HOOK_SECRET }}
+    auth: hmac-sha256
+rules:
+  - name: two-sends
+    on: webhook
+    webhook: deploys
+    do:
+      - send_message:
+          chat: "{room}"
+          text: "deploy {{{{ event.body.service }}}} first"
+          mentions: ["{bob}"]
+      - send_message:
+          chat: "{ops}"
+          text: "deploy {{{{ event.body.service }}}} second"
+          mentions: ["{alice_id}"]
+"#
+    );
+    std::fs::write(dir.path().join("workflows/hooks.yaml"), yaml).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let mut first =
+        Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
+    listening(&mut first, addr).await;
+    let before = usize::from(earlier);
+    if earlier {
+        let (status, body, _) = deliver(
+            addr,
+            &json!({"status": "failed", "service": "api"}),
+            "d-earlier",
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        wait_posted(&sb, &first, &bot, &ops, "deploy api second", 1).await;
+        // Later messages get later timestamps.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Only the post in the second room hangs: the kill lands after the
+    // first send went out, while the second is in flight.
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": format!("{ops}/messages"), "ms": 30_000}}),
+    )
+    .await;
+    let (status, body, _) = deliver(
+        addr,
+        &json!({"status": "failed", "service": "api"}),
+        "d-two",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    wait_posted(&sb, &first, &bot, &room, "deploy api first", before + 1).await;
+    wait_delay_fired(&sb, &first).await;
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10)).await;
+    fault(&sb, json!({"clear": true})).await;
+    assert_eq!(posted(&sb, &bot, &ops, "deploy ").await.len(), before);
+
+    let mut second =
+        Running::spawn(agent_command(&sb, dir.path(), addr).env("XDG_STATE_HOME", home.path()));
+    listening(&mut second, addr).await;
+    // Time for the second send, and for a repeat of either to land, were there one.
+    second
+        .wait_for_stderr("the delivery handled", STEP, |l| {
+            l.contains("handled") && l.contains("webhook:deploys/d-two")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    let logs = logs.join("\n");
+    assert_eq!(
+        posted(&sb, &bot, &room, "deploy ").await,
+        vec!["deploy api first"; before + 1],
+        "{logs}"
+    );
+    assert_eq!(
+        posted(&sb, &bot, &ops, "deploy ").await,
+        vec!["deploy api second"; before + 1],
+        "{logs}"
+    );
+    sb.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adding_a_hook_whose_secret_cannot_be_read_fails_and_keeps_the_running_rules() {
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let dir = folder(&room, &bob);
+    let addr = free_addr();
+    let mut cmd = agent_command(&sb, dir.path(), addr);
+    cmd.arg("--ephemeral");
+    let mut agent = Running::spawn(&mut cmd);
+    listening(&mut agent, addr).await;
+    // The reload task (and its SIGHUP handler) runs by then.
+    agent
+        .wait_for_stderr("startup sync", STEP, |l| l.contains("startup sync done"))
+        .await;
+
+    // A new hook whose secret file is not there, and the running rule changed.
+    let file = dir.path().join("workflows/hooks.yaml");
+    let yaml = std::fs::read_to_string(&file).unwrap();
+    let missing = dir.path().join("no-such-secret");
+    let broken = yaml
+        .replacen(
+            "webhooks:\n",
+            &format!(
+                "webhooks:\n  extra:\n    secret: {{ file: \"{}\" }}\n    auth: token\n",
+                missing.display()
+            ),
+            1,
+        )
+        .replacen("deploy {{", "changed {{", 1);
+    std::fs::write(&file, broken).unwrap();
+    agent.signal("HUP");
+    let line = agent
+        .wait_for_stderr("the reload to fail", STEP, |l| l.contains("reload failed"))
+        .await;
+    let logs = agent.stderr_lines().join("\n");
+    assert!(
+        logs.contains("the secret of webhook `extra`") && logs.contains("no-such-secret"),
+        "the failed reload should name the hook and its secret's file:\n{line}\n{logs}"
+    );
+    // The running rules and hooks stay: the new hook is not served, the old
+    // rule runs as it was.
+    let (status, body, _) = post(
+        addr,
+        "extra",
+        b"x".to_vec(),
+        &[("authorization", "Bearer x".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "not_found");
+    let (status, body, _) = deliver(
+        addr,
+        &json!({"status": "failed", "service": "kept"}),
+        "d-kept",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let posted = wait_posted(&sb, &agent, &bot, &room, "deploy kept", 1).await;
+    assert_eq!(posted.len(), 1, "{posted:?}");
+
+    // Once the secret is there, the same folder reloads.
+    std::fs::write(&missing, "x\n").unwrap();
+    agent.signal("HUP");
+    agent
+        .wait_for_stderr("the reload to succeed", STEP, |l| {
+            l.contains("workflows reloaded")
+        })
+        .await;
+    let (status, body, _) = post(
+        addr,
+        "extra",
+        b"x".to_vec(),
+        &[("authorization", "Bearer x".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    agent.stop_cleanly("the agent", STEP).await;
+    sb.shutdown().await.unwrap();
+}
+
+/// `/metrics` of the agent whose metrics server is on `addr`, polled until
+/// `pred` holds (bounded by `STEP`).
+async fn wait_metrics(addr: SocketAddr, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics as text");
+        if pred(&text) {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {what} within {STEP:?}; /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_the_queue_depth_are_in_the_metrics() {
+    use crate::metrics::sample;
+    let (sb, _bob, room, bot) = seeded::seeded_sandbox().await;
+    let bob = user_id(&sb, "bob").await;
+    let dir = folder(&room, &bob);
+    let addr = free_addr();
+    let metrics = free_addr();
+    let mut cmd = agent_command(&sb, dir.path(), addr);
+    cmd.arg("--ephemeral")
+        .arg("--metrics-addr")
+        .arg(metrics.to_string());
+    let mut agent = Running::spawn(&mut cmd);
+    listening(&mut agent, addr).await;
+    // The first delivery's post is slow: the second waits behind it.
+    fault(
+        &sb,
+        json!({"delay": {"method": "POST", "path": "/messages", "ms": 2000, "count": 1}}),
+    )
+    .await;
+    let event = |s: &str| json!({"status": "failed", "service": s});
+    let (status, body, _) = deliver(addr, &event("m1"), "m-1").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body, _) = deliver(addr, &event("m2"), "m-2").await;
+    assert_eq!(status, 202, "{body}");
+    let depth = |t: &str| sample(t, "switchboard_webhook_queue_depth", &[]);
+    // Both wait (the first being handled) while the post hangs.
+    wait_metrics(metrics, "a queue depth of 2", |t| depth(t) == Some(2.0)).await;
+    let (status, body, _) = deliver(addr, &event("m1"), "m-1").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["duplicate"], true, "{body}");
+    let (status, _, _) = post(
+        addr,
+        "deploys",
+        b"{}".to_vec(),
+        &[("x-hub-signature-256", sign("wrong", b"{}"))],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _, _) = post(addr, "nope-1", b"{}".to_vec(), &[]).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = post(addr, "nope-2", b"{}".to_vec(), &[]).await;
+    assert_eq!(status, 404);
+
+    wait_posted(&sb, &agent, &bot, &room, "deploy ", 2).await;
+    let name = "switchboard_webhook_deliveries_total";
+    let text = wait_metrics(metrics, "the drained queue", |t| depth(t) == Some(0.0)).await;
+    let count =
+        |hook: &str, status: &str| sample(&text, name, &[("hook", hook), ("status", status)]);
+    assert_eq!(count("deploys", "accepted"), Some(2.0), "{text}");
+    assert_eq!(count("deploys", "duplicate"), Some(1.0), "{text}");
+    assert_eq!(count("deploys", "unauthorized"), Some(1.0), "{text}");
+    // Unknown hooks share one label: a sender cannot grow the series.
+    assert_eq!(count("-", "not_found"), Some(2.0), "{text}");
+    assert!(!text.contains("nope-1"), "{text}");
+    agent.stop_cleanly("the agent", STEP).await;
     sb.shutdown().await.unwrap();
 }

@@ -32,6 +32,11 @@ pub struct Scope {
     /// action: with `message_id`, what names one action of one message across
     /// retries and restarts (`http` derives its `Idempotency-Key` from it).
     pub step: Option<String>,
+    /// The earliest time anything this event's actions sent can bear, when
+    /// it has no source message on the platform to date it (a webhook
+    /// delivery's receipt): looking for a send cut short by a crash
+    /// (`Executor::landed`), what is older belongs to an earlier event.
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Who sent a message.

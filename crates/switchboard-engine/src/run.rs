@@ -1397,6 +1397,7 @@ impl Engine {
             contact_from: None,
             step: None,
             message_id: scope.message_id.clone(),
+            not_before: scope.not_before,
         };
         let base = EventContext {
             event_type: Value::String(pending.bound.event_type.clone()),
