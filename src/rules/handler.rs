@@ -252,6 +252,10 @@ impl RulesHandler {
         let scope = Scope {
             chat_id: Some(p.room.clone()),
             message_id: Some(key.clone()),
+            // No source message: a send cut short by a crash is looked for
+            // among what was sent since the deadline, not taken for an
+            // earlier timeout's identical reply.
+            not_before: Some(p.deadline),
             ..Scope::default()
         };
         let started = Instant::now();
