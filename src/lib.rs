@@ -9,6 +9,7 @@ pub mod cli;
 pub mod dryrun;
 pub mod effects;
 pub mod error_chain;
+pub mod fleet;
 pub mod rules;
 pub mod runtime;
 pub mod telemetry;

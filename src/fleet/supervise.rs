@@ -1,0 +1,1 @@
+//! Running a fleet: placeholder until the supervisor lands.
