@@ -362,6 +362,16 @@ impl Agent {
         config: &AgentConfig,
         watch: Option<mpsc::UnboundedSender<Handled>>,
     ) -> Result<Agent, AgentError> {
+        Agent::prepare_with_telemetry(config, watch, None).await
+    }
+
+    /// Like [`Agent::prepare`], reporting to `shared` (a fleet's agent, whose
+    /// metrics another server serves) unless `config` has a metrics address.
+    pub async fn prepare_with_telemetry(
+        config: &AgentConfig,
+        watch: Option<mpsc::UnboundedSender<Handled>>,
+        shared: Option<Arc<Telemetry>>,
+    ) -> Result<Agent, AgentError> {
         let read_secrets = secrets_reader(&config.api_key);
         let (ruleset, secrets) = switchboard_workflow::load_dir(&config.workflows)
             .and_then(|rs| read_secrets(&rs).map(|values| (rs, values)))
@@ -410,7 +420,14 @@ impl Agent {
                 Some(listener)
             }
         };
-        let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
+        let telemetry = match (&metrics, shared) {
+            (Some((_, t)), _) => Some(t.clone()),
+            (None, Some(t)) => {
+                t.set_rules(ruleset.len());
+                Some(t)
+            }
+            (None, None) => None,
+        };
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
         // Waits out an outage like the runtime's own start-up (a 429 or 503
         // burst while restarting), ending only on an answer that cannot change.

@@ -37,3 +37,23 @@ pub fn check(path: &Path) -> ExitCode {
         }
     }
 }
+
+/// `run --fleet`: every agent of the file until Ctrl-C or SIGTERM.
+pub async fn run(
+    path: &Path,
+    rest_url: String,
+    ws_url: String,
+    metrics_addr: Option<std::net::SocketAddr>,
+    watch: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = fleet::supervise::FleetConfig {
+        rest_url,
+        ws_url,
+        metrics_addr,
+        watch,
+        new_redaction: std::sync::Arc::new(super::logging::agent_redaction),
+    };
+    fleet::supervise::run(path, config, super::sandbox::shutdown_signal()).await?;
+    tracing::info!("fleet stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -29,6 +29,12 @@ The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.
 It reloads its workflows when a file in the folder changes, and on SIGHUP; a
 folder that does not compile leaves the running rules in place (errors logged).")]
 pub struct RunArgs {
+    /// Run every agent of this fleet file in this process instead (see
+    /// docs/fleet.md); --rest-url, --ws-url, --metrics-addr and --no-watch
+    /// apply to the fleet, the per-agent options come from the file.
+    #[arg(long, value_name = "FLEET.yaml")]
+    fleet: Option<PathBuf>,
+
     /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
@@ -162,6 +168,10 @@ pub struct RunArgs {
 
 /// Runs the agent until Ctrl-C / SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(fleet) = &args.fleet {
+        let (rest, ws) = (args.rest_url, args.ws_url);
+        return super::fleet::run(fleet, rest, ws, args.metrics_addr, !args.no_watch).await;
+    }
     let api_key = match (&args.api_key_file, args.api_key) {
         (Some(path), _) => read_key_file(path)?,
         (None, Some(key)) if !key.trim().is_empty() => key,

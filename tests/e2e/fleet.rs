@@ -7,7 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::cli::{output_within, switchboard};
+use band_client::rest::{HumanApi, RestConfig};
+use band_sandbox::RunningSandbox;
+
+use crate::support::cli::{output_within, strip_ansi, switchboard, Running};
+use crate::support::seeded::{ask, reply_after};
 
 fn ping_rule(answer: &str) -> String {
     format!(
@@ -113,4 +117,265 @@ async fn check_fleet_checks_each_agents_workflows_under_its_name() {
         "no position in:\n{stderr}"
     );
     assert!(!stderr.contains("[good]"), "{stderr}");
+}
+
+/// A sandbox with bob and two agents (ids ending in `n1`, `n2`), each alone
+/// with bob in a room of its own.
+struct TwoBots {
+    sb: RunningSandbox,
+    bob: HumanApi,
+    dir: tempfile::TempDir,
+    /// (agent id, room id) of bots one and two.
+    bots: [(String, String); 2],
+}
+
+impl TwoBots {
+    async fn start(n1: u32, n2: u32) -> TwoBots {
+        let id = |n: u32| format!("9c1e0000-0000-4000-8000-{n:012}");
+        let seed = format!(
+            "users:\n  - handle: bob\n    name: Bob\n    api_key: bob-key\n\
+             agents:\n\
+             \x20 - handle: bob/one\n    name: One\n    description: first\n    api_key: one-key\n    id: {}\n\
+             \x20 - handle: bob/two\n    name: Two\n    description: second\n    api_key: two-key\n    id: {}\n\
+             rooms:\n\
+             \x20 - title: Room one\n    owner: bob\n    participants: [bob/one]\n\
+             \x20 - title: Room two\n    owner: bob\n    participants: [bob/two]\n",
+            id(n1),
+            id(n2)
+        );
+        let seed = band_sandbox::parse_seed(&seed, "two-bots seed").expect("the seed is valid");
+        let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), seed)
+            .await
+            .unwrap();
+        let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
+        let rooms = bob.list_chats(None, None).await.unwrap().items;
+        let room = |title: &str| {
+            rooms
+                .iter()
+                .find(|r| r.title.as_deref() == Some(title))
+                .expect("the seeded room")
+                .id
+                .clone()
+        };
+        let bots = [(id(n1), room("Room one")), (id(n2), room("Room two"))];
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("keys/two.key"), "two-key\n");
+        TwoBots { sb, bob, dir, bots }
+    }
+
+    fn fleet_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("fleet.yaml")
+    }
+
+    /// Writes the fleet file with the agents named in `which` (`one`, `two`).
+    fn write_fleet(&self, which: &[&str]) {
+        let mut text = format!(
+            "rest_url: {}\nws_url: {}\nagents:\n",
+            self.sb.rest_url(),
+            self.sb.ws_url()
+        );
+        for name in which {
+            let (id, key) = match *name {
+                "one" => (&self.bots[0].0, "api_key_env: FLEET_TEST_ONE_KEY"),
+                _ => (&self.bots[1].0, "api_key_file: keys/two.key"),
+            };
+            text.push_str(&format!(
+                "  - name: {name}\n    agent_id: {id}\n    {key}\n    workflows: wf/{name}\n    ephemeral: true\n"
+            ));
+        }
+        // Saved like an editor: a new file renamed over the old one.
+        let tmp = self.dir.path().join("fleet.yaml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.fleet_path()).unwrap();
+    }
+
+    fn run(&self, metrics: Option<std::net::SocketAddr>) -> Running {
+        let mut cmd = switchboard();
+        cmd.arg("run")
+            .arg("--fleet")
+            .arg(self.fleet_path())
+            .env("FLEET_TEST_ONE_KEY", "one-key");
+        if let Some(addr) = metrics {
+            cmd.arg("--metrics-addr").arg(addr.to_string());
+        }
+        Running::spawn(&mut cmd)
+    }
+
+    /// Bob pings bot `i` (0 or 1) in its room; its reply's text, if one came within `limit`.
+    async fn ping(&self, i: usize, limit: Duration) -> Option<String> {
+        let (bot, room) = &self.bots[i];
+        let asked = ask(&self.bob, room, bot, "ping").await;
+        reply_after(&self.bob, room, bot, &asked, limit)
+            .await
+            .map(|m| m.content)
+    }
+}
+
+fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+async fn wait_until_answers(bots: &TwoBots, fleet: &Running, i: usize, answer: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = bots.ping(i, Duration::from_secs(3)).await;
+        if reply.as_deref().is_some_and(|r| r.ends_with(answer)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "bot {i} never answered {answer:?}; stderr:\n{}",
+            fleet.stderr_lines().join("\n")
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics() {
+    let bots = TwoBots::start(101, 102).await;
+    write(
+        &bots.dir.path().join("wf/one/w.yaml"),
+        &ping_rule("pong from one"),
+    );
+    write(
+        &bots.dir.path().join("wf/two/w.yaml"),
+        &ping_rule("pong from two"),
+    );
+    bots.write_fleet(&["one", "two"]);
+    let addr = free_addr();
+    let fleet = bots.run(Some(addr));
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
+    wait_until_answers(&bots, &fleet, 1, "pong from two").await;
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["one", "two"] {
+        let labelled = format!("agent=\"{name}\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("switchboard_rules{") && l.contains(&labelled)),
+            "no rules gauge labelled {labelled}:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        metrics.matches("# TYPE switchboard_rules ").count(),
+        1,
+        "one header per family:\n{metrics}"
+    );
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let body: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(body["agents"]["one"]["state"], "running", "{body}");
+    assert_eq!(body["agents"]["two"]["state"], "running", "{body}");
+    let one = http
+        .get(format!("http://{addr}/healthz/one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status().as_u16(), 200);
+    let missing = http
+        .get(format!("http://{addr}/healthz/nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test]
+async fn a_bad_workflow_in_one_agent_leaves_the_other_answering() {
+    let bots = TwoBots::start(201, 202).await;
+    write(
+        &bots.dir.path().join("wf/one/w.yaml"),
+        &ping_rule("pong from one"),
+    );
+    write(
+        &bots.dir.path().join("wf/two/w.yaml"),
+        "version: 1\nrules:\n  - name: ping\n    on: message_created\n    do:\n      - rply: x\n",
+    );
+    bots.write_fleet(&["one", "two"]);
+    let mut fleet = bots.run(None);
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
+    let line = fleet
+        .wait_for_stderr("the bad agent's error", Duration::from_secs(10), |l| {
+            let l = strip_ansi(l);
+            l.contains("agent=two") && l.contains("ERROR") && l.contains("do not load")
+        })
+        .await;
+    assert!(!strip_ansi(&line).contains("agent=one"), "{line}");
+    assert_eq!(bots.ping(1, Duration::from_secs(2)).await, None);
+    let stderr = fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| strip_ansi(l).contains("agent=one") && strip_ansi(l).contains("ERROR")),
+        "agent one failed:\n{}",
+        stderr.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn removing_an_agent_from_the_fleet_file_stops_only_it() {
+    let bots = TwoBots::start(301, 302).await;
+    write(
+        &bots.dir.path().join("wf/one/w.yaml"),
+        &ping_rule("pong from one"),
+    );
+    write(
+        &bots.dir.path().join("wf/two/w.yaml"),
+        &ping_rule("pong from two"),
+    );
+    bots.write_fleet(&["one", "two"]);
+    let mut fleet = bots.run(None);
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
+    wait_until_answers(&bots, &fleet, 1, "pong from two").await;
+    bots.write_fleet(&["one"]);
+    fleet
+        .wait_for_stderr("agent two stopping", Duration::from_secs(20), |l| {
+            let l = strip_ansi(l);
+            l.contains("agent=two") && l.contains("agent stopped")
+        })
+        .await;
+    assert_eq!(
+        bots.ping(1, Duration::from_secs(3)).await,
+        None,
+        "two still answers"
+    );
+    let reply = bots.ping(0, Duration::from_secs(10)).await;
+    assert!(
+        reply
+            .as_deref()
+            .is_some_and(|r| r.ends_with("pong from one")),
+        "one no longer answers: {reply:?}"
+    );
+    let stderr = fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
+    let one_stops = stderr
+        .iter()
+        .filter(|l| strip_ansi(l).contains("agent=one") && strip_ansi(l).contains("agent stopped"))
+        .count();
+    assert_eq!(
+        one_stops,
+        1,
+        "agent one was restarted:\n{}",
+        stderr.join("\n")
+    );
 }
