@@ -12,5 +12,6 @@ pub mod error_chain;
 pub mod fleet;
 pub mod rules;
 pub mod runtime;
+pub mod task;
 pub mod telemetry;
 pub mod webhooks;

@@ -661,7 +661,7 @@ impl Agent {
             source: e,
         })?;
         let server = self.metrics.map(|(listener, telemetry)| {
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 if let Err(e) = telemetry::server::serve(listener, telemetry).await {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "metrics server stopped");
                 }
@@ -670,13 +670,13 @@ impl Agent {
         let hooks = self.webhooks.map(|(listener, queue)| {
             let engine = self.engine.clone();
             let served = queue.clone();
-            let server = tokio::spawn(async move {
+            let server = crate::task::spawn(async move {
                 if let Err(e) = webhooks::serve(listener, engine, served).await {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "webhook server stopped");
                 }
             });
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let consumer = tokio::spawn(webhooks::consume(queue, self.handler.clone(), stopped));
+            let consumer = crate::task::spawn(webhooks::consume(queue, self.handler.clone(), stopped));
             (server, consumer, stop)
         });
         let result = self.runtime.run_until(stop).await;

@@ -645,7 +645,7 @@ impl Conversations {
 /// deadline already past (the agent was down, the clock jumped) fires at
 /// once, once. One whose room is stopped runs again a minute later.
 pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         let conversations = handler.conversations().clone();
         loop {
             let woken = conversations.wake.notified();
@@ -657,7 +657,7 @@ pub fn spawn_timers(handler: Arc<RulesHandler>) -> JoinHandle<()> {
                     // Each on its own task: a slow `on_timeout` holds no other.
                     for p in due {
                         let handler = handler.clone();
-                        tokio::spawn(async move { handler.deadline(p).await });
+                        crate::task::spawn(async move { handler.deadline(p).await });
                     }
                 }
                 Err(e) => {

@@ -292,9 +292,22 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
         .await
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
-    fleet
+    let stderr = fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
+    // Every line an agent's work logs says whose it is, also from the
+    // runtime's own tasks (rooms, the lifecycle, the handler).
+    for name in ["one", "two"] {
+        let field = format!("agent={name}");
+        assert!(
+            stderr
+                .iter()
+                .map(|l| strip_ansi(l))
+                .any(|l| l.contains("handled event=message_created") && l.contains(&field)),
+            "no handled line with {field}:\n{}",
+            stderr.join("\n")
+        );
+    }
 }
 
 #[tokio::test]
