@@ -169,18 +169,24 @@ impl TwoBots {
 
     /// Writes the fleet file with the agents named in `which` (`one`, `two`).
     fn write_fleet(&self, which: &[&str]) {
+        let folders: Vec<(&str, String)> = which.iter().map(|n| (*n, format!("wf/{n}"))).collect();
+        self.write_fleet_with(&folders);
+    }
+
+    /// Writes the fleet file with these agents (`one`, `two`) and workflows folders.
+    fn write_fleet_with(&self, which: &[(&str, String)]) {
         let mut text = format!(
             "rest_url: {}\nws_url: {}\nagents:\n",
             self.sb.rest_url(),
             self.sb.ws_url()
         );
-        for name in which {
+        for (name, folder) in which {
             let (id, key) = match *name {
                 "one" => (&self.bots[0].0, "api_key_env: FLEET_TEST_ONE_KEY"),
                 _ => (&self.bots[1].0, "api_key_file: keys/two.key"),
             };
             text.push_str(&format!(
-                "  - name: {name}\n    agent_id: {id}\n    {key}\n    workflows: wf/{name}\n    ephemeral: true\n"
+                "  - name: {name}\n    agent_id: {id}\n    {key}\n    workflows: {folder}\n    ephemeral: true\n"
             ));
         }
         // Saved like an editor: a new file renamed over the old one.
@@ -345,7 +351,7 @@ async fn a_bad_workflow_in_one_agent_leaves_the_other_answering() {
 }
 
 #[tokio::test]
-async fn removing_an_agent_from_the_fleet_file_stops_only_it() {
+async fn editing_the_fleet_file_restarts_or_stops_only_the_agents_whose_entries_changed() {
     let bots = TwoBots::start(301, 302).await;
     write(
         &bots.dir.path().join("wf/one/w.yaml"),
@@ -359,7 +365,29 @@ async fn removing_an_agent_from_the_fleet_file_stops_only_it() {
     let mut fleet = bots.run(None);
     wait_until_answers(&bots, &fleet, 0, "pong from one").await;
     wait_until_answers(&bots, &fleet, 1, "pong from two").await;
-    bots.write_fleet(&["one"]);
+    // One's entry changes: only one restarts, on its new folder.
+    write(
+        &bots.dir.path().join("wf/one-b/w.yaml"),
+        &ping_rule("pong v2 from one"),
+    );
+    bots.write_fleet_with(&[("one", "wf/one-b".into()), ("two", "wf/two".into())]);
+    wait_until_answers(&bots, &fleet, 0, "pong v2 from one").await;
+    let started = |name: &str| {
+        let field = format!("agent={name}");
+        fleet
+            .stderr_lines()
+            .iter()
+            .map(|l| strip_ansi(l))
+            .filter(|l| l.contains(&field) && l.contains("agent started"))
+            .count()
+    };
+    assert_eq!(
+        (started("one"), started("two")),
+        (2, 1),
+        "{}",
+        fleet.stderr_lines().join("\n")
+    );
+    bots.write_fleet_with(&[("one", "wf/one-b".into())]);
     fleet
         .wait_for_stderr("agent two stopping", Duration::from_secs(20), |l| {
             let l = strip_ansi(l);
@@ -375,7 +403,7 @@ async fn removing_an_agent_from_the_fleet_file_stops_only_it() {
     assert!(
         reply
             .as_deref()
-            .is_some_and(|r| r.ends_with("pong from one")),
+            .is_some_and(|r| r.ends_with("pong v2 from one")),
         "one no longer answers: {reply:?}"
     );
     let stderr = fleet
@@ -387,8 +415,44 @@ async fn removing_an_agent_from_the_fleet_file_stops_only_it() {
         .count();
     assert_eq!(
         one_stops,
-        1,
-        "agent one was restarted:\n{}",
+        2,
+        "agent one was restarted more than once:\n{}",
         stderr.join("\n")
     );
+}
+
+#[tokio::test]
+async fn a_store_is_refused_before_anything_connects_and_its_password_never_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("wf/a/w.yaml"), &ping_rule("a"));
+    let fleet = dir.path().join("fleet.yaml");
+    // Nothing listens on the platform's address: a connection attempt would show.
+    let closed = free_addr();
+    write(
+        &fleet,
+        &format!(
+            "rest_url: http://{closed}\nws_url: ws://{closed}/api/v1/socket/websocket\n\
+             store: redis://:s3cret-pw@127.0.0.1:6379/0\n\
+             agents:\n  - name: a\n    agent_id: 9c1e0000-0000-4000-8000-000000000401\n    \
+             api_key_env: FLEET_TEST_A_KEY\n    workflows: wf/a\n"
+        ),
+    );
+    let out = output_within(
+        switchboard()
+            .arg("run")
+            .arg("--fleet")
+            .arg(&fleet)
+            .env("FLEET_TEST_A_KEY", "a-key"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(stderr.contains("not wired yet"), "{stderr}");
+    assert!(stderr.contains("redis://:***@127.0.0.1:6379/0"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret-pw"),
+        "the password shows:\n{stderr}"
+    );
+    assert!(!stderr.contains("agent started"), "{stderr}");
 }
