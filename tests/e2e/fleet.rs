@@ -387,6 +387,24 @@ async fn editing_the_fleet_file_restarts_or_stops_only_the_agents_whose_entries_
         "{}",
         fleet.stderr_lines().join("\n")
     );
+    // An edit that does not check changes nothing, and says why.
+    let broken = bots.dir.path().join("fleet.yaml.tmp");
+    std::fs::write(&broken, "agents:\n  - name: one\n    agnt_id: x\n").unwrap();
+    std::fs::rename(&broken, bots.fleet_path()).unwrap();
+    fleet
+        .wait_for_stderr("the broken edit refused", Duration::from_secs(20), |l| {
+            l.contains("not used") || l.contains("agnt_id")
+        })
+        .await;
+    assert!(
+        fleet
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("fleet.yaml:3:5")),
+        "{}",
+        fleet.stderr_lines().join("\n")
+    );
+    wait_until_answers(&bots, &fleet, 1, "pong from two").await;
     bots.write_fleet_with(&[("one", "wf/one-b".into())]);
     fleet
         .wait_for_stderr("agent two stopping", Duration::from_secs(20), |l| {
@@ -454,5 +472,32 @@ async fn a_store_is_refused_before_anything_connects_and_its_password_never_show
         !stderr.contains("s3cret-pw"),
         "the password shows:\n{stderr}"
     );
+    assert!(!stderr.contains("agent started"), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_fleet_refuses_a_bad_fleet_file_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.yaml");
+    let closed = free_addr();
+    write(
+        &fleet,
+        &format!(
+            "rest_url: http://{closed}\nagents:\n  - name: a\n    agent_id: 9c1e0000-0000-4000-8000-000000000501\n    \
+             api_key_env: FLEET_TEST_UNSET_KEY\n    workflows: wf/a\n"
+        ),
+    );
+    let out = output_within(
+        switchboard().arg("run").arg("--fleet").arg(&fleet),
+        Duration::from_secs(20),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:5:18", fleet.display())),
+        "no position in:\n{stderr}"
+    );
+    assert!(stderr.contains("FLEET_TEST_UNSET_KEY"), "{stderr}");
     assert!(!stderr.contains("agent started"), "{stderr}");
 }
