@@ -32,7 +32,11 @@ pub struct RunArgs {
     /// Run every agent of this fleet file in this process instead (see
     /// docs/fleet.md); --rest-url, --ws-url, --metrics-addr and --no-watch
     /// apply to the fleet, the per-agent options come from the file.
-    #[arg(long, value_name = "FLEET.yaml")]
+    #[arg(
+        long,
+        value_name = "FLEET.yaml",
+        conflicts_with_all = ["workflows", "ephemeral", "state_file", "allow_env", "allow_http_hosts", "explain", "record", "webhook_addr"]
+    )]
     fleet: Option<PathBuf>,
 
     /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).

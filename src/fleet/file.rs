@@ -570,3 +570,72 @@ impl Problems<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_store_url_never_shows_its_password() {
+        let url = StoreUrl::parse("redis://user:p%40ss@127.0.0.1:6379/0").unwrap();
+        assert_eq!(url.redacted(), "redis://user:***@127.0.0.1:6379/0");
+        assert!(!format!("{url:?} {url}").contains("p%40ss"));
+        let err = StoreUrl::parse("http://user:pw@host/").unwrap_err();
+        assert!(!err.contains("pw"), "{err}");
+        assert!(StoreUrl::parse("redis:///0").is_err());
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_fleet_files_folder_and_keys_come_from_the_environment() {
+        let env = |name: &str| (name == "K").then(|| " the-key \n".to_owned());
+        let text = "agents:\n  - name: a\n    agent_id: x1\n    api_key_env: K\n    workflows: wf/a\n    allow_http_hosts: [partner.example, '127.0.0.1:8080']\n";
+        let fleet = parse(text, Path::new("/etc/sb/fleet.yaml"), &env).unwrap();
+        let a = &fleet.agents[0];
+        assert_eq!(a.workflows, Path::new("/etc/sb/wf/a"));
+        assert_eq!(a.api_key, "the-key");
+        assert_eq!(a.allowed_hosts().len(), 2);
+        assert!(a.watch && !a.ephemeral);
+        assert!(!format!("{a:?}").contains("the-key"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "agents:\n  - name: a\n    agent_id: x1\n    workflows: wf\n    max_attempts: 0\n    allow_http_hosts: ['']\n  - nme: b\n    agent_id: x2\n    api_key_env: K\n    workflows: wf\n";
+        let Err(FleetFileError::Invalid { errors, .. }) = parse(text, Path::new("f.yaml"), &no_env)
+        else {
+            panic!("the file passed");
+        };
+        let shown = errors.to_string();
+        for want in [
+            "has no key",
+            "`max_attempts` must be",
+            "`allow_http_hosts` is empty",
+            "unknown key `nme`",
+            "did you mean `name`?",
+            "K (`api_key_env`) is not set",
+        ] {
+            assert!(shown.contains(want), "no {want:?} in:\n{shown}");
+        }
+        assert!(shown.contains("f.yaml:7:5"), "{shown}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_mapping_or_has_no_agents_is_refused() {
+        for text in [
+            "- a\n",
+            "agents: []\n",
+            "rest_url: http://x\n",
+            "agents: {a: 1}\n",
+            "a: [\n",
+        ] {
+            assert!(
+                parse(text, Path::new("f.yaml"), &no_env).is_err(),
+                "{text:?} passed"
+            );
+        }
+    }
+}

@@ -229,3 +229,53 @@ async fn agent_healthz(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_metrics_have_each_family_once_and_every_agents_series() {
+        let fleet = FleetTelemetry::new();
+        fleet.add("one", Redaction::new()).set_rules(3);
+        fleet.add("two", Redaction::new()).set_rules(4);
+        let text = fleet.encode();
+        assert_eq!(
+            text.matches("# TYPE switchboard_rules gauge").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_rules{agent=\"one\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("switchboard_rules{agent=\"two\"} 4"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# EOF").count(), 1);
+        assert!(text.ends_with("# EOF\n"));
+        // Samples follow their own family's header.
+        let header = text.find("# TYPE switchboard_rules gauge").unwrap();
+        let sample = text.find("switchboard_rules{agent=\"two\"}").unwrap();
+        let next = text[header + 1..]
+            .find("# HELP")
+            .map_or(text.len(), |i| i + header + 1);
+        assert!(header < sample && sample < next, "{text}");
+    }
+
+    #[test]
+    fn health_is_ok_only_when_every_agent_runs() {
+        let fleet = FleetTelemetry::new();
+        fleet.add("one", Redaction::new());
+        assert_eq!(fleet.health().status, "down");
+        fleet.set_state("one", AgentState::Failed("no".into()));
+        assert_eq!(
+            fleet.health().agents["one"].state,
+            AgentState::Failed("no".into())
+        );
+        fleet.remove("one");
+        assert!(fleet.health().agents.is_empty());
+        assert_eq!(fleet.health().status, "down");
+    }
+}
