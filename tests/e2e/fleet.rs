@@ -163,6 +163,11 @@ impl TwoBots {
         TwoBots { sb, bob, dir, bots }
     }
 
+    /// Where this test's agents keep their state directories.
+    fn state_home(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
     fn fleet_path(&self) -> std::path::PathBuf {
         self.dir.path().join("fleet.yaml")
     }
@@ -186,7 +191,7 @@ impl TwoBots {
                 _ => (&self.bots[1].0, "api_key_file: keys/two.key"),
             };
             text.push_str(&format!(
-                "  - name: {name}\n    agent_id: {id}\n    {key}\n    workflows: {folder}\n    ephemeral: true\n"
+                "  - name: {name}\n    agent_id: {id}\n    {key}\n    workflows: {folder}\n"
             ));
         }
         // Saved like an editor: a new file renamed over the old one.
@@ -200,7 +205,8 @@ impl TwoBots {
         cmd.arg("run")
             .arg("--fleet")
             .arg(self.fleet_path())
-            .env("FLEET_TEST_ONE_KEY", "one-key");
+            .env("FLEET_TEST_ONE_KEY", "one-key")
+            .env("XDG_STATE_HOME", self.state_home());
         if let Some(addr) = metrics {
             cmd.arg("--metrics-addr").arg(addr.to_string());
         }
@@ -301,6 +307,15 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
     let stderr = fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
+    // Each agent kept its journal in its own state directory, named by its id.
+    for (id, _) in &bots.bots {
+        let own = bots.state_home().join("switchboard").join(id);
+        assert!(
+            own.join("lock").exists(),
+            "no state directory {}",
+            own.display()
+        );
+    }
     // Every line an agent's work logs says whose it is, also from the
     // runtime's own tasks (rooms, the lifecycle, the handler).
     for name in ["one", "two"] {
