@@ -434,6 +434,14 @@ impl Agent {
         let me = crate::runtime::me_until_answered(&api, &crate::runtime::Tunables::default())
             .await
             .map_err(AgentError::Me)?;
+        // Before the state directory: a key of another agent must not open
+        // (nor lock) that agent's directory.
+        if let Some(expected) = config.agent_id.as_ref().filter(|id| **id != me.id) {
+            return Err(AgentError::Runtime(RuntimeError::WrongAgent {
+                expected: expected.clone(),
+                actual: me.id,
+            }));
+        }
         let mut files = Files::default();
         let dir = match &config.state_dir {
             StateDirChoice::Ephemeral => None,

@@ -180,6 +180,11 @@ impl TwoBots {
 
     /// Writes the fleet file with these agents (`one`, `two`) and workflows folders.
     fn write_fleet_with(&self, which: &[(&str, String)]) {
+        self.write_fleet_ids(which, &self.bots[1].0);
+    }
+
+    /// Like [`TwoBots::write_fleet_with`], agent two's entry giving `two_id` as its id.
+    fn write_fleet_ids(&self, which: &[(&str, String)], two_id: &str) {
         let mut text = format!(
             "rest_url: {}\nws_url: {}\nagents:\n",
             self.sb.rest_url(),
@@ -188,7 +193,7 @@ impl TwoBots {
         for (name, folder) in which {
             let (id, key) = match *name {
                 "one" => (&self.bots[0].0, "api_key_env: FLEET_TEST_ONE_KEY"),
-                _ => (&self.bots[1].0, "api_key_file: keys/two.key"),
+                _ => (&two_id.to_owned(), "api_key_file: keys/two.key"),
             };
             text.push_str(&format!(
                 "  - name: {name}\n    agent_id: {id}\n    {key}\n    workflows: {folder}\n"
@@ -515,4 +520,52 @@ async fn run_fleet_refuses_a_bad_fleet_file_before_connecting() {
     );
     assert!(stderr.contains("FLEET_TEST_UNSET_KEY"), "{stderr}");
     assert!(!stderr.contains("agent started"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_agent_whose_key_belongs_to_another_id_fails_alone_and_touches_no_state() {
+    let bots = TwoBots::start(601, 602).await;
+    write(
+        &bots.dir.path().join("wf/one/w.yaml"),
+        &ping_rule("pong from one"),
+    );
+    write(
+        &bots.dir.path().join("wf/two/w.yaml"),
+        &ping_rule("pong from two"),
+    );
+    let wrong = "9c1e0000-0000-4000-8000-000000000699";
+    bots.write_fleet_ids(&[("one", "wf/one".into()), ("two", "wf/two".into())], wrong);
+    let addr = free_addr();
+    let mut fleet = bots.run(Some(addr));
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
+    fleet
+        .wait_for_stderr("agent two's failure", Duration::from_secs(10), |l| {
+            let l = strip_ansi(l);
+            l.contains("ERROR") && l.contains("agent=two") && l.contains(wrong)
+        })
+        .await;
+    let http = reqwest::Client::new();
+    let two = http
+        .get(format!("http://{addr}/healthz/two"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(two.status().as_u16(), 503);
+    let body: serde_json::Value = two.json().await.unwrap();
+    assert_eq!(body["state"], "failed", "{body}");
+    let all = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(all.status().as_u16(), 503);
+    let body: serde_json::Value = all.json().await.unwrap();
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["agents"]["one"]["state"], "running", "{body}");
+    // The key's own agent's state directory was never opened (nor locked) for it.
+    let real = bots.state_home().join("switchboard").join(&bots.bots[1].0);
+    assert!(!real.exists(), "{} was created", real.display());
+    fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
 }
