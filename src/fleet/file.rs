@@ -96,6 +96,21 @@ impl AgentEntry {
     }
 }
 
+/// True when others than the owner may read the file at `path` (a key
+/// file should be `chmod 600`); false where that cannot be told.
+pub fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 /// Where an agent's key is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {

@@ -247,6 +247,11 @@ fn start_agent(
     config: &FleetConfig,
     telemetry: &Arc<FleetTelemetry>,
 ) -> Running {
+    if let super::KeySource::File(path) = &effective.entry.key_source {
+        if file::readable_by_others(path) {
+            tracing::warn!(agent = %name, file = %path.display(), "the API key file can be read by other users; chmod 600 it");
+        }
+    }
     let redaction = (config.new_redaction)();
     let shared = telemetry.add(name, redaction.clone());
     let entry = &effective.entry;

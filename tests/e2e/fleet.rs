@@ -159,7 +159,11 @@ impl TwoBots {
         };
         let bots = [(id(n1), room("Room one")), (id(n2), room("Room two"))];
         let dir = tempfile::tempdir().unwrap();
-        write(&dir.path().join("keys/two.key"), "two-key\n");
+        let key = dir.path().join("keys/two.key");
+        write(&key, "two-key\n");
+        // Readable by others on purpose, whatever the umask: the start-up warns.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
         TwoBots { sb, bob, dir, bots }
     }
 
@@ -312,6 +316,17 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
     let stderr = fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
+    // Two's key file is readable by others: said once, by name.
+    let warned: Vec<String> = stderr
+        .iter()
+        .map(|l| strip_ansi(l))
+        .filter(|l| l.contains("WARN") && l.contains("chmod 600"))
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("agent=two"),
+        "{}",
+        stderr.join("\n")
+    );
     // Each agent kept its journal in its own state directory, named by its id.
     for (id, _) in &bots.bots {
         let own = bots.state_home().join("switchboard").join(id);
