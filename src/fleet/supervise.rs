@@ -130,25 +130,29 @@ pub async fn run(
     let mut running: BTreeMap<String, Running> = BTreeMap::new();
     apply(&fleet, &config, &telemetry, &mut running).await;
     tokio::pin!(stop);
+    let mut hangup = hangup_signal();
     loop {
         tokio::select! {
             _ = &mut stop => break,
             Some(()) = edits.recv() => {
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, edits.recv()).await {}
-                match file::load(path) {
-                    Ok(fleet) => {
-                        if let Some(store) = &fleet.store {
-                            tracing::warn!(store = %store, "`store:` is not wired yet in this version; agents keep their local state directories");
-                        }
-                        apply(&fleet, &config, &telemetry, &mut running).await;
-                    }
-                    Err(e) => tracing::error!(
-                        file = %path.display(),
-                        "the edited fleet file is not used, the agents keep running as they were:\n{}",
-                        Chain(&e)
-                    ),
-                }
             }
+            _ = recv_hangup(&mut hangup) => {
+                tracing::info!(file = %path.display(), "SIGHUP: reading the fleet file again");
+            }
+        }
+        match file::load(path)
+            .map_err(FleetError::from)
+            .and_then(|fleet| {
+                refuse_store(&fleet)?;
+                Ok(fleet)
+            }) {
+            Ok(fleet) => apply(&fleet, &config, &telemetry, &mut running).await,
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                "the edited fleet file is not used, the agents keep running as they were:\n{}",
+                Chain(&e)
+            ),
         }
     }
     tracing::info!(agents = running.len(), "stopping every agent");
@@ -375,4 +379,34 @@ fn watch_file(
         .watch(&folder, RecursiveMode::NonRecursive)
         .map_err(failed)?;
     Ok(watcher)
+}
+
+/// SIGHUP, where there is one: reads the fleet file again (each agent's
+/// own reloader also reloads its workflows on it).
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+#[cfg(unix)]
+fn hangup_signal() -> Hangup {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+#[cfg(not(unix))]
+fn hangup_signal() -> Hangup {
+    None
+}
+
+#[cfg(unix)]
+async fn recv_hangup(h: &mut Hangup) {
+    match h {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+#[cfg(not(unix))]
+async fn recv_hangup(_: &mut Hangup) {
+    std::future::pending().await
 }

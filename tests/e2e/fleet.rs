@@ -210,8 +210,13 @@ impl TwoBots {
     }
 
     fn run(&self, metrics: Option<std::net::SocketAddr>) -> Running {
+        self.run_with(metrics, &[])
+    }
+
+    fn run_with(&self, metrics: Option<std::net::SocketAddr>, extra: &[&str]) -> Running {
         let mut cmd = switchboard();
         cmd.arg("run")
+            .args(extra)
             .arg("--fleet")
             .arg(self.fleet_path())
             .env("FLEET_TEST_ONE_KEY", "one-key")
@@ -580,6 +585,39 @@ async fn an_agent_whose_key_belongs_to_another_id_fails_alone_and_touches_no_sta
     // The key's own agent's state directory was never opened (nor locked) for it.
     let real = bots.state_home().join("switchboard").join(&bots.bots[1].0);
     assert!(!real.exists(), "{} was created", real.display());
+    fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test]
+async fn sighup_rereads_the_fleet_file_when_it_is_not_watched() {
+    let bots = TwoBots::start(701, 702).await;
+    write(
+        &bots.dir.path().join("wf/one/w.yaml"),
+        &ping_rule("pong from one"),
+    );
+    write(
+        &bots.dir.path().join("wf/two/w.yaml"),
+        &ping_rule("pong from two"),
+    );
+    bots.write_fleet(&["one", "two"]);
+    let mut fleet = bots.run_with(None, &["--no-watch"]);
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
+    wait_until_answers(&bots, &fleet, 1, "pong from two").await;
+    bots.write_fleet(&["one"]);
+    // Not watched: the edit alone changes nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_answers(&bots, &fleet, 1, "pong from two").await;
+    fleet.signal("HUP");
+    fleet
+        .wait_for_stderr("agent two stopping", Duration::from_secs(20), |l| {
+            let l = strip_ansi(l);
+            l.contains("agent=two") && l.contains("agent stopped")
+        })
+        .await;
+    assert_eq!(bots.ping(1, Duration::from_secs(2)).await, None);
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
     fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
