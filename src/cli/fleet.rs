@@ -44,12 +44,14 @@ pub async fn run(
     rest_url: String,
     ws_url: String,
     metrics_addr: Option<std::net::SocketAddr>,
+    state_root: Option<std::path::PathBuf>,
     watch: bool,
 ) -> anyhow::Result<ExitCode> {
     let config = fleet::supervise::FleetConfig {
         rest_url,
         ws_url,
         metrics_addr,
+        state_root,
         watch,
         new_redaction: std::sync::Arc::new(super::logging::agent_redaction),
     };

@@ -455,6 +455,16 @@ impl Problems<'_> {
                 }
                 "agent_id" => {
                     agent_id = self.string(value, "agent_id").and_then(|id| {
+                        // It names the agent's state directory: one plain path component.
+                        let plain = !id.starts_with('.')
+                            && id
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                        if !plain {
+                            let message = format!("agent id `{id}` has characters other than letters, digits, `-`, `_` and `.`");
+                            self.push(value.loc, message, None);
+                            return None;
+                        }
                         if let Some(first) = ids.get(&id) {
                             let message = format!(
                                 "two agents have the agent id `{id}` (the first at line {})",

@@ -43,6 +43,8 @@ pub struct FleetConfig {
     pub ws_url: String,
     /// Serve `/metrics` and `/healthz` for every agent here.
     pub metrics_addr: Option<SocketAddr>,
+    /// Keep each agent's state in `<this>/<agent id>` instead of the default root.
+    pub state_root: Option<PathBuf>,
     /// Follow edits of the fleet file.
     pub watch: bool,
     /// Each agent's redaction.
@@ -266,9 +268,12 @@ fn start_agent(
         entry.workflows.clone(),
     );
     agent.agent_id = Some(entry.agent_id.clone());
-    agent.state_dir = match entry.ephemeral {
-        true => StateDirChoice::Ephemeral,
-        false => StateDirChoice::Default,
+    agent.state_dir = match (entry.ephemeral, &config.state_root) {
+        (true, _) => StateDirChoice::Ephemeral,
+        // The id is one plain path component (checked with the file) and
+        // the key's agent (checked before the directory is opened).
+        (false, Some(root)) => StateDirChoice::At(root.join(&entry.agent_id)),
+        (false, None) => StateDirChoice::Default,
     };
     agent.allow_env = entry.allow_env.clone();
     agent.allow_http_hosts = entry.allowed_hosts();

@@ -270,7 +270,8 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
     );
     bots.write_fleet(&["one", "two"]);
     let addr = free_addr();
-    let fleet = bots.run(Some(addr));
+    let root = bots.dir.path().join("custom-state");
+    let fleet = bots.run_with(Some(addr), &["--state-dir", root.to_str().unwrap()]);
     wait_until_answers(&bots, &fleet, 0, "pong from one").await;
     wait_until_answers(&bots, &fleet, 1, "pong from two").await;
     let http = reqwest::Client::new();
@@ -332,9 +333,10 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
         "{}",
         stderr.join("\n")
     );
-    // Each agent kept its journal in its own state directory, named by its id.
+    // Each agent kept its journal in its own state directory under
+    // --state-dir, named by its id.
     for (id, _) in &bots.bots {
-        let own = bots.state_home().join("switchboard").join(id);
+        let own = root.join(id);
         assert!(
             own.join("lock").exists(),
             "no state directory {}",
