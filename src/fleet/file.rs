@@ -649,6 +649,20 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_id_must_be_a_plain_path_component() {
+        let escape =
+            "agents:\n  - name: a\n    agent_id: ../x\n    api_key_env: K\n    workflows: wf\n";
+        let env = |_: &str| Some("k".to_owned());
+        let err = parse(escape, Path::new("f.yaml"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent id `../x`") && err.contains("f.yaml:3:15"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_file_that_is_not_a_mapping_or_has_no_agents_is_refused() {
         for text in [
             "- a\n",
