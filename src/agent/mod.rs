@@ -393,6 +393,16 @@ impl Agent {
         config: &AgentConfig,
         watch: Option<mpsc::UnboundedSender<Handled>>,
     ) -> Result<Agent, AgentError> {
+        Agent::prepare_with_telemetry(config, watch, None).await
+    }
+
+    /// Like [`Agent::prepare`], reporting to `shared` (a fleet's agent, whose
+    /// metrics another server serves) unless `config` has a metrics address.
+    pub async fn prepare_with_telemetry(
+        config: &AgentConfig,
+        watch: Option<mpsc::UnboundedSender<Handled>>,
+        shared: Option<Arc<Telemetry>>,
+    ) -> Result<Agent, AgentError> {
         let hooks = config.webhook_addr.map(|_| config.redaction.clone());
         let read_secrets = secrets_reader(&config.api_key, hooks);
         let (ruleset, secrets) = switchboard_workflow::load_dir(&config.workflows)
@@ -441,13 +451,28 @@ impl Agent {
                 Some(listener)
             }
         };
-        let telemetry = metrics.as_ref().map(|(_, t)| t.clone());
+        let telemetry = match (&metrics, shared) {
+            (Some((_, t)), _) => Some(t.clone()),
+            (None, Some(t)) => {
+                t.set_rules(ruleset.len());
+                Some(t)
+            }
+            (None, None) => None,
+        };
         let api = AgentApi::new(RestConfig::new(&config.rest_url, &config.api_key))?;
         // Waits out an outage like the runtime's own start-up (a 429 or 503
         // burst while restarting), ending only on an answer that cannot change.
         let me = crate::runtime::me_until_answered(&api, &crate::runtime::Tunables::default())
             .await
             .map_err(AgentError::Me)?;
+        // Before the state directory: a key of another agent must not open
+        // (nor lock) that agent's directory.
+        if let Some(expected) = config.agent_id.as_ref().filter(|id| **id != me.id) {
+            return Err(AgentError::Runtime(RuntimeError::WrongAgent {
+                expected: expected.clone(),
+                actual: me.id,
+            }));
+        }
         let mut files = Files::default();
         let dir = match &config.state_dir {
             StateDirChoice::Ephemeral => None,
@@ -681,7 +706,7 @@ impl Agent {
             source: e,
         })?;
         let server = self.metrics.map(|(listener, telemetry)| {
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 if let Err(e) = telemetry::server::serve(listener, telemetry).await {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "metrics server stopped");
                 }
@@ -690,13 +715,13 @@ impl Agent {
         let hooks = self.webhooks.map(|(listener, queue, observer)| {
             let engine = self.engine.clone();
             let served = queue.clone();
-            let server = tokio::spawn(async move {
+            let server = crate::task::spawn(async move {
                 if let Err(e) = webhooks::serve(listener, engine, served, observer).await {
                     tracing::error!(error = %crate::error_chain::Chain(&e), "webhook server stopped");
                 }
             });
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let consumer = tokio::spawn(webhooks::consume(queue, self.handler.clone(), stopped));
+            let consumer = crate::task::spawn(webhooks::consume(queue, self.handler.clone(), stopped));
             (server, consumer, stop)
         });
         let result = self.runtime.run_until(stop).await;

@@ -16,10 +16,17 @@ pub struct CheckArgs {
     /// Workflows folder (every *.yaml / *.yml under it, recursively, except *.test.yaml).
     #[arg(default_value = "workflows")]
     dir: PathBuf,
+
+    /// Check a fleet file (`run --fleet`) and every agent's workflows folder instead.
+    #[arg(long, value_name = "FLEET.yaml")]
+    fleet: Option<PathBuf>,
 }
 
 /// Loads the folder; prints a summary or the errors.
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(fleet) = &args.fleet {
+        return Ok(super::fleet::check(fleet));
+    }
     match load(&args.dir) {
         Some(ruleset) => {
             println!("ok: {} rules in {}", ruleset.len(), args.dir.display());

@@ -15,6 +15,23 @@ pub fn redaction() -> Redaction {
     LOGS.get_or_init(Redaction::new).clone()
 }
 
+/// The redactions of a fleet's agents: each agent has its own (its
+/// secrets change on its reloads), and every log line is cleaned of them all.
+fn fleet_redactions() -> &'static std::sync::Mutex<Vec<Redaction>> {
+    static AGENTS: OnceLock<std::sync::Mutex<Vec<Redaction>>> = OnceLock::new();
+    AGENTS.get_or_init(Default::default)
+}
+
+/// A new redaction for one agent of a fleet, also applied to every log line.
+pub fn agent_redaction() -> Redaction {
+    let redaction = Redaction::new();
+    fleet_redactions()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(redaction.clone());
+    redaction
+}
+
 /// Makes a [`RedactingStderr`] per log line.
 struct Redacted(Redaction);
 
@@ -33,10 +50,23 @@ struct RedactingStderr(Redaction);
 
 impl Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let redactor = self.0.current();
+        let mut redactors = vec![self.0.current()];
+        redactors.extend(
+            fleet_redactions()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(Redaction::current),
+        );
         let mut err = std::io::stderr().lock();
         match std::str::from_utf8(buf) {
-            Ok(text) if !redactor.is_empty() => err.write_all(redactor.redact(text).as_bytes())?,
+            Ok(text) if redactors.iter().any(|r| !r.is_empty()) => {
+                let mut text = text.to_owned();
+                for r in redactors.iter().filter(|r| !r.is_empty()) {
+                    text = r.redact(&text).into_owned();
+                }
+                err.write_all(text.as_bytes())?
+            }
             _ => err.write_all(buf)?,
         }
         Ok(buf.len())

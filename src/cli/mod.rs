@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod demo;
 mod explain;
+mod fleet;
 mod init;
 mod logging;
 mod replay;

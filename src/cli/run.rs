@@ -29,6 +29,17 @@ The agent stops cleanly on Ctrl-C or SIGTERM: the event in hand finishes first.
 It reloads its workflows when a file in the folder changes, and on SIGHUP; a
 folder that does not compile leaves the running rules in place (errors logged).")]
 pub struct RunArgs {
+    /// Run every agent of this fleet file in this process instead (see
+    /// docs/fleet.md); --rest-url, --ws-url, --metrics-addr, --no-watch and
+    /// --state-dir (a root: one directory per agent id in it) apply to the
+    /// fleet, the per-agent options come from the file.
+    #[arg(
+        long,
+        value_name = "FLEET.yaml",
+        conflicts_with_all = ["workflows", "ephemeral", "state_file", "journal", "allow_env", "allow_http_hosts", "explain", "record", "webhook_addr", "webhook_queue", "max_attempts", "retry_delay"]
+    )]
+    fleet: Option<PathBuf>,
+
     /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
@@ -162,6 +173,11 @@ pub struct RunArgs {
 
 /// Runs the agent until Ctrl-C / SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if let Some(fleet) = &args.fleet {
+        let (rest, ws) = (args.rest_url, args.ws_url);
+        let root = args.state_dir.filter(|d| !d.as_os_str().is_empty());
+        return super::fleet::run(fleet, rest, ws, args.metrics_addr, root, !args.no_watch).await;
+    }
     let api_key = match (&args.api_key_file, args.api_key) {
         (Some(path), _) => read_key_file(path)?,
         (None, Some(key)) if !key.trim().is_empty() => key,

@@ -656,7 +656,7 @@ pub trait DeadlineRunner: Send + Sync + 'static {
 /// deadline already past (the agent was down, the clock jumped) fires at
 /// once, once. One whose room is stopped runs again a minute later.
 pub fn spawn_timers<H: DeadlineRunner>(handler: Arc<H>) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         let conversations = handler.conversations().clone();
         loop {
             let woken = conversations.wake.notified();
@@ -667,7 +667,7 @@ pub fn spawn_timers<H: DeadlineRunner>(handler: Arc<H>) -> JoinHandle<()> {
                 Ok(due) => {
                     // Each on its own task: a slow `on_timeout` holds no other.
                     for p in due {
-                        tokio::spawn(handler.clone().run_deadline(p));
+                        crate::task::spawn(handler.clone().run_deadline(p));
                     }
                 }
                 Err(e) => {

@@ -209,7 +209,7 @@ pub fn spawn(
         false => None,
         true => Some(FolderWatch::start(&dir, tx)?),
     };
-    Ok(tokio::spawn(async move {
+    Ok(crate::task::spawn(async move {
         let mut hangup = hangup_signal();
         // Without a watcher the channel is closed at once; then only signals count.
         let mut watching = watch;

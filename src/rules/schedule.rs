@@ -71,7 +71,7 @@ impl Timers {
 
     fn spawn(&self, id: String, schedule: Schedule) -> JoinHandle<()> {
         let handler = self.handler.clone();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             let mut previous = None;
             loop {
                 let now = Utc::now();

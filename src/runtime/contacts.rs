@@ -14,7 +14,7 @@ pub(crate) fn spawn_contacts(
     mut shutdown: watch::Receiver<bool>,
 ) -> (mpsc::Sender<Event>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Event>(services.tunables.queue_capacity.max(1));
-    let task = tokio::spawn(async move {
+    let task = crate::task::spawn(async move {
         loop {
             let event = tokio::select! {
                 biased;

@@ -272,7 +272,7 @@ async fn run_cancellable(
         return Err(c);
     }
     let handler = handler.clone();
-    let mut task = tokio::spawn(async move { handler.handle(delivery).await });
+    let mut task = crate::task::spawn(async move { handler.handle(delivery).await });
     let cancel = async {
         // The guard must not live across an await; a closed channel (the
         // room is going away) cancels nothing.
@@ -322,7 +322,7 @@ pub(crate) async fn deliver_event(services: &Services, delivery: Delivery) {
 /// instead of killing the room's queue.
 async fn run_handler(handler: &Arc<dyn Handler>, delivery: Delivery) -> HandlerResult {
     let handler = handler.clone();
-    let task = tokio::spawn(async move { handler.handle(delivery).await });
+    let task = crate::task::spawn(async move { handler.handle(delivery).await });
     match task.await {
         Ok(result) => result,
         Err(e) => HandlerResult::Failed {

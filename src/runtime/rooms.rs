@@ -73,7 +73,7 @@ pub(crate) fn spawn_room(
         control,
         paused: None,
     };
-    let task = tokio::spawn(worker.run(rx, shutdown));
+    let task = crate::task::spawn(worker.run(rx, shutdown));
     RoomHandle {
         tx,
         task,
@@ -218,7 +218,7 @@ impl RoomWorker {
         let delay = self.services.tunables.retry_delay;
         let queue = self.myself.clone();
         let pending = self.retry_pending.clone();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             tokio::time::sleep(delay).await;
             pending.store(false, Ordering::SeqCst);
             if let Some(tx) = queue.upgrade() {

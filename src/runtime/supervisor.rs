@@ -141,7 +141,7 @@ impl Supervisor {
         tracing::info!(agent = %id, rooms = self.rooms.len(), "joined; draining backlog");
         let handler = self.services.handler.clone();
         let me = self.me.clone();
-        self.started = Some(tokio::spawn(async move {
+        self.started = Some(crate::task::spawn(async move {
             for rx in drained {
                 if rx.await.is_err() {
                     return; // a room stopped before its drain ended: shutting down

@@ -7,8 +7,10 @@
 //! Nothing here decides anything: every hook only counts, so an agent
 //! without `--metrics-addr` runs exactly the same code minus these calls.
 
+pub mod fleet;
 pub mod server;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -220,8 +222,25 @@ impl std::fmt::Debug for Telemetry {
 impl Telemetry {
     /// Every family registered under `switchboard_`, with `rules` loaded now.
     pub fn new(rules: usize) -> Telemetry {
+        Telemetry::in_registry(rules, Registry::with_prefix("switchboard"))
+    }
+
+    /// Like [`Telemetry::new`], every series labelled `agent="NAME"` (one
+    /// agent of a fleet; the fleet's server merges them).
+    pub fn labelled(rules: usize, agent: &str) -> Telemetry {
+        let label = (Cow::Borrowed("agent"), Cow::Owned(agent.to_owned()));
+        let registry = Registry::with_prefix_and_labels("switchboard", std::iter::once(label));
+        Telemetry::in_registry(rules, registry)
+    }
+
+    /// Sets the loaded-rules gauge (an agent given its telemetry before loading).
+    pub fn set_rules(&self, rules: usize) {
+        self.rules.set(gauge_value(rules));
+    }
+
+    fn in_registry(rules: usize, registry: Registry) -> Telemetry {
         let mut t = Telemetry {
-            registry: Registry::with_prefix("switchboard"),
+            registry,
             events: Family::default(),
             rule_matches: Family::default(),
             rule_errors: Family::default(),

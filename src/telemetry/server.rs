@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use super::Telemetry;
 
 /// What the encoder writes: OpenMetrics text, which Prometheus scrapes natively.
-const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const METRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `GET /metrics`, `GET /healthz`, `GET /handled` and `GET /conversations` over `telemetry`.
 pub fn router(telemetry: Arc<Telemetry>) -> Router {

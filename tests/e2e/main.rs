@@ -13,6 +13,7 @@ mod conversations;
 mod coverage_cli;
 mod coverage_runtime;
 mod durable;
+mod fleet;
 mod http_action;
 mod journal;
 mod limits;

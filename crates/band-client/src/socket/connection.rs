@@ -432,7 +432,9 @@ impl Driver {
         let (sink, mut stream) = ws.split();
         let (urgent_tx, urgent_rx) = mpsc::unbounded_channel();
         let (normal_tx, normal_rx) = mpsc::unbounded_channel();
-        let mut writer = tokio::spawn(write_loop(sink, urgent_rx, normal_rx));
+        let mut writer = tokio::spawn(tracing::Instrument::in_current_span(write_loop(
+            sink, urgent_rx, normal_rx,
+        )));
         let mut conn = LiveConnection {
             urgent: urgent_tx,
             normal: normal_tx,

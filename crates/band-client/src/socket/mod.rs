@@ -327,7 +327,8 @@ impl Socket {
         // A join issued while offline waits for the connect as well as the reply.
         let join_wait = config.connect_timeout + config.join_timeout;
         let driver = Driver::new(config, cmd_rx, event_tx, status_tx, stats.clone());
-        tokio::spawn(driver.run());
+        // In the caller's span: a fleet's socket lines say which agent's they are.
+        tokio::spawn(tracing::Instrument::in_current_span(driver.run()));
         let socket = Socket {
             cmds: cmd_tx,
             status: status_rx,

@@ -1,0 +1,61 @@
+//! `check --fleet` and `run --fleet`: the fleet file's front end.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::fleet::{self, CheckOutcome};
+
+/// Prints what `check --fleet` found; exit 1 when anything is wrong.
+pub fn check(path: &Path) -> ExitCode {
+    match fleet::check(path) {
+        CheckOutcome::File(e) => {
+            eprintln!("{}", crate::error_chain::Chain(&e));
+            ExitCode::FAILURE
+        }
+        CheckOutcome::Agents(agents) => {
+            let mut failed = 0;
+            for (name, loaded) in agents {
+                match loaded {
+                    Ok(rules) => println!("ok: agent {name}: {rules} rules"),
+                    Err(errors) => {
+                        failed += 1;
+                        for e in errors.errors() {
+                            eprint!("[{name}] {e}");
+                        }
+                        eprintln!(
+                            "[{name}] {} error{} in the workflows of agent {name}\n",
+                            errors.len(),
+                            if errors.len() == 1 { "" } else { "s" }
+                        );
+                    }
+                }
+            }
+            match failed {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// `run --fleet`: every agent of the file until Ctrl-C or SIGTERM.
+pub async fn run(
+    path: &Path,
+    rest_url: String,
+    ws_url: String,
+    metrics_addr: Option<std::net::SocketAddr>,
+    state_root: Option<std::path::PathBuf>,
+    watch: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = fleet::supervise::FleetConfig {
+        rest_url,
+        ws_url,
+        metrics_addr,
+        state_root,
+        watch,
+        new_redaction: std::sync::Arc::new(super::logging::agent_redaction),
+    };
+    fleet::supervise::run(path, config, super::sandbox::shutdown_signal()).await?;
+    tracing::info!("fleet stopped");
+    Ok(ExitCode::SUCCESS)
+}
