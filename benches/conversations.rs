@@ -213,6 +213,14 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("waiting_in alone (the room's 10, copied)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let (room, _, _) = &strangers[i % ROOMS];
+            i += 1;
+            conversations.waiting_in(room)
+        })
+    });
     group.finish();
 
     // The whole handler: the answer runs the rest of its list.
