@@ -6,6 +6,7 @@
 //! world, reset between runs, and the same load (see [`load`]); the agent's
 //! CPU time and memory are read from `/proc` ([`process`]).
 
+pub mod conversations;
 pub mod load;
 pub mod process;
 pub mod report;

@@ -98,6 +98,9 @@ struct Inner {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     /// Workflow file texts kept, by hash.
     sources: HashMap<u64, ()>,
+    /// How many kept conversations paused in each text (by hash): finding
+    /// the texts nobody refers to is then no walk over every conversation.
+    source_refs: HashMap<u64, usize>,
     /// Message id → the conversation it took (every message that settles
     /// asks, so this is a lookup, not a scan).
     by_message: HashMap<String, String>,
@@ -114,7 +117,8 @@ impl Inner {
         if let Some(message) = stored.taken.as_ref().and_then(Taken::message) {
             self.by_message.insert(message.to_owned(), p.id.clone());
         }
-        self.entries.insert(
+        *self.source_refs.entry(p.source_hash).or_default() += 1;
+        let replaced = self.entries.insert(
             p.id.clone(),
             Entry {
                 stored,
@@ -122,6 +126,19 @@ impl Inner {
                 retry_at: None,
             },
         );
+        if let Some(old) = replaced {
+            self.unref(old.stored.conversation.source_hash);
+        }
+    }
+
+    /// One conversation fewer refers to text `hash`.
+    fn unref(&mut self, hash: u64) {
+        if let Some(count) = self.source_refs.get_mut(&hash) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.source_refs.remove(&hash);
+            }
+        }
     }
 
     fn remove(&mut self, id: &str) -> Option<StoredConversation> {
@@ -137,6 +154,7 @@ impl Inner {
         if let Some(message) = entry.stored.taken.as_ref().and_then(Taken::message) {
             self.by_message.remove(message);
         }
+        self.unref(entry.stored.conversation.source_hash);
         Some(entry.stored)
     }
 
@@ -160,17 +178,13 @@ impl Inner {
         Some(&entry.stored)
     }
 
-    /// Texts no kept conversation refers to any more.
+    /// Texts no kept conversation refers to any more (a look at the few
+    /// texts kept, not at every conversation: it runs on every answer).
     fn unreferenced(&mut self) -> Vec<u64> {
-        let used: BTreeSet<u64> = self
-            .entries
-            .values()
-            .map(|e| e.stored.conversation.source_hash)
-            .collect();
         let gone: Vec<u64> = self
             .sources
             .keys()
-            .filter(|h| !used.contains(h))
+            .filter(|h| !self.source_refs.contains_key(h))
             .copied()
             .collect();
         for h in &gone {
@@ -798,6 +812,41 @@ mod tests {
         c.settled("m2");
         assert!(c.taken_by("m2").is_none());
         assert!(c.lock().entries.is_empty());
+    }
+
+    #[test]
+    fn a_workflow_text_is_dropped_once_no_conversation_refers_to_it() {
+        let stored = |id: &str, hash: u64| {
+            let mut p = pending(id, "room", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z");
+            p.source_hash = hash;
+            StoredConversation {
+                conversation: p,
+                taken: None,
+                taken_at: None,
+            }
+        };
+        let mut inner = Inner::default();
+        inner.sources.insert(1, ());
+        inner.sources.insert(2, ());
+        inner.sources.insert(3, ());
+        inner.insert(stored("a", 1));
+        inner.insert(stored("b", 1));
+        inner.insert(stored("c", 2));
+        assert_eq!(
+            inner.unreferenced(),
+            [3],
+            "no conversation paused in text 3"
+        );
+        // The same conversation kept again (a resumed run) counts once.
+        inner.insert(stored("a", 1));
+        inner.remove("a");
+        assert!(inner.unreferenced().is_empty(), "b still refers to text 1");
+        inner.remove("b");
+        inner.remove("b");
+        assert_eq!(inner.unreferenced(), [1]);
+        inner.remove("c");
+        assert_eq!(inner.unreferenced(), [2]);
+        assert!(inner.sources.is_empty());
     }
 
     #[tokio::test]
