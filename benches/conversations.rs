@@ -49,8 +49,12 @@ async fn lookup(
     if let Some((p, _)) = conversations.taken_by(message) {
         return Some(p);
     }
-    for p in conversations.waiting_in(room) {
-        let taken = match engine.check_answer(&p, input) {
+    let answered = conversations.answered_in(room, |p| match engine.check_answer(p, input) {
+        AnswerCheck::NotAnAnswer => None,
+        check => Some(check),
+    });
+    for (id, check) in answered {
+        let taken = match check {
             AnswerCheck::NotAnAnswer => continue,
             AnswerCheck::Answer(value) => Taken::Answer {
                 message: message.to_owned(),
@@ -60,7 +64,7 @@ async fn lookup(
                 message: message.to_owned(),
             },
         };
-        if let Ok(Some(p)) = conversations.take(&p.id, taken, input.now).await {
+        if let Ok(Some(p)) = conversations.take(&id, taken, input.now).await {
             return Some(p);
         }
     }

@@ -360,6 +360,28 @@ impl Conversations {
             .collect()
     }
 
+    /// The conversations waiting in `room` that `check` accepts, oldest
+    /// first: their ids with what `check` said. Checked in place: each holds
+    /// the event and room it started with, and copying every one of a room's
+    /// for each message costs far more than checking them.
+    pub fn answered_in<T>(
+        &self,
+        room: &str,
+        mut check: impl FnMut(&PendingConversation) -> Option<T>,
+    ) -> Vec<(String, T)> {
+        let inner = self.lock();
+        let Some(ids) = inner.rooms.get(room) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|(_, id)| inner.entries.get(id))
+            .filter(|e| e.stored.taken.is_none() && e.stored.conversation.kind != PauseKind::Wait)
+            .filter_map(|e| {
+                check(&e.stored.conversation).map(|t| (e.stored.conversation.id.clone(), t))
+            })
+            .collect()
+    }
+
     /// Marks conversation `id` taken (by a message, or its deadline), durably,
     /// and returns it; `None` when someone else took it first.
     pub async fn take(

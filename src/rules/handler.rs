@@ -148,8 +148,14 @@ impl RulesHandler {
             return Some(self.go_on(p, taken, input, scope).await);
         }
         let room = scope.chat_id.as_deref()?;
-        for p in self.conversations.waiting_in(room) {
-            let taken = match self.engine.check_answer(&p, input) {
+        let answered =
+            self.conversations
+                .answered_in(room, |p| match self.engine.check_answer(p, input) {
+                    AnswerCheck::NotAnAnswer => None,
+                    check => Some(check),
+                });
+        for (id, check) in answered {
+            let taken = match check {
                 AnswerCheck::NotAnAnswer => continue,
                 AnswerCheck::Answer(value) => Taken::Answer {
                     message: message.to_owned(),
@@ -159,11 +165,7 @@ impl RulesHandler {
                     message: message.to_owned(),
                 },
             };
-            match self
-                .conversations
-                .take(&p.id, taken.clone(), input.now)
-                .await
-            {
+            match self.conversations.take(&id, taken.clone(), input.now).await {
                 Ok(Some(p)) => {
                     let what = match taken {
                         Taken::Reprompt { .. } => {
@@ -180,7 +182,7 @@ impl RulesHandler {
                         input,
                         format!(
                             "cannot keep that conversation {} was answered: {}",
-                            p.id,
+                            id,
                             crate::error_chain::Chain(&e)
                         ),
                     ))
