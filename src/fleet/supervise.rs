@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::file::{self, AgentEntry, FleetFile, FleetFileError};
 use crate::agent::{Agent, AgentConfig, StateDirChoice};
 use crate::error_chain::Chain;
+use crate::rules::reload::{hangup_signal, recv_hangup};
 use crate::telemetry::fleet::{AgentState, FleetTelemetry};
 use switchboard_workflow::secrets::Redaction;
 
@@ -384,34 +385,4 @@ fn watch_file(
         .watch(&folder, RecursiveMode::NonRecursive)
         .map_err(failed)?;
     Ok(watcher)
-}
-
-/// SIGHUP, where there is one: reads the fleet file again (each agent's
-/// own reloader also reloads its workflows on it).
-#[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangup = Option<()>;
-
-#[cfg(unix)]
-fn hangup_signal() -> Hangup {
-    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-}
-#[cfg(not(unix))]
-fn hangup_signal() -> Hangup {
-    None
-}
-
-#[cfg(unix)]
-async fn recv_hangup(h: &mut Hangup) {
-    match h {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-#[cfg(not(unix))]
-async fn recv_hangup(_: &mut Hangup) {
-    std::future::pending().await
 }

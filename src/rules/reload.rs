@@ -393,22 +393,28 @@ impl FolderWatch {
     }
 }
 
+/// SIGHUP, where there is one (the workflows' reloader and the fleet's
+/// supervisor both read their files again on it).
 #[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
+pub(crate) type Hangup = Option<tokio::signal::unix::Signal>;
+/// SIGHUP, where there is one.
 #[cfg(not(unix))]
-type Hangup = Option<()>;
+pub(crate) type Hangup = Option<()>;
 
+/// Listens for SIGHUP (none where the platform has no signals).
 #[cfg(unix)]
-fn hangup_signal() -> Hangup {
+pub(crate) fn hangup_signal() -> Hangup {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
 }
+/// Listens for SIGHUP (none where the platform has no signals).
 #[cfg(not(unix))]
-fn hangup_signal() -> Hangup {
+pub(crate) fn hangup_signal() -> Hangup {
     None
 }
 
+/// The next SIGHUP (never, without one).
 #[cfg(unix)]
-async fn recv_hangup(h: &mut Hangup) {
+pub(crate) async fn recv_hangup(h: &mut Hangup) {
     match h {
         Some(s) => {
             s.recv().await;
@@ -416,7 +422,8 @@ async fn recv_hangup(h: &mut Hangup) {
         None => std::future::pending().await,
     }
 }
+/// The next SIGHUP (never, without one).
 #[cfg(not(unix))]
-async fn recv_hangup(_: &mut Hangup) {
+pub(crate) async fn recv_hangup(_: &mut Hangup) {
     std::future::pending().await
 }
