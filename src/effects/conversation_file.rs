@@ -7,10 +7,9 @@
 //! log (a torn last line from a crash is skipped); the log is folded into
 //! the snapshot at open and past [`COMPACT_AFTER`] lines.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::Path;
 use switchboard_workflow::secrets::{Redaction, Redactor};
 
 use switchboard_engine::conversation::{
@@ -18,74 +17,20 @@ use switchboard_engine::conversation::{
     StoredConversations,
 };
 
-use super::journal::replace;
+use super::snapshot_log::{LoadFailure, SnapshotLog};
 use super::writer::{Sink, Writer};
 
 /// Log lines after which the writer folds the log into the snapshot.
 pub const COMPACT_AFTER: usize = 1_000;
 
-/// The snapshot, its log and the temporary file of a compaction.
-#[derive(Debug, Clone)]
-struct Paths {
-    snapshot: PathBuf,
-    log: PathBuf,
-    tmp: PathBuf,
-}
-
-impl Paths {
-    fn new(snapshot: &Path) -> Paths {
-        let beside = |suffix: &str| {
-            let mut name = OsString::from(snapshot.as_os_str());
-            name.push(suffix);
-            PathBuf::from(name)
-        };
-        Paths {
-            snapshot: snapshot.to_owned(),
-            log: beside(".log"),
-            tmp: beside(".tmp"),
-        }
-    }
-
-    /// The snapshot with the log replayed over it, and the log's line count.
-    fn load(&self) -> Result<(StoredConversations, usize), ConversationStoreError> {
-        let mut kept: StoredConversations = match std::fs::read(&self.snapshot) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| error(&self.snapshot, format!("not readable as JSON: {e}")))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => StoredConversations::default(),
-            Err(e) => return Err(error(&self.snapshot, format!("cannot read: {e}"))),
-        };
-        let mut lines = 0;
-        match File::open(&self.log) {
-            Ok(f) => {
-                for line in BufReader::new(f).split(b'\n') {
-                    let line = line.map_err(|e| error(&self.log, format!("cannot read: {e}")))?;
-                    // A line cut short by a crash is skipped.
-                    let Ok(change) = serde_json::from_slice::<ConversationChange>(&line) else {
-                        continue;
-                    };
-                    lines += 1;
-                    kept.apply(change);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(error(&self.log, format!("cannot read: {e}"))),
-        }
-        Ok((kept, lines))
-    }
-
-    /// Writes `kept` as the snapshot (temp file + rename), then empties the log.
-    fn compact(&self, kept: &StoredConversations, log: Option<&File>) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(kept).map_err(io::Error::other)?;
-        replace(&self.snapshot, &self.tmp, &bytes)?;
-        match log {
-            Some(log) => log.set_len(0),
-            None => match OpenOptions::new().write(true).open(&self.log) {
-                Ok(f) => f.set_len(0),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            },
-        }
-    }
+/// The snapshot with the log replayed over it, and the log's line count.
+fn load(paths: &SnapshotLog) -> Result<(StoredConversations, usize), ConversationStoreError> {
+    paths
+        .load(StoredConversations::apply)
+        .map_err(|failure| match failure {
+            LoadFailure::Read(path, e) => error(&path, format!("cannot read: {e}")),
+            LoadFailure::Parse(path, e) => error(&path, format!("not readable as JSON: {e}")),
+        })
 }
 
 fn error(path: &Path, message: String) -> ConversationStoreError {
@@ -97,7 +42,7 @@ fn error(path: &Path, message: String) -> ConversationStoreError {
 
 /// The log behind the writer thread, with a copy of what is kept to compact from.
 struct LogSink {
-    paths: Paths,
+    paths: SnapshotLog,
     log: File,
     kept: StoredConversations,
     lines: usize,
@@ -144,7 +89,7 @@ impl Sink for LogSink {
 
 /// The pending conversations kept in files (see the module documentation).
 pub struct ConversationFile {
-    paths: Paths,
+    paths: SnapshotLog,
     writer: Writer<ConversationChange>,
     redaction: Redaction,
 }
@@ -161,8 +106,8 @@ impl ConversationFile {
         path: &Path,
         bound: usize,
     ) -> Result<ConversationFile, ConversationStoreError> {
-        let paths = Paths::new(path);
-        let (kept, lines) = paths.load()?;
+        let paths = SnapshotLog::new(path);
+        let (kept, lines) = load(&paths)?;
         // A torn fragment alone counts too: a line appended to it would be lost.
         let torn = std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > 0);
         if lines > 0 || torn {
@@ -213,7 +158,7 @@ impl ConversationStore for ConversationFile {
         self.writer
             .flush_blocking()
             .map_err(|e| error(&self.paths.log, format!("cannot write: {e}")))?;
-        Ok(self.paths.load()?.0)
+        Ok(load(&self.paths)?.0)
     }
 
     fn apply(&self, change: ConversationChange) -> DurableChange {

@@ -10,6 +10,7 @@ pub mod conversation_file;
 pub mod journal;
 pub mod llm;
 pub mod rest;
+pub(crate) mod snapshot_log;
 pub mod state_dir;
 pub mod state_file;
 pub mod webhook_queue;

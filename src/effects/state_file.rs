@@ -7,17 +7,16 @@
 //! into the snapshot (temp file + rename, then the log truncated) at open and
 //! whenever it grows past a bound.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::Path;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use switchboard_engine::state::{Change, Entries, StateError, StatePersistence, Stored};
 use switchboard_workflow::secrets::Redaction;
 
-use super::journal::replace;
+use super::snapshot_log::{LoadFailure, SnapshotLog};
 use super::writer::{Sink, Writer};
 
 /// Log lines after which the writer folds the log into the snapshot: a
@@ -47,82 +46,20 @@ impl From<Change> for LogLine {
     }
 }
 
-/// Where the snapshot, its log and the temporary file of a compaction live.
-#[derive(Debug, Clone)]
-struct Paths {
-    snapshot: PathBuf,
-    log: PathBuf,
-    tmp: PathBuf,
+/// The snapshot with the log replayed over it, and the log's line count.
+fn load(paths: &SnapshotLog) -> Result<(Entries, usize), StateError> {
+    paths.load(apply).map_err(|failure| match failure {
+        LoadFailure::Read(path, source) => StateError::Read { path, source },
+        LoadFailure::Parse(path, source) => StateError::Parse { path, source },
+    })
 }
 
-impl Paths {
-    fn new(snapshot: &Path) -> Paths {
-        let beside = |suffix: &str| {
-            let mut name = OsString::from(snapshot.as_os_str());
-            name.push(suffix);
-            PathBuf::from(name)
-        };
-        Paths {
-            snapshot: snapshot.to_owned(),
-            log: beside(".log"),
-            tmp: beside(".tmp"),
-        }
-    }
-
-    /// The snapshot with the log replayed over it, and the log's line count.
-    fn load(&self) -> Result<(Entries, usize), StateError> {
-        let mut entries: Entries = match std::fs::read(&self.snapshot) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Parse {
-                path: self.snapshot.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Entries::new(),
-            Err(e) => return Err(read_error(&self.snapshot)(e)),
-        };
-        let mut lines = 0;
-        match File::open(&self.log) {
-            Ok(f) => {
-                for line in BufReader::new(f).split(b'\n') {
-                    let line = line.map_err(read_error(&self.log))?;
-                    // A line cut short by a crash is skipped.
-                    let Ok(line) = serde_json::from_slice::<LogLine>(&line) else {
-                        continue;
-                    };
-                    lines += 1;
-                    apply(&mut entries, line);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(read_error(&self.log)(e)),
-        }
-        Ok((entries, lines))
-    }
-
-    /// Folds `entries` into the snapshot (expired keys dropped), then
-    /// empties the log. A crash in between replays a log the snapshot
-    /// already holds, which changes nothing: every line sets a whole value.
-    fn compact(&self, entries: &mut Entries, log: Option<&File>) -> io::Result<()> {
-        let now = Utc::now();
-        entries.retain(|_, e| e.live(now));
-        let bytes = serde_json::to_vec_pretty(&*entries).map_err(io::Error::other)?;
-        replace(&self.snapshot, &self.tmp, &bytes)?;
-        match log {
-            Some(log) => log.set_len(0),
-            None => match OpenOptions::new().write(true).open(&self.log) {
-                Ok(f) => f.set_len(0),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            },
-        }
-    }
-}
-
-fn read_error(path: &Path) -> impl Fn(io::Error) -> StateError {
-    let path = path.to_owned();
-    move |source| StateError::Read {
-        path: path.clone(),
-        source,
-    }
+/// Folds `entries` into the snapshot (expired keys dropped), then empties
+/// the log.
+fn compact(paths: &SnapshotLog, entries: &mut Entries, log: Option<&File>) -> io::Result<()> {
+    let now = Utc::now();
+    entries.retain(|_, e| e.live(now));
+    paths.compact(&*entries, log)
 }
 
 fn write_error(path: &Path) -> impl Fn(io::Error) -> StateError {
@@ -146,7 +83,7 @@ fn apply(entries: &mut Entries, line: LogLine) {
 
 /// The log behind the writer thread, with a copy of the state to compact from.
 struct StateSink {
-    paths: Paths,
+    paths: SnapshotLog,
     log: File,
     entries: Entries,
     lines: usize,
@@ -182,7 +119,7 @@ impl Sink for StateSink {
         }
         self.lines += count;
         if self.lines > self.bound {
-            match self.paths.compact(&mut self.entries, Some(&self.log)) {
+            match compact(&self.paths, &mut self.entries, Some(&self.log)) {
                 Ok(()) => self.lines = 0,
                 // The log stays whole; compaction is tried again next batch.
                 Err(e) => {
@@ -196,7 +133,7 @@ impl Sink for StateSink {
 
 /// The state kept in files (see the module documentation).
 pub struct StateFile {
-    paths: Paths,
+    paths: SnapshotLog,
     writer: Writer<Change>,
     /// Secrets in a key or value are written as `[secret:NAME]`.
     redaction: Redaction,
@@ -211,14 +148,12 @@ impl StateFile {
 
     /// [`StateFile::open`] with the log compacted past `bound` lines.
     pub fn open_bounded(path: &Path, bound: usize) -> Result<StateFile, StateError> {
-        let paths = Paths::new(path);
-        let (mut entries, lines) = paths.load()?;
+        let paths = SnapshotLog::new(path);
+        let (mut entries, lines) = load(&paths)?;
         // A torn fragment alone counts too: a line appended to it would be lost.
         let torn = std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > 0);
         if lines > 0 || torn {
-            paths
-                .compact(&mut entries, None)
-                .map_err(write_error(&paths.snapshot))?;
+            compact(&paths, &mut entries, None).map_err(write_error(&paths.snapshot))?;
         }
         let log = OpenOptions::new()
             .create(true)
@@ -272,7 +207,7 @@ impl StatePersistence for StateFile {
     fn load(&self) -> Result<Entries, StateError> {
         // Called at start-up: what is queued (normally nothing) lands first.
         self.flush_blocking()?;
-        Ok(self.paths.load()?.0)
+        Ok(load(&self.paths)?.0)
     }
 
     fn apply(&self, mut change: Change) {
