@@ -16,6 +16,9 @@ use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::effects::journal::JournalFile;
 use crate::effects::llm::LlmClient;
+use crate::effects::redis::conversations::RedisConversations;
+use crate::effects::redis::journal::RedisJournal;
+use crate::effects::redis::state::RedisState;
 /// An `--allow-http-host` entry (`host` or `host:port`).
 pub use crate::effects::llm::LlmConfig;
 pub use crate::effects::rest::AllowedHost;
@@ -228,7 +231,7 @@ fn warn_llm_unconfigured(ruleset: &switchboard_workflow::Ruleset) {
 }
 
 /// Where an agent keeps its journal and state when no file is given for them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StateDirChoice {
     /// In memory: a crash forgets what was sent (retries within a run still resume).
     Ephemeral,
@@ -236,6 +239,8 @@ pub enum StateDirChoice {
     Default,
     /// This directory.
     At(PathBuf),
+    /// The shared store (Redis), under the agent's lease.
+    Store(crate::effects::redis::AgentSpace),
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -331,6 +336,9 @@ pub enum AgentError {
     /// The webhook queue cannot be opened.
     #[error(transparent)]
     WebhookQueue(#[from] QueueError),
+    /// The shared store cannot be read.
+    #[error(transparent)]
+    Store(#[from] crate::effects::redis::StoreError),
     /// The runtime stopped with an error.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -363,6 +371,8 @@ struct Files {
     journal: Option<Arc<JournalFile>>,
     state: Option<Arc<StateFile>>,
     conversations: Option<Arc<ConversationFile>>,
+    /// The shared store's part of this agent, instead of the files.
+    space: Option<crate::effects::redis::AgentSpace>,
 }
 
 impl Files {
@@ -381,6 +391,11 @@ impl Files {
         if let Some(conversations) = &self.conversations {
             if let Err(e) = conversations.flush().await {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the pending conversations");
+            }
+        }
+        if let Some(space) = &self.space {
+            if let Err(e) = space.flush().await {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the writes to the store");
             }
         }
     }
@@ -476,6 +491,11 @@ impl Agent {
         let mut files = Files::default();
         let dir = match &config.state_dir {
             StateDirChoice::Ephemeral => None,
+            StateDirChoice::Store(space) => {
+                tracing::info!(store = %space.store().shown(), "state, journal and pending conversations kept in the store");
+                files.space = Some(space.clone());
+                None
+            }
             StateDirChoice::Default => {
                 Some(state_dir::for_agent(&state_dir::default_root()?, &me.id)?)
             }
@@ -521,19 +541,26 @@ impl Agent {
             .clone()
             .or_else(|| in_dir(StateDir::state));
         let journal_path = config.journal.clone().or_else(|| in_dir(StateDir::journal));
-        if files.dir.is_none() && (state_path.is_none() || journal_path.is_none()) {
+        if files.dir.is_none()
+            && files.space.is_none()
+            && (state_path.is_none() || journal_path.is_none())
+        {
             tracing::info!(
                 "ephemeral: what is not given a file is kept in memory and lost on a crash"
             );
         }
-        let state = match &state_path {
-            Some(path) => {
+        let state = match (&state_path, &files.space) {
+            (None, Some(space)) => {
+                let store = RedisState::open(space, config.redaction.clone()).await?;
+                StateStore::persisted(Arc::new(store))?
+            }
+            (Some(path), _) => {
                 let file =
                     Arc::new(StateFile::open(path)?.with_redaction(config.redaction.clone()));
                 files.state = Some(file.clone());
                 StateStore::persisted(file)?
             }
-            None => StateStore::in_memory(),
+            (None, None) => StateStore::in_memory(),
         };
         // The key reaches templates only if someone allows its variable by
         // name; refuse that rather than let a reply leak it.
@@ -563,14 +590,18 @@ impl Agent {
                     .map(|v| (name.clone(), Value::String(v)))
             })
             .collect();
-        let journal = match &journal_path {
-            Some(path) => {
+        let journal = match (&journal_path, &files.space) {
+            (None, Some(space)) => {
+                let store = RedisJournal::open(space, config.redaction.clone()).await?;
+                Journal::backed_by(Arc::new(store))?
+            }
+            (Some(path), _) => {
                 let file =
                     Arc::new(JournalFile::open(path)?.with_redaction(config.redaction.clone()));
                 files.journal = Some(file.clone());
                 Journal::backed_by(file)?
             }
-            None => Journal::in_memory(),
+            (None, None) => Journal::in_memory(),
         };
         if journal.open_messages() > 0 {
             tracing::info!(
@@ -579,8 +610,14 @@ impl Agent {
             );
         }
         let ruleset = Arc::new(ruleset);
-        let conversations = match files.dir.as_ref().map(StateDir::conversations) {
-            Some(path) => {
+        let conversations = match (files.dir.as_ref().map(StateDir::conversations), &files.space) {
+            (None, Some(space)) => Conversations::open(
+                Arc::new(RedisConversations::open(space, config.redaction.clone()).await?),
+                &ruleset,
+                config.max_pending_per_person,
+                chrono::Utc::now(),
+            )?,
+            (Some(path), _) => {
                 let file = Arc::new(
                     ConversationFile::open(&path)?.with_redaction(config.redaction.clone()),
                 );
@@ -592,7 +629,7 @@ impl Agent {
                     chrono::Utc::now(),
                 )?
             }
-            None => Conversations::in_memory(config.max_pending_per_person),
+            (None, None) => Conversations::in_memory(config.max_pending_per_person),
         };
         let conversations = Arc::new(conversations);
         if let Some(t) = &telemetry {

@@ -38,22 +38,38 @@ pub fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// What `run --fleet` takes besides the file.
+pub struct RunOptions {
+    /// REST base URL when the file gives none.
+    pub rest_url: String,
+    /// WebSocket URL when the file gives none.
+    pub ws_url: String,
+    /// Serve `/metrics` and `/healthz` here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The root of the agents' state directories.
+    pub state_root: Option<std::path::PathBuf>,
+    /// Follow edits of the fleet file.
+    pub watch: bool,
+    /// `--store`, over the file's `store:`.
+    pub store: Option<fleet::StoreUrl>,
+    /// `--max-agents`.
+    pub max_agents: Option<usize>,
+    /// `--lease`.
+    pub lease: std::time::Duration,
+}
+
 /// `run --fleet`: every agent of the file until Ctrl-C or SIGTERM.
-pub async fn run(
-    path: &Path,
-    rest_url: String,
-    ws_url: String,
-    metrics_addr: Option<std::net::SocketAddr>,
-    state_root: Option<std::path::PathBuf>,
-    watch: bool,
-) -> anyhow::Result<ExitCode> {
+pub async fn run(path: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
     let config = fleet::supervise::FleetConfig {
-        rest_url,
-        ws_url,
-        metrics_addr,
-        state_root,
-        watch,
+        rest_url: options.rest_url,
+        ws_url: options.ws_url,
+        metrics_addr: options.metrics_addr,
+        state_root: options.state_root,
+        watch: options.watch,
         new_redaction: std::sync::Arc::new(super::logging::agent_redaction),
+        store: options.store,
+        max_agents: options.max_agents,
+        lease: options.lease,
     };
     fleet::supervise::run(path, config, super::sandbox::shutdown_signal()).await?;
     tracing::info!("fleet stopped");

@@ -40,6 +40,26 @@ pub struct RunArgs {
     )]
     fleet: Option<PathBuf>,
 
+    /// Keep the agents' state, action journals and pending conversations in
+    /// this shared store instead of state directories: redis://HOST:PORT/DB
+    /// (rediss:// for TLS; Redis >= 6 or Valkey). Processes running the same
+    /// fleet with the same store split its agents between them, each agent
+    /// in one process at a time, and take over the agents of a process that
+    /// dies. Overrides the fleet file's `store:`.
+    #[arg(long, env = "SWITCHBOARD_STORE", value_name = "URL", requires = "fleet", value_parser = parse_store)]
+    store: Option<crate::fleet::StoreUrl>,
+
+    /// With a store: the most agents this process runs (the others are left
+    /// to other processes).
+    #[arg(long, value_name = "N", requires = "fleet", value_parser = clap::value_parser!(u64).range(1..))]
+    max_agents: Option<u64>,
+
+    /// With a store: how long an agent's lease lasts without renewal (renewed
+    /// four times per lease). A dead process's agents are taken over after
+    /// about this long.
+    #[arg(long, default_value = "5s", value_parser = parse_lease, value_name = "DURATION", requires = "fleet")]
+    lease: std::time::Duration,
+
     /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
@@ -176,7 +196,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(fleet) = &args.fleet {
         let (rest, ws) = (args.rest_url, args.ws_url);
         let root = args.state_dir.filter(|d| !d.as_os_str().is_empty());
-        return super::fleet::run(fleet, rest, ws, args.metrics_addr, root, !args.no_watch).await;
+        let options = super::fleet::RunOptions {
+            rest_url: rest,
+            ws_url: ws,
+            metrics_addr: args.metrics_addr,
+            state_root: root,
+            watch: !args.no_watch,
+            store: args.store,
+            max_agents: args.max_agents.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            lease: args.lease,
+        };
+        return super::fleet::run(fleet, options).await;
     }
     let api_key = match (&args.api_key_file, args.api_key) {
         (Some(path), _) => read_key_file(path)?,
@@ -216,6 +246,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     agent.run_until(super::sandbox::shutdown_signal()).await?;
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `--store` URL (redis:// or rediss://); the error never shows a password.
+fn parse_store(text: &str) -> Result<crate::fleet::StoreUrl, String> {
+    crate::fleet::StoreUrl::parse(text).map_err(|e| e.replace("`store`", "--store"))
+}
+
+/// A `--lease` between 1 s and 10 min.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 5s, 1500ms)"))?;
+    match d {
+        d if d < std::time::Duration::from_secs(1) => Err("a lease shorter than 1s would be lost on any hiccup".into()),
+        d if d > std::time::Duration::from_secs(600) => Err("a lease longer than 10min leaves an agent unanswered that long when its process dies".into()),
+        d => Ok(d),
+    }
 }
 
 /// The key from a file; warns when others may read it.

@@ -185,7 +185,7 @@ impl ConversationStore for ConversationFile {
 }
 
 /// `change` with every secret value in it shown as `[secret:NAME]`.
-fn redacted(change: ConversationChange, redactor: &Redactor) -> ConversationChange {
+pub(crate) fn redacted(change: ConversationChange, redactor: &Redactor) -> ConversationChange {
     if redactor.is_empty() {
         return change;
     }

@@ -15,3 +15,4 @@ pub mod state_dir;
 pub mod state_file;
 pub mod webhook_queue;
 pub mod writer;
+pub mod redis;

@@ -41,6 +41,8 @@ pub struct FleetFile {
     pub ws_url: Option<String>,
     /// The shared store, when given.
     pub store: Option<StoreUrl>,
+    /// Where `store:`'s value is, for errors about the store.
+    pub store_loc: Option<Loc>,
     /// The agents, in file order.
     pub agents: Vec<AgentEntry>,
 }
@@ -146,6 +148,11 @@ impl StoreUrl {
         Ok(StoreUrl { url })
     }
 
+    /// The URL itself, password included (for connecting only).
+    pub fn secret_url(&self) -> &str {
+        self.url.as_str()
+    }
+
     /// The URL with any password replaced by `***`, for messages and logs.
     pub fn redacted(&self) -> String {
         let mut shown = self.url.clone();
@@ -190,6 +197,24 @@ pub enum FleetFileError {
     },
 }
 
+impl FleetFile {
+    /// An error about the value of `store:`, pointing at it like the file's
+    /// own errors (the file is read again for the caret's line).
+    pub fn store_error(&self, message: String) -> FleetFileError {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let mut p = Problems {
+            path: &self.path,
+            lines: text.lines().collect(),
+            errors: Vec::new(),
+        };
+        p.push(self.store_loc.unwrap_or_default(), message, None);
+        FleetFileError::Invalid {
+            path: self.path.clone(),
+            errors: LoadErrors::new(p.errors),
+        }
+    }
+}
+
 /// Reads and checks a fleet file; `env` looks up `api_key_env:` variables.
 pub fn load(path: &Path) -> Result<FleetFile, FleetFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| FleetFileError::Io {
@@ -229,6 +254,7 @@ pub fn parse(
         rest_url: None,
         ws_url: None,
         store: None,
+        store_loc: None,
         agents: Vec::new(),
     };
     let Kind::Map(top) = &root.kind else {
@@ -248,7 +274,10 @@ pub fn parse(
             "store" => {
                 if let Some(text) = p.string(value, "store") {
                     match StoreUrl::parse(&text) {
-                        Ok(url) => fleet.store = Some(url),
+                        Ok(url) => {
+                            fleet.store = Some(url);
+                            fleet.store_loc = Some(value.loc);
+                        }
                         Err(message) => p.push(value.loc, message, None),
                     }
                 }

@@ -4,6 +4,7 @@
 //! labelling every series with `agent`, and the fleet file watched so an
 //! edit restarts only the agents whose entries changed.
 
+pub mod balance;
 pub mod file;
 pub mod supervise;
 

@@ -3,8 +3,14 @@
 //! pause, never touching the others), one metrics server for all, and the
 //! fleet file watched: an edit starts, stops or restarts only the agents
 //! whose entries changed.
+//!
+//! With a shared store, an agent runs only where this process holds its
+//! lease: each tick renews the leases held (one round trip), counts the
+//! processes sharing the fleet, takes free agents up to this process's
+//! share and hands surplus ones back (see [`super::balance`]). An agent
+//! whose lease is lost is stopped at once, every task of it aborted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,10 +22,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::file::{self, AgentEntry, FleetFile, FleetFileError};
+use super::balance;
+use super::file::{self, AgentEntry, FleetFile, FleetFileError, StoreUrl};
 use crate::agent::{Agent, AgentConfig, StateDirChoice};
+use crate::effects::redis::registry::Registry;
+use crate::effects::redis::{AgentKeys, AgentSpace, Fence, Lease, RedisStore, StoreError};
 use crate::error_chain::Chain;
 use crate::rules::reload::{hangup_signal, recv_hangup};
+use crate::task::TaskGroup;
 use crate::telemetry::fleet::{AgentState, FleetTelemetry};
 use switchboard_workflow::secrets::Redaction;
 
@@ -50,19 +60,27 @@ pub struct FleetConfig {
     pub watch: bool,
     /// Each agent's redaction.
     pub new_redaction: NewRedaction,
+    /// The shared store (`--store`), over the file's `store:`.
+    pub store: Option<StoreUrl>,
+    /// The most agents this process runs (with a store).
+    pub max_agents: Option<usize>,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
 }
 
 /// Why a fleet cannot start (before any agent connects).
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
-    /// The fleet file is unreadable or wrong.
+    /// The fleet file is unreadable or wrong (or its store unreachable).
     #[error(transparent)]
     File(#[from] FleetFileError),
-    /// A shared store was asked for; this version keeps state locally.
-    #[error("the fleet file asks for the store {url}, but shared stores are not wired yet in this version; remove `store:` to keep each agent's state in its local state directory")]
-    StoreNotWired {
+    /// The store given with `--store` cannot be used.
+    #[error("--store {url}")]
+    Store {
         /// The URL, its password hidden.
         url: String,
+        /// Cause.
+        source: StoreError,
     },
     /// The metrics address cannot be listened on.
     #[error("cannot serve metrics on {addr}")]
@@ -82,11 +100,13 @@ pub enum FleetError {
     },
 }
 
-/// One agent as it runs: what it was started with, and how to stop it.
+/// One agent as it runs: what it was started with, how to stop it, and
+/// its tasks (to abort them all when its lease is lost).
 struct Running {
     started_with: Effective,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    group: TaskGroup,
 }
 
 /// An agent's entry with the fleet-wide settings it runs with: a change
@@ -98,6 +118,48 @@ struct Effective {
     ws_url: String,
 }
 
+/// The leases of a fleet sharing a store with other processes.
+struct Shared {
+    store: RedisStore,
+    registry: Registry,
+    /// Leases held, by agent name (those being handed back included).
+    leases: BTreeMap<String, Lease>,
+    /// Agents being stopped to hand their lease back.
+    releasing: BTreeSet<String>,
+    /// Ticks in a row each agent not held here was seen free.
+    free_ticks: HashMap<String, u32>,
+    /// Told the name of each agent whose lease was handed back.
+    released: mpsc::UnboundedSender<String>,
+}
+
+/// The fleet as this process runs it.
+struct FleetRun {
+    config: FleetConfig,
+    telemetry: Arc<FleetTelemetry>,
+    wanted: BTreeMap<String, Effective>,
+    running: BTreeMap<String, Running>,
+    shared: Option<Shared>,
+}
+
+/// Connects to the store the fleet asks for, before any agent starts: an
+/// unreachable store is an error at `store:` (or about `--store`).
+async fn connect(fleet: &FleetFile, config: &FleetConfig) -> Result<Option<RedisStore>, FleetError> {
+    match (&config.store, &fleet.store) {
+        (Some(url), _) => RedisStore::connect(url.secret_url(), &url.redacted())
+            .await
+            .map(Some)
+            .map_err(|source| FleetError::Store {
+                url: url.redacted(),
+                source,
+            }),
+        (None, Some(url)) => RedisStore::connect(url.secret_url(), &url.redacted())
+            .await
+            .map(Some)
+            .map_err(|e| FleetError::File(fleet.store_error(Chain(&e).to_string()))),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Runs every agent of the fleet file until `stop` resolves; then stops
 /// them all (each finishes the event in hand).
 pub async fn run(
@@ -106,7 +168,7 @@ pub async fn run(
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), FleetError> {
     let fleet = file::load(path)?;
-    refuse_store(&fleet)?;
+    let store = connect(&fleet, &config).await?;
     let telemetry = Arc::new(FleetTelemetry::new());
     let server = match config.metrics_addr {
         None => None,
@@ -129,14 +191,53 @@ pub async fn run(
         true => Some(watch_file(path, tx)?),
         false => None,
     };
+    let (released_tx, mut released) = mpsc::unbounded_channel::<String>();
+    let lease = config.lease;
+    let shared = store.map(|store| {
+        let process = balance::process_id();
+        let registry = Registry::new(&store, &balance::fleet_id(&fleet), &process);
+        tracing::info!(
+            store = %store.shown(),
+            process = %process,
+            lease = ?lease,
+            max_agents = ?config.max_agents,
+            "fleet shares its agents with other processes through the store"
+        );
+        telemetry.set_shared(true);
+        Shared {
+            store,
+            registry,
+            leases: BTreeMap::new(),
+            releasing: BTreeSet::new(),
+            free_ticks: HashMap::new(),
+            released: released_tx,
+        }
+    });
+    let is_shared = shared.is_some();
     tracing::info!(file = %path.display(), agents = fleet.agents.len(), "fleet starting");
-    let mut running: BTreeMap<String, Running> = BTreeMap::new();
-    apply(&fleet, &config, &telemetry, &mut running).await;
+    let mut run = FleetRun {
+        config,
+        telemetry,
+        wanted: BTreeMap::new(),
+        running: BTreeMap::new(),
+        shared,
+    };
+    run.apply(&fleet).await;
     tokio::pin!(stop);
     let mut hangup = hangup_signal();
+    let mut tick = tokio::time::interval(balance::tick(lease));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = tick.tick(), if is_shared => {
+                run.balance().await;
+                continue;
+            }
+            Some(name) = released.recv() => {
+                run.released(&name);
+                continue;
+            }
             Some(()) = edits.recv() => {
                 while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, edits.recv()).await {}
             }
@@ -144,13 +245,13 @@ pub async fn run(
                 tracing::info!(file = %path.display(), "SIGHUP: reading the fleet file again");
             }
         }
-        match file::load(path)
-            .map_err(FleetError::from)
-            .and_then(|fleet| {
-                refuse_store(&fleet)?;
-                Ok(fleet)
-            }) {
-            Ok(fleet) => apply(&fleet, &config, &telemetry, &mut running).await,
+        match file::load(path) {
+            Ok(edited) => {
+                if edited.store != fleet.store {
+                    tracing::warn!(file = %path.display(), "`store:` changed; the fleet keeps the store it started with until it is restarted");
+                }
+                run.apply(&edited).await;
+            }
             Err(e) => tracing::error!(
                 file = %path.display(),
                 "the edited fleet file is not used, the agents keep running as they were:\n{}",
@@ -158,81 +259,258 @@ pub async fn run(
             ),
         }
     }
-    tracing::info!(agents = running.len(), "stopping every agent");
-    let stops: Vec<_> = std::mem::take(&mut running)
-        .into_iter()
-        .map(|(name, agent)| stop_agent(name, agent))
-        .collect();
-    futures_util::future::join_all(stops).await;
+    run.stop_all().await;
     if let Some(server) = server {
         server.abort();
     }
     Ok(())
 }
 
-/// Refuses a `store:` until shared stores are wired (its password hidden).
-fn refuse_store(fleet: &FleetFile) -> Result<(), FleetError> {
-    match &fleet.store {
-        None => Ok(()),
-        Some(url) => Err(FleetError::StoreNotWired {
-            url: url.redacted(),
-        }),
-    }
-}
-
-/// Brings the running agents in line with `fleet`: stops the removed, starts
-/// the new, restarts the changed; leaves the others alone.
-async fn apply(
-    fleet: &FleetFile,
-    config: &FleetConfig,
-    telemetry: &Arc<FleetTelemetry>,
-    running: &mut BTreeMap<String, Running>,
-) {
-    let wanted: BTreeMap<String, Effective> = fleet
-        .agents
-        .iter()
-        .map(|entry| {
-            let effective = Effective {
-                entry: entry.clone(),
-                rest_url: fleet
-                    .rest_url
-                    .clone()
-                    .unwrap_or_else(|| config.rest_url.clone()),
-                ws_url: fleet
-                    .ws_url
-                    .clone()
-                    .unwrap_or_else(|| config.ws_url.clone()),
-            };
-            (entry.name.clone(), effective)
-        })
-        .collect();
-    let stale: Vec<String> = running
-        .iter()
-        .filter(|(name, r)| wanted.get(*name) != Some(&r.started_with))
-        .map(|(name, _)| name.clone())
-        .collect();
-    let mut stops = Vec::new();
-    for name in stale {
-        if let Some(agent) = running.remove(&name) {
-            let why = match wanted.contains_key(&name) {
-                true => "its entry changed; restarting it",
-                false => "removed from the fleet file; stopping it",
-            };
-            tracing::info!(agent = %name, "{why}");
-            if !wanted.contains_key(&name) {
-                telemetry.remove(&name);
+impl FleetRun {
+    /// Brings the agents in line with `fleet`: stops the removed, restarts
+    /// the changed, starts the new (with a store: those whose lease is held
+    /// here; [`FleetRun::balance`] takes the others); leaves the rest alone.
+    async fn apply(&mut self, fleet: &FleetFile) {
+        self.wanted = fleet
+            .agents
+            .iter()
+            .map(|entry| {
+                let effective = Effective {
+                    entry: entry.clone(),
+                    rest_url: fleet
+                        .rest_url
+                        .clone()
+                        .unwrap_or_else(|| self.config.rest_url.clone()),
+                    ws_url: fleet
+                        .ws_url
+                        .clone()
+                        .unwrap_or_else(|| self.config.ws_url.clone()),
+                };
+                (entry.name.clone(), effective)
+            })
+            .collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, r)| self.wanted.get(*name) != Some(&r.started_with))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut stops = Vec::new();
+        for name in stale {
+            if let Some(agent) = self.running.remove(&name) {
+                let why = match self.wanted.contains_key(&name) {
+                    true => "its entry changed; restarting it",
+                    false => "removed from the fleet file; stopping it",
+                };
+                tracing::info!(agent = %name, "{why}");
+                if !self.wanted.contains_key(&name) {
+                    self.telemetry.remove(&name);
+                }
+                stops.push(stop_agent(name, agent));
             }
-            stops.push(stop_agent(name, agent));
+        }
+        // Stopped first: a restarted agent needs its state directory's lock back.
+        futures_util::future::join_all(stops).await;
+        if let Some(shared) = &mut self.shared {
+            let gone: Vec<String> = shared
+                .leases
+                .keys()
+                .filter(|name| !self.wanted.contains_key(*name))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some(lease) = shared.leases.remove(&name) {
+                    shared.releasing.remove(&name);
+                    if let Err(e) = lease.release().await {
+                        tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
+                    }
+                }
+            }
+        }
+        let names: Vec<String> = self.wanted.keys().cloned().collect();
+        for name in names {
+            let held = match &self.shared {
+                None => true,
+                Some(shared) => {
+                    shared.leases.contains_key(&name) && !shared.releasing.contains(&name)
+                }
+            };
+            if held && !self.running.contains_key(&name) {
+                self.start(&name);
+            }
         }
     }
-    // Stopped first: a restarted agent needs its state directory's lock back.
-    futures_util::future::join_all(stops).await;
-    for (name, effective) in wanted {
-        if running.contains_key(&name) {
-            continue;
+
+    /// Starts agent `name` (with a store: under the lease held for it).
+    fn start(&mut self, name: &str) {
+        let Some(effective) = self.wanted.get(name).cloned() else {
+            return;
+        };
+        let leased = self.shared.as_ref().and_then(|shared| {
+            shared
+                .leases
+                .get(name)
+                .map(|lease| (shared.store.clone(), lease.fence().clone()))
+        });
+        let agent = start_agent(name, effective, &self.config, &self.telemetry, leased);
+        self.running.insert(name.to_owned(), agent);
+    }
+
+    /// One tick with a store: renew, count the processes, take free agents
+    /// up to this process's share, hand surplus ones back.
+    async fn balance(&mut self) {
+        let Some(shared) = &mut self.shared else {
+            return;
+        };
+        let held: Vec<(String, Lease)> = shared
+            .leases
+            .iter()
+            .map(|(n, l)| (n.clone(), l.clone()))
+            .collect();
+        let leases: Vec<Lease> = held.iter().map(|(_, l)| l.clone()).collect();
+        if let Err(e) = Lease::renew_all(&shared.store, &leases).await {
+            tracing::warn!(error = %Chain(&e), "cannot renew the leases; each agent keeps running until its own lease time ends");
         }
-        let agent = start_agent(&name, effective, config, telemetry);
-        running.insert(name, agent);
+        let lost: Vec<String> = held
+            .iter()
+            .filter(|(_, l)| !l.fence().holds())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in lost {
+            shared.leases.remove(&name);
+            shared.releasing.remove(&name);
+            if let Some(agent) = self.running.remove(&name) {
+                tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                agent.group.abort_all();
+                agent.task.abort();
+            }
+            self.telemetry.remove(&name);
+        }
+        let processes = match shared.registry.heartbeat(self.config.lease).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "cannot reach the store; no agent is taken or handed back until it answers");
+                return;
+            }
+        };
+        let holding = shared.leases.len() - shared.releasing.len();
+        let share = balance::share(self.wanted.len(), processes, self.config.max_agents);
+        let mut taken = Vec::new();
+        let process = shared.registry.process().to_owned();
+        let mut free: Vec<String> = self
+            .wanted
+            .keys()
+            .filter(|n| !shared.leases.contains_key(*n))
+            .cloned()
+            .collect();
+        free.sort_by_key(|n| std::cmp::Reverse(balance::rank(&process, n)));
+        let limit = self.config.max_agents.unwrap_or(usize::MAX);
+        let mut count = holding;
+        if count < share {
+            for name in &free {
+                if count >= share {
+                    break;
+                }
+                let keys = AgentKeys::new(&self.wanted[name].entry.agent_id);
+                match Lease::try_acquire(&shared.store, &keys, self.config.lease).await {
+                    Ok(Some(lease)) => {
+                        shared.leases.insert(name.clone(), lease);
+                        taken.push(name.clone());
+                        count += 1;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %Chain(&e), "cannot take a lease");
+                        break;
+                    }
+                }
+            }
+        } else if count < limit && !free.is_empty() {
+            // At our share: an agent free for two ticks in a row has no
+            // process (its holder died and the count has not caught up).
+            let keys: Vec<String> = free
+                .iter()
+                .map(|n| AgentKeys::new(&self.wanted[n].entry.agent_id).lease())
+                .collect();
+            if let Ok(exists) = shared.registry.taken(&keys).await {
+                for (name, exists) in free.iter().zip(exists) {
+                    let ticks = shared.free_ticks.entry(name.clone()).or_default();
+                    *ticks = if exists { 0 } else { *ticks + 1 };
+                    if *ticks >= 2 && count < limit {
+                        let keys = AgentKeys::new(&self.wanted[name].entry.agent_id);
+                        if let Ok(Some(lease)) =
+                            Lease::try_acquire(&shared.store, &keys, self.config.lease).await
+                        {
+                            shared.leases.insert(name.clone(), lease);
+                            taken.push(name.clone());
+                            count += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for name in &taken {
+            shared.free_ticks.remove(name);
+            tracing::info!(agent = %name, processes, share, "took the agent's lease; starting it here");
+        }
+        if count > share {
+            let mut mine: Vec<String> = shared
+                .leases
+                .keys()
+                .filter(|n| !shared.releasing.contains(*n) && !taken.contains(n))
+                .cloned()
+                .collect();
+            mine.sort_by_key(|n| balance::rank(&process, n));
+            for name in mine.into_iter().take(count - share) {
+                tracing::info!(agent = %name, processes, share, "handing the agent to another process (more processes share the fleet now)");
+                shared.releasing.insert(name.clone());
+                let lease = shared.leases[&name].clone();
+                let running = self.running.remove(&name);
+                let done = shared.released.clone();
+                tokio::spawn(async move {
+                    if let Some(agent) = running {
+                        stop_agent(name.clone(), agent).await;
+                    }
+                    if let Err(e) = lease.release().await {
+                        tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
+                    }
+                    let _ = done.send(name);
+                });
+            }
+        }
+        for name in taken {
+            self.start(&name);
+        }
+    }
+
+    /// Agent `name`'s lease was handed back.
+    fn released(&mut self, name: &str) {
+        if let Some(shared) = &mut self.shared {
+            shared.releasing.remove(name);
+            shared.leases.remove(name);
+        }
+        self.telemetry.remove(name);
+    }
+
+    /// Stops every agent (each finishes the event in hand), then hands
+    /// every lease back and leaves the registry.
+    async fn stop_all(&mut self) {
+        tracing::info!(agents = self.running.len(), "stopping every agent");
+        let stops: Vec<_> = std::mem::take(&mut self.running)
+            .into_iter()
+            .map(|(name, agent)| stop_agent(name, agent))
+            .collect();
+        futures_util::future::join_all(stops).await;
+        if let Some(shared) = &mut self.shared {
+            for (name, lease) in std::mem::take(&mut shared.leases) {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
+                }
+            }
+            if let Err(e) = shared.registry.leave().await {
+                tracing::warn!(error = %Chain(&e), "cannot leave the fleet's registry; this process stops counting within a lease time");
+            }
+        }
     }
 }
 
@@ -242,17 +520,20 @@ async fn stop_agent(name: String, agent: Running) {
     let mut task = agent.task;
     if tokio::time::timeout(STOP_LIMIT, &mut task).await.is_err() {
         tracing::warn!(agent = %name, "the agent did not stop within {STOP_LIMIT:?}; cut short");
+        agent.group.abort_all();
         task.abort();
     }
     tracing::info!(agent = %name, "agent stopped");
 }
 
-/// Spawns the supervised task of one agent.
+/// Spawns the supervised task of one agent, in a task group of its own;
+/// `leased` is the store and the lease it runs under, when shared.
 fn start_agent(
     name: &str,
     effective: Effective,
     config: &FleetConfig,
     telemetry: &Arc<FleetTelemetry>,
+    leased: Option<(RedisStore, Arc<Fence>)>,
 ) -> Running {
     if let super::KeySource::File(path) = &effective.entry.key_source {
         if file::readable_by_others(path) {
@@ -289,16 +570,27 @@ fn start_agent(
     agent.redaction = redaction;
     let (stop, stopped) = watch::channel(false);
     let span = tracing::info_span!("agent", agent = %name);
-    let task = tokio::spawn(
-        supervise(name.to_owned(), agent, shared, telemetry.clone(), stopped).instrument(span),
+    let group = TaskGroup::new();
+    let leased = leased.filter(|_| !entry.ephemeral);
+    let task = group.spawn(
+        supervise(
+            name.to_owned(),
+            agent,
+            shared,
+            telemetry.clone(),
+            stopped,
+            leased,
+            group.clone(),
+        )
+        .instrument(span),
     );
     Running {
         started_with: effective,
         stop,
         task,
+        group,
     }
 }
-
 /// Resolves once `stopped` says so (or its sender is gone).
 async fn stop_requested(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
@@ -306,34 +598,81 @@ async fn stop_requested(mut stopped: watch::Receiver<bool>) {
 
 /// Starts the agent, runs it, and starts it again after a pause whenever
 /// it fails to start, stops with an error or panics, until asked to stop.
+/// Under a lease, the agent's state is in the store and the whole group
+/// (this task included) is aborted the moment the lease is lost.
 async fn supervise(
     name: String,
     config: AgentConfig,
     shared: Arc<crate::telemetry::Telemetry>,
     fleet: Arc<FleetTelemetry>,
     stopped: watch::Receiver<bool>,
+    leased: Option<(RedisStore, Arc<Fence>)>,
+    group: TaskGroup,
+) {
+    let fence = leased.as_ref().map(|(_, fence)| fence.clone());
+    let work = attempts(name.clone(), config, shared, fleet.clone(), stopped, leased);
+    match fence {
+        None => work.await,
+        Some(fence) => {
+            tokio::select! {
+                _ = work => {}
+                _ = lease_ends(&fence) => {
+                    tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                    fleet.remove(&name);
+                    group.abort_all();
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once `fence`'s lease is lost, or its local deadline passed
+/// without a renewal (then it is marked lost).
+async fn lease_ends(fence: &Fence) {
+    loop {
+        if !fence.holds() {
+            fence.mark_lost();
+            return;
+        }
+        let deadline = tokio::time::Instant::from_std(fence.deadline());
+        tokio::select! {
+            _ = fence.lost() => return,
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// The restart loop of [`supervise`].
+async fn attempts(
+    name: String,
+    config: AgentConfig,
+    shared: Arc<crate::telemetry::Telemetry>,
+    fleet: Arc<FleetTelemetry>,
+    stopped: watch::Receiver<bool>,
+    leased: Option<(RedisStore, Arc<Fence>)>,
 ) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         fleet.set_state(&name, AgentState::Starting);
         let attempt = {
-            let (config, shared, fleet, name) =
+            let (mut config, shared, fleet, name) =
                 (config.clone(), shared.clone(), fleet.clone(), name.clone());
             let (stop_start, stop_run) = (stopped.clone(), stopped.clone());
-            let span = tracing::Span::current();
-            tokio::spawn(
-                async move {
-                    let prepared = tokio::select! {
-                        prepared = Agent::prepare_with_telemetry(&config, None, Some(shared)) => prepared,
-                        _ = stop_requested(stop_start) => return Ok(()),
-                    };
-                    let agent = prepared?;
-                    tracing::info!(agent = %name, "agent started");
-                    fleet.set_state(&name, AgentState::Running);
-                    agent.run_until(stop_requested(stop_run)).await
+            let leased = leased.clone();
+            crate::task::spawn(async move {
+                if let Some((store, fence)) = leased {
+                    // A writer per attempt, in the agent's task group.
+                    config.state_dir = StateDirChoice::Store(AgentSpace::new(&store, fence));
                 }
-                .instrument(span),
-            )
+                let prepared = tokio::select! {
+                    prepared = Agent::prepare_with_telemetry(&config, None, Some(shared)) => prepared,
+                    _ = stop_requested(stop_start) => return Ok(()),
+                };
+                let agent = prepared?;
+                tracing::info!(agent = %name, "agent started");
+                fleet.set_state(&name, AgentState::Running);
+                agent.run_until(stop_requested(stop_run)).await
+            })
         };
         let outcome = attempt.await;
         if *stopped.borrow() {

@@ -38,6 +38,8 @@ struct Slot {
 #[derive(Default)]
 pub struct FleetTelemetry {
     agents: Mutex<BTreeMap<String, Slot>>,
+    /// Agents are shared with other processes: holding none is standing by.
+    shared: std::sync::atomic::AtomicBool,
 }
 
 /// One agent in the fleet's `/healthz`.
@@ -53,7 +55,8 @@ pub struct AgentHealth {
 /// The body of the fleet's `/healthz`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetHealth {
-    /// `ok` when every agent is up, `degraded` when some are, `down` when none is.
+    /// `ok` when every agent is up, `degraded` when some are, `down` when none
+    /// is; `standby` for a process sharing a fleet that runs none of it now.
     pub status: &'static str,
     /// Each agent, by name.
     pub agents: BTreeMap<String, AgentHealth>,
@@ -81,7 +84,14 @@ impl FleetTelemetry {
         telemetry
     }
 
-    /// Forgets agent `name` (removed from the fleet).
+    /// Says the fleet's agents are shared with other processes (holding
+    /// none is then `standby`, not `down`).
+    pub fn set_shared(&self, shared: bool) {
+        self.shared
+            .store(shared, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Forgets agent `name` (removed from the fleet, or run elsewhere).
     pub fn remove(&self, name: &str) {
         self.lock().remove(name);
     }
@@ -107,7 +117,9 @@ impl FleetTelemetry {
             })
             .collect();
         let up = agents.values().filter(|a| agent_up(a)).count();
+        let shared = self.shared.load(std::sync::atomic::Ordering::Relaxed);
         let status = match up {
+            0 if agents.is_empty() && shared => "standby",
             _ if up == agents.len() && up > 0 => "ok",
             0 => "down",
             _ => "degraded",
@@ -203,7 +215,7 @@ async fn metrics(State(fleet): State<Arc<FleetTelemetry>>) -> Response {
 async fn healthz(State(fleet): State<Arc<FleetTelemetry>>) -> Response {
     let report = fleet.health();
     let code = match report.status {
-        "ok" => StatusCode::OK,
+        "ok" | "standby" => StatusCode::OK,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     (code, Json(report)).into_response()

@@ -1,0 +1,124 @@
+//! Pending conversations in the store: one hash of the conversations by id
+//! (each a whole record as JSON) and one of the workflow texts they paused
+//! in, by hash. Every change sets or deletes one field, so a change sent
+//! twice changes nothing.
+
+use std::sync::Mutex;
+
+use switchboard_engine::conversation::{
+    ConversationChange, ConversationStore, ConversationStoreError, DurableChange,
+    StoredConversation, StoredConversations,
+};
+use switchboard_workflow::secrets::Redaction;
+
+use super::writer::Op;
+use super::{AgentSpace, StoreError};
+use crate::effects::conversation_file::redacted;
+
+/// The pending conversations of one agent, kept in the store.
+pub struct RedisConversations {
+    space: AgentSpace,
+    loaded: Mutex<Option<StoredConversations>>,
+    redaction: Redaction,
+}
+
+impl RedisConversations {
+    /// Reads the agent's pending conversations; `redaction` hides secrets in
+    /// what is written.
+    pub async fn open(
+        space: &AgentSpace,
+        redaction: Redaction,
+    ) -> Result<RedisConversations, StoreError> {
+        let store = space.store();
+        let mut conn = store.conn();
+        let (key, sources_key) = (conversations_key(space), sources_key(space));
+        let (records, texts): (Vec<(String, String)>, Vec<(String, String)>) = redis::pipe()
+            .cmd("HGETALL")
+            .arg(&key)
+            .cmd("HGETALL")
+            .arg(&sources_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store.failed("reading the pending conversations", e))?;
+        let mut loaded = StoredConversations::default();
+        for (id, text) in records {
+            let record: StoredConversation =
+                serde_json::from_str(&text).map_err(|e| store.corrupt(&key, e))?;
+            loaded.conversations.insert(id, record);
+        }
+        for (hash, text) in texts {
+            let hash: u64 = hash
+                .parse()
+                .map_err(|e| store.corrupt(&sources_key, e))?;
+            loaded.sources.insert(hash, text);
+        }
+        Ok(RedisConversations {
+            space: space.clone(),
+            loaded: Mutex::new(Some(loaded)),
+            redaction,
+        })
+    }
+
+    fn error(&self, e: &StoreError) -> ConversationStoreError {
+        ConversationStoreError {
+            place: format!("{} {}", self.space.store().shown(), conversations_key(&self.space)),
+            message: crate::error_chain::Chain(e).to_string(),
+        }
+    }
+}
+
+fn conversations_key(space: &AgentSpace) -> String {
+    space.keys().key("conversations")
+}
+
+fn sources_key(space: &AgentSpace) -> String {
+    space.keys().key("conversations:sources")
+}
+
+impl ConversationStore for RedisConversations {
+    fn load(&self) -> Result<StoredConversations, ConversationStoreError> {
+        Ok(self
+            .loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default())
+    }
+
+    fn apply(&self, change: ConversationChange) -> DurableChange {
+        let space = &self.space;
+        let op = match redacted(change, &self.redaction.current()) {
+            ConversationChange::Put { conversation } => {
+                match serde_json::to_string(&*conversation) {
+                    Ok(json) => Op::new("HSET", conversations_key(space))
+                        .arg(conversation.conversation.id.clone())
+                        .arg(json),
+                    Err(e) => {
+                        let e = ConversationStoreError {
+                            place: conversations_key(space),
+                            message: format!("cannot serialise a conversation: {e}"),
+                        };
+                        return Box::pin(std::future::ready(Err(e)));
+                    }
+                }
+            }
+            ConversationChange::Remove { id } => Op::new("HDEL", conversations_key(space)).arg(id),
+            ConversationChange::Source { hash, text } => Op::new("HSET", sources_key(space))
+                .arg(hash.to_string())
+                .arg(text),
+            ConversationChange::DropSource { hash } => {
+                Op::new("HDEL", sources_key(space)).arg(hash.to_string())
+            }
+        };
+        let written = space.writer().write(vec![op]);
+        let failed = self.error(&StoreError::LeaseLost {
+            agent: space.keys().agent().to_owned(),
+        });
+        Box::pin(async move {
+            written.await.map_err(|e| ConversationStoreError {
+                place: failed.place,
+                message: crate::error_chain::Chain(&e).to_string(),
+            })
+        })
+    }
+}

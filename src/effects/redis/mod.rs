@@ -1,0 +1,256 @@
+//! The shared store of a fleet: Redis (or Valkey) holding what must survive
+//! a host — state, the action journal, pending conversations — so another
+//! process can take an agent over with nothing lost or repeated.
+//!
+//! Every key of one agent sits under one hash tag, `switchboard:{<agent id>}:…`,
+//! so a Redis Cluster keeps them in one slot and one Lua script can touch
+//! them together. An agent runs in one process at a time, chosen by its
+//! lease ([`lease`]); the process loads the agent's data at start and
+//! writes every change through one writer task ([`writer`]), whose batches
+//! are one Lua script each that first checks the lease is still this
+//! process's (a fenced write): a process that lost its lease cannot change
+//! what the new holder reads.
+
+pub mod conversations;
+pub mod journal;
+pub mod lease;
+pub mod registry;
+pub mod state;
+pub(crate) mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use lease::{Fence, Lease};
+pub use writer::Writer;
+
+/// How long connecting (and each command) may take before it counts as an outage.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one command may wait for its answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not a Redis URL.
+    #[error("{url} is not a Redis URL (redis://HOST:PORT/DB or rediss://…)")]
+    Url {
+        /// The URL, its password hidden.
+        url: String,
+        /// Cause.
+        source: redis::RedisError,
+    },
+    /// The server did not answer.
+    #[error("cannot reach the store {url}")]
+    Unreachable {
+        /// The URL, its password hidden.
+        url: String,
+        /// Cause.
+        source: redis::RedisError,
+    },
+    /// Connecting took too long.
+    #[error("cannot reach the store {url}: no answer within {CONNECT_TIMEOUT:?}")]
+    Timeout {
+        /// The URL, its password hidden.
+        url: String,
+    },
+    /// A command failed.
+    #[error("the store {url} failed while {doing}")]
+    Command {
+        /// The URL, its password hidden.
+        url: String,
+        /// What was being done.
+        doing: String,
+        /// Cause.
+        source: redis::RedisError,
+    },
+    /// The lease of this agent is held by another process (or expired): a
+    /// write is refused so the new holder's data stays right.
+    #[error("agent {agent}'s lease is no longer held by this process; its writes are refused")]
+    LeaseLost {
+        /// The agent id.
+        agent: String,
+    },
+    /// The store stayed unreachable until the lease ran out.
+    #[error("the store {url} stayed unreachable until agent {agent}'s lease ran out")]
+    Outage {
+        /// The URL, its password hidden.
+        url: String,
+        /// The agent id.
+        agent: String,
+    },
+    /// A value kept in the store is not what this version writes.
+    #[error("the store {url} holds an unreadable value at {key}: {message}")]
+    Corrupt {
+        /// The URL, its password hidden.
+        url: String,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A connection to the store, shared by every agent of a process (one
+/// multiplexed connection that reconnects by itself).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    shown: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` (`shown` is the URL with its password hidden, for
+    /// messages) and checks the server answers.
+    pub async fn connect(url: &str, shown: &str) -> Result<RedisStore, StoreError> {
+        let shown: Arc<str> = shown.into();
+        let client = redis::Client::open(url).map_err(|source| StoreError::Url {
+            url: shown.to_string(),
+            source,
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout {
+            url: shown.to_string(),
+        })?
+        .map_err(|source| StoreError::Unreachable {
+            url: shown.to_string(),
+            source,
+        })?;
+        let store = RedisStore { conn, shown };
+        let mut conn = store.conn();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store.failed("checking it answers (PING)", e))?;
+        Ok(store)
+    }
+
+    /// The URL with its password hidden.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// A handle on the shared connection.
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The error of a failed command.
+    pub(crate) fn failed(&self, doing: &str, source: redis::RedisError) -> StoreError {
+        StoreError::Command {
+            url: self.shown.to_string(),
+            doing: doing.to_owned(),
+            source,
+        }
+    }
+
+    /// The error of a value this version cannot read.
+    pub(crate) fn corrupt(&self, key: &str, message: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            url: self.shown.to_string(),
+            key: key.to_owned(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The names of one agent's keys: all under the hash tag `{<agent id>}`.
+#[derive(Debug, Clone)]
+pub struct AgentKeys {
+    agent: Arc<str>,
+    prefix: Arc<str>,
+}
+
+impl AgentKeys {
+    /// The keys of agent `agent_id`.
+    pub fn new(agent_id: &str) -> AgentKeys {
+        AgentKeys {
+            agent: agent_id.into(),
+            prefix: format!("switchboard:{{{agent_id}}}:").into(),
+        }
+    }
+
+    /// The agent id.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// The key `name` of this agent.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// The lease.
+    pub fn lease(&self) -> String {
+        self.key("lease")
+    }
+}
+
+/// One agent's part of the store while this process holds its lease: the
+/// keys, the fence every write checks, and the writer.
+#[derive(Clone)]
+pub struct AgentSpace {
+    store: RedisStore,
+    keys: AgentKeys,
+    writer: Writer,
+}
+
+impl std::fmt::Debug for AgentSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSpace")
+            .field("store", &self.store.shown)
+            .field("agent", &self.keys.agent)
+            .finish()
+    }
+}
+
+impl AgentSpace {
+    /// The agent's space, writing under `fence` (its lease).
+    pub fn new(store: &RedisStore, fence: Arc<Fence>) -> AgentSpace {
+        let keys = fence.keys().clone();
+        AgentSpace {
+            writer: Writer::spawn(store.clone(), fence),
+            store: store.clone(),
+            keys,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
+    /// The agent's key names.
+    pub fn keys(&self) -> &AgentKeys {
+        &self.keys
+    }
+
+    /// The writer every change goes through.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// Waits until every change queued so far is written (or refused).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.writer.flush().await
+    }
+}

@@ -1,0 +1,81 @@
+//! How processes sharing a fleet split its agents: each takes up to its
+//! share (the agents divided by the processes counted in the store, capped
+//! by `--max-agents`), preferring the agents that rank highest for it, so
+//! two processes reach for different agents instead of racing for the same.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::FleetFile;
+
+/// How often a process renews its leases and looks at the balance: four
+/// times per lease, so two renewals can fail before it runs out.
+pub fn tick(lease: Duration) -> Duration {
+    (lease / 4).max(Duration::from_millis(50))
+}
+
+/// This process's share of `agents` among `processes`, at most `max`.
+pub fn share(agents: usize, processes: usize, max: Option<usize>) -> usize {
+    agents
+        .div_ceil(processes.max(1))
+        .min(max.unwrap_or(usize::MAX))
+}
+
+/// How much `process` prefers `agent` (rendezvous hashing: each agent's
+/// order of preference differs per process).
+pub fn rank(process: &str, agent: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (process, agent).hash(&mut h);
+    h.finish()
+}
+
+/// The fleet's name in the store: a digest of its agent ids, the same for
+/// every process running the same agents.
+pub fn fleet_id(fleet: &FleetFile) -> String {
+    let mut ids: Vec<&str> = fleet.agents.iter().map(|a| a.agent_id.as_str()).collect();
+    ids.sort_unstable();
+    let digest = Sha256::digest(ids.join("\n").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// This process's id: host, pid and a random part (a restarted process is
+/// a new one).
+pub fn process_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_agent_and_respect_the_cap() {
+        assert_eq!(share(4, 2, None), 2);
+        assert_eq!(share(5, 2, None), 3);
+        assert_eq!(share(4, 1, None), 4);
+        assert_eq!(share(4, 0, None), 4);
+        assert_eq!(share(500, 3, Some(100)), 100);
+        for agents in 0..20 {
+            for processes in 1..6 {
+                assert!(share(agents, processes, None) * processes >= agents);
+            }
+        }
+    }
+
+    #[test]
+    fn processes_prefer_different_agents() {
+        let agents: Vec<String> = (0..8).map(|i| format!("a{i}")).collect();
+        let top = |p: &str| {
+            let mut v = agents.clone();
+            v.sort_by_key(|a| std::cmp::Reverse(rank(p, a)));
+            v
+        };
+        assert_ne!(top("one"), top("two"));
+    }
+}
