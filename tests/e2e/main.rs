@@ -19,6 +19,7 @@ mod journal;
 mod limits;
 mod llm_action;
 mod metrics;
+mod redis_server;
 mod reload;
 mod runtime_sandbox;
 mod schemas;

@@ -1,8 +1,9 @@
 //! The scripts that install what some tests need say what they will install
 //! before installing it: `tests/compat/setup-venv.sh` (a Python venv with the
-//! official SDK from PyPI) and `tests/console/setup.sh` (Chromium, node and
-//! playwright-core). With `--plan` they say it and install nothing. No
-//! network: the install steps are either not reached or run against a stub.
+//! official SDK from PyPI), `tests/console/setup.sh` (Chromium, node and
+//! playwright-core) and `tests/redis/setup.sh` (Debian's redis-server). With
+//! `--plan` they say it and install nothing. No network: the install steps
+//! are either not reached or run against a stub.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -117,5 +118,167 @@ async fn console_setup_plan_names_every_part_and_installs_nothing() {
     assert!(
         said.contains("--plan: nothing installed"),
         "says it installed nothing: {said}"
+    );
+}
+
+/// `tests/redis/setup.sh` run by the absolute path of bash, with `path` as
+/// its whole PATH (so a PATH without redis-server is possible).
+fn redis_script(path: &str) -> tokio::process::Command {
+    let bash = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("bash"))
+        .find(|file| file.is_file())
+        .expect("bash on PATH");
+    let mut cmd = tokio::process::Command::new(bash);
+    cmd.arg(repo().join("tests/redis/setup.sh"))
+        .env("PATH", path)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A folder of stub commands for the redis script, as (name, stdout, exit
+/// code): each records `<name> <args>` in `ran`; one without stdout of its
+/// own prints `STUB <name> <args>`.
+fn stubs(dir: &Path, commands: &[(&str, &str, i32)]) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let ran = dir.join("ran");
+    for (name, output, code) in commands {
+        let say = if output.is_empty() {
+            format!("echo \"STUB {name} $*\"")
+        } else {
+            format!("echo '{output}'")
+        };
+        let stub = bin.join(name);
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/bin/sh\necho \"{name} $*\" >>'{}'\n{say}\nexit {code}\n",
+                ran.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    bin
+}
+
+/// What the stubs recorded; empty when none ran.
+fn stubs_ran(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("ran")).unwrap_or_default()
+}
+
+/// With `redis-server` on PATH (a stub here, so the machine's own does not
+/// matter) it says which one and installs nothing.
+#[tokio::test]
+async fn redis_setup_plan_with_the_server_present_installs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = stubs(
+        dir.path(),
+        &[
+            ("redis-server", "Redis server v=9.9.9 sha=00000000:0", 0),
+            ("apt-get", "", 0),
+            ("apt-cache", "", 0),
+            ("id", "0", 0),
+        ],
+    );
+    for args in [&["--plan"][..], &[]] {
+        let out = output_within(redis_script(&bin.display().to_string()).args(args), QUICK).await;
+        let said = text(&out);
+        assert!(out.status.success(), "{args:?}: {said}");
+        let present = format!(
+            "redis-server: present ({}, v=9.9.9)",
+            bin.join("redis-server").display()
+        );
+        assert!(said.contains(&present), "{args:?}: {said}");
+        assert!(!said.contains("will install"), "{args:?}: {said}");
+    }
+    assert!(
+        !stubs_ran(dir.path()).contains("apt-"),
+        "apt ran with redis-server present: {}",
+        stubs_ran(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn redis_setup_plan_without_the_server_names_it_and_installs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = stubs(
+        dir.path(),
+        &[("apt-get", "", 0), ("apt-cache", "", 0), ("id", "0", 0)],
+    );
+    let out = output_within(
+        redis_script(&bin.display().to_string()).arg("--plan"),
+        QUICK,
+    )
+    .await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("redis-server: will install (apt-get install redis-server; needs root)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("--plan: nothing installed"),
+        "says it installed nothing: {said}"
+    );
+    assert_eq!(stubs_ran(dir.path()), "", "--plan ran commands: {said}");
+}
+
+/// As root, the real run names redis-server before apt-get runs; here apt-get
+/// is a stub that fails, so nothing is installed either way. The script's
+/// stdout and the stubs' records go to one file, in the order they happened
+/// (the script hides apt-get's own stdout).
+#[tokio::test]
+async fn redis_setup_says_what_it_installs_before_installing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = stubs(
+        dir.path(),
+        &[("apt-get", "", 1), ("apt-cache", "", 0), ("id", "0", 0)],
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("ran"))
+        .unwrap();
+    let mut cmd = redis_script(&bin.display().to_string());
+    cmd.stdout(log).stderr(std::process::Stdio::piped());
+    let out = tokio::time::timeout(QUICK, cmd.spawn().unwrap().wait_with_output())
+        .await
+        .expect("tests/redis/setup.sh finishes")
+        .unwrap();
+    let said = stubs_ran(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the stub fails the install: {said}{stderr}"
+    );
+    let named = said
+        .find("redis-server: will install")
+        .unwrap_or_else(|| panic!("redis-server not named: {said}{stderr}"));
+    let installing = said
+        .find("apt-get install -y -qq --no-install-recommends redis-server")
+        .unwrap_or_else(|| panic!("apt-get install never ran: {said}{stderr}"));
+    assert!(named < installing, "named after installing began: {said}");
+}
+
+/// Not root and redis-server missing: a clear failure that says how to
+/// install it, and no apt-get.
+#[tokio::test]
+async fn redis_setup_without_root_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = stubs(
+        dir.path(),
+        &[("apt-get", "", 0), ("apt-cache", "", 0), ("id", "1000", 0)],
+    );
+    let out = output_within(&mut redis_script(&bin.display().to_string()), QUICK).await;
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs root"), "{said}");
+    assert!(stderr.contains("apt-get install redis-server"), "{said}");
+    assert!(
+        !stubs_ran(dir.path()).contains("apt-"),
+        "apt ran without root: {}",
+        stubs_ran(dir.path())
     );
 }
