@@ -9,10 +9,17 @@ pub struct Chain<'a, E: ?Sized>(pub &'a E);
 
 impl<E: std::error::Error + ?Sized> std::fmt::Display for Chain<'_, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            write!(f, ": {e}")?;
+            // Some libraries' errors repeat their cause in their own text
+            // (a Redis error quotes its I/O error): said once is enough.
+            let text = e.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
             cause = e.source();
         }
         Ok(())

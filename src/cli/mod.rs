@@ -114,7 +114,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Positioned errors (a file's) already begin with `error:`.
+            let text = format!("{e:#}");
+            match text.starts_with("error: ") {
+                true => eprintln!("{text}"),
+                false => eprintln!("error: {text}"),
+            }
             ExitCode::FAILURE
         }
     }

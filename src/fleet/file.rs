@@ -176,6 +176,17 @@ impl std::fmt::Display for StoreUrl {
     }
 }
 
+/// `line` with the password of any URL in it shown as `***` (an error's
+/// quoted line must not show the store's password).
+fn hide_passwords(line: &str) -> String {
+    static USERINFO: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let re = USERINFO.get_or_init(|| regex::Regex::new(r"(://[^:/@\s]*:)[^@\s]*@").ok());
+    match re {
+        Some(re) => re.replace_all(line, "${1}***@").into_owned(),
+        None => line.to_owned(),
+    }
+}
+
 /// Why a fleet file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetFileError {
@@ -329,7 +340,7 @@ impl Problems<'_> {
         let source_line = (loc.line > 0)
             .then(|| self.lines.get(loc.line as usize - 1))
             .flatten()
-            .map(|l| (*l).to_owned());
+            .map(|l| hide_passwords(l));
         self.errors.push(LoadError {
             file: self.path.to_owned(),
             loc,

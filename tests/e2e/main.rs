@@ -27,6 +27,7 @@ mod sdk_compat;
 mod secrets;
 mod secrets_redaction;
 mod setup_scripts;
+mod store_redis;
 mod support;
 mod webhooks;
 mod workflows;
