@@ -22,6 +22,7 @@ pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
 use crate::effects::state_file::StateFile;
+use crate::effects::throttle_file::ThrottleFile;
 use crate::effects::webhook_queue::{QueueError, WebhookQueue, DEFAULT_MAX_PENDING};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
@@ -273,6 +274,9 @@ pub enum AgentError {
     /// The pending conversations cannot be read or kept.
     #[error(transparent)]
     Conversations(#[from] ConversationStoreError),
+    /// The throttle windows cannot be read.
+    #[error(transparent)]
+    Throttles(#[from] switchboard_engine::ThrottleError),
     /// The state directory is unusable or in use.
     #[error(transparent)]
     StateDir(#[from] StateDirError),
@@ -363,6 +367,7 @@ struct Files {
     journal: Option<Arc<JournalFile>>,
     state: Option<Arc<StateFile>>,
     conversations: Option<Arc<ConversationFile>>,
+    throttles: Option<Arc<ThrottleFile>>,
 }
 
 impl Files {
@@ -381,6 +386,11 @@ impl Files {
         if let Some(conversations) = &self.conversations {
             if let Err(e) = conversations.flush().await {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the pending conversations");
+            }
+        }
+        if let Some(throttles) = &self.throttles {
+            if let Err(e) = throttles.flush().await {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the throttle windows");
             }
         }
     }
@@ -602,6 +612,13 @@ impl Agent {
             .with_env(env)
             .with_redaction(config.redaction.clone())
             .with_journal(Arc::new(journal));
+        // Windows outlive a restart only with a state directory; else memory.
+        if let Some(path) = files.dir.as_ref().map(StateDir::throttles) {
+            let file =
+                Arc::new(ThrottleFile::open(&path)?.with_redaction(config.redaction.clone()));
+            files.throttles = Some(file.clone());
+            engine = engine.with_throttle_persistence(file)?;
+        }
         if config.explain {
             engine = engine.tracing_every_rule();
         }
