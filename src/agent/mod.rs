@@ -19,12 +19,14 @@ use crate::effects::llm::LlmClient;
 use crate::effects::redis::conversations::RedisConversations;
 use crate::effects::redis::journal::RedisJournal;
 use crate::effects::redis::state::RedisState;
+use crate::effects::redis::throttles::RedisThrottles;
 /// An `--allow-http-host` entry (`host` or `host:port`).
 pub use crate::effects::llm::LlmConfig;
 pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
 use crate::effects::state_file::StateFile;
+use crate::effects::throttle_file::ThrottleFile;
 use crate::effects::webhook_queue::{QueueError, WebhookQueue, DEFAULT_MAX_PENDING};
 use crate::runtime::{Runtime, RuntimeConfig, RuntimeError, RuntimeHandle};
 use crate::telemetry::{self, Telemetry, TimedExecutor};
@@ -278,6 +280,9 @@ pub enum AgentError {
     /// The pending conversations cannot be read or kept.
     #[error(transparent)]
     Conversations(#[from] ConversationStoreError),
+    /// The throttle windows cannot be read.
+    #[error(transparent)]
+    Throttles(#[from] switchboard_engine::ThrottleError),
     /// The state directory is unusable or in use.
     #[error(transparent)]
     StateDir(#[from] StateDirError),
@@ -371,6 +376,7 @@ struct Files {
     journal: Option<Arc<JournalFile>>,
     state: Option<Arc<StateFile>>,
     conversations: Option<Arc<ConversationFile>>,
+    throttles: Option<Arc<ThrottleFile>>,
     /// The shared store's part of this agent, instead of the files.
     space: Option<crate::effects::redis::AgentSpace>,
 }
@@ -391,6 +397,11 @@ impl Files {
         if let Some(conversations) = &self.conversations {
             if let Err(e) = conversations.flush().await {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the pending conversations");
+            }
+        }
+        if let Some(throttles) = &self.throttles {
+            if let Err(e) = throttles.flush().await {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot flush the throttle windows");
             }
         }
         if let Some(space) = &self.space {
@@ -639,6 +650,17 @@ impl Agent {
             .with_env(env)
             .with_redaction(config.redaction.clone())
             .with_journal(Arc::new(journal));
+        // Windows outlive a restart only with a state directory; else memory.
+        if let Some(path) = files.dir.as_ref().map(StateDir::throttles) {
+            let file =
+                Arc::new(ThrottleFile::open(&path)?.with_redaction(config.redaction.clone()));
+            files.throttles = Some(file.clone());
+            engine = engine.with_throttle_persistence(file)?;
+        }
+        if let Some(space) = &files.space {
+            let store = RedisThrottles::open(space, config.redaction.clone()).await?;
+            engine = engine.with_throttle_persistence(Arc::new(store))?;
+        }
         if config.explain {
             engine = engine.tracing_every_rule();
         }

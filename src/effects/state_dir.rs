@@ -151,6 +151,11 @@ impl StateDir {
     pub fn conversations(&self) -> PathBuf {
         self.path.join("conversations")
     }
+
+    /// The throttle windows' file.
+    pub fn throttles(&self) -> PathBuf {
+        self.path.join("throttles")
+    }
 }
 
 /// Takes an exclusive `flock` on `file` without waiting; false when another

@@ -3,7 +3,7 @@
 //! directory is locked against a second live process; `--ephemeral` writes
 //! nothing; a damaged journal is kept aside, not overwritten; `create_chat`
 //! and `add_contact` sent before a crash are found, not repeated; the journal
-//! stays bounded while running.
+//! stays bounded while running; a throttle window outlives a SIGKILL.
 
 use crate::support::cli;
 use crate::support::seeded;
@@ -319,5 +319,56 @@ async fn the_journal_stays_bounded_while_running() {
     );
     // ~440 bytes a message unbounded: 200 messages would be ~88 kB.
     assert!(largest < 48 * 1024, "the journal grew to {largest} bytes");
+    sb.shutdown().await.unwrap();
+}
+
+/// The bot's messages with exactly `text`.
+async fn replies_with(sb: &RunningSandbox, bot: &str, text: &str) -> usize {
+    seeded::sandbox_state(sb).await["messages"]
+        .as_array()
+        .expect("messages in the sandbox state")
+        .iter()
+        .filter(|m| m["sender_id"] == bot && m["content"].as_str().unwrap_or("").ends_with(text))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_window_survives_a_kill_and_restart_on_the_same_state_dir() {
+    let (sb, bob, room, bot) = seeded::seeded_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let flows = one_rule(
+        dir.path(),
+        "version: 1\nrules:\n  - name: once\n    on: message_created\n    if:\n      - event.sender_type: User\n    throttle: { max: 1, per: 1h }\n    do:\n      - reply: Answered once an hour.\n",
+    );
+    let state = dir.path().join("state");
+    let spawn = || {
+        let mut cmd = run_command(&sb, &flows);
+        cmd.arg("--state-dir").arg(&state);
+        Running::spawn(&mut cmd)
+    };
+    let mut first = spawn();
+    started(&mut first).await;
+    let id = seeded::ask(&bob, &room, &bot, "first question").await;
+    assert_eq!(settled(&sb, &id, &bot, &first).await, "processed");
+    assert_eq!(replies_with(&sb, &bot, "Answered once an hour.").await, 1);
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(10)).await;
+
+    let mut second = spawn();
+    started(&mut second).await;
+    let id = seeded::ask(&bob, &room, &bot, "second question").await;
+    assert_eq!(settled(&sb, &id, &bot, &second).await, "processed");
+    let logs = second.stop_cleanly("the restarted agent", STEP).await;
+    assert_eq!(
+        replies_with(&sb, &bot, "Answered once an hour.").await,
+        1,
+        "the window of the first run still holds after the restart:\n{}",
+        logs.join("\n")
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("throttled=case/once")),
+        "{}",
+        logs.join("\n")
+    );
     sb.shutdown().await.unwrap();
 }

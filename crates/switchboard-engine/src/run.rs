@@ -3,8 +3,7 @@
 //! (so `as:` results and state changes are visible to the next) and run,
 //! local ones here, the rest through an [`Executor`].
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -24,6 +23,7 @@ use super::evaluate::{self, CondTrace, Evaluator};
 use super::journal::{Journal, Step};
 use super::render::{render_action, render_arg};
 use super::state::StateStore;
+use super::throttle::{ThrottleError, ThrottlePersistence, Throttles};
 use switchboard_workflow::actions::SendMessage;
 use switchboard_workflow::prefilter::Field;
 use switchboard_workflow::rule::{Action, Call, OnError, PauseKind, Rule};
@@ -321,15 +321,12 @@ impl Report {
     }
 }
 
-/// Run times per (rule id, rendered throttle key).
-type ThrottleRuns = HashMap<(String, String), VecDeque<DateTime<Utc>>>;
-
 /// Runs rules. Holds the current ruleset (swappable), the state and the
 /// throttle windows, which survive a swap.
 pub struct Engine {
     ruleset: RwLock<Arc<Ruleset>>,
     state: Arc<StateStore>,
-    throttles: Mutex<ThrottleRuns>,
+    throttles: Throttles,
     env: Arc<Value>,
     /// The secrets' values, and what hides them (shared with the writers).
     redaction: Redaction,
@@ -363,7 +360,7 @@ impl Engine {
         Engine {
             ruleset: RwLock::new(ruleset),
             state,
-            throttles: Mutex::new(HashMap::new()),
+            throttles: Throttles::default(),
             env: Arc::new(Value::Object(Map::new())),
             redaction: Redaction::new(),
             journal: None,
@@ -398,6 +395,19 @@ impl Engine {
         self
     }
 
+    /// Starts the throttle windows from what `persistence` kept (windows of
+    /// rules that are not throttled now are dropped) and hands it every
+    /// allowed run, so windows outlive a restart or a takeover.
+    pub fn with_throttle_persistence(
+        mut self,
+        persistence: Arc<dyn ThrottlePersistence>,
+    ) -> Result<Self, ThrottleError> {
+        self.throttles = Throttles::persisted(persistence)?;
+        let ruleset = self.ruleset();
+        self.throttles.retain(|rule| throttled(&ruleset, rule));
+        Ok(self)
+    }
+
     /// Records each message's finished actions in `journal`, so a message
     /// served again resumes instead of repeating them.
     pub fn with_journal(mut self, journal: Arc<Journal>) -> Self {
@@ -427,10 +437,7 @@ impl Engine {
     /// Replaces the ruleset; events already running finish on the old one.
     /// Throttle windows of rules that still exist carry over; others are dropped.
     pub fn swap(&self, ruleset: Arc<Ruleset>) {
-        self.throttles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(rule, _), _| ruleset.rule(rule).is_some_and(|r| r.throttle.is_some()));
+        self.throttles.retain(|rule| throttled(&ruleset, rule));
         *self.ruleset.write().unwrap_or_else(|p| p.into_inner()) = ruleset;
     }
 
@@ -1115,21 +1122,7 @@ impl Engine {
             }
             None => String::new(),
         };
-        let window = chrono::Duration::from_std(t.per).unwrap_or(chrono::Duration::MAX);
-        let mut all = self.throttles.lock().unwrap_or_else(|p| p.into_inner());
-        let runs = all.entry((rule.id.clone(), key)).or_default();
-        // A window past the calendar's end never closes (no overflow).
-        while runs
-            .front()
-            .is_some_and(|&at| at.checked_add_signed(window).is_some_and(|end| end <= now))
-        {
-            runs.pop_front();
-        }
-        if runs.len() >= t.max as usize {
-            return false;
-        }
-        runs.push_back(now);
-        true
+        self.throttles.allows(&rule.id, key, t.max, t.per, now)
     }
 
     fn base_context(
@@ -1151,6 +1144,11 @@ impl Engine {
             env: self.env.clone(),
         }
     }
+}
+
+/// True when `rule` exists in `ruleset` and has a throttle: its windows are kept.
+fn throttled(ruleset: &Ruleset, rule: &str) -> bool {
+    ruleset.rule(rule).is_some_and(|r| r.throttle.is_some())
 }
 
 /// Which of a rule's action lists is running.

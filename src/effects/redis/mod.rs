@@ -16,6 +16,7 @@ pub mod journal;
 pub mod lease;
 pub mod registry;
 pub mod state;
+pub mod throttles;
 pub(crate) mod writer;
 
 use std::sync::Arc;

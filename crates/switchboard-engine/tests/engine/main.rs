@@ -2,7 +2,8 @@
 //! (`eval`), the literal prefilter against a tracing engine (`prefilter`), and
 //! every registered action agreeing across schema, loader, renderer and
 //! executor (`actions_agree`); `time` conditions and `local_now` across
-//! daylight saving (`time`). No network: a `RecordingExecutor` stands in.
+//! daylight saving (`time`); throttle windows kept through a persistence
+//! and loaded by a new engine (`throttles`). No network: a `RecordingExecutor` stands in.
 
 mod actions_agree;
 mod calls;
@@ -12,4 +13,5 @@ mod limits;
 mod prefilter;
 mod replies;
 mod secrets;
+mod throttles;
 mod time;
