@@ -16,12 +16,12 @@ use crate::dryrun::explain::ExplainLog;
 use crate::dryrun::record::Recorder;
 use crate::effects::journal::JournalFile;
 use crate::effects::llm::LlmClient;
+/// An `--allow-http-host` entry (`host` or `host:port`).
+pub use crate::effects::llm::LlmConfig;
 use crate::effects::redis::conversations::RedisConversations;
 use crate::effects::redis::journal::RedisJournal;
 use crate::effects::redis::state::RedisState;
 use crate::effects::redis::throttles::RedisThrottles;
-/// An `--allow-http-host` entry (`host` or `host:port`).
-pub use crate::effects::llm::LlmConfig;
 pub use crate::effects::rest::AllowedHost;
 use crate::effects::rest::RestExecutor;
 use crate::effects::state_dir::{self, StateDir, StateDirError};
@@ -621,7 +621,10 @@ impl Agent {
             );
         }
         let ruleset = Arc::new(ruleset);
-        let conversations = match (files.dir.as_ref().map(StateDir::conversations), &files.space) {
+        let conversations = match (
+            files.dir.as_ref().map(StateDir::conversations),
+            &files.space,
+        ) {
             (None, Some(space)) => Conversations::open(
                 Arc::new(RedisConversations::open(space, config.redaction.clone()).await?),
                 &ruleset,

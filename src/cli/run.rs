@@ -203,7 +203,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             state_root: root,
             watch: !args.no_watch,
             store: args.store,
-            max_agents: args.max_agents.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_agents: args
+                .max_agents
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             lease: args.lease,
         };
         return super::fleet::run(fleet, options).await;
@@ -257,8 +259,13 @@ fn parse_store(text: &str) -> Result<crate::fleet::StoreUrl, String> {
 fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 5s, 1500ms)"))?;
     match d {
-        d if d < std::time::Duration::from_secs(1) => Err("a lease shorter than 1s would be lost on any hiccup".into()),
-        d if d > std::time::Duration::from_secs(600) => Err("a lease longer than 10min leaves an agent unanswered that long when its process dies".into()),
+        d if d < std::time::Duration::from_secs(1) => {
+            Err("a lease shorter than 1s would be lost on any hiccup".into())
+        }
+        d if d > std::time::Duration::from_secs(600) => Err(
+            "a lease longer than 10min leaves an agent unanswered that long when its process dies"
+                .into(),
+        ),
         d => Ok(d),
     }
 }

@@ -9,6 +9,7 @@
 pub mod conversation_file;
 pub mod journal;
 pub mod llm;
+pub mod redis;
 pub mod rest;
 pub(crate) mod snapshot_log;
 pub mod state_dir;
@@ -16,4 +17,3 @@ pub mod state_file;
 pub mod throttle_file;
 pub mod webhook_queue;
 pub mod writer;
-pub mod redis;

@@ -143,7 +143,10 @@ struct FleetRun {
 
 /// Connects to the store the fleet asks for, before any agent starts: an
 /// unreachable store is an error at `store:` (or about `--store`).
-async fn connect(fleet: &FleetFile, config: &FleetConfig) -> Result<Option<RedisStore>, FleetError> {
+async fn connect(
+    fleet: &FleetFile,
+    config: &FleetConfig,
+) -> Result<Option<RedisStore>, FleetError> {
     match (&config.store, &fleet.store) {
         (Some(url), _) => RedisStore::connect(url.secret_url(), &url.redacted())
             .await

@@ -48,9 +48,8 @@ struct Fleet {
 impl Fleet {
     async fn start(n: usize, first: usize) -> Fleet {
         let id = |i: usize| format!("9c1e0000-0000-4000-8000-{:012}", first + i);
-        let mut seed = String::from(
-            "users:\n  - handle: bob\n    name: Bob\n    api_key: bob-key\nagents:\n",
-        );
+        let mut seed =
+            String::from("users:\n  - handle: bob\n    name: Bob\n    api_key: bob-key\nagents:\n");
         for i in 0..n {
             seed.push_str(&format!(
                 "  - handle: bob/b{i}\n    name: B{i}\n    description: bot {i}\n    api_key: key-{i}\n    id: {}\n",
@@ -130,7 +129,8 @@ impl Fleet {
         ask(&self.bob, room, bot, text).await
     }
 
-    /// Every text message agent `i` posted in its room.
+    /// Every text message agent `i` posted in its room (without the mention
+    /// of bob it starts with).
     async fn replies(&self, i: usize) -> Vec<String> {
         let (_, bot, room) = &self.bots[i];
         let mut out = Vec::new();
@@ -146,9 +146,9 @@ impl Fleet {
                 page.items
                     .into_iter()
                     .filter(|m| &m.sender_id == bot && m.message_type == "text")
-                    .map(|m| m.content),
+                    .map(|m| without_mention(&m.content).to_owned()),
             );
-            match page.next_cursor {
+            match page.meta.next_cursor {
                 Some(next) if !next.is_empty() => cursor = Some(next),
                 _ => return out,
             }
@@ -196,6 +196,14 @@ impl Fleet {
             }
         }
         twice
+    }
+}
+
+/// A reply's text after the mention of whoever it answers (`@[[id]] `).
+fn without_mention(reply: &str) -> &str {
+    match reply.strip_prefix("@[[").and_then(|r| r.split_once("]] ")) {
+        Some((_, text)) => text,
+        None => reply,
     }
 }
 
@@ -295,13 +303,18 @@ async fn two_processes_share_four_agents_each_answered_by_exactly_one() {
         assert_eq!(replies.len(), 3, "agent {i}: {replies:?}");
         // The count in the store went 1, 2, 3 for each agent.
         for n in 1..=3 {
-            assert!(replies.iter().any(|r| r.starts_with(&format!("pong {n} "))), "{replies:?}");
+            assert!(
+                replies.iter().any(|r| r.starts_with(&format!("pong {n} "))),
+                "{replies:?}"
+            );
         }
     }
-    one.stop_cleanly("process one", Duration::from_secs(30)).await;
+    one.stop_cleanly("process one", Duration::from_secs(30))
+        .await;
     // A clean stop hands its agents back at once: the other takes all four.
     wait_split(&[two_addr], Duration::from_secs(20), &[&two], all_four).await;
-    two.stop_cleanly("process two", Duration::from_secs(30)).await;
+    two.stop_cleanly("process two", Duration::from_secs(30))
+        .await;
 }
 
 #[tokio::test]
@@ -351,9 +364,15 @@ async fn sigkill_of_a_process_is_taken_over_with_nothing_lost_or_repeated() {
             .iter()
             .filter_map(|r| r.split_whitespace().nth(1).map(str::to_owned))
             .collect();
-        assert_eq!(counts.len(), 15, "agent {i} counted a ping twice: {replies:?}");
+        assert_eq!(
+            counts.len(),
+            15,
+            "agent {i} counted a ping twice: {replies:?}"
+        );
     }
-    let stderr = two.stop_cleanly("process two", Duration::from_secs(30)).await;
+    let stderr = two
+        .stop_cleanly("process two", Duration::from_secs(30))
+        .await;
     assert!(
         stderr.iter().any(|l| l.contains("took the agent's lease")),
         "{}",
@@ -368,7 +387,10 @@ async fn a_counter_and_a_throttle_window_carry_on_across_a_takeover() {
     let redis = RedisServer::start().await;
     let fleet = Fleet::start(1, 321).await;
     let (one, one_addr) = fleet.run(&redis, &[]);
-    wait_split(&[one_addr], Duration::from_secs(30), &[&one], |s| s[0].len() == 1).await;
+    wait_split(&[one_addr], Duration::from_secs(30), &[&one], |s| {
+        s[0].len() == 1
+    })
+    .await;
     let tokens = vec![vec!["c1".to_owned(), "c2".to_owned(), "t1".to_owned()]];
     fleet.ask(0, "ping c1").await;
     fleet.ask(0, "ping c2").await;
@@ -378,7 +400,10 @@ async fn a_counter_and_a_throttle_window_carry_on_across_a_takeover() {
         .await;
     one.signal("KILL");
     let (two, two_addr) = fleet.run(&redis, &[]);
-    wait_split(&[two_addr], Duration::from_secs(30), &[&two], |s| s[0].len() == 1).await;
+    wait_split(&[two_addr], Duration::from_secs(30), &[&two], |s| {
+        s[0].len() == 1
+    })
+    .await;
     fleet.ask(0, "ping c3").await;
     fleet.ask(0, "once t2").await;
     fleet.ask(0, "ping c4").await;
@@ -391,12 +416,16 @@ async fn a_counter_and_a_throttle_window_carry_on_across_a_takeover() {
         replies.iter().any(|r| r == "pong 3 for @bob/b0 ping c3"),
         "the counter did not carry on: {replies:?}"
     );
-    assert!(replies.iter().any(|r| r.starts_with("pong 4 ")), "{replies:?}");
+    assert!(
+        replies.iter().any(|r| r.starts_with("pong 4 ")),
+        "{replies:?}"
+    );
     assert!(
         !replies.iter().any(|r| answers(r, "t2")),
         "the throttle window did not carry on: {replies:?}"
     );
-    two.stop_cleanly("process two", Duration::from_secs(30)).await;
+    two.stop_cleanly("process two", Duration::from_secs(30))
+        .await;
     drop(one);
 }
 
@@ -405,7 +434,10 @@ async fn redis_restarted_under_load_pauses_the_agents_and_loses_nothing() {
     let mut redis = RedisServer::start().await;
     let fleet = Fleet::start(2, 331).await;
     let (one, one_addr) = fleet.run(&redis, &[]);
-    wait_split(&[one_addr], Duration::from_secs(30), &[&one], |s| s[0].len() == 2).await;
+    wait_split(&[one_addr], Duration::from_secs(30), &[&one], |s| {
+        s[0].len() == 2
+    })
+    .await;
     let mut tokens = vec![Vec::new(); 2];
     for n in 0..20 {
         for (i, wanted) in tokens.iter_mut().enumerate() {

@@ -14,6 +14,7 @@ mod coverage_cli;
 mod coverage_runtime;
 mod durable;
 mod fleet;
+mod fleet_store;
 mod http_action;
 mod journal;
 mod limits;

@@ -178,7 +178,9 @@ async fn the_next_holder_reads_what_the_last_wrote_and_the_last_writes_no_more()
         ],
         "m2 settled, m3 refused: {records:?}"
     );
-    assert!(records.iter().any(|r| matches!(r, Record::Done { result, .. } if result == &json!({"id": "reply-1"}))));
+    assert!(records
+        .iter()
+        .any(|r| matches!(r, Record::Done { result, .. } if result == &json!({"id": "reply-1"}))));
 }
 
 #[tokio::test]
@@ -188,7 +190,9 @@ async fn pending_conversations_survive_a_change_of_holder() {
     let store = connect(&server).await;
     let lease = take(&store).await;
     let space = AgentSpace::new(&store, lease.fence().clone());
-    let kept = RedisConversations::open(&space, Redaction::new()).await.unwrap();
+    let kept = RedisConversations::open(&space, Redaction::new())
+        .await
+        .unwrap();
     assert_eq!(kept.load().unwrap(), StoredConversations::default());
     kept.apply(ConversationChange::Source {
         hash: 42,
@@ -212,9 +216,14 @@ async fn pending_conversations_survive_a_change_of_holder() {
         .is_err());
     let lease = take(&store).await;
     let space = AgentSpace::new(&store, lease.fence().clone());
-    let kept = RedisConversations::open(&space, Redaction::new()).await.unwrap();
+    let kept = RedisConversations::open(&space, Redaction::new())
+        .await
+        .unwrap();
     let loaded = kept.load().unwrap();
-    assert_eq!(loaded.sources.get(&42).map(String::as_str), Some("version: 1\n"));
+    assert_eq!(
+        loaded.sources.get(&42).map(String::as_str),
+        Some("version: 1\n")
+    );
     assert!(!loaded.sources.contains_key(&7));
 }
 
@@ -230,16 +239,32 @@ async fn a_lease_is_taken_once_and_renewed_only_by_its_holder() {
         .is_none());
     let before = lease.fence().deadline();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(Lease::renew_all(&store, std::slice::from_ref(&lease)).await.unwrap(), vec![true]);
-    assert!(lease.fence().deadline() > before, "renewal extends the local deadline");
+    assert_eq!(
+        Lease::renew_all(&store, std::slice::from_ref(&lease))
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    assert!(
+        lease.fence().deadline() > before,
+        "renewal extends the local deadline"
+    );
     assert!(lease.fence().holds());
     // Taken over: the renewal says so, and the fence is lost.
     server.set(&keys.lease(), "another-process").await;
-    assert_eq!(Lease::renew_all(&store, std::slice::from_ref(&lease)).await.unwrap(), vec![false]);
+    assert_eq!(
+        Lease::renew_all(&store, std::slice::from_ref(&lease))
+            .await
+            .unwrap(),
+        vec![false]
+    );
     assert!(lease.fence().is_lost());
     // Giving back a lease one does not hold leaves the holder's in place.
     lease.release().await.unwrap();
-    assert_eq!(server.get(&keys.lease()).await.as_deref(), Some("another-process"));
+    assert_eq!(
+        server.get(&keys.lease()).await.as_deref(),
+        Some("another-process")
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,9 @@ use super::writer::Op;
 use super::{AgentSpace, StoreError};
 use crate::effects::conversation_file::redacted;
 
+/// A hash's fields and values, as `HGETALL` gives them.
+type Fields = Vec<(String, String)>;
+
 /// The pending conversations of one agent, kept in the store.
 pub struct RedisConversations {
     space: AgentSpace,
@@ -32,7 +35,7 @@ impl RedisConversations {
         let store = space.store();
         let mut conn = store.conn();
         let (key, sources_key) = (conversations_key(space), sources_key(space));
-        let (records, texts): (Vec<(String, String)>, Vec<(String, String)>) = redis::pipe()
+        let (records, texts): (Fields, Fields) = redis::pipe()
             .cmd("HGETALL")
             .arg(&key)
             .cmd("HGETALL")
@@ -47,9 +50,7 @@ impl RedisConversations {
             loaded.conversations.insert(id, record);
         }
         for (hash, text) in texts {
-            let hash: u64 = hash
-                .parse()
-                .map_err(|e| store.corrupt(&sources_key, e))?;
+            let hash: u64 = hash.parse().map_err(|e| store.corrupt(&sources_key, e))?;
             loaded.sources.insert(hash, text);
         }
         Ok(RedisConversations {
@@ -61,7 +62,11 @@ impl RedisConversations {
 
     fn error(&self, e: &StoreError) -> ConversationStoreError {
         ConversationStoreError {
-            place: format!("{} {}", self.space.store().shown(), conversations_key(&self.space)),
+            place: format!(
+                "{} {}",
+                self.space.store().shown(),
+                conversations_key(&self.space)
+            ),
             message: crate::error_chain::Chain(e).to_string(),
         }
     }

@@ -158,7 +158,11 @@ impl JournalStore for RedisJournal {
             ],
         };
         let written = space.writer().write(ops);
-        let path = PathBuf::from(format!("{} {}", space.store().shown(), space.keys().key("journal")));
+        let path = PathBuf::from(format!(
+            "{} {}",
+            space.store().shown(),
+            space.keys().key("journal")
+        ));
         Box::pin(async move {
             written.await.map_err(|e| JournalError {
                 path,

@@ -148,10 +148,7 @@ impl Lease {
     /// Extends every lease in `leases` with one round trip; per lease, true
     /// when it is still this process's. A lease found taken is marked lost;
     /// one that could not be renewed before its deadline is marked lost too.
-    pub async fn renew_all(
-        store: &RedisStore,
-        leases: &[Lease],
-    ) -> Result<Vec<bool>, StoreError> {
+    pub async fn renew_all(store: &RedisStore, leases: &[Lease]) -> Result<Vec<bool>, StoreError> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -190,7 +187,10 @@ impl Lease {
                 })
                 .collect()),
             Err(e) => {
-                for lease in leases.iter().filter(|l| Instant::now() >= l.fence.deadline()) {
+                for lease in leases
+                    .iter()
+                    .filter(|l| Instant::now() >= l.fence.deadline())
+                {
                     lease.fence.mark_lost();
                 }
                 Err(store.failed("renewing leases", e))

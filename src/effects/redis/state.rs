@@ -37,7 +37,12 @@ impl RedisState {
         let mut gone = Vec::new();
         for chunk in names.chunks(CHUNK) {
             let values: Vec<Option<String>> = redis::cmd("MGET")
-                .arg(chunk.iter().map(|n| value_key(space, n)).collect::<Vec<_>>())
+                .arg(
+                    chunk
+                        .iter()
+                        .map(|n| value_key(space, n))
+                        .collect::<Vec<_>>(),
+                )
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| store.failed("reading the state", e))?;

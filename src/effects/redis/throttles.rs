@@ -40,7 +40,10 @@ impl RedisThrottles {
             .map_err(|e| store.failed("reading the throttle windows' names", e))?;
         let mut pipe = redis::pipe();
         for name in &names {
-            pipe.cmd("ZRANGE").arg(window_key(space, name)).arg(0).arg(-1);
+            pipe.cmd("ZRANGE")
+                .arg(window_key(space, name))
+                .arg(0)
+                .arg(-1);
         }
         let windows: Vec<Vec<String>> = match names.is_empty() {
             true => Vec::new(),

@@ -104,8 +104,7 @@ impl Writer {
             if queued.is_err() {
                 return Err(StoreError::LeaseLost { agent });
             }
-            done.await
-                .unwrap_or(Err(StoreError::LeaseLost { agent }))
+            done.await.unwrap_or(Err(StoreError::LeaseLost { agent }))
         }
     }
 
