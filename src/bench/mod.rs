@@ -1,12 +1,15 @@
 //! `switchboard bench`: end-to-end load against the sandbox. Each
 //! contender — the floor (the driver making an agent's REST calls itself),
 //! switchboard (`switchboard run` as a child process, durable in a fresh
-//! state directory as by default, or `--ephemeral`) and the official
-//! Python SDK's echo agent (`tests/compat/sdk_agent.py`) — gets the same
-//! world, reset between runs, and the same load (see [`load`]); the agent's
-//! CPU time and memory are read from `/proc` ([`process`]).
+//! state directory as by default, `--ephemeral`, or a one-agent fleet under
+//! a Redis store) and the official Python SDK's echo agent
+//! (`tests/compat/sdk_agent.py`) — gets the same world, reset between runs,
+//! and the same load (see [`load`]); the agent's CPU time and memory are read
+//! from `/proc` ([`process`]). [`fleet`] measures fleets: many agents in one
+//! process, and the takeover of an agent when its process dies.
 
 pub mod conversations;
+pub mod fleet;
 pub mod load;
 pub mod process;
 pub mod report;
@@ -20,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
+use crate::fleet::StoreUrl;
 use band_sandbox::{parse_seed, RunningSandbox};
 use band_wire::events::TopicKind;
 use load::{LoadResult, Pace};
@@ -40,11 +44,14 @@ pub enum BenchError {
         /// Why.
         source: std::io::Error,
     },
+    /// The store could not be cleared before a run.
+    #[error("cannot clear the bench agents' keys in the store")]
+    Store(#[source] crate::effects::redis::StoreError),
     /// The agent did not connect and join its rooms in time.
     #[error("{who} was not ready after {secs} s (connected and in every room); {why}")]
     NotReady {
-        /// Which agent.
-        who: &'static str,
+        /// Which agent (or fleet).
+        who: String,
         /// How long we waited.
         secs: u64,
         /// The end of its log, or what we saw.
@@ -62,6 +69,9 @@ pub enum Contender {
     Switchboard,
     /// `switchboard run --ephemeral`: journal and state in memory.
     SwitchboardEphemeral,
+    /// `switchboard run --fleet` of the one bench agent with `--store`:
+    /// journal and state in Redis, the agent leased.
+    SwitchboardStore,
     /// The official Python SDK's echo agent.
     Sdk,
 }
@@ -73,16 +83,18 @@ impl Contender {
             Contender::Floor => "floor",
             Contender::Switchboard => "switchboard",
             Contender::SwitchboardEphemeral => "switchboard-ephemeral",
+            Contender::SwitchboardStore => "switchboard-store",
             Contender::Sdk => "band-sdk",
         }
     }
 
     /// Where a switchboard contender keeps its journal and state: "durable"
-    /// or "ephemeral"; `None` for the others.
+    /// "ephemeral" or "store"; `None` for the others.
     pub fn state(self) -> Option<&'static str> {
         match self {
             Contender::Switchboard => Some("durable"),
             Contender::SwitchboardEphemeral => Some("ephemeral"),
+            Contender::SwitchboardStore => Some("store"),
             Contender::Floor | Contender::Sdk => None,
         }
     }
@@ -111,6 +123,10 @@ pub struct Plan {
     pub sdk_script: PathBuf,
     /// An already running sandbox (started with `--print-seed`'s seed); else one in-process.
     pub sandbox: Option<String>,
+    /// The store of the `switchboard-store` contender.
+    pub store: Option<StoreUrl>,
+    /// Its `--lease`.
+    pub lease: Duration,
 }
 
 /// One contender's figures.
@@ -141,16 +157,7 @@ pub async fn run(
     let world = World::new(plan.rooms.max(1));
     let embedded = match &plan.sandbox {
         Some(_) => None,
-        None => {
-            let seed = parse_seed(&world.seed(), "bench world")
-                .map_err(|e| BenchError::Setup(e.to_string()))?;
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            Some(
-                RunningSandbox::start(addr, seed)
-                    .await
-                    .map_err(|e| BenchError::Setup(format!("sandbox: {}", Chain(&e))))?,
-            )
-        }
+        None => Some(start_sandbox(&world.seed(), "bench world").await?),
     };
     let (rest_url, ws_url) = match (&embedded, &plan.sandbox) {
         (Some(sb), _) => (sb.rest_url(), sb.ws_url()),
@@ -165,8 +172,10 @@ pub async fn run(
     let control = Control::new(&rest_url)?;
     control.expect_world(&world).await?;
     let dir = tempfile_dir()?;
-    world::write_workflows(dir.path(), plan.rules.max(1))
-        .map_err(|e| BenchError::Setup(format!("workflows: {e}")))?;
+    let workflows = workflows_dir(dir.path());
+    std::fs::create_dir_all(&workflows)
+        .and_then(|()| world::write_workflows(&workflows, plan.rules.max(1)))
+        .map_err(|e| BenchError::Setup(format!("workflows in {}: {e}", workflows.display())))?;
 
     let mut outcomes = Vec::new();
     for (run, &contender) in plan.contenders.iter().enumerate() {
@@ -177,20 +186,16 @@ pub async fn run(
         let state_dir = dir.path().join(format!("state-{run}"));
         let mut agent = match contender {
             Contender::Floor => None,
-            Contender::Switchboard => Some(spawn_switchboard(
+            Contender::Switchboard | Contender::SwitchboardEphemeral => Some(spawn_switchboard(
                 plan,
                 &world,
                 (&rest_url, &ws_url),
                 dir.path(),
-                Some(&state_dir),
+                (contender == Contender::Switchboard).then_some(state_dir.as_path()),
             )?),
-            Contender::SwitchboardEphemeral => Some(spawn_switchboard(
-                plan,
-                &world,
-                (&rest_url, &ws_url),
-                dir.path(),
-                None,
-            )?),
+            Contender::SwitchboardStore => {
+                Some(spawn_store(plan, &world, (&rest_url, &ws_url), dir.path()).await?)
+            }
             Contender::Sdk => Some(spawn_sdk(plan, &world, &rest_url, &ws_url, dir.path())?),
         };
         let mut ready_in = None;
@@ -243,11 +248,37 @@ pub async fn run(
     Ok(outcomes)
 }
 
+/// A sandbox in this process on a free loopback port, seeded with `seed`.
+async fn start_sandbox(seed: &str, what: &str) -> Result<RunningSandbox, BenchError> {
+    let seed = parse_seed(seed, what).map_err(|e| BenchError::Setup(e.to_string()))?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    RunningSandbox::start(addr, seed)
+        .await
+        .map_err(|e| BenchError::Setup(format!("sandbox: {}", Chain(&e))))
+}
+
 fn tempfile_dir() -> Result<tempfile::TempDir, BenchError> {
     tempfile::Builder::new()
         .prefix("switchboard-bench")
         .tempdir()
         .map_err(|e| BenchError::Setup(format!("temporary folder: {e}")))
+}
+
+/// `switchboard` with none of the environment that would change what it
+/// runs (keys, state, store, metrics from the caller's shell).
+fn switchboard_command(exe: &std::path::Path) -> Command {
+    let mut cmd = Command::new(exe);
+    for var in [
+        "BAND_API_KEY",
+        "BAND_API_KEY_FILE",
+        "BAND_JOURNAL",
+        "SWITCHBOARD_STATE_DIR",
+        "SWITCHBOARD_STORE",
+        "BAND_METRICS_ADDR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 fn spawn(what: &str, mut cmd: Command, log: &std::path::Path) -> Result<Child, BenchError> {
@@ -273,24 +304,61 @@ fn spawn_switchboard(
     dir: &std::path::Path,
     state_dir: Option<&std::path::Path>,
 ) -> Result<Child, BenchError> {
-    let mut cmd = Command::new(&plan.exe);
+    let mut cmd = switchboard_command(&plan.exe);
     cmd.args(["run", "--no-watch", "--workflows"])
-        .arg(dir)
+        .arg(workflows_dir(dir))
         .args(["--rest-url", rest_url, "--ws-url", ws_url]);
     match state_dir {
         Some(state) => cmd.arg("--state-dir").arg(state),
         None => cmd.arg("--ephemeral"),
     };
-    cmd.env("BAND_API_KEY", &world.agent.api_key)
-        .env_remove("BAND_API_KEY_FILE")
-        .env_remove("BAND_JOURNAL")
-        .env_remove("SWITCHBOARD_STATE_DIR")
-        .env_remove("BAND_METRICS_ADDR");
+    cmd.env("BAND_API_KEY", &world.agent.api_key);
     let contender = match state_dir {
         Some(_) => Contender::Switchboard,
         None => Contender::SwitchboardEphemeral,
     };
     spawn("switchboard run", cmd, &log_path(dir, contender))
+}
+
+/// Starts `switchboard run --fleet` on a one-agent fleet file of the bench
+/// agent with the plan's store, the agent's keys in it deleted first so
+/// every run starts from the same empty store.
+async fn spawn_store(
+    plan: &Plan,
+    world: &World,
+    urls: (&str, &str),
+    dir: &std::path::Path,
+) -> Result<Child, BenchError> {
+    let Some(store) = &plan.store else {
+        return Err(BenchError::Setup(
+            "the switchboard-store contender needs --store redis://HOST:PORT/DB".into(),
+        ));
+    };
+    let agents = [fleet::FleetAgent::of(
+        &world.agent,
+        "echo",
+        &workflows_dir(dir),
+    )];
+    fleet::clear_store(store, &agents).await?;
+    let file = dir.join("fleet-store.yaml");
+    fleet::write_fleet_file(&file, urls, &agents, false)
+        .map_err(|e| BenchError::Setup(format!("fleet file {}: {e}", file.display())))?;
+    let cmd = fleet::fleet_command(
+        &plan.exe,
+        &file,
+        &agents,
+        fleet::FleetOptions {
+            store: Some(store),
+            lease: plan.lease,
+            metrics: None,
+            state_home: dir,
+        },
+    );
+    spawn(
+        "switchboard run --fleet",
+        cmd,
+        &log_path(dir, Contender::SwitchboardStore),
+    )
 }
 
 /// A durable run must have kept its journal in its state directory; else the
@@ -405,47 +473,80 @@ impl Control {
         contender: Contender,
         dir: &std::path::Path,
     ) -> Result<(), BenchError> {
-        let deadline = Instant::now() + READY_LIMIT;
-        let wanted: Vec<String> = world
+        let topics: Vec<String> = world
             .rooms
             .iter()
             .map(|r| TopicKind::ChatRoom.topic(&r.id))
             .collect();
+        let wanted = [(world.agent.id.as_str(), topics)];
+        self.wait_joined(
+            &wanted,
+            child,
+            contender.name(),
+            &log_path(dir, contender),
+            READY_LIMIT,
+        )
+        .await
+    }
+
+    /// Waits (at most `limit`) until each agent of `wanted` is connected and
+    /// has joined each of its topics; `child` runs them, logging to `log`.
+    async fn wait_joined(
+        &self,
+        wanted: &[(&str, Vec<String>)],
+        child: &mut Child,
+        who: &str,
+        log: &std::path::Path,
+        limit: Duration,
+    ) -> Result<(), BenchError> {
+        let deadline = Instant::now() + limit;
         let not_ready = |why: String| BenchError::NotReady {
-            who: contender.name(),
-            secs: READY_LIMIT.as_secs(),
+            who: who.to_owned(),
+            secs: limit.as_secs(),
             why,
         };
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(not_ready(format!(
                     "it exited ({status}); its log ends:\n{}",
-                    log_tail(&log_path(dir, contender))
+                    log_tail(log)
                 )));
             }
             let state = self.state().await?;
-            let joined = state["connections"].as_array().is_some_and(|conns| {
-                conns.iter().any(|c| {
-                    c["id"] == world.agent.id.as_str()
-                        && wanted.iter().all(|t| {
-                            c["topics"]
-                                .as_array()
-                                .is_some_and(|ts| ts.iter().any(|x| x == t.as_str()))
-                        })
+            let empty = Vec::new();
+            let conns = state["connections"].as_array().unwrap_or(&empty);
+            let missing = wanted
+                .iter()
+                .filter(|(id, topics)| {
+                    !conns.iter().any(|c| {
+                        c["id"] == *id
+                            && topics.iter().all(|t| {
+                                c["topics"]
+                                    .as_array()
+                                    .is_some_and(|ts| ts.iter().any(|x| x == t.as_str()))
+                            })
+                    })
                 })
-            });
-            if joined {
+                .count();
+            if missing == 0 {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(not_ready(format!(
-                    "its log ends:\n{}",
-                    log_tail(&log_path(dir, contender))
+                    "{missing} of {} agents not in all their rooms; its log ends:\n{}",
+                    wanted.len(),
+                    log_tail(log)
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Where the bench agent's workflows are, in the run's folder (a folder of
+/// their own: the rest of it is logs, state and fleet files).
+fn workflows_dir(dir: &std::path::Path) -> PathBuf {
+    dir.join("workflows")
 }
 
 /// Where an agent's stderr goes (for the end of it in errors).

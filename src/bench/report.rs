@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::fleet::{DensityFigures, FailoverFigures};
 use super::{Contender, ContenderFigures};
 
 /// One contender's figures, ready to print or serialize.
@@ -13,7 +14,7 @@ use super::{Contender, ContenderFigures};
 pub struct Figures {
     /// Contender name.
     pub agent: &'static str,
-    /// switchboard's journal and state: "durable" or "ephemeral"; null for the others.
+    /// switchboard's journal and state: "durable", "ephemeral" or "store"; null for the others.
     pub state: Option<&'static str>,
     /// Messages sent.
     pub sent: usize,
@@ -159,17 +160,27 @@ pub fn table(outcomes: &[ContenderFigures]) -> String {
             ));
         }
     }
-    if let (Some(durable), Some(eph)) = (
-        find(Contender::Switchboard),
-        find(Contender::SwitchboardEphemeral),
-    ) {
-        ratios.push(format!(
-            "durable vs --ephemeral: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x, CPU per message {}",
-            ratio(durable.p50_ms, eph.p50_ms),
-            ratio(durable.p99_ms, eph.p99_ms),
-            ratio(durable.throughput, eph.throughput),
-            cpu_ratio(durable, eph),
-        ));
+    // What keeping the state costs, against keeping it in memory.
+    for (kept, label) in [
+        (Contender::Switchboard, "durable"),
+        (Contender::SwitchboardStore, "store"),
+    ] {
+        if let (Some(kept), Some(eph)) = (find(kept), find(Contender::SwitchboardEphemeral)) {
+            let goal = match label {
+                "store" => format!(
+                    " (goal p99 within 2x: {})",
+                    met(ratio(kept.p99_ms, eph.p99_ms) <= 2.0)
+                ),
+                _ => String::new(),
+            };
+            ratios.push(format!(
+                "{label} vs --ephemeral: p50 {:.2}x, p99 {:.2}x, throughput {:.2}x, CPU per message {}{goal}",
+                ratio(kept.p50_ms, eph.p50_ms),
+                ratio(kept.p99_ms, eph.p99_ms),
+                ratio(kept.throughput, eph.throughput),
+                cpu_ratio(kept, eph),
+            ));
+        }
     }
     if !ratios.is_empty() {
         out.push('\n');
@@ -179,6 +190,87 @@ pub fn table(outcomes: &[ContenderFigures]) -> String {
         }
     }
     out
+}
+
+/// Fleet density: a row per fleet size, then the goals.
+pub fn density_table(figures: &[DensityFigures]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>6} {:>6} {:>8} {:>9} {:>9} {:>16} {:>11} {:>9}",
+        "agents",
+        "rooms",
+        "ready s",
+        "RSS MiB",
+        "peak MiB",
+        "KiB/extra agent",
+        "idle CPU %",
+        "answered"
+    );
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "{:>6} {:>6} {:>8.1} {:>9.1} {:>9.1} {:>16} {:>11.2} {:>9}",
+            f.agents,
+            f.rooms,
+            f.ready_s,
+            f.rss_mib,
+            f.peak_rss_mib,
+            f.rss_per_extra_agent_kib
+                .map_or("-".to_owned(), |k| format!("{k:.0}")),
+            f.idle_cpu_percent,
+            format!("{}/{}", f.answered, f.agents),
+        );
+    }
+    let worst_rss = figures
+        .iter()
+        .filter_map(|f| f.rss_per_extra_agent_kib.map(|k| (k, f.agents)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((kib, n)) = worst_rss {
+        let _ = writeln!(
+            out,
+            "\ngoal < 1024 KiB RSS per extra agent: {} (at most {kib:.0} KiB, with {n} agents)",
+            met(kib < 1024.0)
+        );
+    }
+    if let Some(worst) = figures
+        .iter()
+        .max_by(|a, b| a.idle_cpu_percent.total_cmp(&b.idle_cpu_percent))
+    {
+        // "About zero": under 1% of one core, at rest, whatever the fleet's size.
+        let _ = writeln!(
+            out,
+            "goal idle CPU about 0 (< 1% of a core): {} (at most {:.2}%, with {} agents)",
+            met(worst.idle_cpu_percent < 1.0),
+            worst.idle_cpu_percent,
+            worst.agents
+        );
+    }
+    out
+}
+
+/// Failover: each takeover, then median, min and max against the goal.
+pub fn failover_text(f: &FailoverFigures) -> String {
+    let times: Vec<String> = f.times_s.iter().map(|t| format!("{t:.2}")).collect();
+    format!(
+        "takeovers (s, SIGKILL to first reply): {}\n\
+         median {:.2} s, min {:.2} s, max {:.2} s over {} with a {} s lease\n\
+         goal < 10 s: {}\n",
+        times.join(" "),
+        f.median_s,
+        f.min_s,
+        f.max_s,
+        f.runs,
+        f.lease_s,
+        met(f.median_s < 10.0 && f.max_s < 10.0)
+    )
+}
+
+fn met(ok: bool) -> &'static str {
+    match ok {
+        true => "met",
+        false => "NOT met",
+    }
 }
 
 fn ratio(a: f64, b: f64) -> f64 {

@@ -41,8 +41,7 @@ pub const AGENT_HANDLE: &str = "bench/echo";
 impl World {
     /// `rooms` rooms, each with its own person and the agent.
     pub fn new(rooms: usize) -> Self {
-        // Ids are stable across runs: a seed printed once fits every later run.
-        let id = |kind: u32, n: usize| format!("00000000-0000-4000-8000-{kind:04x}{n:08x}");
+        let id = stable_id;
         World {
             users: (0..rooms)
                 .map(|i| Member {
@@ -65,32 +64,121 @@ impl World {
         let mut s =
             String::from("# switchboard bench world (switchboard bench --print-seed)\nusers:\n");
         for u in &self.users {
-            let _ = writeln!(
-                s,
-                "  - {{ handle: {}, api_key: {}, id: {} }}",
-                u.handle, u.api_key, u.id
-            );
+            user_line(&mut s, u);
         }
         let owner = self
             .users
             .first()
             .map_or("bench-user-0", |u| u.handle.as_str());
-        let a = &self.agent;
-        let _ = writeln!(
-            s,
-            "agents:\n  - {{ handle: {}, name: Echo, description: Answers every message with its text, api_key: {}, owner: {owner}, id: {} }}",
-            a.handle, a.api_key, a.id
-        );
+        s.push_str("agents:\n");
+        agent_line(&mut s, &self.agent, owner);
         s.push_str("rooms:\n");
         for (i, (r, u)) in self.rooms.iter().zip(&self.users).enumerate() {
-            let _ = writeln!(
-                s,
-                "  - {{ title: Bench room {i}, owner: {}, participants: [{}], id: {} }}",
-                u.handle, a.handle, r.id
-            );
+            room_line(&mut s, i, r, &u.handle, &self.agent.handle);
         }
         s
     }
+}
+
+/// A fleet's world: one person and `agents` agents, each agent in its own
+/// rooms with that person (room `i` belongs to agent `i / rooms_per_agent`).
+#[derive(Debug, Clone)]
+pub struct FleetWorld {
+    /// The person in every room.
+    pub user: Member,
+    /// The agents, `bench/a0` onwards.
+    pub agents: Vec<Member>,
+    /// The rooms, agent by agent.
+    pub rooms: Vec<Room>,
+    /// Rooms of each agent.
+    pub rooms_per_agent: usize,
+}
+
+impl FleetWorld {
+    /// `agents` agents with `rooms_per_agent` rooms each (at least one).
+    pub fn new(agents: usize, rooms_per_agent: usize) -> Self {
+        let rooms_per_agent = rooms_per_agent.max(1);
+        FleetWorld {
+            user: Member {
+                id: stable_id(1, 0),
+                handle: "bench-user-0".to_owned(),
+                api_key: "bench-user-0-key".to_owned(),
+            },
+            agents: (0..agents)
+                .map(|i| Member {
+                    id: stable_id(2, i),
+                    handle: format!("bench/a{i}"),
+                    api_key: format!("bench-agent-{i}-key"),
+                })
+                .collect(),
+            rooms: (0..agents * rooms_per_agent)
+                .map(|i| Room {
+                    id: stable_id(3, i),
+                })
+                .collect(),
+            rooms_per_agent,
+        }
+    }
+
+    /// The rooms of agent `i`.
+    pub fn rooms_of(&self, i: usize) -> &[Room] {
+        let start = (i * self.rooms_per_agent).min(self.rooms.len());
+        let end = (start + self.rooms_per_agent).min(self.rooms.len());
+        &self.rooms[start..end]
+    }
+
+    /// The sandbox seed (YAML) of this world.
+    pub fn seed(&self) -> String {
+        let mut s = String::from("# switchboard bench fleet world\nusers:\n");
+        user_line(&mut s, &self.user);
+        s.push_str("agents:\n");
+        for a in &self.agents {
+            agent_line(&mut s, a, &self.user.handle);
+        }
+        s.push_str("rooms:\n");
+        for (i, a) in self.agents.iter().enumerate() {
+            for (k, r) in self.rooms_of(i).iter().enumerate() {
+                room_line(
+                    &mut s,
+                    i * self.rooms_per_agent + k,
+                    r,
+                    &self.user.handle,
+                    &a.handle,
+                );
+            }
+        }
+        s
+    }
+}
+
+/// Ids stable across runs (a seed printed once fits every later run):
+/// `kind` 1 people, 2 agents, 3 rooms.
+fn stable_id(kind: u32, n: usize) -> String {
+    format!("00000000-0000-4000-8000-{kind:04x}{n:08x}")
+}
+
+fn user_line(s: &mut String, u: &Member) {
+    let _ = writeln!(
+        s,
+        "  - {{ handle: {}, api_key: {}, id: {} }}",
+        u.handle, u.api_key, u.id
+    );
+}
+
+fn agent_line(s: &mut String, a: &Member, owner: &str) {
+    let _ = writeln!(
+        s,
+        "  - {{ handle: {}, name: Echo, description: Answers every message with its text, api_key: {}, owner: {owner}, id: {} }}",
+        a.handle, a.api_key, a.id
+    );
+}
+
+fn room_line(s: &mut String, i: usize, r: &Room, owner: &str, agent: &str) {
+    let _ = writeln!(
+        s,
+        "  - {{ title: Bench room {i}, owner: {owner}, participants: [{agent}], id: {} }}",
+        r.id
+    );
 }
 
 /// The echo rule.
@@ -158,5 +246,19 @@ mod tests {
         write_workflows(dir.path(), 2_500).unwrap();
         let rules = switchboard_workflow::load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rules.len(), 2_500);
+    }
+
+    #[test]
+    fn fleet_seed_gives_each_agent_its_rooms() {
+        let world = FleetWorld::new(3, 2);
+        let seed =
+            band_sandbox::parse_seed(&world.seed(), "fleet").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (seed.users.len(), seed.agents.len(), seed.rooms.len()),
+            (1, 3, 6)
+        );
+        assert_eq!(world.rooms_of(2).len(), 2);
+        assert_eq!(world.rooms_of(2)[0].id, world.rooms[4].id);
+        assert!(world.rooms_of(3).is_empty());
     }
 }

@@ -64,7 +64,7 @@ enum Command {
     /// Serve the platform emulator (agent API, human API, sockets) on localhost.
     Sandbox(sandbox::SandboxArgs),
     /// Load test: people send messages, agents answer; latency, throughput, CPU and memory.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Runs the CLI and turns errors into an exit code with a readable message.
@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
             Command::Explain(args) => explain::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Schema(args) => schema::run(args),
-            Command::Bench(args) => bench::run(args).await,
+            Command::Bench(args) => bench::run(*args).await,
             Command::Sandbox(args) => sandbox::run(args).await,
         }
     });

@@ -3,9 +3,14 @@
 //! `--ephemeral`), the figures are sane, the agent's CPU and memory are read,
 //! the table compares durable with ephemeral, and it runs against a sandbox
 //! started elsewhere from its seed.
+//! With a store: the `switchboard-store` contender (a one-agent `run --fleet
+//! --store`) answers every message once, fleet density runs one process with
+//! several agents and measures it, and failover times a takeover after a
+//! SIGKILL.
 //! Small loads: this checks the tool, BENCHMARKS.md has the figures.
 
 use crate::support::cli;
+use crate::support::redis::RedisServer;
 use crate::support::venv;
 
 use std::time::Duration;
@@ -168,4 +173,135 @@ async fn runs_against_a_sandbox_started_from_its_seed() {
         "{err}"
     );
     assert!(err.contains("--print-seed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_contender_answers_every_message_once() {
+    let redis = RedisServer::start().await;
+    // A key of the bench agent left by an earlier run: the bench deletes it.
+    let stale = "switchboard:{00000000-0000-4000-8000-000200000000}:stale";
+    redis.set(stale, "from an earlier run").await;
+    let out = cli::output_within(
+        cli::switchboard()
+            .args([
+                "bench",
+                "--messages",
+                "30",
+                "--rooms",
+                "2",
+                "--inflight",
+                "4",
+            ])
+            .args(["--agents", "switchboard-ephemeral,switchboard-store"])
+            .args(["--json", "--limit", "40s", "--store"])
+            .arg(redis.url()),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = figures(&out.stdout);
+    let names: Vec<&str> = all.iter().map(|f| f["agent"].as_str().unwrap()).collect();
+    assert_eq!(names, ["switchboard-ephemeral", "switchboard-store"]);
+    for f in &all {
+        assert_clean(f, 30);
+        assert!(f["idle_rss_mib"].as_f64().unwrap() > 1.0, "{f}");
+    }
+    assert_eq!(all[1]["state"], "store");
+    assert_eq!(
+        redis.get(stale).await,
+        None,
+        "the stale key was not deleted"
+    );
+    // The agent's journal went to the store.
+    let keys = redis
+        .keys("switchboard:{00000000-0000-4000-8000-000200000000}:*")
+        .await;
+    assert!(!keys.is_empty(), "the store holds none of the agent's keys");
+
+    // The store contender without a store: a clear error, nothing run.
+    let out = cli::output_within(
+        cli::switchboard().args(["bench", "--agents", "switchboard-store"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--store"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_density_measures_one_process_per_fleet_size() {
+    let out = cli::output_within(
+        cli::switchboard().args(["bench", "--fleet-agents", "1,3", "--idle", "1s", "--json"]),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = figures(&out.stdout);
+    let sizes: Vec<u64> = all.iter().map(|f| f["agents"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [1, 3]);
+    for f in &all {
+        let n = f["agents"].as_u64().unwrap();
+        assert_eq!(f["rooms"], n * 2, "{f}");
+        assert_eq!(f["answered"], n, "{f}");
+        assert_eq!(f["duplicates"], 0, "{f}");
+        assert!(f["rss_mib"].as_f64().unwrap() > 1.0, "{f}");
+        let cpu = f["idle_cpu_percent"].as_f64().unwrap();
+        assert!((0.0..=200.0).contains(&cpu), "{f}");
+        assert!(f["ready_s"].as_f64().unwrap() > 0.0, "{f}");
+        assert_eq!(f["store"], false, "{f}");
+    }
+    assert!(all[0]["rss_per_extra_agent_kib"].is_null());
+    assert!(all[1]["rss_per_extra_agent_kib"].as_f64().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_times_a_takeover_after_sigkill() {
+    let redis = RedisServer::start().await;
+    let out = cli::output_within(
+        cli::switchboard()
+            .args([
+                "bench",
+                "--failover",
+                "1",
+                "--lease",
+                "2s",
+                "--json",
+                "--store",
+            ])
+            .arg(redis.url()),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(f["lease_s"], 2.0, "{f}");
+    let times = f["times_s"].as_array().expect("the times");
+    assert_eq!(times.len(), 1, "{f}");
+    let t = times[0].as_f64().unwrap();
+    assert!(t > 0.0 && t < 30.0, "{f}");
+    assert_eq!(f["median_s"], t, "{f}");
+
+    // Failover needs a store.
+    let out = cli::output_within(
+        cli::switchboard().args(["bench", "--failover", "1"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--store"), "{err}");
 }

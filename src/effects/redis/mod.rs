@@ -150,6 +150,40 @@ impl RedisStore {
         &self.shown
     }
 
+    /// Deletes every key of one agent (`switchboard:{<agent id>}:*`, its
+    /// lease too), walking them with SCAN so a large store is never blocked;
+    /// returns how many went. For starting an agent afresh (the bench), never
+    /// while a process runs it.
+    pub async fn delete_agent(&self, keys: &AgentKeys) -> Result<usize, StoreError> {
+        let pattern = format!("{}*", glob_escape(&keys.key("")));
+        let mut conn = self.conn();
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(&format!("listing the keys {pattern}"), e))?;
+            if !found.is_empty() {
+                let n: usize = redis::cmd("DEL")
+                    .arg(&found)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| self.failed(&format!("deleting the keys {pattern}"), e))?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// A handle on the shared connection.
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
@@ -172,6 +206,18 @@ impl RedisStore {
             message: message.to_string(),
         }
     }
+}
+
+/// `text` with the glob characters of Redis patterns escaped, so it matches itself.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The names of one agent's keys: all under the hash tag `{<agent id>}`.
