@@ -56,7 +56,7 @@ pub struct FleetConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Keep each agent's state in `<this>/<agent id>` instead of the default root.
     pub state_root: Option<PathBuf>,
-    /// Follow edits of the fleet file.
+    /// Follow edits of the fleet file and of the agents' workflows (`--no-watch`: neither).
     pub watch: bool,
     /// Each agent's redaction.
     pub new_redaction: NewRedaction,
@@ -562,7 +562,8 @@ fn start_agent(
     };
     agent.allow_env = entry.allow_env.clone();
     agent.allow_http_hosts = entry.allowed_hosts();
-    agent.watch = entry.watch;
+    // `--no-watch` is the fleet's: no agent watches its folder either.
+    agent.watch = entry.watch && config.watch;
     agent.explain = entry.explain;
     if let Some(n) = entry.max_attempts {
         agent.max_attempts = n;

@@ -624,3 +624,28 @@ async fn sighup_rereads_the_fleet_file_when_it_is_not_watched() {
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
 }
+
+#[tokio::test]
+async fn no_watch_leaves_every_agents_workflows_unwatched_too() {
+    let bots = TwoBots::start(711, 712).await;
+    let rules = bots.dir.path().join("wf/one/w.yaml");
+    write(&rules, &ping_rule("pong from one"));
+    bots.write_fleet(&["one"]);
+    let fleet = bots.run_with(None, &["--no-watch"]);
+    wait_until_answers(&bots, &fleet, 0, "pong from one").await;
+    // An edit of the agent's folder: with --no-watch nothing reloads it
+    // (a watching agent reloads within a few hundred milliseconds).
+    write(&rules, &ping_rule("pong edited"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let reply = bots.ping(0, Duration::from_secs(5)).await;
+    assert!(
+        reply
+            .as_deref()
+            .is_some_and(|r| r.ends_with("pong from one")),
+        "the agent reloaded its workflows under --no-watch: {reply:?}; stderr:\n{}",
+        fleet.stderr_lines().join("\n")
+    );
+    fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
+}

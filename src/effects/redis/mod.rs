@@ -301,3 +301,17 @@ impl AgentSpace {
         self.writer.flush().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agents_key_pattern_matches_only_its_keys() {
+        assert_eq!(
+            format!("{}*", glob_escape(&AgentKeys::new("a1").key(""))),
+            "switchboard:{a1}:*"
+        );
+        assert_eq!(glob_escape(r"x*y?[z]\"), r"x\*y\?\[z\]\\");
+    }
+}
