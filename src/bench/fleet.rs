@@ -637,6 +637,7 @@ pub async fn failover(
         HumanApi::new(RestConfig::new(&rest_url, &world.users[0].api_key))
             .map_err(|e| BenchError::Setup(e.to_string()))?,
     );
+    let renewal = crate::fleet::balance::tick(plan.lease);
     let mut tag = 0;
     let mut times = Vec::new();
     for run in 0..plan.runs {
@@ -645,8 +646,9 @@ pub async fn failover(
         control
             .wait_joined(&wanted, &mut p.child, &p.label, &p.log, READY_LIMIT)
             .await?;
-        // Replies still due from the last takeover's backlog come and go.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Replies still due from the last takeover's backlog come and go;
+        // then the kill lands anywhere in the holder's renewal cycle.
+        tokio::time::sleep(Duration::from_secs(1) + jitter(renewal)).await;
         while watcher.replies.try_recv().is_ok() {}
         let killed_at = Instant::now();
         p.child
@@ -698,6 +700,8 @@ pub async fn failover(
             took.as_secs_f64()
         ));
         times.push(took);
+        // The standby's ticks at any phase of the holder's, not the same each time.
+        tokio::time::sleep(jitter(renewal)).await;
         let mut fresh = start()?;
         fresh
             .wait_health(&http, READY_LIMIT, "no /healthz", |_| true)
@@ -719,6 +723,15 @@ pub async fn failover(
         min_s: sorted.first().map_or(0.0, Duration::as_secs_f64),
         max_s: sorted.last().map_or(0.0, Duration::as_secs_f64),
     })
+}
+
+/// A random span in `[0, span)`. Without it each takeover repeats the last
+/// one's timing (the kill and the standby's start always at the same phase of
+/// the lease renewals) and the spread of real takeovers would not show.
+fn jitter(span: Duration) -> Duration {
+    let nanos = span.as_nanos().max(1);
+    let pick = uuid::Uuid::new_v4().as_u128() % nanos;
+    Duration::from_nanos(u64::try_from(pick).unwrap_or(u64::MAX))
 }
 
 /// Which of the two processes runs the agent (waits until exactly one does).
