@@ -315,10 +315,12 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// The workflows folder cannot be watched.
-    #[error("cannot watch {dir} for changes")]
+    #[error("cannot watch {dir} for changes{hint}")]
     Watch {
         /// The folder.
         dir: PathBuf,
+        /// What to do about a system limit, when one is the cause ([`watch_hint`]).
+        hint: String,
         /// Cause.
         source: notify::Error,
     },
@@ -765,6 +767,7 @@ impl Agent {
         )
         .map_err(|e| AgentError::Watch {
             dir: self.workflows.clone(),
+            hint: watch_hint(&e),
             source: e,
         })?;
         let server = self.metrics.map(|(listener, telemetry)| {
@@ -811,5 +814,57 @@ impl Agent {
         deadlines.abort();
         self.files.flush().await;
         Ok(result?)
+    }
+}
+
+/// When watching failed on a system limit, which one and what to do (else
+/// empty): each watching agent holds an inotify instance, and a fleet of a
+/// few hundred agents runs into Linux's default of 128 per user.
+pub fn watch_hint(e: &notify::Error) -> String {
+    let sysctl = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
+            .map(|v| format!("fs.inotify.{name} = {}", v.trim()))
+            .unwrap_or_else(|_| format!("fs.inotify.{name}"))
+    };
+    match &e.kind {
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => format!(
+            " (too many open files: either this user's inotify instances ({}; each agent that \
+             watches its folder holds one) or the process's file limit (ulimit -n) are used up; \
+             run with --no-watch, set `watch: false` for some agents, or raise the limit)",
+            sysctl("max_user_instances")
+        ),
+        notify::ErrorKind::MaxFilesWatch => format!(
+            " (this user's inotify watches are used up ({}; one per watched folder); \
+             run with --no-watch, set `watch: false` for some agents, or raise the limit)",
+            sysctl("max_user_watches")
+        ),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod watch_hint_tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_inotify_instances_says_which_limit_and_what_to_do() {
+        let e = notify::Error::io(std::io::Error::from_raw_os_error(libc::EMFILE));
+        let hint = watch_hint(&e);
+        assert!(hint.contains("fs.inotify.max_user_instances"), "{hint}");
+        assert!(hint.contains("ulimit -n"), "{hint}");
+        assert!(hint.contains("--no-watch"), "{hint}");
+        let err = AgentError::Watch {
+            dir: PathBuf::from("/w"),
+            hint,
+            source: e,
+        };
+        assert!(err
+            .to_string()
+            .starts_with("cannot watch /w for changes (too many open files"));
+        let watches = watch_hint(&notify::Error::new(notify::ErrorKind::MaxFilesWatch));
+        assert!(watches.contains("fs.inotify.max_user_watches"), "{watches}");
+        // Anything else: no hint.
+        let other = notify::Error::io(std::io::Error::from_raw_os_error(libc::ENOENT));
+        assert_eq!(watch_hint(&other), "");
     }
 }

@@ -91,10 +91,12 @@ pub enum FleetError {
         source: std::io::Error,
     },
     /// The fleet file's folder cannot be watched.
-    #[error("cannot watch {path} for changes")]
+    #[error("cannot watch {path} for changes{hint}")]
     Watch {
         /// The file.
         path: PathBuf,
+        /// What to do about a system limit, when one is the cause.
+        hint: String,
         /// Cause.
         source: notify::Error,
     },
@@ -710,8 +712,9 @@ fn watch_file(
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let name = absolute.file_name().map(|n| n.to_owned());
-    let failed = |source| FleetError::Watch {
+    let failed = |source: notify::Error| FleetError::Watch {
         path: path.to_owned(),
+        hint: crate::agent::watch_hint(&source),
         source,
     };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
