@@ -6,6 +6,7 @@
 
 pub mod balance;
 pub mod file;
+pub mod leased;
 pub mod supervise;
 
 use std::path::Path;

@@ -619,28 +619,12 @@ async fn supervise(
         Some(fence) => {
             tokio::select! {
                 _ = work => {}
-                _ = lease_ends(&fence) => {
+                _ = fence.ended() => {
                     tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
                     fleet.remove(&name);
                     group.abort_all();
                 }
             }
-        }
-    }
-}
-
-/// Resolves once `fence`'s lease is lost, or its local deadline passed
-/// without a renewal (then it is marked lost).
-async fn lease_ends(fence: &Fence) {
-    loop {
-        if !fence.holds() {
-            fence.mark_lost();
-            return;
-        }
-        let deadline = tokio::time::Instant::from_std(fence.deadline());
-        tokio::select! {
-            _ = fence.lost() => return,
-            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }

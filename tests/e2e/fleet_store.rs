@@ -5,9 +5,9 @@
 //! throttle window carry on across the takeover; Redis restarted under load
 //! pauses the agents, which then answer everything once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
@@ -473,5 +473,76 @@ async fn redis_restarted_under_load_pauses_the_agents_and_loses_nothing() {
     );
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path, _: BTreeMap<(), ()>) {}
+/// `switchboard run` of agent 0 alone (no fleet file), its store from `SWITCHBOARD_STORE`.
+fn run_single(fleet: &Fleet, redis: &RedisServer) -> Running {
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--workflows")
+        .arg(fleet.dir.path().join("wf"))
+        .args(["--api-key", "key-0", "--rest-url"])
+        .arg(fleet.sb.rest_url())
+        .arg("--ws-url")
+        .arg(fleet.sb.ws_url())
+        .args(["--lease", "2s"])
+        .env("SWITCHBOARD_STORE", redis.url())
+        .env("RUST_LOG", "info");
+    Running::spawn(&mut cmd)
+}
+
+#[tokio::test]
+async fn a_second_run_of_one_agent_stands_by_and_takes_over_when_the_first_dies() {
+    let redis = RedisServer::start().await;
+    let fleet = Fleet::start(1, 341).await;
+    let mut first = run_single(&fleet, &redis);
+    first
+        .wait_for_stderr("the lease taken", Duration::from_secs(30), |l| {
+            l.contains("took the agent's lease")
+        })
+        .await;
+    fleet.ask(0, "ping a1").await;
+    fleet
+        .wait_answered(&[vec!["a1".to_owned()]], Duration::from_secs(20), &[&first])
+        .await;
+    let mut second = run_single(&fleet, &redis);
+    second
+        .wait_for_stderr("standing by", Duration::from_secs(30), |l| {
+            l.contains("standing by")
+        })
+        .await;
+    fleet.ask(0, "ping a2").await;
+    fleet
+        .wait_answered(&[vec!["a2".to_owned()]], Duration::from_secs(20), &[&first])
+        .await;
+    first.signal("KILL");
+    fleet.ask(0, "ping a3").await;
+    fleet
+        .wait_answered(
+            &[vec!["a3".to_owned()]],
+            Duration::from_secs(30),
+            &[&second],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tokens = vec![vec!["a1".to_owned(), "a2".to_owned(), "a3".to_owned()]];
+    assert_eq!(fleet.answered_twice(&tokens).await, Vec::<String>::new());
+    let replies = fleet.replies(0).await;
+    assert!(
+        replies.iter().any(|r| r.starts_with("pong 3 ")),
+        "the counter carried on in the standby: {replies:?}"
+    );
+    let stderr = second
+        .stop_cleanly("the standby", Duration::from_secs(30))
+        .await;
+    assert!(
+        stderr.iter().any(|l| l.contains("took the agent's lease")),
+        "{}",
+        stderr.join("\n")
+    );
+    // A clean stop hands the lease back.
+    assert_eq!(
+        redis
+            .get(&format!("switchboard:{{{}}}:lease", fleet.bots[0].1))
+            .await,
+        None
+    );
+}

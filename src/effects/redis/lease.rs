@@ -89,6 +89,22 @@ impl Fence {
         let _ = rx.wait_for(|lost| *lost).await;
     }
 
+    /// Resolves once the lease is lost, or its local deadline passed
+    /// without a renewal (then it is marked lost).
+    pub async fn ended(&self) {
+        loop {
+            if !self.holds() {
+                self.mark_lost();
+                return;
+            }
+            let deadline = tokio::time::Instant::from_std(self.deadline());
+            tokio::select! {
+                _ = self.lost() => return,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     fn extend(&self, to: Instant) {
         let mut deadline = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
         *deadline = (*deadline).max(to);
