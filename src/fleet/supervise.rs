@@ -123,7 +123,7 @@ struct Shared {
     store: RedisStore,
     registry: Registry,
     /// Leases held, by agent name (those being handed back included).
-    leases: BTreeMap<String, Lease>,
+    leases: balance::HeldLeases,
     /// Agents being stopped to hand their lease back.
     releasing: BTreeSet<String>,
     /// Ticks in a row each agent not held here was seen free.
@@ -208,9 +208,9 @@ pub async fn run(
         );
         telemetry.set_shared(true);
         Shared {
-            store,
             registry,
-            leases: BTreeMap::new(),
+            leases: balance::HeldLeases::new(store.clone(), balance::tick(lease)),
+            store,
             releasing: BTreeSet::new(),
             free_ticks: HashMap::new(),
             released: released_tx,
@@ -317,9 +317,10 @@ impl FleetRun {
         if let Some(shared) = &mut self.shared {
             let gone: Vec<String> = shared
                 .leases
-                .keys()
-                .filter(|name| !self.wanted.contains_key(*name))
-                .cloned()
+                .all()
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| !self.wanted.contains_key(name))
                 .collect();
             for name in gone {
                 if let Some(lease) = shared.leases.remove(&name) {
@@ -334,9 +335,7 @@ impl FleetRun {
         for name in names {
             let held = match &self.shared {
                 None => true,
-                Some(shared) => {
-                    shared.leases.contains_key(&name) && !shared.releasing.contains(&name)
-                }
+                Some(shared) => shared.leases.contains(&name) && !shared.releasing.contains(&name),
             };
             if held && !self.running.contains_key(&name) {
                 self.start(&name);
@@ -365,15 +364,8 @@ impl FleetRun {
         let Some(shared) = &mut self.shared else {
             return;
         };
-        let held: Vec<(String, Lease)> = shared
-            .leases
-            .iter()
-            .map(|(n, l)| (n.clone(), l.clone()))
-            .collect();
-        let leases: Vec<Lease> = held.iter().map(|(_, l)| l.clone()).collect();
-        if let Err(e) = Lease::renew_all(&shared.store, &leases).await {
-            tracing::warn!(error = %Chain(&e), "cannot renew the leases; each agent keeps running until its own lease time ends");
-        }
+        // Renewed by their own task (see `HeldLeases`); here, the lost are let go.
+        let held = shared.leases.all();
         let lost: Vec<String> = held
             .iter()
             .filter(|(_, l)| !l.fence().holds())
@@ -403,7 +395,7 @@ impl FleetRun {
         let mut free: Vec<String> = self
             .wanted
             .keys()
-            .filter(|n| !shared.leases.contains_key(*n))
+            .filter(|n| !shared.leases.contains(n))
             .cloned()
             .collect();
         free.sort_by_key(|n| std::cmp::Reverse(balance::rank(&process, n)));
@@ -459,15 +451,18 @@ impl FleetRun {
         if count > share {
             let mut mine: Vec<String> = shared
                 .leases
-                .keys()
-                .filter(|n| !shared.releasing.contains(*n) && !taken.contains(n))
-                .cloned()
+                .all()
+                .into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| !shared.releasing.contains(n) && !taken.contains(n))
                 .collect();
             mine.sort_by_key(|n| balance::rank(&process, n));
             for name in mine.into_iter().take(count - share) {
                 tracing::info!(agent = %name, processes, share, "handing the agent to another process (more processes share the fleet now)");
                 shared.releasing.insert(name.clone());
-                let lease = shared.leases[&name].clone();
+                let Some(lease) = shared.leases.get(&name) else {
+                    continue;
+                };
                 let running = self.running.remove(&name);
                 let done = shared.released.clone();
                 tokio::spawn(async move {
@@ -505,7 +500,7 @@ impl FleetRun {
             .collect();
         futures_util::future::join_all(stops).await;
         if let Some(shared) = &mut self.shared {
-            for (name, lease) in std::mem::take(&mut shared.leases) {
+            for (name, lease) in shared.leases.take_all() {
                 if let Err(e) = lease.release().await {
                     tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
                 }

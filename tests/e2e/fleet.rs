@@ -482,17 +482,18 @@ async fn editing_the_fleet_file_restarts_or_stops_only_the_agents_whose_entries_
 }
 
 #[tokio::test]
-async fn a_store_is_refused_before_anything_connects_and_its_password_never_shows() {
+async fn an_unreachable_store_stops_the_fleet_at_its_line_before_anything_connects() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("wf/a/w.yaml"), &ping_rule("a"));
     let fleet = dir.path().join("fleet.yaml");
-    // Nothing listens on the platform's address: a connection attempt would show.
+    // Nothing listens on the platform's address nor the store's.
     let closed = free_addr();
+    let no_store = free_addr();
     write(
         &fleet,
         &format!(
             "rest_url: http://{closed}\nws_url: ws://{closed}/api/v1/socket/websocket\n\
-             store: redis://:s3cret-pw@127.0.0.1:6379/0\n\
+             store: redis://:s3cret-pw@{no_store}/0\n\
              agents:\n  - name: a\n    agent_id: 9c1e0000-0000-4000-8000-000000000401\n    \
              api_key_env: FLEET_TEST_A_KEY\n    workflows: wf/a\n"
         ),
@@ -508,8 +509,15 @@ async fn a_store_is_refused_before_anything_connects_and_its_password_never_show
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(stderr.contains("not wired yet"), "{stderr}");
-    assert!(stderr.contains("redis://:***@127.0.0.1:6379/0"), "{stderr}");
+    assert!(stderr.contains("cannot reach the store"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("redis://:***@{no_store}/0")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:3:8", fleet.display())),
+        "no position of `store:` in:\n{stderr}"
+    );
     assert!(
         !stderr.contains("s3cret-pw"),
         "the password shows:\n{stderr}"
