@@ -319,6 +319,36 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
         .await
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
+    // Each agent's feed of handled events and its pending conversations.
+    let handled: serde_json::Value = http
+        .get(format!("http://{addr}/handled/two"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let handled = handled.as_array().expect("a list of handled events");
+    assert!(!handled.is_empty(), "two answered a ping: {handled:?}");
+    let pending = http
+        .get(format!("http://{addr}/conversations/one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.status().as_u16(), 200);
+    assert!(pending
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()
+        .is_array());
+    for path in ["handled", "conversations"] {
+        let nobody = http
+            .get(format!("http://{addr}/{path}/nobody"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nobody.status().as_u16(), 404, "/{path}/nobody");
+    }
     let stderr = fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
