@@ -19,6 +19,10 @@ pub fn tick(lease: Duration) -> Duration {
     (lease / 4).max(Duration::from_millis(50))
 }
 
+/// Ticks a process holds more than its share before it hands the surplus
+/// back: longer than a lease (four ticks), the time a dead process stays counted.
+pub const SURPLUS_TICKS: u32 = 6;
+
 /// This process's share of `agents` among `processes`, at most `max`.
 pub fn share(agents: usize, processes: usize, max: Option<usize>) -> usize {
     agents

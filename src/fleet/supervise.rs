@@ -128,6 +128,8 @@ struct Shared {
     releasing: BTreeSet<String>,
     /// Ticks in a row each agent not held here was seen free.
     free_ticks: HashMap<String, u32>,
+    /// Ticks in a row this process held more than its share.
+    surplus_ticks: u32,
     /// Told the name of each agent whose lease was handed back.
     released: mpsc::UnboundedSender<String>,
 }
@@ -213,6 +215,7 @@ pub async fn run(
             store,
             releasing: BTreeSet::new(),
             free_ticks: HashMap::new(),
+            surplus_ticks: 0,
             released: released_tx,
         }
     });
@@ -388,7 +391,7 @@ impl FleetRun {
                 return;
             }
         };
-        let holding = shared.leases.len() - shared.releasing.len();
+        let holding = shared.leases.len().saturating_sub(shared.releasing.len());
         let share = balance::share(self.wanted.len(), processes, self.config.max_agents);
         let mut taken = Vec::new();
         let process = shared.registry.process().to_owned();
@@ -448,7 +451,15 @@ impl FleetRun {
             shared.free_ticks.remove(name);
             tracing::info!(agent = %name, processes, share, "took the agent's lease; starting it here");
         }
-        if count > share {
+        // Handed back only after a surplus lasting longer than a lease: a
+        // dead process is still counted until its entry expires, and its
+        // agents, just taken over, must not bounce back and forth meanwhile.
+        shared.surplus_ticks = match count > share {
+            true => shared.surplus_ticks + 1,
+            false => 0,
+        };
+        if shared.surplus_ticks >= balance::SURPLUS_TICKS {
+            shared.surplus_ticks = 0;
             let mut mine: Vec<String> = shared
                 .leases
                 .all()

@@ -155,6 +155,28 @@ impl Fleet {
         }
     }
 
+    /// Agent `i`'s room, message by message (for failure reports).
+    async fn transcript(&self, i: usize) -> String {
+        let (_, _, room) = &self.bots[i];
+        let query = HumanMessageQuery {
+            limit: Some(100),
+            ..HumanMessageQuery::default()
+        };
+        let page = self.bob.list_messages(room, &query).await.unwrap();
+        page.items
+            .iter()
+            .map(|m| {
+                format!(
+                    "\n  {} {} {} {}",
+                    m.inserted_at,
+                    m.id,
+                    &m.sender_id[..8.min(m.sender_id.len())],
+                    m.content
+                )
+            })
+            .collect()
+    }
+
     /// Waits (bounded) until each token in `tokens[i]` has a reply from
     /// agent `i`; panics with the processes' logs otherwise.
     async fn wait_answered(&self, tokens: &[Vec<String>], limit: Duration, logs: &[&Running]) {
@@ -191,7 +213,11 @@ impl Fleet {
             for token in wanted {
                 let n = replies.iter().filter(|r| answers(r, token)).count();
                 if n > 1 {
-                    twice.push(format!("{}:{token} x{n}", self.bots[i].0));
+                    twice.push(format!(
+                        "{}:{token} x{n}: {}",
+                        self.bots[i].0,
+                        self.transcript(i).await
+                    ));
                 }
             }
         }
@@ -353,7 +379,8 @@ async fn sigkill_of_a_process_is_taken_over_with_nothing_lost_or_repeated() {
     assert_eq!(
         fleet.answered_twice(&tokens).await,
         Vec::<String>::new(),
-        "logs:\n{}",
+        "logs of the killed process:\n{}\n-----\nlogs of the other:\n{}",
+        one.stderr_lines().join("\n"),
         two.stderr_lines().join("\n")
     );
     // Each agent's counter counted every ping exactly once.
