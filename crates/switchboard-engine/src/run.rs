@@ -1016,7 +1016,7 @@ impl Engine {
                         return Ok(result);
                     }
                     Ok(None) => {
-                        tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "sent before a restart but not found on the platform; sending it");
+                        tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "sent before a restart but missing on the platform; sending it");
                     }
                     Err(e) => {
                         return Err(StepError::Failed(format!(
