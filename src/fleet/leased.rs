@@ -80,7 +80,7 @@ pub async fn run(
         let outcome = tokio::select! {
             ended = &mut agent => Some(ended),
             _ = held.fence().ended() => {
-                tracing::error!(agent = %agent_id, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                tracing::error!(agent = %agent_id, "{}", super::LEASE_LOST);
                 group.abort_all();
                 None
             }

@@ -11,6 +11,9 @@ pub mod supervise;
 
 use std::path::Path;
 
+/// Logged when an agent is stopped at once because its lease is gone.
+pub(crate) const LEASE_LOST: &str = "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once";
+
 pub use file::{AgentEntry, FleetFile, FleetFileError, KeySource, StoreUrl};
 
 /// What `check --fleet` found: the file's problems, or each agent's

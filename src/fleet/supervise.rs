@@ -378,7 +378,7 @@ impl FleetRun {
             shared.leases.remove(&name);
             shared.releasing.remove(&name);
             if let Some(agent) = self.running.remove(&name) {
-                tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                tracing::error!(agent = %name, "{}", super::LEASE_LOST);
                 agent.group.abort_all();
                 agent.task.abort();
             }
@@ -626,7 +626,7 @@ async fn supervise(
             tokio::select! {
                 _ = work => {}
                 _ = fence.ended() => {
-                    tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                    tracing::error!(agent = %name, "{}", super::LEASE_LOST);
                     fleet.remove(&name);
                     group.abort_all();
                 }

@@ -254,4 +254,35 @@ impl AgentSpace {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.writer.flush().await
     }
+
+    /// Queues the removal of `members` from the index `index` (`SREM` for a
+    /// set, `ZREM` for a sorted set): what the store expired by itself.
+    pub(crate) fn forget(&self, cmd: &'static str, index: String, members: Vec<String>) {
+        if members.is_empty() {
+            return;
+        }
+        let op = members
+            .into_iter()
+            .fold(writer::Op::new(cmd, index), writer::Op::arg);
+        self.writer.queue(vec![op]);
+    }
+}
+
+/// What a store read at start-up, handed over once to the engine's `load`.
+pub(crate) struct Loaded<T>(std::sync::Mutex<Option<T>>);
+
+impl<T: Default> Loaded<T> {
+    /// Holds `value` until taken.
+    pub(crate) fn new(value: T) -> Loaded<T> {
+        Loaded(std::sync::Mutex::new(Some(value)))
+    }
+
+    /// The value (empty when taken before).
+    pub(crate) fn take(&self) -> T {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
+    }
 }
