@@ -662,3 +662,105 @@ async fn sighup_rereads_the_fleet_file_when_it_is_not_watched() {
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
 }
+
+/// More agents than a user's inotify instances (128 by default on Linux):
+/// each watching its own workflows folder, all start and answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_more_agents_than_inotify_instances_all_start_watching() {
+    const N: usize = 140;
+    let id = |i: usize| format!("9c1e0000-0000-4000-8000-{:012}", 900_000 + i);
+    let mut seed =
+        String::from("users:\n  - handle: bob\n    name: Bob\n    api_key: bob-key\nagents:\n");
+    for i in 0..N {
+        seed.push_str(&format!(
+            "  - handle: bob/w{i}\n    name: W{i}\n    description: watcher {i}\n    api_key: wkey-{i}\n    id: {}\n",
+            id(i)
+        ));
+    }
+    seed.push_str("rooms:\n  - title: Last\n    owner: bob\n    participants: [bob/w139]\n");
+    let seed = band_sandbox::parse_seed(&seed, "many-agents seed").expect("the seed is valid");
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), seed)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "rest_url: {}\nws_url: {}\nagents:\n",
+        sb.rest_url(),
+        sb.ws_url()
+    );
+    for i in 0..N {
+        write(
+            &dir.path().join(format!("wf/w{i}/w.yaml")),
+            &ping_rule(&format!("pong from w{i}")),
+        );
+        text.push_str(&format!(
+            "  - name: w{i}\n    agent_id: {}\n    api_key_env: MANY_KEY_{i}\n    workflows: wf/w{i}\n    ephemeral: true\n",
+            id(i)
+        ));
+    }
+    let fleet_path = dir.path().join("fleet.yaml");
+    write(&fleet_path, &text);
+    let addr = free_addr();
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--fleet")
+        .arg(&fleet_path)
+        .arg("--metrics-addr")
+        .arg(addr.to_string());
+    for i in 0..N {
+        cmd.env(format!("MANY_KEY_{i}"), format!("wkey-{i}"));
+    }
+    let fleet = Running::spawn(&mut cmd);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = match reqwest::get(format!("http://{addr}/healthz")).await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok().map(|b| {
+                b["agents"]
+                    .as_object()
+                    .map(|a| a.values().filter(|v| v["state"] == "running").count())
+                    .unwrap_or(0)
+            }),
+            Err(_) => None,
+        };
+        if running == Some(N) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{running:?} of {N} agents running; stderr:\n{}",
+            fleet
+                .stderr_lines()
+                .iter()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The last one watches its folder: an edit changes its answer.
+    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
+    let room = bob.list_chats(None, None).await.unwrap().items[0]
+        .id
+        .clone();
+    write(
+        &dir.path().join("wf/w139/w.yaml"),
+        &ping_rule("edited w139"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let asked = ask(&bob, &room, &id(139), "ping").await;
+        let reply = reply_after(&bob, &room, &id(139), &asked, Duration::from_secs(3)).await;
+        if reply.is_some_and(|m| m.content.ends_with("edited w139")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit was not picked up"
+        );
+    }
+    fleet
+        .stop_cleanly("the fleet", Duration::from_secs(60))
+        .await;
+}

@@ -573,3 +573,37 @@ async fn a_second_run_of_one_agent_stands_by_and_takes_over_when_the_first_dies(
         None
     );
 }
+
+#[tokio::test]
+async fn max_agents_caps_what_one_process_takes() {
+    let redis = RedisServer::start().await;
+    let fleet = Fleet::start(4, 351).await;
+    let (capped, capped_addr) = fleet.run(&redis, &["--max-agents", "1"]);
+    // Alone, the capped process still takes only one agent.
+    wait_split(&[capped_addr], Duration::from_secs(30), &[&capped], |s| {
+        s[0].len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        running_here(capped_addr).await.unwrap_or_default().len(),
+        1,
+        "{}",
+        capped.stderr_lines().join("\n")
+    );
+    let (other, other_addr) = fleet.run(&redis, &[]);
+    let split = wait_split(
+        &[capped_addr, other_addr],
+        Duration::from_secs(30),
+        &[&capped, &other],
+        |s| all_four(s) && s[0].len() == 1,
+    )
+    .await;
+    assert_eq!(split[1].len(), 3, "{split:?}");
+    capped
+        .stop_cleanly("the capped process", Duration::from_secs(30))
+        .await;
+    other
+        .stop_cleanly("the other process", Duration::from_secs(30))
+        .await;
+}
