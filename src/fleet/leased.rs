@@ -30,7 +30,7 @@ pub async fn run(
     let keys = AgentKeys::new(agent_id);
     let tick = balance::tick(lease);
     tokio::pin!(stop);
-    let mut said_waiting = false;
+    let (mut said_waiting, mut said_unreachable) = (false, false);
     loop {
         let held = loop {
             match Lease::try_acquire(&store, &keys, lease).await {
@@ -40,16 +40,18 @@ pub async fn run(
                     said_waiting = true;
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %Chain(&e), "cannot reach the store; trying again");
+                Err(e) if !said_unreachable => {
+                    tracing::warn!(error = %Chain(&e), "cannot reach the store; trying again every {tick:?}");
+                    said_unreachable = true;
                 }
+                Err(_) => {}
             }
             tokio::select! {
                 _ = &mut stop => return Ok(()),
                 _ = tokio::time::sleep(tick) => {}
             }
         };
-        said_waiting = false;
+        (said_waiting, said_unreachable) = (false, false);
         tracing::info!(agent = %agent_id, store = %store.shown(), "took the agent's lease; starting it here");
         let renewals = {
             let (store, held) = (store.clone(), held.clone());
