@@ -130,6 +130,8 @@ struct Shared {
     free_ticks: HashMap<String, u32>,
     /// Ticks in a row this process held more than its share.
     surplus_ticks: u32,
+    /// The store did not answer the last tick (said once per outage).
+    store_down: bool,
     /// Told the name of each agent whose lease was handed back.
     released: mpsc::UnboundedSender<String>,
 }
@@ -216,6 +218,7 @@ pub async fn run(
             releasing: BTreeSet::new(),
             free_ticks: HashMap::new(),
             surplus_ticks: 0,
+            store_down: false,
             released: released_tx,
         }
     });
@@ -385,9 +388,16 @@ impl FleetRun {
             self.telemetry.remove(&name);
         }
         let processes = match shared.registry.heartbeat(self.config.lease).await {
-            Ok(n) => n,
+            Ok(n) => {
+                if std::mem::take(&mut shared.store_down) {
+                    tracing::info!(store = %shared.store.shown(), "the store answers again");
+                }
+                n
+            }
             Err(e) => {
-                tracing::warn!(error = %Chain(&e), "cannot reach the store; no agent is taken or handed back until it answers");
+                if !std::mem::replace(&mut shared.store_down, true) {
+                    tracing::warn!(error = %Chain(&e), "cannot reach the store; no agent is taken or handed back until it answers");
+                }
                 return;
             }
         };
