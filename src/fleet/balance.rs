@@ -71,11 +71,17 @@ impl HeldLeases {
         let held: Arc<Mutex<BTreeMap<String, Lease>>> = Arc::default();
         let renewed = held.clone();
         let renewals = tokio::spawn(async move {
+            let mut failing = false;
             loop {
                 tokio::time::sleep(tick).await;
                 let leases: Vec<Lease> = lock(&renewed).values().cloned().collect();
-                if let Err(e) = Lease::renew_all(&store, &leases).await {
-                    tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot renew the leases; each agent keeps running until its own part of its lease ends");
+                match Lease::renew_all(&store, &leases).await {
+                    Ok(_) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot renew the leases; each agent keeps running until its own part of its lease ends");
+                    }
+                    Err(_) => {}
                 }
             }
         });
