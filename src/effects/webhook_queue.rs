@@ -88,6 +88,20 @@ pub enum QueueError {
     },
 }
 
+impl QueueError {
+    /// True when this process no longer runs the agent (its lease in the
+    /// store is lost): another process takes its deliveries.
+    pub fn lease_lost(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Store {
+                source: StoreError::LeaseLost { .. } | StoreError::Outage { .. },
+                ..
+            }
+        )
+    }
+}
+
 /// One line of the file: a queued delivery (`q`), a handled one (`done`),
 /// or a handled one remembered for deduplication after compaction (`seen`).
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -283,9 +283,10 @@ async fn a_process_whose_lease_was_taken_accepts_no_delivery() {
         .body("{}")
         .send()
         .await;
-    // Refused by the store's check, or the server already stopped with the agent.
+    // Refused by the store's check (503: another process runs the agent),
+    // or the server already stopped with the agent.
     if let Ok(resp) = answer {
-        assert_ne!(resp.status().as_u16(), 202, "accepted without the lease");
+        assert_eq!(resp.status().as_u16(), 503, "{:?}", resp.text().await);
     }
     let keys = fleet.hook_keys(&redis).await;
     assert!(keys.is_empty(), "queued without the lease: {keys:?}");
@@ -296,4 +297,114 @@ async fn a_process_whose_lease_was_taken_accepts_no_delivery() {
         logs.join("\n")
     );
     fleet.sb.shutdown().await.unwrap();
+}
+
+/// The queue itself against the store: order, deduplication with Redis's
+/// own expiry, a push whose answer was lost, the next holder reading what
+/// is pending (a damaged entry kept aside), the last holder refused.
+#[tokio::test]
+async fn the_queue_in_the_store_keeps_order_and_ids_across_holders() {
+    use switchboard::effects::redis::webhooks::RedisWebhooks;
+    use switchboard::effects::redis::{AgentKeys, AgentSpace, Lease, RedisStore};
+    use switchboard::effects::webhook_queue::{Pushed, QueueError, WebhookQueue};
+
+    const AGENT: &str = "9c1e0000-0000-4000-8000-00000000b001";
+    let lease = Duration::from_secs(5);
+    let redis = RedisServer::start().await;
+    let store = RedisStore::connect(&redis.url(), &redis.url())
+        .await
+        .expect("the test's redis-server answers");
+    let keys = AgentKeys::new(AGENT);
+    let first = Lease::try_acquire(&store, &keys, lease)
+        .await
+        .unwrap()
+        .expect("the lease is free");
+    let space = AgentSpace::new(&store, first.fence().clone());
+    let q = WebhookQueue::in_store(&space, 10).await.unwrap();
+    let now = chrono::Utc::now();
+    for k in ["h/1", "h/2", "h/3"] {
+        let pushed = q.push(k.into(), json!({"id": k}), now).await.unwrap();
+        assert_eq!(pushed, Pushed::Queued, "{k}");
+    }
+    assert_eq!(q.next().await.key, "h/1");
+    q.done("h/1").await.unwrap();
+    assert_eq!(q.next().await.key, "h/2");
+    // Handled or pending, a known id is a duplicate.
+    for k in ["h/1", "h/2"] {
+        let pushed = q.push(k.into(), json!({}), now).await.unwrap();
+        assert_eq!(pushed, Pushed::Duplicate, "{k}");
+    }
+    // Redis forgets the id by itself after a day.
+    let mut conn = redis.connection().await;
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg(keys.key("webhooks:seen:h/1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((86_000..=86_400).contains(&ttl), "ttl {ttl}");
+    // A push that reached the store but whose answer was lost: the
+    // sender's retry is a duplicate, and the delivery is run all the same.
+    let (other, _) = RedisWebhooks::open(&space).await.unwrap();
+    other.push("h/4", r#"{"id":"h/4"}"#, 10, 60).await.unwrap();
+    assert_eq!(q.pending(), 2);
+    let pushed = q.push("h/4".into(), json!({}), now).await.unwrap();
+    assert_eq!(pushed, Pushed::Duplicate);
+    assert_eq!(q.pending(), 3);
+    space.flush().await.unwrap();
+    // An entry nobody can read (edited by hand).
+    let () = ::redis::pipe()
+        .cmd("RPUSH")
+        .arg(keys.key("webhooks:pending"))
+        .arg("h/x")
+        .ignore()
+        .cmd("HSET")
+        .arg(keys.key("webhooks:entries"))
+        .arg("h/x")
+        .arg("not json")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // The lease changes hands.
+    first.release().await.unwrap();
+    let second = Lease::try_acquire(&store, &keys, lease)
+        .await
+        .unwrap()
+        .expect("the lease was given back");
+    let next = AgentSpace::new(&store, second.fence().clone());
+    let q2 = WebhookQueue::in_store(&next, 10).await.unwrap();
+    assert_eq!(q2.pending(), 3, "h/2, h/3 and h/4 pending; h/x kept aside");
+    for want in ["h/2", "h/3", "h/4"] {
+        let entry = q2.next().await;
+        assert_eq!(entry.key, want);
+        assert_eq!(entry.event, json!({"id": want}));
+        q2.done(want).await.unwrap();
+    }
+    for k in ["h/1", "h/2", "h/4"] {
+        let pushed = q2.push(k.into(), json!({}), now).await.unwrap();
+        assert_eq!(pushed, Pushed::Duplicate, "{k}");
+    }
+    next.flush().await.unwrap();
+    let damaged: Option<String> = ::redis::cmd("HGET")
+        .arg(keys.key("webhooks:damaged"))
+        .arg("h/x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(damaged.as_deref(), Some("not json"));
+    let left: Vec<String> = redis
+        .keys(&format!("switchboard:{{{AGENT}}}:webhooks:*"))
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(":seen:") && !k.ends_with(":damaged"))
+        .collect();
+    assert!(left.is_empty(), "pending entries left: {left:?}");
+    // The last holder accepts nothing more.
+    let refused = q.push("h/5".into(), json!({}), now).await;
+    assert!(
+        matches!(refused, Err(QueueError::Store { .. })),
+        "{refused:?}"
+    );
+    assert!(redis.get(&keys.key("webhooks:seen:h/5")).await.is_none());
 }
