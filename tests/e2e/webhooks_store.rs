@@ -4,7 +4,8 @@
 //! known also to the process that takes the agent over after a SIGKILL;
 //! and a delivery accepted just before the kill is handled by that process.
 //! The store bounds the queue (429 when full) and refuses deliveries to a
-//! process whose lease was taken.
+//! process whose lease was taken; one agent run without a fleet file under
+//! `--store` queues its deliveries there too.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -407,4 +408,56 @@ async fn the_queue_in_the_store_keeps_order_and_ids_across_holders() {
         "{refused:?}"
     );
     assert!(redis.get(&keys.key("webhooks:seen:h/5")).await.is_none());
+}
+
+/// `switchboard run` of the one agent (no fleet file) under the store, its
+/// webhooks on `addr`; returns once they are served.
+async fn run_single(fleet: &HookFleet, redis: &RedisServer) -> Running {
+    let mut cmd = crate::support::cli::run_command(&fleet.sb, &fleet.dir.path().join("workflows"));
+    cmd.arg("--webhook-addr")
+        .arg(fleet.addr.to_string())
+        .args(["--lease", "2s", "--store"])
+        .arg(redis.url())
+        .env("DEPLOY_HOOK_SECRET", SECRET)
+        .env("RUST_LOG", "info");
+    let mut running = Running::spawn(&mut cmd);
+    let addr = fleet.addr.to_string();
+    running
+        .wait_for_stderr("the agent's webhooks listening", STEP, |l| {
+            let l = strip_ansi(l);
+            l.contains("webhooks listening") && l.contains(&addr)
+        })
+        .await;
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_agent_run_with_a_store_queues_its_deliveries_there_too() {
+    let redis = RedisServer::start().await;
+    let fleet = HookFleet::start().await;
+    let one = run_single(&fleet, &redis).await;
+    fault(
+        &fleet.sb,
+        json!({"delay": {"method": "POST", "path": "/messages", "ms": 30_000}}),
+    )
+    .await;
+    let (status, body) = failed_deploy(fleet.addr, "api", "s-kill").await;
+    assert_eq!(status, 202, "{body}");
+    one.signal("KILL");
+    one.wait_exit(Duration::from_secs(10)).await;
+    fault(&fleet.sb, json!({"clear": true})).await;
+    let two = run_single(&fleet, &redis).await;
+    let deploys = fleet.wait_deploys(1, &two).await;
+    assert_eq!(
+        deploys,
+        ["deploy api failed (s-kill, prod, agent=hooktest, sig=hidden)"]
+    );
+    fleet.wait_nothing_pending(&redis, &two).await;
+    let (status, body) = failed_deploy(fleet.addr, "api", "s-kill").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["duplicate"], true, "{body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let logs = two.stop_cleanly("the second run", STEP).await;
+    assert_eq!(fleet.deploys().await.len(), 1, "{}", logs.join("\n"));
+    fleet.sb.shutdown().await.unwrap();
 }
