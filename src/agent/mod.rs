@@ -503,7 +503,7 @@ impl Agent {
         let dir = match &config.state_dir {
             StateDirChoice::Ephemeral => None,
             StateDirChoice::Store(space) => {
-                tracing::info!(store = %space.store().shown(), "state, journal and pending conversations kept in the store");
+                tracing::info!(store = %space.store().shown(), "state, journal, pending conversations, throttle windows and webhook queue kept in the store");
                 files.space = Some(space.clone());
                 None
             }
@@ -521,9 +521,12 @@ impl Agent {
         let webhooks = match webhook_listener {
             None => None,
             Some(listener) => {
-                let queue = match in_dir(StateDir::webhooks) {
-                    Some(path) => WebhookQueue::open(&path, config.webhook_queue)?,
-                    None => WebhookQueue::in_memory(config.webhook_queue),
+                let queue = match (in_dir(StateDir::webhooks), &files.space) {
+                    (Some(path), _) => WebhookQueue::open(&path, config.webhook_queue)?,
+                    (None, Some(space)) => {
+                        WebhookQueue::in_store(space, config.webhook_queue).await?
+                    }
+                    (None, None) => WebhookQueue::in_memory(config.webhook_queue),
                 };
                 let bound = listener
                     .local_addr()
@@ -532,10 +535,10 @@ impl Agent {
                     addr = %bound,
                     hooks = %ruleset.webhooks().keys().cloned().collect::<Vec<_>>().join(","),
                     pending = queue.pending(),
-                    durable = files.dir.is_some(),
+                    durable = queue.durable(),
                     "webhooks listening (POST /hooks/NAME)"
                 );
-                if files.dir.is_none() {
+                if !queue.durable() {
                     tracing::warn!("ephemeral: accepted webhook deliveries are queued in memory; a crash loses those not yet handled");
                 }
                 let queue = Arc::new(queue);

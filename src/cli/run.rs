@@ -36,7 +36,7 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "FLEET.yaml",
-        conflicts_with_all = ["workflows", "ephemeral", "state_file", "journal", "allow_env", "allow_http_hosts", "explain", "record", "webhook_addr", "webhook_queue", "max_attempts", "retry_delay"]
+        conflicts_with_all = ["workflows", "ephemeral", "state_file", "journal", "allow_env", "allow_http_hosts", "explain", "record", "webhook_addr", "webhook_queue", "max_attempts", "retry_delay", "llm_url", "llm_model", "llm_key_file", "max_pending_per_person"]
     )]
     fleet: Option<PathBuf>,
 

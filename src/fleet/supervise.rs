@@ -559,6 +559,11 @@ fn start_agent(
             tracing::warn!(agent = %name, file = %path.display(), "the API key file can be read by other users; chmod 600 it");
         }
     }
+    if let Some(super::KeySource::File(path)) = &effective.entry.llm_key_source {
+        if file::readable_by_others(path) {
+            tracing::warn!(agent = %name, file = %path.display(), "the language model's key file can be read by other users; chmod 600 it");
+        }
+    }
     let redaction = (config.new_redaction)();
     let shared = telemetry.add(name, redaction.clone());
     let entry = &effective.entry;
@@ -586,6 +591,14 @@ fn start_agent(
     if let Some(d) = entry.retry_delay {
         agent.retry_delay = d;
     }
+    agent.webhook_addr = entry.webhook_addr;
+    if let Some(n) = entry.webhook_queue {
+        agent.webhook_queue = n;
+    }
+    if let Some(n) = entry.max_pending_per_person {
+        agent.max_pending_per_person = n;
+    }
+    agent.llm = entry.llm.clone();
     agent.redaction = redaction;
     let (stop, stopped) = watch::channel(false);
     let span = tracing::info_span!("agent", agent = %name);

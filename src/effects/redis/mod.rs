@@ -17,6 +17,7 @@ pub mod lease;
 pub mod registry;
 pub mod state;
 pub mod throttles;
+pub mod webhooks;
 pub(crate) mod writer;
 
 use std::sync::Arc;
@@ -212,6 +213,7 @@ impl AgentKeys {
 pub struct AgentSpace {
     store: RedisStore,
     keys: AgentKeys,
+    fence: Arc<Fence>,
     writer: Writer,
 }
 
@@ -229,9 +231,10 @@ impl AgentSpace {
     pub fn new(store: &RedisStore, fence: Arc<Fence>) -> AgentSpace {
         let keys = fence.keys().clone();
         AgentSpace {
-            writer: Writer::spawn(store.clone(), fence),
+            writer: Writer::spawn(store.clone(), fence.clone()),
             store: store.clone(),
             keys,
+            fence,
         }
     }
 
@@ -243,6 +246,11 @@ impl AgentSpace {
     /// The agent's key names.
     pub fn keys(&self) -> &AgentKeys {
         &self.keys
+    }
+
+    /// The lease every write checks (a script of its own checks its token too).
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
     }
 
     /// The writer every change goes through.
