@@ -23,6 +23,13 @@ pub fn tick(lease: Duration) -> Duration {
 /// back: longer than a lease (four ticks), the time a dead process stays counted.
 pub const SURPLUS_TICKS: u32 = 6;
 
+/// Failed starts in a row, under a lease, before a process hands the agent
+/// to another one.
+pub const HAND_OVER_AFTER: u32 = 3;
+
+/// How long a process leaves an agent it gave up on to the others.
+pub const COOLDOWN: Duration = Duration::from_secs(60);
+
 /// This process's share of `agents` among `processes`, at most `max`.
 pub fn share(agents: usize, processes: usize, max: Option<usize>) -> usize {
     agents

@@ -132,6 +132,8 @@ struct Shared {
     surplus_ticks: u32,
     /// The store did not answer the last tick (said once per outage).
     store_down: bool,
+    /// Agents that kept failing here, left to other processes until then.
+    cooldown: HashMap<String, tokio::time::Instant>,
     /// Told the name of each agent whose lease was handed back.
     released: mpsc::UnboundedSender<String>,
 }
@@ -219,6 +221,7 @@ pub async fn run(
             free_ticks: HashMap::new(),
             surplus_ticks: 0,
             store_down: false,
+            cooldown: HashMap::new(),
             released: released_tx,
         }
     });
@@ -370,6 +373,31 @@ impl FleetRun {
         let Some(shared) = &mut self.shared else {
             return;
         };
+        // An agent that kept failing here gave up: its lease goes back, and
+        // this process leaves it to the others for a while.
+        let gave_up: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, r)| {
+                r.task.is_finished() && shared.leases.get(name).is_some_and(|l| l.fence().holds())
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gave_up {
+            self.running.remove(&name);
+            self.telemetry.remove(&name);
+            shared.cooldown.insert(
+                name.clone(),
+                tokio::time::Instant::now() + balance::COOLDOWN,
+            );
+            if let Some(lease) = shared.leases.remove(&name) {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
+                }
+            }
+        }
+        let now = tokio::time::Instant::now();
+        shared.cooldown.retain(|_, until| *until > now);
         // Renewed by their own task (see `HeldLeases`); here, the lost are let go.
         let held = shared.leases.all();
         let lost: Vec<String> = held
@@ -408,7 +436,7 @@ impl FleetRun {
         let mut free: Vec<String> = self
             .wanted
             .keys()
-            .filter(|n| !shared.leases.contains(n))
+            .filter(|n| !shared.leases.contains(n) && !shared.cooldown.contains_key(*n))
             .cloned()
             .collect();
         free.sort_by_key(|n| std::cmp::Reverse(balance::rank(&process, n)));
@@ -668,6 +696,7 @@ async fn attempts(
     leased: Option<(RedisStore, Arc<Fence>)>,
 ) {
     let mut backoff = FIRST_BACKOFF;
+    let mut failures = 0;
     loop {
         fleet.set_state(&name, AgentState::Starting);
         let attempt = {
@@ -700,6 +729,14 @@ async fn attempts(
             Err(e) if e.is_panic() => "it crashed (a panic; see the log above)".to_owned(),
             Err(e) => e.to_string(),
         };
+        failures += 1;
+        if leased.is_some() && failures >= balance::HAND_OVER_AFTER {
+            // Another process may not share this one's trouble (a port in
+            // use here, a file missing on this host): let it try.
+            tracing::error!(agent = %name, error = %reason, failures, "agent failed again; handing it to another process (this one takes it again after a pause)");
+            fleet.set_state(&name, AgentState::Failed(reason));
+            return;
+        }
         tracing::error!(agent = %name, error = %reason, retry_in = ?backoff, "agent failed; the other agents keep running");
         fleet.set_state(&name, AgentState::Failed(reason));
         tokio::select! {

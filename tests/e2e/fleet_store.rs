@@ -607,3 +607,62 @@ async fn max_agents_caps_what_one_process_takes() {
         .stop_cleanly("the other process", Duration::from_secs(30))
         .await;
 }
+
+#[tokio::test]
+async fn an_agent_failing_in_one_process_is_handed_to_another() {
+    let redis = RedisServer::start().await;
+    let fleet = Fleet::start(1, 361).await;
+    // Its workflows need a secret that only the second process has.
+    std::fs::write(
+        fleet.dir.path().join("wf/secret.yaml"),
+        "version: 1\nsecrets:\n  token: { env: HANDOVER_TEST_TOKEN }\nrules: []\n",
+    )
+    .unwrap();
+    let (mut first, _) = fleet.run(&redis, &[]);
+    first
+        .wait_for_stderr("a failed start", Duration::from_secs(30), |l| {
+            l.contains("agent failed")
+        })
+        .await;
+    let (second, second_addr) = {
+        let addr = free_addr();
+        let mut cmd = switchboard();
+        cmd.arg("run")
+            .arg("--fleet")
+            .arg(fleet.path())
+            .arg("--store")
+            .arg(redis.url())
+            .args(["--lease", "2s", "--metrics-addr"])
+            .arg(addr.to_string())
+            .env("FLEET_STORE_KEY_0", "key-0")
+            .env("HANDOVER_TEST_TOKEN", "t0k3n")
+            .env("RUST_LOG", "info");
+        (Running::spawn(&mut cmd), addr)
+    };
+    first
+        .wait_for_stderr("the hand-over", Duration::from_secs(40), |l| {
+            l.contains("handing it to another process")
+        })
+        .await;
+    wait_split(
+        &[second_addr],
+        Duration::from_secs(30),
+        &[&first, &second],
+        |s| s[0].len() == 1,
+    )
+    .await;
+    fleet.ask(0, "ping h1").await;
+    fleet
+        .wait_answered(
+            &[vec!["h1".to_owned()]],
+            Duration::from_secs(20),
+            &[&second],
+        )
+        .await;
+    second
+        .stop_cleanly("the second process", Duration::from_secs(30))
+        .await;
+    first
+        .stop_cleanly("the first process", Duration::from_secs(30))
+        .await;
+}
