@@ -14,7 +14,7 @@ use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use band_sandbox::RunningSandbox;
 
 use crate::support::cli::{switchboard, Running};
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer};
 use crate::support::seeded::ask;
 
 /// Answers each `ping` with the agent's running count; `once` at most once an hour.
@@ -103,13 +103,18 @@ impl Fleet {
 
     /// `run --fleet` with the store; its metrics (and `/healthz`) at the returned address.
     fn run(&self, redis: &RedisServer, extra: &[&str]) -> (Running, SocketAddr) {
+        self.run_on(&redis.url(), extra)
+    }
+
+    /// Like [`Fleet::run`], on the store at `url`.
+    fn run_on(&self, url: &str, extra: &[&str]) -> (Running, SocketAddr) {
         let addr = free_addr();
         let mut cmd = switchboard();
         cmd.arg("run")
             .arg("--fleet")
             .arg(self.path())
             .arg("--store")
-            .arg(redis.url())
+            .arg(url)
             .arg("--lease")
             .arg("2s")
             .arg("--metrics-addr")
@@ -665,4 +670,63 @@ async fn an_agent_failing_in_one_process_is_handed_to_another() {
     first
         .stop_cleanly("the first process", Duration::from_secs(30))
         .await;
+}
+
+#[tokio::test]
+async fn a_fleet_shares_a_redis_cluster_with_each_agents_keys_in_one_slot() {
+    let cluster = RedisCluster::start(3).await;
+    let fleet = Fleet::start(4, 371).await;
+    let (one, one_addr) = fleet.run_on(&cluster.url(), &[]);
+    let (two, two_addr) = fleet.run_on(&cluster.url(), &[]);
+    wait_split(
+        &[one_addr, two_addr],
+        Duration::from_secs(40),
+        &[&one, &two],
+        |s| all_four(s) && s.iter().all(|p| p.len() == 2),
+    )
+    .await;
+    let mut tokens = vec![Vec::new(); 4];
+    for round in 0..2 {
+        for (i, wanted) in tokens.iter_mut().enumerate() {
+            let token = format!("k{i}r{round}");
+            fleet.ask(i, &format!("ping {token}")).await;
+            wanted.push(token);
+        }
+    }
+    fleet
+        .wait_answered(&tokens, Duration::from_secs(30), &[&one, &two])
+        .await;
+    // The agents' keys are spread over the nodes (each agent's in one slot).
+    let spread = cluster.keys_per_node().await;
+    assert!(
+        spread.iter().filter(|n| **n > 0).count() >= 2,
+        "every key on one node: {spread:?}"
+    );
+    one.signal("KILL");
+    wait_split(&[two_addr], Duration::from_secs(30), &[&two], all_four).await;
+    for (i, wanted) in tokens.iter_mut().enumerate() {
+        let token = format!("k{i}r2");
+        fleet.ask(i, &format!("ping {token}")).await;
+        wanted.push(token);
+    }
+    fleet
+        .wait_answered(&tokens, Duration::from_secs(30), &[&two])
+        .await;
+    assert_eq!(fleet.answered_twice(&tokens).await, Vec::<String>::new());
+    for i in 0..4 {
+        let replies = fleet.replies(i).await;
+        assert!(
+            replies.iter().any(|r| r.starts_with("pong 3 ")),
+            "agent {i}'s counter did not carry on: {replies:?}"
+        );
+    }
+    let stderr = two
+        .stop_cleanly("process two", Duration::from_secs(30))
+        .await;
+    assert!(
+        stderr.iter().any(|l| l.contains("is a Redis Cluster")),
+        "{}",
+        stderr.join("\n")
+    );
+    drop(one);
 }

@@ -95,12 +95,54 @@ pub enum StoreError {
     },
 }
 
-/// A connection to the store, shared by every agent of a process (one
-/// multiplexed connection that reconnects by itself).
+/// A connection to the store, shared by every agent of a process: one
+/// multiplexed connection that reconnects by itself, or, when the server
+/// is a node of a Redis Cluster, a cluster connection routing each command
+/// to the node of its key's slot.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     shown: Arc<str>,
+}
+
+/// A single server's connection or a cluster's.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server (or a proxy in front of several).
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -137,13 +179,48 @@ impl RedisStore {
             url: shown.to_string(),
             source,
         })?;
-        let store = RedisStore { conn, shown };
+        let mut store = RedisStore {
+            conn: Conn::Single(conn),
+            shown,
+        };
         let mut conn = store.conn();
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
             .map_err(|e| store.failed("checking it answers (PING)", e))?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store.failed("asking whether it is a cluster (INFO cluster)", e))?;
+        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            let cluster = redis::cluster::ClusterClientBuilder::new(vec![url])
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
+                .map_err(|source| StoreError::Url {
+                    url: store.shown.to_string(),
+                    source,
+                })?;
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, cluster.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Timeout {
+                    url: store.shown.to_string(),
+                })?
+                .map_err(|source| StoreError::Unreachable {
+                    url: store.shown.to_string(),
+                    source,
+                })?;
+            tracing::info!(store = %store.shown, "the store is a Redis Cluster; commands go to the node of their key's slot");
+            store.conn = Conn::Cluster(conn);
+        }
         Ok(store)
+    }
+
+    /// True when the store is a Redis Cluster (a pipeline must then stay
+    /// within one slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     /// The URL with its password hidden.
@@ -152,7 +229,7 @@ impl RedisStore {
     }
 
     /// A handle on the shared connection.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
