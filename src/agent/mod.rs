@@ -505,7 +505,7 @@ impl Agent {
         let dir = match &config.state_dir {
             StateDirChoice::Ephemeral => None,
             StateDirChoice::Store(space) => {
-                tracing::info!(store = %space.store().shown(), "state, journal and pending conversations kept in the store");
+                tracing::info!(store = %space.store().shown(), "state, journal, pending conversations, throttle windows and webhook queue kept in the store");
                 files.space = Some(space.clone());
                 None
             }
@@ -523,9 +523,12 @@ impl Agent {
         let webhooks = match webhook_listener {
             None => None,
             Some(listener) => {
-                let queue = match in_dir(StateDir::webhooks) {
-                    Some(path) => WebhookQueue::open(&path, config.webhook_queue)?,
-                    None => WebhookQueue::in_memory(config.webhook_queue),
+                let queue = match (in_dir(StateDir::webhooks), &files.space) {
+                    (Some(path), _) => WebhookQueue::open(&path, config.webhook_queue)?,
+                    (None, Some(space)) => {
+                        WebhookQueue::in_store(space, config.webhook_queue).await?
+                    }
+                    (None, None) => WebhookQueue::in_memory(config.webhook_queue),
                 };
                 let bound = listener
                     .local_addr()
@@ -534,10 +537,10 @@ impl Agent {
                     addr = %bound,
                     hooks = %ruleset.webhooks().keys().cloned().collect::<Vec<_>>().join(","),
                     pending = queue.pending(),
-                    durable = files.dir.is_some(),
+                    durable = queue.durable(),
                     "webhooks listening (POST /hooks/NAME)"
                 );
-                if files.dir.is_none() {
+                if !queue.durable() {
                     tracing::warn!("ephemeral: accepted webhook deliveries are queued in memory; a crash loses those not yet handled");
                 }
                 let queue = Arc::new(queue);
@@ -818,8 +821,7 @@ impl Agent {
 }
 
 /// When watching failed on a system limit, which one and what to do (else
-/// empty): each watching agent holds an inotify instance, and a fleet of a
-/// few hundred agents runs into Linux's default of 128 per user.
+/// empty): the names of Linux's limits are not in the OS error's text.
 pub fn watch_hint(e: &notify::Error) -> String {
     let sysctl = |name: &str| {
         std::fs::read_to_string(format!("/proc/sys/fs/inotify/{name}"))
@@ -828,8 +830,8 @@ pub fn watch_hint(e: &notify::Error) -> String {
     };
     match &e.kind {
         notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => format!(
-            " (too many open files: either this user's inotify instances ({}; each agent that \
-             watches its folder holds one) or the process's file limit (ulimit -n) are used up; \
+            " (too many open files: either this user's inotify instances ({}; each switchboard \
+             process holds one) or the process's file limit (ulimit -n) are used up; \
              run with --no-watch, set `watch: false` for some agents, or raise the limit)",
             sysctl("max_user_instances")
         ),

@@ -43,6 +43,14 @@ impl Executor for Discard {
     fn execute<'a>(&'a self, _: &'a RenderedAction, _: &'a Scope) -> ActionFuture<'a> {
         Box::pin(async { Ok(Value::Null) })
     }
+
+    fn landed<'a>(
+        &'a self,
+        _: &'a RenderedAction,
+        _: &'a Scope,
+    ) -> switchboard_engine::action::LandedFuture<'a> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The compiled workflow.

@@ -36,17 +36,18 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "FLEET.yaml",
-        conflicts_with_all = ["workflows", "ephemeral", "state_file", "journal", "allow_env", "allow_http_hosts", "explain", "record", "webhook_addr", "webhook_queue", "max_attempts", "retry_delay"]
+        conflicts_with_all = ["workflows", "ephemeral", "state_file", "journal", "allow_env", "allow_http_hosts", "explain", "record", "webhook_addr", "webhook_queue", "max_attempts", "retry_delay", "llm_url", "llm_model", "llm_key_file", "max_pending_per_person"]
     )]
     fleet: Option<PathBuf>,
 
-    /// Keep the agents' state, action journals and pending conversations in
-    /// this shared store instead of state directories: redis://HOST:PORT/DB
-    /// (rediss:// for TLS; Redis >= 6 or Valkey). Processes running the same
-    /// fleet with the same store split its agents between them, each agent
-    /// in one process at a time, and take over the agents of a process that
-    /// dies. Overrides the fleet file's `store:`.
-    #[arg(long, env = "SWITCHBOARD_STORE", value_name = "URL", requires = "fleet", value_parser = parse_store)]
+    /// Keep the agent's (or the fleet's agents') state, action journal,
+    /// pending conversations and throttle windows in this shared store instead
+    /// of a state directory: redis://HOST:PORT/DB (rediss:// for TLS; Redis >= 6
+    /// or Valkey). An agent then runs in one process at a time, chosen by a
+    /// lease: a second `run` of the same agent stands by and takes over when
+    /// the first dies; processes running the same fleet split its agents.
+    /// Overrides the fleet file's `store:`.
+    #[arg(long, env = "SWITCHBOARD_STORE", value_name = "URL", value_parser = parse_store, conflicts_with_all = ["ephemeral", "state_file", "journal"])]
     store: Option<crate::fleet::StoreUrl>,
 
     /// With a store: the most agents this process runs (the others are left
@@ -57,7 +58,7 @@ pub struct RunArgs {
     /// With a store: how long an agent's lease lasts without renewal (renewed
     /// four times per lease). A dead process's agents are taken over after
     /// about this long.
-    #[arg(long, default_value = "5s", value_parser = parse_lease, value_name = "DURATION", requires = "fleet")]
+    #[arg(long, default_value = "5s", value_parser = parse_lease, value_name = "DURATION")]
     lease: std::time::Duration,
 
     /// Workflows folder (every *.yaml / *.yml under it, except *.test.yaml).
@@ -244,6 +245,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         redaction: super::logging::redaction(),
         llm: llm_config(args.llm_url, args.llm_model, args.llm_key_file)?,
     };
+    if let Some(url) = &args.store {
+        let store = crate::effects::redis::RedisStore::connect(url.secret_url(), &url.redacted())
+            .await
+            .with_context(|| format!("--store {}", url.redacted()))?;
+        // The lease is per agent: its id is needed before anything runs.
+        let agent_id = match &config.agent_id {
+            Some(id) => id.clone(),
+            None => {
+                let api = band_client::rest::AgentApi::new(band_client::rest::RestConfig::new(
+                    &config.rest_url,
+                    &config.api_key,
+                ))?;
+                crate::runtime::me_until_answered(&api, &crate::runtime::Tunables::default())
+                    .await
+                    .context("cannot identify the agent (GET /agent/me)")?
+                    .id
+            }
+        };
+        let stop = super::sandbox::shutdown_signal();
+        crate::fleet::leased::run(store, &agent_id, config, args.lease, stop).await?;
+        tracing::info!("agent stopped");
+        return Ok(ExitCode::SUCCESS);
+    }
     let agent = Agent::prepare(&config, None).await?;
     agent.run_until(super::sandbox::shutdown_signal()).await?;
     tracing::info!("agent stopped");

@@ -28,7 +28,7 @@ const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 const ERROR_EXCERPT: usize = 300;
 
 /// Where the model is and how to reach it (`switchboard run --llm-*`).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct LlmConfig {
     /// The API's base URL, up to `/v1` (`http://127.0.0.1:11434/v1`);
     /// `/chat/completions` is added unless it ends with it already.

@@ -9,6 +9,12 @@
 //! unreadable lines is kept aside) and rewrites it with only what is still
 //! pending or remembered; the writer does the same every
 //! [`COMPACT_AFTER_DONE`] handled deliveries.
+//!
+//! Under a shared store the same contract holds with Redis as the backing
+//! ([`super::redis::webhooks`]): a delivery is answered `202` once the
+//! script that deduplicates, bounds and queues it (checking the agent's
+//! lease first) has run; ids are remembered by the store itself, so a
+//! process taking the agent over knows them, and runs what is pending.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -21,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::journal::{keep_aside, replace};
+use super::redis::webhooks::{RedisWebhooks, StorePushed};
+use super::redis::{AgentSpace, StoreError};
 use super::writer::{Sink, Writer};
 
 /// How long a delivery id is remembered: a redelivery within it is
@@ -69,6 +77,29 @@ pub enum QueueError {
         #[source]
         source: io::Error,
     },
+    /// The store holding the queue failed, or the agent's lease is lost.
+    #[error("cannot use the webhook queue in the store {place}")]
+    Store {
+        /// The store (password hidden) and the queue's key.
+        place: String,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
+}
+
+impl QueueError {
+    /// True when this process no longer runs the agent (its lease in the
+    /// store is lost): another process takes its deliveries.
+    pub fn lease_lost(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Store {
+                source: StoreError::LeaseLost { .. } | StoreError::Outage { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// One line of the file: a queued delivery (`q`), a handled one (`done`),
@@ -255,24 +286,61 @@ struct State {
     pending: VecDeque<Entry>,
     /// Accepted deliveries whose line is being written.
     reserved: usize,
-    /// Delivery keys and when they arrived.
+    /// Delivery keys and when they arrived; in the store (which remembers
+    /// arrivals itself), the keys handled here, so a late answer about one
+    /// never queues it again.
     seen: HashMap<String, DateTime<Utc>>,
     /// `seen`'s size after its last pruning.
     pruned_at: usize,
+}
+
+/// Where the queue is kept besides memory.
+enum Backing {
+    /// Nowhere: lost in a crash.
+    Memory,
+    /// The file at the path, appended by its writer thread.
+    File(PathBuf, Writer<Queued>),
+    /// The shared store, under the agent's lease.
+    Store(RedisWebhooks),
 }
 
 /// The queue (see the module documentation).
 pub struct WebhookQueue {
     state: Mutex<State>,
     max: usize,
-    file: Option<(PathBuf, Writer<Queued>)>,
+    backing: Backing,
     ready: tokio::sync::Notify,
 }
 
 impl WebhookQueue {
     /// A queue in memory (`--ephemeral`): lost in a crash.
     pub fn in_memory(max: usize) -> WebhookQueue {
-        WebhookQueue::with(Replayed::default(), max, None)
+        WebhookQueue::with(Replayed::default(), max, Backing::Memory)
+    }
+
+    /// The agent's queue in the shared store: loads what is pending there
+    /// (oldest first) and writes through.
+    pub async fn in_store(space: &AgentSpace, max: usize) -> Result<WebhookQueue, QueueError> {
+        let (store, pending) =
+            RedisWebhooks::open(space)
+                .await
+                .map_err(|source| QueueError::Store {
+                    place: space.store().shown().to_owned(),
+                    source,
+                })?;
+        let replayed = Replayed {
+            pending: pending
+                .into_iter()
+                .map(|(key, event)| Entry { key, event })
+                .collect(),
+            seen: HashMap::new(),
+        };
+        Ok(WebhookQueue::with(replayed, max, Backing::Store(store)))
+    }
+
+    /// True when an accepted delivery survives a crash (a file or the store).
+    pub fn durable(&self) -> bool {
+        !matches!(self.backing, Backing::Memory)
     }
 
     /// Opens (or creates) the queue file at `path`: replays it, rewrites it
@@ -311,11 +379,11 @@ impl WebhookQueue {
         Ok(WebhookQueue::with(
             replayed,
             max,
-            Some((path.to_owned(), writer)),
+            Backing::File(path.to_owned(), writer),
         ))
     }
 
-    fn with(replayed: Replayed, max: usize, file: Option<(PathBuf, Writer<Queued>)>) -> Self {
+    fn with(replayed: Replayed, max: usize, backing: Backing) -> Self {
         let pruned_at = replayed.seen.len();
         WebhookQueue {
             state: Mutex::new(State {
@@ -325,7 +393,7 @@ impl WebhookQueue {
                 pruned_at,
             }),
             max: max.max(1),
-            file,
+            backing,
             ready: tokio::sync::Notify::new(),
         }
     }
@@ -347,6 +415,9 @@ impl WebhookQueue {
         event: Value,
         now: DateTime<Utc>,
     ) -> Result<Pushed, QueueError> {
+        if let Backing::Store(store) = &self.backing {
+            return self.push_to_store(store, key, event, now).await;
+        }
         {
             let mut state = self.lock();
             if state
@@ -363,9 +434,9 @@ impl WebhookQueue {
             state.seen.insert(key.clone(), now);
             prune(&mut state, now);
         }
-        let written = match &self.file {
-            None => Ok(()),
-            Some((path, writer)) => {
+        let written = match &self.backing {
+            Backing::Memory | Backing::Store(_) => Ok(()),
+            Backing::File(path, writer) => {
                 let err = |source| QueueError::Io {
                     path: path.clone(),
                     source,
@@ -396,6 +467,57 @@ impl WebhookQueue {
         }
     }
 
+    /// [`WebhookQueue::push`] with the store deciding: the script there
+    /// deduplicates, bounds and queues in one step.
+    async fn push_to_store(
+        &self,
+        store: &RedisWebhooks,
+        key: String,
+        event: Value,
+        now: DateTime<Utc>,
+    ) -> Result<Pushed, QueueError> {
+        let err = |source| QueueError::Store {
+            place: store.shown(),
+            source,
+        };
+        let text = serde_json::to_string(&event).map_err(|e| {
+            err(StoreError::Corrupt {
+                url: store.shown(),
+                key: key.clone(),
+                message: format!("the event cannot be written as JSON: {e}"),
+            })
+        })?;
+        let remember = u64::try_from(DEDUPE_FOR.num_seconds()).unwrap_or(u64::MAX);
+        let pushed = store
+            .push(&key, &text, self.max, remember)
+            .await
+            .map_err(err)?;
+        let mut state = self.lock();
+        match pushed {
+            StorePushed::Queued => {
+                state.pending.push_back(Entry { key, event });
+                drop(state);
+                self.ready.notify_one();
+                Ok(Pushed::Queued)
+            }
+            StorePushed::Full => Err(QueueError::Full { max: self.max }),
+            StorePushed::Duplicate(None) => Ok(Pushed::Duplicate),
+            StorePushed::Duplicate(Some(stored)) => {
+                // Pending in the store but not here: an earlier push whose
+                // answer was lost (its sender got an error and retried).
+                let known =
+                    state.pending.iter().any(|e| e.key == key) || state.seen.contains_key(&key);
+                if !known {
+                    state.pending.push_back(Entry { key, event: stored });
+                    prune(&mut state, now);
+                    drop(state);
+                    self.ready.notify_one();
+                }
+                Ok(Pushed::Duplicate)
+            }
+        }
+    }
+
     /// The oldest delivery not yet handled, waiting for one; it stays in the
     /// queue until [`WebhookQueue::done`].
     pub async fn next(&self) -> Entry {
@@ -413,9 +535,24 @@ impl WebhookQueue {
     /// Marks the delivery `key` handled: out of the queue now, and on disk
     /// once this resolves.
     pub async fn done(&self, key: &str) -> Result<(), QueueError> {
-        self.lock().pending.retain(|e| e.key != key);
-        let Some((path, writer)) = &self.file else {
-            return Ok(());
+        {
+            let mut state = self.lock();
+            state.pending.retain(|e| e.key != key);
+            if matches!(self.backing, Backing::Store(_)) {
+                let now = Utc::now();
+                state.seen.insert(key.to_owned(), now);
+                prune(&mut state, now);
+            }
+        }
+        let (path, writer) = match &self.backing {
+            Backing::Memory => return Ok(()),
+            Backing::File(path, writer) => (path, writer),
+            Backing::Store(store) => {
+                return store.done(key).await.map_err(|source| QueueError::Store {
+                    place: store.shown(),
+                    source,
+                })
+            }
         };
         let err = |source| QueueError::Io {
             path: path.clone(),

@@ -3,18 +3,32 @@
 //! by `--max-agents`), preferring the agents that rank highest for it, so
 //! two processes reach for different agents instead of racing for the same.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use super::FleetFile;
+use crate::effects::redis::{Lease, RedisStore};
 
 /// How often a process renews its leases and looks at the balance: four
 /// times per lease, so two renewals can fail before it runs out.
 pub fn tick(lease: Duration) -> Duration {
     (lease / 4).max(Duration::from_millis(50))
 }
+
+/// Ticks a process holds more than its share before it hands the surplus
+/// back: longer than a lease (four ticks), the time a dead process stays counted.
+pub const SURPLUS_TICKS: u32 = 6;
+
+/// Failed starts in a row, under a lease, before a process hands the agent
+/// to another one.
+pub const HAND_OVER_AFTER: u32 = 3;
+
+/// How long a process leaves an agent it gave up on to the others.
+pub const COOLDOWN: Duration = Duration::from_secs(60);
 
 /// This process's share of `agents` among `processes`, at most `max`.
 pub fn share(agents: usize, processes: usize, max: Option<usize>) -> usize {
@@ -48,6 +62,91 @@ pub fn process_id() -> String {
         .unwrap_or_else(|_| "host".into());
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
+/// The leases a process holds, by agent name, renewed by a task of their
+/// own every tick: the fleet's main loop may wait (an agent stopping for an
+/// edit, a slow start) without letting any lease run out.
+pub struct HeldLeases {
+    held: Arc<Mutex<BTreeMap<String, Lease>>>,
+    renewals: tokio::task::JoinHandle<()>,
+}
+
+impl HeldLeases {
+    /// No lease yet; renews those added every `tick` in `store`.
+    pub fn new(store: RedisStore, tick: Duration) -> HeldLeases {
+        let held: Arc<Mutex<BTreeMap<String, Lease>>> = Arc::default();
+        let renewed = held.clone();
+        let renewals = tokio::spawn(async move {
+            let mut failing = false;
+            loop {
+                tokio::time::sleep(tick).await;
+                let leases: Vec<Lease> = lock(&renewed).values().cloned().collect();
+                match Lease::renew_all(&store, &leases).await {
+                    Ok(_) => failing = false,
+                    Err(e) if !failing => {
+                        failing = true;
+                        tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot renew the leases; each agent keeps running until its own part of its lease ends");
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
+        HeldLeases { held, renewals }
+    }
+
+    /// Adds a lease just taken.
+    pub fn insert(&self, name: String, lease: Lease) {
+        lock(&self.held).insert(name, lease);
+    }
+
+    /// Forgets (no longer renews) agent `name`'s lease.
+    pub fn remove(&self, name: &str) -> Option<Lease> {
+        lock(&self.held).remove(name)
+    }
+
+    /// Agent `name`'s lease, when held.
+    pub fn get(&self, name: &str) -> Option<Lease> {
+        lock(&self.held).get(name).cloned()
+    }
+
+    /// True when agent `name`'s lease is held.
+    pub fn contains(&self, name: &str) -> bool {
+        lock(&self.held).contains_key(name)
+    }
+
+    /// How many are held.
+    pub fn len(&self) -> usize {
+        lock(&self.held).len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every lease held, by name.
+    pub fn all(&self) -> Vec<(String, Lease)> {
+        lock(&self.held)
+            .iter()
+            .map(|(n, l)| (n.clone(), l.clone()))
+            .collect()
+    }
+
+    /// Forgets every lease (to give them back).
+    pub fn take_all(&self) -> BTreeMap<String, Lease> {
+        std::mem::take(&mut *lock(&self.held))
+    }
+}
+
+impl Drop for HeldLeases {
+    fn drop(&mut self) {
+        self.renewals.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -4,13 +4,15 @@
 //! once, each with file:line:column, the line and a caret.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use switchboard_workflow::error::did_you_mean;
 use switchboard_workflow::yaml::{self, Kind, Loc, Node};
 use switchboard_workflow::{LoadError, LoadErrors};
 
-use crate::agent::AllowedHost;
+use crate::agent::{AllowedHost, LlmConfig};
+use crate::effects::llm::LlmConfigError;
 
 /// Keys of the file's top level.
 const TOP_KEYS: &[&str] = &["rest_url", "ws_url", "store", "agents"];
@@ -28,6 +30,13 @@ const AGENT_KEYS: &[&str] = &[
     "ephemeral",
     "explain",
     "watch",
+    "webhook_addr",
+    "webhook_queue",
+    "max_pending_per_person",
+    "llm_url",
+    "llm_model",
+    "llm_key_file",
+    "llm_key_env",
 ];
 
 /// A checked fleet file.
@@ -74,6 +83,16 @@ pub struct AgentEntry {
     pub explain: bool,
     /// Reload the workflows when the folder changes (default true).
     pub watch: bool,
+    /// Serve the agent's webhooks on this address (its own: no two agents share one).
+    pub webhook_addr: Option<SocketAddr>,
+    /// The most webhook deliveries waiting, when not the default.
+    pub webhook_queue: Option<usize>,
+    /// Most pending conversations per room and person, when not the default.
+    pub max_pending_per_person: Option<usize>,
+    /// The model `llm` actions ask, with its key when one was given.
+    pub llm: Option<LlmConfig>,
+    /// Where the model's key came from (for messages; never the key itself).
+    pub llm_key_source: Option<KeySource>,
 }
 
 impl std::fmt::Debug for AgentEntry {
@@ -84,6 +103,8 @@ impl std::fmt::Debug for AgentEntry {
             .field("key_source", &self.key_source)
             .field("api_key", &"<redacted>")
             .field("workflows", &self.workflows)
+            .field("webhook_addr", &self.webhook_addr)
+            .field("llm", &self.llm)
             .finish_non_exhaustive()
     }
 }
@@ -307,8 +328,14 @@ pub fn parse(
             Kind::Seq(items) if !items.is_empty() => {
                 let mut names: HashMap<String, Loc> = HashMap::new();
                 let mut ids: HashMap<String, Loc> = HashMap::new();
+                let mut hooks: Vec<(SocketAddr, Loc)> = Vec::new();
                 for item in items {
-                    if let Some(agent) = p.agent(item, &base, env, &mut names, &mut ids) {
+                    let seen = Seen {
+                        names: &mut names,
+                        ids: &mut ids,
+                        hooks: &mut hooks,
+                    };
+                    if let Some(agent) = p.agent(item, &base, env, seen) {
                         fleet.agents.push(agent);
                     }
                 }
@@ -327,6 +354,46 @@ pub fn parse(
     }
     p.finish(Some(fleet))
 }
+
+/// A string value as given, with where it is.
+type Given = Option<(Loc, String)>;
+
+/// What earlier agents of the file took: names, agent ids and webhook
+/// addresses, each with where it was given.
+struct Seen<'a> {
+    names: &'a mut HashMap<String, Loc>,
+    ids: &'a mut HashMap<String, Loc>,
+    hooks: &'a mut Vec<(SocketAddr, Loc)>,
+}
+
+/// True when two webhook addresses cannot both be listened on: the same
+/// port (not 0, which picks a free one) on the same or an unspecified IP.
+fn addrs_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// What a key is for, in messages: its keys in the file and its name.
+struct KeyKind {
+    file_key: &'static str,
+    env_key: &'static str,
+    what: &'static str,
+}
+
+/// The agent's platform API key.
+const API_KEY: KeyKind = KeyKind {
+    file_key: "api_key_file",
+    env_key: "api_key_env",
+    what: "API key",
+};
+
+/// The language model's API key.
+const LLM_KEY: KeyKind = KeyKind {
+    file_key: "llm_key_file",
+    env_key: "llm_key_env",
+    what: "language model's API key",
+};
 
 /// The problems found so far, with the text for the carets.
 struct Problems<'a> {
@@ -446,9 +513,9 @@ impl Problems<'_> {
         item: &Node,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
-        names: &mut HashMap<String, Loc>,
-        ids: &mut HashMap<String, Loc>,
+        seen: Seen<'_>,
     ) -> Option<AgentEntry> {
+        let Seen { names, ids, hooks } = seen;
         let Kind::Map(entries) = &item.kind else {
             let found = item.describe();
             self.push(
@@ -468,6 +535,10 @@ impl Problems<'_> {
         let mut allow_env = Vec::new();
         let (mut max_attempts, mut retry_delay) = (None, None);
         let (mut ephemeral, mut explain, mut watch) = (false, false, true);
+        let mut webhook_addr = None;
+        let (mut webhook_queue, mut max_pending_per_person) = (None, None);
+        let (mut llm_url, mut llm_model): (Given, Given) = (None, None);
+        let (mut llm_key_file, mut llm_key_env): (Given, Given) = (None, None);
         for (key, value) in entries {
             let k = key.key_text();
             match k.as_str() {
@@ -547,6 +618,47 @@ impl Problems<'_> {
                 "ephemeral" => ephemeral = self.boolean(value, &k).unwrap_or(false),
                 "explain" => explain = self.boolean(value, &k).unwrap_or(false),
                 "watch" => watch = self.boolean(value, &k).unwrap_or(true),
+                "webhook_addr" => {
+                    webhook_addr = self.string(value, &k).and_then(|text| {
+                        let addr = match text.parse::<SocketAddr>() {
+                            Ok(addr) => addr,
+                            Err(e) => {
+                                let message = format!("`webhook_addr` is not an address ({e})");
+                                let hint = "give IP:PORT, e.g. 127.0.0.1:8787 or 0.0.0.0:8787";
+                                self.push(value.loc, message, Some(hint.into()));
+                                return None;
+                            }
+                        };
+                        if let Some((_, first)) = hooks.iter().find(|(a, _)| addrs_clash(*a, addr))
+                        {
+                            let message = format!(
+                                "two agents serve webhooks on {addr} (the first at line {})",
+                                first.line
+                            );
+                            let hint = "each agent listens on its own address: give each its own port";
+                            self.push(value.loc, message, Some(hint.into()));
+                            return None;
+                        }
+                        hooks.push((addr, value.loc));
+                        Some(addr)
+                    })
+                }
+                "webhook_queue" => match value.kind {
+                    Kind::Int(n) if n >= 1 => webhook_queue = usize::try_from(n).ok(),
+                    _ => self.push(value.loc, "`webhook_queue` must be a whole number from 1", None),
+                },
+                "max_pending_per_person" => match value.kind {
+                    Kind::Int(n) if n >= 1 => max_pending_per_person = usize::try_from(n).ok(),
+                    _ => self.push(
+                        value.loc,
+                        "`max_pending_per_person` must be a whole number from 1",
+                        None,
+                    ),
+                },
+                "llm_url" => llm_url = self.string(value, &k).map(|s| (value.loc, s)),
+                "llm_model" => llm_model = self.string(value, &k).map(|s| (value.loc, s)),
+                "llm_key_file" => llm_key_file = self.string(value, &k).map(|s| (value.loc, s)),
+                "llm_key_env" => llm_key_env = self.string(value, &k).map(|s| (value.loc, s)),
                 other => self.unknown(key, other, AGENT_KEYS, "an agent"),
             }
         }
@@ -568,44 +680,6 @@ impl Problems<'_> {
             missing(self, "workflows");
         }
         let key = match (key_file, key_env) {
-            (Some(_), Some((loc, _))) => {
-                let message = format!("{what} has both `api_key_file` and `api_key_env`");
-                self.push(loc, message, Some("keep one".into()));
-                None
-            }
-            (Some((loc, file)), None) => {
-                let path = base.join(&file);
-                match std::fs::read_to_string(&path) {
-                    Ok(text) if !text.trim().is_empty() => {
-                        Some((KeySource::File(path), text.trim().to_owned()))
-                    }
-                    Ok(_) => {
-                        let message = format!("the API key file {} is empty", path.display());
-                        self.push(loc, message, None);
-                        None
-                    }
-                    Err(e) => {
-                        let message =
-                            format!("cannot read the API key file {}: {e}", path.display());
-                        self.push(
-                            loc,
-                            message,
-                            Some("paths are relative to the fleet file's folder".into()),
-                        );
-                        None
-                    }
-                }
-            }
-            (None, Some((loc, var))) => match env(&var) {
-                Some(v) if !v.trim().is_empty() => Some((KeySource::Env(var), v.trim().to_owned())),
-                _ => {
-                    let message = format!(
-                        "the environment variable {var} (`api_key_env`) is not set or empty"
-                    );
-                    self.push(loc, message, None);
-                    None
-                }
-            },
             (None, None) => {
                 self.push(
                     item.loc,
@@ -614,7 +688,17 @@ impl Problems<'_> {
                 );
                 None
             }
+            (file, var) => self.key(&what, &API_KEY, file, var, base, env),
         };
+        let llm = self.llm(
+            &what,
+            llm_url,
+            llm_model,
+            llm_key_file,
+            llm_key_env,
+            base,
+            env,
+        );
         if self.errors.len() != before {
             return None;
         }
@@ -632,7 +716,133 @@ impl Problems<'_> {
             ephemeral,
             explain,
             watch,
+            webhook_addr,
+            webhook_queue,
+            max_pending_per_person,
+            llm: llm.as_ref().map(|(config, _)| config.clone()),
+            llm_key_source: llm.and_then(|(_, source)| source),
         })
+    }
+
+    /// A key from `file` (relative to `base`) or the variable `var` (one of
+    /// the two); `None` when it cannot be read (reported at its place).
+    fn key(
+        &mut self,
+        what: &str,
+        kind: &KeyKind,
+        file: Option<(Loc, String)>,
+        var: Option<(Loc, String)>,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<(KeySource, String)> {
+        let label = kind.what;
+        match (file, var) {
+            (Some(_), Some((loc, _))) => {
+                let message = format!("{what} has both `{}` and `{}`", kind.file_key, kind.env_key);
+                self.push(loc, message, Some("keep one".into()));
+                None
+            }
+            (Some((loc, file)), None) => {
+                let path = base.join(&file);
+                match std::fs::read_to_string(&path) {
+                    Ok(text) if !text.trim().is_empty() => {
+                        Some((KeySource::File(path), text.trim().to_owned()))
+                    }
+                    Ok(_) => {
+                        let message = format!("the {label} file {} is empty", path.display());
+                        self.push(loc, message, None);
+                        None
+                    }
+                    Err(e) => {
+                        let message =
+                            format!("cannot read the {label} file {}: {e}", path.display());
+                        self.push(
+                            loc,
+                            message,
+                            Some("paths are relative to the fleet file's folder".into()),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, Some((loc, var))) => match env(&var) {
+                Some(v) if !v.trim().is_empty() => Some((KeySource::Env(var), v.trim().to_owned())),
+                _ => {
+                    let message = format!(
+                        "the environment variable {var} (`{}`) is not set or empty",
+                        kind.env_key
+                    );
+                    self.push(loc, message, None);
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    /// The model `llm` actions ask: `llm_url` and `llm_model` together, the
+    /// key (optional) from `llm_key_file` or `llm_key_env`; `None` when not
+    /// given or wrong (reported at the place).
+    #[allow(clippy::too_many_arguments)]
+    fn llm(
+        &mut self,
+        what: &str,
+        url: Option<(Loc, String)>,
+        model: Option<(Loc, String)>,
+        key_file: Option<(Loc, String)>,
+        key_env: Option<(Loc, String)>,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<(LlmConfig, Option<KeySource>)> {
+        let (url, model) = match (url, model) {
+            (Some(url), Some(model)) => (url, model),
+            (None, None) => {
+                if let Some((loc, _)) = key_file.as_ref().or(key_env.as_ref()) {
+                    let message =
+                        format!("{what} has a model key but no `llm_url` and `llm_model`");
+                    self.push(*loc, message, Some("give both, or drop the key".into()));
+                }
+                return None;
+            }
+            (Some((loc, _)), None) => {
+                let message = format!("`llm_url` without `llm_model` in {what}");
+                self.push(loc, message, Some("give both".into()));
+                return None;
+            }
+            (None, Some((loc, _))) => {
+                let message = format!("`llm_model` without `llm_url` in {what}");
+                self.push(loc, message, Some("give both".into()));
+                return None;
+            }
+        };
+        // The URL is checked before the key is read: both are reported.
+        let checked = LlmConfig::new(&url.1, &model.1, None).map_err(|e| match e {
+            LlmConfigError::Url { why, .. } => format!("`llm_url` cannot be used: {why}"),
+            LlmConfigError::CredentialsInUrl => "`llm_url` must not hold credentials \
+                (user:password@); give the key with `llm_key_file` or `llm_key_env`"
+                .to_owned(),
+            other => other.to_string(),
+        });
+        // `Some(None)`: a key was given and cannot be read (reported).
+        let key = match (&key_file, &key_env) {
+            (None, None) => None,
+            _ => Some(self.key(what, &LLM_KEY, key_file, key_env, base, env)),
+        };
+        match checked {
+            Ok(mut config) => match key {
+                None => Some((config, None)),
+                Some(read) => {
+                    let (source, key) = read?;
+                    config.api_key = Some(key);
+                    Some((config, Some(source)))
+                }
+            },
+            Err(message) => {
+                let hint = "give the API's base URL, e.g. http://127.0.0.1:11434/v1";
+                self.push(url.0, message, Some(hint.into()));
+                None
+            }
+        }
     }
 }
 
@@ -686,6 +896,39 @@ mod tests {
             assert!(shown.contains(want), "no {want:?} in:\n{shown}");
         }
         assert!(shown.contains("f.yaml:7:5"), "{shown}");
+    }
+
+    #[test]
+    fn webhook_and_model_options_are_read_and_addresses_must_not_clash() {
+        let env = |name: &str| (name == "K").then(|| "k".to_owned());
+        let text = "agents:\n  - name: a\n    agent_id: x1\n    api_key_env: K\n    workflows: wf\n    webhook_addr: 0.0.0.0:8787\n    webhook_queue: 7\n    max_pending_per_person: 3\n    llm_url: http://127.0.0.1:11434/v1\n    llm_model: llama3.2\n  - name: b\n    agent_id: x2\n    api_key_env: K\n    workflows: wf\n    webhook_addr: 127.0.0.1:8788\n";
+        let fleet = parse(text, Path::new("f.yaml"), &env).unwrap();
+        let a = &fleet.agents[0];
+        assert_eq!(a.webhook_addr, Some("0.0.0.0:8787".parse().unwrap()));
+        assert_eq!(
+            (a.webhook_queue, a.max_pending_per_person),
+            (Some(7), Some(3))
+        );
+        let llm = a.llm.as_ref().expect("the model");
+        // No key given: none is sent (a local server).
+        assert_eq!(
+            (llm.model.as_str(), llm.api_key.as_deref()),
+            ("llama3.2", None)
+        );
+        assert_eq!(fleet.agents[1].llm, None);
+        // Any IP on a port clashes with one IP on it; port 0 never clashes.
+        let clash = text.replace("127.0.0.1:8788", "127.0.0.1:8787");
+        let err = parse(&clash, Path::new("f.yaml"), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("two agents serve webhooks on 127.0.0.1:8787 (the first at line 6)"),
+            "{err}"
+        );
+        let zero = text
+            .replace("0.0.0.0:8787", "127.0.0.1:0")
+            .replace(":8788", ":0");
+        assert!(parse(&zero, Path::new("f.yaml"), &env).is_ok());
     }
 
     #[test]

@@ -6,9 +6,13 @@
 
 pub mod balance;
 pub mod file;
+pub mod leased;
 pub mod supervise;
 
 use std::path::Path;
+
+/// Logged when an agent is stopped at once because its lease is gone.
+pub(crate) const LEASE_LOST: &str = "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once";
 
 pub use file::{AgentEntry, FleetFile, FleetFileError, KeySource, StoreUrl};
 

@@ -125,11 +125,17 @@ struct Shared {
     store: RedisStore,
     registry: Registry,
     /// Leases held, by agent name (those being handed back included).
-    leases: BTreeMap<String, Lease>,
+    leases: balance::HeldLeases,
     /// Agents being stopped to hand their lease back.
     releasing: BTreeSet<String>,
     /// Ticks in a row each agent not held here was seen free.
     free_ticks: HashMap<String, u32>,
+    /// Ticks in a row this process held more than its share.
+    surplus_ticks: u32,
+    /// The store did not answer the last tick (said once per outage).
+    store_down: bool,
+    /// Agents that kept failing here, left to other processes until then.
+    cooldown: HashMap<String, tokio::time::Instant>,
     /// Told the name of each agent whose lease was handed back.
     released: mpsc::UnboundedSender<String>,
 }
@@ -210,11 +216,14 @@ pub async fn run(
         );
         telemetry.set_shared(true);
         Shared {
-            store,
             registry,
-            leases: BTreeMap::new(),
+            leases: balance::HeldLeases::new(store.clone(), balance::tick(lease)),
+            store,
             releasing: BTreeSet::new(),
             free_ticks: HashMap::new(),
+            surplus_ticks: 0,
+            store_down: false,
+            cooldown: HashMap::new(),
             released: released_tx,
         }
     });
@@ -319,9 +328,10 @@ impl FleetRun {
         if let Some(shared) = &mut self.shared {
             let gone: Vec<String> = shared
                 .leases
-                .keys()
-                .filter(|name| !self.wanted.contains_key(*name))
-                .cloned()
+                .all()
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| !self.wanted.contains_key(name))
                 .collect();
             for name in gone {
                 if let Some(lease) = shared.leases.remove(&name) {
@@ -336,9 +346,7 @@ impl FleetRun {
         for name in names {
             let held = match &self.shared {
                 None => true,
-                Some(shared) => {
-                    shared.leases.contains_key(&name) && !shared.releasing.contains(&name)
-                }
+                Some(shared) => shared.leases.contains(&name) && !shared.releasing.contains(&name),
             };
             if held && !self.running.contains_key(&name) {
                 self.start(&name);
@@ -367,15 +375,33 @@ impl FleetRun {
         let Some(shared) = &mut self.shared else {
             return;
         };
-        let held: Vec<(String, Lease)> = shared
-            .leases
+        // An agent that kept failing here gave up: its lease goes back, and
+        // this process leaves it to the others for a while.
+        let gave_up: Vec<String> = self
+            .running
             .iter()
-            .map(|(n, l)| (n.clone(), l.clone()))
+            .filter(|(name, r)| {
+                r.task.is_finished() && shared.leases.get(name).is_some_and(|l| l.fence().holds())
+            })
+            .map(|(name, _)| name.clone())
             .collect();
-        let leases: Vec<Lease> = held.iter().map(|(_, l)| l.clone()).collect();
-        if let Err(e) = Lease::renew_all(&shared.store, &leases).await {
-            tracing::warn!(error = %Chain(&e), "cannot renew the leases; each agent keeps running until its own lease time ends");
+        for name in gave_up {
+            self.running.remove(&name);
+            self.telemetry.remove(&name);
+            shared.cooldown.insert(
+                name.clone(),
+                tokio::time::Instant::now() + balance::COOLDOWN,
+            );
+            if let Some(lease) = shared.leases.remove(&name) {
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
+                }
+            }
         }
+        let now = tokio::time::Instant::now();
+        shared.cooldown.retain(|_, until| *until > now);
+        // Renewed by their own task (see `HeldLeases`); here, the lost are let go.
+        let held = shared.leases.all();
         let lost: Vec<String> = held
             .iter()
             .filter(|(_, l)| !l.fence().holds())
@@ -385,27 +411,34 @@ impl FleetRun {
             shared.leases.remove(&name);
             shared.releasing.remove(&name);
             if let Some(agent) = self.running.remove(&name) {
-                tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                tracing::error!(agent = %name, "{}", super::LEASE_LOST);
                 agent.group.abort_all();
                 agent.task.abort();
             }
             self.telemetry.remove(&name);
         }
         let processes = match shared.registry.heartbeat(self.config.lease).await {
-            Ok(n) => n,
+            Ok(n) => {
+                if std::mem::take(&mut shared.store_down) {
+                    tracing::info!(store = %shared.store.shown(), "the store answers again");
+                }
+                n
+            }
             Err(e) => {
-                tracing::warn!(error = %Chain(&e), "cannot reach the store; no agent is taken or handed back until it answers");
+                if !std::mem::replace(&mut shared.store_down, true) {
+                    tracing::warn!(error = %Chain(&e), "cannot reach the store; no agent is taken or handed back until it answers");
+                }
                 return;
             }
         };
-        let holding = shared.leases.len() - shared.releasing.len();
+        let holding = shared.leases.len().saturating_sub(shared.releasing.len());
         let share = balance::share(self.wanted.len(), processes, self.config.max_agents);
         let mut taken = Vec::new();
         let process = shared.registry.process().to_owned();
         let mut free: Vec<String> = self
             .wanted
             .keys()
-            .filter(|n| !shared.leases.contains_key(*n))
+            .filter(|n| !shared.leases.contains(n) && !shared.cooldown.contains_key(*n))
             .cloned()
             .collect();
         free.sort_by_key(|n| std::cmp::Reverse(balance::rank(&process, n)));
@@ -458,18 +491,29 @@ impl FleetRun {
             shared.free_ticks.remove(name);
             tracing::info!(agent = %name, processes, share, "took the agent's lease; starting it here");
         }
-        if count > share {
+        // Handed back only after a surplus lasting longer than a lease: a
+        // dead process is still counted until its entry expires, and its
+        // agents, just taken over, must not bounce back and forth meanwhile.
+        shared.surplus_ticks = match count > share {
+            true => shared.surplus_ticks + 1,
+            false => 0,
+        };
+        if shared.surplus_ticks >= balance::SURPLUS_TICKS {
+            shared.surplus_ticks = 0;
             let mut mine: Vec<String> = shared
                 .leases
-                .keys()
-                .filter(|n| !shared.releasing.contains(*n) && !taken.contains(n))
-                .cloned()
+                .all()
+                .into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| !shared.releasing.contains(n) && !taken.contains(n))
                 .collect();
             mine.sort_by_key(|n| balance::rank(&process, n));
             for name in mine.into_iter().take(count - share) {
                 tracing::info!(agent = %name, processes, share, "handing the agent to another process (more processes share the fleet now)");
                 shared.releasing.insert(name.clone());
-                let lease = shared.leases[&name].clone();
+                let Some(lease) = shared.leases.get(&name) else {
+                    continue;
+                };
                 let running = self.running.remove(&name);
                 let done = shared.released.clone();
                 tokio::spawn(async move {
@@ -507,7 +551,7 @@ impl FleetRun {
             .collect();
         futures_util::future::join_all(stops).await;
         if let Some(shared) = &mut self.shared {
-            for (name, lease) in std::mem::take(&mut shared.leases) {
+            for (name, lease) in shared.leases.take_all() {
                 if let Err(e) = lease.release().await {
                     tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
                 }
@@ -545,6 +589,11 @@ fn start_agent(
             tracing::warn!(agent = %name, file = %path.display(), "the API key file can be read by other users; chmod 600 it");
         }
     }
+    if let Some(super::KeySource::File(path)) = &effective.entry.llm_key_source {
+        if file::readable_by_others(path) {
+            tracing::warn!(agent = %name, file = %path.display(), "the language model's key file can be read by other users; chmod 600 it");
+        }
+    }
     let redaction = (config.new_redaction)();
     let shared = telemetry.add(name, redaction.clone());
     let entry = &effective.entry;
@@ -573,6 +622,14 @@ fn start_agent(
     if let Some(d) = entry.retry_delay {
         agent.retry_delay = d;
     }
+    agent.webhook_addr = entry.webhook_addr;
+    if let Some(n) = entry.webhook_queue {
+        agent.webhook_queue = n;
+    }
+    if let Some(n) = entry.max_pending_per_person {
+        agent.max_pending_per_person = n;
+    }
+    agent.llm = entry.llm.clone();
     agent.redaction = redaction;
     let (stop, stopped) = watch::channel(false);
     let span = tracing::info_span!("agent", agent = %name);
@@ -622,28 +679,12 @@ async fn supervise(
         Some(fence) => {
             tokio::select! {
                 _ = work => {}
-                _ = lease_ends(&fence) => {
-                    tracing::error!(agent = %name, "the agent's lease is lost (taken over by another process, or the store unreachable for the lease's time): stopped at once");
+                _ = fence.ended() => {
+                    tracing::error!(agent = %name, "{}", super::LEASE_LOST);
                     fleet.remove(&name);
                     group.abort_all();
                 }
             }
-        }
-    }
-}
-
-/// Resolves once `fence`'s lease is lost, or its local deadline passed
-/// without a renewal (then it is marked lost).
-async fn lease_ends(fence: &Fence) {
-    loop {
-        if !fence.holds() {
-            fence.mark_lost();
-            return;
-        }
-        let deadline = tokio::time::Instant::from_std(fence.deadline());
-        tokio::select! {
-            _ = fence.lost() => return,
-            _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
@@ -658,6 +699,7 @@ async fn attempts(
     leased: Option<(RedisStore, Arc<Fence>)>,
 ) {
     let mut backoff = FIRST_BACKOFF;
+    let mut failures = 0;
     loop {
         fleet.set_state(&name, AgentState::Starting);
         let attempt = {
@@ -690,6 +732,14 @@ async fn attempts(
             Err(e) if e.is_panic() => "it crashed (a panic; see the log above)".to_owned(),
             Err(e) => e.to_string(),
         };
+        failures += 1;
+        if leased.is_some() && failures >= balance::HAND_OVER_AFTER {
+            // Another process may not share this one's trouble (a port in
+            // use here, a file missing on this host): let it try.
+            tracing::error!(agent = %name, error = %reason, failures, "agent failed again; handing it to another process (this one takes it again after a pause)");
+            fleet.set_state(&name, AgentState::Failed(reason));
+            return;
+        }
         tracing::error!(agent = %name, error = %reason, retry_in = ?backoff, "agent failed; the other agents keep running");
         fleet.set_state(&name, AgentState::Failed(reason));
         tokio::select! {

@@ -11,6 +11,7 @@ pub mod handler;
 pub mod input;
 pub mod reload;
 pub mod schedule;
+pub(crate) mod watch_hub;
 
 pub use handled::{Handled, Sink};
 pub use handler::RulesHandler;

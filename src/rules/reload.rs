@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
+use notify::RecursiveMode;
+
+use super::watch_hub::HubWatch;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -263,8 +265,8 @@ struct FolderWatch {
     tx: mpsc::UnboundedSender<()>,
     /// Set by the watcher when the path itself is created, removed or renamed.
     stale: Arc<AtomicBool>,
-    /// Dropping a watcher stops it; one is kept for the task's life.
-    watcher: Option<notify::RecommendedWatcher>,
+    /// Dropping a watch stops it; one is kept for the task's life.
+    watcher: Option<HubWatch>,
     /// The folder being watched; `None` while there is none at the path.
     watched: Option<FolderId>,
 }
@@ -354,7 +356,7 @@ impl FolderWatch {
     }
 
     /// The parent sees the path itself come and go (or its symlink swapped).
-    fn watch_parent(&self, watcher: &mut notify::RecommendedWatcher) {
+    fn watch_parent(&self, watcher: &mut HubWatch) {
         let Some(parent) = self.path.parent() else {
             return;
         };
@@ -366,12 +368,9 @@ impl FolderWatch {
         }
     }
 
-    fn new_watcher(&self) -> notify::Result<notify::RecommendedWatcher> {
+    fn new_watcher(&self) -> notify::Result<HubWatch> {
         let (tx, stale, path) = (self.tx.clone(), self.stale.clone(), self.path.clone());
-        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            let Ok(event) = res else {
-                return;
-            };
+        HubWatch::new(move |event: &notify::Event| {
             // Reading files (our own reload included) is no change.
             if matches!(event.kind, notify::EventKind::Access(_)) {
                 return;

@@ -96,6 +96,11 @@ impl FleetTelemetry {
         self.lock().remove(name);
     }
 
+    /// Agent `name`'s telemetry, while it runs here.
+    pub fn agent(&self, name: &str) -> Option<Arc<Telemetry>> {
+        self.lock().get(name).map(|slot| slot.telemetry.clone())
+    }
+
     /// Records where agent `name` stands.
     pub fn set_state(&self, name: &str, state: AgentState) {
         if let Some(slot) = self.lock().get_mut(name) {
@@ -189,13 +194,47 @@ fn merge(texts: &[String]) -> String {
     out
 }
 
-/// `GET /metrics`, `GET /healthz` and `GET /healthz/NAME` over `fleet`.
+/// `GET /metrics`, `GET /healthz`, `GET /healthz/NAME`, and an agent's
+/// `GET /handled/NAME` and `GET /conversations/NAME` over `fleet`.
 pub fn router(fleet: Arc<FleetTelemetry>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/healthz/{name}", get(agent_healthz))
+        .route("/handled/{name}", get(agent_handled))
+        .route("/conversations/{name}", get(agent_conversations))
         .with_state(fleet)
+}
+
+/// A name this process does not run.
+fn not_here(name: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no agent named {name:?} runs in this process\n"),
+    )
+        .into_response()
+}
+
+/// One agent's last handled events, as a single agent's `/handled`.
+async fn agent_handled(
+    State(fleet): State<Arc<FleetTelemetry>>,
+    Path(name): Path<String>,
+) -> Response {
+    match fleet.agent(&name) {
+        Some(t) => super::server::handled(State(t)).await,
+        None => not_here(&name),
+    }
+}
+
+/// One agent's pending conversations, as a single agent's `/conversations`.
+async fn agent_conversations(
+    State(fleet): State<Arc<FleetTelemetry>>,
+    Path(name): Path<String>,
+) -> Response {
+    match fleet.agent(&name) {
+        Some(t) => super::server::conversations(State(t)).await,
+        None => not_here(&name),
+    }
 }
 
 /// Serves [`router`] on `listener` until the task is aborted.

@@ -29,7 +29,7 @@ use crate::rules::conversations::{Conversations, Summary};
 use crate::rules::reload::{self, ReloadOutcome, ReloadReport};
 use crate::rules::{Handled, Sink};
 use crate::runtime::{LifecycleMark, Observer};
-use switchboard_engine::action::{ActionFuture, Executor, RenderedAction, Scope};
+use switchboard_engine::action::{ActionFuture, Executor, LandedFuture, RenderedAction, Scope};
 use switchboard_engine::run::{ActionStatus, Finish, Verdict};
 
 /// Label set of the per-event-type families.
@@ -599,6 +599,10 @@ impl Executor for TimedExecutor {
                 .observe(started.elapsed().as_secs_f64());
             result
         })
+    }
+
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
+        self.inner.landed(action, scope)
     }
 }
 

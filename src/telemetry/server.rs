@@ -63,7 +63,7 @@ async fn healthz(State(telemetry): State<Arc<Telemetry>>) -> Response {
 /// The last handled events, oldest first. Any origin may read it: the sandbox
 /// console, served from the sandbox's own port, fetches it across origins
 /// (the metrics address is meant for loopback or a private network).
-async fn handled(State(telemetry): State<Arc<Telemetry>>) -> Response {
+pub(crate) async fn handled(State(telemetry): State<Arc<Telemetry>>) -> Response {
     (
         [
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
@@ -77,7 +77,7 @@ async fn handled(State(telemetry): State<Arc<Telemetry>>) -> Response {
 /// The pending conversations, oldest first: id, rule, room, kind, who may
 /// answer, deadline. Any origin may read it, like `/handled`: the sandbox
 /// console shows the open room's pending conversations from it.
-async fn conversations(State(telemetry): State<Arc<Telemetry>>) -> Response {
+pub(crate) async fn conversations(State(telemetry): State<Arc<Telemetry>>) -> Response {
     (
         [
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),

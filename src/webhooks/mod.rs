@@ -97,7 +97,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub trait Observer: Send + Sync {
     /// A delivery to `hook` ([`UNKNOWN_HOOK`] for a name no hook has) was
     /// answered `status`: `accepted`, `duplicate`, or the refusal's error
-    /// code (`unauthorized`, `payload_too_large`, `queue_full`, ...).
+    /// code (`unauthorized`, `payload_too_large`, `queue_full`, `unavailable`, ...).
     fn delivery(&self, hook: &str, status: &'static str);
 }
 
@@ -335,6 +335,17 @@ async fn accept(
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             answer("queue_full", resp)
+        }
+        Err(e) if e.lease_lost() => {
+            tracing::warn!(hook = %hook.name, delivery = %id, error = %crate::error_chain::Chain(&e), "webhook delivery refused with 503: this process no longer runs the agent");
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "this process no longer runs the agent; retry later",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            answer("unavailable", resp)
         }
         Err(e) => {
             tracing::error!(hook = %hook.name, delivery = %id, error = %crate::error_chain::Chain(&e), "cannot queue the webhook delivery");

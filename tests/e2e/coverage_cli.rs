@@ -345,6 +345,8 @@ async fn run_is_configured_by_its_environment_variables() {
         "SWITCHBOARD_LLM_URL",
         "SWITCHBOARD_LLM_MODEL",
         "SWITCHBOARD_LLM_KEY_FILE",
+        // Checked by fleet_store's standby test (both runs get the store from it).
+        "SWITCHBOARD_STORE",
     ]
     .map(String::from)
     .into();

@@ -319,6 +319,36 @@ async fn two_agents_in_one_process_answer_their_own_rooms_with_labelled_metrics(
         .await
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
+    // Each agent's feed of handled events and its pending conversations.
+    let handled: serde_json::Value = http
+        .get(format!("http://{addr}/handled/two"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let handled = handled.as_array().expect("a list of handled events");
+    assert!(!handled.is_empty(), "two answered a ping: {handled:?}");
+    let pending = http
+        .get(format!("http://{addr}/conversations/one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pending.status().as_u16(), 200);
+    assert!(pending
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()
+        .is_array());
+    for path in ["handled", "conversations"] {
+        let nobody = http
+            .get(format!("http://{addr}/{path}/nobody"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nobody.status().as_u16(), 404, "/{path}/nobody");
+    }
     let stderr = fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
@@ -482,17 +512,18 @@ async fn editing_the_fleet_file_restarts_or_stops_only_the_agents_whose_entries_
 }
 
 #[tokio::test]
-async fn a_store_is_refused_before_anything_connects_and_its_password_never_shows() {
+async fn an_unreachable_store_stops_the_fleet_at_its_line_before_anything_connects() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("wf/a/w.yaml"), &ping_rule("a"));
     let fleet = dir.path().join("fleet.yaml");
-    // Nothing listens on the platform's address: a connection attempt would show.
+    // Nothing listens on the platform's address nor the store's.
     let closed = free_addr();
+    let no_store = free_addr();
     write(
         &fleet,
         &format!(
             "rest_url: http://{closed}\nws_url: ws://{closed}/api/v1/socket/websocket\n\
-             store: redis://:s3cret-pw@127.0.0.1:6379/0\n\
+             store: redis://:s3cret-pw@{no_store}/0\n\
              agents:\n  - name: a\n    agent_id: 9c1e0000-0000-4000-8000-000000000401\n    \
              api_key_env: FLEET_TEST_A_KEY\n    workflows: wf/a\n"
         ),
@@ -508,8 +539,15 @@ async fn a_store_is_refused_before_anything_connects_and_its_password_never_show
     .await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
-    assert!(stderr.contains("not wired yet"), "{stderr}");
-    assert!(stderr.contains("redis://:***@127.0.0.1:6379/0"), "{stderr}");
+    assert!(stderr.contains("cannot reach the store"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("redis://:***@{no_store}/0")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}:3:8", fleet.display())),
+        "no position of `store:` in:\n{stderr}"
+    );
     assert!(
         !stderr.contains("s3cret-pw"),
         "the password shows:\n{stderr}"
@@ -648,4 +686,367 @@ async fn no_watch_leaves_every_agents_workflows_unwatched_too() {
     fleet
         .stop_cleanly("the fleet", Duration::from_secs(30))
         .await;
+}
+
+/// More agents than a user's inotify instances (128 by default on Linux):
+/// each watching its own workflows folder, all start and answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_more_agents_than_inotify_instances_all_start_watching() {
+    const N: usize = 140;
+    let id = |i: usize| format!("9c1e0000-0000-4000-8000-{:012}", 900_000 + i);
+    let mut seed =
+        String::from("users:\n  - handle: bob\n    name: Bob\n    api_key: bob-key\nagents:\n");
+    for i in 0..N {
+        seed.push_str(&format!(
+            "  - handle: bob/w{i}\n    name: W{i}\n    description: watcher {i}\n    api_key: wkey-{i}\n    id: {}\n",
+            id(i)
+        ));
+    }
+    seed.push_str("rooms:\n  - title: Last\n    owner: bob\n    participants: [bob/w139]\n");
+    let seed = band_sandbox::parse_seed(&seed, "many-agents seed").expect("the seed is valid");
+    let sb = RunningSandbox::start("127.0.0.1:0".parse().unwrap(), seed)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "rest_url: {}\nws_url: {}\nagents:\n",
+        sb.rest_url(),
+        sb.ws_url()
+    );
+    for i in 0..N {
+        write(
+            &dir.path().join(format!("wf/w{i}/w.yaml")),
+            &ping_rule(&format!("pong from w{i}")),
+        );
+        text.push_str(&format!(
+            "  - name: w{i}\n    agent_id: {}\n    api_key_env: MANY_KEY_{i}\n    workflows: wf/w{i}\n    ephemeral: true\n",
+            id(i)
+        ));
+    }
+    let fleet_path = dir.path().join("fleet.yaml");
+    write(&fleet_path, &text);
+    let addr = free_addr();
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--fleet")
+        .arg(&fleet_path)
+        .arg("--metrics-addr")
+        .arg(addr.to_string());
+    for i in 0..N {
+        cmd.env(format!("MANY_KEY_{i}"), format!("wkey-{i}"));
+    }
+    let fleet = Running::spawn(&mut cmd);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = match reqwest::get(format!("http://{addr}/healthz")).await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok().map(|b| {
+                b["agents"]
+                    .as_object()
+                    .map(|a| a.values().filter(|v| v["state"] == "running").count())
+                    .unwrap_or(0)
+            }),
+            Err(_) => None,
+        };
+        if running == Some(N) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{running:?} of {N} agents running; stderr:\n{}",
+            fleet
+                .stderr_lines()
+                .iter()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The last one watches its folder: an edit changes its answer.
+    let bob = HumanApi::new(RestConfig::new(sb.rest_url(), "bob-key")).unwrap();
+    let room = bob.list_chats(None, None).await.unwrap().items[0]
+        .id
+        .clone();
+    write(
+        &dir.path().join("wf/w139/w.yaml"),
+        &ping_rule("edited w139"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let asked = ask(&bob, &room, &id(139), "ping").await;
+        let reply = reply_after(&bob, &room, &id(139), &asked, Duration::from_secs(3)).await;
+        if reply.is_some_and(|m| m.content.ends_with("edited w139")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit was not picked up"
+        );
+    }
+    fleet
+        .stop_cleanly("the fleet", Duration::from_secs(60))
+        .await;
+}
+
+/// The place (`line:column`, 1-based) of the last `needle` on line `line` of `text`.
+fn place(text: &str, line: usize, needle: &str) -> String {
+    let l = text.lines().nth(line - 1).expect("the line exists");
+    let col = l
+        .rfind(needle)
+        .unwrap_or_else(|| panic!("no {needle:?} on line {line}: {l:?}"));
+    format!("{line}:{}", col + 1)
+}
+
+#[tokio::test]
+async fn check_fleet_reports_bad_webhook_and_llm_options_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("wf/a/w.yaml"), &ping_rule("a"));
+    let fleet = dir.path().join("fleet.yaml");
+    let text = "agents:\n\
+         \x20 - name: a\n\
+         \x20   agent_id: 9c1e0000-0000-4000-8000-000000000001\n\
+         \x20   api_key_env: FLEET_TEST_OPT_KEY\n\
+         \x20   workflows: wf/a\n\
+         \x20   webhook_addr: 127.0.0.1:18787\n\
+         \x20   webhook_queue: 0\n\
+         \x20   llm_url: ftp://model.example/v1\n\
+         \x20   llm_model: m\n\
+         \x20   llm_key_env: FLEET_TEST_UNSET_LLM_KEY\n\
+         \x20 - name: b\n\
+         \x20   agent_id: 9c1e0000-0000-4000-8000-000000000002\n\
+         \x20   api_key_env: FLEET_TEST_OPT_KEY\n\
+         \x20   workflows: wf/a\n\
+         \x20   webhook_addr: 127.0.0.1:18787\n\
+         \x20   max_pending_per_person: -1\n\
+         \x20   llm_model: m\n\
+         \x20   webhook_adr: 127.0.0.1:1\n\
+         \x20 - name: c\n\
+         \x20   agent_id: 9c1e0000-0000-4000-8000-000000000003\n\
+         \x20   api_key_env: FLEET_TEST_OPT_KEY\n\
+         \x20   workflows: wf/a\n\
+         \x20   webhook_addr: localhost-8787\n\
+         \x20   llm_url: http://127.0.0.1:9/v1\n\
+         \x20   llm_model: m\n\
+         \x20   llm_key_file: keys/missing-llm.key\n";
+    write(&fleet, text);
+    let out = output_within(
+        switchboard()
+            .arg("check")
+            .arg("--fleet")
+            .arg(&fleet)
+            .env("FLEET_TEST_OPT_KEY", "k")
+            .env_remove("FLEET_TEST_UNSET_LLM_KEY"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    for (line, needle, what) in [
+        (7, "0", "`webhook_queue` must be a whole number from 1"),
+        (8, "ftp:", "`llm_url`"),
+        (
+            10,
+            "FLEET_TEST_UNSET_LLM_KEY",
+            "FLEET_TEST_UNSET_LLM_KEY (`llm_key_env`) is not set",
+        ),
+        (
+            15,
+            "127.0.0.1:18787",
+            "two agents serve webhooks on 127.0.0.1:18787 (the first at line 6)",
+        ),
+        (
+            16,
+            "-1",
+            "`max_pending_per_person` must be a whole number from 1",
+        ),
+        (17, "m", "`llm_model` without `llm_url`"),
+        (18, "webhook_adr", "unknown key `webhook_adr`"),
+        (23, "localhost-8787", "`webhook_addr` is not an address"),
+        (
+            26,
+            "keys/missing-llm.key",
+            "cannot read the language model's API key file",
+        ),
+    ] {
+        let at = format!("{}:{}", fleet.display(), place(text, line, needle));
+        assert!(stderr.contains(&at), "no {at} ({what}) in:\n{stderr}");
+        assert!(stderr.contains(what), "no `{what}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("did you mean `webhook_addr`?"), "{stderr}");
+}
+
+/// A loopback model server in the Chat Completions format: answers
+/// `model says hi` and records each request's `Authorization` header.
+async fn model_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::HeaderMap;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                record.lock().unwrap().push(auth);
+                axum::Json(serde_json::json!({
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "created": 1741570283,
+                    "model": "test-model",
+                    "choices": [{
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "model says hi"},
+                        "finish_reason": "stop"
+                    }],
+                    "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// A workflow with the token hook `hook` posting `<hook> <delivery id>` in
+/// `room` (and what the model answered, when `llm`).
+fn hook_rule(hook: &str, room: &str, bob: &str, llm: bool) -> String {
+    let (ask, said) = match llm {
+        true => (
+            "      - llm: { prompt: \"{{ event.body }}\" }\n        as: answer\n",
+            ": {{ answer.text }}",
+        ),
+        false => ("", ""),
+    };
+    format!(
+        "version: 1\nwebhooks:\n  {hook}:\n    secret: {{ env: FLEET_TEST_HOOK_TOKEN }}\n    auth: token\n\
+         rules:\n  - name: on-{hook}\n    on: webhook\n    webhook: {hook}\n    do:\n{ask}\
+         \x20     - send_message:\n          chat: \"{room}\"\n          text: \"{hook} {{{{ event.id }}}}{said}\"\n          mentions: [\"{bob}\"]\n"
+    )
+}
+
+/// POSTs a token-authenticated delivery `id` to `/hooks/{hook}` on `addr`; the status.
+async fn post_hook(addr: std::net::SocketAddr, hook: &str, id: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/hooks/{hook}"))
+        .header("authorization", "Bearer fleet-hook-token")
+        .header("x-request-id", id)
+        .body("hello")
+        .send()
+        .await
+        .expect("POST to the fleet agent's webhook server")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn fleet_agents_serve_webhooks_each_on_its_own_address_and_ask_their_own_model() {
+    let bots = TwoBots::start(701, 702).await;
+    let state = crate::support::seeded::sandbox_state(&bots.sb).await;
+    let bob = state["users"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["handle"] == "bob"))
+        .and_then(|u| u["id"].as_str())
+        .expect("bob's id")
+        .to_owned();
+    let (llm_url, seen) = model_server().await;
+    write(
+        &bots.dir.path().join("wf/one/w.yaml"),
+        &hook_rule("deploys", &bots.bots[0].1, &bob, true),
+    );
+    write(
+        &bots.dir.path().join("wf/two/w.yaml"),
+        &hook_rule("alerts", &bots.bots[1].1, &bob, false),
+    );
+    let llm_key = "sk-fleet-llm-key-never-shown";
+    write(
+        &bots.dir.path().join("keys/llm.key"),
+        &format!("{llm_key}\n"),
+    );
+    let (one_addr, two_addr) = (free_addr(), free_addr());
+    let text = format!(
+        "rest_url: {}\nws_url: {}\nagents:\n\
+         \x20 - name: one\n    agent_id: {}\n    api_key_env: FLEET_TEST_ONE_KEY\n    workflows: wf/one\n\
+         \x20   webhook_addr: {one_addr}\n    webhook_queue: 5\n    max_pending_per_person: 2\n\
+         \x20   llm_url: {llm_url}\n    llm_model: test-model\n    llm_key_file: keys/llm.key\n\
+         \x20 - name: two\n    agent_id: {}\n    api_key_file: keys/two.key\n    workflows: wf/two\n\
+         \x20   webhook_addr: {two_addr}\n",
+        bots.sb.rest_url(),
+        bots.sb.ws_url(),
+        bots.bots[0].0,
+        bots.bots[1].0,
+    );
+    write(&bots.fleet_path(), &text);
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--fleet")
+        .arg(bots.fleet_path())
+        .env("FLEET_TEST_ONE_KEY", "one-key")
+        .env("FLEET_TEST_HOOK_TOKEN", "fleet-hook-token")
+        .env("XDG_STATE_HOME", bots.state_home());
+    let mut fleet = Running::spawn(&mut cmd);
+    for name in ["one", "two"] {
+        fleet
+            .wait_for_stderr("both webhook servers", Duration::from_secs(30), |l| {
+                let l = strip_ansi(l);
+                l.contains("webhooks listening") && l.contains(&format!("agent={name}"))
+            })
+            .await;
+    }
+    assert_eq!(post_hook(one_addr, "deploys", "d-1").await, 202);
+    assert_eq!(post_hook(two_addr, "alerts", "a-1").await, 202);
+    // Each agent serves only its own hooks, on its own address.
+    assert_eq!(post_hook(two_addr, "deploys", "d-2").await, 404);
+    assert_eq!(post_hook(one_addr, "alerts", "a-2").await, 404);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let posted = |i: usize| {
+        let state = crate::support::seeded::sandbox_state(&bots.sb);
+        let (bot, room) = bots.bots[i].clone();
+        async move {
+            state.await["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["sender_id"] == bot.as_str() && m["chat_room_id"] == room.as_str())
+                .filter_map(|m| m["content"].as_str().map(str::to_owned))
+                .collect::<Vec<String>>()
+        }
+    };
+    loop {
+        let (one, two) = (posted(0).await, posted(1).await);
+        if one
+            .iter()
+            .any(|m| m.ends_with("deploys d-1: model says hi"))
+            && two.iter().any(|m| m.ends_with("alerts a-1"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not posted: one {one:?}, two {two:?}; stderr:\n{}",
+            fleet.stderr_lines().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stderr = fleet
+        .stop_cleanly("the fleet", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [format!("Bearer {llm_key}")],
+        "agent one's model got its key, once"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains(llm_key)),
+        "the model's key reached the logs:\n{}",
+        stderr.join("\n")
+    );
 }

@@ -5,16 +5,16 @@
 //! throttle window carry on across the takeover; Redis restarted under load
 //! pauses the agents, which then answer everything once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use band_client::rest::{HumanApi, HumanMessageQuery, RestConfig};
 use band_sandbox::RunningSandbox;
 
 use crate::support::cli::{switchboard, Running};
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer};
 use crate::support::seeded::ask;
 
 /// Answers each `ping` with the agent's running count; `once` at most once an hour.
@@ -103,13 +103,18 @@ impl Fleet {
 
     /// `run --fleet` with the store; its metrics (and `/healthz`) at the returned address.
     fn run(&self, redis: &RedisServer, extra: &[&str]) -> (Running, SocketAddr) {
+        self.run_on(&redis.url(), extra)
+    }
+
+    /// Like [`Fleet::run`], on the store at `url`.
+    fn run_on(&self, url: &str, extra: &[&str]) -> (Running, SocketAddr) {
         let addr = free_addr();
         let mut cmd = switchboard();
         cmd.arg("run")
             .arg("--fleet")
             .arg(self.path())
             .arg("--store")
-            .arg(redis.url())
+            .arg(url)
             .arg("--lease")
             .arg("2s")
             .arg("--metrics-addr")
@@ -155,6 +160,28 @@ impl Fleet {
         }
     }
 
+    /// Agent `i`'s room, message by message (for failure reports).
+    async fn transcript(&self, i: usize) -> String {
+        let (_, _, room) = &self.bots[i];
+        let query = HumanMessageQuery {
+            limit: Some(100),
+            ..HumanMessageQuery::default()
+        };
+        let page = self.bob.list_messages(room, &query).await.unwrap();
+        page.items
+            .iter()
+            .map(|m| {
+                format!(
+                    "\n  {} {} {} {}",
+                    m.inserted_at,
+                    m.id,
+                    &m.sender_id[..8.min(m.sender_id.len())],
+                    m.content
+                )
+            })
+            .collect()
+    }
+
     /// Waits (bounded) until each token in `tokens[i]` has a reply from
     /// agent `i`; panics with the processes' logs otherwise.
     async fn wait_answered(&self, tokens: &[Vec<String>], limit: Duration, logs: &[&Running]) {
@@ -191,7 +218,11 @@ impl Fleet {
             for token in wanted {
                 let n = replies.iter().filter(|r| answers(r, token)).count();
                 if n > 1 {
-                    twice.push(format!("{}:{token} x{n}", self.bots[i].0));
+                    twice.push(format!(
+                        "{}:{token} x{n}: {}",
+                        self.bots[i].0,
+                        self.transcript(i).await
+                    ));
                 }
             }
         }
@@ -353,7 +384,8 @@ async fn sigkill_of_a_process_is_taken_over_with_nothing_lost_or_repeated() {
     assert_eq!(
         fleet.answered_twice(&tokens).await,
         Vec::<String>::new(),
-        "logs:\n{}",
+        "logs of the killed process:\n{}\n-----\nlogs of the other:\n{}",
+        one.stderr_lines().join("\n"),
         two.stderr_lines().join("\n")
     );
     // Each agent's counter counted every ping exactly once.
@@ -473,5 +505,228 @@ async fn redis_restarted_under_load_pauses_the_agents_and_loses_nothing() {
     );
 }
 
-#[allow(dead_code)]
-fn unused(_: &Path, _: BTreeMap<(), ()>) {}
+/// `switchboard run` of agent 0 alone (no fleet file), its store from `SWITCHBOARD_STORE`.
+fn run_single(fleet: &Fleet, redis: &RedisServer) -> Running {
+    let mut cmd = switchboard();
+    cmd.arg("run")
+        .arg("--workflows")
+        .arg(fleet.dir.path().join("wf"))
+        .args(["--api-key", "key-0", "--rest-url"])
+        .arg(fleet.sb.rest_url())
+        .arg("--ws-url")
+        .arg(fleet.sb.ws_url())
+        .args(["--lease", "2s"])
+        .env("SWITCHBOARD_STORE", redis.url())
+        .env("RUST_LOG", "info");
+    Running::spawn(&mut cmd)
+}
+
+#[tokio::test]
+async fn a_second_run_of_one_agent_stands_by_and_takes_over_when_the_first_dies() {
+    let redis = RedisServer::start().await;
+    let fleet = Fleet::start(1, 341).await;
+    let mut first = run_single(&fleet, &redis);
+    first
+        .wait_for_stderr("the lease taken", Duration::from_secs(30), |l| {
+            l.contains("took the agent's lease")
+        })
+        .await;
+    fleet.ask(0, "ping a1").await;
+    fleet
+        .wait_answered(&[vec!["a1".to_owned()]], Duration::from_secs(20), &[&first])
+        .await;
+    let mut second = run_single(&fleet, &redis);
+    second
+        .wait_for_stderr("standing by", Duration::from_secs(30), |l| {
+            l.contains("standing by")
+        })
+        .await;
+    fleet.ask(0, "ping a2").await;
+    fleet
+        .wait_answered(&[vec!["a2".to_owned()]], Duration::from_secs(20), &[&first])
+        .await;
+    first.signal("KILL");
+    fleet.ask(0, "ping a3").await;
+    fleet
+        .wait_answered(
+            &[vec!["a3".to_owned()]],
+            Duration::from_secs(30),
+            &[&second],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tokens = vec![vec!["a1".to_owned(), "a2".to_owned(), "a3".to_owned()]];
+    assert_eq!(fleet.answered_twice(&tokens).await, Vec::<String>::new());
+    let replies = fleet.replies(0).await;
+    assert!(
+        replies.iter().any(|r| r.starts_with("pong 3 ")),
+        "the counter carried on in the standby: {replies:?}"
+    );
+    let stderr = second
+        .stop_cleanly("the standby", Duration::from_secs(30))
+        .await;
+    assert!(
+        stderr.iter().any(|l| l.contains("took the agent's lease")),
+        "{}",
+        stderr.join("\n")
+    );
+    // A clean stop hands the lease back.
+    assert_eq!(
+        redis
+            .get(&format!("switchboard:{{{}}}:lease", fleet.bots[0].1))
+            .await,
+        None
+    );
+}
+
+#[tokio::test]
+async fn max_agents_caps_what_one_process_takes() {
+    let redis = RedisServer::start().await;
+    let fleet = Fleet::start(4, 351).await;
+    let (capped, capped_addr) = fleet.run(&redis, &["--max-agents", "1"]);
+    // Alone, the capped process still takes only one agent.
+    wait_split(&[capped_addr], Duration::from_secs(30), &[&capped], |s| {
+        s[0].len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        running_here(capped_addr).await.unwrap_or_default().len(),
+        1,
+        "{}",
+        capped.stderr_lines().join("\n")
+    );
+    let (other, other_addr) = fleet.run(&redis, &[]);
+    let split = wait_split(
+        &[capped_addr, other_addr],
+        Duration::from_secs(30),
+        &[&capped, &other],
+        |s| all_four(s) && s[0].len() == 1,
+    )
+    .await;
+    assert_eq!(split[1].len(), 3, "{split:?}");
+    capped
+        .stop_cleanly("the capped process", Duration::from_secs(30))
+        .await;
+    other
+        .stop_cleanly("the other process", Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test]
+async fn an_agent_failing_in_one_process_is_handed_to_another() {
+    let redis = RedisServer::start().await;
+    let fleet = Fleet::start(1, 361).await;
+    // Its workflows need a secret that only the second process has.
+    std::fs::write(
+        fleet.dir.path().join("wf/secret.yaml"),
+        "version: 1\nsecrets:\n  token: { env: HANDOVER_TEST_TOKEN }\nrules: []\n",
+    )
+    .unwrap();
+    let (mut first, _) = fleet.run(&redis, &[]);
+    first
+        .wait_for_stderr("a failed start", Duration::from_secs(30), |l| {
+            l.contains("agent failed")
+        })
+        .await;
+    let (second, second_addr) = {
+        let addr = free_addr();
+        let mut cmd = switchboard();
+        cmd.arg("run")
+            .arg("--fleet")
+            .arg(fleet.path())
+            .arg("--store")
+            .arg(redis.url())
+            .args(["--lease", "2s", "--metrics-addr"])
+            .arg(addr.to_string())
+            .env("FLEET_STORE_KEY_0", "key-0")
+            .env("HANDOVER_TEST_TOKEN", "t0k3n")
+            .env("RUST_LOG", "info");
+        (Running::spawn(&mut cmd), addr)
+    };
+    first
+        .wait_for_stderr("the hand-over", Duration::from_secs(40), |l| {
+            l.contains("handing it to another process")
+        })
+        .await;
+    wait_split(
+        &[second_addr],
+        Duration::from_secs(30),
+        &[&first, &second],
+        |s| s[0].len() == 1,
+    )
+    .await;
+    fleet.ask(0, "ping h1").await;
+    fleet
+        .wait_answered(
+            &[vec!["h1".to_owned()]],
+            Duration::from_secs(20),
+            &[&second],
+        )
+        .await;
+    second
+        .stop_cleanly("the second process", Duration::from_secs(30))
+        .await;
+    first
+        .stop_cleanly("the first process", Duration::from_secs(30))
+        .await;
+}
+
+#[tokio::test]
+async fn a_fleet_shares_a_redis_cluster_with_each_agents_keys_in_one_slot() {
+    let cluster = RedisCluster::start(3).await;
+    let fleet = Fleet::start(4, 371).await;
+    let (one, one_addr) = fleet.run_on(&cluster.url(), &[]);
+    let (two, two_addr) = fleet.run_on(&cluster.url(), &[]);
+    wait_split(
+        &[one_addr, two_addr],
+        Duration::from_secs(40),
+        &[&one, &two],
+        |s| all_four(s) && s.iter().all(|p| p.len() == 2),
+    )
+    .await;
+    let mut tokens = vec![Vec::new(); 4];
+    for round in 0..2 {
+        for (i, wanted) in tokens.iter_mut().enumerate() {
+            let token = format!("k{i}r{round}");
+            fleet.ask(i, &format!("ping {token}")).await;
+            wanted.push(token);
+        }
+    }
+    fleet
+        .wait_answered(&tokens, Duration::from_secs(30), &[&one, &two])
+        .await;
+    // The agents' keys are spread over the nodes (each agent's in one slot).
+    let spread = cluster.keys_per_node().await;
+    assert!(
+        spread.iter().filter(|n| **n > 0).count() >= 2,
+        "every key on one node: {spread:?}"
+    );
+    one.signal("KILL");
+    wait_split(&[two_addr], Duration::from_secs(30), &[&two], all_four).await;
+    for (i, wanted) in tokens.iter_mut().enumerate() {
+        let token = format!("k{i}r2");
+        fleet.ask(i, &format!("ping {token}")).await;
+        wanted.push(token);
+    }
+    fleet
+        .wait_answered(&tokens, Duration::from_secs(30), &[&two])
+        .await;
+    assert_eq!(fleet.answered_twice(&tokens).await, Vec::<String>::new());
+    for i in 0..4 {
+        let replies = fleet.replies(i).await;
+        assert!(
+            replies.iter().any(|r| r.starts_with("pong 3 ")),
+            "agent {i}'s counter did not carry on: {replies:?}"
+        );
+    }
+    let stderr = two
+        .stop_cleanly("process two", Duration::from_secs(30))
+        .await;
+    assert!(
+        stderr.iter().any(|l| l.contains("is a Redis Cluster")),
+        "{}",
+        stderr.join("\n")
+    );
+    drop(one);
+}

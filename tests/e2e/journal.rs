@@ -39,8 +39,19 @@ async fn run_until_processed(
     message: &str,
     bot: &str,
 ) -> Vec<String> {
+    run_until_processed_with(sb, journal, message, bot, &[]).await
+}
+
+/// Like [`run_until_processed`], with `extra` arguments for `run`.
+async fn run_until_processed_with(
+    sb: &RunningSandbox,
+    journal: &Path,
+    message: &str,
+    bot: &str,
+    extra: &[&str],
+) -> Vec<String> {
     let mut cmd = run_command(sb, &workflows());
-    cmd.arg("--journal").arg(journal);
+    cmd.arg("--journal").arg(journal).args(extra);
     let agent = Running::spawn(&mut cmd);
     tokio::time::timeout(STEP, async {
         loop {
@@ -98,6 +109,19 @@ fn journal_with(dir: &Path, id: &str, state: Value) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_sent_before_a_crash_is_found_and_not_sent_again() {
+    found_and_not_sent_again(&[]).await;
+}
+
+/// With metrics on, the executor is wrapped to time each action: the
+/// wrapper must still look for what was sent (it once did not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_sent_before_a_crash_is_found_with_metrics_on_too() {
+    found_and_not_sent_again(&["--metrics-addr", "127.0.0.1:0"]).await;
+}
+
+/// The crashed process had posted the reply but not recorded it: the
+/// restarted agent, run with `extra`, finds it and does not post it again.
+async fn found_and_not_sent_again(extra: &[&str]) {
     let (sb, ..) = seeded::seeded_sandbox().await;
     let (room, bot, id) = question(&sb).await;
     // The crashed process had posted the reply but not recorded it.
@@ -123,10 +147,10 @@ async fn a_reply_sent_before_a_crash_is_found_and_not_sent_again() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let journal = journal_with(dir.path(), &id, json!({"sent": true}));
-    let logs = run_until_processed(&sb, &journal, &id, &bot).await;
+    let logs = run_until_processed_with(&sb, &journal, &id, &bot, extra).await;
     assert_eq!(hours_replies(&sb, &bot).await, 1, "{}", logs.join("\n"));
     assert!(
-        logs.iter().any(|l| l.contains("found on the platform")),
+        logs.iter().any(|l| l.contains("and found on the platform")),
         "{}",
         logs.join("\n")
     );

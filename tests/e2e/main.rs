@@ -31,5 +31,6 @@ mod setup_scripts;
 mod store_redis;
 mod support;
 mod webhooks;
+mod webhooks_store;
 mod workflows;
 mod workspace_invariants;

@@ -20,7 +20,7 @@ use sha2::Sha256;
 
 /// Bound for one step that waits on the running agent.
 const STEP: Duration = Duration::from_secs(20);
-const SECRET: &str = "s3cret-for-tests";
+pub(crate) const SECRET: &str = "s3cret-for-tests";
 const TOKEN: &str = "token-for-tests";
 
 /// A port nobody listens on right now: bound to port 0, read, released.
@@ -30,7 +30,7 @@ fn free_addr() -> SocketAddr {
 }
 
 /// The id of the seeded user `handle`.
-async fn user_id(sb: &RunningSandbox, handle: &str) -> String {
+pub(crate) async fn user_id(sb: &RunningSandbox, handle: &str) -> String {
     seeded::sandbox_state(sb).await["users"]
         .as_array()
         .unwrap()
@@ -43,7 +43,7 @@ async fn user_id(sb: &RunningSandbox, handle: &str) -> String {
 
 /// A folder with the hooks' workflow (posting in `room`, mentioning `bob`)
 /// and the token hook's secret file.
-fn folder(room: &str, bob: &str) -> tempfile::TempDir {
+pub(crate) fn folder(room: &str, bob: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("alerts-token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -102,7 +102,7 @@ async fn listening(agent: &mut Running, addr: SocketAddr) {
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`, as GitHub signs.
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(crate) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -135,7 +135,11 @@ async fn post(
 }
 
 /// A signed delivery of `body` to the deploys hook with delivery id `id`.
-async fn deliver(addr: SocketAddr, body: &Value, id: &str) -> (u16, Value, Option<String>) {
+pub(crate) async fn deliver(
+    addr: SocketAddr,
+    body: &Value,
+    id: &str,
+) -> (u16, Value, Option<String>) {
     let bytes = serde_json::to_vec(body).unwrap();
     let sig = sign(SECRET, &bytes);
     let headers = [
@@ -159,7 +163,12 @@ fn assert_error(body: &Value, code: &str) {
 
 /// The bot's messages in `room` whose text (after the mention markers the
 /// platform puts first) starts with `prefix`.
-async fn posted(sb: &RunningSandbox, bot: &str, room: &str, prefix: &str) -> Vec<String> {
+pub(crate) async fn posted(
+    sb: &RunningSandbox,
+    bot: &str,
+    room: &str,
+    prefix: &str,
+) -> Vec<String> {
     seeded::sandbox_state(sb).await["messages"]
         .as_array()
         .unwrap()
@@ -209,7 +218,7 @@ async fn wait_posted(
     })
 }
 
-async fn fault(sb: &RunningSandbox, body: Value) {
+pub(crate) async fn fault(sb: &RunningSandbox, body: Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}/_sandbox/faults", sb.rest_url()))
         .json(&body)

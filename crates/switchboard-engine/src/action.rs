@@ -129,10 +129,9 @@ pub trait Executor: Send + Sync {
     /// its result if it did land (found on the platform), `None` if it did
     /// not and may be sent again, an error when that cannot be told (then the
     /// message fails and is retried later rather than risk a duplicate).
-    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a> {
-        let _ = (action, scope);
-        Box::pin(async { Ok(None) })
-    }
+    /// No default: a wrapper that forgot to forward it would send again
+    /// what it should have found.
+    fn landed<'a>(&'a self, action: &'a RenderedAction, scope: &'a Scope) -> LandedFuture<'a>;
 }
 
 /// What [`Executor::landed`] answers.

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use super::action::{ActionFuture, Executor, PlatformAction, RenderedAction, Scope, Split};
+use super::action::{
+    ActionFuture, Executor, LandedFuture, PlatformAction, RenderedAction, Scope, Split,
+};
 
 /// Records actions instead of performing them.
 #[derive(Debug, Default)]
@@ -65,6 +67,11 @@ impl Executor for RecordingExecutor {
                 None => Ok(synthetic_result(action, n)),
             }
         })
+    }
+
+    /// A dry run has no platform to look on: nothing was sent before.
+    fn landed<'a>(&'a self, _: &'a RenderedAction, _: &'a Scope) -> LandedFuture<'a> {
+        Box::pin(async { Ok(None) })
     }
 }
 

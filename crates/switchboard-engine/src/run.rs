@@ -1015,7 +1015,9 @@ impl Engine {
                         j.done(message, step, &result).await.map_err(journal_err)?;
                         return Ok(result);
                     }
-                    Ok(None) => {}
+                    Ok(None) => {
+                        tracing::info!(rule = %rule.id, message_id = message, action = action.name(), "sent before a restart but missing on the platform; sending it");
+                    }
                     Err(e) => {
                         return Err(StepError::Failed(format!(
                             "cannot tell whether it was sent already: {e}"

@@ -3,8 +3,6 @@
 //! in, by hash. Every change sets or deletes one field, so a change sent
 //! twice changes nothing.
 
-use std::sync::Mutex;
-
 use switchboard_engine::conversation::{
     ConversationChange, ConversationStore, ConversationStoreError, DurableChange,
     StoredConversation, StoredConversations,
@@ -12,7 +10,7 @@ use switchboard_engine::conversation::{
 use switchboard_workflow::secrets::Redaction;
 
 use super::writer::Op;
-use super::{AgentSpace, StoreError};
+use super::{AgentSpace, Loaded, StoreError};
 use crate::effects::conversation_file::redacted;
 
 /// A hash's fields and values, as `HGETALL` gives them.
@@ -21,7 +19,7 @@ type Fields = Vec<(String, String)>;
 /// The pending conversations of one agent, kept in the store.
 pub struct RedisConversations {
     space: AgentSpace,
-    loaded: Mutex<Option<StoredConversations>>,
+    loaded: Loaded<StoredConversations>,
     redaction: Redaction,
 }
 
@@ -55,7 +53,7 @@ impl RedisConversations {
         }
         Ok(RedisConversations {
             space: space.clone(),
-            loaded: Mutex::new(Some(loaded)),
+            loaded: Loaded::new(loaded),
             redaction,
         })
     }
@@ -82,12 +80,7 @@ fn sources_key(space: &AgentSpace) -> String {
 
 impl ConversationStore for RedisConversations {
     fn load(&self) -> Result<StoredConversations, ConversationStoreError> {
-        Ok(self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default())
+        Ok(self.loaded.take())
     }
 
     fn apply(&self, change: ConversationChange) -> DurableChange {

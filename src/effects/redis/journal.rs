@@ -3,16 +3,14 @@
 //! they were first seen, for loading and for the retention cut. A settled
 //! message's hash is deleted; a forgotten one expires with the retention.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
-
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use switchboard_engine::journal::{Durable, JournalError, JournalStore, Record, RETENTION_DAYS};
 use switchboard_workflow::secrets::Redaction;
 
 use super::writer::Op;
-use super::{AgentSpace, StoreError};
+use super::{AgentSpace, Loaded, StoreError};
 
 /// Messages read per pipeline at start-up.
 const CHUNK: usize = 500;
@@ -20,7 +18,7 @@ const CHUNK: usize = 500;
 /// The journal of one agent, kept in the store.
 pub struct RedisJournal {
     space: AgentSpace,
-    loaded: Mutex<Option<Vec<Record>>>,
+    loaded: Loaded<Vec<Record>>,
     redaction: Redaction,
 }
 
@@ -76,16 +74,11 @@ impl RedisJournal {
                 }
             }
         }
-        if !gone.is_empty() {
-            let mut op = Op::new("ZREM", space.keys().key("journal"));
-            for message in gone {
-                op = op.arg(message);
-            }
-            space.writer().queue(vec![op]);
-        }
+        // Expired with the retention: their ids go from the index.
+        space.forget("ZREM", space.keys().key("journal"), gone);
         Ok(RedisJournal {
             space: space.clone(),
-            loaded: Mutex::new(Some(records)),
+            loaded: Loaded::new(records),
             redaction,
         })
     }
@@ -114,12 +107,7 @@ fn epoch_ms(at: Option<DateTime<Utc>>) -> String {
 
 impl JournalStore for RedisJournal {
     fn recorded(&self) -> Result<Vec<Record>, JournalError> {
-        Ok(self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default())
+        Ok(self.loaded.take())
     }
 
     fn record(&self, record: Record) -> Durable {

@@ -89,6 +89,22 @@ impl Fence {
         let _ = rx.wait_for(|lost| *lost).await;
     }
 
+    /// Resolves once the lease is lost, or its local deadline passed
+    /// without a renewal (then it is marked lost).
+    pub async fn ended(&self) {
+        loop {
+            if !self.holds() {
+                self.mark_lost();
+                return;
+            }
+            let deadline = tokio::time::Instant::from_std(self.deadline());
+            tokio::select! {
+                _ = self.lost() => return,
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     fn extend(&self, to: Instant) {
         let mut deadline = self.deadline.lock().unwrap_or_else(|p| p.into_inner());
         *deadline = (*deadline).max(to);
@@ -153,8 +169,6 @@ impl Lease {
             return Ok(Vec::new());
         }
         let script = Script::new(RENEW);
-        let mut pipe = redis::pipe();
-        pipe.load_script(&script).ignore();
         let invocations: Vec<_> = leases
             .iter()
             .map(|l| {
@@ -165,12 +179,29 @@ impl Lease {
                 inv
             })
             .collect();
-        for inv in &invocations {
-            pipe.invoke_script(inv);
-        }
         let started = Instant::now();
-        let mut conn = store.conn();
-        let answer: Result<Vec<i64>, _> = pipe.query_async(&mut conn).await;
+        let answer: Result<Vec<i64>, _> = match store.is_cluster() {
+            // One round trip for all; a cluster spreads leases over slots
+            // (a pipeline must stay in one), so there each goes on its own.
+            false => {
+                let mut pipe = redis::pipe();
+                pipe.load_script(&script).ignore();
+                for inv in &invocations {
+                    pipe.invoke_script(inv);
+                }
+                pipe.query_async(&mut store.conn()).await
+            }
+            true => {
+                let each = invocations.iter().map(|inv| {
+                    let mut conn = store.conn();
+                    async move { inv.invoke_async::<i64>(&mut conn).await }
+                });
+                futures_util::future::join_all(each)
+                    .await
+                    .into_iter()
+                    .collect()
+            }
+        };
         match answer {
             Ok(held) => Ok(leases
                 .iter()

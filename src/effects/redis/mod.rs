@@ -17,6 +17,7 @@ pub mod lease;
 pub mod registry;
 pub mod state;
 pub mod throttles;
+pub mod webhooks;
 pub(crate) mod writer;
 
 use std::sync::Arc;
@@ -92,14 +93,66 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// Something this kind of store cannot do.
+    #[error("the store {url} cannot be used for {what}: {why}")]
+    Unsupported {
+        /// The URL, its password hidden.
+        url: String,
+        /// What was asked.
+        what: String,
+        /// Why not.
+        why: String,
+    },
 }
 
-/// A connection to the store, shared by every agent of a process (one
-/// multiplexed connection that reconnects by itself).
+/// A connection to the store, shared by every agent of a process: one
+/// multiplexed connection that reconnects by itself, or, when the server
+/// is a node of a Redis Cluster, a cluster connection routing each command
+/// to the node of its key's slot.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     shown: Arc<str>,
+}
+
+/// A single server's connection or a cluster's.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server (or a proxy in front of several).
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -136,13 +189,48 @@ impl RedisStore {
             url: shown.to_string(),
             source,
         })?;
-        let store = RedisStore { conn, shown };
+        let mut store = RedisStore {
+            conn: Conn::Single(conn),
+            shown,
+        };
         let mut conn = store.conn();
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
             .map_err(|e| store.failed("checking it answers (PING)", e))?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store.failed("asking whether it is a cluster (INFO cluster)", e))?;
+        if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            let cluster = redis::cluster::ClusterClientBuilder::new(vec![url])
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(RESPONSE_TIMEOUT)
+                .build()
+                .map_err(|source| StoreError::Url {
+                    url: store.shown.to_string(),
+                    source,
+                })?;
+            let conn = tokio::time::timeout(CONNECT_TIMEOUT * 2, cluster.get_async_connection())
+                .await
+                .map_err(|_| StoreError::Timeout {
+                    url: store.shown.to_string(),
+                })?
+                .map_err(|source| StoreError::Unreachable {
+                    url: store.shown.to_string(),
+                    source,
+                })?;
+            tracing::info!(store = %store.shown, "the store is a Redis Cluster; commands go to the node of their key's slot");
+            store.conn = Conn::Cluster(conn);
+        }
         Ok(store)
+    }
+
+    /// True when the store is a Redis Cluster (a pipeline must then stay
+    /// within one slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     /// The URL with its password hidden.
@@ -155,6 +243,15 @@ impl RedisStore {
     /// returns how many went. For starting an agent afresh (the bench), never
     /// while a process runs it.
     pub async fn delete_agent(&self, keys: &AgentKeys) -> Result<usize, StoreError> {
+        if self.is_cluster() {
+            // SCAN walks one node's keys, and which node a SCAN reaches is
+            // not the agent's slot's: a partial delete would pass for a full one.
+            return Err(StoreError::Unsupported {
+                url: self.shown.to_string(),
+                what: format!("deleting agent {}'s keys", keys.agent()),
+                why: "it is a Redis Cluster; point at a single node".into(),
+            });
+        }
         let pattern = format!("{}*", glob_escape(&keys.key("")));
         let mut conn = self.conn();
         let mut cursor: u64 = 0;
@@ -185,7 +282,7 @@ impl RedisStore {
     }
 
     /// A handle on the shared connection.
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -258,6 +355,7 @@ impl AgentKeys {
 pub struct AgentSpace {
     store: RedisStore,
     keys: AgentKeys,
+    fence: Arc<Fence>,
     writer: Writer,
 }
 
@@ -275,9 +373,10 @@ impl AgentSpace {
     pub fn new(store: &RedisStore, fence: Arc<Fence>) -> AgentSpace {
         let keys = fence.keys().clone();
         AgentSpace {
-            writer: Writer::spawn(store.clone(), fence),
+            writer: Writer::spawn(store.clone(), fence.clone()),
             store: store.clone(),
             keys,
+            fence,
         }
     }
 
@@ -291,6 +390,11 @@ impl AgentSpace {
         &self.keys
     }
 
+    /// The lease every write checks (a script of its own checks its token too).
+    pub fn fence(&self) -> &Arc<Fence> {
+        &self.fence
+    }
+
     /// The writer every change goes through.
     pub fn writer(&self) -> &Writer {
         &self.writer
@@ -299,6 +403,37 @@ impl AgentSpace {
     /// Waits until every change queued so far is written (or refused).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.writer.flush().await
+    }
+
+    /// Queues the removal of `members` from the index `index` (`SREM` for a
+    /// set, `ZREM` for a sorted set): what the store expired by itself.
+    pub(crate) fn forget(&self, cmd: &'static str, index: String, members: Vec<String>) {
+        if members.is_empty() {
+            return;
+        }
+        let op = members
+            .into_iter()
+            .fold(writer::Op::new(cmd, index), writer::Op::arg);
+        self.writer.queue(vec![op]);
+    }
+}
+
+/// What a store read at start-up, handed over once to the engine's `load`.
+pub(crate) struct Loaded<T>(std::sync::Mutex<Option<T>>);
+
+impl<T: Default> Loaded<T> {
+    /// Holds `value` until taken.
+    pub(crate) fn new(value: T) -> Loaded<T> {
+        Loaded(std::sync::Mutex::new(Some(value)))
+    }
+
+    /// The value (empty when taken before).
+    pub(crate) fn take(&self) -> T {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default()
     }
 }
 

@@ -74,15 +74,29 @@ impl Registry {
         if lease_keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in lease_keys {
-            pipe.cmd("EXISTS").arg(key);
-        }
-        let mut conn = self.store.conn();
-        let found: Vec<i64> = pipe
-            .query_async(&mut conn)
+        let found: Result<Vec<i64>, _> = match self.store.is_cluster() {
+            false => {
+                let mut pipe = redis::pipe();
+                for key in lease_keys {
+                    pipe.cmd("EXISTS").arg(key);
+                }
+                pipe.query_async(&mut self.store.conn()).await
+            }
+            // Each agent's lease is in its own slot: one command each.
+            true => futures_util::future::join_all(lease_keys.iter().map(|key| {
+                let mut conn = self.store.conn();
+                async move {
+                    redis::cmd("EXISTS")
+                        .arg(key)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                }
+            }))
             .await
-            .map_err(|e| self.store.failed("looking for free agents", e))?;
+            .into_iter()
+            .collect(),
+        };
+        let found = found.map_err(|e| self.store.failed("looking for free agents", e))?;
         Ok(found.into_iter().map(|n| n > 0).collect())
     }
 }

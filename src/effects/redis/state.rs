@@ -2,14 +2,12 @@
 //! value and expiry as JSON and expiring by Redis's own clock (`PX`), plus a
 //! set naming them so an agent loads its state in two round trips.
 
-use std::sync::Mutex;
-
 use chrono::Utc;
 use switchboard_engine::state::{Change, Entries, StateError, StatePersistence, Stored};
 use switchboard_workflow::secrets::Redaction;
 
 use super::writer::Op;
-use super::{AgentSpace, StoreError};
+use super::{AgentSpace, Loaded, StoreError};
 
 /// Keys read per `MGET`.
 const CHUNK: usize = 1000;
@@ -17,7 +15,7 @@ const CHUNK: usize = 1000;
 /// The state of one agent, kept in the store.
 pub struct RedisState {
     space: AgentSpace,
-    loaded: Mutex<Option<Entries>>,
+    loaded: Loaded<Entries>,
     redaction: Redaction,
 }
 
@@ -58,16 +56,10 @@ impl RedisState {
             }
         }
         // Expired by the store: their names go from the index.
-        if !gone.is_empty() {
-            let mut op = Op::new("SREM", index);
-            for name in gone {
-                op = op.arg(name);
-            }
-            space.writer().queue(vec![op]);
-        }
+        space.forget("SREM", index, gone);
         Ok(RedisState {
             space: space.clone(),
-            loaded: Mutex::new(Some(entries)),
+            loaded: Loaded::new(entries),
             redaction,
         })
     }
@@ -80,12 +72,7 @@ fn value_key(space: &AgentSpace, name: &str) -> String {
 
 impl StatePersistence for RedisState {
     fn load(&self) -> Result<Entries, StateError> {
-        Ok(self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default())
+        Ok(self.loaded.take())
     }
 
     fn apply(&self, change: Change) {

@@ -2,20 +2,18 @@
 //! by time, trimmed to the window and expiring with it (Redis's own
 //! expiry), plus a set naming them for loading.
 
-use std::sync::Mutex;
-
 use chrono::Utc;
 use switchboard_engine::throttle::{ThrottleError, ThrottlePersistence, ThrottleRun};
 use switchboard_workflow::secrets::Redaction;
 
 use super::lease::millis;
 use super::writer::Op;
-use super::{AgentSpace, StoreError};
+use super::{AgentSpace, Loaded, StoreError};
 
 /// The throttle windows of one agent, kept in the store.
 pub struct RedisThrottles {
     space: AgentSpace,
-    loaded: Mutex<Option<Vec<ThrottleRun>>>,
+    loaded: Loaded<Vec<ThrottleRun>>,
     redaction: Redaction,
 }
 
@@ -67,16 +65,11 @@ impl RedisThrottles {
                 }
             }
         }
-        if !gone.is_empty() {
-            let mut op = Op::new("SREM", index);
-            for name in gone {
-                op = op.arg(name);
-            }
-            space.writer().queue(vec![op]);
-        }
+        // Expired by the store: their names go from the index.
+        space.forget("SREM", index, gone);
         Ok(RedisThrottles {
             space: space.clone(),
-            loaded: Mutex::new(Some(runs)),
+            loaded: Loaded::new(runs),
             redaction,
         })
     }
@@ -89,12 +82,7 @@ fn window_key(space: &AgentSpace, name: &str) -> String {
 
 impl ThrottlePersistence for RedisThrottles {
     fn load(&self) -> Result<Vec<ThrottleRun>, ThrottleError> {
-        Ok(self
-            .loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_default())
+        Ok(self.loaded.take())
     }
 
     fn record(&self, mut run: ThrottleRun) {

@@ -17,7 +17,7 @@ use band_sandbox::RunningSandbox;
 
 /// The environment variables `switchboard run` reads; cleared so the
 /// developer's own settings cannot leak into a test.
-const BAND_VARS: [&str; 10] = [
+const BAND_VARS: [&str; 11] = [
     "BAND_API_KEY",
     "BAND_AGENT_ID",
     "BAND_REST_URL",
@@ -28,6 +28,7 @@ const BAND_VARS: [&str; 10] = [
     "SWITCHBOARD_STATE_DIR",
     "SWITCHBOARD_WEBHOOK_ADDR",
     "SWITCHBOARD_MAX_PENDING_PER_PERSON",
+    "SWITCHBOARD_STORE",
 ];
 
 /// Where agents run by tests keep their default state directories, so no

@@ -41,6 +41,8 @@ pub struct RedisServer {
     port: u16,
     /// `None` once stopped or killed.
     child: Option<Child>,
+    /// Arguments beyond the usual ones (a cluster node's).
+    extra: Vec<String>,
 }
 
 /// How one start attempt ended.
@@ -55,6 +57,11 @@ impl RedisServer {
     /// directory and waits until it answers PING; panics (with its log
     /// tail) when it does not within 10 s.
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Like [`RedisServer::start`], with more arguments for `redis-server`.
+    pub async fn start_with(extra: Vec<String>) -> Self {
         let binary = redis_server_binary().to_owned();
         let dir = tempfile::Builder::new()
             .prefix("switchboard-redis-")
@@ -62,12 +69,13 @@ impl RedisServer {
             .expect("cannot create a temporary directory for redis-server");
         for _ in 0..PORT_TRIES {
             let port = free_port();
-            if let Started::Up(child) = launch(&binary, dir.path(), port).await {
+            if let Started::Up(child) = launch(&binary, dir.path(), port, &extra).await {
                 return Self {
                     binary,
                     dir,
                     port,
                     child: Some(child),
+                    extra,
                 };
             }
         }
@@ -148,7 +156,9 @@ impl RedisServer {
         );
         let deadline = tokio::time::Instant::now() + START;
         loop {
-            if let Started::Up(child) = launch(&self.binary, self.dir.path(), self.port).await {
+            if let Started::Up(child) =
+                launch(&self.binary, self.dir.path(), self.port, &self.extra).await
+            {
                 self.child = Some(child);
                 return;
             }
@@ -267,7 +277,7 @@ fn free_port() -> u16 {
 /// Spawns the server and waits for PING. `PortBusy` when it exited because
 /// the port was taken; panics, with the log of this attempt, on any other
 /// exit or when it does not answer within `START`.
-async fn launch(binary: &Path, dir: &Path, port: u16) -> Started {
+async fn launch(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> Started {
     // The log is appended to across restarts: this attempt's part starts here.
     let log_from = std::fs::metadata(dir.join(LOG)).map_or(0, |m| m.len());
     let stderr_from = std::fs::metadata(dir.join(STDERR)).map_or(0, |m| m.len());
@@ -299,6 +309,7 @@ async fn launch(binary: &Path, dir: &Path, port: u16) -> Started {
         .args(["--protected-mode", "yes"])
         .arg("--logfile")
         .arg(dir.join(LOG))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("cannot share the stderr file"))
         .stderr(out)
@@ -416,4 +427,92 @@ fn tail_from(file: &Path, from: u64) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(30);
     lines[start..].iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// A Redis Cluster of `redis-server` nodes on loopback, each with its
+/// slots (no replicas), made with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    /// The nodes, each killed on drop.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `n` (at least 3) nodes, joins them and waits until the
+    /// cluster is ok on every node; panics otherwise (bounded).
+    pub async fn start(n: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            let bus = free_port();
+            nodes.push(
+                RedisServer::start_with(vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    "nodes.conf".into(),
+                    "--cluster-node-timeout".into(),
+                    "2000".into(),
+                    "--cluster-port".into(),
+                    bus.to_string(),
+                ])
+                .await,
+            );
+        }
+        let cli = redis_server_binary().with_file_name("redis-cli");
+        let mut create = Command::new(&cli);
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli.display()));
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        for node in &nodes {
+            loop {
+                let mut conn = node.connection().await;
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the cluster is not ok on port {}: {info}",
+                    node.port()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// The first node's URL (any node leads to the whole cluster).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// How many keys each node holds.
+    pub async fn keys_per_node(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            let mut conn = node.connection().await;
+            let n: usize = redis::cmd("DBSIZE")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
+            out.push(n);
+        }
+        out
+    }
 }

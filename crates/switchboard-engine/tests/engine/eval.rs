@@ -407,6 +407,14 @@ impl switchboard_engine::action::Executor for StoppedRoom {
         }
         self.0.execute(action, scope)
     }
+
+    fn landed<'a>(
+        &'a self,
+        action: &'a RenderedAction,
+        scope: &'a Scope,
+    ) -> switchboard_engine::action::LandedFuture<'a> {
+        self.0.landed(action, scope)
+    }
 }
 
 #[tokio::test]
