@@ -10,7 +10,7 @@
 //! Small loads: this checks the tool, BENCHMARKS.md has the figures.
 
 use crate::support::cli;
-use crate::support::redis::RedisServer;
+use crate::support::redis::{RedisCluster, RedisServer};
 use crate::support::venv;
 
 use std::time::Duration;
@@ -304,4 +304,23 @@ async fn failover_times_a_takeover_after_sigkill() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--store"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_it_cannot_clear_is_refused_before_the_run() {
+    // A SCAN reaches one node of a cluster: clearing the agent's keys there
+    // could miss some, and the run would not start from an empty store.
+    let cluster = RedisCluster::start(3).await;
+    let out = cli::output_within(
+        cli::switchboard()
+            .args(["bench", "--messages", "10", "--rooms", "1"])
+            .args(["--agents", "switchboard-store", "--store"])
+            .arg(cluster.url()),
+        Duration::from_secs(60),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Redis Cluster"), "{err}");
+    assert!(err.contains("single node"), "{err}");
 }
