@@ -177,6 +177,14 @@ pub async fn run(
         .and_then(|()| world::write_workflows(&workflows, plan.rules.max(1)))
         .map_err(|e| BenchError::Setup(format!("workflows in {}: {e}", workflows.display())))?;
 
+    if let (Some(store), true) = (
+        &plan.store,
+        plan.contenders.contains(&Contender::SwitchboardStore),
+    ) {
+        // A store that cannot be used fails now, not after the other contenders ran.
+        let agent = fleet::FleetAgent::of(&world.agent, "echo", &workflows);
+        fleet::clear_store(store, &[agent]).await?;
+    }
     let mut outcomes = Vec::new();
     for (run, &contender) in plan.contenders.iter().enumerate() {
         control.reset().await?;

@@ -314,7 +314,7 @@ async fn a_redis_cluster_it_cannot_clear_is_refused_before_the_run() {
     let out = cli::output_within(
         cli::switchboard()
             .args(["bench", "--messages", "10", "--rooms", "1"])
-            .args(["--agents", "switchboard-store", "--store"])
+            .args(["--agents", "floor,switchboard-store", "--store"])
             .arg(cluster.url()),
         Duration::from_secs(60),
     )
@@ -323,4 +323,6 @@ async fn a_redis_cluster_it_cannot_clear_is_refused_before_the_run() {
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("Redis Cluster"), "{err}");
     assert!(err.contains("single node"), "{err}");
+    // Refused before any contender ran.
+    assert!(!err.contains("floor: starting"), "{err}");
 }
