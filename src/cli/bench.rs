@@ -170,6 +170,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(runs) = args.failover {
         return failover(&args, exe, runs).await;
     }
+    if args.store.is_some() && !contenders.contains(&Contender::SwitchboardStore) {
+        anyhow::bail!(
+            "--store is for the switchboard-store contender (add it to --agents), \
+             --fleet-agents and --failover; no contender of this run would use it"
+        );
+    }
     if contenders.contains(&Contender::SwitchboardStore) && args.store.is_none() {
         anyhow::bail!(
             "the switchboard-store contender needs a store: pass --store redis://HOST:PORT/DB \

@@ -222,6 +222,18 @@ async fn the_store_contender_answers_every_message_once() {
         .await;
     assert!(!keys.is_empty(), "the store holds none of the agent's keys");
 
+    // A store no contender uses: a clear error rather than a run that ignores it.
+    let out = cli::output_within(
+        cli::switchboard()
+            .args(["bench", "--agents", "floor", "--store"])
+            .arg(redis.url()),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("switchboard-store"), "{err}");
+
     // The store contender without a store: a clear error, nothing run.
     let out = cli::output_within(
         cli::switchboard().args(["bench", "--agents", "switchboard-store"]),
