@@ -22,8 +22,8 @@ use band_client::socket::{Socket, SocketConfig, SocketEvent};
 use band_wire::events::{Event, TopicKind};
 use band_wire::model::Mention;
 
+use super::load::quantile;
 use super::load::tag_of;
-use super::report::quantile;
 use super::world::{self, FleetWorld, Member, Room, World};
 use super::{log_tail, process, BenchError, Control, READY_LIMIT};
 use crate::effects::redis::{AgentKeys, RedisStore};

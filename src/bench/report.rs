@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fleet::{DensityFigures, FailoverFigures};
+use super::load::quantile;
 use super::{Contender, ContenderFigures};
 
 /// One contender's figures, ready to print or serialize.
@@ -44,15 +45,6 @@ pub struct Figures {
     pub peak_rss_mib: Option<f64>,
     /// Process start to ready, seconds.
     pub ready_s: Option<f64>,
-}
-
-/// The `q` quantile (0..=1) of sorted durations, nearest rank.
-pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
