@@ -7,8 +7,6 @@
 //! log (a torn last line from a crash is skipped); the log is folded into
 //! the snapshot at open and past [`COMPACT_AFTER`] lines.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
 use std::path::Path;
 use switchboard_workflow::secrets::{Redaction, Redactor};
 
@@ -17,20 +15,18 @@ use switchboard_engine::conversation::{
     StoredConversations,
 };
 
-use super::snapshot_log::{LoadFailure, SnapshotLog};
-use super::writer::{Sink, Writer};
+use super::snapshot_log::{Fold, OpenFailure, SnapshotLog};
+use super::writer::Writer;
 
 /// Log lines after which the writer folds the log into the snapshot.
 pub const COMPACT_AFTER: usize = 1_000;
 
 /// The snapshot with the log replayed over it, and the log's line count.
 fn load(paths: &SnapshotLog) -> Result<(StoredConversations, usize), ConversationStoreError> {
-    paths
-        .load(StoredConversations::apply)
-        .map_err(|failure| match failure {
-            LoadFailure::Read(path, e) => error(&path, format!("cannot read: {e}")),
-            LoadFailure::Parse(path, e) => error(&path, format!("not readable as JSON: {e}")),
-        })
+    paths.load(StoredConversations::apply).map_err(|failure| {
+        let failure = OpenFailure::Load(failure);
+        error(failure.path(), failure.reason())
+    })
 }
 
 fn error(path: &Path, message: String) -> ConversationStoreError {
@@ -40,50 +36,13 @@ fn error(path: &Path, message: String) -> ConversationStoreError {
     }
 }
 
-/// The log behind the writer thread, with a copy of what is kept to compact from.
-struct LogSink {
-    paths: SnapshotLog,
-    log: File,
-    kept: StoredConversations,
-    lines: usize,
-    bound: usize,
-    torn: bool,
-}
+/// Every change is synced with its batch: a taken conversation must be on
+/// disk before its answer's actions go out (see `rules::conversations`).
+impl Fold for StoredConversations {
+    type Line = ConversationChange;
 
-impl Sink for LogSink {
-    type Item = ConversationChange;
-
-    fn write_batch(&mut self, changes: Vec<ConversationChange>) -> io::Result<()> {
-        let mut bytes = Vec::new();
-        if self.torn {
-            // Start after whatever fragment a failed write left.
-            bytes.push(b'\n');
-        }
-        let count = changes.len();
-        for change in changes {
-            serde_json::to_writer(&mut bytes, &change).map_err(io::Error::other)?;
-            bytes.push(b'\n');
-            self.kept.apply(change);
-        }
-        // Always synced: a taken conversation must be on disk before its
-        // answer's actions go out (see `rules::conversations`).
-        let result = self
-            .log
-            .write_all(&bytes)
-            .and_then(|()| self.log.sync_data());
-        self.torn = result.is_err();
-        result?;
-        self.lines += count;
-        if self.lines > self.bound {
-            match self.paths.compact(&self.kept, Some(&self.log)) {
-                Ok(()) => self.lines = 0,
-                // The log stays whole; compaction is tried again next batch.
-                Err(e) => {
-                    tracing::warn!(path = %self.paths.snapshot.display(), error = %crate::error_chain::Chain(&e), "cannot compact the pending conversations")
-                }
-            }
-        }
-        Ok(())
+    fn apply(&mut self, change: ConversationChange) {
+        StoredConversations::apply(self, change);
     }
 }
 
@@ -107,27 +66,9 @@ impl ConversationFile {
         bound: usize,
     ) -> Result<ConversationFile, ConversationStoreError> {
         let paths = SnapshotLog::new(path);
-        let (kept, lines) = load(&paths)?;
-        // A torn fragment alone counts too: a line appended to it would be lost.
-        let torn = std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > 0);
-        if lines > 0 || torn {
-            paths
-                .compact(&kept, None)
-                .map_err(|e| error(&paths.snapshot, format!("cannot compact: {e}")))?;
-        }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&paths.log)
-            .map_err(|e| error(&paths.log, format!("cannot open: {e}")))?;
-        let sink = LogSink {
-            paths: paths.clone(),
-            log,
-            kept,
-            lines: 0,
-            bound,
-            torn: false,
-        };
+        let sink = paths
+            .open_sink::<StoredConversations>(bound, "pending conversations")
+            .map_err(|e| error(e.path(), e.reason()))?;
         let writer = Writer::spawn("conversations-writer", sink)
             .map_err(|e| error(&paths.log, format!("cannot start its writer: {e}")))?;
         Ok(ConversationFile {
@@ -199,6 +140,8 @@ pub(crate) fn redacted(change: ConversationChange, redactor: &Redactor) -> Conve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     #[test]
     fn a_torn_last_line_is_skipped_and_the_log_is_folded_at_open() {

@@ -7,8 +7,7 @@
 //! into the snapshot (temp file + rename, then the log truncated) at open and
 //! whenever it grows past a bound.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use chrono::Utc;
@@ -16,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use switchboard_engine::state::{Change, Entries, StateError, StatePersistence, Stored};
 use switchboard_workflow::secrets::Redaction;
 
-use super::snapshot_log::{LoadFailure, SnapshotLog};
-use super::writer::{Sink, Writer};
+use super::snapshot_log::{Fold, LoadFailure, OpenFailure, SnapshotLog};
+use super::writer::Writer;
 
 /// Log lines after which the writer folds the log into the snapshot: a
 /// bound on the log's size and on the replay at the next start.
@@ -26,15 +25,20 @@ pub const COMPACT_AFTER: usize = 10_000;
 /// One line of the log.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum LogLine {
+pub enum LogLine {
     /// `key` holds `stored`.
     Set {
+        /// The key.
         key: String,
+        /// Its value and expiry.
         #[serde(flatten)]
         stored: Stored,
     },
     /// `key` is gone.
-    Unset { key: String },
+    Unset {
+        /// The key.
+        key: String,
+    },
 }
 
 impl From<Change> for LogLine {
@@ -48,18 +52,14 @@ impl From<Change> for LogLine {
 
 /// The snapshot with the log replayed over it, and the log's line count.
 fn load(paths: &SnapshotLog) -> Result<(Entries, usize), StateError> {
-    paths.load(apply).map_err(|failure| match failure {
-        LoadFailure::Read(path, source) => StateError::Read { path, source },
-        LoadFailure::Parse(path, source) => StateError::Parse { path, source },
-    })
+    paths.load(<Entries as Fold>::apply).map_err(load_error)
 }
 
-/// Folds `entries` into the snapshot (expired keys dropped), then empties
-/// the log.
-fn compact(paths: &SnapshotLog, entries: &mut Entries, log: Option<&File>) -> io::Result<()> {
-    let now = Utc::now();
-    entries.retain(|_, e| e.live(now));
-    paths.compact(&*entries, log)
+fn load_error(failure: LoadFailure) -> StateError {
+    match failure {
+        LoadFailure::Read(path, source) => StateError::Read { path, source },
+        LoadFailure::Parse(path, source) => StateError::Parse { path, source },
+    }
 }
 
 fn write_error(path: &Path) -> impl Fn(io::Error) -> StateError {
@@ -70,71 +70,33 @@ fn write_error(path: &Path) -> impl Fn(io::Error) -> StateError {
     }
 }
 
-fn apply(entries: &mut Entries, line: LogLine) {
-    match line {
-        LogLine::Set { key, stored } => {
-            entries.insert(key, stored);
-        }
-        LogLine::Unset { key } => {
-            entries.remove(&key);
-        }
-    }
-}
+impl Fold for Entries {
+    type Line = LogLine;
 
-/// The log behind the writer thread, with a copy of the state to compact from.
-struct StateSink {
-    paths: SnapshotLog,
-    log: File,
-    entries: Entries,
-    lines: usize,
-    bound: usize,
-    torn: bool,
-}
-
-impl Sink for StateSink {
-    type Item = Change;
-
-    fn write_batch(&mut self, changes: Vec<Change>) -> io::Result<()> {
-        let mut bytes = Vec::new();
-        if self.torn {
-            // Start after whatever fragment a failed write left.
-            bytes.push(b'\n');
-        }
-        let count = changes.len();
-        for change in changes {
-            let line = LogLine::from(change);
-            serde_json::to_writer(&mut bytes, &line).map_err(io::Error::other)?;
-            bytes.push(b'\n');
-            apply(&mut self.entries, line);
-        }
-        let result = self
-            .log
-            .write_all(&bytes)
-            .and_then(|()| self.log.sync_data());
-        self.torn = result.is_err();
-        if let Err(e) = &result {
-            // The state in memory is right; what a restart sees may be older.
-            tracing::warn!(path = %self.paths.log.display(), error = %crate::error_chain::Chain(&e), "cannot save state");
-            return result;
-        }
-        self.lines += count;
-        if self.lines > self.bound {
-            match compact(&self.paths, &mut self.entries, Some(&self.log)) {
-                Ok(()) => self.lines = 0,
-                // The log stays whole; compaction is tried again next batch.
-                Err(e) => {
-                    tracing::warn!(path = %self.paths.snapshot.display(), error = %crate::error_chain::Chain(&e), "cannot compact state")
-                }
+    fn apply(&mut self, line: LogLine) {
+        match line {
+            LogLine::Set { key, stored } => {
+                self.insert(key, stored);
+            }
+            LogLine::Unset { key } => {
+                self.remove(&key);
             }
         }
-        Ok(())
+    }
+
+    /// Expired keys are not written into the snapshot.
+    fn prune(&mut self) -> bool {
+        let now = Utc::now();
+        let before = self.len();
+        self.retain(|_, e| e.live(now));
+        self.len() != before
     }
 }
 
 /// The state kept in files (see the module documentation).
 pub struct StateFile {
     paths: SnapshotLog,
-    writer: Writer<Change>,
+    writer: Writer<LogLine>,
     /// Secrets in a key or value are written as `[secret:NAME]`.
     redaction: Redaction,
 }
@@ -149,25 +111,12 @@ impl StateFile {
     /// [`StateFile::open`] with the log compacted past `bound` lines.
     pub fn open_bounded(path: &Path, bound: usize) -> Result<StateFile, StateError> {
         let paths = SnapshotLog::new(path);
-        let (mut entries, lines) = load(&paths)?;
-        // A torn fragment alone counts too: a line appended to it would be lost.
-        let torn = std::fs::metadata(&paths.log).is_ok_and(|m| m.len() > 0);
-        if lines > 0 || torn {
-            compact(&paths, &mut entries, None).map_err(write_error(&paths.snapshot))?;
-        }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&paths.log)
-            .map_err(write_error(&paths.log))?;
-        let sink = StateSink {
-            paths: paths.clone(),
-            log,
-            entries,
-            lines: 0,
-            bound,
-            torn: false,
-        };
+        let sink = paths
+            .open_sink::<Entries>(bound, "state")
+            .map_err(|failure| match failure {
+                OpenFailure::Load(failure) => load_error(failure),
+                OpenFailure::Write(path, source) => StateError::Write { path, source },
+            })?;
         let writer = Writer::spawn("state-writer", sink).map_err(write_error(&paths.log))?;
         Ok(StateFile {
             paths,
@@ -221,7 +170,7 @@ impl StatePersistence for StateFile {
                 Change::Unset { key } => *key = redactor.redact(key).into_owned(),
             }
         }
-        if !self.writer.send(Some(change), None) {
+        if !self.writer.send(Some(LogLine::from(change)), None) {
             tracing::warn!(path = %self.paths.log.display(), "cannot save state: its writer has stopped");
         }
     }
@@ -231,6 +180,8 @@ impl StatePersistence for StateFile {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fs::OpenOptions;
+    use std::io::Write;
     use std::sync::Arc;
     use std::time::Duration;
     use switchboard_engine::StateStore;
