@@ -433,6 +433,21 @@ impl Problems<'_> {
         self.push(key.loc, format!("unknown key `{got}` in {what}"), hint);
     }
 
+    /// A whole number from 1, or an error at the value.
+    fn count<N: TryFrom<i64>>(&mut self, value: &Node, key: &str) -> Option<N> {
+        match value.kind {
+            Kind::Int(n) if n >= 1 => N::try_from(n).ok(),
+            _ => {
+                self.push(
+                    value.loc,
+                    format!("`{key}` must be a whole number from 1"),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
     /// A non-empty string, or an error at the value.
     fn string(&mut self, value: &Node, key: &str) -> Option<String> {
         match &value.kind {
@@ -603,10 +618,7 @@ impl Problems<'_> {
                 "allow_env" => {
                     allow_env = self.strings(value, &k).into_iter().map(|(_, s)| s).collect()
                 }
-                "max_attempts" => match value.kind {
-                    Kind::Int(n) if n >= 1 => max_attempts = u64::try_from(n).ok(),
-                    _ => self.push(value.loc, "`max_attempts` must be a whole number from 1", None),
-                },
+                "max_attempts" => max_attempts = self.count(value, &k),
                 "retry_delay" => {
                     if let Some(text) = self.string(value, &k) {
                         match switchboard_workflow::duration::parse_duration(&text) {
@@ -643,18 +655,8 @@ impl Problems<'_> {
                         Some(addr)
                     })
                 }
-                "webhook_queue" => match value.kind {
-                    Kind::Int(n) if n >= 1 => webhook_queue = usize::try_from(n).ok(),
-                    _ => self.push(value.loc, "`webhook_queue` must be a whole number from 1", None),
-                },
-                "max_pending_per_person" => match value.kind {
-                    Kind::Int(n) if n >= 1 => max_pending_per_person = usize::try_from(n).ok(),
-                    _ => self.push(
-                        value.loc,
-                        "`max_pending_per_person` must be a whole number from 1",
-                        None,
-                    ),
-                },
+                "webhook_queue" => webhook_queue = self.count(value, &k),
+                "max_pending_per_person" => max_pending_per_person = self.count(value, &k),
                 "llm_url" => llm_url = self.string(value, &k).map(|s| (value.loc, s)),
                 "llm_model" => llm_model = self.string(value, &k).map(|s| (value.loc, s)),
                 "llm_key_file" => llm_key_file = self.string(value, &k).map(|s| (value.loc, s)),
