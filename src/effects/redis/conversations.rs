@@ -58,15 +58,13 @@ impl RedisConversations {
         })
     }
 
-    fn error(&self, e: &StoreError) -> ConversationStoreError {
-        ConversationStoreError {
-            place: format!(
-                "{} {}",
-                self.space.store().shown(),
-                conversations_key(&self.space)
-            ),
-            message: crate::error_chain::Chain(e).to_string(),
-        }
+    /// Where the conversations are, for errors: the store and their key.
+    fn place(&self) -> String {
+        format!(
+            "{} {}",
+            self.space.store().shown(),
+            conversations_key(&self.space)
+        )
     }
 }
 
@@ -109,12 +107,10 @@ impl ConversationStore for RedisConversations {
             }
         };
         let written = space.writer().write(vec![op]);
-        let failed = self.error(&StoreError::LeaseLost {
-            agent: space.keys().agent().to_owned(),
-        });
+        let place = self.place();
         Box::pin(async move {
             written.await.map_err(|e| ConversationStoreError {
-                place: failed.place,
+                place,
                 message: crate::error_chain::Chain(&e).to_string(),
             })
         })

@@ -83,15 +83,13 @@ impl RedisJournal {
         })
     }
 
-    fn error(&self, e: StoreError) -> JournalError {
-        JournalError {
-            path: PathBuf::from(format!(
-                "{} {}",
-                self.space.store().shown(),
-                self.space.keys().key("journal")
-            )),
-            source: std::io::Error::other(e),
-        }
+    /// Where the journal is, for errors: the store and its index key.
+    fn place(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "{} {}",
+            self.space.store().shown(),
+            self.space.keys().key("journal")
+        ))
     }
 }
 
@@ -146,23 +144,12 @@ impl JournalStore for RedisJournal {
             ],
         };
         let written = space.writer().write(ops);
-        let path = PathBuf::from(format!(
-            "{} {}",
-            space.store().shown(),
-            space.keys().key("journal")
-        ));
+        let path = self.place();
         Box::pin(async move {
             written.await.map_err(|e| JournalError {
                 path,
                 source: std::io::Error::other(e),
             })
         })
-    }
-}
-
-impl RedisJournal {
-    /// Waits until every record queued so far is written.
-    pub async fn flush(&self) -> Result<(), JournalError> {
-        self.space.flush().await.map_err(|e| self.error(e))
     }
 }

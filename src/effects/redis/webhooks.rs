@@ -179,7 +179,7 @@ impl RedisWebhooks {
                 &pending_key(space),
                 format!("the queueing script answered {other}"),
             )),
-            Err(e) if e.code() == Some("FENCED") => {
+            Err(e) if super::writer::is_fenced(&e) => {
                 fence.mark_lost();
                 Err(lost())
             }

@@ -39,6 +39,12 @@ end
 return 1
 ";
 
+/// True for the refusal of a script that found the lease not held by this
+/// process (its error code `FENCED`, here and in the webhook queue's push).
+pub(crate) fn is_fenced(e: &redis::RedisError) -> bool {
+    e.code() == Some("FENCED")
+}
+
 /// One command on one key of the agent (`HSET key field value`).
 #[derive(Debug, Clone)]
 pub(crate) struct Op {
@@ -177,7 +183,7 @@ async fn write(
         let mut conn = store.conn();
         match inv.invoke_async::<i64>(&mut conn).await {
             Ok(_) => return Ok(()),
-            Err(e) if e.code() == Some("FENCED") => {
+            Err(e) if is_fenced(&e) => {
                 fence.mark_lost();
                 return Err(StoreError::LeaseLost { agent: agent() });
             }
