@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::balance;
+use super::balance::{self, HeldLeases};
 use crate::agent::{Agent, AgentConfig, AgentError, StateDirChoice};
 use crate::effects::redis::{AgentKeys, AgentSpace, Lease, RedisStore};
 use crate::error_chain::Chain;
@@ -53,17 +53,9 @@ pub async fn run(
         };
         (said_waiting, said_unreachable) = (false, false);
         tracing::info!(agent = %agent_id, store = %store.shown(), "took the agent's lease; starting it here");
-        let renewals = {
-            let (store, held) = (store.clone(), held.clone());
-            tokio::spawn(async move {
-                while !held.fence().is_lost() {
-                    tokio::time::sleep(tick).await;
-                    if let Err(e) = Lease::renew_all(&store, std::slice::from_ref(&held)).await {
-                        tracing::warn!(error = %Chain(&e), "cannot renew the lease; the agent runs until its own part of it ends");
-                    }
-                }
-            })
-        };
+        // Renewed by a task of its own until dropped, as a fleet's leases are.
+        let renewals = HeldLeases::new(store.clone(), tick);
+        renewals.insert(agent_id.to_owned(), held.clone());
         let group = TaskGroup::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut agent = {
@@ -94,25 +86,21 @@ pub async fn run(
                     _ = held.fence().ended() => None,
                 };
                 group.abort_all();
-                renewals.abort();
-                if let Err(e) = held.release().await {
-                    tracing::warn!(error = %Chain(&e), "cannot hand the lease back; it expires by itself");
-                }
+                drop(renewals);
+                held.give_back().await;
                 return match ended {
                     Some(Ok(result)) => result,
                     _ => Ok(()),
                 };
             }
         };
-        renewals.abort();
+        drop(renewals);
         match outcome {
             // Lost: wait for the lease again.
             None => continue,
             Some(ended) => {
                 group.abort_all();
-                if let Err(e) = held.release().await {
-                    tracing::warn!(error = %Chain(&e), "cannot hand the lease back; it expires by itself");
-                }
+                held.give_back().await;
                 return match ended {
                     Ok(result) => result,
                     Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

@@ -336,9 +336,7 @@ impl FleetRun {
             for name in gone {
                 if let Some(lease) = shared.leases.remove(&name) {
                     shared.releasing.remove(&name);
-                    if let Err(e) = lease.release().await {
-                        tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
-                    }
+                    lease.give_back().await;
                 }
             }
         }
@@ -393,9 +391,7 @@ impl FleetRun {
                 tokio::time::Instant::now() + balance::COOLDOWN,
             );
             if let Some(lease) = shared.leases.remove(&name) {
-                if let Err(e) = lease.release().await {
-                    tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
-                }
+                lease.give_back().await;
             }
         }
         let now = tokio::time::Instant::now();
@@ -520,9 +516,7 @@ impl FleetRun {
                     if let Some(agent) = running {
                         stop_agent(name.clone(), agent).await;
                     }
-                    if let Err(e) = lease.release().await {
-                        tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
-                    }
+                    lease.give_back().await;
                     let _ = done.send(name);
                 });
             }
@@ -551,10 +545,8 @@ impl FleetRun {
             .collect();
         futures_util::future::join_all(stops).await;
         if let Some(shared) = &mut self.shared {
-            for (name, lease) in shared.leases.take_all() {
-                if let Err(e) = lease.release().await {
-                    tracing::warn!(agent = %name, error = %Chain(&e), "cannot hand the lease back; it expires by itself");
-                }
+            for lease in shared.leases.take_all().into_values() {
+                lease.give_back().await;
             }
             if let Err(e) = shared.registry.leave().await {
                 tracing::warn!(error = %Chain(&e), "cannot leave the fleet's registry; this process stops counting within a lease time");

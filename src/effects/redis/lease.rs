@@ -229,6 +229,15 @@ impl Lease {
         }
     }
 
+    /// [`Lease::release`], a failure only logged: the lease then expires by
+    /// itself within its time.
+    pub async fn give_back(&self) {
+        if let Err(e) = self.release().await {
+            let agent = self.fence.keys.agent();
+            tracing::warn!(agent_id = %agent, error = %crate::error_chain::Chain(&e), "cannot hand the lease back; it expires by itself");
+        }
+    }
+
     /// Gives the lease back (when it is still this process's) so another
     /// process can take the agent at once; writes are refused from now on.
     pub async fn release(&self) -> Result<(), StoreError> {
